@@ -1,0 +1,3 @@
+"""wgmesh: declarative, reviewable WireGuard full meshes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from wgmesh.cli import main
+
+main()
