@@ -1,0 +1,494 @@
+"""Reading a node: one remote shell command, and pure parsers of what it prints.
+
+`read_command()` builds a POSIX sh script that prints marked sections (`@@wgmesh:<name>` lines).
+Secrets never leave the node: the script replaces the interface private key and every preshared key
+in the `wg show IF dump` output before printing it. The parsers below turn the text into a `LiveState`
+and never keep a private key, even when handed one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wgmesh.model import KEY_DIR, IPInterface, IPNetwork
+
+MARK = "@@wgmesh:"
+FORMAT = "v1"
+HIDDEN = "(hidden)"
+NONE = "(none)"
+_DUMP_IFACE_FIELDS = 4
+_DUMP_PEER_FIELDS = 8
+_LINK_LOCAL = (ipaddress.ip_network("fe80::/10"), ipaddress.ip_network("169.254.0.0/16"))
+_MULTICAST = (ipaddress.ip_network("ff00::/8"), ipaddress.ip_network("224.0.0.0/4"))
+
+
+class ParseError(ValueError):
+    """Output of a node that cannot be understood. Messages never quote key material."""
+
+
+@dataclass(frozen=True)
+class InterfaceDump:
+    """The interface line of `wg show IF dump`, without the private key."""
+
+    public_key: str | None
+    listen_port: int | None
+    fwmark: int | None
+
+
+@dataclass(frozen=True)
+class LivePeer:
+    public_key: str
+    endpoint: str | None
+    allowed_ips: frozenset[IPNetwork]
+    persistent_keepalive: int
+    latest_handshake: int
+    rx_bytes: int
+    tx_bytes: int
+    has_preshared_key: bool
+
+
+@dataclass(frozen=True)
+class LiveState:
+    interface: str
+    interface_exists: bool
+    public_key: str | None
+    listen_port: int | None
+    fwmark: int | None
+    peers: Mapping[str, LivePeer]
+    addresses: frozenset[IPInterface]
+    mtu: int | None
+    link_up: bool
+    routes: frozenset[IPNetwork]
+    key_file_exists: bool
+    key_file_public_key: str | None
+    config_exists: bool
+    config_sha256: str | None
+    resolved: Mapping[str, frozenset[str]]
+    wg_quick_unit_enabled: bool | None
+
+
+# ---------------------------------------------------------------------------------------------
+# The remote command
+
+
+_REDACT_AWK = (
+    'BEGIN { OFS = "\\t" } '
+    'NR == 1 { $1 = "(hidden)"; print; next } '
+    '{ if ($2 != "(none)") $2 = "(hidden)"; print }'
+)
+
+
+def read_command(interface: str, resolve_hosts: Iterable[str] = ()) -> str:
+    """One POSIX sh script that prints every section `parse_read_output` needs, in one round trip.
+
+    Exits 0 even when the interface does not exist. Private and preshared keys are replaced on the node.
+    """
+    q_if = shlex.quote(interface)
+    key = shlex.quote(f"{KEY_DIR}/{interface}.key")
+    conf = shlex.quote(f"{KEY_DIR}/{interface}.conf")
+    unit = shlex.quote(f"wg-quick@{interface}")
+    lines = [
+        "LC_ALL=C; export LC_ALL",
+        'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH',
+        "umask 077",
+        f"echo '{MARK}{FORMAT}'",
+        f"echo '{MARK}wg'",
+        f"wg show {q_if} dump 2>/dev/null | awk -F '\\t' {shlex.quote(_REDACT_AWK)}",
+        f"echo '{MARK}link'",
+        f"ip -j link show dev {q_if} 2>/dev/null",
+        f"echo '{MARK}addr'",
+        f"ip -j addr show dev {q_if} 2>/dev/null",
+        f"echo '{MARK}route4'",
+        f"ip -j -4 route show table main dev {q_if} 2>/dev/null",
+        f"echo '{MARK}route6'",
+        f"ip -j -6 route show table main dev {q_if} 2>/dev/null",
+        f"echo '{MARK}keyfile'",
+        f"if [ -f {key} ]; then echo present; wg pubkey < {key} 2>/dev/null; else echo absent; fi",
+        f"echo '{MARK}conf'",
+        f"if [ -f {conf} ]; then echo present; sha256sum < {conf} | cut -d ' ' -f 1; else echo absent; fi",
+        f"echo '{MARK}systemd'",
+        "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then "
+        f"systemctl is-enabled {unit} 2>/dev/null || true; else echo no-systemd; fi",
+    ]
+    hosts = list(dict.fromkeys(resolve_hosts))
+    if hosts:
+        lines.append("if command -v timeout >/dev/null 2>&1; then T='timeout 5'; else T=; fi")
+    for host in hosts:
+        q_host = shlex.quote(host)
+        lines.append(f"printf '{MARK}resolve %s\\n' {q_host}")
+        lines.append(f"$T getent ahosts {q_host} 2>/dev/null")
+    lines.append(f"echo '{MARK}end'")
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parsers
+
+
+def _is_key(value: str) -> bool:
+    if len(value) != 44:
+        return False
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 32 and base64.b64encode(raw).decode() == value
+
+
+def _public_key(value: str, what: str, line_no: int) -> str:
+    if not _is_key(value):
+        raise ParseError(f"wg dump line {line_no}: {what} is not a WireGuard key")
+    return value
+
+
+def _int(value: str, what: str, line_no: int) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise ParseError(f"wg dump line {line_no}: {what} is not a number") from None
+    if number < 0:
+        raise ParseError(f"wg dump line {line_no}: {what} is negative")
+    return number
+
+
+def _fwmark(value: str, line_no: int) -> int | None:
+    if value in ("off", "0"):
+        return None
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise ParseError(f"wg dump line {line_no}: fwmark {value!r} is not a number") from None
+
+
+def _endpoint(value: str, line_no: int) -> str | None:
+    if value == NONE:
+        return None
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        want_version = 6
+    else:
+        want_version = 4
+    try:
+        version = ipaddress.ip_address(host.split("%", 1)[0]).version
+    except ValueError:
+        version = 0
+    if not sep or not port.isdigit() or version != want_version or not 0 < int(port) < 65536:
+        raise ParseError(f"wg dump line {line_no}: endpoint {value!r} is not address:port")
+    return value
+
+
+def _allowed_ips(value: str, line_no: int) -> frozenset[IPNetwork]:
+    if value == NONE:
+        return frozenset()
+    try:
+        return frozenset(ipaddress.ip_network(p, strict=False) for p in value.split(","))
+    except ValueError:
+        raise ParseError(f"wg dump line {line_no}: allowed-ips {value!r} is not a list of prefixes") from None
+
+
+def _interface_line(fields: list[str], line_no: int) -> InterfaceDump:
+    if len(fields) != _DUMP_IFACE_FIELDS:
+        raise ParseError(
+            f"wg dump line {line_no}: interface line has {len(fields)} fields, expected {_DUMP_IFACE_FIELDS}"
+        )
+    # fields[0] is the private key (or "(hidden)"/"(none)"): dropped unread.
+    public_key = None if fields[1] == NONE else _public_key(fields[1], "public key", line_no)
+    port = _int(fields[2], "listen port", line_no)
+    return InterfaceDump(public_key=public_key, listen_port=port or None, fwmark=_fwmark(fields[3], line_no))
+
+
+def _peer_line(fields: list[str], line_no: int) -> LivePeer:
+    if len(fields) != _DUMP_PEER_FIELDS:
+        raise ParseError(
+            f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}"
+        )
+    keepalive = fields[7]
+    return LivePeer(
+        public_key=_public_key(fields[0], "peer public key", line_no),
+        endpoint=_endpoint(fields[2], line_no),
+        allowed_ips=_allowed_ips(fields[3], line_no),
+        persistent_keepalive=0 if keepalive == "off" else _int(keepalive, "keepalive", line_no),
+        latest_handshake=_int(fields[4], "latest handshake", line_no),
+        rx_bytes=_int(fields[5], "rx bytes", line_no),
+        tx_bytes=_int(fields[6], "tx bytes", line_no),
+        has_preshared_key=fields[1] != NONE,
+    )
+
+
+def _add_peer(peers: dict[str, LivePeer], peer: LivePeer, line_no: int) -> None:
+    if peer.public_key in peers:
+        raise ParseError(f"wg dump line {line_no}: peer {peer.public_key} listed twice")
+    peers[peer.public_key] = peer
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+def parse_dump(text: str) -> tuple[InterfaceDump | None, dict[str, LivePeer]]:
+    """`wg show IF dump`: the interface line, then one line per peer. Empty text: no interface."""
+    rows = _lines(text)
+    if not rows:
+        return None, {}
+    first_no, first = rows[0]
+    iface = _interface_line(first.split("\t"), first_no)
+    peers: dict[str, LivePeer] = {}
+    for line_no, line in rows[1:]:
+        _add_peer(peers, _peer_line(line.split("\t"), line_no), line_no)
+    return iface, peers
+
+
+def parse_dump_all(text: str) -> dict[str, tuple[InterfaceDump, dict[str, LivePeer]]]:
+    """`wg show all dump`: the same lines, each prefixed by the interface name."""
+    out: dict[str, tuple[InterfaceDump, dict[str, LivePeer]]] = {}
+    for line_no, line in _lines(text):
+        name, *fields = line.split("\t")
+        if len(fields) == _DUMP_IFACE_FIELDS:
+            if name in out:
+                raise ParseError(f"wg dump line {line_no}: interface {name!r} listed twice")
+            out[name] = (_interface_line(fields, line_no), {})
+        elif len(fields) == _DUMP_PEER_FIELDS:
+            if name not in out:
+                raise ParseError(f"wg dump line {line_no}: peer of {name!r} before its interface line")
+            _add_peer(out[name][1], _peer_line(fields, line_no), line_no)
+        else:
+            raise ParseError(
+                f"wg dump line {line_no}: {len(fields) + 1} fields, expected "
+                f"{_DUMP_IFACE_FIELDS + 1} or {_DUMP_PEER_FIELDS + 1}"
+            )
+    return out
+
+
+def _json_list(json_text: str, what: str) -> list[dict[str, Any]]:
+    if not json_text.strip():
+        return []
+    try:
+        data = json.loads(json_text)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"{what}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        raise ParseError(f"{what}: expected a JSON list of objects")
+    return data
+
+
+def _in_any(net: IPNetwork, blocks: tuple[IPNetwork, ...]) -> bool:
+    return any(net.version == b.version and net.subnet_of(b) for b in blocks)  # type: ignore[arg-type]
+
+
+def parse_ip_addr(json_text: str) -> tuple[frozenset[IPInterface], int | None, bool]:
+    """`ip -j addr show dev IF` -> (global addresses, mtu, link up). Empty text: no interface."""
+    links = _json_list(json_text, "ip addr")
+    if not links:
+        return frozenset(), None, False
+    if len(links) != 1:
+        raise ParseError(f"ip addr: expected one interface, got {len(links)}")
+    link = links[0]
+    addresses: set[IPInterface] = set()
+    try:
+        for info in link.get("addr_info", []):
+            if info.get("scope") != "global" or info.get("family") not in ("inet", "inet6"):
+                continue
+            iface = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}")
+            if not _in_any(iface.network, _LINK_LOCAL):
+                addresses.add(iface)
+        mtu = link.get("mtu")
+        flags = link.get("flags", [])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ParseError(f"ip addr: malformed address entry ({e})") from None
+    if mtu is not None and not isinstance(mtu, int):
+        raise ParseError("ip addr: mtu is not a number")
+    return frozenset(addresses), mtu, "UP" in flags
+
+
+def parse_ip_link(json_text: str) -> bool:
+    """`ip -j link show dev IF` -> whether the interface exists."""
+    return bool(_json_list(json_text, "ip link"))
+
+
+def _route_dst(route: dict[str, Any], family: int | None) -> IPNetwork:
+    dst = route.get("dst")
+    if not isinstance(dst, str):
+        raise ParseError("ip route: route without a destination")
+    if dst == "default":
+        version = family
+        for hint in ("gateway", "prefsrc"):
+            if version is None and isinstance(route.get(hint), str):
+                version = ipaddress.ip_address(route[hint]).version
+        if version is None:
+            raise ParseError("ip route: default route of unknown address family")
+        return ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+    try:
+        return ipaddress.ip_network(dst, strict=False)
+    except ValueError:
+        raise ParseError(f"ip route: destination {dst!r} is not a prefix") from None
+
+
+def parse_ip_route(json_text: str, *, family: int | None = None) -> frozenset[IPNetwork]:
+    """`ip -j [-4|-6] route show table main dev IF` -> the routes the tool manages.
+
+    Skips connected routes (proto kernel), non-unicast types, link-local and multicast prefixes.
+    `family` (4 or 6) tells what a `default` destination means; without it, it is taken from the gateway.
+    """
+    out: set[IPNetwork] = set()
+    for route in _json_list(json_text, "ip route"):
+        if route.get("protocol") == "kernel" or route.get("type", "unicast") != "unicast":
+            continue
+        net = _route_dst(route, family)
+        if not _in_any(net, _LINK_LOCAL + _MULTICAST):
+            out.add(net)
+    return frozenset(out)
+
+
+def parse_getent(text: str) -> frozenset[str]:
+    """`getent ahosts NAME` -> the set of addresses (canonical strings). Empty text: not resolved."""
+    out: set[str] = set()
+    for line_no, line in _lines(text):
+        token = line.split()[0].split("%", 1)[0]
+        try:
+            out.add(str(ipaddress.ip_address(token)))
+        except ValueError:
+            raise ParseError(f"getent line {line_no}: {token!r} is not an address") from None
+    return frozenset(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole read
+
+
+def _sections(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Split the script output into {section: body} and {resolve host: body}."""
+    sections: dict[str, list[str]] = {}
+    resolves: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    seen_end = False
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if not line.startswith(MARK):
+            if current is not None:
+                current.append(line)
+            continue
+        name = line[len(MARK) :]
+        if name.startswith("resolve "):
+            current = resolves.setdefault(name[len("resolve ") :], [])
+        elif name == "end":
+            seen_end = True
+            current = None
+        else:
+            if name in sections:
+                raise ParseError(f"read output: section {name!r} appears twice")
+            current = sections.setdefault(name, [])
+    if FORMAT not in sections:
+        raise ParseError(f"read output: missing the {MARK}{FORMAT} header (not wgmesh read output?)")
+    if not seen_end:
+        raise ParseError("read output: truncated (no end marker)")
+    missing = {"wg", "link", "addr", "route4", "route6", "keyfile", "conf", "systemd"} - sections.keys()
+    if missing:
+        raise ParseError(f"read output: missing sections {', '.join(sorted(missing))}")
+    return (
+        {k: "\n".join(v) for k, v in sections.items()},
+        {k: "\n".join(v) for k, v in resolves.items()},
+    )
+
+
+def _keyfile(body: str) -> tuple[bool, str | None]:
+    rows = [line for _, line in _lines(body)]
+    if not rows or rows[0] not in ("present", "absent"):
+        raise ParseError("read output: key file section malformed")
+    if rows[0] == "absent":
+        return False, None
+    pub = rows[1].strip() if len(rows) > 1 else ""
+    return True, pub if _is_key(pub) else None
+
+
+def _conf(body: str) -> tuple[bool, str | None]:
+    rows = [line.strip() for _, line in _lines(body)]
+    if not rows or rows[0] not in ("present", "absent"):
+        raise ParseError("read output: config section malformed")
+    if rows[0] == "absent":
+        return False, None
+    digest = rows[1] if len(rows) > 1 else ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ParseError("read output: config checksum malformed")
+    return True, digest
+
+
+def _systemd(body: str) -> bool | None:
+    rows = [line.strip() for _, line in _lines(body)]
+    if rows == ["no-systemd"]:
+        return None
+    return bool(rows) and rows[0] in ("enabled", "enabled-runtime")
+
+
+def parse_read_output(interface: str, text: str) -> LiveState:
+    """The output of `read_command(interface, hosts)` -> LiveState. Pure."""
+    sections, resolves = _sections(text)
+    exists = parse_ip_link(sections["link"])
+    iface, peers = parse_dump(sections["wg"])
+    addresses, mtu, up = parse_ip_addr(sections["addr"])
+    routes = parse_ip_route(sections["route4"], family=4) | parse_ip_route(sections["route6"], family=6)
+    key_exists, key_pub = _keyfile(sections["keyfile"])
+    conf_exists, conf_sha = _conf(sections["conf"])
+    return LiveState(
+        interface=interface,
+        interface_exists=exists,
+        public_key=iface.public_key if iface else None,
+        listen_port=iface.listen_port if iface else None,
+        fwmark=iface.fwmark if iface else None,
+        peers=peers,
+        addresses=addresses,
+        mtu=mtu,
+        link_up=up,
+        routes=routes,
+        key_file_exists=key_exists,
+        key_file_public_key=key_pub,
+        config_exists=conf_exists,
+        config_sha256=conf_sha,
+        resolved={host: parse_getent(body) for host, body in resolves.items()},
+        wg_quick_unit_enabled=_systemd(sections["systemd"]),
+    )
+
+
+def _normalized(state: LiveState) -> dict[str, Any]:
+    return {
+        "interface": state.interface,
+        "interface_exists": state.interface_exists,
+        "public_key": state.public_key,
+        "listen_port": state.listen_port,
+        "fwmark": state.fwmark,
+        "peers": [
+            {
+                "public_key": p.public_key,
+                "endpoint": p.endpoint,
+                "allowed_ips": sorted(str(n) for n in p.allowed_ips),
+                "persistent_keepalive": p.persistent_keepalive,
+                "has_preshared_key": p.has_preshared_key,
+            }
+            for p in sorted(state.peers.values(), key=lambda p: p.public_key)
+        ],
+        "addresses": sorted(str(a) for a in state.addresses),
+        "mtu": state.mtu,
+        "link_up": state.link_up,
+        "routes": sorted(str(r) for r in state.routes),
+        "key_file_exists": state.key_file_exists,
+        "key_file_public_key": state.key_file_public_key,
+        "config_exists": state.config_exists,
+        "config_sha256": state.config_sha256,
+        "resolved": {h: sorted(a) for h, a in sorted(state.resolved.items())},
+        "wg_quick_unit_enabled": state.wg_quick_unit_enabled,
+    }
+
+
+def fingerprint(state: LiveState) -> str:
+    """sha256 hex of the state without handshakes and traffic counters: detects stale saved plans."""
+    blob = json.dumps(_normalized(state), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
