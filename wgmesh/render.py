@@ -1,0 +1,173 @@
+"""Mesh -> each node's desired WireGuard config, and its wg-quick text. Pure: no I/O.
+
+The rendered file never holds a private key: wg-quick loads it on the node from
+/etc/wireguard/<interface>.key through the first PostUp line. It never sets SaveConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from wgmesh.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, Node
+
+KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    name: str
+    public_key: str
+    allowed_ips: tuple[IPNetwork, ...]
+    endpoint: Endpoint | None
+    persistent_keepalive: int  # 0 = off
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    node: str
+    interface: str
+    addresses: tuple[IPInterface, ...]
+    listen_port: int
+    mtu: int | None
+    post_up: tuple[str, ...]
+    post_down: tuple[str, ...]
+    peers: tuple[PeerConfig, ...]
+
+    @property
+    def key_post_up(self) -> str:
+        """The PostUp that loads the node's private key from its key file (always first)."""
+        return KEY_POST_UP
+
+    @property
+    def all_post_up(self) -> tuple[str, ...]:
+        return (KEY_POST_UP, *self.post_up)
+
+
+def _peer(this: Node, peer: Node) -> PeerConfig:
+    assert peer.public_key is not None
+    keepalive = this.persistent_keepalive if this.endpoint is None and peer.endpoint is not None else 0
+    return PeerConfig(peer.name, peer.public_key, peer.allowed_ips, peer.endpoint, keepalive)
+
+
+def _find(mesh: Mesh, name: str) -> Node:
+    try:
+        return mesh.node(name)
+    except KeyError:
+        names = mesh.node_names
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise KeyError(f"no node named {name!r} in {mesh.path} (nodes: {shown or 'none'})") from None
+
+
+def desired(mesh: Mesh, name: str) -> InterfaceConfig:
+    """The config node `name` should run. Works for any node, enrolled or not; peers are the other
+    enrolled nodes in file order. KeyError for an unknown name."""
+    node = _find(mesh, name)
+    peers = tuple(_peer(node, p) for p in mesh.nodes if p.enrolled and p.name != node.name)
+    return InterfaceConfig(
+        node=node.name,
+        interface=mesh.interface,
+        addresses=mesh.interface_addresses(node),
+        listen_port=node.listen_port,
+        mtu=node.mtu,
+        post_up=node.post_up,
+        post_down=node.post_down,
+        peers=peers,
+    )
+
+
+def header(mesh_name: str, node: str) -> str:
+    what = f"mesh {mesh_name}, node {node}" if mesh_name else f"node {node}"
+    return f"# Managed by wgmesh ({what}). Local edits are overwritten by wgmesh apply.\n"
+
+
+def interface_section(cfg: InterfaceConfig) -> str:
+    lines = ["[Interface]"]
+    if cfg.addresses:
+        lines.append("Address = " + ", ".join(str(a) for a in cfg.addresses))
+    lines.append(f"ListenPort = {cfg.listen_port}")
+    if cfg.mtu is not None:
+        lines.append(f"MTU = {cfg.mtu}")
+    lines.extend(f"PostUp = {c}" for c in cfg.all_post_up)
+    lines.extend(f"PostDown = {c}" for c in cfg.post_down)
+    return "\n".join(lines) + "\n"
+
+
+def peer_stanza(peer: PeerConfig) -> str:
+    """One peer: a blank line, `# name`, then [Peer] and its fields."""
+    text = (
+        f"\n# {peer.name}\n[Peer]\nPublicKey = {peer.public_key}\n"
+        f"AllowedIPs = {', '.join(str(n) for n in peer.allowed_ips)}\n"
+    )
+    if peer.endpoint is not None:
+        text += f"Endpoint = {peer.endpoint}\n"
+    if peer.persistent_keepalive > 0:
+        text += f"PersistentKeepalive = {peer.persistent_keepalive}\n"
+    return text
+
+
+def render(cfg: InterfaceConfig, mesh_name: str = "") -> str:
+    """wg-quick text for `cfg`: header comment, [Interface] (no PrivateKey), one [Peer] per peer."""
+    return header(mesh_name, cfg.node) + interface_section(cfg) + "".join(peer_stanza(p) for p in cfg.peers)
+
+
+def render_node(mesh: Mesh, name: str) -> str:
+    return render(desired(mesh, name), mesh.name)
+
+
+def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
+    """(name, text) for every node that is not decommissioned, identical to render_node() for each.
+
+    Fast for big meshes: each enrolled node's stanza is built once in both variants (with and
+    without keepalive); a node's peer list is then the mesh-wide text minus its own stanza.
+    """
+    enrolled = [n for n in mesh.nodes if n.enrolled]
+    keepalive = mesh.persistent_keepalive
+    plain: list[str] = []
+    nat: list[str] = []  # the stanzas as a node behind NAT sees them
+    for n in enrolled:
+        base = PeerConfig(n.name, n.public_key or "", n.allowed_ips, n.endpoint, 0)
+        text = peer_stanza(base)
+        plain.append(text)
+        if n.endpoint is not None and keepalive > 0:
+            nat.append(text + f"PersistentKeepalive = {keepalive}\n")
+        else:
+            nat.append(text)
+    plain_body, nat_body = _Joined(plain), _Joined(nat)
+    index = {n.name: i for i, n in enumerate(enrolled)}
+    for node in mesh.nodes:
+        if node.decommission:
+            continue
+        cfg = InterfaceConfig(
+            node=node.name,
+            interface=mesh.interface,
+            addresses=mesh.interface_addresses(node),
+            listen_port=node.listen_port,
+            mtu=node.mtu,
+            post_up=node.post_up,
+            post_down=node.post_down,
+            peers=(),
+        )
+        if node.endpoint is not None:
+            body = plain_body
+        elif node.persistent_keepalive == keepalive:
+            body = nat_body
+        else:  # a node keepalive unlike the mesh's (not from mesh.yaml): the plain path
+            yield node.name, render_node(mesh, node.name)
+            continue
+        yield node.name, header(mesh.name, node.name) + interface_section(cfg) + body.without(index.get(node.name))
+
+
+class _Joined:
+    """Concatenated stanzas with offsets, so 'all but one' is two slices."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.text = "".join(parts)
+        self.offsets = [0]
+        for p in parts:
+            self.offsets.append(self.offsets[-1] + len(p))
+
+    def without(self, i: int | None) -> str:
+        if i is None:
+            return self.text
+        return self.text[: self.offsets[i]] + self.text[self.offsets[i + 1] :]
