@@ -1,0 +1,629 @@
+"""Parsers of a node's live state, over real output captured in tests/fixtures/live (see capture.sh there)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from ipaddress import ip_interface, ip_network
+from pathlib import Path
+
+import pytest
+from nacl.public import PrivateKey
+
+from wgmesh.live import (
+    InterfaceDump,
+    LivePeer,
+    LiveState,
+    ParseError,
+    fingerprint,
+    parse_dump,
+    parse_dump_all,
+    parse_getent,
+    parse_ip_addr,
+    parse_ip_route,
+    parse_read_output,
+    read_command,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "live"
+
+# Public keys of the throwaway lab (capture.sh): P1/P3 are wg0 of namespaces a/b, P5 is wg1 of a.
+P1 = "aj6Hv5ZOCpNOowMFVU7K9L53JCmRmhi5P9FMXuUkmiY="
+P2 = "B/9Ach88bIF3MgaBbLZ/U9T1FrJ+dq7N2jAFwDLBZh8="
+P3 = "5LPci42qbheKBQbqAqaK2+YCPoprzF4FR+1SZLTllhQ="
+P4 = "5kOZ4ewN9E5LMtrSdXDQSUzwUf6Bx7AIz9qqyXaoxRE="
+P5 = "ouBkHfdC0EpRi64qk4KxJdnFiMRXer2axTcz3Ge3EGg="
+P6 = "o9ofeG2tillusI1+DyVTOQZKyEwoIm/cSHOtVOaJyC8="
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def nets(*prefixes: str) -> frozenset:
+    return frozenset(ip_network(p) for p in prefixes)
+
+
+def secrets_in(raw_dump: str) -> set[str]:
+    """The private and preshared keys printed in clear in a raw `wg show IF dump`."""
+    lines = [line.split("\t") for line in raw_dump.splitlines() if line]
+    found = {lines[0][0]} | {fields[1] for fields in lines[1:]}
+    return found - {"(none)"}
+
+
+def derive_public(private_b64: str) -> str:
+    return base64.b64encode(bytes(PrivateKey(base64.b64decode(private_b64)).public_key)).decode()
+
+
+# --------------------------------------------------------------------------------------------- wg dump
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "peer_count"),
+    [
+        ("wg_dump_a_wg0.txt", InterfaceDump(P1, 51820, 0x1234), 3),
+        ("wg_dump_a_wg1.txt", InterfaceDump(P5, 51900, None), 1),
+        ("wg_dump_b_wg0.txt", InterfaceDump(P3, 51821, None), 1),
+        ("wg_dump_b_wgnokey.txt", InterfaceDump(None, 49532, None), 0),
+    ],
+)
+def test_parse_dump_interface_line(name: str, expected: InterfaceDump, peer_count: int) -> None:
+    iface, peers = parse_dump(fixture(name))
+    assert iface == expected
+    assert len(peers) == peer_count
+    assert all(key == peer.public_key for key, peer in peers.items())
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "endpoint", "allowed", "keepalive", "psk"),
+    [
+        ("wg_dump_a_wg0.txt", P2, "192.0.2.10:51820", ("10.77.0.2/32", "fd77::2/128", "192.168.50.0/24"), 25, True),
+        ("wg_dump_a_wg0.txt", P3, "[fd00:abcd::3]:51821", ("10.77.0.3/32", "fd77::3/128", "fd99:1::/48"), 0, False),
+        ("wg_dump_a_wg0.txt", P4, None, ("10.77.0.4/32",), 0, False),
+        ("wg_dump_a_wg1.txt", P6, "198.51.100.7:51900", ("10.88.0.6/32",), 0, False),
+        ("wg_dump_b_wg0.txt", P1, "[fd00:abcd::1]:51820", ("10.77.0.1/32", "fd77::1/128"), 15, False),
+    ],
+)
+def test_parse_dump_peers(
+    name: str, key: str, endpoint: str | None, allowed: tuple[str, ...], keepalive: int, psk: bool
+) -> None:
+    _, peers = parse_dump(fixture(name))
+    peer = peers[key]
+    assert peer.endpoint == endpoint
+    assert peer.allowed_ips == nets(*allowed)
+    assert peer.persistent_keepalive == keepalive
+    assert peer.has_preshared_key is psk
+
+
+def test_parse_dump_counters_of_a_peer_that_shook_hands() -> None:
+    # b pinged a through the tunnel before the capture: the peer has a handshake and traffic both ways.
+    _, peers = parse_dump(fixture("wg_dump_b_wg0.txt"))
+    peer = peers[P1]
+    assert peer.latest_handshake > 1_600_000_000
+    assert peer.rx_bytes > 0
+    assert peer.tx_bytes > 0
+    _, silent = parse_dump(fixture("wg_dump_a_wg0.txt"))
+    assert silent[P4].latest_handshake == 0
+    assert silent[P4].rx_bytes == silent[P4].tx_bytes == 0
+
+
+@pytest.mark.parametrize("name", ["wg_dump_a_wg0.txt", "wg_dump_a_wg1.txt", "wg_dump_b_wg0.txt"])
+def test_parse_dump_keeps_no_secret(name: str) -> None:
+    raw = fixture(name)
+    secrets = secrets_in(raw)
+    assert secrets, "the raw fixture holds the lab's private key"
+    parsed = repr(parse_dump(raw))
+    for secret in secrets:
+        assert secret not in parsed
+
+
+def test_raw_fixture_private_key_matches_its_public_key() -> None:
+    # Guards the fixture itself: field 1 really is the private key of field 2.
+    first = fixture("wg_dump_a_wg0.txt").splitlines()[0].split("\t")
+    assert derive_public(first[0]) == first[1] == P1
+
+
+def redact(raw: str) -> str:
+    """What the node-side awk does, written independently to compare parse results."""
+    out = []
+    for n, line in enumerate(raw.splitlines()):
+        fields = line.split("\t")
+        if n == 0:
+            fields[0] = "(hidden)"
+        elif fields[1] != "(none)":
+            fields[1] = "(hidden)"
+        out.append("\t".join(fields))
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("name", ["wg_dump_a_wg0.txt", "wg_dump_a_wg1.txt", "wg_dump_b_wgnokey.txt"])
+def test_parse_dump_redacted_equals_raw(name: str) -> None:
+    raw = fixture(name)
+    assert parse_dump(redact(raw)) == parse_dump(raw)
+
+
+def test_parse_dump_empty_means_no_interface() -> None:
+    assert parse_dump("") == (None, {})
+    assert parse_dump("\n") == (None, {})
+
+
+@pytest.mark.parametrize(
+    ("fwmark", "expected"),
+    [("off", None), ("0x1234", 0x1234), ("0xffffffff", 0xFFFFFFFF), ("4660", 4660), ("0", None)],
+)
+def test_parse_dump_fwmark(fwmark: str, expected: int | None) -> None:
+    iface, _ = parse_dump(f"(hidden)\t{P1}\t51820\t{fwmark}\n")
+    assert iface is not None
+    assert iface.fwmark == expected
+
+
+PEER_OK = f"{P2}\t(none)\t192.0.2.10:51820\t10.0.0.2/32\t0\t0\t0\toff"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"(hidden)\t{P1}\t51820\n", "interface line has 3 fields"),
+        (f"(hidden)\t{P1}\t51820\t0x1234\textra\n", "interface line has 5 fields"),
+        (f"(hidden)\t{P1}\tport\toff\n", "listen port is not a number"),
+        ("(hidden)\tnot-a-key\t51820\toff\n", "public key is not a WireGuard key"),
+        (f"(hidden)\t{P1}\t51820\t0xzz\n", "fwmark"),
+        (f"(hidden)\t{P1}\t51820\toff\n{P2}\t(none)\t(none)\t10.0.0.2/32\t0\t0\t0\n", "peer line has 7 fields"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK}\n{PEER_OK}\n", "listed twice"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK.replace('10.0.0.2/32', '10.0.0.300/32')}\n", "allowed-ips"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK.replace('192.0.2.10:51820', 'fd00::1:51820')}\n", "endpoint"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK.replace('192.0.2.10:51820', '192.0.2.10')}\n", "endpoint"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK.replace(chr(9) + 'off', chr(9) + '-1')}\n", "keepalive"),
+        (f"(hidden)\t{P1}\t51820\toff\n{PEER_OK.replace(P2, P2[:-2] + '==')}\n", "peer public key"),
+    ],
+)
+def test_parse_dump_malformed(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_dump(text)
+
+
+def test_parse_error_does_not_quote_a_private_key() -> None:
+    raw = fixture("wg_dump_a_wg0.txt")
+    first = raw.splitlines()[0]
+    with pytest.raises(ParseError) as info:
+        parse_dump(first + "\textra\n")  # wrong field count, private key still in the line
+    for secret in secrets_in(raw):
+        assert secret not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "per_interface"),
+    [
+        ("wg_dump_all_a.txt", {"wg0": "wg_dump_a_wg0.txt", "wg1": "wg_dump_a_wg1.txt"}),
+        ("wg_dump_all_b.txt", {"wg0": "wg_dump_b_wg0.txt", "wgnokey": "wg_dump_b_wgnokey.txt"}),
+    ],
+)
+def test_parse_dump_all_matches_single_dumps(name: str, per_interface: dict[str, str]) -> None:
+    everything = parse_dump_all(fixture(name))
+    assert set(everything) == set(per_interface)
+    for interface, single in per_interface.items():
+        iface, peers = parse_dump(fixture(single))
+        all_iface, all_peers = everything[interface]
+        assert all_iface == iface
+        # the two captures list peers in a different order: only keys matter
+        assert set(all_peers) == set(peers)
+        for key, peer in peers.items():
+            assert all_peers[key].allowed_ips == peer.allowed_ips
+            assert all_peers[key].endpoint == peer.endpoint
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"wg0\t{P2}\t(none)\t(none)\t10.0.0.2/32\t0\t0\t0\toff\n", "before its interface line"),
+        ("wg0\t(hidden)\t(none)\t51820\n", "4 fields"),
+        ("wg0\t(hidden)\t(none)\t51820\toff\nwg0\t(hidden)\t(none)\t51820\toff\n", "listed twice"),
+    ],
+)
+def test_parse_dump_all_malformed(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_dump_all(text)
+
+
+# --------------------------------------------------------------------------------------------- ip -j
+
+
+@pytest.mark.parametrize(
+    ("name", "addresses", "mtu", "up"),
+    [
+        ("ip_addr_a_wg0.json", ("10.77.0.1/24", "fd77::1/64"), 1380, True),
+        ("ip_addr_a_wg1.json", ("10.88.0.1/24",), 1420, True),
+        ("ip_addr_b_wgnokey.json", (), 1420, False),
+    ],
+)
+def test_parse_ip_addr(name: str, addresses: tuple[str, ...], mtu: int, up: bool) -> None:
+    assert parse_ip_addr(fixture(name)) == (frozenset(ip_interface(a) for a in addresses), mtu, up)
+
+
+def test_parse_ip_addr_interface_absent() -> None:
+    # `ip -j addr show dev X` prints nothing on stdout when X does not exist
+    assert parse_ip_addr("") == (frozenset(), None, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[{", "not JSON"),
+        ('{"a": 1}', "list of objects"),
+        ('[{"addr_info": [{"family": "inet", "scope": "global"}]}]', "malformed"),
+    ],
+)
+def test_parse_ip_addr_malformed(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_ip_addr(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "routes"),
+    [
+        # proto kernel (connected) routes dropped; a host route prints without /32
+        ("ip_route4_a_wg0.json", 4, ("10.99.9.9/32", "172.20.0.0/16", "192.168.50.0/24")),
+        # fe80::/64 is proto kernel and link-local
+        ("ip_route6_a_wg0.json", 6, ("fd55::/64", "fd99:1::/48")),
+        # `dst: default` carries no family: the caller says which table it read
+        ("ip_route4_a_wg1.json", 4, ("0.0.0.0/0",)),
+        ("ip_route6_a_wg1.json", 6, ()),
+        ("ip_route4_a_veth.json", 4, ()),
+    ],
+)
+def test_parse_ip_route(name: str, family: int, routes: tuple[str, ...]) -> None:
+    assert parse_ip_route(fixture(name), family=family) == nets(*routes)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[{"dst":"10.9.0.0/16","type":"unreachable","flags":[]}]', ()),
+        ('[{"dst":"ff00::/8","metric":256,"flags":[],"pref":"medium"}]', ()),
+        ('[{"dst":"fe80::/64","metric":1024,"flags":[],"pref":"medium"}]', ()),
+        ('[{"dst":"default","gateway":"fd00::1","flags":[]}]', ("::/0",)),
+        ('[{"dst":"10.9.0.0/16","protocol":"static","flags":[]}]', ("10.9.0.0/16",)),
+        ("", ()),
+        ("[]", ()),
+    ],
+)
+def test_parse_ip_route_cases(text: str, expected: tuple[str, ...]) -> None:
+    assert parse_ip_route(text) == nets(*expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"dst":"default","scope":"link","flags":[]}]', "unknown address family"),
+        ('[{"dst":"10.0.0.0/33","flags":[]}]', "not a prefix"),
+        ('[{"scope":"link"}]', "without a destination"),
+        ("not json", "not JSON"),
+    ],
+)
+def test_parse_ip_route_malformed(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_ip_route(text)
+
+
+# --------------------------------------------------------------------------------------------- getent
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("getent_dual.txt", {"fd00:abcd::55", "192.0.2.55"}),
+        ("getent_localhost.txt", {"::1", "127.0.0.1"}),
+        ("getent_unknown.txt", set()),
+    ],
+)
+def test_parse_getent(name: str, expected: set[str]) -> None:
+    assert parse_getent(fixture(name)) == expected
+
+
+def test_parse_getent_canonical_and_malformed() -> None:
+    assert parse_getent("FD00:0::0055  STREAM x\n") == {"fd00::55"}
+    with pytest.raises(ParseError, match="not an address"):
+        parse_getent("garbage STREAM x\n")
+
+
+# --------------------------------------------------------------------------------------------- whole read
+
+
+def test_parse_read_output_node_a() -> None:
+    state = parse_read_output("wg0", fixture("read_a_wg0.txt"))
+    iface, raw_peers = parse_dump(fixture("wg_dump_a_wg0.txt"))
+    assert iface is not None
+    assert state.interface == "wg0"
+    assert state.interface_exists
+    assert (state.public_key, state.listen_port, state.fwmark) == (iface.public_key, 51820, 0x1234)
+    assert set(state.peers) == {P2, P3, P4}
+    for key, peer in raw_peers.items():
+        # captured moments apart: counters may move, the configuration may not
+        assert dataclasses.replace(state.peers[key], latest_handshake=0, rx_bytes=0, tx_bytes=0) == (
+            dataclasses.replace(peer, latest_handshake=0, rx_bytes=0, tx_bytes=0)
+        )
+    assert state.peers[P2].has_preshared_key
+    assert state.addresses == parse_ip_addr(fixture("ip_addr_a_wg0.json"))[0]
+    assert (state.mtu, state.link_up) == (1380, True)
+    assert state.routes == nets("10.99.9.9/32", "172.20.0.0/16", "192.168.50.0/24", "fd55::/64", "fd99:1::/48")
+    assert state.key_file_exists
+    assert state.key_file_public_key == P1 == state.public_key
+    assert state.config_exists
+    assert state.config_sha256 == hashlib.sha256((FIXTURES / "a_wg0.conf").read_bytes()).hexdigest()
+    assert state.resolved == {
+        "peer.lab.example": {"fd00:abcd::55", "192.0.2.55"},
+        "localhost": {"::1", "127.0.0.1"},
+        "nothing.invalid": frozenset(),
+    }
+    assert state.wg_quick_unit_enabled is None  # no systemd in the lab
+
+
+def test_parse_read_output_interface_absent() -> None:
+    state = parse_read_output("wg7", fixture("read_b_absent.txt"))
+    assert state == LiveState(
+        interface="wg7",
+        interface_exists=False,
+        public_key=None,
+        listen_port=None,
+        fwmark=None,
+        peers={},
+        addresses=frozenset(),
+        mtu=None,
+        link_up=False,
+        routes=frozenset(),
+        key_file_exists=False,
+        key_file_public_key=None,
+        config_exists=False,
+        config_sha256=None,
+        resolved={},
+        wg_quick_unit_enabled=None,
+    )
+
+
+def test_parse_read_output_interface_without_private_key() -> None:
+    state = parse_read_output("wgnokey", fixture("read_b_wgnokey.txt"))
+    assert state.interface_exists
+    assert state.public_key is None
+    assert state.peers == {}
+    assert state.link_up is False
+    assert state.addresses == frozenset()
+
+
+def test_read_outputs_hold_no_secret() -> None:
+    singles = ["wg_dump_a_wg0.txt", "wg_dump_a_wg1.txt", "wg_dump_b_wg0.txt"]
+    secrets = set().union(*(secrets_in(fixture(name)) for name in singles))
+    assert len(secrets) == 4  # a/wg0, a/wg1, b/wg0 private keys and the PSK of a/wg0
+    for path in FIXTURES.glob("read_*.txt"):
+        text = path.read_text()
+        for secret in secrets:
+            assert secret not in text, path.name
+
+
+def replace_section(text: str, section: str, body: str) -> str:
+    out, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("@@wgmesh:"):
+            skipping = line == f"@@wgmesh:{section}"
+            out.append(line)
+            if skipping:
+                out.extend(body.splitlines())
+            continue
+        if not skipping:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [("no-systemd", None), ("enabled", True), ("enabled-runtime", True), ("disabled", False), ("", False)],
+)
+def test_parse_read_output_systemd(body: str, expected: bool | None) -> None:
+    text = replace_section(fixture("read_b_absent.txt"), "systemd", body)
+    assert parse_read_output("wg7", text).wg_quick_unit_enabled is expected
+
+
+@pytest.mark.parametrize(
+    ("body", "exists", "public_key"),
+    [
+        ("present\n" + P3, True, P3),
+        ("present\n", True, None),
+        ("present\nnonsense", True, None),
+        ("absent", False, None),
+    ],
+)
+def test_parse_read_output_key_file(body: str, exists: bool, public_key: str | None) -> None:
+    state = parse_read_output("wg7", replace_section(fixture("read_b_absent.txt"), "keyfile", body))
+    assert (state.key_file_exists, state.key_file_public_key) == (exists, public_key)
+
+
+def drop_line(text: str, line: str) -> str:
+    return "\n".join(x for x in text.splitlines() if x != line) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda t: drop_line(t, "@@wgmesh:end"), "truncated"),
+        (lambda t: drop_line(t, "@@wgmesh:v1"), "header"),
+        (lambda t: drop_line(t, "@@wgmesh:route6"), "missing sections route6"),
+        (lambda t: t.replace("@@wgmesh:end", "@@wgmesh:conf\nabsent\n@@wgmesh:end"), "appears twice"),
+        (lambda t: replace_section(t, "conf", "present\nnot-a-digest"), "checksum"),
+        (lambda t: replace_section(t, "keyfile", "maybe"), "key file"),
+        (lambda t: replace_section(t, "addr", "[{"), "ip addr"),
+        (lambda t: "", "header"),
+    ],
+)
+def test_parse_read_output_malformed(mangle, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParseError, match=message):
+        parse_read_output("wg0", mangle(fixture("read_a_wg0.txt")))
+
+
+# --------------------------------------------------------------------------------------------- fingerprint
+
+
+def base_state() -> LiveState:
+    return parse_read_output("wg0", fixture("read_a_wg0.txt"))
+
+
+def with_peer(state: LiveState, key: str, **changes: object) -> LiveState:
+    peers = dict(state.peers)
+    peers[key] = dataclasses.replace(peers[key], **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(state, peers=peers)
+
+
+def test_fingerprint_ignores_counters_handshakes_and_order() -> None:
+    state = base_state()
+    moved = with_peer(state, P2, latest_handshake=1_800_000_000, rx_bytes=10, tx_bytes=20)
+    reordered = dataclasses.replace(state, peers=dict(reversed(list(state.peers.items()))))
+    assert fingerprint(moved) == fingerprint(state) == fingerprint(reordered)
+    assert len(fingerprint(state)) == 64
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: with_peer(s, P2, endpoint="192.0.2.11:51820"),
+        lambda s: with_peer(s, P2, allowed_ips=nets("10.77.0.2/32")),
+        lambda s: with_peer(s, P3, persistent_keepalive=25),
+        lambda s: with_peer(s, P2, has_preshared_key=False),
+        lambda s: dataclasses.replace(s, peers={k: v for k, v in s.peers.items() if k != P4}),
+        lambda s: dataclasses.replace(s, addresses=frozenset({ip_interface("10.77.0.1/24")})),
+        lambda s: dataclasses.replace(s, routes=s.routes - nets("172.20.0.0/16")),
+        lambda s: dataclasses.replace(s, listen_port=51821),
+        lambda s: dataclasses.replace(s, fwmark=None),
+        lambda s: dataclasses.replace(s, mtu=1420),
+        lambda s: dataclasses.replace(s, link_up=False),
+        lambda s: dataclasses.replace(s, config_sha256="0" * 64),
+        lambda s: dataclasses.replace(s, key_file_public_key=None),
+        lambda s: dataclasses.replace(s, resolved={**s.resolved, "peer.lab.example": frozenset({"192.0.2.56"})}),
+        lambda s: dataclasses.replace(s, wg_quick_unit_enabled=True),
+    ],
+)
+def test_fingerprint_changes_with_state(change) -> None:  # type: ignore[no-untyped-def]
+    state = base_state()
+    assert fingerprint(change(state)) != fingerprint(state)
+
+
+# --------------------------------------------------------------------------------------------- read_command
+
+
+def test_read_command_quotes_everything_from_outside() -> None:
+    script = read_command("wg0;x", ["a.example", "b$(x).example"])
+    assert "'wg0;x'" in script
+    assert "'/etc/wireguard/wg0;x.key'" in script
+    assert "'b$(x).example'" in script
+    assert " wg0;x " not in script
+    assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+
+
+def test_read_command_resolves_each_host_once() -> None:
+    script = read_command("wg0", ["a.example", "a.example", "b.example"])
+    assert script.count("getent ahosts a.example") == 1
+    assert script.count("getent ahosts b.example") == 1
+    assert "getent" not in read_command("wg0")
+
+
+def fake_tools(bin_dir: Path, raw_dump: str) -> None:
+    """`wg` that prints a captured raw dump (secrets in clear) and `ip` that prints what an absent link does."""
+    (bin_dir / "dump.txt").write_text(raw_dump)
+    tools = {
+        "wg": f'#!/bin/sh\n[ "$1" = show ] && exec cat {bin_dir / "dump.txt"}\nexit 1\n',
+        "ip": "#!/bin/sh\nexit 1\n",
+    }
+    for name, body in tools.items():
+        path = bin_dir / name
+        path.write_text(body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.mark.parametrize("name", ["wg_dump_a_wg0.txt", "wg_dump_b_wg0.txt", "wg_dump_b_wgnokey.txt"])
+def test_read_command_redacts_secrets_with_the_real_shell_pipeline(tmp_path: Path, name: str) -> None:
+    raw = fixture(name)
+    fake_tools(tmp_path, raw)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    interface = "wgmeshtest9"  # never exists: key file and config checks say absent
+    result = subprocess.run(
+        ["sh", "-c", read_command(interface)], env=env, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode == 0
+    for secret in secrets_in(raw):
+        assert secret not in result.stdout
+    state = parse_read_output(interface, result.stdout)
+    assert (state.public_key, state.listen_port, state.fwmark, state.peers) == (
+        (lambda i, p: (i.public_key, i.listen_port, i.fwmark, p))(*parse_dump(raw))
+    )
+    assert not state.interface_exists
+
+
+# --------------------------------------------------------------------------------------------- e2e
+
+
+def _can_run_lab() -> bool:
+    tools = ("wg", "wg-quick", "wireguard-go", "ip", "unshare")
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and all(shutil.which(t) for t in tools)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not _can_run_lab(), reason="needs root, wireguard-tools, wireguard-go, iproute2")
+def test_read_command_in_a_namespace_never_returns_a_secret(tmp_path: Path) -> None:
+    def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=60, **kw)  # type: ignore[call-overload]
+
+    private, peer_private = (run("wg", "genkey").stdout.strip() for _ in range(2))
+    psk = run("wg", "genpsk").stdout.strip()
+    public, peer_public = derive_public(private), derive_public(peer_private)
+    etc, rund = tmp_path / "etc", tmp_path / "run"
+    etc.mkdir(mode=0o700)
+    rund.mkdir(mode=0o700)
+    conf = etc / "wgt0.conf"
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {private}\nListenPort = 51830\nAddress = 10.66.0.1/24, fd66::1/64\n\n"
+        f"[Peer]\nPublicKey = {peer_public}\nPresharedKey = {psk}\nEndpoint = [fd66:ffff::2]:51830\n"
+        "AllowedIPs = 10.66.0.2/32, fd66::2/128, 10.67.0.0/16\nPersistentKeepalive = 21\n"
+    )
+    conf.chmod(0o600)
+    (etc / "wgt0.key").write_text(private + "\n")
+    (etc / "wgt0.key").chmod(0o600)
+    Path("/run/wireguard").mkdir(mode=0o700, exist_ok=True)
+    netns = f"wglive-t{os.getpid()}"[:15]
+    assert run("ip", "netns", "add", netns).returncode == 0
+    try:
+        inner = (
+            f"mount --bind {etc} /etc/wireguard && mount --bind {rund} /run/wireguard && "
+            'ip link set lo up && wg-quick up wgt0 >/dev/null 2>&1 && sh -c "$WGMESH_READ"'
+        )
+        env = {**os.environ, "WGMESH_READ": read_command("wgt0", ["localhost"])}
+        result = run(
+            "ip", "netns", "exec", netns, "unshare", "-m", "--propagation", "private", "sh", "-c", inner, env=env
+        )
+    finally:
+        for pid in run("ip", "netns", "pids", netns).stdout.split():
+            run("kill", pid)
+        run("ip", "netns", "del", netns)
+    assert result.returncode == 0, result.stderr
+    for secret in (private, psk, peer_private):
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+    state = parse_read_output("wgt0", result.stdout)
+    assert state.public_key == public == state.key_file_public_key
+    assert state.listen_port == 51830
+    peer = state.peers[peer_public]
+    assert peer == LivePeer(
+        public_key=peer_public,
+        endpoint="[fd66:ffff::2]:51830",
+        allowed_ips=nets("10.66.0.2/32", "fd66::2/128", "10.67.0.0/16"),
+        persistent_keepalive=21,
+        latest_handshake=0,
+        rx_bytes=peer.rx_bytes,
+        tx_bytes=peer.tx_bytes,
+        has_preshared_key=True,
+    )
+    assert state.addresses == {ip_interface("10.66.0.1/24"), ip_interface("fd66::1/64")}
+    assert state.routes == nets("10.67.0.0/16")
+    assert state.config_sha256 == hashlib.sha256(conf.read_bytes()).hexdigest()
+    assert "127.0.0.1" in state.resolved["localhost"]
