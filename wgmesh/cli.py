@@ -1,12 +1,38 @@
-"""The typer app: one short function per command, each calling the library."""
+"""The typer app: one short function per command, each parsing options and calling the library."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from wgmesh import __version__
+from wgmesh.operations import ApplyOptions, ConnectOptions, ExitStatus, PlanOptions, guard
+from wgmesh.view import Environment
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Declarative WireGuard full meshes.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Declarative WireGuard full meshes: validate, plan and apply over SSH, public keys only.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+FileOpt = typer.Option(
+    Path("mesh.yaml"), "--file", "-f", envvar="WGMESH_FILE", help="The mesh file.", show_default=True
+)
+NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
+Target = typer.Option([], "--target", "-t", help="Only this node (repeatable).")
+Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
+Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
+AcceptNew = typer.Option(
+    False, "--accept-new-host-keys", help="Trust unknown host keys on first use and add them to known_hosts."
+)
+Json = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
+
+
+def _exit(status: int) -> None:
+    raise typer.Exit(int(status))
 
 
 def _version(value: bool) -> None:
@@ -22,5 +48,108 @@ def _root(
     """Declarative WireGuard full meshes: validate, plan and apply over SSH, public keys only."""
 
 
+@app.command()
+def validate(file: Path = FileOpt, no_color: bool = NoColor) -> None:
+    """Check mesh.yaml: every error with its line, the field and the fix. Exit 1 on any error."""
+    from wgmesh.commands import validate as run
+
+    env = Environment.from_system(no_color)
+    _exit(guard(lambda: run(file, env), env))
+
+
+@app.command()
+def render(
+    node: str = typer.Argument(None, help="The node whose config to print."),
+    all_nodes: bool = typer.Option(False, "--all", help="Write every node's config (with --out)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for --all: writes OUT/NODE.conf."),
+    file: Path = FileOpt,
+) -> None:
+    """Print the wg-quick config a node will run (no private key: it is loaded from the node's key file)."""
+    from wgmesh.commands import render as run
+
+    env = Environment.from_system(True)
+    _exit(guard(lambda: run(file, node, all_nodes, out, env), env))
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), help="Folder for the new mesh repo."),
+         force: bool = typer.Option(False, "--force", help="Overwrite existing files.")) -> None:
+    """Scaffold a mesh repo: commented mesh.yaml, empty known_hosts, .gitignore, CI workflow."""
+    from wgmesh.commands import init as run
+
+    env = Environment.from_system(True)
+    _exit(guard(lambda: run(directory, force, env), env))
+
+
+@app.command()
+def plan(
+    file: Path = FileOpt,
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."
+    ),
+    json_out: bool = Json,
+    out: Path = typer.Option(None, "--out", help="Save the plan to apply exactly it later: wgmesh apply FILE."),
+    target: list[str] = Target,
+    parallelism: int = Parallelism,
+    timeout: float = Timeout,
+    accept_new_host_keys: bool = AcceptNew,
+    no_color: bool = NoColor,
+) -> None:
+    """Read every node over SSH and show what apply would change."""
+    from wgmesh.operations import run_plan
+
+    env = Environment.from_system(no_color or json_out)
+    opts = PlanOptions(
+        file=file,
+        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)),
+        json=json_out,
+        detailed_exitcode=detailed_exitcode,
+        out=out,
+    )
+    _exit(guard(lambda: run_plan(opts, env), env))
+
+
+@app.command()
+def apply(
+    saved_plan: Path = typer.Argument(None, help="A plan saved with `wgmesh plan --out FILE`."),
+    file: Path = FileOpt,
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for approval (CI)."),
+    json_out: bool = Json,
+    target: list[str] = Target,
+    parallelism: int = Parallelism,
+    timeout: float = Timeout,
+    lock_timeout: int = typer.Option(60, "--lock-timeout", min=0, help="Seconds to wait for another apply."),
+    accept_new_host_keys: bool = AcceptNew,
+    no_color: bool = NoColor,
+) -> None:
+    """Converge every node: write IF.conf, wg syncconf, reconcile addresses and routes, verify."""
+    from wgmesh.operations import run_apply
+
+    env = Environment.from_system(no_color or json_out)
+    opts = ApplyOptions(
+        file=file,
+        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)),
+        json=json_out,
+        auto_approve=auto_approve,
+        lock_timeout=lock_timeout,
+        saved_plan=saved_plan,
+    )
+    _exit(guard(lambda: run_apply(opts, env), env))
+
+
+def _register_lab() -> None:
+    try:
+        from wgmesh import cli_lab
+    except ImportError:  # pragma: no cover - the lab module is part of the package
+        return
+    app.add_typer(cli_lab.app, name="lab")
+
+
+_register_lab()
+
+
 def main() -> None:
     app()
+
+
+__all__ = ["ExitStatus", "app", "main"]

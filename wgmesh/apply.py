@@ -1,0 +1,300 @@
+"""Plan -> one shell script per node; run them through the transport; verify; roll back on failure.
+
+The script builders are pure (tested by reading the scripts they produce); `apply_plan` is the shell.
+
+On a node, one script does everything under a lock (flock on /run/wireguard/wgmesh-IF.lock):
+1. snapshot the runtime (`wg showconf` into /run/wireguard, mode 600: the private key stays on the node)
+   and keep the previous IF.conf as IF.conf.wgmesh-prev;
+2. write IF.conf atomically (temp file + rename, mode 600, no PrivateKey line, never SaveConfig);
+3. interface absent: `wg-quick up IF`; present: `wg syncconf IF` with a config whose PrivateKey is read
+   from IF.key *on the node* and whose ListenPort is set, so neither is ever zeroed;
+4. reconcile what syncconf does not touch: addresses, MTU, link state, routes, and keepalives or
+   preshared keys that syncconf keeps when they are left out;
+5. print the re-read live state, which the controller diffs against the desired state.
+Any failing command rolls the node back from the snapshot (trap on EXIT) before the script ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from wgmesh import live as live_mod
+from wgmesh.engine import resolve_hosts
+from wgmesh.live import LiveState
+from wgmesh.model import Mesh, Node
+from wgmesh.plan import Action, NodePlan, diff_node, wanted_routes
+from wgmesh.render import InterfaceConfig, desired, render
+from wgmesh.ssh import CommandResult, Transport
+
+LOCK_EXIT = 75
+VERIFY_MARK = "@@wgmesh-apply:verify"
+DEFAULT_LOCK_TIMEOUT = 60
+
+
+class Outcome(StrEnum):
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    outcome: Outcome
+    message: str = ""
+
+
+def syncconf_text(cfg: InterfaceConfig) -> str:
+    """The `wg syncconf` input without its PrivateKey line (added on the node). ListenPort is always set
+    and FwMark is explicit, because syncconf zeroes what is left out."""
+    lines = ["[Interface]", "PrivateKey = $WGMESH_KEY", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
+    for p in cfg.peers:
+        lines += ["", "[Peer]", f"PublicKey = {p.public_key}",
+                  "AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips)]
+        if p.endpoint is not None:
+            lines.append(f"Endpoint = {p.endpoint}")
+        if p.persistent_keepalive:
+            lines.append(f"PersistentKeepalive = {p.persistent_keepalive}")
+    return "\n".join(lines) + "\n"
+
+
+def _heredoc(tag: str, body: str, *, expand: bool = False) -> str:
+    if f"\n{tag}\n" in f"\n{body}":
+        raise ValueError("config text contains the heredoc terminator")
+    quoted = tag if expand else f"'{tag}'"
+    return f"<<{quoted}\n{body}{'' if body.endswith(chr(10)) else chr(10)}{tag}"
+
+
+def _paths(mesh: Mesh) -> dict[str, str]:
+    i = mesh.interface
+    return {
+        "IF": i,
+        "CONF": f"/etc/wireguard/{i}.conf",
+        "PREV": f"/etc/wireguard/{i}.conf.wgmesh-prev",
+        "TMP": f"/etc/wireguard/.{i}.conf.wgmesh-tmp",
+        "KEY": f"/etc/wireguard/{i}.key",
+        "SNAP": f"/run/wireguard/wgmesh-{i}.snapshot",
+        "LOCK": f"/run/wireguard/wgmesh-{i}.lock",
+    }
+
+
+def _preamble(mesh: Mesh, lock_timeout: int) -> str:
+    p = _paths(mesh)
+    assigns = "\n".join(f"{k}={shlex.quote(v)}" for k, v in p.items())
+    return f"""set -eu
+umask 077
+{assigns}
+mkdir -p /run/wireguard /etc/wireguard
+exec 9>"$LOCK"
+if ! flock -w {int(lock_timeout)} 9; then
+  echo "another wgmesh apply holds $LOCK on this node (waited {int(lock_timeout)}s)" >&2
+  exit {LOCK_EXIT}
+fi
+"""
+
+
+def apply_script(
+    mesh: Mesh, node: Node, plan: NodePlan, live: LiveState, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT
+) -> str:
+    """The script that converges one node (see the module docstring)."""
+    out = [_preamble(mesh, lock_timeout)]
+    if plan.removes_interface:
+        out.append(_decommission_body())
+    else:
+        cfg = desired(mesh, node.name)
+        out.append(_write_conf(render(cfg, mesh.name)))
+        out.append(_create_body() if plan.creates_interface else _update_body(cfg, live))
+    out.append("trap - EXIT\nset +e\n")
+    out.append(f"echo {VERIFY_MARK}\n")
+    out.append(live_mod.read_command(mesh.interface, resolve_hosts(mesh, node)))
+    return "".join(out)
+
+
+def _write_conf(text: str) -> str:
+    return f"""rm -f "$SNAP"
+if ip link show dev "$IF" >/dev/null 2>&1; then wg showconf "$IF" > "$SNAP"; fi
+had_conf=0
+if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; had_conf=1; fi
+rollback() {{
+  set +e
+  if [ "$had_conf" = 1 ]; then cp -p "$PREV" "$CONF"; else rm -f "$CONF"; fi
+  if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; rm -f "$SNAP"; fi
+  rollback_extra
+  echo "wgmesh: a step failed; the node was rolled back to its previous config" >&2
+}}
+rollback_extra() {{ :; }}
+trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
+cat > "$TMP" {_heredoc("__WGMESH_CONF__", text)}
+chmod 600 "$TMP"
+mv -f "$TMP" "$CONF"
+"""
+
+
+def _create_body() -> str:
+    return """rollback_extra() { if [ ! -f "$SNAP" ]; then wg-quick down "$IF" >/dev/null 2>&1 || true; fi; }
+if ip link show dev "$IF" >/dev/null 2>&1; then
+  echo "interface $IF appeared since the plan was made; run wgmesh plan again" >&2
+  exit 1
+fi
+wg-quick up "$IF" >/dev/null
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl enable "wg-quick@$IF" >/dev/null 2>&1 || true
+fi
+"""
+
+
+def _update_body(cfg: InterfaceConfig, live: LiveState) -> str:
+    q = shlex.quote
+    lines = [
+        'if ! ip link show dev "$IF" >/dev/null 2>&1; then',
+        '  echo "interface $IF disappeared since the plan was made; run wgmesh plan again" >&2; exit 1',
+        "fi",
+        'WGMESH_KEY=$(cat "$KEY")',
+        'if [ "${#WGMESH_KEY}" -ne 44 ]; then echo "cannot read the private key in $KEY" >&2; exit 1; fi',
+        # The key is expanded by the node's shell into the syncconf input and never leaves the node.
+        f'wg syncconf "$IF" /dev/stdin {_heredoc("__WGMESH_SYNC__", syncconf_text(cfg), expand=True)}',
+        "unset WGMESH_KEY",
+    ]
+    want_addrs = set(cfg.addresses)
+    undo: list[str] = []
+    for a in sorted(want_addrs - live.addresses, key=str):
+        lines.append(f'ip address add {q(str(a))} dev "$IF"')
+        undo.append(f'ip address del {q(str(a))} dev "$IF"')
+    for a in sorted(live.addresses - want_addrs, key=str):
+        lines.append(f'ip address del {q(str(a))} dev "$IF"')
+        undo.append(f'ip address add {q(str(a))} dev "$IF"')
+    if cfg.mtu is not None and cfg.mtu != live.mtu:
+        lines.append(f'ip link set mtu {int(cfg.mtu)} dev "$IF"')
+        if live.mtu:
+            undo.append(f'ip link set mtu {int(live.mtu)} dev "$IF"')
+    if not live.link_up:
+        lines.append('ip link set up dev "$IF"')
+    want_routes = wanted_routes(cfg)
+    for r in sorted(want_routes - live.routes, key=str):
+        lines.append(f'ip route add {q(str(r))} dev "$IF"')
+        undo.append(f'ip route del {q(str(r))} dev "$IF"')
+    for r in sorted(live.routes - want_routes, key=str):
+        lines.append(f'ip route del {q(str(r))} dev "$IF"')
+        undo.append(f'ip route add {q(str(r))} dev "$IF"')
+    for p in cfg.peers:
+        lp = live.peers.get(p.public_key)
+        if lp is None:
+            continue
+        if p.persistent_keepalive == 0 and lp.persistent_keepalive:
+            lines.append(f'wg set "$IF" peer {q(p.public_key)} persistent-keepalive 0')
+        if lp.has_preshared_key:
+            lines.append(f'wg set "$IF" peer {q(p.public_key)} preshared-key /dev/null')
+    extra = "; ".join(reversed(undo)) or ":"
+    return f"rollback_extra() {{ {extra}; }}\n" + "\n".join(lines) + "\n"
+
+
+def _decommission_body() -> str:
+    return """if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; fi
+if ip link show dev "$IF" >/dev/null 2>&1; then
+  if [ -f "$CONF" ]; then wg-quick down "$IF" >/dev/null 2>&1 || ip link del dev "$IF"; else ip link del dev "$IF"; fi
+fi
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl disable "wg-quick@$IF" >/dev/null 2>&1 || true
+fi
+rm -f "$CONF"
+"""
+
+
+def rollback_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
+    """Run when verification failed: previous config file and runtime state back from the snapshot."""
+    return _preamble(mesh, lock_timeout) + """set +e
+if [ -f "$PREV" ]; then cp -p "$PREV" "$CONF"; fi
+if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; rm -f "$SNAP"; fi
+"""
+
+
+def cleanup_script(mesh: Mesh) -> str:
+    p = _paths(mesh)
+    return f"rm -f {shlex.quote(p['SNAP'])}\n"
+
+
+# --------------------------------------------------------------------------------------------- the shell
+
+
+def _failure(result: CommandResult) -> str:
+    if result.exit_status == LOCK_EXIT:
+        return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "lock timeout"
+    err = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    tail = "; ".join(err[-3:]) if err else f"exit status {result.exit_status}"
+    return f"apply failed (exit {result.exit_status}): {tail}"
+
+
+def apply_node(
+    mesh: Mesh,
+    transport: Transport,
+    plan: NodePlan,
+    live: LiveState,
+    *,
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
+) -> NodeResult:
+    """Converge one node whose plan has changes. Never raises for a node-level failure."""
+    node = mesh.node(plan.node)
+    try:
+        result = transport.run(node.name, apply_script(mesh, node, plan, live, lock_timeout=lock_timeout))
+    except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
+        return NodeResult(node.name, Outcome.FAILED, str(e))
+    if result.exit_status != 0:
+        return NodeResult(node.name, Outcome.FAILED, _failure(result))
+    _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
+    try:
+        after = live_mod.parse_read_output(mesh.interface, after_text)
+        remaining = diff_node(mesh, node, after)
+    except live_mod.ParseError as e:
+        remaining = NodePlan(node.name, error=f"cannot read the node back: {e}")
+    if remaining.error or remaining.changes:
+        why = remaining.error or ", ".join(
+            f"{c.action.symbol} {c.address}" for c in remaining.changes
+        )
+        try:
+            transport.run(node.name, rollback_script(mesh, lock_timeout=lock_timeout))
+            rolled = "rolled back to the previous config"
+        except Exception as e:
+            rolled = f"rollback failed too: {e}"
+        return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
+    # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
+    with contextlib.suppress(Exception):
+        transport.run(node.name, cleanup_script(mesh))
+    summary = ", ".join(
+        f"{sum(1 for c in plan.changes if c.action is a)} {w}"
+        for a, w in ((Action.CREATE, "added"), (Action.UPDATE, "changed"), (Action.DELETE, "destroyed"))
+    )
+    return NodeResult(node.name, Outcome.CHANGED, summary)
+
+
+def apply_plan(
+    mesh: Mesh,
+    transport: Transport,
+    plans: list[NodePlan],
+    states: Mapping[str, LiveState],
+    *,
+    parallelism: int,
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
+    on_result: Callable[[NodeResult], None] | None = None,
+) -> list[NodeResult]:
+    """Apply every node's plan in parallel. Nodes without changes are reported unchanged; nodes whose
+    plan is an error are reported failed; one node's failure never stops the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(p: NodePlan) -> NodeResult:
+        if p.error:
+            r = NodeResult(p.node, Outcome.FAILED, p.error)
+        elif not p.changes:
+            r = NodeResult(p.node, Outcome.UNCHANGED, "; ".join(p.notes))
+        else:
+            r = apply_node(mesh, transport, p, states[p.node], lock_timeout=lock_timeout)
+        if on_result:
+            on_result(r)
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(plans) or 1))) as pool:
+        return list(pool.map(one, plans))

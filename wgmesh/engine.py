@@ -1,0 +1,79 @@
+"""Reading the live mesh and making a plan: the imperative shell around `live` and `plan`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from wgmesh import live
+from wgmesh.live import LiveState
+from wgmesh.model import Mesh, Node
+from wgmesh.plan import Plan, build_plan
+from wgmesh.ssh import CommandResult, Transport
+
+
+class UsageError(Exception):
+    """A wrong option value (an unknown --target, say): one line, exit 1."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What was read from the planned nodes: a state, or the reason the node could not be read."""
+
+    states: dict[str, LiveState]
+    errors: dict[str, str]
+    fingerprints: dict[str, str]
+
+
+def select_nodes(mesh: Mesh, targets: Sequence[str]) -> list[Node]:
+    if not targets:
+        return list(mesh.nodes)
+    unknown = [t for t in targets if t not in mesh.node_names]
+    if unknown:
+        raise UsageError(
+            f"--target {unknown[0]}: no such node in {mesh.path.name} (nodes: {', '.join(mesh.node_names)})"
+        )
+    return [n for n in mesh.nodes if n.name in targets]
+
+
+def resolve_hosts(mesh: Mesh, node: Node) -> list[str]:
+    """Endpoint names of the node's peers, which the node resolves so the plan can compare addresses."""
+    return sorted(
+        {n.endpoint.host for n in mesh.nodes if n.name != node.name and n.endpoint and not n.endpoint.is_literal}
+    )
+
+
+def _parse(mesh: Mesh, got: CommandResult | str) -> LiveState | str:
+    if isinstance(got, str):
+        return got
+    if got.exit_status != 0:
+        tail = got.stderr.strip().splitlines()[-1:] or [f"exit status {got.exit_status}"]
+        return f"reading the node failed: {tail[0]}"
+    try:
+        return live.parse_read_output(mesh.interface, got.stdout)
+    except live.ParseError as e:
+        return f"cannot understand the node's output: {e}"
+
+
+def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Reading:
+    """Connect to every node in parallel and read its live state in one round trip each."""
+    nodes = list(nodes)
+    errors = dict(transport.connect(nodes))
+    scripts = {
+        n.name: live.read_command(mesh.interface, resolve_hosts(mesh, n)) for n in nodes if n.name not in errors
+    }
+    results = transport.run_many(scripts)
+    states: dict[str, LiveState] = {}
+    for name, got in results.items():
+        parsed = _parse(mesh, got)
+        if isinstance(parsed, str):
+            errors[name] = parsed
+        else:
+            states[name] = parsed
+    fingerprints = {name: live.fingerprint(s) for name, s in states.items()}
+    return Reading(states, errors, fingerprints)
+
+
+def plan_from_reading(mesh: Mesh, reading: Reading, warnings: Iterable[str] = ()) -> Plan:
+    results: dict[str, LiveState | str] = {**reading.states, **reading.errors}
+    return build_plan(mesh, results, reading.fingerprints, warnings)

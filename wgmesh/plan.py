@@ -1,0 +1,365 @@
+"""Desired config + live state -> a list of typed changes. Pure: no I/O.
+
+Resources on a node, as Terraform would name them:
+- `interface IF`: addresses, listen_port, mtu, public_key, fwmark, up, config_file
+- `peer NAME`:    public_key, allowed_ips, endpoint, persistent_keepalive, preshared_key
+- `route PREFIX`: a route through the interface for an AllowedIPs prefix that the interface's own
+                  addresses do not already cover (what wg-quick adds at `up` and syncconf never touches)
+
+Comparison is normalized (canonical CIDRs, sets instead of lists) and never reports what is not state:
+handshakes and counters, the roamed endpoint of a peer without a declared endpoint, or an endpoint given
+as a name that the node resolved to the address it is using.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from wgmesh.live import LivePeer, LiveState
+from wgmesh.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.render import InterfaceConfig, PeerConfig, desired, render
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "delete": "-"}[self.value]
+
+
+Value = str | int | bool | list[str] | None
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    kind: str  # "interface" | "peer" | "route"
+    name: str
+    before: Mapping[str, Value] | None = None
+    after: Mapping[str, Value] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def changed_attributes(self) -> list[tuple[str, Value, Value]]:
+        """(attribute, before, after) for every attribute that differs (all of them for create/delete)."""
+        before = self.before or {}
+        after = self.after or {}
+        keys = list(after) + [k for k in before if k not in after]
+        return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
+
+    def unchanged_count(self) -> int:
+        if self.action is not Action.UPDATE or not self.before or not self.after:
+            return 0
+        return sum(1 for k in self.after if k in self.before and self.before[k] == self.after[k])
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: str
+    changes: tuple[Change, ...] = ()
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    fingerprint: str | None = None  # of the live state the plan was made from
+    creates_interface: bool = False
+    removes_interface: bool = False
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    nodes: tuple[NodePlan, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def errors(self) -> list[NodePlan]:
+        return [n for n in self.nodes if n.error]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(n.has_changes for n in self.nodes)
+
+    def counts(self) -> tuple[int, int, int]:
+        add = change = destroy = 0
+        for n in self.nodes:
+            for c in n.changes:
+                if c.action is Action.CREATE:
+                    add += 1
+                elif c.action is Action.UPDATE:
+                    change += 1
+                else:
+                    destroy += 1
+        return add, change, destroy
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _net(n: IPNetwork) -> str:
+    return str(n)
+
+
+def _nets(items: Iterable[IPNetwork]) -> list[str]:
+    return [str(n) for n in sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen))]
+
+
+def _ifaces(items: Iterable[IPInterface]) -> list[str]:
+    return [str(i) for i in sorted(set(items), key=lambda i: (i.version, i.ip, i.network.prefixlen))]
+
+
+def config_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split_endpoint(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[str, frozenset[str]]) -> bool:
+    """Does the live endpoint satisfy the declared one?
+
+    No declared endpoint: anything goes (the peer is behind NAT and roams). A declared IP literal must match
+    exactly; a declared name matches any address the node resolves that name to.
+    """
+    if want is None:
+        return True
+    if live is None:
+        return False
+    parsed = _split_endpoint(live)
+    if parsed is None:
+        return False
+    host, port = parsed
+    if port != want.port:
+        return False
+    try:
+        live_ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host == want.host
+    if want.is_literal:
+        return live_ip == ipaddress.ip_address(want.host)
+    addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for a in resolved.get(want.host, frozenset()):
+        try:
+            addresses.add(ipaddress.ip_address(a))
+        except ValueError:
+            continue
+    mapped = live_ip.ipv4_mapped if isinstance(live_ip, ipaddress.IPv6Address) else None
+    return live_ip in addresses or (mapped is not None and mapped in addresses)
+
+
+def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
+    """AllowedIPs prefixes that need a route through the interface: those the interface's own
+    addresses (connected routes) do not cover. This is what wg-quick adds at `up`."""
+    connected = [a.network for a in cfg.addresses]
+    out: set[IPNetwork] = set()
+    for peer in cfg.peers:
+        for prefix in peer.allowed_ips:
+            if not any(prefix.version == c.version and prefix.subnet_of(c) for c in connected):  # type: ignore[arg-type]
+                out.add(prefix)
+    return frozenset(out)
+
+
+def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) -> dict[str, Value]:
+    attrs: dict[str, Value] = {
+        "public_key": public_key,
+        "addresses": _ifaces(cfg.addresses),
+        "listen_port": cfg.listen_port,
+    }
+    if cfg.mtu is not None:
+        attrs["mtu"] = cfg.mtu
+    attrs["config_file"] = f"sha256:{digest[:12]}"
+    return attrs
+
+
+def _peer_attrs(p: PeerConfig) -> dict[str, Value]:
+    return {
+        "public_key": p.public_key,
+        "allowed_ips": _nets(p.allowed_ips),
+        "endpoint": str(p.endpoint) if p.endpoint else None,
+        "persistent_keepalive": p.persistent_keepalive,
+    }
+
+
+def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
+    return {
+        "public_key": p.public_key,
+        "allowed_ips": _nets(p.allowed_ips),
+        "endpoint": p.endpoint,
+        "persistent_keepalive": p.persistent_keepalive,
+        "preshared_key": "(set)" if p.has_preshared_key else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the diff
+
+
+def _peer_changes(cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str]) -> list[Change]:
+    changes: list[Change] = []
+    want = {p.public_key: p for p in cfg.peers}
+    for key, p in want.items():
+        lp = live.peers.get(key)
+        after = _peer_attrs(p)
+        if lp is None:
+            changes.append(Change(Action.CREATE, "peer", p.name, None, after))
+            continue
+        before = _live_peer_attrs(lp)
+        shown_after = dict(after)
+        shown_after["preshared_key"] = None
+        if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
+            # Not a change: a roamed endpoint, or a name the node resolved to this address.
+            shown_after["endpoint"] = before["endpoint"]
+        if set(before["allowed_ips"] or []) == set(after["allowed_ips"] or []):  # type: ignore[arg-type]
+            shown_after["allowed_ips"] = before["allowed_ips"]
+        if before != shown_after:
+            changes.append(Change(Action.UPDATE, "peer", p.name, before, shown_after))
+    for key, lp in live.peers.items():
+        if key not in want:
+            name = names.get(key) or f"{key[:8]}…"
+            changes.append(Change(Action.DELETE, "peer", name, _live_peer_attrs(lp), None))
+    return changes
+
+
+def _route_changes(cfg: InterfaceConfig, live: LiveState) -> list[Change]:
+    want = wanted_routes(cfg)
+    have = live.routes if live.interface_exists else frozenset()
+    changes = [
+        Change(Action.CREATE, "route", _net(r), None, {"dev": cfg.interface})
+        for r in _nets_sorted(want - have)
+    ]
+    changes += [
+        Change(Action.DELETE, "route", _net(r), {"dev": cfg.interface}, None) for r in _nets_sorted(have - want)
+    ]
+    return changes
+
+
+def _nets_sorted(items: Iterable[IPNetwork]) -> list[IPNetwork]:
+    return sorted(items, key=lambda n: (n.version, n.network_address, n.prefixlen))
+
+
+def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None) -> NodePlan:
+    """The plan for one node that was read successfully."""
+    names = {n.public_key: n.name for n in mesh.nodes if n.public_key}
+    iface = mesh.interface
+
+    if node.decommission:
+        changes: list[Change] = []
+        if live.interface_exists or live.config_exists:
+            before: dict[str, Value] = {"public_key": live.public_key, "addresses": _ifaces(live.addresses)}
+            changes.append(Change(Action.DELETE, "interface", iface, before, None))
+        return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, removes_interface=bool(changes),
+                        notes=("decommission: interface brought down and disabled, config removed, key kept",))
+
+    if node.public_key is None:
+        note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
+        return NodePlan(node.name, (), notes=(note,), fingerprint=fingerprint)
+    if not live.key_file_exists:
+        return NodePlan(
+            node.name,
+            error=f"no key file {mesh.key_path()} on the node; run `wgmesh enroll {node.name}`",
+            fingerprint=fingerprint,
+        )
+    if live.key_file_public_key != node.public_key:
+        return NodePlan(
+            node.name,
+            error=(
+                f"the key in {mesh.key_path()} on the node has public key {live.key_file_public_key}, "
+                f"but mesh.yaml says {node.public_key}; apply refuses this node. Run `wgmesh enroll "
+                f"{node.name}` to record the node's key, or fix public_key in mesh.yaml"
+            ),
+            fingerprint=fingerprint,
+        )
+
+    cfg = desired(mesh, node.name)
+    digest = config_digest(render(cfg, mesh.name))
+    after = _interface_attrs(cfg, node.public_key, digest)
+
+    if not live.interface_exists:
+        changes = [Change(Action.CREATE, "interface", iface, None, after)]
+        changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
+        changes += _route_changes(cfg, live)
+        return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True)
+
+    before: dict[str, Value] = {
+        "public_key": live.public_key,
+        "addresses": _ifaces(live.addresses),
+        "listen_port": live.listen_port,
+    }
+    if cfg.mtu is not None:
+        before["mtu"] = live.mtu
+    before["config_file"] = f"sha256:{live.config_sha256[:12]}" if live.config_sha256 else None
+    if live.fwmark:
+        before["fwmark"] = hex(live.fwmark)
+        after = {**after, "fwmark": None}
+    if not live.link_up:
+        before["up"] = False
+        after = {**after, "up": True}
+
+    changes = []
+    if before != after:
+        changes.append(Change(Action.UPDATE, "interface", iface, before, after))
+    changes += _peer_changes(cfg, live, names)
+    changes += _route_changes(cfg, live)
+    return NodePlan(node.name, tuple(changes), fingerprint=fingerprint)
+
+
+def build_plan(
+    mesh: Mesh,
+    results: Mapping[str, LiveState | str],
+    fingerprints: Mapping[str, str] | None = None,
+    warnings: Iterable[str] = (),
+) -> Plan:
+    """`results` maps each planned node to its live state or to the reason it could not be read."""
+    nodes: list[NodePlan] = []
+    for node in mesh.nodes:
+        if node.name not in results:
+            continue
+        got = results[node.name]
+        fp = (fingerprints or {}).get(node.name)
+        if isinstance(got, str):
+            nodes.append(NodePlan(node.name, error=got))
+        else:
+            nodes.append(diff_node(mesh, node, got, fp))
+    return Plan(tuple(nodes), tuple(warnings))
+
+
+def to_dict(plan: Plan) -> dict[str, Any]:
+    """The JSON document (format_version 1)."""
+    add, change, destroy = plan.counts()
+    return {
+        "format_version": "1",
+        "summary": {"add": add, "change": change, "destroy": destroy, "errors": len(plan.errors)},
+        "warnings": list(plan.warnings),
+        "nodes": [
+            {
+                "node": n.node,
+                "error": n.error,
+                "notes": list(n.notes),
+                "changes": [
+                    {
+                        "action": c.action.value,
+                        "kind": c.kind,
+                        "name": c.name,
+                        "before": dict(c.before) if c.before is not None else None,
+                        "after": dict(c.after) if c.after is not None else None,
+                    }
+                    for c in n.changes
+                ],
+            }
+            for n in plan.nodes
+        ],
+    }

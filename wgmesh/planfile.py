@@ -1,0 +1,114 @@
+"""Saved plans (`wgmesh plan --out FILE`, `wgmesh apply FILE`).
+
+A saved plan records what it was made from: the digest of mesh.yaml, the targets, and per node a
+fingerprint and a normalized copy of the live state (public data only: keys, addresses, peers, routes;
+never a private or preshared key, which the node never sends). `apply FILE` re-reads the nodes and refuses
+the plan when mesh.yaml or any node moved since, saying what moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wgmesh import live
+from wgmesh.engine import Reading
+from wgmesh.plan import Plan, to_dict
+
+KIND = "wgmesh-plan"
+FORMAT_VERSION = "1"
+
+
+class PlanFileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    mesh_sha256: str
+    targets: tuple[str, ...]
+    fingerprints: dict[str, str]
+    states: dict[str, Any]
+    errors: dict[str, str]
+
+
+def mesh_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Reading, plan: Plan) -> None:
+    doc = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "mesh_sha256": mesh_digest(mesh_path),
+        "targets": list(targets),
+        "fingerprints": reading.fingerprints,
+        "states": {name: live.normalized(s) for name, s in reading.states.items()},
+        "errors": reading.errors,
+        "plan": to_dict(plan),
+    }
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    path = path.resolve()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path) -> SavedPlan:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PlanFileError(f"{path}: no such saved plan") from None
+    except (OSError, ValueError) as e:
+        raise PlanFileError(f"{path}: not a wgmesh saved plan ({e})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise PlanFileError(f"{path}: not a wgmesh saved plan (make one with `wgmesh plan --out FILE`)")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise PlanFileError(f"{path}: saved plan format {doc.get('format_version')!r} is not supported")
+    try:
+        return SavedPlan(
+            mesh_sha256=str(doc["mesh_sha256"]),
+            targets=tuple(doc["targets"]),
+            fingerprints=dict(doc["fingerprints"]),
+            states=dict(doc["states"]),
+            errors=dict(doc.get("errors", {})),
+        )
+    except (KeyError, TypeError) as e:
+        raise PlanFileError(f"{path}: damaged saved plan ({e})") from None
+
+
+def staleness(saved: SavedPlan, mesh_path: Path, reading: Reading) -> list[str]:
+    """Why a saved plan no longer applies; empty when it still does."""
+    reasons: list[str] = []
+    if mesh_digest(mesh_path) != saved.mesh_sha256:
+        reasons.append(f"{mesh_path.name} changed since the plan was made")
+    for name in sorted(set(saved.fingerprints) | set(reading.fingerprints) | set(reading.errors)):
+        if name in reading.errors:
+            continue  # reported as a node error by apply
+        before = saved.fingerprints.get(name)
+        now = reading.fingerprints.get(name)
+        if before != now:
+            reasons.append(f"node {name}: {_what_moved(saved.states.get(name), reading, name)}")
+    return reasons
+
+
+def _what_moved(before: Any, reading: Reading, name: str) -> str:
+    state = reading.states.get(name)
+    if before is None or state is None:
+        return "was not readable when the plan was made" if before is None else "cannot be read now"
+    from deepdiff import DeepDiff  # imported here: only a stale plan needs it
+
+    after = json.loads(json.dumps(live.normalized(state)))
+    diff = DeepDiff(before, after, ignore_order=True, verbose_level=0)
+    paths = sorted({p.replace("root", "", 1) for group in diff.values() for p in group})
+    return "live state changed (" + ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "") + ")"
