@@ -20,6 +20,7 @@ from wgmesh.live import (
     LivePeer,
     LiveState,
     ParseError,
+    ReadError,
     fingerprint,
     parse_dump,
     parse_dump_all,
@@ -392,6 +393,12 @@ def test_parse_read_output_interface_without_private_key() -> None:
     assert state.peers == {}
     assert state.link_up is False
     assert state.addresses == frozenset()
+
+
+def test_parse_read_output_link_that_wg_cannot_read_is_an_error() -> None:
+    # a veth named like the interface: the link exists, `wg show` fails; planning it as "absent" would be wrong
+    with pytest.raises(ReadError, match=r"wgveth0 exists but .* failed: Unable to access interface"):
+        parse_read_output("wgveth0", fixture("read_b_notwg.txt"))
 
 
 def test_read_outputs_hold_no_secret() -> None:

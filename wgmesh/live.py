@@ -34,6 +34,10 @@ class ParseError(ValueError):
     """Output of a node that cannot be understood. Messages never quote key material."""
 
 
+class ReadError(ParseError):
+    """The node answered, but its WireGuard state could not be read (e.g. `wg show` failed on a link)."""
+
+
 @dataclass(frozen=True)
 class InterfaceDump:
     """The interface line of `wg show IF dump`, without the private key."""
@@ -79,8 +83,12 @@ class LiveState:
 # The remote command
 
 
+# Keeps lines after the error marker as they are (they come from wg's stderr only); on dump lines,
+# replaces field 1 of the interface line (private key) and field 2 of peer lines (preshared key).
 _REDACT_AWK = (
     'BEGIN { OFS = "\\t" } '
+    "/^@@wgmesh:wgerror/ { err = 1 } "
+    "err { print; next } "
     'NR == 1 { $1 = "(hidden)"; print; next } '
     '{ if ($2 != "(none)") $2 = "(hidden)"; print }'
 )
@@ -101,7 +109,8 @@ def read_command(interface: str, resolve_hosts: Iterable[str] = ()) -> str:
         "umask 077",
         f"echo '{MARK}{FORMAT}'",
         f"echo '{MARK}wg'",
-        f"wg show {q_if} dump 2>/dev/null | awk -F '\\t' {shlex.quote(_REDACT_AWK)}",
+        f"{{ wg show {q_if} dump 2>/dev/null || {{ echo '{MARK}wgerror'; "
+        f"wg show {q_if} public-key 2>&1 >/dev/null | head -n 1; }}; }} | awk -F '\\t' {shlex.quote(_REDACT_AWK)}",
         f"echo '{MARK}link'",
         f"ip -j link show dev {q_if} 2>/dev/null",
         f"echo '{MARK}addr'",
@@ -122,9 +131,13 @@ def read_command(interface: str, resolve_hosts: Iterable[str] = ()) -> str:
     if hosts:
         lines.append("if command -v timeout >/dev/null 2>&1; then T='timeout 5'; else T=; fi")
     for host in hosts:
+        # In parallel; each lookup prints its whole block with one printf (one small write: no interleaving).
         q_host = shlex.quote(host)
-        lines.append(f"printf '{MARK}resolve %s\\n' {q_host}")
-        lines.append(f"$T getent ahosts {q_host} 2>/dev/null")
+        lines.append(
+            f"( r=$($T getent ahosts {q_host} 2>/dev/null); printf '{MARK}resolve %s\\n%s\\n' {q_host} \"$r\" ) &"
+        )
+    if hosts:
+        lines.append("wait")
     lines.append(f"echo '{MARK}end'")
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -209,9 +222,7 @@ def _interface_line(fields: list[str], line_no: int) -> InterfaceDump:
 
 def _peer_line(fields: list[str], line_no: int) -> LivePeer:
     if len(fields) != _DUMP_PEER_FIELDS:
-        raise ParseError(
-            f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}"
-        )
+        raise ParseError(f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}")
     keepalive = fields[7]
     return LivePeer(
         public_key=_public_key(fields[0], "peer public key", line_no),
@@ -433,6 +444,9 @@ def parse_read_output(interface: str, text: str) -> LiveState:
     """The output of `read_command(interface, hosts)` -> LiveState. Pure."""
     sections, resolves = _sections(text)
     exists = parse_ip_link(sections["link"])
+    if exists and "wgerror" in sections:
+        reason = "".join(c for c in sections["wgerror"].strip() if c.isprintable())[:200] or "no reason given"
+        raise ReadError(f"interface {interface} exists but `wg show {interface}` failed: {reason}")
     iface, peers = parse_dump(sections["wg"])
     addresses, mtu, up = parse_ip_addr(sections["addr"])
     routes = parse_ip_route(sections["route4"], family=4) | parse_ip_route(sections["route6"], family=6)
