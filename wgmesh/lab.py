@@ -390,6 +390,31 @@ def lab_from_json(text: str) -> Lab:
     return Lab(id=lab_id, dir=Path(data["dir"]), hosts=hosts, keys=bool(data["keys"]))
 
 
+def ssh_argv(lab: Lab, node: str, command: str) -> list[str]:
+    """Plain OpenSSH into a host with the lab's identity and pinned host keys (strict checking)."""
+    return [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(lab.identity_file),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={lab.known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        f"root@{lab.host(node).ip}",
+        command,
+    ]
+
+
 def system_problem(system: str, euid: int, missing: Sequence[str]) -> str | None:
     """Why the lab cannot run here, or None. Pure."""
     if system != "Linux":
@@ -843,6 +868,7 @@ __all__ = [
     "lab_in_use",
     "load",
     "make_lab",
+    "ssh_argv",
     "start_sshd",
     "status",
     "stop_sshd",
