@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -22,6 +23,7 @@ from wgmesh.live import (
     ParseError,
     ReadError,
     fingerprint,
+    normalized,
     parse_dump,
     parse_dump_all,
     parse_getent,
@@ -489,6 +491,16 @@ def test_fingerprint_ignores_counters_handshakes_and_order() -> None:
     reordered = dataclasses.replace(state, peers=dict(reversed(list(state.peers.items()))))
     assert fingerprint(moved) == fingerprint(state) == fingerprint(reordered)
     assert len(fingerprint(state)) == 64
+
+
+def test_normalized_is_json_data_without_counters() -> None:
+    state = with_peer(base_state(), P2, latest_handshake=1_800_000_000, rx_bytes=10, tx_bytes=20)
+    data = normalized(state)
+    assert json.loads(json.dumps(data)) == data
+    peer = next(p for p in data["peers"] if p["public_key"] == P2)
+    assert set(peer) == {"public_key", "endpoint", "allowed_ips", "persistent_keepalive", "has_preshared_key"}
+    assert peer["allowed_ips"] == ["10.77.0.2/32", "192.168.50.0/24", "fd77::2/128"]
+    assert data["peers"] == sorted(data["peers"], key=lambda p: p["public_key"])
 
 
 @pytest.mark.parametrize(

@@ -472,7 +472,8 @@ def parse_read_output(interface: str, text: str) -> LiveState:
     )
 
 
-def _normalized(state: LiveState) -> dict[str, Any]:
+def normalized(state: LiveState) -> dict[str, Any]:
+    """The state as plain JSON-able data, sorted, without handshakes and traffic counters."""
     return {
         "interface": state.interface,
         "interface_exists": state.interface_exists,
@@ -504,5 +505,5 @@ def _normalized(state: LiveState) -> dict[str, Any]:
 
 def fingerprint(state: LiveState) -> str:
     """sha256 hex of the state without handshakes and traffic counters: detects stale saved plans."""
-    blob = json.dumps(_normalized(state), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(normalized(state), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
