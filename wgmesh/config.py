@@ -442,6 +442,9 @@ class _Draft:
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     decommission: bool = False
+    has_endpoint: bool = False  # an `endpoint:` was given, valid or not
+    mapping: bool = True  # the node's value is a mapping at all
+    has_ssh_host: bool = False  # an `ssh.host:` was given, valid or not
 
     @property
     def enrolled(self) -> bool:
@@ -560,7 +563,9 @@ class _Validator:
             self.report.error(
                 _val_pos(doc, "version", (1, 1)),
                 "version",
-                f"unsupported version {_show(v)}: this wgmesh reads `version: {VERSION}`",
+                f"unsupported version {_show(v)}: write `version: {VERSION}`"
+                + (" without quotes" if isinstance(v, str) and v.strip() == str(VERSION) else "")
+                + " (the format this wgmesh reads)",
             )
 
     def mesh_section(self, doc: dict) -> _MeshDraft:
@@ -769,11 +774,13 @@ class _Validator:
                 path,
                 "must be a mapping with at least `address:`, e.g. `address: 10.0.0.1`",
             )
+            draft.mapping = False
             return draft
         self.keys(m, NODE_KEYS, path, pos)
         self.addresses(m, path, pos, mesh, draft)
         self.public_key(m, path, pos, draft)
         endpoint = self.string(m, "endpoint", path, pos)
+        draft.has_endpoint = not k_missing(m, "endpoint")
         if endpoint is not None:
             try:
                 draft.endpoint = parse_endpoint(endpoint)
@@ -786,6 +793,7 @@ class _Validator:
             self.keys(ssh, NODE_SSH_KEYS, f"{path}.ssh", spos)
             self.ssh_fields(ssh, f"{path}.ssh", spos, draft.ssh)
             draft.ssh.host = self.ssh_host(ssh, f"{path}.ssh", spos)
+            draft.has_ssh_host = not k_missing(ssh, "host")
         draft.listen_port = self.integer(m, "listen_port", path, pos, 1, 65535)
         draft.mtu = self.mtu(m, path, pos, mesh)
         draft.post_up = self.commands(m, "post_up", path, pos)
@@ -983,7 +991,7 @@ class _Validator:
 
     def ssh_hosts(self, drafts: list[_Draft]) -> None:
         for d in drafts:
-            if d.ssh.host is None and d.endpoint is None:
+            if d.mapping and not d.has_ssh_host and not d.has_endpoint:
                 self.report.error(
                     d.pos,
                     f"nodes.{d.name}.ssh.host",
