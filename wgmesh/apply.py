@@ -80,6 +80,7 @@ def _paths(mesh: Mesh) -> dict[str, str]:
         "KEY": f"/etc/wireguard/{i}.key",
         "SNAP": f"/run/wireguard/wgmesh-{i}.snapshot",
         "LOCK": f"/run/wireguard/wgmesh-{i}.lock",
+        "LOG": f"/run/wireguard/wgmesh-{i}.log",
     }
 
 
@@ -141,7 +142,9 @@ if ip link show dev "$IF" >/dev/null 2>&1; then
   echo "interface $IF appeared since the plan was made; run wgmesh plan again" >&2
   exit 1
 fi
-wg-quick up "$IF" >/dev/null
+# wireguard-go stays behind as a daemon: it must not inherit the lock (fd 9) nor the SSH channel's output.
+if ! wg-quick up "$IF" </dev/null >/dev/null 2>"$LOG" 9>&-; then cat "$LOG" >&2; rm -f "$LOG"; exit 1; fi
+rm -f "$LOG"
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   systemctl enable "wg-quick@$IF" >/dev/null 2>&1 || true
 fi
@@ -256,8 +259,9 @@ def apply_node(
             f"{c.action.symbol} {c.address}" for c in remaining.changes
         )
         try:
-            transport.run(node.name, rollback_script(mesh, lock_timeout=lock_timeout))
-            rolled = "rolled back to the previous config"
+            back = transport.run(node.name, rollback_script(mesh, lock_timeout=lock_timeout))
+            rolled = "rolled back to the previous config" if back.exit_status == 0 else (
+                f"rollback failed too: {_failure(back)}")
         except Exception as e:
             rolled = f"rollback failed too: {e}"
         return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")

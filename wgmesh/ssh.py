@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PARALLELISM = 10
 DEFAULT_TIMEOUT = 10.0
+EOF_GRACE = 2.0
 
 
 class SshError(Exception):
@@ -256,16 +257,23 @@ def _collect(chan: paramiko.Channel, timeout: float | None) -> CommandResult:
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = None if timeout is None else time.monotonic() + timeout
+    exited_at: float | None = None
     while True:
         while chan.recv_ready():
             out.append(chan.recv(65536))
         while chan.recv_stderr_ready():
             err.append(chan.recv_stderr(65536))
-        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        if chan.eof_received and chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
             break
+        # sshd may send the exit status before the last output; a daemon started by the script may also
+        # hold the channel open. Wait for EOF, but not forever once the command has exited.
+        if chan.exit_status_ready():
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at > EOF_GRACE and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
         if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
             break
-        wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+        wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
         if wait <= 0:
             chan.close()
             raise SshError(f"command timed out after {timeout:g}s")

@@ -81,19 +81,21 @@ def change_lines(c: Change) -> list[tuple[str, str]]:
     width = max((len(k) for k, _, _ in attrs), default=0)
     for key, before, after in attrs:
         if c.action is Action.CREATE:
-            if after is None:
-                continue
+            if after is None or after == 0 or c.kind == "route":
+                continue  # unset and off values, and a route's device, say nothing
             lines.append((color, f"      + {key.ljust(width)} = {_fmt(after)}"))
         elif c.action is Action.DELETE:
             lines.append((color, f"      - {key.ljust(width)} = {_fmt(before)}"))
         elif isinstance(before, list) and isinstance(after, list):
             lines.append(("yellow", f"      ~ {key} = ["))
-            for x in before:
-                if x not in after:
-                    lines.append(("red", f"          - {json.dumps(x)},"))
-            for x in after:
+            for x in before + [x for x in after if x not in before]:
                 item = json.dumps(x)
-                lines.append(("green", f"          + {item},") if x not in before else ("", f"            {item},"))
+                if x not in after:
+                    lines.append(("red", f"          - {item},"))
+                elif x not in before:
+                    lines.append(("green", f"          + {item},"))
+                else:
+                    lines.append(("", f"            {item},"))
             lines.append(("yellow", "        ]"))
         elif after is None:
             lines.append(("red", f"      - {key.ljust(width)} = {_fmt(before)} -> null"))
