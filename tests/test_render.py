@@ -1,0 +1,232 @@
+"""Rendering: desired per-node configs and their wg-quick text."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wgmesh.config import load, loads
+from wgmesh.model import Endpoint, Mesh, Node, Ssh, Subnet
+from wgmesh.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example" / "mesh.yaml"
+KA = "76g31p64QmeSkdVYkRCDqqshYcBF71jU5GtKfq2gmWU="
+KB = "fiVvTzvLW+guc0/puGdPheeZRsT4FHHsU1WwyvhO9Xk="
+KC = "kboCx4oulgy0stckZnLMK1xFMRdj8ULP4vNc0WelB2E="
+KD = "5uFXVPvqrtal3oKhyUmquIZKBhQ5dN/lBUSJBKQ5OHs="
+
+SMALL = f"""version: 1
+mesh:
+  name: small
+  interface: wgm
+  network: [10.9.0.0/24, "fd09::/64"]
+  persistent_keepalive: 21
+  mtu: 1380
+nodes:
+  hub:
+    address: [10.9.0.1, "fd09::1"]
+    public_key: {KA}
+    endpoint: hub.example.com:51820
+    subnets: [192.168.1.0/24]
+    post_up: [sysctl -w net.ipv4.ip_forward=1]
+    post_down: echo down %i
+  v6:
+    address: 10.9.0.2
+    public_key: {KB}
+    endpoint: "[2001:db8::2]:51999"
+    listen_port: 51999
+  nat:
+    address: 10.9.0.3
+    public_key: {KC}
+    ssh: {{host: 203.0.113.3}}
+  new:
+    address: 10.9.0.4
+    ssh: {{host: 203.0.113.4}}
+  gone:
+    address: 10.9.0.5
+    public_key: {KD}
+    endpoint: gone.example.com:51820
+    decommission: true
+"""
+
+HUB = f"""# Managed by wgmesh (mesh small, node hub). Local edits are overwritten by wgmesh apply.
+[Interface]
+Address = 10.9.0.1/24, fd09::1/64
+ListenPort = 51820
+MTU = 1380
+PostUp = wg set %i private-key /etc/wireguard/%i.key
+PostUp = sysctl -w net.ipv4.ip_forward=1
+PostDown = echo down %i
+
+# v6
+[Peer]
+PublicKey = {KB}
+AllowedIPs = 10.9.0.2/32
+Endpoint = [2001:db8::2]:51999
+
+# nat
+[Peer]
+PublicKey = {KC}
+AllowedIPs = 10.9.0.3/32
+"""
+
+NAT = f"""# Managed by wgmesh (mesh small, node nat). Local edits are overwritten by wgmesh apply.
+[Interface]
+Address = 10.9.0.3/24
+ListenPort = 51820
+MTU = 1380
+PostUp = wg set %i private-key /etc/wireguard/%i.key
+
+# hub
+[Peer]
+PublicKey = {KA}
+AllowedIPs = 10.9.0.1/32, fd09::1/128, 192.168.1.0/24
+Endpoint = hub.example.com:51820
+PersistentKeepalive = 21
+
+# v6
+[Peer]
+PublicKey = {KB}
+AllowedIPs = 10.9.0.2/32
+Endpoint = [2001:db8::2]:51999
+PersistentKeepalive = 21
+"""
+
+
+@pytest.fixture
+def small() -> Mesh:
+    mesh, warnings = loads(SMALL)
+    assert warnings == []
+    return mesh
+
+
+def test_exact_text_for_endpoint_node(small: Mesh) -> None:
+    assert render_node(small, "hub") == HUB
+
+
+def test_exact_text_for_nat_node(small: Mesh) -> None:
+    assert render_node(small, "nat") == NAT
+
+
+def test_keepalive_only_from_nat_node_toward_endpoint_nodes(small: Mesh) -> None:
+    for name in small.node_names:
+        cfg = desired(small, name)
+        for peer in cfg.peers:
+            node, other = small.node(name), small.node(peer.name)
+            expect = 21 if node.endpoint is None and other.endpoint is not None else 0
+            assert peer.persistent_keepalive == expect, (name, peer.name)
+
+
+def test_unenrolled_and_decommissioned_nodes_are_left_out_of_peer_lists(small: Mesh) -> None:
+    for name in small.node_names:
+        peers = [p.name for p in desired(small, name).peers]
+        assert "new" not in peers and "gone" not in peers
+        assert name not in peers
+
+
+def test_unenrolled_node_still_gets_its_config(small: Mesh) -> None:
+    cfg = desired(small, "new")
+    assert [p.name for p in cfg.peers] == ["hub", "v6", "nat"]
+    assert [p.persistent_keepalive for p in cfg.peers] == [21, 21, 0]
+    assert "[Peer]" in render_node(small, "new")
+
+
+def test_desired_fields(small: Mesh) -> None:
+    cfg = desired(small, "v6")
+    assert cfg.interface == "wgm" and cfg.listen_port == 51999 and cfg.mtu == 1380
+    assert cfg.addresses == (ipaddress.ip_interface("10.9.0.2/24"),)
+    assert cfg.key_post_up == KEY_POST_UP == "wg set %i private-key /etc/wireguard/%i.key"
+    assert cfg.peers[0] == PeerConfig(
+        "hub",
+        KA,
+        (
+            ipaddress.ip_network("10.9.0.1/32"),
+            ipaddress.ip_network("fd09::1/128"),
+            ipaddress.ip_network("192.168.1.0/24"),
+        ),
+        Endpoint("hub.example.com", 51820),
+        0,
+    )
+
+
+def test_unknown_node(small: Mesh) -> None:
+    with pytest.raises(KeyError, match=r"no node named 'nope'.*hub, v6, nat, new, gone"):
+        desired(small, "nope")
+
+
+def test_render_all_equals_render_node_and_skips_decommissioned(small: Mesh) -> None:
+    rendered = dict(render_all(small))
+    assert list(rendered) == ["hub", "v6", "nat", "new"]
+    for name, text in rendered.items():
+        assert text == render_node(small, name)
+
+
+def test_example_renders_every_node_without_private_key() -> None:
+    mesh, _ = load(EXAMPLE)
+    outputs = dict(render_all(mesh))
+    assert list(outputs) == ["aws", "azure", "gcp", "aliyun"]
+    for name, text in outputs.items():
+        assert text == render_node(mesh, name)
+        assert "PrivateKey" not in text and "SaveConfig" not in text
+        assert text.count("[Peer]") == 3
+        lines = text.splitlines()
+        assert lines[lines.index("[Interface]") + 1].startswith("Address = ")
+        first_post_up = next(line for line in lines if line.startswith("PostUp"))
+        assert first_post_up == f"PostUp = {KEY_POST_UP}"
+    assert "PersistentKeepalive" in outputs["aliyun"]
+    assert all("PersistentKeepalive" not in outputs[n] for n in ("aws", "azure", "gcp"))
+
+
+def test_render_without_mesh_name_and_keepalive_off() -> None:
+    mesh, _ = loads(SMALL.replace("persistent_keepalive: 21", "persistent_keepalive: 0"))
+    assert "PersistentKeepalive" not in "".join(t for _, t in render_all(mesh))
+    assert render(desired(mesh, "hub")).startswith("# Managed by wgmesh (node hub).")
+
+
+# ---- render_all and render_node agree on arbitrary meshes built from the model
+
+
+def _key(i: int) -> str:
+    import base64
+
+    return base64.b64encode(i.to_bytes(32, "big")).decode()
+
+
+@st.composite
+def meshes(draw: st.DrawFn) -> Mesh:
+    n = draw(st.integers(0, 8))
+    keepalive = draw(st.sampled_from([0, 25]))
+    nodes = []
+    for i in range(n):
+        nodes.append(
+            Node(
+                name=f"n{i}",
+                addresses=(ipaddress.ip_address(f"10.0.0.{i + 1}"),),
+                public_key=draw(st.sampled_from([None, _key(i + 1)])),
+                endpoint=draw(st.sampled_from([None, Endpoint(f"n{i}.example.com", 51820 + i)])),
+                ssh=Ssh(host=f"h{i}"),
+                subnets=tuple(
+                    Subnet(ipaddress.ip_network(f"192.168.{i}.0/24")) for _ in range(draw(st.integers(0, 1)))
+                ),
+                listen_port=51820 + i,
+                mtu=draw(st.sampled_from([None, 1420])),
+                persistent_keepalive=keepalive,
+                post_up=tuple(draw(st.lists(st.sampled_from(["true", "echo %i"]), max_size=2))),
+                decommission=draw(st.booleans()),
+            )
+        )
+    return Mesh("m", "wg0", (ipaddress.ip_network("10.0.0.0/24"),), tuple(nodes), persistent_keepalive=keepalive)
+
+
+@settings(max_examples=200, deadline=None)
+@given(meshes())
+def test_render_all_matches_render_node(mesh: Mesh) -> None:
+    out = list(render_all(mesh))
+    assert [name for name, _ in out] == [n.name for n in mesh.nodes if not n.decommission]
+    for name, text in out:
+        assert text == render_node(mesh, name)
+        assert text.count("[Peer]") == sum(1 for n in mesh.nodes if n.enrolled and n.name != name)
