@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The demo: four lab hosts (aws, azure, gcp, aliyun behind NAT) on this machine, then
+# plan -> apply -> check -> plan again, which must say "No changes".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W="$PWD/.venv/bin/wgmesh"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step wgmesh lab up --nodes 4 --dir lab
+"$W" lab up --nodes 4 --dir lab
+cd lab
+step wgmesh validate
+"$W" validate
+step wgmesh plan
+"$W" plan
+step wgmesh apply --auto-approve
+"$W" apply --auto-approve
+step wgmesh check
+"$W" check
+step wgmesh plan --detailed-exitcode
+"$W" plan --detailed-exitcode
+echo
+echo "The lab is still running: cd lab and try wgmesh status, edit mesh.yaml, wgmesh plan ..."
+echo "Remove it with: make clean-lab   (or: .venv/bin/wgmesh lab down --dir lab)"
