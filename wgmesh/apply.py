@@ -151,6 +151,16 @@ fi
 """
 
 
+# Reconcile steps are decided again on the node, under the lock: another apply may have done them since
+# this plan was read. Only what this run really changed is recorded for the rollback (newest first).
+_RECONCILE_HELPERS = r"""wgm_undo=:
+wgm_did() { wgm_undo="$1; $wgm_undo"; }
+rollback_extra() { eval "$wgm_undo"; }
+wgm_has_addr() { ip -o address show dev "$IF" | grep -qF " $1 "; }
+wgm_has_route() { [ -n "$(ip -o route show table main exact "$1" dev "$IF" 2>/dev/null)" ]; }
+"""
+
+
 def _update_body(cfg: InterfaceConfig, live: LiveState) -> str:
     q = shlex.quote
     lines = [
@@ -163,27 +173,36 @@ def _update_body(cfg: InterfaceConfig, live: LiveState) -> str:
         f'wg syncconf "$IF" /dev/stdin {_heredoc("__WGMESH_SYNC__", syncconf_text(cfg), expand=True)}',
         "unset WGMESH_KEY",
     ]
+
+    def step(check: str, do: str, undo: str) -> None:
+        lines.append(f"if {check}; then {do}; wgm_did {q(undo)}; fi")
+
+    def ensure(obj: str, value: object, present: bool) -> None:
+        """Add (present) or delete an address or route, only if the node needs it now."""
+        v = q(str(value))
+        has = f"wgm_has_{'addr' if obj == 'address' else 'route'} {v}"
+        add, delete = f'ip {obj} add {v} dev "$IF"', f'ip {obj} del {v} dev "$IF"'
+        if present:
+            step(f"! {has}", add, delete)
+        else:
+            step(has, delete, add)
+
     want_addrs = set(cfg.addresses)
-    undo: list[str] = []
     for a in sorted(want_addrs - live.addresses, key=str):
-        lines.append(f'ip address add {q(str(a))} dev "$IF"')
-        undo.append(f'ip address del {q(str(a))} dev "$IF"')
+        ensure("address", a, present=True)
     for a in sorted(live.addresses - want_addrs, key=str):
-        lines.append(f'ip address del {q(str(a))} dev "$IF"')
-        undo.append(f'ip address add {q(str(a))} dev "$IF"')
+        ensure("address", a, present=False)
     if cfg.mtu is not None and cfg.mtu != live.mtu:
-        lines.append(f'ip link set mtu {int(cfg.mtu)} dev "$IF"')
-        if live.mtu:
-            undo.append(f'ip link set mtu {int(live.mtu)} dev "$IF"')
+        mtu = int(cfg.mtu)
+        lines.append("""wgm_mtu=$(ip -o link show dev "$IF" | sed -n 's/.* mtu \\([0-9][0-9]*\\) .*/\\1/p')""")
+        step(f'[ "$wgm_mtu" != {mtu} ]', f'ip link set mtu {mtu} dev "$IF"', 'ip link set mtu "$wgm_mtu" dev "$IF"')
     if not live.link_up:
         lines.append('ip link set up dev "$IF"')
     want_routes = wanted_routes(cfg)
     for r in sorted(want_routes - live.routes, key=str):
-        lines.append(f'ip route add {q(str(r))} dev "$IF"')
-        undo.append(f'ip route del {q(str(r))} dev "$IF"')
+        ensure("route", r, present=True)
     for r in sorted(live.routes - want_routes, key=str):
-        lines.append(f'ip route del {q(str(r))} dev "$IF"')
-        undo.append(f'ip route add {q(str(r))} dev "$IF"')
+        ensure("route", r, present=False)
     for p in cfg.peers:
         lp = live.peers.get(p.public_key)
         if lp is None:
@@ -192,8 +211,7 @@ def _update_body(cfg: InterfaceConfig, live: LiveState) -> str:
             lines.append(f'wg set "$IF" peer {q(p.public_key)} persistent-keepalive 0')
         if lp.has_preshared_key:
             lines.append(f'wg set "$IF" peer {q(p.public_key)} preshared-key /dev/null')
-    extra = "; ".join(reversed(undo)) or ":"
-    return f"rollback_extra() {{ {extra}; }}\n" + "\n".join(lines) + "\n"
+    return _RECONCILE_HELPERS + "\n".join(lines) + "\n"
 
 
 def _decommission_body() -> str:
