@@ -354,3 +354,12 @@ def test_cli_reads_the_lab_id_from_the_environment() -> None:
     result = runner.invoke(cli_lab.app, ["up"], env={"WGMESH_LAB_ID": "77"})
     assert result.exit_code == 1
     assert result.output.strip() == "Error: lab id must be 0..50, not 77"
+
+
+def test_cli_uses_the_current_folder_inside_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli_lab._lab_dir(None) == Path("lab")
+    lab.state_path(tmp_path).parent.mkdir()
+    lab.state_path(tmp_path).write_text(lab.lab_to_json(lab.make_lab(3, tmp_path)))
+    assert cli_lab._lab_dir(None) == Path(".")
+    assert cli_lab._lab_dir(Path("x")) == Path("x")

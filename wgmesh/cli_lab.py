@@ -16,12 +16,20 @@ app = typer.Typer(
     help="Local test hosts (network namespaces with sshd and WireGuard keys) and a mesh repo for them.",
 )
 
-DIR_OPTION = typer.Option(Path("lab"), "--dir", "-d", help="The lab's mesh repo folder.")
+DIR_OPTION = typer.Option(
+    None, "--dir", "-d", help="The lab's mesh repo folder [default: ./lab, or . inside a lab's folder]."
+)
 
 
 def _fail(err: labmod.LabError) -> typer.Exit:
     typer.echo(f"Error: {err}", err=True)
     return typer.Exit(1)
+
+
+def _lab_dir(directory: Path | None) -> Path:
+    if directory is not None:
+        return directory
+    return Path(".") if labmod.state_path(Path(".")).exists() else Path("lab")
 
 
 def _relative(path: Path) -> str:
@@ -42,10 +50,15 @@ InstallOpt = typer.Option(False, "--install", help="apt-get install the packages
 DownIdOpt = typer.Option(None, "--id", help="Take down lab ID whatever its folder (for leftovers).")
 
 
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
 @app.command()
 def up(
     nodes: int | None = NodesOpt,
-    directory: Path = DIR_OPTION,
+    directory: Path | None = DIR_OPTION,
     names: str | None = NamesOpt,
     nat: list[str] | None = NatOpt,
     lab_id: int = IdOpt,
@@ -56,52 +69,57 @@ def up(
     started = time.monotonic()
     try:
         spec = labmod.make_lab(
-            lab_id, directory, nodes, labmod.parse_names(names) if names else (), nat or None, keys=not no_keys
+            lab_id,
+            _lab_dir(directory),
+            nodes,
+            labmod.parse_names(names) if names else (),
+            nat or None,
+            keys=not no_keys,
         )
         lab = labmod.up(spec, install=install)
     except labmod.LabError as e:
         raise _fail(e) from None
-    width = max(len(h.name) for h in lab.hosts)
     typer.echo(
         f"Lab {lab.id} is up in {lab.dir} ({len(lab.hosts)} hosts on {lab.bridge}, "
         f"{lab.network}; {time.monotonic() - started:.1f} s):"
     )
-    for h in lab.hosts:
-        where = "behind NAT" if h.endpoint is None else f"endpoint {h.endpoint}"
-        typer.echo(f"  {h.name:<{width}}  ssh root@{h.ip!s:<13}  {h.address}  {h.subnet}  {where}")
+    rows = [
+        [h.name, f"ssh root@{h.ip}", str(h.address), str(h.subnet), f"endpoint {h.endpoint}" if h.endpoint else "NAT"]
+        for h in lab.hosts
+    ]
+    for line in _table(rows):
+        typer.echo(f"  {line}")
     typer.echo(f"Next: cd {_relative(lab.dir)} && wgmesh plan")
-    typer.echo(f"Done: wgmesh lab down --dir {_relative(lab.dir)}")
+    typer.echo(f"Stop: wgmesh lab down --dir {_relative(lab.dir)}")
 
 
 @app.command()
 def down(
-    directory: Path = DIR_OPTION,
+    directory: Path | None = DIR_OPTION,
     lab_id: int | None = DownIdOpt,
 ) -> None:
     """Stop the hosts and delete their namespaces, bridge, mounts and runtime files. Idempotent."""
+    path = _lab_dir(directory).resolve()
     try:
         if lab_id is not None:
             found = labmod.down_id(lab_id)
             typer.echo(f"Lab {lab_id} is down." if found else f"No lab {lab_id}: nothing to do.")
             return
-        found = labmod.down(directory)
+        found = labmod.down(path)
     except labmod.LabError as e:
         raise _fail(e) from None
-    path = directory.resolve()
     typer.echo(f"Lab in {path} is down (mesh repo files kept)." if found else f"No lab in {path}: nothing to do.")
 
 
 @app.command()
-def status(directory: Path = DIR_OPTION) -> None:
+def status(directory: Path | None = DIR_OPTION) -> None:
     """The hosts, their addresses, and whether sshd and the WireGuard interface run."""
     try:
-        lab, hosts = labmod.status(directory)
+        lab, hosts = labmod.status(_lab_dir(directory))
     except labmod.LabError as e:
         raise _fail(e) from None
     typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network})")
-    width = max(len("HOST"), *(len(h.name) for h in hosts))
-    typer.echo(f"{'HOST':<{width}}  {'ADDRESS':<13}  SSHD  {labmod.INTERFACE}")
-    for h in hosts:
-        typer.echo(
-            f"{h.name:<{width}}  {h.ip!s:<13}  {'up' if h.sshd else 'DOWN':<4}  {'up' if h.wireguard else 'down'}"
-        )
+    rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE]]
+    rows += [[h.name, str(h.ip), "up" if h.sshd else "DOWN", "up" if h.wireguard else "down"] for h in hosts]
+    for line in _table(rows):
+        typer.echo(line)
