@@ -1,0 +1,326 @@
+"""`wgmesh lab` against the real thing: namespaces, OpenSSH, wireguard-go (issue 3's "Done when")."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+from wgmesh import cli_lab
+from wgmesh import lab as labmod
+from wgmesh.lab import Lab, Proc
+
+pytestmark = pytest.mark.e2e
+
+LabFactory = Callable[..., Lab]
+WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _ssh(lab: Lab, node: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(labmod.ssh_argv(lab, node, command), capture_output=True, text=True, timeout=30)
+
+
+def _mesh_nodes(lab: Lab) -> dict[str, dict]:
+    return YAML(typ="safe").load(lab.mesh_path.read_text())["nodes"]
+
+
+def _procs_in(lab: Lab) -> list[Proc]:
+    procs = (labmod.proc_of(p) for p in labmod.pids_in_netns([h.netns for h in lab.hosts]))
+    return [p for p in procs if p is not None]
+
+
+def _comm(proc: Proc) -> str:
+    return Path(f"/proc/{proc.pid}/comm").read_text().strip()
+
+
+def _recorded(lab: Lab) -> list[Proc]:
+    return [h.sshd for h in labmod.load(lab.dir).hosts if h.sshd is not None]
+
+
+def _wg_conf(lab: Lab, me: str, peers: list[str]) -> str:
+    keys = {n: v.get("public_key") for n, v in _mesh_nodes(lab).items()}
+    host = lab.host(me)
+    text = (
+        f"[Interface]\nAddress = {host.address}/24\nListenPort = 51820\n"
+        "PostUp = wg set %i private-key /etc/wireguard/%i.key\n"
+    )
+    for p in peers:
+        peer = lab.host(p)
+        text += f"[Peer]\nPublicKey = {keys[p]}\nEndpoint = {peer.ip}:51820\nAllowedIPs = {peer.address}/32\n"
+    return text
+
+
+def _assert_nothing_left(lab: Lab, procs: list[Proc]) -> None:
+    assert procs, "the test must know some processes of the lab"
+    assert [p for p in procs if labmod.alive(p)] == []
+    netns = os.listdir("/run/netns") if Path("/run/netns").exists() else []
+    assert [n for n in netns if n.startswith(labmod.netns_prefix(lab.id))] == []
+    assert not Path(f"/sys/class/net/{lab.bridge}").exists()
+    assert [h.veth for h in lab.hosts if Path(f"/sys/class/net/{h.veth}").exists()] == []
+    assert not lab.runtime.exists()
+    assert not (lab.dir / ".lab").exists()
+    assert not labmod.lab_in_use(lab.id)
+    needles = (str(lab.runtime), f"/run/netns/{labmod.netns_prefix(lab.id)}")
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                mounts = Path(f"/proc/{entry.name}/mountinfo").read_text()
+            except OSError:
+                continue
+            assert not any(n in mounts for n in needles), f"process {entry.name} still has a lab mount"
+    assert lab.mesh_path.exists(), "the mesh repo files stay"
+
+
+# ----------------------------------------------------------------------------- one 4-node lab
+
+
+def test_four_node_defaults(lab4: Lab) -> None:
+    nodes = _mesh_nodes(lab4)
+    assert list(nodes) == ["aws", "azure", "gcp", "aliyun"]
+    assert "endpoint" not in nodes["aliyun"]
+    for h in lab4.hosts[:3]:
+        assert nodes[h.name]["endpoint"] == f"{h.ip}:51820"
+    assert lab4.mesh_path.read_text().startswith(labmod.HEADER)
+    assert "id_ed25519" in (lab4.dir / ".gitignore").read_text().splitlines()
+
+
+def test_openssh_logs_into_every_node_with_pinned_host_keys(lab4: Lab) -> None:
+    for h in lab4.hosts:
+        r = _ssh(lab4, h.name, "hostname; id -u")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [h.name, "0"]
+
+
+def test_strict_host_key_checking_rejects_another_hosts_key(lab4: Lab, tmp_path: Path) -> None:
+    lines = lab4.known_hosts.read_text().splitlines()
+    aws_ip, _type, _key = lines[0].split()
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{aws_ip} {' '.join(lines[1].split()[1:])}\n")  # azure's key for aws's address
+    argv = [
+        a.replace(f"UserKnownHostsFile={lab4.known_hosts}", f"UserKnownHostsFile={wrong}")
+        for a in labmod.ssh_argv(lab4, "aws", "true")
+    ]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255
+    assert "Host key verification failed" in r.stderr
+
+
+def test_each_node_has_its_own_key_file_matching_mesh_yaml(lab4: Lab) -> None:
+    nodes = _mesh_nodes(lab4)
+    for h in lab4.hosts:
+        r = _ssh(lab4, h.name, "stat -c '%a %U' /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key")
+        assert r.returncode == 0, r.stderr
+        mode, public_key = r.stdout.splitlines()
+        assert mode == "600 root"
+        assert public_key == nodes[h.name]["public_key"]
+    assert len({n["public_key"] for n in nodes.values()}) == len(nodes)
+
+
+def test_mesh_yaml_validates(lab4: Lab, run_wgmesh: WgmeshRunner) -> None:
+    r = run_wgmesh(lab4.dir, "validate")
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = pytest.importorskip("wgmesh.config")
+    mesh, _warnings = config.load(lab4.mesh_path)
+    assert mesh.node_names == lab4.names
+
+
+def test_hosts_have_separate_wireguard_folders(lab4: Lab) -> None:
+    name = f"probe-{os.getpid()}"
+    r = _ssh(lab4, "aws", f"echo aws > /etc/wireguard/{name} && echo sock > /run/wireguard/{name}")
+    assert r.returncode == 0, r.stderr
+    try:
+        # what sshd's sessions see is what host_exec sees
+        assert labmod.host_exec(lab4.dir, "aws", ["cat", f"/etc/wireguard/{name}"]).stdout == "aws\n"
+        for other in ("azure", "gcp", "aliyun"):
+            for folder in ("/etc/wireguard", "/run/wireguard"):
+                assert labmod.host_exec(lab4.dir, other, ["test", "-e", f"{folder}/{name}"]).returncode == 1
+        assert not Path("/etc/wireguard", name).exists()
+        assert not Path("/run/wireguard", name).exists()
+    finally:
+        labmod.host_exec(lab4.dir, "aws", ["rm", "-f", f"/etc/wireguard/{name}", f"/run/wireguard/{name}"])
+
+
+def test_private_subnet_and_forwarding(lab4: Lab) -> None:
+    for h in lab4.hosts:
+        r = labmod.host_exec(lab4.dir, h.name, ["sh", "-c", "ip -br addr show dev sub0; sysctl -n net.ipv4.ip_forward"])
+        assert r.returncode == 0, r.stderr
+        addr_line, forward = r.stdout.splitlines()
+        assert str(h.subnet_interface) in addr_line.split()
+        assert forward == "1"
+
+
+def test_wireguard_runs_on_two_hosts_at_once_and_tunnels(lab4: Lab) -> None:
+    try:
+        for me, peer in (("aws", "azure"), ("azure", "aws")):
+            conf = _wg_conf(lab4, me, [peer])
+            r = _ssh(lab4, me, f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
+            assert r.returncode == 0, r.stderr
+        r = _ssh(lab4, "aws", f"ping -c 3 -i 0.2 -w 10 {lab4.host('azure').address}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        _lab, status = labmod.status(lab4.dir)
+        assert {s.name: s.wireguard for s in status} == {"aws": True, "azure": True, "gcp": False, "aliyun": False}
+        assert all(s.sshd for s in status)
+    finally:
+        for node in ("aws", "azure"):
+            _ssh(lab4, node, "wg-quick down wg0; rm -f /etc/wireguard/wg0.conf")
+
+
+def test_stop_and_start_sshd(lab4: Lab) -> None:
+    labmod.stop_sshd(lab4.dir, "gcp")
+    try:
+        _lab, status = labmod.status(lab4.dir)
+        assert {s.name: s.sshd for s in status}["gcp"] is False
+        assert _ssh(lab4, "gcp", "true").returncode == 255
+        # the host itself is still there
+        assert labmod.host_exec(lab4.dir, "gcp", ["test", "-f", "/etc/wireguard/wg0.key"]).returncode == 0
+    finally:
+        proc = labmod.start_sshd(lab4.dir, "gcp")
+    assert labmod.alive(proc)
+    assert _ssh(lab4, "gcp", "true").returncode == 0
+    assert labmod.load(lab4.dir).host("gcp").sshd == proc
+
+
+def test_cli_status_table(lab4: Lab) -> None:
+    result = CliRunner().invoke(cli_lab.app, ["status", "--dir", str(lab4.dir)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"Lab {lab4.id} in {lab4.dir}")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows == {h.name: [str(h.ip), "up", "down"] for h in lab4.hosts}
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_up_twice_then_down_leaves_nothing(lab: LabFactory) -> None:
+    first = lab(nodes=2)
+    conf = _wg_conf(first, "n1", [])
+    r = _ssh(first, "n1", f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
+    assert r.returncode == 0, r.stderr
+    old = _procs_in(first)
+    assert "wireguard-go" in {_comm(p) for p in old}
+
+    second = labmod.up(labmod.make_lab(first.id, first.dir, nodes=2))
+    assert [p for p in old if labmod.alive(p)] == []
+    for h in second.hosts:
+        assert _ssh(second, h.name, "test -f /etc/wireguard/wg0.key").returncode == 0
+    new = _procs_in(second)
+    assert {_comm(p) for p in new} == {"sshd"}
+    assert set(_recorded(second)) == set(new)
+
+    assert labmod.down(second.dir) is True
+    _assert_nothing_left(second, old + new)
+    assert labmod.down(second.dir) is False
+    assert labmod.down_id(second.id) is False
+
+
+def test_down_finds_processes_up_never_recorded(lab: LabFactory) -> None:
+    made = lab(nodes=2)
+    procs = _procs_in(made)
+    # as if `up` had died before saving the PIDs
+    labmod.save(dataclasses.replace(made, hosts=tuple(dataclasses.replace(h, sshd=None) for h in made.hosts)))
+    assert _recorded(made) == []
+    assert labmod.down(made.dir) is True
+    _assert_nothing_left(made, procs)
+
+
+def test_up_failing_half_way_cleans_up(lab: LabFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = lab(nodes=2)
+    procs = _procs_in(made)
+    real = labmod._start_sshd
+
+    def failing(lab_: Lab, host: labmod.LabHost, prelude: str = "") -> tuple[Proc, str]:
+        if host.name == "n3":
+            time.sleep(0.2)  # let the other hosts' sshd start
+            raise labmod.LabError("n3: sshd did not start")
+        return real(lab_, host, prelude)
+
+    monkeypatch.setattr(labmod, "_start_sshd", failing)
+    with pytest.raises(labmod.LabError, match="n3: sshd did not start"):
+        labmod.up(labmod.make_lab(made.id, made.dir, nodes=3))
+    _assert_nothing_left(made, procs)
+
+
+def test_refuses_a_bridge_it_does_not_own(lab: LabFactory) -> None:
+    made = lab(nodes=1)
+    lab_id = made.id
+    assert labmod.down(made.dir)
+    subprocess.run(["ip", "link", "add", labmod.bridge_name(lab_id), "type", "bridge"], check=True)
+    try:
+        with pytest.raises(labmod.LabInUse, match=f"{labmod.bridge_name(lab_id)} exist but no lab owns them"):
+            labmod.up(labmod.make_lab(lab_id, made.dir, nodes=1))
+        assert Path(f"/sys/class/net/{labmod.bridge_name(lab_id)}").exists(), "a bridge it does not own stays"
+    finally:
+        assert labmod.down_id(lab_id) is True
+    assert not labmod.lab_in_use(lab_id)
+
+
+def test_refuses_an_id_held_by_another_folder(lab: LabFactory, tmp_path: Path) -> None:
+    held = lab(nodes=1)
+    with pytest.raises(labmod.LabInUse, match=f"lab id {held.id} is in use by {held.dir}"):
+        labmod.up(labmod.make_lab(held.id, tmp_path / "other", nodes=1))
+    assert _ssh(held, "n1", "true").returncode == 0, "the other lab is untouched"
+
+
+def test_two_labs_at_once(lab: LabFactory, lab4: Lab) -> None:
+    other = lab(names=("aws", "solo"))
+    assert other.id != lab4.id
+    for each in (lab4, other):
+        r = _ssh(each, "aws", "wg pubkey < /etc/wireguard/wg0.key")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == _mesh_nodes(each)["aws"]["public_key"]
+    assert _mesh_nodes(lab4)["aws"]["public_key"] != _mesh_nodes(other)["aws"]["public_key"]
+
+
+def test_no_keys(lab: LabFactory) -> None:
+    made = lab(nodes=2, keys=False)
+    assert all("public_key" not in n for n in _mesh_nodes(made).values())
+    for h in made.hosts:
+        assert labmod.host_exec(made.dir, h.name, ["test", "-e", "/etc/wireguard/wg0.key"]).returncode == 1
+    config = pytest.importorskip("wgmesh.config")
+    mesh, _warnings = config.load(made.mesh_path)
+    assert not any(n.enrolled for n in mesh.nodes)
+
+
+def test_sixteen_hosts_come_up_in_seconds(lab: LabFactory) -> None:
+    started = time.monotonic()
+    made = lab(nodes=16)
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, f"16 hosts took {elapsed:.1f} s"
+    for h in made.hosts:
+        with socket.create_connection((str(h.ip), 22), timeout=5) as s:
+            assert s.recv(64).startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_cli_up_status_down(lab: LabFactory) -> None:
+    made = lab(nodes=1)
+    runner = CliRunner()
+    d = str(made.dir)
+    result = runner.invoke(cli_lab.app, ["up", "--dir", d, "--id", str(made.id), "--nodes", "3", "--nat", "n3"])
+    assert result.exit_code == 0, result.output
+    assert f"Lab {made.id} is up in {made.dir}" in result.output
+    assert "wgmesh plan" in result.output
+    assert "NAT" in result.output.splitlines()[3]
+    result = runner.invoke(cli_lab.app, ["status", "--dir", d])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()[2:]] == ["n1", "n2", "n3"]
+    result = runner.invoke(cli_lab.app, ["down", "--dir", d])
+    assert result.exit_code == 0 and "is down" in result.output
+    result = runner.invoke(cli_lab.app, ["status", "--dir", d])
+    assert result.exit_code == 1 and result.output.startswith("Error: no lab in")
+
+
+def test_real_command_has_lab(run_wgmesh: WgmeshRunner, tmp_path: Path) -> None:
+    r = run_wgmesh(tmp_path, "lab", "status", "--dir", str(tmp_path))
+    if "No such command" in r.stderr:
+        pytest.skip("`wgmesh lab` is not registered in wgmesh/cli.py yet")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"Error: no lab in {tmp_path} (start one with `wgmesh lab up --dir {tmp_path}`)"
