@@ -254,30 +254,39 @@ class SshTransport:
 
 
 def _collect(chan: paramiko.Channel, timeout: float | None) -> CommandResult:
+    """Read stdout and stderr until the command has exited and the channel reached EOF.
+
+    sshd may send the exit status before the last output, so EOF is awaited too; but a daemon started by
+    the script could hold the channel open, so after the exit status EOF is awaited for EOF_GRACE only.
+    """
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     exited_at: float | None = None
-    while True:
+
+    def drain() -> None:
         while chan.recv_ready():
             out.append(chan.recv(65536))
         while chan.recv_stderr_ready():
             err.append(chan.recv_stderr(65536))
-        if chan.eof_received and chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-            break
-        # sshd may send the exit status before the last output; a daemon started by the script may also
-        # hold the channel open. Wait for EOF, but not forever once the command has exited.
+
+    while True:
+        drain()
+        now = time.monotonic()
         if chan.exit_status_ready():
-            exited_at = exited_at or time.monotonic()
-            if time.monotonic() - exited_at > EOF_GRACE and not chan.recv_ready() and not chan.recv_stderr_ready():
+            if chan.eof_received or chan.closed:
                 break
-        if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
-            break
-        wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-        if wait <= 0:
+            exited_at = exited_at or now
+            if now - exited_at > EOF_GRACE:
+                break
+        if deadline is not None and now > deadline:
             chan.close()
             raise SshError(f"command timed out after {timeout:g}s")
-        select.select([chan], [], [], wait)
+        if chan.eof_received:
+            chan.status_event.wait(0.05)  # only the exit status is still to come
+        else:
+            select.select([chan], [], [], 0.05)  # wakes on stdout data and on EOF
+    drain()
     status = chan.recv_exit_status()
     chan.close()
     return CommandResult(status, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"))
