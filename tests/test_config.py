@@ -555,3 +555,29 @@ def test_fuzz_structured_mutations(edits: list[tuple[tuple, str, object, str]]) 
 )
 def test_nasty_inputs(text: str) -> None:
     check_never_crashes(text)
+
+
+@pytest.mark.parametrize(
+    "key", ["AAAAAAAAAAPsKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "privateAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+)
+def test_public_key_containing_secret_words_is_accepted(key: str) -> None:
+    assert validate_key(key)
+    mesh, _ = loads(base_text(**{KB: key}))
+    assert mesh.node("b").public_key == key
+
+
+def test_many_nodes_without_endpoint_give_bounded_warnings() -> None:
+    nodes = "".join(
+        f"  n{i}:\n    address: 10.0.0.{i + 1}\n    public_key: {_key(i + 1)}\n    ssh: {{host: h{i}}}\n"
+        for i in range(30)
+    )
+    _, warnings = loads(f"version: 1\nmesh: {{name: x, network: 10.0.0.0/24}}\nnodes:\n{nodes}")
+    assert len(warnings) == 10
+    assert all("cannot connect" in w.message for w in warnings[:-1])
+    assert "more nodes without an endpoint" in warnings[-1].message
+
+
+def _key(i: int) -> str:
+    import base64
+
+    return base64.b64encode(i.to_bytes(32, "big")).decode()

@@ -84,6 +84,7 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 _KEYLIKE_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _SECRET_WORDS = ("privatekey", "privkey", "presharedkey", "psk", "secretkey")
+_MAX_PAIR_WARNINGS = 10  # warnings about nodes without endpoints, before one summary
 _SECRET_MENTION_RE = re.compile(r"private|preshared|psk", re.IGNORECASE)
 
 
@@ -384,8 +385,15 @@ def _walk_secrets(doc: Any) -> Iterator[tuple[str, Pos, str]]:
             seen.add(id(obj))
             for i in reversed(range(len(obj))):
                 stack.append((obj[i], f"{path}[{i}]", _item_pos(obj, i, pos)))
-        elif isinstance(obj, str) and _KEYLIKE_RE.search(obj) and _SECRET_MENTION_RE.search(obj):
+        elif isinstance(obj, str) and _mentions_secret_key(obj):
             yield path, pos, "a private or preshared key"
+
+
+def _mentions_secret_key(text: str) -> bool:
+    """A key-shaped token next to words like 'private-key' (e.g. pasted into a post_up command)."""
+    if not _KEYLIKE_RE.search(text):
+        return False
+    return bool(_SECRET_MENTION_RE.search(_KEYLIKE_RE.sub(" ", text)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1030,7 +1038,16 @@ class _Validator:
         for d in drafts:
             if not d.enrolled or d.endpoint is not None:
                 continue
-            if behind_nat:
+            if len(behind_nat) > _MAX_PAIR_WARNINGS:
+                pass
+            elif len(behind_nat) == _MAX_PAIR_WARNINGS:
+                self.report.warn(
+                    d.pos,
+                    f"nodes.{d.name}",
+                    "more nodes without an endpoint follow; no pair of them can connect "
+                    "(give one of each pair an endpoint; relays are not supported yet)",
+                )
+            elif behind_nat:
                 shown = ", ".join(behind_nat[:3]) + (f" and {len(behind_nat) - 3} more" if len(behind_nat) > 3 else "")
                 self.report.warn(
                     d.pos,
