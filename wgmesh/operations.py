@@ -135,12 +135,16 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             reasons = planfile.staleness(saved, opts.file, reading)
             if reasons:
                 raise Failure("Saved plan is stale: " + "; ".join(reasons) + ". Run wgmesh plan again.")
-        view.plan(plan)
-        if not plan.has_changes:
-            return ExitStatus.ERROR if plan.errors else ExitStatus.OK
-        if saved is None and not opts.auto_approve and not _approve(env, view):
-            view.message("Apply cancelled.")
-            return ExitStatus.ERROR
+        if not opts.json:  # the JSON document of an apply holds the plan: one document on stdout
+            view.plan(plan)
+            if not plan.has_changes:
+                return ExitStatus.ERROR if plan.errors else ExitStatus.OK
+        if plan.has_changes and saved is None and not opts.auto_approve:
+            if opts.json:
+                raise Failure("apply --json cannot ask for approval: add --auto-approve or apply a saved plan")
+            if not _approve(env, view):
+                view.message("Apply cancelled.")
+                return ExitStatus.ERROR
         results = apply_plan(
             mesh, transport, list(plan.nodes), reading.states,
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
