@@ -120,6 +120,6 @@ def status(directory: Path | None = DIR_OPTION) -> None:
         raise _fail(e) from None
     typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network})")
     rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE]]
-    rows += [[h.name, str(h.ip), "up" if h.sshd else "DOWN", "up" if h.wireguard else "down"] for h in hosts]
+    rows += [[h.name, str(h.ip), "up" if h.sshd else "down", "up" if h.wireguard else "down"] for h in hosts]
     for line in _table(rows):
         typer.echo(line)

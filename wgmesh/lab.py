@@ -586,7 +586,7 @@ def load(directory: Path) -> Lab:
         raise LabError(f"{state_path(directory)}: unreadable lab state ({e})") from None
 
 
-def _runtime_owner(lab_id: int) -> Path | None:
+def runtime_owner(lab_id: int) -> Path | None:
     """The mesh repo folder of the lab that holds this id now, or None."""
     try:
         return lab_from_json((runtime_dir(lab_id) / "state.json").read_text()).dir
@@ -683,9 +683,9 @@ def _gitignore(directory: Path) -> None:
 
 
 def _claim(lab: Lab) -> None:
-    """Under the lock: make sure the id is free (or ours), then record the lab and create its bridge."""
+    """Under the lock: make sure the id is free (or ours), then record the lab as its owner."""
     with _lock():
-        owner = _runtime_owner(lab.id)
+        owner = runtime_owner(lab.id)
         if owner is not None and owner != lab.dir:
             raise LabInUse(
                 f"lab id {lab.id} is in use by {owner}: run `wgmesh lab down --dir {owner}` or pick another --id"
@@ -705,22 +705,22 @@ def _claim(lab: Lab) -> None:
             raise LabInUse(f"{lab.network} is already in use ({'; '.join(conflicts)}): pick another --id")
         lab.runtime.mkdir(parents=True, mode=0o700)
         save(lab)
-        _check(["ip", "-batch", "-"], "creating the lab network", input=host_batch(lab))
 
 
 def up(lab: Lab, *, install: bool = False) -> Lab:
     """Bring the lab up (replacing a lab already in lab.dir); returns it with the sshd PIDs."""
     check_system(install)
     lab = dataclasses.replace(lab, dir=lab.dir.resolve())
-    if state_path(lab.dir).exists():
-        down(lab.dir)
     if lab.mesh_path.exists() and not lab.mesh_path.read_text().startswith(HEADER):
         raise LabError(f"{lab.mesh_path} exists and was not made by wgmesh lab: use another --dir")
+    if state_path(lab.dir).exists():
+        down(lab.dir)
     lab.dir.mkdir(parents=True, exist_ok=True)
     for d in (Path("/etc/wireguard"), Path("/run/wireguard"), Path("/run/sshd")):
         d.mkdir(parents=True, exist_ok=True)
     _claim(lab)
     try:
+        _check(["ip", "-batch", "-"], "creating the lab network", input=host_batch(lab))
         _write_atomic(lab.runtime / "authorized_keys", _client_key(lab))
         with ThreadPoolExecutor(max_workers=min(16, len(lab.hosts))) as pool:
             made = list(pool.map(lambda h: _make_host(lab, h), lab.hosts))
@@ -735,7 +735,7 @@ def up(lab: Lab, *, install: bool = False) -> Lab:
         # take down whatever was made: _down_id finds processes by namespace, not by the state
         with contextlib.suppress(Exception):
             _down_id(lab.id)
-            shutil.rmtree(lab.dir / ".lab", ignore_errors=True)
+        shutil.rmtree(lab.dir / ".lab", ignore_errors=True)
         raise
     return lab
 
@@ -782,7 +782,7 @@ def down(directory: Path) -> bool:
     except (ValueError, KeyError, TypeError, LabError):
         lab_id = None
     # only when the id still belongs to this folder (else another lab reuses it)
-    if lab_id is not None and _runtime_owner(lab_id) in (directory, None):
+    if lab_id is not None and runtime_owner(lab_id) in (directory, None):
         _down_id(lab_id)
     shutil.rmtree(directory / ".lab", ignore_errors=True)
     return True
@@ -792,7 +792,7 @@ def down_id(lab_id: int) -> bool:
     """Take down lab `lab_id` whatever folder it belongs to (for leftovers). Idempotent."""
     if not 0 <= lab_id <= MAX_ID:
         raise LabError(f"lab id must be 0..{MAX_ID}, not {lab_id}")
-    owner = _runtime_owner(lab_id)
+    owner = runtime_owner(lab_id)
     found = _down_id(lab_id)
     if owner is not None:
         shutil.rmtree(owner / ".lab", ignore_errors=True)
@@ -868,6 +868,7 @@ __all__ = [
     "lab_in_use",
     "load",
     "make_lab",
+    "runtime_owner",
     "ssh_argv",
     "start_sshd",
     "status",

@@ -51,8 +51,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def _reclaim_orphans() -> None:
+    """Take down test labs whose folder is gone (a killed run's, after pytest removed its tmp dirs)."""
+    for lab_id in range(FIRST_ID, LAST_ID + 1):
+        owner = labmod.runtime_owner(lab_id)
+        if owner is not None and not owner.exists():
+            labmod.down_id(lab_id)
+
+
 def _candidate_ids() -> list[int]:
     """Free-looking ids, starting at a place that depends on the PID (parallel runs rarely collide)."""
+    _reclaim_orphans()
     ids = list(range(FIRST_ID, LAST_ID + 1))
     start = os.getpid() % len(ids)
     return [i for i in ids[start:] + ids[:start] if not labmod.lab_in_use(i)]

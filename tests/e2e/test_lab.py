@@ -324,3 +324,15 @@ def test_real_command_has_lab(run_wgmesh: WgmeshRunner, tmp_path: Path) -> None:
         pytest.skip("`wgmesh lab` is not registered in wgmesh/cli.py yet")
     assert r.returncode == 1
     assert r.stderr.strip() == f"Error: no lab in {tmp_path} (start one with `wgmesh lab up --dir {tmp_path}`)"
+
+
+def test_refuses_a_mesh_repo_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text("version: 1\n")
+    lab_id = next(i for i in range(10, labmod.MAX_ID + 1) if not labmod.lab_in_use(i))
+    try:
+        with pytest.raises(labmod.LabError, match="exists and was not made by wgmesh lab"):
+            labmod.up(labmod.make_lab(lab_id, tmp_path, nodes=1))
+    finally:
+        labmod.down(tmp_path)
+    assert (tmp_path / "mesh.yaml").read_text() == "version: 1\n"
+    assert not (tmp_path / ".lab").exists()
