@@ -52,8 +52,10 @@ def test_uncommenting_the_example_node_gives_a_precise_error(tmp_path: Path) -> 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     (tmp_path / "mesh.yaml").write_text("mine\n")
-    with pytest.raises(FileExistsError, match=r"mesh\.yaml"):
+    (tmp_path / ".gitignore").write_text("mine\n")
+    with pytest.raises(FileExistsError) as info:
         init_repo(tmp_path)
+    assert info.value.filename == f"{tmp_path / 'mesh.yaml'}, {tmp_path / '.gitignore'}"
     assert (tmp_path / "mesh.yaml").read_text() == "mine\n"
     assert not (tmp_path / "known_hosts").exists()  # nothing written when refusing
     init_repo(tmp_path, force=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -188,14 +189,15 @@ def starter_files(directory: Path) -> dict[Path, str]:
 def init_repo(directory: Path, force: bool = False) -> list[Path]:
     """Create the mesh repo files in `directory` (made if missing) and return their paths.
 
-    Raises FileExistsError naming every file that exists already, before writing anything, unless `force`.
+    Unless `force`, raises FileExistsError before writing anything; its `filename` lists every file
+    that exists already.
     """
     directory = Path(directory)
     files = starter_files(directory)
     existing = [p for p in files if p.exists()]
     if existing and not force:
         names = ", ".join(str(p) for p in existing)
-        raise FileExistsError(f"already exists: {names} (use --force to overwrite)")
+        raise FileExistsError(errno.EEXIST, "already exists (use --force to overwrite)", names)
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
