@@ -217,7 +217,7 @@ def parse_probe_output(source: str, targets: Sequence[Target], text: str, interf
 class Cell(StrEnum):
     OK = "ok"
     FAILED = "failed"
-    UNREACHABLE = "unreachable"  # the source node could not be reached or run the probes
+    NOT_CHECKED = "not checked"  # the source node could not be reached or could not run the probes
     SELF = "self"
 
 
@@ -242,7 +242,7 @@ class CheckReport:
         if source == dest:
             return Pair(source, dest, Cell.SELF)
         if source in self.errors:
-            return Pair(source, dest, Cell.UNREACHABLE)
+            return Pair(source, dest, Cell.NOT_CHECKED)
         probes = tuple(p for p in self.probes if p.source == source and p.target.node == dest)
         if not all(p.ok for p in probes):
             return Pair(source, dest, Cell.FAILED, None, probes)

@@ -28,7 +28,7 @@ from wgmesh.view import Environment, HumanView, JsonView
 # The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
 CHECK_SCRIPT_TIMEOUT = check.ATTEMPTS * check.PING_WAIT + 15.0
 STATUS_SCRIPT_TIMEOUT = 30.0
-_CELL_STYLE = {Cell.OK: "green", Cell.FAILED: "bold red", Cell.UNREACHABLE: "red", Cell.SELF: "dim"}
+_CELL_STYLE = {Cell.OK: "green", Cell.FAILED: "bold red", Cell.NOT_CHECKED: "red", Cell.SELF: "dim"}
 _HANDSHAKE_STYLE = {
     Handshake.FRESH: "green",
     Handshake.STALE: "yellow",
@@ -120,7 +120,7 @@ def check_matrix(report: CheckReport) -> Table:
             text = {
                 Cell.OK: check.format_rtt(pair.rtt_ms),
                 Cell.FAILED: "FAILED",
-                Cell.UNREACHABLE: "unreachable",
+                Cell.NOT_CHECKED: "not checked",
                 Cell.SELF: "-",
             }[pair.cell]
             row.append(Text(text, style=_CELL_STYLE[pair.cell]))
@@ -135,7 +135,8 @@ def print_check(env: Environment, report: CheckReport) -> None:
     _print_table(env, check_matrix(report))
     failures = report.failures()
     pairs = report.pairs()
-    bad = [p for p in pairs if p.cell is not Cell.OK]
+    failed = sum(1 for p in pairs if p.cell is Cell.FAILED)
+    unchecked = sum(1 for p in pairs if p.cell is Cell.NOT_CHECKED)
     probes = len(report.probes)
     if failures:
         out.print(Text("Failures:", style="bold"))
@@ -144,7 +145,11 @@ def print_check(env: Environment, report: CheckReport) -> None:
         for n in report.suspects():
             out.print(Text(f"Every pair with {n} fails, both ways: start with {n}.", style="yellow"))
         out.print()
-        out.print(Text(f"Check failed: {len(bad)} of {len(pairs)} pairs failed.", style="bold red"))
+        parts = [f"{failed} of {len(pairs)} pairs failed"] if failed else []
+        if unchecked:
+            parts.append(f"{unchecked} not checked (no probes from {', '.join(report.errors)})")
+        summary = "Check failed: " + "; ".join(parts)
+        out.print(Text(summary + ".", style="bold red"))
     else:
         out.print(
             Text(
