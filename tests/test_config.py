@@ -581,3 +581,18 @@ def _key(i: int) -> str:
     import base64
 
     return base64.b64encode(i.to_bytes(32, "big")).decode()
+
+
+def test_validate_command_on_the_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's done-when: every bad file makes `wgmesh validate` exit 1 with FILE:LINE, no traceback."""
+    from typer.testing import CliRunner
+
+    from wgmesh.cli import app
+
+    monkeypatch.chdir(BAD)
+    runner = CliRunner()
+    for stem, (line, _, _) in sorted(BAD_CASES.items()):
+        result = runner.invoke(app, ["validate", "-f", f"{stem}.yaml"])
+        assert result.exit_code == 1, (stem, result.output)
+        assert f"{stem}.yaml:{line}" in result.output, (stem, result.output)
+        assert "Traceback" not in result.output and not isinstance(result.exception, AssertionError)
