@@ -619,6 +619,9 @@ def _ns_argv(lab: Lab, host: LabHost, argv: Sequence[str], prelude: str = "") ->
             "set -e",
             f"mount --bind {shlex.quote(str(hd / 'etc-wireguard'))} /etc/wireguard",
             f"mount --bind {shlex.quote(str(hd / 'run-wireguard'))} /run/wireguard",
+            # A fresh root home, as on a new server: the machine's own /root/.bashrc (which Debian's bash
+            # sources for every SSH command) must not slow down or change the lab hosts.
+            f"mount --bind {shlex.quote(str(hd / 'root'))} /root",
             f"hostname {shlex.quote(host.name)}",
             *([prelude] if prelude else []),
             'exec "$@"',
@@ -650,6 +653,7 @@ def _make_host(lab: Lab, host: LabHost) -> tuple[LabHost, str | None, str]:
     hd = lab.host_dir(host)
     (hd / "etc-wireguard").mkdir(parents=True, mode=0o700)
     (hd / "run-wireguard").mkdir(mode=0o755)
+    (hd / "root").mkdir(mode=0o700)
     key = hd / "ssh_host_ed25519_key"
     comment = f"wgmesh-lab{lab.id}-{host.name}"
     _check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], "ssh-keygen")
