@@ -363,3 +363,15 @@ def test_cli_uses_the_current_folder_inside_a_lab(tmp_path: Path, monkeypatch: p
     lab.state_path(tmp_path).write_text(lab.lab_to_json(lab.make_lab(3, tmp_path)))
     assert cli_lab._lab_dir(None) == Path(".")
     assert cli_lab._lab_dir(Path("x")) == Path("x")
+
+
+def test_dns_endpoints_are_names_the_hosts_resolve(tmp_path: Path) -> None:
+    spec = lab.make_lab(7, tmp_path, dns=("azure",))
+    azure = spec.host("azure")
+    assert azure.endpoint == "azure.wgmlab7.test:51820"
+    assert spec.host("aws").endpoint == "10.250.7.11:51820"
+    hosts = lab.render_hosts(spec)
+    assert f"{azure.ip}\tazure.wgmlab7.test" in hosts.splitlines()
+    assert lab.lab_from_json(lab.lab_to_json(spec)).host("azure").dns is True
+    with pytest.raises(LabError, match="--dns nope: no such host"):
+        lab.make_lab(7, tmp_path, dns=("nope",))

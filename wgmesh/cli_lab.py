@@ -44,6 +44,9 @@ NamesOpt = typer.Option(None, "--names", help="Host names, comma separated (defa
 NatOpt = typer.Option(
     None, "--nat", help="A host behind NAT: no endpoint in mesh.yaml (repeatable; default aliyun with 4 hosts)."
 )
+DnsOpt = typer.Option(
+    None, "--dns", help="Give this host's endpoint as a DNS name that the hosts resolve (repeatable)."
+)
 IdOpt = typer.Option(0, "--id", envvar="WGMESH_LAB_ID", help="Lab id 0..50: several labs can coexist.")
 NoKeysOpt = typer.Option(False, "--no-keys", help="Make no WireGuard keys (hosts to enroll later).")
 InstallOpt = typer.Option(False, "--install", help="apt-get install the packages the lab needs.")
@@ -61,6 +64,7 @@ def up(
     directory: Path | None = DIR_OPTION,
     names: str | None = NamesOpt,
     nat: list[str] | None = NatOpt,
+    dns: list[str] | None = DnsOpt,
     lab_id: int = IdOpt,
     no_keys: bool = NoKeysOpt,
     install: bool = InstallOpt,
@@ -75,6 +79,7 @@ def up(
             labmod.parse_names(names) if names else (),
             nat or None,
             keys=not no_keys,
+            dns=tuple(dns or ()),
         )
         lab = labmod.up(spec, install=install)
     except labmod.LabError as e:

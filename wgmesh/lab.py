@@ -87,6 +87,11 @@ class LabHost:
     lab_id: int
     nat: bool = False
     sshd: Proc | None = None
+    dns: bool = False  # mesh.yaml gives its endpoint as a name, which the hosts resolve via their /etc/hosts
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}.wgmlab{self.lab_id}.test"
 
     @property
     def netns(self) -> str:
@@ -114,7 +119,9 @@ class LabHost:
 
     @property
     def endpoint(self) -> str | None:
-        return None if self.nat else f"{self.ip}:{LISTEN_PORT}"
+        if self.nat:
+            return None
+        return f"{self.hostname if self.dns else self.ip}:{LISTEN_PORT}"
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,7 @@ def make_lab(
     names: Sequence[str] = (),
     nat: Sequence[str] | None = None,
     keys: bool = True,
+    dns: Sequence[str] = (),
 ) -> Lab:
     """Decide every name and address of a lab; raises LabError on bad options. Pure."""
     if not 0 <= lab_id <= MAX_ID:
@@ -238,7 +246,12 @@ def make_lab(
     unknown = [n for n in nat if n not in chosen]
     if unknown:
         raise LabError(f"--nat {', '.join(unknown)}: no such host (hosts: {', '.join(chosen)})")
-    hosts = tuple(LabHost(name=n, index=i, lab_id=lab_id, nat=n in nat) for i, n in enumerate(chosen))
+    unknown = [n for n in dns if n not in chosen]
+    if unknown:
+        raise LabError(f"--dns {', '.join(unknown)}: no such host (hosts: {', '.join(chosen)})")
+    hosts = tuple(
+        LabHost(name=n, index=i, lab_id=lab_id, nat=n in nat, dns=n in dns) for i, n in enumerate(chosen)
+    )
     return Lab(id=lab_id, dir=directory, hosts=hosts, keys=keys)
 
 
@@ -366,8 +379,18 @@ def range_conflicts(lab_id: int, routes: Sequence[Mapping[str, object]]) -> list
     return out
 
 
+def render_hosts(lab: Lab) -> str:
+    """Each host's own /etc/hosts: the lab's hosts by name, so endpoints may be given as names."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{h.ip}\t{h.hostname}" for h in lab.hosts]
+    return "\n".join(lines) + "\n"
+
+
 def lab_to_json(lab: Lab) -> str:
-    hosts = [{"name": h.name, "nat": h.nat, "sshd": dataclasses.asdict(h.sshd) if h.sshd else None} for h in lab.hosts]
+    hosts = [
+        {"name": h.name, "nat": h.nat, "dns": h.dns, "sshd": dataclasses.asdict(h.sshd) if h.sshd else None}
+        for h in lab.hosts
+    ]
     data = {"version": STATE_VERSION, "id": lab.id, "dir": str(lab.dir), "keys": lab.keys, "hosts": hosts}
     return json.dumps(data, indent=2) + "\n"
 
@@ -383,6 +406,7 @@ def lab_from_json(text: str) -> Lab:
             index=i,
             lab_id=lab_id,
             nat=bool(h["nat"]),
+            dns=bool(h.get("dns", False)),
             sshd=Proc(**h["sshd"]) if h.get("sshd") else None,
         )
         for i, h in enumerate(data["hosts"])
@@ -622,6 +646,7 @@ def _ns_argv(lab: Lab, host: LabHost, argv: Sequence[str], prelude: str = "") ->
             # A fresh root home, as on a new server: the machine's own /root/.bashrc (which Debian's bash
             # sources for every SSH command) must not slow down or change the lab hosts.
             f"mount --bind {shlex.quote(str(hd / 'root'))} /root",
+            f"mount --bind {shlex.quote(str(hd / 'hosts'))} /etc/hosts",
             f"hostname {shlex.quote(host.name)}",
             *([prelude] if prelude else []),
             'exec "$@"',
@@ -654,6 +679,7 @@ def _make_host(lab: Lab, host: LabHost) -> tuple[LabHost, str | None, str]:
     (hd / "etc-wireguard").mkdir(parents=True, mode=0o700)
     (hd / "run-wireguard").mkdir(mode=0o755)
     (hd / "root").mkdir(mode=0o700)
+    (hd / "hosts").write_text(render_hosts(lab))
     key = hd / "ssh_host_ed25519_key"
     comment = f"wgmesh-lab{lab.id}-{host.name}"
     _check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], "ssh-keygen")
