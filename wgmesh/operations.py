@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -168,4 +169,9 @@ def guard(fn: Callable[[], ExitStatus], env: Environment) -> ExitStatus:
         env.stderr.write(f"Error: {e}\n")
     except KeyboardInterrupt:
         env.stderr.write("Interrupted.\n")
+    except Exception as e:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("WGMESH_DEBUG"):
+            raise
+        env.stderr.write(f"Error: internal error: {type(e).__name__}: {e} (WGMESH_DEBUG=1 shows the traceback; "
+                         "please report it)\n")
     return ExitStatus.ERROR
