@@ -261,8 +261,13 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         if live.interface_exists or live.config_exists:
             before: dict[str, Value] = {"public_key": live.public_key, "addresses": _ifaces(live.addresses)}
             changes.append(Change(Action.DELETE, "interface", iface, before, None))
+        note = (
+            "decommission: interface brought down and disabled, config removed, key kept"
+            if changes
+            else "decommissioned: nothing runs; remove the node from mesh.yaml when you are done with it"
+        )
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, removes_interface=bool(changes),
-                        notes=("decommission: interface brought down and disabled, config removed, key kept",))
+                        notes=(note,))
 
     if node.public_key is None:
         note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
