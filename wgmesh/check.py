@@ -26,7 +26,10 @@ from wgmesh.model import IPAddress, IPNetwork, Mesh, Node
 FORMAT_VERSION = "1"
 MARK = live.MARK
 PING_WAIT = 1  # seconds to wait for the reply (ping -W)
-ATTEMPTS = 2  # a probe with no reply is tried once more (one lost packet is not a broken mesh)
+# A probe with no reply is sent again, up to ATTEMPTS times: a lost packet is not a broken mesh, and a first
+# handshake whose initiation was lost (or answered with a cookie under load) is retried by WireGuard only
+# after REKEY_TIMEOUT (5 s). Working pairs answer the first ping; only dead ones take ATTEMPTS seconds.
+ATTEMPTS = 6
 FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
 _RTT = re.compile(r"\btime[=<]\s*([0-9]+(?:\.[0-9]+)?)\s*ms\b")
 _UNREACHABLE = re.compile(r"^From (\S+?):? .*?\b(Destination [A-Za-z ]+?|Time to live exceeded)\s*$", re.M)
