@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +29,7 @@ from wgmesh.view import Environment, HumanView, JsonView
 # The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
 CHECK_SCRIPT_TIMEOUT = check.ATTEMPTS * check.PING_WAIT + 15.0
 STATUS_SCRIPT_TIMEOUT = 30.0
+_WIDEST = 10_000
 _CELL_STYLE = {Cell.OK: "green", Cell.FAILED: "bold red", Cell.NOT_CHECKED: "red", Cell.SELF: "dim"}
 _HANDSHAKE_STYLE = {
     Handshake.FRESH: "green",
@@ -75,7 +77,7 @@ def _dump(env: Environment, doc: dict[str, Any]) -> None:
 def _print_table(env: Environment, table: Table) -> None:
     """Print without squeezing cells: widen the console to the table (lines may wrap on a narrow terminal)."""
     console = env.console()
-    needed = console.measure(table).maximum
+    needed = Measurement.get(console, console.options.update_width(_WIDEST), table).maximum
     if needed > console.width:
         console.width = needed
     console.print(table)
