@@ -1,0 +1,215 @@
+"""`wgmesh check` and `wgmesh status` on lab hosts (issue 7's "Done when").
+
+Pings go only between the lab's namespaces: from a lab host to the other lab hosts' mesh addresses and
+subnet probes (addresses of their own sub0 bridge).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wgmesh import lab as labmod
+from wgmesh.lab import Lab
+
+pytestmark = pytest.mark.e2e
+
+LabFactory = Callable[..., Lab]
+WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+Observe = Callable[..., "subprocess.CompletedProcess[str]"]
+
+# Until cli.py registers the commands, run them from a typer app of their own (same functions).
+_LOCAL_APP = (
+    "import typer\n"
+    "from wgmesh import cli_observe\n"
+    "app = typer.Typer(add_completion=False)\n"
+    "app.command()(cli_observe.check)\n"
+    "app.command()(cli_observe.status)\n"
+    "app()\n"
+)
+
+
+def _registered() -> bool:
+    from wgmesh import cli
+
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands}
+    return {"check", "status"} <= names
+
+
+@pytest.fixture(scope="module")
+def observe(run_wgmesh: WgmeshRunner) -> Observe:
+    if _registered():
+        return run_wgmesh
+
+    def run(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")}
+        env |= {"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+        return subprocess.run([sys.executable, "-c", _LOCAL_APP, *args], cwd=cwd, capture_output=True, text=True,
+                              env=env, timeout=timeout, check=False)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def mesh4(lab: LabFactory, run_wgmesh: WgmeshRunner) -> Iterator[Lab]:
+    made = lab()
+    run_wgmesh(made.dir, "apply", "--auto-approve", check=True)
+    yield made
+
+
+def _restore(made: Lab, run_wgmesh: WgmeshRunner) -> None:
+    run_wgmesh(made.dir, "apply", "--auto-approve", check=True)
+
+
+def _matrix(out: str, corner: str) -> dict[str, list[str]]:
+    """{row name: its cells} of the matrix whose corner cell is `corner` (cells are 2+ spaces apart)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(corner))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        name, *cells = re.split(r"\s{2,}", line.strip())
+        rows[name] = cells
+    return rows
+
+
+def test_check_after_apply_passes_and_names_every_node(mesh4: Lab, observe: Observe) -> None:
+    r = observe(mesh4.dir, "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = list(mesh4.names)
+    header = next(line for line in r.stdout.splitlines() if "from \\ to" in line)
+    assert header.split()[3:] == names
+    rows = _matrix(r.stdout, "from \\ to")
+    assert list(rows) == names
+    for name, cells in rows.items():
+        assert len(cells) == len(names)
+        for other, cell in zip(names, cells, strict=True):
+            if other == name:
+                assert cell == "-"
+            else:
+                assert cell.startswith("ok ") and cell.endswith(" ms"), (name, other, cell)
+    assert "Check passed: 12 pairs of 4 nodes, 24 probes, all answered through wg0." in r.stdout
+
+    r = observe(mesh4.dir, "check", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["format_version"] == "1" and doc["ok"] is True
+    assert doc["nodes"] == names
+    assert len(doc["pairs"]) == 12 and {p["result"] for p in doc["pairs"]} == {"ok"}
+    probes = doc["probes"]
+    assert len(probes) == 24
+    assert all(p["ok"] and p["device"] == "wg0" and p["rtt_ms"] > 0 for p in probes)
+    subnets = {(p["to"], p["address"], p["subnet"]) for p in probes if p["subnet"]}
+    assert subnets == {(h.name, str(h.subnet.network_address + 1), str(h.subnet)) for h in mesh4.hosts}
+
+
+def test_status_shows_every_node_and_pair_with_handshake_ages(mesh4: Lab, observe: Observe) -> None:
+    observe(mesh4.dir, "check")  # traffic between every pair
+    r = observe(mesh4.dir, "status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = list(mesh4.names)
+    rows = _matrix(r.stdout, "node \\ peer")
+    assert list(rows) == names
+    for name, cells in rows.items():
+        assert len(cells) == len(names)
+        for other, cell in zip(names, cells, strict=True):
+            if other == name:
+                assert cell == "-"
+            else:
+                assert re.fullmatch(r"\d+s|[12]m \d\ds", cell), (name, other, cell)  # fresh: under 3 minutes
+    detail = {tuple(line.split()[:2]) for line in r.stdout.splitlines()[1:] if len(line.split()) >= 6}
+    assert {(a, b) for a in names for b in names if a != b} <= detail
+
+    r = observe(mesh4.dir, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["format_version"] == "1" and doc["ok"] is True
+    assert [x["node"] for x in doc["readings"]] == names
+    for reading in doc["readings"]:
+        assert reading["error"] is None and reading["link_up"] is True and reading["unknown_peers"] == []
+        assert abs(reading["clock"] - time.time()) < 60
+        peers = {p["peer"]: p for p in reading["peers"]}
+        assert set(peers) == set(names) - {reading["node"]}
+        for p in peers.values():
+            assert p["handshake"] == "fresh" and 0 <= p["handshake_age_s"] < 180
+            assert p["rx_bytes"] > 0 and p["tx_bytes"] > 0
+            assert ipaddress.ip_address(p["endpoint"].rsplit(":", 1)[0]) in mesh4.network
+
+
+def test_check_names_the_node_whose_interface_is_down(
+    mesh4: Lab, observe: Observe, run_wgmesh: WgmeshRunner
+) -> None:
+    r = labmod.host_exec(mesh4.dir, "gcp", ["ip", "link", "set", "wg0", "down"])
+    assert r.returncode == 0, r.stderr
+    try:
+        r = observe(mesh4.dir, "check")
+        assert r.returncode == 1, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        gcp = mesh4.host("gcp")
+        assert f"  aws -> gcp {gcp.address}: no reply" in lines
+        assert any(line.startswith("  gcp -> aws ") for line in lines)
+        assert "Every pair with gcp fails, both ways: start with gcp." in lines
+        assert "Check failed: 6 of 12 pairs failed." in lines
+        failures = [line for line in lines if " -> " in line]
+        assert failures and all("gcp" in line for line in failures), "only pairs with gcp fail"
+
+        doc = json.loads(observe(mesh4.dir, "check", "--json").stdout)
+        assert doc["ok"] is False and doc["suspects"] == ["gcp"]
+        assert {(p["from"], p["to"]) for p in doc["pairs"] if p["result"] == "failed"} == {
+            (a, b) for a in mesh4.names for b in mesh4.names if a != b and "gcp" in (a, b)
+        }
+
+        r = observe(mesh4.dir, "status")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "gcp: interface is down" in r.stdout.splitlines()
+    finally:
+        _restore(mesh4, run_wgmesh)
+    r = observe(mesh4.dir, "check")
+    assert r.returncode == 0, "apply brings the mesh back: " + r.stdout + r.stderr
+
+
+def test_an_unreachable_node_is_named_with_its_reason(mesh4: Lab, observe: Observe) -> None:
+    labmod.stop_sshd(mesh4.dir, "aliyun")
+    try:
+        r = observe(mesh4.dir, "check")
+        assert r.returncode == 1, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        ip = mesh4.host("aliyun").ip
+        reason = f"aliyun: cannot connect to root@{ip}:22"
+        assert [line for line in lines if line.startswith(f"  {reason}")], r.stdout
+        assert _matrix(r.stdout, "from \\ to")["aliyun"] == ["not checked"] * 3 + ["-"]
+        assert [line for line in lines if " -> " in line] == [], "the others still reach aliyun over the mesh"
+        assert "Check failed: 3 not checked (no probes from aliyun)." in lines
+
+        r = observe(mesh4.dir, "status", "--json")
+        assert r.returncode == 1
+        doc = json.loads(r.stdout)
+        assert len(doc["errors"]) == 1 and doc["errors"][0].startswith(reason)
+        r = observe(mesh4.dir, "status")
+        assert r.returncode == 1
+        assert [line for line in r.stdout.splitlines() if line.startswith(f"Error: {reason}")], r.stdout
+        assert _matrix(r.stdout, "node \\ peer")["aliyun"] == ["unreachable"] * 3 + ["-"]
+    finally:
+        labmod.start_sshd(mesh4.dir, "aliyun")
+
+
+def test_sixteen_nodes_are_checked_in_seconds(lab: LabFactory, run_wgmesh: WgmeshRunner, observe: Observe) -> None:
+    made = lab(nodes=16)
+    run_wgmesh(made.dir, "apply", "--auto-approve", "--parallelism", "16", check=True, timeout=300)
+    started = time.monotonic()
+    r = observe(made.dir, "check", "--json", "--parallelism", "16")
+    elapsed = time.monotonic() - started
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["pairs"]) == 16 * 15 and doc["ok"] is True
+    assert elapsed < 10, f"16-node check took {elapsed:.1f} s"
