@@ -644,3 +644,23 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
         f"Error: --name only apply when import creates {f}; it exists: edit it instead"]
+
+
+def test_a_missing_interface_is_named_before_networks_are_guessed(tmp_path: Path) -> None:
+    _, reads = hand_mesh()
+    state, _ = reads["gcp"]
+    reads["gcp"] = (dataclasses.replace(state, interface_exists=False, addresses=frozenset(), peers={}), None)
+    for name in ("aws", "azure", "aliyun"):
+        s, c = reads[name]
+        reads[name] = (dataclasses.replace(s, addresses=frozenset(ipaddress.ip_interface(f"{a.ip}/32")
+                                                                  for a in s.addresses)), c)
+    f = tmp_path / "mesh.yaml"
+    with pytest.raises(Failure, match=r"^gcp: no interface wg0 on the node"):
+        importer.run_import(importer.ImportOptions(f, TARGETS), env(), lambda o, p: FakeNodes(reads))
+    with pytest.raises(Failure, match=r"no network prefix \(/32 or /128\): pass --network CIDR"):
+        importer.run_import(importer.ImportOptions(f, (TARGETS[0], TARGETS[1])), env(),
+                            lambda o, p: FakeNodes(reads))
+    opts = importer.ImportOptions(f, (TARGETS[0], TARGETS[1]), networks=("10.0.0.0/24",))
+    assert importer.run_import(opts, env(), lambda o, p: FakeNodes(reads)) == ExitStatus.OK
+    got, _ = config.load(f)
+    assert [str(n) for n in got.networks] == ["10.0.0.0/24"]

@@ -444,13 +444,8 @@ def _commands(name: str, which: str, commands: Sequence[str], warnings: list[str
     return kept
 
 
-def build_entries(
-    reads: Mapping[str, NodeRead], ctx: Context, endpoints: Mapping[str, str] | None = None
-) -> tuple[list[Entry], list[str]]:
-    """mesh.yaml entries for the nodes read, in the order given, and warnings. ImportProblem if a node
-    cannot be imported. Pure."""
-    endpoints = endpoints or {}
-    warnings: list[str] = []
+def check_reads(reads: Mapping[str, NodeRead], ctx: Context) -> dict[str, str]:
+    """{name: running public key}; ImportProblem for the first node that cannot be imported. Pure."""
     keys: dict[str, str] = {}
     for name, r in reads.items():
         _check(name, r, ctx, ctx.interface)
@@ -459,6 +454,17 @@ def build_entries(
             other = next(n for n, k in keys.items() if k == key)
             raise ImportProblem(f"{name} and {other} run the same key: each node needs its own key pair")
         keys[name] = key
+    return keys
+
+
+def build_entries(
+    reads: Mapping[str, NodeRead], ctx: Context, endpoints: Mapping[str, str] | None = None
+) -> tuple[list[Entry], list[str]]:
+    """mesh.yaml entries for the nodes read, in the order given, and warnings. ImportProblem if a node
+    cannot be imported. Pure."""
+    endpoints = endpoints or {}
+    warnings: list[str] = []
+    keys = check_reads(reads, ctx)
     known = set(keys.values()) | set(ctx.existing_keys)
     entries = []
     for name, r in reads.items():
@@ -767,6 +773,7 @@ def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory 
     try:
         reads = _read_all(transport, targets, setup, view)
         try:
+            check_reads(reads, setup.ctx)
             setup = _complete(setup, reads, opts)
             entries, warnings = build_entries(reads, setup.ctx, overrides)
             text = entries_text(setup.base_text, entries)
