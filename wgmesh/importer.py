@@ -829,8 +829,9 @@ def _finish(opts: ImportOptions, view: HumanView, setup: _Setup, entries: Sequen
     for name, why in failed.items():
         view.error(f"{name}: {why}")
     if done:
-        text = entries_text(setup.base_text, done)
+        # an existing file is edited as it is now: it may have changed while the nodes answered
         try:
+            text = entries_text(setup.base_text if setup.creating else nodes.read_text(opts.file), done)
             nodes.validated(text, opts.file)
             nodes.write_text(opts.file, text)
         except (nodes.EditError, OSError) as exc:

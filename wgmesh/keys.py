@@ -202,8 +202,9 @@ def _run_on(
     return reports, errors
 
 
-def _write_keys(mesh: Mesh, path: Path, text: str, keys: dict[str, str]) -> None:
-    new_text = nodes.set_public_keys_text(text, keys)
+def _write_keys(path: Path, keys: dict[str, str]) -> None:
+    """Edit the file as it is now (it may have changed while the nodes answered), validate, write."""
+    new_text = nodes.set_public_keys_text(nodes.read_text(path), keys)
     nodes.validated(new_text, path)
     nodes.write_text(path, new_text)
 
@@ -220,7 +221,6 @@ def run_enroll(opts: KeyOptions, env: Environment, factory: TransportFactory | N
     """Make each node's key on the node if it has none; record every node's public key in mesh.yaml."""
     view = HumanView(env)
     mesh = load_mesh(opts.file, view)
-    text = nodes.read_text(opts.file)
     targets = _select(mesh, opts, "enroll")
     scripts = {n.name: enroll_script(mesh.interface) for n in targets}
     reports, errors = _run_on(mesh, targets, scripts, opts, view, factory)
@@ -241,7 +241,7 @@ def run_enroll(opts: KeyOptions, env: Environment, factory: TransportFactory | N
                      f"{quote_key(report.public_key)}")
     if changed:
         try:
-            _write_keys(mesh, opts.file, text, changed)
+            _write_keys(opts.file, changed)
         except nodes.EditError as e:
             raise Failure(f"{e}; nothing was written to {opts.file}") from None
         view.message(f"Wrote {len(changed)} public key(s) to {opts.file}. Next: `wgmesh plan`, then `wgmesh apply`.")
@@ -254,7 +254,6 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
     """Give each node a new key on the node; record the new public keys in mesh.yaml."""
     view = HumanView(env)
     mesh = load_mesh(opts.file, view)
-    text = nodes.read_text(opts.file)
     targets = _select(mesh, opts, "rotate")
     for node in targets:
         if node.decommission:
@@ -271,7 +270,7 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
                          f"{quote_key(node.public_key)} -> {quote_key(changed[node.name])}")
     if changed:
         try:
-            _write_keys(mesh, opts.file, text, changed)
+            _write_keys(opts.file, changed)
         except (nodes.EditError, OSError) as e:
             names = " ".join(changed)
             raise Failure(f"{e}; the node(s) {names} have new keys that {opts.file} does not record: "
