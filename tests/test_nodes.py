@@ -408,3 +408,15 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert r.output.strip().splitlines()[-1].startswith("1 error;")
     assert "no such file" in r.output
+
+
+def test_windows_line_endings_are_kept() -> None:
+    crlf = LAB_STYLE.replace("\n", "\r\n")
+    for after in (
+        nodes.add_node_text(crlf, "azure", {"address": "10.0.0.2", "ssh": {"host": "h"}}),
+        nodes.remove_node_text(crlf, "aws"),
+        nodes.set_public_keys_text(crlf, {"aws": pubkey(1), "aliyun": pubkey(2)}),
+    ):
+        assert "\n" not in after.replace("\r\n", "")
+        _load(after)
+    assert nodes.add_node_text(crlf, "azure", {"address": "10.0.0.2"}).startswith(crlf.split("# end of file")[0])

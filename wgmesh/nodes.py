@@ -181,12 +181,15 @@ def _edit(
     except (KeyError, ValueError) as e:
         raise EditError(str(e.args[0]) if e.args else str(e)) from None
     want = plain(expected)
+    newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+        lines[-1] += newline
     edited = by_lines(lines, parse(text))
     if edited is not None:
-        candidate = "".join(edited)
+        # new lines follow the file's line endings
+        candidate = "".join(line if line.endswith("\r\n") or newline == "\n" else line.replace("\n", newline)
+                            for line in edited)
         try:
             ok = _same(plain(parse(candidate)), want)
         except EditError:
