@@ -33,8 +33,8 @@ from wgmesh.check import (
     format_age,
     format_bytes,
     parse_clock,
-    parse_probe,
     parse_probe_output,
+    probe_result,
     probe_script,
     status_report,
     status_to_dict,
@@ -119,11 +119,13 @@ def test_probe_script_is_valid_sh_and_pings_each_target_in_the_background() -> N
     ping_lines = [line for line in script.splitlines() if "ping -" in line]
     assert len(ping_lines) == len(ts)
     for line, target in zip(ping_lines, ts, strict=True):
-        assert f"ping -4 -c 1 -W 1 -n {target.address} " in line
-        assert line.endswith(") &")
+        assert f"ping -4 -c 1 -W 1 -n {target.address};" in line
+        assert f"ip -o route get {target.address};" in line
+        assert line.startswith("( ") and line.endswith(") &")
     assert script.index("wait") > script.rindex(") &")
     v6 = probe_script((t("b", "fd00::2"),))
-    assert "ping -6 -c 1 -W 1 -n fd00::2 " in v6
+    assert "ping -6 -c 1 -W 1 -n fd00::2;" in v6
+    assert 'cat 0 1 2 3 4 5\n' in script, "one cat prints every probe's file, in order"
 
 
 FAKE_PING = r"""#!/bin/sh
@@ -195,7 +197,8 @@ def test_script_runs_probes_in_parallel_retries_silence_and_cleans_up(fake_bin: 
                      FAKE_FLAKY="192.168.30.1", FAKE_ERROR="192.168.40.1")
     assert got.exit_status == 0, got.stderr
     log = (fake_bin.parent / "pings.log").read_text().split()
-    assert sorted(log) == sorted([str(x.address) for x in ts] + ["10.0.0.3"] * 5 + ["192.168.30.1"] * 2)
+    retries = ["10.0.0.3"] * (check.ATTEMPTS - 1) + ["192.168.30.1"] * 2
+    assert sorted(log) == sorted([str(x.address) for x in ts] + retries)
     probes = parse_probe_output("aws", ts, got.stdout, "wg0")
     assert [(p.target.address.exploded, p.ok, p.attempts, p.error) for p in probes] == [
         ("10.0.0.2", True, 1, None),
@@ -234,19 +237,32 @@ GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00:
     ("name", "source", "ts", "expected"),
     [
         (
-            "aws_mixed.txt",  # right after apply: aliyun (behind NAT) answered once its handshake was through
+            "aws_mixed.txt",  # the mesh, an address no peer routes, addresses with no route at all
             "aws",
             AWS_TARGETS + GHOSTS,
             [
-                (True, 0.392, None, 1, "wg0"),
-                (True, 5.74, None, 1, "wg0"),
-                (True, 1.80, None, 1, "wg0"),
-                (True, 0.595, None, 1, "wg0"),
-                (True, 304.0, None, 5, "wg0"),
-                (True, 318.0, None, 5, "wg0"),
-                (False, None, "no reply", 6, "wg0"),
+                (True, 0.481, None, 1, "wg0"),
+                (True, 0.558, None, 1, "wg0"),
+                (True, 1.20, None, 1, "wg0"),
+                (True, 0.624, None, 1, "wg0"),
+                (True, 0.796, None, 1, "wg0"),
+                (True, 0.547, None, 1, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
                 (False, None, "connect: Network is unreachable", 1, None),
                 (False, None, "connect: Network is unreachable", 1, None),
+            ],
+        ),
+        (
+            "aws_after_apply.txt",  # aliyun (behind NAT) answers once its handshake is through, 5 s after apply
+            "aws",
+            AWS_TARGETS,
+            [
+                (True, 0.889, None, 1, "wg0"),
+                (True, 6.49, None, 1, "wg0"),
+                (True, 1.91, None, 1, "wg0"),
+                (True, 3.32, None, 1, "wg0"),
+                (True, 509.0, None, 5, "wg0"),
+                (True, 508.0, None, 5, "wg0"),
             ],
         ),
         (
@@ -254,12 +270,12 @@ GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00:
             "aws",
             AWS_TARGETS,
             [
-                (True, 1.08, None, 1, "wg0"),
-                (True, 0.437, None, 1, "wg0"),
-                (False, None, "no reply", 6, "wg0"),
-                (False, None, "no reply", 6, "wg0"),
-                (True, 1.03, None, 1, "wg0"),
-                (True, 0.762, None, 1, "wg0"),
+                (True, 4.76, None, 1, "wg0"),
+                (True, 0.332, None, 1, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
+                (True, 0.439, None, 1, "wg0"),
+                (True, 0.434, None, 1, "wg0"),
             ],
         ),
         ("gcp_wg0_down.txt", "gcp", GCP_TARGETS, [(False, None, "connect: Network is unreachable", 1, None)] * 6),
@@ -268,8 +284,10 @@ GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00:
             "aws",
             (t("gcp", "10.250.21.13"), t("ghost", "10.250.21.200")),
             [
-                (False, 0.044, "answered through eth0, not wg0", 1, "eth0"),
-                (False, None, "routed through eth0, not wg0 (no reply)", 6, "eth0"),
+                (False, 0.075, "answered through eth0, not wg0", 1, "eth0"),
+                # the last attempts waited long enough for the neighbour lookup to fail
+                (False, None, "routed through eth0, not wg0 (destination host unreachable (from 10.250.21.11))",
+                 8, "eth0"),
             ],
         ),
     ],
@@ -285,22 +303,39 @@ def test_parse_captured_probe_output(
 
 def test_reason_names_who_said_the_host_is_unreachable() -> None:
     out = fixture("ping_host_unreachable.txt")
-    p = parse_probe("aws", t("x", "10.250.21.200"), "1 1 wg0", out, "wg0")
+    p = probe_result("aws", t("x", "10.250.21.200"), (1, 1), "", out, "wg0")
     assert p.error == "destination host unreachable (from 10.250.21.11)"
 
 
 @pytest.mark.parametrize(
-    ("status", "output", "error"),
+    ("result", "route", "output", "expected"),
     [
-        ("none", "", "the probe did not finish"),
-        ("2 1 -", "", "ping exited with status 2"),
-        ("1 2 -", "", "no reply"),
-        ("2 1 wg0", "ping: unknown host\nping: sendto: Operation not permitted\n", "sendto: Operation not permitted"),
+        (None, "", "", (False, None, "the probe did not finish", 0, None)),
+        ((2, 1), "", "", (False, None, "ping exited with status 2", 1, None)),
+        ((1, 8), "RTNETLINK answers: Network is unreachable", "", (False, None, "no reply", 8, None)),
+        ((2, 1), "10.0.0.2 dev wg0 src 10.0.0.1 uid 0 \\    cache",
+         "ping: unknown host\nping: sendto: Operation not permitted\n",
+         (False, None, "sendto: Operation not permitted", 1, "wg0")),
+        ((0, 2), "10.0.0.2 via 10.0.0.9 dev wg1 src 10.0.0.1", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms",
+         (False, 3.5, "answered through wg1, not wg0", 2, "wg1")),
+        ((0, 1), "sh: 1: ip: not found", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms", (True, 3.5, None, 1, None)),
     ],
 )
-def test_reasons(status: str, output: str, error: str) -> None:
-    p = parse_probe("a", t("b", "10.0.0.2"), status, output, "wg0")
-    assert (p.ok, p.error) == (False, error)
+def test_probe_results(
+    result: tuple[int, int] | None, route: str, output: str, expected: tuple[object, ...]
+) -> None:
+    p = probe_result("a", t("b", "10.0.0.2"), result, route, output, "wg0")
+    assert (p.ok, p.rtt_ms, p.error, p.attempts, p.device) == expected
+
+
+def test_a_probe_whose_block_is_missing_or_cut_did_not_finish() -> None:
+    text = fixture("aws_gcp_down.txt")
+    cut = text.replace("@@wgmesh:result 0 1\n@@wgmesh:ping 5 192.168.40.1", "@@wgmesh:ping 5 192.168.40.1")
+    assert cut != text
+    gone = text[: text.index("@@wgmesh:ping 5 ")] + "@@wgmesh:end\n"
+    for changed, lost in ((cut, 4), (gone, 5)):
+        probes = parse_probe_output("aws", AWS_TARGETS, changed, "wg0")
+        assert [i for i, p in enumerate(probes) if p.error == "the probe did not finish"] == [lost]
 
 
 @pytest.mark.parametrize(
@@ -310,10 +345,9 @@ def test_reasons(status: str, output: str, error: str) -> None:
         (lambda s: s.replace("@@wgmesh:end", ""), "truncated"),
         (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 2 10.0.0.9"), "does not match"),
         (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 9 10.0.0.3"), "does not match"),
-        (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3 1 6 wg0", "@@wgmesh:ping 2 10.0.0.3 x y"), "malformed status"),
+        (lambda s: s.replace("@@wgmesh:result 1 8", "@@wgmesh:result x y"), "malformed result line"),
         (lambda s: s.replace("@@wgmesh:ping 3 192.168.30.1", "@@wgmesh:ping 2 10.0.0.3"), "reported twice"),
-        (lambda s: s.replace("@@wgmesh:ping 5 192.168.40.1", "@@wgmesh:other"), "no result for 192.168.40.1"),
-        (lambda s: s.replace("@@wgmesh:ping 0 10.0.0.2 0 1 wg0", "@@wgmesh:ping zero"), "malformed probe line"),
+        (lambda s: s.replace("@@wgmesh:ping 0 10.0.0.2", "@@wgmesh:ping zero"), "malformed probe line"),
     ],
 )
 def test_parse_rejects_output_it_cannot_trust(mutate: Callable[[str], str], message: str) -> None:
@@ -339,9 +373,9 @@ def test_check_matrix_cells() -> None:
     r = gcp_down_report()
     cells = {(p.source, p.dest): (p.cell, p.rtt_ms) for p in r.pairs()}
     assert cells == {
-        ("aws", "azure"): (Cell.OK, 1.08),
+        ("aws", "azure"): (Cell.OK, 4.76),
         ("aws", "gcp"): (Cell.FAILED, None),
-        ("aws", "aliyun"): (Cell.OK, 1.03),
+        ("aws", "aliyun"): (Cell.OK, 0.439),
         ("gcp", "aws"): (Cell.FAILED, None),
         ("gcp", "azure"): (Cell.FAILED, None),
         ("gcp", "aliyun"): (Cell.FAILED, None),
@@ -401,11 +435,11 @@ def test_check_json_document() -> None:
     assert doc["sources"] == ["aws", "gcp", "aliyun"]
     assert doc["skipped"] == [{"node": "new", "reason": "no public key yet"}]
     assert doc["errors"] == [{"node": "aliyun", "error": "cannot connect to root@192.0.2.4:22: Connection refused"}]
-    assert {"from": "aws", "to": "azure", "result": "ok", "rtt_ms": 1.08} in doc["pairs"]
+    assert {"from": "aws", "to": "azure", "result": "ok", "rtt_ms": 4.76} in doc["pairs"]
     assert {"from": "aliyun", "to": "gcp", "result": "not checked", "rtt_ms": None} in doc["pairs"]
     assert doc["probes"][2] == {
         "from": "aws", "to": "gcp", "address": "10.0.0.3", "subnet": None, "ok": False, "rtt_ms": None,
-        "attempts": 6, "device": "wg0", "error": "no reply",
+        "attempts": 8, "device": "wg0", "error": "no reply",
     }
     assert doc["suspects"] == ["gcp"]
     assert len(doc["failures"]) == 9

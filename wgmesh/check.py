@@ -27,11 +27,14 @@ FORMAT_VERSION = "1"
 MARK = live.MARK
 PING_WAIT = 1  # seconds to wait for the reply (ping -W)
 # A probe with no reply is sent again, up to ATTEMPTS times: a lost packet is not a broken mesh, and a first
-# handshake whose initiation was lost (or answered with a cookie under load) is retried by WireGuard only
-# after REKEY_TIMEOUT (5 s). Working pairs answer the first ping; only dead ones take ATTEMPTS seconds.
-ATTEMPTS = 6
+# handshake that failed is retried by WireGuard only after REKEY_TIMEOUT (5 s). Right after an apply, a node
+# behind NAT (which only it can reach out from) answers after about 5 s when its first initiation reached a
+# peer that did not know its key yet (tests/fixtures/check/aws_after_apply.txt). Working pairs answer the
+# first ping; only dead ones take ATTEMPTS seconds.
+ATTEMPTS = 8
 FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
 _RTT = re.compile(r"\btime[=<]\s*([0-9]+(?:\.[0-9]+)?)\s*ms\b")
+_DEV = re.compile(r"\sdev\s+(\S+)")
 _UNREACHABLE = re.compile(r"^From (\S+?):? .*?\b(Destination [A-Za-z ]+?|Time to live exceeded)\s*$", re.M)
 
 
@@ -84,39 +87,40 @@ def targets(source: Node, nodes: Iterable[Node]) -> tuple[Target, ...]:
 
 
 def _probe_job(index: int, target: Target) -> str:
-    addr = str(target.address)
-    q = shlex.quote(addr)
-    family = f"-{target.address.version}"
+    """One background job: its own file, three processes (the subshell, `ip`, `ping` per attempt)."""
+    q = shlex.quote(str(target.address))
     return (
-        f"( dev=$(ip -o route get {q} 2>/dev/null | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1); "
-        f"n=0; while [ $n -lt {ATTEMPTS} ]; do n=$((n + 1)); "
-        f'ping {family} -c 1 -W {PING_WAIT} -n {q} > "$d/{index}" 2>&1; r=$?; [ $r -eq 1 ] || break; done; '
-        f'echo "$r $n ${{dev:--}}" > "$d/{index}.rc" ) &'
+        f'( exec > "$d/{index}" 2>&1; echo "{MARK}ping {index} {target.address}"; echo "{MARK}route"; '
+        f"ip -o route get {q}; n=0; while [ $n -lt {ATTEMPTS} ]; do n=$((n + 1)); "
+        f'echo "{MARK}attempt $n"; ping -{target.address.version} -c 1 -W {PING_WAIT} -n {q}; r=$?; '
+        f'[ $r -eq 1 ] || break; done; echo "{MARK}result $r $n" ) &'
     )
 
 
 def probe_script(targets: Sequence[Target]) -> str:
-    """A POSIX sh script that pings every target in parallel and prints, in target order:
+    """A POSIX sh script that pings every target at once. Each probe prints one block:
 
-        @@wgmesh:ping INDEX ADDRESS EXIT ATTEMPTS DEVICE
+        @@wgmesh:ping INDEX ADDRESS
+        @@wgmesh:route
+        <ip -o route get ADDRESS>
+        @@wgmesh:attempt N            (once per ping sent)
         <ping's output>
+        @@wgmesh:result EXIT ATTEMPTS
 
-    then `@@wgmesh:end`. `@@wgmesh:noping` instead when the node has no ping command.
+    between `@@wgmesh:check 1` and `@@wgmesh:end`; `@@wgmesh:noping` when the node has no ping command.
     """
     lines = [
         "LC_ALL=C; export LC_ALL",
         'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/bin:/usr/bin"; export PATH',
         f"echo '{MARK}check {FORMAT_VERSION}'",
         f"if ! command -v ping >/dev/null 2>&1; then echo '{MARK}noping'; echo '{MARK}end'; exit 0; fi",
-        'd=$(mktemp -d 2>/dev/null || mktemp -d -t wgmesh.XXXXXX) || exit 1',
+        "d=$(mktemp -d 2>/dev/null || mktemp -d -t wgmesh.XXXXXX) || exit 1",
         "trap 'rm -rf \"$d\"' EXIT",
     ]
     lines += [_probe_job(i, t) for i, t in enumerate(targets)]
     lines.append("wait")
-    for i, t in enumerate(targets):
-        lines.append(
-            f'echo "{MARK}ping {i} {t.address} $(cat "$d/{i}.rc" 2>/dev/null || echo none)"; cat "$d/{i}" 2>/dev/null'
-        )
+    if targets:
+        lines.append('cd "$d" && cat ' + " ".join(str(i) for i in range(len(targets))))
     lines.append(f"echo '{MARK}end'")
     return "\n".join(lines) + "\n"
 
@@ -158,15 +162,15 @@ def _rtt(output: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def parse_probe(source: str, target: Target, status: str, output: str, interface: str) -> Probe:
-    """One `@@wgmesh:ping` block: status is `EXIT ATTEMPTS DEVICE` (or `none` when the job left nothing)."""
-    fields = status.split()
-    if fields == ["none"]:
-        return Probe(source, target, False, error="the probe did not finish")
-    if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit():
-        raise CheckParseError(f"probe of {target.address}: malformed status {status!r}")
-    exit_status, attempts, device = int(fields[0]), int(fields[1]), fields[2]
-    dev = None if device == "-" else device
+def probe_result(
+    source: str, target: Target, result: tuple[int, int] | None, route: str, output: str, interface: str
+) -> Probe:
+    """One probe from its result (ping's exit status, attempts), `ip route get` and the last ping's output."""
+    m = _DEV.search(route)
+    dev = m.group(1) if m else None
+    if result is None:
+        return Probe(source, target, False, None, "the probe did not finish", 0, dev)
+    exit_status, attempts = result
     if exit_status == 0:
         if dev is not None and dev != interface:
             return Probe(source, target, False, _rtt(output), f"answered through {dev}, not {interface}",
@@ -178,39 +182,66 @@ def parse_probe(source: str, target: Target, status: str, output: str, interface
     return Probe(source, target, False, None, error, attempts, dev)
 
 
-def parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:
-    """The output of `probe_script(targets)` run on `source` -> one Probe per target, in order."""
-    lines = text.split("\n")
-    if not any(line.rstrip("\r") == f"{MARK}check {FORMAT_VERSION}" for line in lines):
-        raise CheckParseError("missing the check header (not wgmesh check output?)")
-    if not any(line.rstrip("\r") == f"{MARK}end" for line in lines):
-        raise CheckParseError("truncated output (no end marker)")
-    if any(line.rstrip("\r") == f"{MARK}noping" for line in lines):
-        raise CheckParseError("no ping command on the node (install iputils-ping)")
-    blocks: dict[int, tuple[str, list[str]]] = {}
+@dataclass
+class _Block:
+    route: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)  # of the last attempt
+    result: tuple[int, int] | None = None
+
+
+def _result(line: str, rest: str) -> tuple[int, int]:
+    fields = rest.split()
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        raise CheckParseError(f"malformed result line {line!r}")
+    return int(fields[0]), int(fields[1])
+
+
+def _blocks(lines: Iterable[str], targets: Sequence[Target]) -> dict[int, _Block]:
+    blocks: dict[int, _Block] = {}
+    block: _Block | None = None
     current: list[str] | None = None
-    for raw in lines:
-        line = raw.rstrip("\r")
-        if line.startswith(f"{MARK}ping "):
-            head = line[len(MARK) + len("ping ") :].split(" ", 2)
-            if len(head) != 3 or not head[0].isdigit():
+    for line in lines:
+        if not line.startswith(MARK):
+            if current is not None:
+                current.append(line)
+            continue
+        word, _, rest = line[len(MARK) :].partition(" ")
+        if word == "ping":
+            head = rest.split(" ")
+            if len(head) != 2 or not head[0].isdigit():
                 raise CheckParseError(f"malformed probe line {line!r}")
             index = int(head[0])
             if index >= len(targets) or head[1] != str(targets[index].address):
                 raise CheckParseError(f"probe line {line!r} does not match the probes sent")
             if index in blocks:
                 raise CheckParseError(f"probe {index} reported twice")
-            current = []
-            blocks[index] = (head[2], current)
-        elif line.startswith(MARK):
+            block = blocks[index] = _Block()
             current = None
-        elif current is not None:
-            current.append(line)
-    missing = [str(targets[i].address) for i in range(len(targets)) if i not in blocks]
-    if missing:
-        raise CheckParseError(f"no result for {', '.join(missing)}")
+        elif block is not None and word == "route":
+            current = block.route
+        elif block is not None and word == "attempt":
+            block.output = current = []
+        elif block is not None and word == "result":
+            block.result = _result(line, rest)
+            block = current = None
+        else:
+            block = current = None
+    return blocks
+
+
+def parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:
+    """The output of `probe_script(targets)` run on `source` -> one Probe per target, in target order."""
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if f"{MARK}check {FORMAT_VERSION}" not in lines:
+        raise CheckParseError("missing the check header (not wgmesh check output?)")
+    if f"{MARK}end" not in lines:
+        raise CheckParseError("truncated output (no end marker)")
+    if f"{MARK}noping" in lines:
+        raise CheckParseError("no ping command on the node (install iputils-ping)")
+    blocks = _blocks(lines, targets)
     return tuple(
-        parse_probe(source, t, blocks[i][0], "\n".join(blocks[i][1]), interface) for i, t in enumerate(targets)
+        probe_result(source, t, b.result, "\n".join(b.route), "\n".join(b.output), interface)
+        for t, b in ((t, blocks.get(i, _Block())) for i, t in enumerate(targets))
     )
 
 
