@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from wgmesh import __version__
+from wgmesh import __version__, cli_keys, cli_lab
 from wgmesh.operations import ApplyOptions, ConnectOptions, ExitStatus, PlanOptions, guard
 from wgmesh.view import Environment
 
@@ -137,15 +137,11 @@ def apply(
     _exit(guard(lambda: run_apply(opts, env), env))
 
 
-def _register_lab() -> None:
-    try:
-        from wgmesh import cli_lab
-    except ImportError:  # pragma: no cover - the lab module is part of the package
-        return
-    app.add_typer(cli_lab.app, name="lab")
-
-
-_register_lab()
+app.add_typer(cli_lab.app, name="lab")
+app.add_typer(cli_keys.node_app, name="node")
+app.command()(cli_keys.enroll)
+app.command()(cli_keys.rotate)
+app.command("import")(cli_keys.import_)
 
 
 def main() -> None:
