@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from wgmesh import __version__, cli_keys, cli_lab
+from wgmesh import __version__, cli_keys, cli_lab, cli_observe
 from wgmesh.operations import ApplyOptions, ConnectOptions, ExitStatus, PlanOptions, guard
 from wgmesh.view import Environment
 
@@ -137,6 +137,8 @@ def apply(
     _exit(guard(lambda: run_apply(opts, env), env))
 
 
+app.command()(cli_observe.check)
+app.command()(cli_observe.status)
 app.add_typer(cli_lab.app, name="lab")
 app.add_typer(cli_keys.node_app, name="node")
 app.command()(cli_keys.enroll)
