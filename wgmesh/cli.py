@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from wgmesh import __version__, cli_keys, cli_lab, cli_observe
+from wgmesh.cli_options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
 from wgmesh.operations import ApplyOptions, ConnectOptions, ExitStatus, PlanOptions, guard
 from wgmesh.view import Environment
 
@@ -17,22 +18,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-
-FileOpt = typer.Option(
-    Path("mesh.yaml"), "--file", "-f", envvar="WGMESH_FILE", help="The mesh file.", show_default=True
-)
-NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
-Target = typer.Option([], "--target", "-t", help="Only this node (repeatable).")
-Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
-Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
-AcceptNew = typer.Option(
-    False, "--accept-new-host-keys", help="Trust unknown host keys on first use and add them to known_hosts."
-)
-Json = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-
-
-def _exit(status: int) -> None:
-    raise typer.Exit(int(status))
 
 
 def _version(value: bool) -> None:
@@ -54,7 +39,7 @@ def validate(file: Path = FileOpt, no_color: bool = NoColor) -> None:
     from wgmesh.commands import validate as run
 
     env = Environment.from_system(no_color)
-    _exit(guard(lambda: run(file, env), env))
+    exit_with(guard(lambda: run(file, env), env))
 
 
 @app.command()
@@ -68,17 +53,19 @@ def render(
     from wgmesh.commands import render as run
 
     env = Environment.from_system(True)
-    _exit(guard(lambda: run(file, node, all_nodes, out, env), env))
+    exit_with(guard(lambda: run(file, node, all_nodes, out, env), env))
 
 
 @app.command()
-def init(directory: Path = typer.Argument(Path("."), help="Folder for the new mesh repo."),
-         force: bool = typer.Option(False, "--force", help="Overwrite existing files.")) -> None:
+def init(
+    directory: Path = typer.Argument(Path("."), help="Folder for the new mesh repo."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+) -> None:
     """Scaffold a mesh repo: commented mesh.yaml, empty known_hosts, .gitignore, CI workflow."""
     from wgmesh.commands import init as run
 
     env = Environment.from_system(True)
-    _exit(guard(lambda: run(directory, force, env), env))
+    exit_with(guard(lambda: run(directory, force, env), env))
 
 
 @app.command()
@@ -106,7 +93,7 @@ def plan(
         detailed_exitcode=detailed_exitcode,
         out=out,
     )
-    _exit(guard(lambda: run_plan(opts, env), env))
+    exit_with(guard(lambda: run_plan(opts, env), env))
 
 
 @app.command()
@@ -134,7 +121,7 @@ def apply(
         lock_timeout=lock_timeout,
         saved_plan=saved_plan,
     )
-    _exit(guard(lambda: run_apply(opts, env), env))
+    exit_with(guard(lambda: run_apply(opts, env), env))
 
 
 app.command()(cli_observe.check)

@@ -15,19 +15,11 @@ from pathlib import Path
 import typer
 
 from wgmesh import nodes
+from wgmesh.cli_options import AcceptNew, FileOpt, NoColor, Parallelism, Timeout
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure, guard
 from wgmesh.ssh import SshError
 from wgmesh.view import Environment
 
-FileOpt = typer.Option(
-    Path("mesh.yaml"), "--file", "-f", envvar="WGMESH_FILE", help="The mesh file.", show_default=True
-)
-NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
-Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
-Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
-AcceptNew = typer.Option(
-    False, "--accept-new-host-keys", help="Trust unknown host keys on first use and add them to known_hosts."
-)
 AllNodes = typer.Option(False, "--all", help="Every node in mesh.yaml (except decommissioned ones).")
 
 node_app = typer.Typer(

@@ -5,26 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
+from wgmesh.cli_options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
 from wgmesh.operations import ConnectOptions, guard
 from wgmesh.view import Environment
-
-FileOpt = typer.Option(
-    Path("mesh.yaml"), "--file", "-f", envvar="WGMESH_FILE", help="The mesh file.", show_default=True
-)
-NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
-Target = typer.Option([], "--target", "-t", help="Only from this node (repeatable); its peers are all nodes.")
-Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
-Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
-AcceptNew = typer.Option(
-    False, "--accept-new-host-keys", help="Trust unknown host keys on first use and add them to known_hosts."
-)
-Json = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-
-
-def _exit(status: int) -> None:
-    raise typer.Exit(int(status))
 
 
 def check(
@@ -41,7 +24,7 @@ def check(
 
     env = Environment.from_system(no_color or json_out)
     opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)
-    _exit(guard(lambda: run_check(opts, env), env))
+    exit_with(guard(lambda: run_check(opts, env), env))
 
 
 def status(
@@ -58,4 +41,4 @@ def status(
 
     env = Environment.from_system(no_color or json_out)
     opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)
-    _exit(guard(lambda: run_status(opts, env), env))
+    exit_with(guard(lambda: run_status(opts, env), env))
