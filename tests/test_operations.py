@@ -387,8 +387,6 @@ def test_stale_saved_plan_is_refused_when_mesh_yaml_moved(world: World, tmp_path
     assert "apply" not in fake.kinds()
 
 
-@pytest.mark.xfail(strict=True, reason="bug in planfile._what_moved: DeepDiff(verbose_level=0) drops values_changed, "
-                   "so the message is 'live state changed ()'; verbose_level=1 lists the paths")
 def test_stale_message_says_what_moved(world: World, tmp_path: Path) -> None:
     states, after = _drifted(world)
     saved = _saved(world, states, tmp_path)
@@ -399,8 +397,6 @@ def test_stale_message_says_what_moved(world: World, tmp_path: Path) -> None:
     assert "listen_port" in _err(env)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the live-state fingerprint includes the roamed endpoint of a peer "
-                   "without a declared endpoint, which plan ignores, so a saved plan goes stale when a NAT peer roams")
 def test_saved_plan_not_stale_when_a_nat_peer_roams(world: World, tmp_path: Path) -> None:
     states, after = _drifted(world)
     saved = _saved(world, states, tmp_path)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from wgmesh import live
 from wgmesh.live import LiveState
@@ -23,6 +26,7 @@ class Reading:
     states: dict[str, LiveState]
     errors: dict[str, str]
     fingerprints: dict[str, str]
+    comparable: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def select_nodes(mesh: Mesh, targets: Sequence[str]) -> list[Node]:
@@ -70,8 +74,27 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Readi
             errors[name] = parsed
         else:
             states[name] = parsed
-    fingerprints = {name: live.fingerprint(s) for name, s in states.items()}
-    return Reading(states, errors, fingerprints)
+    comparable = {name: comparable_state(mesh, s) for name, s in states.items()}
+    fingerprints = {name: _digest(c) for name, c in comparable.items()}
+    return Reading(states, errors, fingerprints, comparable)
+
+
+def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
+    """The live state as a saved plan records it: what plan compares, nothing it deliberately ignores.
+
+    Handshakes and counters are already left out; so is the endpoint of a peer that declares none in
+    mesh.yaml (it is behind NAT and roams), else a saved plan would go stale whenever such a peer moved.
+    """
+    declared = {n.public_key for n in mesh.nodes if n.public_key and n.endpoint}
+    doc = live.normalized(state)
+    for peer in doc["peers"]:
+        if peer["public_key"] not in declared:
+            peer["endpoint"] = None
+    return doc
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def plan_from_reading(mesh: Mesh, reading: Reading, warnings: Iterable[str] = ()) -> Plan:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wgmesh import live
 from wgmesh.engine import Reading
 from wgmesh.plan import Plan, to_dict
 
@@ -48,7 +47,7 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
         "mesh_sha256": mesh_digest(mesh_path),
         "targets": list(targets),
         "fingerprints": reading.fingerprints,
-        "states": {name: live.normalized(s) for name, s in reading.states.items()},
+        "states": reading.comparable,
         "errors": reading.errors,
         "plan": to_dict(plan),
     }
@@ -103,12 +102,12 @@ def staleness(saved: SavedPlan, mesh_path: Path, reading: Reading) -> list[str]:
 
 
 def _what_moved(before: Any, reading: Reading, name: str) -> str:
-    state = reading.states.get(name)
-    if before is None or state is None:
+    after = reading.comparable.get(name)
+    if before is None or after is None:
         return "was not readable when the plan was made" if before is None else "cannot be read now"
     from deepdiff import DeepDiff  # imported here: only a stale plan needs it
 
-    after = json.loads(json.dumps(live.normalized(state)))
-    diff = DeepDiff(before, after, ignore_order=True, verbose_level=0)
-    paths = sorted({p.replace("root", "", 1) for group in diff.values() for p in group})
-    return "live state changed (" + ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "") + ")"
+    diff = DeepDiff(before, json.loads(json.dumps(after)), ignore_order=True, verbose_level=1)
+    paths = sorted({str(p).replace("root", "", 1) for group in diff.values() for p in group})
+    shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
+    return f"live state changed ({shown})" if shown else "live state changed"
