@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +73,7 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Readi
         else:
             states[name] = parsed
     comparable = {name: comparable_state(mesh, s) for name, s in states.items()}
-    fingerprints = {name: _digest(c) for name, c in comparable.items()}
+    fingerprints = {name: live.digest(c) for name, c in comparable.items()}
     return Reading(states, errors, fingerprints, comparable)
 
 
@@ -91,10 +89,6 @@ def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
         if peer["public_key"] not in declared:
             peer["endpoint"] = None
     return doc
-
-
-def _digest(doc: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def plan_from_reading(mesh: Mesh, reading: Reading, warnings: Iterable[str] = ()) -> Plan:

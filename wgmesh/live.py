@@ -503,7 +503,12 @@ def normalized(state: LiveState) -> dict[str, Any]:
     }
 
 
-def fingerprint(state: LiveState) -> str:
-    """sha256 hex of the state without handshakes and traffic counters: detects stale saved plans."""
-    blob = json.dumps(normalized(state), sort_keys=True, separators=(",", ":"))
+def digest(doc: Mapping[str, Any]) -> str:
+    """sha256 hex of a normalized state (see `normalized`), independent of key order."""
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def fingerprint(state: LiveState) -> str:
+    """sha256 hex of the state without handshakes and traffic counters."""
+    return digest(normalized(state))
