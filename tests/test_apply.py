@@ -252,24 +252,30 @@ PLACEHOLDER_KEY = "A" * 43 + "="  # 32 zero bytes: a well-formed key that is nob
 
 
 def _run_update(tmp: Path, cfg_mesh: Mesh, planned: LiveState, node_now: dict, fail: str = "") -> dict:
+    body = apply._update_body(desired(cfg_mesh, "aws"), planned)
+    harness = textwrap.dedent(
+        """\
+        rollback() { set +e; eval "$wgm_undo"; echo "rolled back" >&2; }
+        trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
+        """
+    ) + apply._UNDO_HELPERS + body + "trap - EXIT\n"
+    return _run_script(tmp, node_now, harness, fail)
+
+
+def _run_script(tmp: Path, node_now: dict | None, body: str, fail: str = "") -> dict:
+    """Run a script against stub `ip` and `wg` that keep the node's addresses, routes and MTU in a file
+    (node_now, or what an earlier run left there when None)."""
     stubs = tmp / "bin"
     stubs.mkdir(exist_ok=True)
     for name, code in (("ip", STUB_IP), ("wg", STUB_WG)):
         path = stubs / name
         path.write_text(f"#!{sys.executable}\n{code}")
         path.chmod(0o755)
-    (tmp / "state.json").write_text(json.dumps(node_now))
+    if node_now is not None:
+        (tmp / "state.json").write_text(json.dumps(node_now))
     (tmp / "wg0.key").write_text(PLACEHOLDER_KEY + "\n")
-    body = apply._update_body(desired(cfg_mesh, "aws"), planned)
-    harness = textwrap.dedent(
-        f"""\
-        set -eu
-        IF=wg0
-        KEY={tmp / "wg0.key"}
-        rollback() {{ set +e; rollback_extra; echo "rolled back" >&2; }}
-        trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
-        """
-    ) + body + "trap - EXIT\n"
+    (tmp / "log.txt").unlink(missing_ok=True)
+    script = f"set -eu\nIF=wg0\nKEY={tmp / 'wg0.key'}\n" + body
     env = {
         "PATH": f"{stubs}:{os.environ['PATH']}",
         "STUB_STATE": str(tmp / "state.json"),
@@ -277,7 +283,7 @@ def _run_update(tmp: Path, cfg_mesh: Mesh, planned: LiveState, node_now: dict, f
         "STUB_SYNC": str(tmp / "sync.txt"),
         "STUB_FAIL": fail,
     }
-    r = subprocess.run(["/bin/sh", "-s"], input=harness, capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, env=env, timeout=60)
     log = (tmp / "log.txt").read_text().splitlines() if (tmp / "log.txt").exists() else []
     return {
         "rc": r.returncode,
@@ -448,3 +454,30 @@ def test_live_peer_with_unknown_key_is_removed_by_syncconf_not_by_hand() -> None
     state = dataclasses.replace(state, peers={**state.peers, stranger.public_key: stranger})
     script = _script("aws", state)
     assert pubkey(77) not in script
+
+
+@pytest.mark.parametrize("state", ["fresh", "drifted"])
+def test_whole_scripts_are_valid_sh(state: str) -> None:
+    live = fresh(MESH, "aws") if state == "fresh" else _route(converged(MESH, "aws"), add="10.9.0.0/16")
+    plan = diff_node(MESH, MESH.node("aws"), live)
+    for script in (apply_script(MESH, MESH.node("aws"), plan, live), rollback_script(MESH)):
+        r = subprocess.run(["/bin/sh", "-n"], input=script, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    # the undo helpers are real shell, not leftovers of f-string escaping
+    assert "wgm_did() { wgm_undo=" in apply_script(MESH, MESH.node("aws"), plan, live)
+
+
+def test_saved_undo_rolls_back_this_runs_steps(tmp_path: Path) -> None:
+    """What a successful run saves in $UNDO undoes its reconcile steps (the controller's rollback after a
+    failed verification sources it)."""
+    planned = _route(converged(MESH, "aws"), drop="192.168.30.0/24")
+    now = _node(planned)
+    body = apply._update_body(desired(MESH, "aws"), planned)
+    undo = tmp_path / "undo.sh"
+    script = "wgm_conf_undo=:\n" + apply._UNDO_HELPERS + body + apply._SAVE_UNDO.replace('"$UNDO"', str(undo))
+    got = _run_script(tmp_path, now, script)
+    assert got["rc"] == 0, got["stderr"]
+    assert "192.168.30.0/24" in got["state"]["routes"]
+    rolled = _run_script(tmp_path, None, f"SNAP=/nonexistent\n. {undo}\n")
+    assert rolled["rc"] == 0, rolled["stderr"]
+    assert rolled["state"] == now

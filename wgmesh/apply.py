@@ -81,6 +81,7 @@ def _paths(mesh: Mesh) -> dict[str, str]:
         "SNAP": f"/run/wireguard/wgmesh-{i}.snapshot",
         "LOCK": f"/run/wireguard/wgmesh-{i}.lock",
         "LOG": f"/run/wireguard/wgmesh-{i}.log",
+        "UNDO": f"/run/wireguard/wgmesh-{i}.undo",
     }
 
 
@@ -110,25 +111,39 @@ def apply_script(
         cfg = desired(mesh, node.name)
         out.append(_write_conf(render(cfg, mesh.name)))
         out.append(_create_body() if plan.creates_interface else _update_body(cfg, live))
+        out.append(_SAVE_UNDO)
     out.append("trap - EXIT\nset +e\n")
     out.append(f"echo {VERIFY_MARK}\n")
     out.append(live_mod.read_command(mesh.interface, resolve_hosts(mesh, node)))
     return "".join(out)
 
 
+# How to undo this run, newest step first: what the steps recorded with wgm_did, then the config file, then
+# the runtime from the snapshot. A failing step runs it at once (trap); a successful run saves it to $UNDO,
+# for the controller's rollback when verification fails. Only validated, quoted values are ever recorded.
+_UNDO_HELPERS = """wgm_undo=:
+wgm_did() { wgm_undo="$1; $wgm_undo"; }
+"""
+_SAVE_UNDO = """{
+  printf '%s\\n' "$wgm_undo" "$wgm_conf_undo"
+  echo 'if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi'
+} > "$UNDO"
+"""
+
+
 def _write_conf(text: str) -> str:
-    return f"""rm -f "$SNAP"
+    return f"""rm -f "$SNAP" "$UNDO"
 if ip link show dev "$IF" >/dev/null 2>&1; then wg showconf "$IF" > "$SNAP"; fi
-had_conf=0
-if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; had_conf=1; fi
-rollback() {{
+wgm_conf_undo='rm -f "$CONF"'
+if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
+{_UNDO_HELPERS}rollback() {{
   set +e
-  if [ "$had_conf" = 1 ]; then cp -p "$PREV" "$CONF"; else rm -f "$CONF"; fi
-  if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; rm -f "$SNAP"; fi
-  rollback_extra
+  eval "$wgm_undo"
+  eval "$wgm_conf_undo"
+  if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi
+  rm -f "$SNAP" "$UNDO"
   echo "wgmesh: a step failed; the node was rolled back to its previous config" >&2
 }}
-rollback_extra() {{ :; }}
 trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
 cat > "$TMP" {_heredoc("__WGMESH_CONF__", text)}
 chmod 600 "$TMP"
@@ -137,14 +152,14 @@ mv -f "$TMP" "$CONF"
 
 
 def _create_body() -> str:
-    return """rollback_extra() { if [ ! -f "$SNAP" ]; then wg-quick down "$IF" >/dev/null 2>&1 || true; fi; }
-if ip link show dev "$IF" >/dev/null 2>&1; then
+    return """if ip link show dev "$IF" >/dev/null 2>&1; then
   echo "interface $IF appeared since the plan was made; run wgmesh plan again" >&2
   exit 1
 fi
 # wireguard-go stays behind as a daemon: it must not inherit the lock (fd 9) nor the SSH channel's output.
 if ! wg-quick up "$IF" </dev/null >/dev/null 2>"$LOG" 9>&-; then cat "$LOG" >&2; rm -f "$LOG"; exit 1; fi
 rm -f "$LOG"
+wgm_did 'wg-quick down "$IF" >/dev/null 2>&1 9>&-'
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   systemctl enable "wg-quick@$IF" >/dev/null 2>&1 || true
 fi
@@ -153,10 +168,7 @@ fi
 
 # Reconcile steps are decided again on the node, under the lock: another apply may have done them since
 # this plan was read. Only what this run really changed is recorded for the rollback (newest first).
-_RECONCILE_HELPERS = r"""wgm_undo=:
-wgm_did() { wgm_undo="$1; $wgm_undo"; }
-rollback_extra() { eval "$wgm_undo"; }
-wgm_has_addr() { ip -o address show dev "$IF" | grep -qF " $1 "; }
+_RECONCILE_HELPERS = r"""wgm_has_addr() { ip -o address show dev "$IF" | grep -qF " $1 "; }
 wgm_has_route() { [ -n "$(ip -o route show table main exact "$1" dev "$IF" 2>/dev/null)" ]; }
 """
 
@@ -227,22 +239,26 @@ rm -f "$CONF"
 
 
 def rollback_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
-    """Run when verification failed: previous config file and runtime state back from the snapshot."""
+    """Run when verification failed: undo what the apply recorded (addresses, routes, MTU, a new
+    interface), then the previous config file and the runtime state from the snapshot."""
     return _preamble(mesh, lock_timeout) + """set +e
-if [ -f "$PREV" ]; then cp -p "$PREV" "$CONF"; fi
-if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; rm -f "$SNAP"; fi
+if [ ! -f "$UNDO" ]; then echo "no record of the last apply ($UNDO) to roll back" >&2; exit 1; fi
+. "$UNDO"
+rm -f "$UNDO" "$SNAP"
 """
 
 
 def cleanup_script(mesh: Mesh) -> str:
     p = _paths(mesh)
-    return f"rm -f {shlex.quote(p['SNAP'])}\n"
+    return f"rm -f {shlex.quote(p['SNAP'])} {shlex.quote(p['UNDO'])}\n"
 
 
 # --------------------------------------------------------------------------------------------- the shell
 
 
 def _failure(result: CommandResult) -> str:
+    if result.exit_status == -1:
+        return "the connection was lost during apply; run wgmesh plan to see where the node stands"
     if result.exit_status == LOCK_EXIT:
         return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "lock timeout"
     err = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
