@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -64,7 +65,13 @@ def ssh_transport(opts: ConnectOptions, progress: Callable[[str, str], None]) ->
         timeout=opts.timeout,
         accept_new_host_keys=opts.accept_new_host_keys,
         on_progress=progress,
+        on_host_key_added=_tell_host_key_added,
     )
+
+
+def _tell_host_key_added(line: str) -> None:
+    """Trust on first use is never silent: every key learned is named, with its fingerprint."""
+    sys.stderr.write(f"Added to known_hosts (trusted on first use): {line}\n")
 
 
 class Failure(Exception):

@@ -105,6 +105,7 @@ class SshTransport:
         accept_new_host_keys: bool = False,
         identity_override: str | None = None,
         on_progress: Callable[[str, str], None] | None = None,
+        on_host_key_added: Callable[[str], None] | None = None,
     ) -> None:
         self.parallelism = max(1, parallelism)
         self.timeout = timeout
@@ -113,6 +114,7 @@ class SshTransport:
             "WGMESH_SSH_IDENTITY"
         )
         self.on_progress = on_progress or (lambda node, status: None)
+        self.on_host_key_added = on_host_key_added or (lambda line: None)
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._extra: list[paramiko.SSHClient] = []
         self._known_hosts_lock = threading.Lock()
@@ -227,7 +229,9 @@ class SshTransport:
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
             with known_hosts.open("a") as f:
                 f.write(line)
-            self.added_host_keys.append(f"{hostname} {key.get_name()} {fingerprint(key)}")
+            added = f"{hostname} {key.get_name()} {fingerprint(key)}"
+            self.added_host_keys.append(added)
+        self.on_host_key_added(added)
 
     # -------------------------------------------------------------------------------- running
 

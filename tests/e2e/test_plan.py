@@ -202,6 +202,9 @@ def test_unknown_host_keys_refused_then_accepted_on_first_use(fresh: Lab, run_wg
         assert "Plan: 28 to add" in accepted.stdout
         learned = {tuple(ln.split()) for ln in fresh.known_hosts.read_text().splitlines() if ln.strip()}
         assert learned == {tuple(ln.split()) for ln in original.splitlines() if ln.strip()}
+        for host in fresh.hosts:  # trust on first use is never silent
+            added = rf"Added to known_hosts .*: {host.ip} ssh-ed25519 SHA256:"
+            assert re.search(added, accepted.stderr), accepted.stderr
 
         again = run_wgmesh(fresh.dir, "plan", "--detailed-exitcode")  # pinned now: no flag needed
         assert again.returncode == 2, again.stderr
