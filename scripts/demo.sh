@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W="$PWD/.venv/bin/wgmesh"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 
 # azure's endpoint is a DNS name (the hosts resolve it), aliyun is behind NAT: plan must show neither.
 step wgmesh lab up --nodes 4 --dir lab --dns azure
