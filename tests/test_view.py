@@ -170,10 +170,12 @@ def test_colour_only_when_asked(color: bool) -> None:
 
 def test_progress_only_on_a_terminal() -> None:
     quiet, loud = _env(color=False), _env(color=True)
-    HumanView(quiet).progress("aws", "connecting")
-    HumanView(loud).progress("aws", "connecting")
+    for status in ("connecting", "connected"):
+        HumanView(quiet).progress("aws", status)
+        HumanView(loud).progress("aws", status)
     assert _err(quiet) == "" and _out(quiet) == ""
-    assert "aws: connecting" in ANSI.sub("", _err(loud)) and _out(loud) == ""
+    # one line per node, when its connection settled
+    assert ANSI.sub("", _err(loud)) == "aws: connected\n" and _out(loud) == ""
 
 
 def test_summary_line() -> None:

@@ -180,8 +180,8 @@ class HumanView:
                                       f"{destroy} destroyed.")
 
     def progress(self, node: str, status: str) -> None:
-        """Progress while connecting, on a terminal only (stderr, so stdout stays the plan)."""
-        if self.env.color:
+        """One line per node as its connection settles, on a terminal only (stderr: stdout stays the plan)."""
+        if self.env.color and status != "connecting":
             self.err.print(f"[dim]{escape(node)}: {escape(status)}[/]")
 
 
