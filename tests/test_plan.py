@@ -222,3 +222,23 @@ def test_build_plan_counts_and_errors() -> None:
 )
 def test_endpoint_matches(want: Endpoint | None, live: str | None, ok: bool) -> None:
     assert endpoint_matches(want, live, {"a.example": frozenset({"10.9.9.9"})}) is ok
+
+
+def test_rotated_peer_is_one_replacement() -> None:
+    rotated = dataclasses.replace(MESH.nodes[2], public_key=pubkey(33))
+    mesh = dataclasses.replace(MESH, nodes=(*MESH.nodes[:2], rotated, MESH.nodes[3]))
+    p = diff_node(mesh, mesh.node("aws"), converged(MESH, "aws"))
+    assert summary(p) == ["~ interface wg0", "-/+ peer gcp"]
+    replace = p.changes[1]
+    assert replace.action is Action.REPLACE
+    assert replace.changed_attributes() == [("public_key", pubkey(3), pubkey(33))]
+    assert p.counts() == (1, 1, 1)
+
+
+def test_unrelated_add_and_remove_are_not_paired() -> None:
+    smaller = dataclasses.replace(MESH, nodes=MESH.nodes[:3])
+    state = converged(smaller, "aws")
+    p = diff_node(MESH, MESH.node("aws"), dataclasses.replace(
+        state, peers={**state.peers, pubkey(99): LivePeer(
+            pubkey(99), None, frozenset({ipaddress.ip_network("10.0.0.99/32")}), 0, 0, 0, 0, False)}))
+    assert {c.action for c in p.changes if c.kind == "peer"} == {Action.CREATE, Action.DELETE}

@@ -26,7 +26,7 @@ from wgmesh import live as live_mod
 from wgmesh.engine import resolve_hosts
 from wgmesh.live import LiveState
 from wgmesh.model import Mesh, Node
-from wgmesh.plan import Action, NodePlan, diff_node, wanted_routes
+from wgmesh.plan import NodePlan, diff_node, wanted_routes
 from wgmesh.render import InterfaceConfig, desired, render
 from wgmesh.ssh import CommandResult, Transport
 
@@ -302,10 +302,8 @@ def apply_node(
     # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
     with contextlib.suppress(Exception):
         transport.run(node.name, cleanup_script(mesh))
-    summary = ", ".join(
-        f"{sum(1 for c in plan.changes if c.action is a)} {w}"
-        for a, w in ((Action.CREATE, "added"), (Action.UPDATE, "changed"), (Action.DELETE, "destroyed"))
-    )
+    add, change, destroy = plan.counts()
+    summary = f"{add} added, {change} changed, {destroy} destroyed"
     return NodeResult(node.name, Outcome.CHANGED, summary)
 
 

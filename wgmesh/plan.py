@@ -29,10 +29,11 @@ class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+    REPLACE = "replace"  # a peer whose public key changed (a rotation): counted as one add and one destroy
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "update": "~", "delete": "-"}[self.value]
+        return {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}[self.value]
 
 
 Value = str | int | bool | list[str] | None
@@ -58,7 +59,7 @@ class Change:
         return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
 
     def unchanged_count(self) -> int:
-        if self.action is not Action.UPDATE or not self.before or not self.after:
+        if self.action not in (Action.UPDATE, Action.REPLACE) or not self.before or not self.after:
             return 0
         return sum(1 for k in self.after if k in self.before and self.before[k] == self.after[k])
 
@@ -77,6 +78,13 @@ class NodePlan:
     def has_changes(self) -> bool:
         return bool(self.changes)
 
+    def counts(self) -> tuple[int, int, int]:
+        """(to add, to change, to destroy), as Terraform counts them: a replacement adds and destroys."""
+        add = sum(1 for c in self.changes if c.action in (Action.CREATE, Action.REPLACE))
+        change = sum(1 for c in self.changes if c.action is Action.UPDATE)
+        destroy = sum(1 for c in self.changes if c.action in (Action.DELETE, Action.REPLACE))
+        return add, change, destroy
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -92,16 +100,8 @@ class Plan:
         return any(n.has_changes for n in self.nodes)
 
     def counts(self) -> tuple[int, int, int]:
-        add = change = destroy = 0
-        for n in self.nodes:
-            for c in n.changes:
-                if c.action is Action.CREATE:
-                    add += 1
-                elif c.action is Action.UPDATE:
-                    change += 1
-                else:
-                    destroy += 1
-        return add, change, destroy
+        per_node = [n.counts() for n in self.nodes]
+        return (sum(c[0] for c in per_node), sum(c[1] for c in per_node), sum(c[2] for c in per_node))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -231,7 +231,30 @@ def _peer_changes(cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str
         if key not in want:
             name = names.get(key) or f"{key[:8]}…"
             changes.append(Change(Action.DELETE, "peer", name, _live_peer_attrs(lp), None))
-    return changes
+    return _pair_replacements(changes, cfg, live.resolved)
+
+
+def _pair_replacements(
+    changes: list[Change], cfg: InterfaceConfig, resolved: Mapping[str, frozenset[str]]
+) -> list[Change]:
+    """A peer added while a peer with the same mesh address goes away is the same node with a new key
+    (a rotation, or a node rebuilt): show it as one replacement, as Terraform shows `-/+`."""
+    peers = {p.name: p for p in cfg.peers}
+    hosts = {p.name: {n for n in p.allowed_ips if n.prefixlen == n.max_prefixlen} for p in cfg.peers}
+    out = list(changes)
+    for new in [c for c in changes if c.action is Action.CREATE]:
+        for old in [c for c in out if c.action is Action.DELETE]:
+            before_ips = {ipaddress.ip_network(x) for x in (old.before or {}).get("allowed_ips") or []}  # type: ignore[union-attr]
+            if hosts.get(new.name, set()) & before_ips:
+                after = dict(new.after or {})
+                before_endpoint = (old.before or {}).get("endpoint")
+                if endpoint_matches(peers[new.name].endpoint, before_endpoint, resolved):  # type: ignore[arg-type]
+                    after["endpoint"] = before_endpoint  # not a change: the same place, or a roaming peer
+                after["preshared_key"] = None
+                out[out.index(new)] = Change(Action.REPLACE, "peer", new.name, old.before, after)
+                out.remove(old)
+                break
+    return out
 
 
 def _route_changes(cfg: InterfaceConfig, live: LiveState) -> list[Change]:

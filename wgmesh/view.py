@@ -16,7 +16,7 @@ from wgmesh.apply import NodeResult, Outcome
 from wgmesh.plan import Action, Change, Plan, Value, to_dict
 
 NO_CHANGES = "No changes. Your mesh matches the configuration."
-_COLORS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red"}
+_COLORS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.REPLACE: "magenta"}
 
 
 @dataclass
@@ -102,7 +102,8 @@ def change_lines(c: Change) -> list[tuple[str, str]]:
         elif before is None:
             lines.append(("green", f"      + {key.ljust(width)} = {_fmt(after)}"))
         else:
-            lines.append(("yellow", f"      ~ {key.ljust(width)} = {_fmt(before)} -> {_fmt(after)}"))
+            forces = "  # forces replacement" if c.action is Action.REPLACE and key == "public_key" else ""
+            lines.append(("yellow", f"      ~ {key.ljust(width)} = {_fmt(before)} -> {_fmt(after)}{forces}"))
     hidden = c.unchanged_count()
     if hidden:
         lines.append(("dim", f"        # ({hidden} unchanged attribute{'s' if hidden != 1 else ''} hidden)"))
@@ -141,9 +142,7 @@ class HumanView:
             self.out.print()
             header = f"  # node {n.node}"
             if n.changes:
-                add = sum(1 for c in n.changes if c.action is Action.CREATE)
-                chg = sum(1 for c in n.changes if c.action is Action.UPDATE)
-                dst = sum(1 for c in n.changes if c.action is Action.DELETE)
+                add, chg, dst = n.counts()
                 header += f": {add} to add, {chg} to change, {dst} to destroy"
             self._print("bold", header)
             for note in n.notes:
