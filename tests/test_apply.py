@@ -212,6 +212,7 @@ STUB_IP = textwrap.dedent(
     fail = os.environ.get("STUB_FAIL")
     if fail and fail in " ".join(args):
         sys.exit("RTNETLINK answers: Operation not permitted")
+    family = args.pop(0) if args[0] in ("-4", "-6") else "-4"  # like ip: `route show` is IPv4 unless -6
     if args[0] == "-o":
         what = args[1]
         if what == "address":
@@ -219,7 +220,7 @@ STUB_IP = textwrap.dedent(
                 print(f"4: wg0    inet {a} scope global wg0")
         elif what == "route":
             dst = args[args.index("exact") + 1]
-            if dst in st["routes"]:
+            if dst in st["routes"] and family == ("-6" if ":" in dst else "-4"):
                 print(f"{dst} scope link")
         elif what == "link":
             print(f"4: wg0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu {st['mtu']} qdisc noqueue state UNKNOWN")
@@ -481,3 +482,13 @@ def test_saved_undo_rolls_back_this_runs_steps(tmp_path: Path) -> None:
     rolled = _run_script(tmp_path, None, f"SNAP=/nonexistent\n. {undo}\n")
     assert rolled["rc"] == 0, rolled["stderr"]
     assert rolled["state"] == now
+
+
+def test_reconcile_removes_and_adds_ipv6_routes(tmp_path: Path) -> None:
+    """`ip route show` lists IPv4 routes only: an IPv6 route must be looked up with -6 or it is never removed."""
+    planned = _route(_route(converged(MESH, "aws"), add="fd00:99::/64"), drop="192.168.30.0/24")
+    now = _node(planned)
+    got = _run_update(tmp_path, MESH, planned, now)
+    assert got["rc"] == 0, got["stderr"]
+    assert "fd00:99::/64" not in got["state"]["routes"]
+    assert "192.168.30.0/24" in got["state"]["routes"]

@@ -169,7 +169,10 @@ fi
 # Reconcile steps are decided again on the node, under the lock: another apply may have done them since
 # this plan was read. Only what this run really changed is recorded for the rollback (newest first).
 _RECONCILE_HELPERS = r"""wgm_has_addr() { ip -o address show dev "$IF" | grep -qF " $1 "; }
-wgm_has_route() { [ -n "$(ip -o route show table main exact "$1" dev "$IF" 2>/dev/null)" ]; }
+wgm_has_route() {  # `ip route show` lists IPv4 only unless told -6
+  case "$1" in *:*) wgm_family=-6 ;; *) wgm_family=-4 ;; esac
+  [ -n "$(ip "$wgm_family" -o route show table main exact "$1" dev "$IF" 2>/dev/null)" ]
+}
 """
 
 

@@ -1,6 +1,6 @@
 """Fixtures for end-to-end tests against `wgmesh lab` hosts (root, Linux).
 
-- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True) -> wgmesh.lab.Lab`, that brings a fresh
+- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=()) -> wgmesh.lab.Lab`, that brings a fresh
   lab up in a new temporary folder with a free lab id (10..50) and takes every lab it made down at the end
   of the module, whatever happened. The returned `Lab` has `.dir` (the mesh repo: mesh.yaml, known_hosts,
   id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`), `.host(name)`.
@@ -86,11 +86,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
         names: Sequence[str] = (),
         nat: Sequence[str] | None = None,
         keys: bool = True,
+        dns: Sequence[str] = (),
     ) -> labmod.Lab:
         directory = tmp_path_factory.mktemp("lab")
         made.append(directory)
         for lab_id in _candidate_ids():
-            spec = labmod.make_lab(lab_id, directory, nodes, names, nat, keys)
+            spec = labmod.make_lab(lab_id, directory, nodes, names, nat, keys, dns)
             try:
                 return labmod.up(spec)
             except labmod.LabInUse:  # another run claimed it since we looked
