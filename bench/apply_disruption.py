@@ -24,31 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import check, free_id, wgmesh_argv
+
 from wgmesh import lab as labmod
 
-IDS = range(40, 50)
 NAMES = ("a", "b", "c", "d")
 INTERVAL = 0.01
 TARGET = 1
 RESTART_WINDOW = 25.0
-
-
-def _free_id() -> int:
-    for i in IDS:
-        if not labmod.lab_in_use(i):
-            return i
-    raise SystemExit(f"no free lab id in {IDS.start}..{IDS.stop - 1}")
-
-
-def _wgmesh() -> list[str]:
-    exe = Path(sys.executable).with_name("wgmesh")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "wgmesh"]
-
-
-def _check(r: subprocess.CompletedProcess[str], what: str) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{what} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return r.stdout
 
 
 def _without_node(text: str, name: str) -> str:
@@ -88,13 +71,13 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root (the lab uses network namespaces)")
 
-    lab_id = args.id if args.id is not None else _free_id()
+    lab_id = args.id if args.id is not None else free_id()
     work = Path(tempfile.mkdtemp(prefix="wgmesh-bench-disruption-"))
     lab_dir = work / "mesh"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
 
     def wgmesh(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*_wgmesh(), *a], cwd=lab_dir, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run([*wgmesh_argv(), *a], cwd=lab_dir, env=env, capture_output=True, text=True, timeout=300)
 
     print(f"lab {lab_id}: hosts {', '.join(NAMES)} in {lab_dir}", flush=True)
     try:
@@ -102,12 +85,12 @@ def main() -> int:
         full = lab.mesh_path.read_text()
         lab.mesh_path.write_text(_without_node(full, "d"))
         started = time.perf_counter()
-        _check(wgmesh("apply", "--auto-approve"), "first apply (a, b, c)")
+        check(wgmesh("apply", "--auto-approve"), "first apply (a, b, c)")
         first = time.perf_counter() - started
         window = args.window or max(6.0, 1.0 + 3 * first + 3.0)
         b_addr = str(lab.host("b").address)
         # the tunnel a -> b is up before measuring
-        _check(subprocess.run(["ip", "netns", "exec", lab.host("a").netns, "ping", "-c", "3", "-w", "10", b_addr],
+        check(subprocess.run(["ip", "netns", "exec", lab.host("a").netns, "ping", "-c", "3", "-w", "10", b_addr],
                               capture_output=True, text=True), "warm-up ping a -> b")
 
         timing: dict[str, float] = {}
@@ -117,7 +100,7 @@ def main() -> int:
             t = time.perf_counter()
             r = wgmesh("apply", "--auto-approve")
             timing["apply"] = time.perf_counter() - t
-            _check(r, "apply adding d")
+            check(r, "apply adding d")
             if "changed" not in r.stdout:
                 raise SystemExit(f"apply changed nothing:\n{r.stdout}")
 
@@ -130,7 +113,7 @@ def main() -> int:
 
         def restart_b() -> None:
             t = time.perf_counter()
-            _check(labmod.host_exec(lab_dir, "b", ["sh", "-c", "wg-quick down wg0 >/dev/null 2>&1; "
+            check(labmod.host_exec(lab_dir, "b", ["sh", "-c", "wg-quick down wg0 >/dev/null 2>&1; "
                                                    "wg-quick up wg0 </dev/null >/dev/null 2>&1"]),
                    "wg-quick restart on b")
             timing["restart"] = time.perf_counter() - t

@@ -27,36 +27,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import check, free_id, wgmesh_argv
+
 from wgmesh import lab as labmod
 from wgmesh import live
 
 NODES = 16
 RUNS = 5
-IDS = range(40, 50)
 ANSIBLE_VENV = Path("/tmp/wgmesh-bench-ansible")
 TARGET_FLOOR_RATIO = 2.0
 
 
-def _free_id() -> int:
-    for i in IDS:
-        if not labmod.lab_in_use(i):
-            return i
-    raise SystemExit(f"no free lab id in {IDS.start}..{IDS.stop - 1}")
-
-
-def _wgmesh() -> list[str]:
-    exe = Path(sys.executable).with_name("wgmesh")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "wgmesh"]
-
-
 def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, **kw)  # type: ignore[call-overload]
-
-
-def _check(r: subprocess.CompletedProcess[str], what: str) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{what} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return r.stdout
 
 
 def _median_time(fn: Callable[[], None], runs: int) -> tuple[float, list[float]]:
@@ -73,8 +56,8 @@ def _ansible() -> Path:
     exe = ANSIBLE_VENV / "bin" / "ansible"
     if not exe.exists():
         print(f"installing ansible-core into {ANSIBLE_VENV} ...", flush=True)
-        _check(_run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)]), "python -m venv")
-        _check(_run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", "ansible-core"]), "pip install ansible-core")
+        check(_run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)]), "python -m venv")
+        check(_run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", "ansible-core"]), "pip install ansible-core")
     return exe
 
 
@@ -88,17 +71,17 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root (the lab uses network namespaces)")
     ansible = _ansible()
-    lab_id = args.id if args.id is not None else _free_id()
+    lab_id = args.id if args.id is not None else free_id()
     work = Path(tempfile.mkdtemp(prefix="wgmesh-bench-fanout-"))
     lab_dir = work / "mesh"
     print(f"lab {lab_id}: {args.nodes} hosts in {lab_dir}", flush=True)
     try:
         lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=args.nodes))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
-        _check(_run([*_wgmesh(), "apply", "--auto-approve"], cwd=lab_dir, env=env), "wgmesh apply")
+        check(_run([*wgmesh_argv(), "apply", "--auto-approve"], cwd=lab_dir, env=env), "wgmesh apply")
 
         def wgmesh_plan() -> None:
-            out = _check(_run([*_wgmesh(), "plan", "--parallelism", str(args.nodes)], cwd=lab_dir, env=env),
+            out = check(_run([*wgmesh_argv(), "plan", "--parallelism", str(args.nodes)], cwd=lab_dir, env=env),
                          "wgmesh plan")
             if "No changes." not in out:
                 raise SystemExit(f"wgmesh plan after apply should say No changes:\n{out}")
@@ -117,7 +100,7 @@ def main() -> int:
             def run() -> None:
                 for h in lab.hosts:
                     (outdir / str(h.ip)).unlink(missing_ok=True)
-                _check(_run(["xargs", "-P", str(args.nodes), "-I{}", "sh", "-c", per_host, "sh", "{}"], input=ips),
+                check(_run(["xargs", "-P", str(args.nodes), "-I{}", "sh", "-c", per_host, "sh", "{}"], input=ips),
                        "xargs ssh")
                 for h in lab.hosts:
                     if not (outdir / str(h.ip)).read_text().rstrip().endswith(f"{live.MARK}end"):
@@ -143,7 +126,7 @@ def main() -> int:
         read_cmd = live.read_command(labmod.INTERFACE)
 
         def ansible_raw() -> None:
-            out = _check(_run([str(ansible), "all", "-i", str(inventory), "-m", "raw", "-a", read_cmd,
+            out = check(_run([str(ansible), "all", "-i", str(inventory), "-m", "raw", "-a", read_cmd,
                                "-f", str(args.nodes)], env=ansible_env), "ansible -m raw")
             if out.count(f"{live.MARK}end") < args.nodes:
                 raise SystemExit(f"ansible: not every host answered:\n{out[-2000:]}")

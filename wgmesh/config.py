@@ -1193,19 +1193,20 @@ def add_node(doc: CommentedMap, name: str, fields: dict[str, Any]) -> None:
     nodes = _nodes_map(doc)
     if name in nodes:
         raise ValueError(f"node {name!r} already exists in mesh.yaml")
-    nodes[name] = _to_yaml(fields)
+    nodes[name] = to_yaml(fields)
 
 
-def _to_yaml(value: Any) -> Any:
+def to_yaml(value: Any) -> Any:
+    """Plain data as ruamel round-trip nodes: mappings block style, lists of scalars flow style."""
     from ruamel.yaml.comments import CommentedSeq
 
     if isinstance(value, dict):
         out = CommentedMap()
         for k, v in value.items():
-            out[k] = _to_yaml(v)
+            out[k] = to_yaml(v)
         return out
     if isinstance(value, list | tuple):
-        seq = CommentedSeq(_to_yaml(v) for v in value)
+        seq = CommentedSeq(to_yaml(v) for v in value)
         if all(isinstance(v, str | int) for v in value):
             seq.fa.set_flow_style()
         return seq

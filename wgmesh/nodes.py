@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 
 from wgmesh import config
 from wgmesh.model import IPAddress, IPNetwork, Mesh
@@ -136,23 +136,9 @@ def _key_at(lines: Sequence[str], line: int, col: int, key: str) -> bool:
 # ----------------------------------------------------------------------------------------------- rendering a node
 
 
-def _to_yaml(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = CommentedMap()
-        for k, v in value.items():
-            out[k] = _to_yaml(v)
-        return out
-    if isinstance(value, list | tuple):
-        seq = CommentedSeq(_to_yaml(v) for v in value)
-        if all(isinstance(v, str | int) for v in value):
-            seq.fa.set_flow_style()
-        return seq
-    return value
-
-
 def node_block(name: str, fields: Mapping[str, Any], key_col: int, field_indent: int = 2) -> str:
     """The YAML lines of one node, its key at column `key_col`; `ssh` and lists of scalars in flow style."""
-    body = _to_yaml(dict(fields))
+    body = config.to_yaml(dict(fields))
     ssh = body.get("ssh")
     if isinstance(ssh, CommentedMap):
         ssh.fa.set_flow_style()
