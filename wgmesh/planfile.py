@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ def _what_moved(before: Any, reading: Reading, name: str) -> str:
     from deepdiff import DeepDiff  # imported here: only a stale plan needs it
 
     diff = DeepDiff(before, json.loads(json.dumps(after)), ignore_order=True, verbose_level=1)
-    paths = sorted({str(p).replace("root", "", 1) for group in diff.values() for p in group})
+    # root['peers'][2]['endpoint'] -> peers[2].endpoint
+    paths = sorted({re.sub(r"\['([^']*)'\]", r".\1", str(p).replace("root", "", 1)).lstrip(".")
+                    for group in diff.values() for p in group})
     shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
     return f"live state changed ({shown})" if shown else "live state changed"
