@@ -1,0 +1,77 @@
+"""validate, render and init through the real typer app (no hosts involved)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wgmesh import render as render_mod
+from wgmesh.cli import app
+from wgmesh.config import load
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    dest = tmp_path / "mesh"
+    shutil.copytree(EXAMPLE, dest)
+    return dest
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_validate_the_example(repo: Path) -> None:
+    code, out, _ = _run("validate", "-f", str(repo / "mesh.yaml"))
+    assert code == 0 and "valid" in out and "4 node(s), 4 enrolled" in out
+
+
+@pytest.mark.parametrize("node", ["aws", "azure", "gcp", "aliyun"])
+def test_render_each_node_of_the_example(repo: Path, node: str) -> None:
+    code, out, _ = _run("render", node, "-f", str(repo / "mesh.yaml"))
+    assert code == 0
+    mesh, _ = load(repo / "mesh.yaml")
+    assert out == render_mod.render_node(mesh, node)
+    assert "PrivateKey" not in out and f"node {node}" in out
+
+
+def test_render_all_writes_one_file_per_node(repo: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    code, out, _ = _run("render", "--all", "--out", str(out_dir), "-f", str(repo / "mesh.yaml"))
+    assert code == 0 and "Wrote 4 config(s)" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["aliyun.conf", "aws.conf", "azure.conf", "gcp.conf"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("render", "nope"), "no node 'nope'"), (("render",), "name a node to render"),
+     (("render", "--all"), "--all needs --out DIR"), (("render", "aws", "--all", "--out", "x"), "not both")],
+)
+def test_render_usage_errors(repo: Path, args: tuple[str, ...], message: str) -> None:
+    code, _, err = _run(*args, "-f", str(repo / "mesh.yaml"))
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_wgmesh_file_env_points_elsewhere(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WGMESH_FILE", str(repo / "mesh.yaml"))
+    code, out, _ = _run("validate")
+    assert code == 0 and "valid" in out
+
+
+def test_init_scaffolds_a_valid_repo_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "newmesh"
+    code, out, _ = _run("init", str(target))
+    assert "created" in out
+    assert code == 0
+    for name in ("mesh.yaml", "known_hosts", ".gitignore", ".github/workflows/wgmesh.yml"):
+        assert (target / name).exists(), name
+    assert _run("validate", "-f", str(target / "mesh.yaml"))[0] == 0
+    code, _, err = _run("init", str(target))
+    assert code == 1 and "already exists; use --force" in err
+    assert _run("init", str(target), "--force")[0] == 0
