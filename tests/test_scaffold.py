@@ -89,7 +89,11 @@ def test_workflow_commands() -> None:
     jobs = workflow()["jobs"]
     for job in jobs.values():
         run = _runs(job)
-        assert "wgmesh validate" in run and "pip install wgmesh" in run
+        assert "wgmesh validate" in run and 'pip install "$WGMESH_PIP_SPEC"' in run
+        # never the bare PyPI name: "wgmesh" on PyPI is another project, and the job holds the SSH key
+        assert "pip install wgmesh" not in run
+        install = next(s for s in job["steps"] if s.get("name") == "Install wgmesh")
+        assert install["env"] == {"WGMESH_PIP_SPEC": "${{ vars.WGMESH_PIP_SPEC }}"}
         assert 'echo "WGMESH_SSH_IDENTITY=$key" >> "$GITHUB_ENV"' in run
         ssh_step = next(s for s in job["steps"] if s.get("name") == "SSH key")
         assert ssh_step["env"] == {"WGMESH_SSH_KEY": "${{ secrets.WGMESH_SSH_KEY }}"}

@@ -59,8 +59,18 @@ _SETUP_STEPS = """\
       - uses: actions/setup-python@v5
         with:
           python-version: "3.11"
+      # Where wgmesh comes from, pinned: the repository variable WGMESH_PIP_SPEC, e.g.
+      # git+https://github.com/YOUR-ORG/wgmesh@v0.1.0 . Never the bare PyPI name: "wgmesh" on PyPI is an
+      # unrelated project, and this job holds the SSH key to every node.
       - name: Install wgmesh
-        run: pip install wgmesh   # pin a version, or: pip install "git+https://github.com/OWNER/wgmesh@TAG"
+        env:
+          WGMESH_PIP_SPEC: ${{ vars.WGMESH_PIP_SPEC }}
+        run: |
+          if [ -z "$WGMESH_PIP_SPEC" ]; then
+            echo "::error::set the repository variable WGMESH_PIP_SPEC to a pinned wgmesh (e.g. git+https://github.com/YOUR-ORG/wgmesh@v0.1.0)"
+            exit 1
+          fi
+          pip install "$WGMESH_PIP_SPEC"
       - name: SSH key
         env:
           WGMESH_SSH_KEY: ${{ secrets.WGMESH_SSH_KEY }}
