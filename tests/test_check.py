@@ -59,8 +59,8 @@ def mesh_nodes(mesh: Mesh) -> list[Node]:
     return check.checked_nodes(mesh)[0]
 
 
-def t(node_name: str, address: str, subnet: str | None = None) -> Target:
-    return Target(node_name, ip(address), net(subnet) if subnet else None)
+def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False) -> Target:
+    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer)
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -68,14 +68,22 @@ def t(node_name: str, address: str, subnet: str | None = None) -> Target:
 
 def test_targets_are_every_other_nodes_addresses_then_its_subnet_probes() -> None:
     mesh = four()
+    # aws and azure come before gcp in mesh.yaml: they ping gcp first, and gcp waits before pinging them
     assert targets(mesh.node("gcp"), mesh.nodes) == (
-        t("aws", "10.0.0.1"),
-        t("aws", "192.168.10.1", "192.168.10.0/24"),
-        t("azure", "10.0.0.2"),
-        t("azure", "192.168.20.1", "192.168.20.0/24"),
+        t("aws", "10.0.0.1", after_peer=True),
+        t("aws", "192.168.10.1", "192.168.10.0/24", after_peer=True),
+        t("azure", "10.0.0.2", after_peer=True),
+        t("azure", "192.168.20.1", "192.168.20.0/24", after_peer=True),
         t("aliyun", "10.0.0.4"),
         t("aliyun", "192.168.40.1", "192.168.40.0/24"),
     )
+
+
+def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start() -> None:
+    """Two first packets at once make two handshakes at once, and both can be lost for 5 s."""
+    script = probe_script((t("a", "10.0.0.1", after_peer=True), t("c", "10.0.0.3")))
+    first, second = (line for line in script.splitlines() if line.startswith("( exec"))
+    assert f"sleep {check.HEAD_START};" in first and "sleep" not in second
 
 
 def test_targets_use_the_declared_probe_and_every_address() -> None:

@@ -31,7 +31,12 @@ PING_WAIT = 1  # seconds to wait for the reply (ping -W)
 # behind NAT (which only it can reach out from) answers after about 5 s when its first initiation reached a
 # peer that did not know its key yet (tests/fixtures/check/aws_after_apply.txt). Working pairs answer the
 # first ping; only dead ones take ATTEMPTS seconds.
-ATTEMPTS = 8
+ATTEMPTS = 10
+# Of two nodes that ping each other, the later one in mesh.yaml waits this long first. Both sending their
+# first packet at once makes both start a handshake at once; each then answers the other's initiation,
+# which discards its own, and neither can send until WireGuard retries 5 s later (and under load the
+# retries can collide again). One side going first avoids the race.
+HEAD_START = 0.3
 FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
 _RTT = re.compile(r"\btime[=<]\s*([0-9]+(?:\.[0-9]+)?)\s*ms\b")
 _DEV = re.compile(r"\sdev\s+(\S+)")
@@ -69,6 +74,7 @@ class Target:
     node: str
     address: IPAddress
     subnet: IPNetwork | None = None
+    after_peer: bool = False  # the target node pings the source first: wait HEAD_START before pinging it
 
     @property
     def label(self) -> str:
@@ -78,11 +84,13 @@ class Target:
 def targets(source: Node, nodes: Iterable[Node]) -> tuple[Target, ...]:
     """What `source` pings: each other node's addresses, then its subnets' probe addresses."""
     out: list[Target] = []
+    earlier = True  # nodes before the source in mesh order ping it first
     for n in nodes:
         if n.name == source.name:
+            earlier = False
             continue
-        out += [Target(n.name, a) for a in n.addresses]
-        out += [Target(n.name, s.probe_address, s.prefix) for s in n.subnets]
+        out += [Target(n.name, a, after_peer=earlier) for a in n.addresses]
+        out += [Target(n.name, s.probe_address, s.prefix, after_peer=earlier) for s in n.subnets]
     return tuple(out)
 
 
@@ -90,7 +98,8 @@ def _probe_job(index: int, target: Target) -> str:
     """One background job: its own file, three processes (the subshell, `ip`, `ping` per attempt)."""
     q = shlex.quote(str(target.address))
     return (
-        f'( exec > "$d/{index}" 2>&1; echo "{MARK}ping {index} {target.address}"; echo "{MARK}route"; '
+        f'( exec > "$d/{index}" 2>&1; {f"sleep {HEAD_START}; " if target.after_peer else ""}'
+        f'echo "{MARK}ping {index} {target.address}"; echo "{MARK}route"; '
         f"ip -o route get {q}; n=0; while [ $n -lt {ATTEMPTS} ]; do n=$((n + 1)); "
         f'echo "{MARK}attempt $n"; ping -{target.address.version} -c 1 -W {PING_WAIT} -n {q}; r=$?; '
         f'[ $r -eq 1 ] || break; done; echo "{MARK}result $r $n" ) &'

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -27,36 +24,9 @@ LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 Observe = Callable[..., "subprocess.CompletedProcess[str]"]
 
-# Until cli.py registers the commands, run them from a typer app of their own (same functions).
-_LOCAL_APP = (
-    "import typer\n"
-    "from wgmesh import cli_observe\n"
-    "app = typer.Typer(add_completion=False)\n"
-    "app.command()(cli_observe.check)\n"
-    "app.command()(cli_observe.status)\n"
-    "app()\n"
-)
-
-
-def _registered() -> bool:
-    from wgmesh import cli
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands}
-    return {"check", "status"} <= names
-
-
 @pytest.fixture(scope="module")
 def observe(run_wgmesh: WgmeshRunner) -> Observe:
-    if _registered():
-        return run_wgmesh
-
-    def run(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")}
-        env |= {"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-        return subprocess.run([sys.executable, "-c", _LOCAL_APP, *args], cwd=cwd, capture_output=True, text=True,
-                              env=env, timeout=timeout, check=False)
-
-    return run
+    return run_wgmesh
 
 
 @pytest.fixture(scope="module")
