@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -315,34 +315,27 @@ def _start(obj: Any, fallback: Pos) -> Pos:
     return (lc.line + 1, lc.col + 1)
 
 
-def _key_pos(m: Any, k: Any, fallback: Pos) -> Pos:
+def _lc_pos(lookup: Callable[[], Any], fallback: Pos) -> Pos:
+    """A 1-based (line, col) from one of ruamel's `lc` lookups, or `fallback` when it has none."""
     try:
-        line, col = m.lc.key(k)
+        line, col = lookup()
     except (AttributeError, KeyError, TypeError, IndexError):
         return fallback
     if line is None:
         return fallback
     return (line + 1, col + 1)
+
+
+def _key_pos(m: Any, k: Any, fallback: Pos) -> Pos:
+    return _lc_pos(lambda: m.lc.key(k), fallback)
 
 
 def _val_pos(m: Any, k: Any, fallback: Pos) -> Pos:
-    try:
-        line, col = m.lc.value(k)
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return fallback
-    if line is None:
-        return fallback
-    return (line + 1, col + 1)
+    return _lc_pos(lambda: m.lc.value(k), fallback)
 
 
 def _item_pos(seq: Any, i: int, fallback: Pos) -> Pos:
-    try:
-        line, col = seq.lc.item(i)
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return fallback
-    if line is None:
-        return fallback
-    return (line + 1, col + 1)
+    return _lc_pos(lambda: seq.lc.item(i), fallback)
 
 
 def _is_secret_name(key: str) -> bool:

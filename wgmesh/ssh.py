@@ -118,7 +118,6 @@ class SshTransport:
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._extra: list[paramiko.SSHClient] = []
         self._known_hosts_lock = threading.Lock()
-        self.added_host_keys: list[str] = []
 
     # -------------------------------------------------------------------------------- connecting
 
@@ -229,9 +228,7 @@ class SshTransport:
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
             with known_hosts.open("a") as f:
                 f.write(line)
-            added = f"{hostname} {key.get_name()} {fingerprint(key)}"
-            self.added_host_keys.append(added)
-        self.on_host_key_added(added)
+        self.on_host_key_added(f"{hostname} {key.get_name()} {fingerprint(key)}")
 
     # -------------------------------------------------------------------------------- running
 
