@@ -4,7 +4,7 @@ Brings up a 16-host lab with its own id, applies once, then times (median of RUN
 unmeasured warm-up run of each):
   - wgmesh:  `wgmesh plan` (the real command; must say "No changes");
   - floor:   OpenSSH reading the same output from all 16 hosts at once: `xargs -P 16` running
-             `ssh ... /bin/sh -s < read-script` (the script is `wgmesh.live.read_command`), fresh connections;
+             `ssh ... /bin/sh -s < read-script` (the script is `wgmesh.remote.read.read_command`), fresh connections;
   - floor, curve25519: the same with `-o KexAlgorithms=curve25519-sha256`, the key exchange paramiko ends up
              with against this sshd (OpenSSH 9.2 prefers sntrup761x25519, which costs more CPU): a stricter floor;
   - ansible: `ansible all -m raw -a '<read script>' -f 16` with an inventory of the 16 hosts, fresh
@@ -30,7 +30,7 @@ from pathlib import Path
 from benchlib import check, free_id, wgmesh_argv
 
 from wgmesh import lab as labmod
-from wgmesh import live
+from wgmesh.remote import read as live
 
 NODES = 16
 RUNS = 5

@@ -109,7 +109,7 @@ OURS = """
 import sys, time
 from pathlib import Path
 from wgmesh.config import load
-from wgmesh.render import render_all
+from wgmesh.core.render import render_all
 mesh, _ = load(sys.argv[1])
 out = Path(sys.argv[2])
 out.mkdir(exist_ok=True)

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wgmesh.apply import VERIFY_MARK
-from wgmesh.live import MARK, LiveState
-from wgmesh.model import Node
+from wgmesh.core.model import Node
+from wgmesh.core.state import LiveState
+from wgmesh.remote.read import MARK
 from wgmesh.ssh import CommandResult, SshError
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from nacl.public import PrivateKey
 
-from wgmesh.live import LivePeer, LiveState
-from wgmesh.model import Endpoint, Mesh, Node, Ssh, Subnet
-from wgmesh.plan import config_digest
-from wgmesh.render import desired, render
+from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
+from wgmesh.core.plan import config_digest
+from wgmesh.core.render import desired, render
+from wgmesh.core.state import LivePeer, LiveState
 
 
 def pubkey(seed: int) -> str:
@@ -77,7 +77,7 @@ def converged(mesh: Mesh, name: str, **changes: Any) -> LiveState:
             tx_bytes=2000,
             has_preshared_key=False,
         )
-    from wgmesh.plan import wanted_routes
+    from wgmesh.core.plan import wanted_routes
 
     state = LiveState(
         interface=mesh.interface,

@@ -19,10 +19,11 @@ from meshes import converged, four, fresh, pubkey
 
 from wgmesh import apply
 from wgmesh.apply import Outcome, apply_plan, apply_script, rollback_script, syncconf_text
-from wgmesh.live import LivePeer, LiveState, parse_read_output
-from wgmesh.model import Mesh
-from wgmesh.plan import Action, build_plan, diff_node
-from wgmesh.render import desired
+from wgmesh.core.model import Mesh
+from wgmesh.core.plan import Action, build_plan, diff_node
+from wgmesh.core.render import desired
+from wgmesh.core.state import LivePeer, LiveState
+from wgmesh.remote.read import parse_read_output
 from wgmesh.ssh import CommandResult, SshError
 
 MESH = four()

@@ -40,8 +40,8 @@ from wgmesh.check import (
     status_to_dict,
     targets,
 )
-from wgmesh.live import LiveState
-from wgmesh.model import Mesh, Node, Subnet
+from wgmesh.core.model import Mesh, Node, Subnet
+from wgmesh.core.state import LiveState
 from wgmesh.operations import ConnectOptions, ExitStatus, guard
 from wgmesh.ssh import CommandResult
 from wgmesh.view import Environment

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgmesh import render as render_mod
 from wgmesh.cli import app
 from wgmesh.config import load
+from wgmesh.core import render as render_mod
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example"
 

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from wgmesh import config
 from wgmesh.config import Diagnostic, MeshError, load, loads, parse_endpoint, validate_key
-from wgmesh.model import Endpoint
+from wgmesh.core.model import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).resolve().parent / "fixtures" / "bad"

@@ -20,12 +20,12 @@ from meshes import converged, four, pubkey
 from nacl.public import PrivateKey
 
 from wgmesh import config, importer
-from wgmesh import live as live_mod
+from wgmesh.core.model import Mesh, Node
+from wgmesh.core.render import render_node
+from wgmesh.core.state import LivePeer, LiveState, normalized
 from wgmesh.importer import Context, NodeRead, Target
-from wgmesh.live import LivePeer, LiveState
-from wgmesh.model import Mesh, Node
 from wgmesh.operations import ExitStatus, Failure
-from wgmesh.render import render_node
+from wgmesh.remote import read as live_mod
 from wgmesh.ssh import CommandResult
 from wgmesh.view import Environment
 
@@ -461,7 +461,7 @@ def test_read_output_helper_round_trips() -> None:
     for n in mesh.nodes:
         state = converged(mesh, n.name)
         live, conf = importer.parse_import_output("wg0", read_output(state, render_node(mesh, n.name)))
-        assert live_mod.normalized(live) == live_mod.normalized(state)
+        assert normalized(live) == normalized(state)
         assert conf == importer.parse_wg_quick(render_node(mesh, n.name))
 
 

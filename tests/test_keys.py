@@ -15,7 +15,7 @@ import pytest
 from meshes import pubkey
 
 from wgmesh import config, keys
-from wgmesh.model import Node
+from wgmesh.core.model import Node
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure
 from wgmesh.ssh import CommandResult
 from wgmesh.view import Environment

@@ -16,16 +16,11 @@ from pathlib import Path
 import pytest
 from nacl.public import PrivateKey
 
-from wgmesh.live import (
-    InterfaceDump,
-    LivePeer,
-    LiveState,
+from wgmesh.core.state import InterfaceDump, LivePeer, LiveState, digest, normalized
+from wgmesh.remote.read import (
     ParseError,
     ReadError,
-    fingerprint,
-    normalized,
     parse_dump,
-    parse_dump_all,
     parse_getent,
     parse_ip_addr,
     parse_ip_route,
@@ -198,39 +193,6 @@ def test_parse_error_does_not_quote_a_private_key() -> None:
     for secret in secrets_in(raw):
         assert secret not in str(info.value)
 
-
-@pytest.mark.parametrize(
-    ("name", "per_interface"),
-    [
-        ("wg_dump_all_a.txt", {"wg0": "wg_dump_a_wg0.txt", "wg1": "wg_dump_a_wg1.txt"}),
-        ("wg_dump_all_b.txt", {"wg0": "wg_dump_b_wg0.txt", "wgnokey": "wg_dump_b_wgnokey.txt"}),
-    ],
-)
-def test_parse_dump_all_matches_single_dumps(name: str, per_interface: dict[str, str]) -> None:
-    everything = parse_dump_all(fixture(name))
-    assert set(everything) == set(per_interface)
-    for interface, single in per_interface.items():
-        iface, peers = parse_dump(fixture(single))
-        all_iface, all_peers = everything[interface]
-        assert all_iface == iface
-        # the two captures list peers in a different order: only keys matter
-        assert set(all_peers) == set(peers)
-        for key, peer in peers.items():
-            assert all_peers[key].allowed_ips == peer.allowed_ips
-            assert all_peers[key].endpoint == peer.endpoint
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (f"wg0\t{P2}\t(none)\t(none)\t10.0.0.2/32\t0\t0\t0\toff\n", "before its interface line"),
-        ("wg0\t(hidden)\t(none)\t51820\n", "4 fields"),
-        ("wg0\t(hidden)\t(none)\t51820\toff\nwg0\t(hidden)\t(none)\t51820\toff\n", "listed twice"),
-    ],
-)
-def test_parse_dump_all_malformed(text: str, message: str) -> None:
-    with pytest.raises(ParseError, match=message):
-        parse_dump_all(text)
 
 
 # --------------------------------------------------------------------------------------------- ip -j
@@ -489,8 +451,8 @@ def test_fingerprint_ignores_counters_handshakes_and_order() -> None:
     state = base_state()
     moved = with_peer(state, P2, latest_handshake=1_800_000_000, rx_bytes=10, tx_bytes=20)
     reordered = dataclasses.replace(state, peers=dict(reversed(list(state.peers.items()))))
-    assert fingerprint(moved) == fingerprint(state) == fingerprint(reordered)
-    assert len(fingerprint(state)) == 64
+    assert digest(normalized(moved)) == digest(normalized(state)) == digest(normalized(reordered))
+    assert len(digest(normalized(state))) == 64
 
 
 def test_normalized_is_json_data_without_counters() -> None:
@@ -525,7 +487,7 @@ def test_normalized_is_json_data_without_counters() -> None:
 )
 def test_fingerprint_changes_with_state(change) -> None:  # type: ignore[no-untyped-def]
     state = base_state()
-    assert fingerprint(change(state)) != fingerprint(state)
+    assert digest(normalized(change(state))) != digest(normalized(state))
 
 
 # --------------------------------------------------------------------------------------------- read_command

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from meshes import four
 
-from wgmesh.model import Endpoint, Subnet
+from wgmesh.core.model import Endpoint, Subnet
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from fakes import FakeTransport
 from meshes import converged, fresh, pubkey
 
 from wgmesh import config
-from wgmesh.live import LiveState
-from wgmesh.model import Mesh
+from wgmesh.core.model import Mesh
+from wgmesh.core.state import LiveState
 from wgmesh.operations import (
     APPROVE_PROMPT,
     ApplyOptions,

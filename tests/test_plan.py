@@ -6,9 +6,9 @@ import ipaddress
 import pytest
 from meshes import converged, four, fresh, pubkey
 
-from wgmesh.live import LivePeer
-from wgmesh.model import Endpoint
-from wgmesh.plan import Action, build_plan, diff_node, endpoint_matches
+from wgmesh.core.model import Endpoint
+from wgmesh.core.plan import Action, build_plan, diff_node, endpoint_matches
+from wgmesh.core.state import LivePeer
 
 MESH = four()
 

@@ -7,8 +7,8 @@ import pytest
 from meshes import converged, four, fresh
 
 from wgmesh import planfile
+from wgmesh.core.state import digest
 from wgmesh.engine import Reading, comparable_state, plan_from_reading
-from wgmesh.live import digest
 
 MESH = four()
 

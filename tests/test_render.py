@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgmesh.config import load, loads
-from wgmesh.model import Endpoint, Mesh, Node, Ssh, Subnet
-from wgmesh.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node
+from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
+from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example" / "mesh.yaml"
 KA = "76g31p64QmeSkdVYkRCDqqshYcBF71jU5GtKfq2gmWU="

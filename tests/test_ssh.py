@@ -8,7 +8,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from wgmesh.model import Ssh
+from wgmesh.core.model import Ssh
 from wgmesh.ssh import SshError, SshTransport, _parse_jump, fingerprint
 
 
@@ -64,7 +64,7 @@ def test_missing_identity_file_is_named(tmp_path: Path) -> None:
 
 
 def _node(tmp_path: Path, port: int):  # type: ignore[no-untyped-def]
-    from wgmesh.model import Node
+    from wgmesh.core.model import Node
 
     return Node(
         name="n", addresses=(), public_key=None, endpoint=None,

@@ -12,8 +12,8 @@ import pytest
 from meshes import converged, four, fresh
 
 from wgmesh.apply import NodeResult, Outcome
-from wgmesh.live import LiveState
-from wgmesh.plan import Action, Change, Plan, build_plan
+from wgmesh.core.plan import Action, Change, Plan, build_plan
+from wgmesh.core.state import LiveState
 from wgmesh.view import NO_CHANGES, Environment, HumanView, JsonView, change_lines, summary_line
 
 MESH = four()

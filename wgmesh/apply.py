@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wgmesh import live as live_mod
+from wgmesh.core.model import Mesh, Node
+from wgmesh.core.plan import NodePlan, diff_node, wanted_routes
+from wgmesh.core.render import InterfaceConfig, desired, render
+from wgmesh.core.state import LiveState
 from wgmesh.engine import resolve_hosts
-from wgmesh.live import LiveState
-from wgmesh.model import Mesh, Node
-from wgmesh.plan import NodePlan, diff_node, wanted_routes
-from wgmesh.render import InterfaceConfig, desired, render
+from wgmesh.remote import read as live_mod
 from wgmesh.ssh import CommandResult, Transport
 
 LOCK_EXIT = 75

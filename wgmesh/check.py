@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from wgmesh import live
-from wgmesh.live import LiveState
-from wgmesh.model import IPAddress, IPNetwork, Mesh, Node
+from wgmesh.core.model import IPAddress, IPNetwork, Mesh, Node
+from wgmesh.core.state import LiveState
+from wgmesh.remote import read as live
 
 FORMAT_VERSION = "1"
 MARK = live.MARK

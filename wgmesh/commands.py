@@ -24,7 +24,7 @@ def validate(file: Path, env: Environment) -> ExitStatus:
 
 
 def render(file: Path, node: str | None, all_nodes: bool, out: Path | None, env: Environment) -> ExitStatus:
-    from wgmesh import render as r
+    from wgmesh.core import render as r
 
     mesh, warnings = config.load(file)
     for w in warnings:

@@ -23,7 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import YAMLError
 
-from wgmesh.model import Endpoint, IPAddress, IPNetwork, Mesh, Node, Ssh, Subnet
+from wgmesh.core.model import Endpoint, IPAddress, IPNetwork, Mesh, Node, Ssh, Subnet
 
 Pos = tuple[int, int]  # 1-based (line, col)
 

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wgmesh import live
-from wgmesh.live import LiveState
-from wgmesh.model import Mesh, Node
-from wgmesh.plan import Plan, build_plan
+from wgmesh.core import state as state_mod
+from wgmesh.core.model import Mesh, Node
+from wgmesh.core.plan import Plan, build_plan
+from wgmesh.core.state import LiveState
+from wgmesh.remote import read as live
 from wgmesh.ssh import CommandResult, Transport
 
 
@@ -73,7 +74,7 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Readi
         else:
             states[name] = parsed
     comparable = {name: comparable_state(mesh, s) for name, s in states.items()}
-    fingerprints = {name: live.digest(c) for name, c in comparable.items()}
+    fingerprints = {name: state_mod.digest(c) for name, c in comparable.items()}
     return Reading(states, errors, fingerprints, comparable)
 
 
@@ -84,7 +85,7 @@ def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
     mesh.yaml (it is behind NAT and roams), else a saved plan would go stale whenever such a peer moved.
     """
     declared = {n.public_key for n in mesh.nodes if n.public_key and n.endpoint}
-    doc = live.normalized(state)
+    doc = state_mod.normalized(state)
     for peer in doc["peers"]:
         if peer["public_key"] not in declared:
             peer["endpoint"] = None

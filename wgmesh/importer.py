@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from wgmesh import config, nodes
-from wgmesh import live as live_mod
+from wgmesh.core.model import KEY_DIR, IPInterface, IPNetwork, Mesh, Node, Ssh
+from wgmesh.core.plan import Action, config_digest, diff_node
+from wgmesh.core.render import KEY_POST_UP, render_node
+from wgmesh.core.state import LiveState
 from wgmesh.engine import resolve_hosts
-from wgmesh.live import LiveState
-from wgmesh.model import KEY_DIR, IPInterface, IPNetwork, Mesh, Node, Ssh
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
-from wgmesh.plan import Action, config_digest, diff_node
-from wgmesh.render import KEY_POST_UP, render_node
+from wgmesh.remote import read as live_mod
 from wgmesh.ssh import Transport
 from wgmesh.view import Environment, HumanView
 

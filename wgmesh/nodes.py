@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from wgmesh import config
-from wgmesh.model import IPAddress, IPNetwork, Mesh
+from wgmesh.core.model import IPAddress, IPNetwork, Mesh
 
 
 class EditError(Exception):

@@ -18,11 +18,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from wgmesh import check, live
+from wgmesh import check
 from wgmesh.check import Cell, CheckReport, Handshake, StatusReport
+from wgmesh.core.model import Mesh, Node
 from wgmesh.engine import UsageError, select_nodes
-from wgmesh.model import Mesh, Node
 from wgmesh.operations import ConnectOptions, ExitStatus, TransportFactory, load_mesh, ssh_transport
+from wgmesh.remote import read as live
 from wgmesh.ssh import CommandResult, Transport
 from wgmesh.view import Environment, HumanView, JsonView
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from wgmesh import config, planfile
 from wgmesh.apply import DEFAULT_LOCK_TIMEOUT, Outcome, apply_plan
+from wgmesh.core.model import Mesh
+from wgmesh.core.plan import Plan
 from wgmesh.engine import Reading, UsageError, plan_from_reading, read_nodes, select_nodes
-from wgmesh.model import Mesh
-from wgmesh.plan import Plan
 from wgmesh.ssh import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, SshTransport, Transport
 from wgmesh.view import Environment, HumanView, JsonView
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wgmesh.core.plan import Plan, to_dict
 from wgmesh.engine import Reading
-from wgmesh.plan import Plan, to_dict
 
 KIND = "wgmesh-plan"
 FORMAT_VERSION = "1"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wgmesh.model import Node, Ssh
+from wgmesh.core.model import Node, Ssh
 
 if TYPE_CHECKING:
     import paramiko

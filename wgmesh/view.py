@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from wgmesh.apply import NodeResult, Outcome
-from wgmesh.plan import Action, Change, Plan, Value, to_dict
+from wgmesh.core.plan import Action, Change, Plan, Value, to_dict
 
 NO_CHANGES = "No changes. Your mesh matches the configuration."
 _COLORS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.REPLACE: "magenta"}

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from wgmesh import config, importer, keys
 from wgmesh import lab as labmod
+from wgmesh.core.model import Node
 from wgmesh.lab import Lab
-from wgmesh.model import Node
 from wgmesh.operations import ConnectOptions, ssh_transport
 from wgmesh.ssh import CommandResult, Transport
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import json
 import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from wgmesh.model import KEY_DIR, IPInterface, IPNetwork
+from wgmesh.core.model import KEY_DIR, IPInterface, IPNetwork
+from wgmesh.core.state import InterfaceDump, LivePeer, LiveState
 
 MARK = "@@wgmesh:"
 FORMAT = "v1"
@@ -36,47 +35,6 @@ class ParseError(ValueError):
 
 class ReadError(ParseError):
     """The node answered, but its WireGuard state could not be read (e.g. `wg show` failed on a link)."""
-
-
-@dataclass(frozen=True)
-class InterfaceDump:
-    """The interface line of `wg show IF dump`, without the private key."""
-
-    public_key: str | None
-    listen_port: int | None
-    fwmark: int | None
-
-
-@dataclass(frozen=True)
-class LivePeer:
-    public_key: str
-    endpoint: str | None
-    allowed_ips: frozenset[IPNetwork]
-    persistent_keepalive: int
-    latest_handshake: int
-    rx_bytes: int
-    tx_bytes: int
-    has_preshared_key: bool
-
-
-@dataclass(frozen=True)
-class LiveState:
-    interface: str
-    interface_exists: bool
-    public_key: str | None
-    listen_port: int | None
-    fwmark: int | None
-    peers: Mapping[str, LivePeer]
-    addresses: frozenset[IPInterface]
-    mtu: int | None
-    link_up: bool
-    routes: frozenset[IPNetwork]
-    key_file_exists: bool
-    key_file_public_key: str | None
-    config_exists: bool
-    config_sha256: str | None
-    resolved: Mapping[str, frozenset[str]]
-    wg_quick_unit_enabled: bool | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,27 +215,6 @@ def parse_dump(text: str) -> tuple[InterfaceDump | None, dict[str, LivePeer]]:
     for line_no, line in rows[1:]:
         _add_peer(peers, _peer_line(line.split("\t"), line_no), line_no)
     return iface, peers
-
-
-def parse_dump_all(text: str) -> dict[str, tuple[InterfaceDump, dict[str, LivePeer]]]:
-    """`wg show all dump`: the same lines, each prefixed by the interface name."""
-    out: dict[str, tuple[InterfaceDump, dict[str, LivePeer]]] = {}
-    for line_no, line in _lines(text):
-        name, *fields = line.split("\t")
-        if len(fields) == _DUMP_IFACE_FIELDS:
-            if name in out:
-                raise ParseError(f"wg dump line {line_no}: interface {name!r} listed twice")
-            out[name] = (_interface_line(fields, line_no), {})
-        elif len(fields) == _DUMP_PEER_FIELDS:
-            if name not in out:
-                raise ParseError(f"wg dump line {line_no}: peer of {name!r} before its interface line")
-            _add_peer(out[name][1], _peer_line(fields, line_no), line_no)
-        else:
-            raise ParseError(
-                f"wg dump line {line_no}: {len(fields) + 1} fields, expected "
-                f"{_DUMP_IFACE_FIELDS + 1} or {_DUMP_PEER_FIELDS + 1}"
-            )
-    return out
 
 
 def _json_list(json_text: str, what: str) -> list[dict[str, Any]]:
@@ -470,45 +407,3 @@ def parse_read_output(interface: str, text: str) -> LiveState:
         resolved={host: parse_getent(body) for host, body in resolves.items()},
         wg_quick_unit_enabled=_systemd(sections["systemd"]),
     )
-
-
-def normalized(state: LiveState) -> dict[str, Any]:
-    """The state as plain JSON-able data, sorted, without handshakes and traffic counters."""
-    return {
-        "interface": state.interface,
-        "interface_exists": state.interface_exists,
-        "public_key": state.public_key,
-        "listen_port": state.listen_port,
-        "fwmark": state.fwmark,
-        "peers": [
-            {
-                "public_key": p.public_key,
-                "endpoint": p.endpoint,
-                "allowed_ips": sorted(str(n) for n in p.allowed_ips),
-                "persistent_keepalive": p.persistent_keepalive,
-                "has_preshared_key": p.has_preshared_key,
-            }
-            for p in sorted(state.peers.values(), key=lambda p: p.public_key)
-        ],
-        "addresses": sorted(str(a) for a in state.addresses),
-        "mtu": state.mtu,
-        "link_up": state.link_up,
-        "routes": sorted(str(r) for r in state.routes),
-        "key_file_exists": state.key_file_exists,
-        "key_file_public_key": state.key_file_public_key,
-        "config_exists": state.config_exists,
-        "config_sha256": state.config_sha256,
-        "resolved": {h: sorted(a) for h, a in sorted(state.resolved.items())},
-        "wg_quick_unit_enabled": state.wg_quick_unit_enabled,
-    }
-
-
-def digest(doc: Mapping[str, Any]) -> str:
-    """sha256 hex of a normalized state (see `normalized`), independent of key order."""
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def fingerprint(state: LiveState) -> str:
-    """sha256 hex of the state without handshakes and traffic counters."""
-    return digest(normalized(state))

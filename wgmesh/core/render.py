@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from wgmesh.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, Node
 
 KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from wgmesh.live import LivePeer, LiveState
-from wgmesh.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
-from wgmesh.render import InterfaceConfig, PeerConfig, desired, render
+from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render
+from wgmesh.core.state import LivePeer, LiveState
 
 
 class Action(StrEnum):

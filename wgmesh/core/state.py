@@ -1,0 +1,89 @@
+"""What a node has, as read: LiveState and its normalized, digestible form. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wgmesh.core.model import IPInterface, IPNetwork
+
+
+@dataclass(frozen=True)
+class InterfaceDump:
+    """The interface line of `wg show IF dump`, without the private key."""
+
+    public_key: str | None
+    listen_port: int | None
+    fwmark: int | None
+
+
+@dataclass(frozen=True)
+class LivePeer:
+    public_key: str
+    endpoint: str | None
+    allowed_ips: frozenset[IPNetwork]
+    persistent_keepalive: int
+    latest_handshake: int
+    rx_bytes: int
+    tx_bytes: int
+    has_preshared_key: bool
+
+
+@dataclass(frozen=True)
+class LiveState:
+    interface: str
+    interface_exists: bool
+    public_key: str | None
+    listen_port: int | None
+    fwmark: int | None
+    peers: Mapping[str, LivePeer]
+    addresses: frozenset[IPInterface]
+    mtu: int | None
+    link_up: bool
+    routes: frozenset[IPNetwork]
+    key_file_exists: bool
+    key_file_public_key: str | None
+    config_exists: bool
+    config_sha256: str | None
+    resolved: Mapping[str, frozenset[str]]
+    wg_quick_unit_enabled: bool | None
+
+
+def normalized(state: LiveState) -> dict[str, Any]:
+    """The state as plain JSON-able data, sorted, without handshakes and traffic counters."""
+    return {
+        "interface": state.interface,
+        "interface_exists": state.interface_exists,
+        "public_key": state.public_key,
+        "listen_port": state.listen_port,
+        "fwmark": state.fwmark,
+        "peers": [
+            {
+                "public_key": p.public_key,
+                "endpoint": p.endpoint,
+                "allowed_ips": sorted(str(n) for n in p.allowed_ips),
+                "persistent_keepalive": p.persistent_keepalive,
+                "has_preshared_key": p.has_preshared_key,
+            }
+            for p in sorted(state.peers.values(), key=lambda p: p.public_key)
+        ],
+        "addresses": sorted(str(a) for a in state.addresses),
+        "mtu": state.mtu,
+        "link_up": state.link_up,
+        "routes": sorted(str(r) for r in state.routes),
+        "key_file_exists": state.key_file_exists,
+        "key_file_public_key": state.key_file_public_key,
+        "config_exists": state.config_exists,
+        "config_sha256": state.config_sha256,
+        "resolved": {h: sorted(a) for h, a in sorted(state.resolved.items())},
+        "wg_quick_unit_enabled": state.wg_quick_unit_enabled,
+    }
+
+
+def digest(doc: Mapping[str, Any]) -> str:
+    """sha256 hex of a normalized state (see `normalized`), independent of key order."""
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

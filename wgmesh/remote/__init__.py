@@ -1,0 +1,1 @@
+"""What runs on a node: script text out, parsed facts back (pure except ssh.py)."""
