@@ -16,7 +16,7 @@ from wgmesh.apply import VERIFY_MARK
 from wgmesh.core.model import Node
 from wgmesh.core.state import LiveState
 from wgmesh.remote.read import MARK
-from wgmesh.ssh import CommandResult, SshError
+from wgmesh.remote.transport import CommandResult, SshError
 
 
 def _dump(state: LiveState) -> str:

@@ -24,7 +24,7 @@ from wgmesh.core.plan import Action, build_plan, diff_node
 from wgmesh.core.render import desired
 from wgmesh.core.state import LivePeer, LiveState
 from wgmesh.remote.read import parse_read_output
-from wgmesh.ssh import CommandResult, SshError
+from wgmesh.remote.transport import CommandResult, SshError
 
 MESH = four()
 NAMES = list(MESH.node_names)

@@ -19,32 +19,20 @@ import typer
 from meshes import converged, four, node, pubkey
 from typer.testing import CliRunner
 
-from wgmesh import check, cli_observe, observe
-from wgmesh.check import (
-    Cell,
-    CheckParseError,
-    CheckReport,
-    Handshake,
-    Probe,
-    Target,
-    check_report,
-    check_to_dict,
-    classify,
-    format_age,
-    format_bytes,
-    parse_clock,
-    parse_probe_output,
-    probe_result,
-    probe_script,
-    status_report,
-    status_to_dict,
-    targets,
-)
+from wgmesh import cli_observe, observe
+from wgmesh.core import checks
+from wgmesh.core.checks import Cell, CheckReport, Probe, Target, check_report, targets
 from wgmesh.core.model import Mesh, Node, Subnet
 from wgmesh.core.state import LiveState
+from wgmesh.core.status import Handshake, classify, status_report
 from wgmesh.operations import ConnectOptions, ExitStatus, guard
-from wgmesh.ssh import CommandResult
+from wgmesh.remote import probe
+from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
+from wgmesh.remote.transport import CommandResult
 from wgmesh.view import Environment
+from wgmesh.views import formats
+from wgmesh.views.formats import format_age, format_bytes
+from wgmesh.views.observe_json import check_to_dict, status_to_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "check"
 ip = ipaddress.ip_address
@@ -56,7 +44,7 @@ def fixture(name: str) -> str:
 
 
 def mesh_nodes(mesh: Mesh) -> list[Node]:
-    return check.checked_nodes(mesh)[0]
+    return checks.checked_nodes(mesh)[0]
 
 
 def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False) -> Target:
@@ -83,7 +71,7 @@ def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start() -> None:
     """Two first packets at once make two handshakes at once, and both can be lost for 5 s."""
     script = probe_script((t("a", "10.0.0.1", after_peer=True), t("c", "10.0.0.3")))
     first, second = (line for line in script.splitlines() if line.startswith("( exec"))
-    assert f"sleep {check.HEAD_START};" in first and "sleep" not in second
+    assert f"sleep {checks.HEAD_START};" in first and "sleep" not in second
 
 
 def test_targets_use_the_declared_probe_and_every_address() -> None:
@@ -111,7 +99,7 @@ def test_checked_nodes_leave_out_nodes_without_keys_and_decommissioned_ones() ->
             node(6, "old", decommission=True),
         ),
     )
-    nodes, skipped = check.checked_nodes(mesh)
+    nodes, skipped = checks.checked_nodes(mesh)
     assert [n.name for n in nodes] == ["aws", "azure", "gcp", "aliyun"]
     assert skipped == {"new": "no public key yet", "old": "being decommissioned"}
 
@@ -205,13 +193,13 @@ def test_script_runs_probes_in_parallel_retries_silence_and_cleans_up(fake_bin: 
                      FAKE_FLAKY="192.168.30.1", FAKE_ERROR="192.168.40.1")
     assert got.exit_status == 0, got.stderr
     log = (fake_bin.parent / "pings.log").read_text().split()
-    retries = ["10.0.0.3"] * (check.ATTEMPTS - 1) + ["192.168.30.1"] * 2
+    retries = ["10.0.0.3"] * (checks.ATTEMPTS - 1) + ["192.168.30.1"] * 2
     assert sorted(log) == sorted([str(x.address) for x in ts] + retries)
     probes = parse_probe_output("aws", ts, got.stdout, "wg0")
     assert [(p.target.address.exploded, p.ok, p.attempts, p.error) for p in probes] == [
         ("10.0.0.2", True, 1, None),
         ("192.168.20.1", True, 1, None),
-        ("10.0.0.3", False, check.ATTEMPTS, "no reply"),
+        ("10.0.0.3", False, checks.ATTEMPTS, "no reply"),
         ("192.168.30.1", True, 3, None),  # no reply twice, then an answer
         ("10.0.0.4", True, 1, None),
         ("192.168.40.1", False, 1, "sendmsg: Required key not available"),  # an error is not retried
@@ -401,12 +389,12 @@ def test_a_pair_shows_its_slowest_probe() -> None:
     assert check_report(["aws", "azure"], ["aws"], {"aws": probes}).pair("aws", "azure").rtt_ms == 2.5
     no_rtt = (Probe("aws", a, True, None), Probe("aws", s, True, None))
     pair = check_report(["aws", "azure"], ["aws"], {"aws": no_rtt}).pair("aws", "azure")
-    assert (pair.cell, pair.rtt_ms, check.format_rtt(pair.rtt_ms)) == (Cell.OK, None, "ok")
+    assert (pair.cell, pair.rtt_ms, formats.format_rtt(pair.rtt_ms)) == (Cell.OK, None, "ok")
 
 
 @pytest.mark.parametrize(("ms", "text"), [(0.0441, "ok 0.04 ms"), (5.74, "ok 5.7 ms"), (318.0, "ok 318 ms")])
 def test_format_rtt(ms: float, text: str) -> None:
-    assert check.format_rtt(ms) == text
+    assert formats.format_rtt(ms) == text
 
 
 def test_failures_are_named_lines_and_the_broken_node_is_the_suspect() -> None:
@@ -533,7 +521,7 @@ def test_status_json_document() -> None:
 
 
 def test_status_script_prints_the_clock_first_and_parse_clock_reads_it() -> None:
-    script = check.status_script("wg0")
+    script = probe.status_script("wg0")
     out = subprocess.run(["sh", "-c", script.split("\n", 2)[0] + "\n" + script.split("\n", 2)[1]],
                          capture_output=True, text=True).stdout
     assert abs(parse_clock(out) - time.time()) < 5  # type: ignore[operator]
@@ -724,7 +712,7 @@ def test_run_status_human_and_json(tmp_path: Path) -> None:
         e = env_io()
         status = guard(lambda: observe.run_status(opts, e, lambda _o, _p: transport), e)  # noqa: B023
         assert status is ExitStatus.ERROR
-        assert transport.scripts["aws"] == check.status_script("wg0")
+        assert transport.scripts["aws"] == probe.status_script("wg0")
         out = e.stdout.getvalue()  # type: ignore[attr-defined]
         if as_json:
             doc = json.loads(out)

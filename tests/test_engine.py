@@ -8,7 +8,7 @@ from meshes import converged, four, fresh, pubkey
 
 from wgmesh import engine
 from wgmesh.engine import UsageError, comparable_state, read_nodes, resolve_hosts, select_nodes
-from wgmesh.ssh import CommandResult
+from wgmesh.remote.transport import CommandResult
 
 MESH = four()
 

@@ -26,7 +26,7 @@ from wgmesh.core.state import LivePeer, LiveState, normalized
 from wgmesh.importer import Context, NodeRead, Target
 from wgmesh.operations import ExitStatus, Failure
 from wgmesh.remote import read as live_mod
-from wgmesh.ssh import CommandResult
+from wgmesh.remote.transport import CommandResult
 from wgmesh.view import Environment
 
 needs_wg = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)")

@@ -17,7 +17,7 @@ from meshes import pubkey
 from wgmesh import config, keys
 from wgmesh.core.model import Node
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure
-from wgmesh.ssh import CommandResult
+from wgmesh.remote.transport import CommandResult
 from wgmesh.view import Environment
 
 pytestmark = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)")

@@ -25,7 +25,7 @@ from wgmesh.operations import (
     run_apply,
     run_plan,
 )
-from wgmesh.ssh import CommandResult
+from wgmesh.remote.transport import CommandResult
 from wgmesh.view import NO_CHANGES, Environment
 
 NAMES = ["aws", "azure", "gcp", "aliyun"]

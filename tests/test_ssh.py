@@ -9,7 +9,8 @@ import paramiko
 import pytest
 
 from wgmesh.core.model import Ssh
-from wgmesh.ssh import SshError, SshTransport, _parse_jump, fingerprint
+from wgmesh.remote.ssh import SshTransport, _parse_jump, fingerprint
+from wgmesh.remote.transport import SshError
 
 
 def test_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from wgmesh.core.render import InterfaceConfig, desired, render
 from wgmesh.core.state import LiveState
 from wgmesh.engine import resolve_hosts
 from wgmesh.remote import read as live_mod
-from wgmesh.ssh import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult, Transport
 
 LOCK_EXIT = 75
 VERIFY_MARK = "@@wgmesh-apply:verify"

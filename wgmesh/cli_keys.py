@@ -17,7 +17,7 @@ import typer
 from wgmesh import nodes
 from wgmesh.cli_options import AcceptNew, FileOpt, NoColor, Parallelism, Timeout
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure, guard
-from wgmesh.ssh import SshError
+from wgmesh.remote.transport import SshError
 from wgmesh.view import Environment
 
 AllNodes = typer.Option(False, "--all", help="Every node in mesh.yaml (except decommissioned ones).")

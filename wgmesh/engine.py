@@ -11,7 +11,7 @@ from wgmesh.core.model import Mesh, Node
 from wgmesh.core.plan import Plan, build_plan
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live
-from wgmesh.ssh import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult, Transport
 
 
 class UsageError(Exception):

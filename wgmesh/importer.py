@@ -52,7 +52,7 @@ from wgmesh.core.state import LiveState
 from wgmesh.engine import resolve_hosts
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
 from wgmesh.remote import read as live_mod
-from wgmesh.ssh import Transport
+from wgmesh.remote.transport import Transport
 from wgmesh.view import Environment, HumanView
 
 MARK = "@@wgmesh-import:"

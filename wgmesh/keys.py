@@ -24,7 +24,7 @@ from pathlib import Path
 from wgmesh import config, nodes
 from wgmesh.core.model import KEY_DIR, Mesh, Node
 from wgmesh.operations import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
-from wgmesh.ssh import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult, Transport
 from wgmesh.view import Environment, HumanView
 
 MARK = "@@wgmesh-key:"

@@ -18,17 +18,21 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from wgmesh import check
-from wgmesh.check import Cell, CheckReport, Handshake, StatusReport
+from wgmesh.core import checks
+from wgmesh.core import status as status_core
+from wgmesh.core.checks import Cell, CheckReport
 from wgmesh.core.model import Mesh, Node
+from wgmesh.core.status import Handshake, StatusReport
 from wgmesh.engine import UsageError, select_nodes
 from wgmesh.operations import ConnectOptions, ExitStatus, TransportFactory, load_mesh, ssh_transport
+from wgmesh.remote import probe
 from wgmesh.remote import read as live
-from wgmesh.ssh import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult, Transport
 from wgmesh.view import Environment, HumanView, JsonView
+from wgmesh.views import formats, observe_json
 
 # The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
-CHECK_SCRIPT_TIMEOUT = check.ATTEMPTS * check.PING_WAIT + 15.0
+CHECK_SCRIPT_TIMEOUT = checks.ATTEMPTS * checks.PING_WAIT + 15.0
 STATUS_SCRIPT_TIMEOUT = 30.0
 _WIDEST = 10_000
 _CELL_STYLE = {Cell.OK: "green", Cell.FAILED: "bold red", Cell.NOT_CHECKED: "red", Cell.SELF: "dim"}
@@ -93,11 +97,11 @@ def _skipped_line(skipped: dict[str, str]) -> str:
 
 def _probe_results(
     mesh: Mesh, transport: Transport, sources: Sequence[Node], nodes: Sequence[Node]
-) -> dict[str, tuple[check.Probe, ...] | str]:
-    errors: dict[str, tuple[check.Probe, ...] | str] = dict(transport.connect(sources))
-    plans = {n.name: check.targets(n, nodes) for n in sources if n.name not in errors}
-    ran = transport.run_many({name: check.probe_script(t) for name, t in plans.items()}, CHECK_SCRIPT_TIMEOUT)
-    out: dict[str, tuple[check.Probe, ...] | str] = dict(errors)
+) -> dict[str, tuple[checks.Probe, ...] | str]:
+    errors: dict[str, tuple[checks.Probe, ...] | str] = dict(transport.connect(sources))
+    plans = {n.name: checks.targets(n, nodes) for n in sources if n.name not in errors}
+    ran = transport.run_many({name: probe.probe_script(t) for name, t in plans.items()}, CHECK_SCRIPT_TIMEOUT)
+    out: dict[str, tuple[checks.Probe, ...] | str] = dict(errors)
     for name, got in ran.items():
         if isinstance(got, str):
             out[name] = got
@@ -105,8 +109,8 @@ def _probe_results(
             out[name] = _failed_run(got)
         else:
             try:
-                out[name] = check.parse_probe_output(name, plans[name], got.stdout, mesh.interface)
-            except check.CheckParseError as e:
+                out[name] = probe.parse_probe_output(name, plans[name], got.stdout, mesh.interface)
+            except probe.CheckParseError as e:
                 out[name] = f"cannot understand the probe output: {e}"
     return out
 
@@ -121,7 +125,7 @@ def check_matrix(report: CheckReport) -> Table:
         for d in report.nodes:
             pair = report.pair(s, d)
             text = {
-                Cell.OK: check.format_rtt(pair.rtt_ms),
+                Cell.OK: formats.format_rtt(pair.rtt_ms),
                 Cell.FAILED: "FAILED",
                 Cell.NOT_CHECKED: "not checked",
                 Cell.SELF: "-",
@@ -172,11 +176,11 @@ def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory 
     """Ping every other node (and its subnets' probes) from each node; exit 1 on any failure."""
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    nodes, skipped = check.checked_nodes(mesh)
+    nodes, skipped = checks.checked_nodes(mesh)
     sources = _sources(mesh, opts.connect.targets, nodes, skipped)
     if len(nodes) < 2:
         if opts.json:
-            _dump(env, check.check_to_dict(check.check_report([n.name for n in nodes], [], {}, skipped)))
+            _dump(env, observe_json.check_to_dict(checks.check_report([n.name for n in nodes], [], {}, skipped)))
         else:
             view.message("Nothing to check: the mesh needs at least two nodes with public keys.")
         return ExitStatus.OK
@@ -185,9 +189,9 @@ def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory 
         results = _probe_results(mesh, transport, sources, nodes)
     finally:
         transport.close()
-    report = check.check_report([n.name for n in nodes], [n.name for n in sources], results, skipped)
+    report = checks.check_report([n.name for n in nodes], [n.name for n in sources], results, skipped)
     if opts.json:
-        _dump(env, check.check_to_dict(report))
+        _dump(env, observe_json.check_to_dict(report))
     else:
         print_check(env, report)
     return ExitStatus.OK if report.ok else ExitStatus.ERROR
@@ -200,7 +204,7 @@ def _read_status(
     mesh: Mesh, transport: Transport, sources: Sequence[Node]
 ) -> tuple[dict[str, live.LiveState | str], dict[str, int | None]]:
     results: dict[str, live.LiveState | str] = dict(transport.connect(sources))
-    script = check.status_script(mesh.interface)
+    script = probe.status_script(mesh.interface)
     ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT)
     clocks: dict[str, int | None] = {}
     for name, got in ran.items():
@@ -209,7 +213,7 @@ def _read_status(
         elif got.exit_status != 0:
             results[name] = _failed_run(got)
         else:
-            clocks[name] = check.parse_clock(got.stdout)
+            clocks[name] = probe.parse_clock(got.stdout)
             try:
                 results[name] = live.parse_read_output(mesh.interface, got.stdout)
             except live.ParseError as e:
@@ -217,16 +221,16 @@ def _read_status(
     return results, clocks
 
 
-def _handshake_text(v: check.PeerView) -> str:
+def _handshake_text(v: status_core.PeerView) -> str:
     if v.state in (Handshake.FRESH, Handshake.STALE):
-        return check.format_age(v.age)
+        return formats.format_age(v.age)
     return {Handshake.SELF: "-"}.get(v.state, v.state.value)
 
 
 def status_matrix(report: StatusReport) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=f"Latest handshake (rows see columns; fresh < {check.FRESH_SECONDS // 60}m, stale older)",
+        title=f"Latest handshake (rows see columns; fresh < {status_core.FRESH_SECONDS // 60}m, stale older)",
         title_justify="left",
         pad_edge=False,
     )
@@ -256,8 +260,8 @@ def status_details(report: StatusReport) -> Table:
             v.peer,
             Text(_handshake_text(v), style=_HANDSHAKE_STYLE[v.state]),
             v.endpoint or "-",
-            check.format_bytes(v.rx_bytes) if has_peer else "-",
-            check.format_bytes(v.tx_bytes) if has_peer else "-",
+            formats.format_bytes(v.rx_bytes) if has_peer else "-",
+            formats.format_bytes(v.tx_bytes) if has_peer else "-",
         )
     return table
 
@@ -283,16 +287,16 @@ def run_status(opts: ObserveOptions, env: Environment, factory: TransportFactory
     """Read every node's view of its peers; exit 1 if a node could not be read."""
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    nodes, skipped = check.checked_nodes(mesh)
+    nodes, skipped = checks.checked_nodes(mesh)
     sources = _sources(mesh, opts.connect.targets, nodes, skipped)
     transport = factory(opts.connect, view.progress)
     try:
         results, clocks = _read_status(mesh, transport, sources)
     finally:
         transport.close()
-    report = check.status_report(mesh, nodes, [n.name for n in sources], results, clocks, int(time.time()), skipped)
+    report = status_core.status_report(mesh, nodes, [n.name for n in sources], results, clocks, int(time.time()), skipped)
     if opts.json:
-        _dump(env, check.status_to_dict(report))
+        _dump(env, observe_json.status_to_dict(report))
     else:
         print_status(env, report)
     return ExitStatus.OK if report.ok else ExitStatus.ERROR

@@ -17,7 +17,8 @@ from wgmesh.apply import DEFAULT_LOCK_TIMEOUT, Outcome, apply_plan
 from wgmesh.core.model import Mesh
 from wgmesh.core.plan import Plan
 from wgmesh.engine import Reading, UsageError, plan_from_reading, read_nodes, select_nodes
-from wgmesh.ssh import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, SshTransport, Transport
+from wgmesh.remote.ssh import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, SshTransport
+from wgmesh.remote.transport import Transport
 from wgmesh.view import Environment, HumanView, JsonView
 
 APPROVE_PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted."

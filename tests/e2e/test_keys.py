@@ -22,7 +22,7 @@ from wgmesh import lab as labmod
 from wgmesh.core.model import Node
 from wgmesh.lab import Lab
 from wgmesh.operations import ConnectOptions, ssh_transport
-from wgmesh.ssh import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult, Transport
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ NO_CHANGES = "No changes. Your mesh matches the configuration."
 # of every remote script) to the file argv[1]: the test can then look for secrets in it.
 TEE_RECEIVED = """
 import sys
-import wgmesh.ssh as transport
+import wgmesh.remote.ssh as transport
 log = open(sys.argv[1], "a")
 collect = transport._collect
 def tee(chan, timeout):

@@ -16,11 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from wgmesh.core.model import Node, Ssh
+from wgmesh.remote.transport import CommandResult, SshError
 
 if TYPE_CHECKING:
     import paramiko
@@ -28,35 +28,6 @@ if TYPE_CHECKING:
 DEFAULT_PARALLELISM = 10
 DEFAULT_TIMEOUT = 10.0
 EOF_GRACE = 2.0
-
-
-class SshError(Exception):
-    """A node could not be reached or refused us; the message names the reason and the fix."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_status: int
-    stdout: str
-    stderr: str
-
-
-class Transport(Protocol):
-    """What the rest of wgmesh needs from a transport. `ssh.SshTransport` is the real one."""
-
-    def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
-        """Open connections; returns {node name: error message} for the nodes that failed."""
-        ...
-
-    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
-        """Run a script on a connected node; raises SshError when the connection fails."""
-        ...
-
-    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
-        """One script per node, in parallel; a node's failure comes back as its message."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def _paramiko():  # type: ignore[no-untyped-def]

@@ -1,0 +1,133 @@
+"""`wgmesh status`, the pure part: handshake classes and the per-node report of what `wg show` says of each peer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from wgmesh.core.model import Mesh, Node
+from wgmesh.core.state import LiveState
+
+FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
+
+
+class Handshake(StrEnum):
+    FRESH = "fresh"
+    STALE = "stale"
+    NEVER = "never"
+    NO_PEER = "no peer"  # the node does not have the other node as a peer
+    UNREACHABLE = "unreachable"  # the node could not be read
+    SELF = "self"
+
+
+def classify(latest_handshake: int, now: int) -> tuple[Handshake, int | None]:
+    """A handshake time (epoch seconds, 0 = never) -> (class, age in seconds)."""
+    if latest_handshake <= 0:
+        return Handshake.NEVER, None
+    age = max(0, now - latest_handshake)
+    return (Handshake.FRESH if age < FRESH_SECONDS else Handshake.STALE), age
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What `source` sees of `peer`."""
+
+    source: str
+    peer: str
+    state: Handshake
+    age: int | None = None
+    latest_handshake: int = 0
+    endpoint: str | None = None
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: str
+    error: str | None = None
+    clock: int | None = None
+    interface_exists: bool = False
+    link_up: bool = False
+    unknown_peers: tuple[str, ...] = ()  # public keys of peers that are not nodes of the mesh
+
+    @property
+    def notes(self) -> list[str]:
+        if self.error is not None:
+            return []
+        notes = []
+        if not self.interface_exists:
+            notes.append("interface does not exist")
+        elif not self.link_up:
+            notes.append("interface is down")
+        if self.unknown_peers:
+            notes.append(f"{len(self.unknown_peers)} peer(s) not in the mesh: {', '.join(self.unknown_peers)}")
+        return notes
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    interface: str
+    nodes: tuple[str, ...]
+    readings: tuple[NodeStatus, ...]  # one per source row
+    views: tuple[PeerView, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.readings)
+
+    def view(self, source: str, peer: str) -> PeerView:
+        for v in self.views:
+            if v.source == source and v.peer == peer:
+                return v
+        if source == peer:
+            return PeerView(source, peer, Handshake.SELF)
+        raise KeyError((source, peer))
+
+    def errors(self) -> list[str]:
+        return [f"{r.node}: {r.error}" for r in self.readings if r.error is not None]
+
+
+def node_status(
+    mesh: Mesh, nodes: Sequence[Node], source: str, got: LiveState | str, clock: int | None, now: int
+) -> tuple[NodeStatus, list[PeerView]]:
+    """One row of the status matrix. `now` is used when the node's clock is unknown."""
+    others = [n for n in nodes if n.name != source]
+    if isinstance(got, str):
+        return NodeStatus(source, error=got), [PeerView(source, n.name, Handshake.UNREACHABLE) for n in others]
+    t = clock if clock is not None else now
+    views = []
+    for n in others:
+        peer = got.peers.get(n.public_key or "")
+        if peer is None:
+            views.append(PeerView(source, n.name, Handshake.NO_PEER))
+            continue
+        state, age = classify(peer.latest_handshake, t)
+        views.append(
+            PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes)
+        )
+    known = {n.public_key for n in mesh.nodes if n.public_key}
+    unknown = tuple(sorted(k for k in got.peers if k not in known))
+    return NodeStatus(source, None, clock, got.interface_exists, got.link_up, unknown), views
+
+
+def status_report(
+    mesh: Mesh,
+    nodes: Sequence[Node],
+    sources: Sequence[str],
+    results: Mapping[str, LiveState | str],
+    clocks: Mapping[str, int | None],
+    now: int,
+    skipped: Mapping[str, str] | None = None,
+) -> StatusReport:
+    readings: list[NodeStatus] = []
+    views: list[PeerView] = []
+    for s in sources:
+        reading, row = node_status(mesh, nodes, s, results.get(s, "no result"), clocks.get(s), now)
+        readings.append(reading)
+        views += row
+    return StatusReport(
+        mesh.interface, tuple(n.name for n in nodes), tuple(readings), tuple(views), dict(skipped or {})
+    )
