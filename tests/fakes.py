@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wgmesh.apply import VERIFY_MARK
 from wgmesh.core.model import Node
 from wgmesh.core.state import LiveState
+from wgmesh.remote.apply import VERIFY_MARK
 from wgmesh.remote.read import MARK
 from wgmesh.remote.transport import CommandResult, SshError
 

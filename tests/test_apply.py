@@ -17,12 +17,14 @@ import pytest
 from fakes import FakeTransport, read_output
 from meshes import converged, four, fresh, pubkey
 
-from wgmesh import apply
-from wgmesh.apply import Outcome, apply_plan, apply_script, rollback_script, syncconf_text
+from wgmesh.commands import converge as apply
+from wgmesh.commands.converge import apply_plan
 from wgmesh.core.model import Mesh
-from wgmesh.core.plan import Action, build_plan, diff_node
-from wgmesh.core.render import desired
+from wgmesh.core.plan import Action, Outcome, build_plan, diff_node
+from wgmesh.core.render import desired, syncconf_text
 from wgmesh.core.state import LivePeer, LiveState
+from wgmesh.remote import apply as remote_apply
+from wgmesh.remote.apply import apply_script, rollback_script
 from wgmesh.remote.read import parse_read_output
 from wgmesh.remote.transport import CommandResult, SshError
 
@@ -118,7 +120,7 @@ def test_decommission_script_keeps_the_key() -> None:
 def test_scripts_take_the_lock_with_the_timeout() -> None:
     script = _script("aws", fresh(MESH, "aws"), lock_timeout=7)
     assert "flock -w 7 9" in script
-    assert f"exit {apply.LOCK_EXIT}" in script
+    assert f"exit {remote_apply.LOCK_EXIT}" in script
     assert "flock -w 3 9" in rollback_script(MESH, lock_timeout=3)
 
 
@@ -254,13 +256,13 @@ PLACEHOLDER_KEY = "A" * 43 + "="  # 32 zero bytes: a well-formed key that is nob
 
 
 def _run_update(tmp: Path, cfg_mesh: Mesh, planned: LiveState, node_now: dict, fail: str = "") -> dict:
-    body = apply._update_body(desired(cfg_mesh, "aws"), planned)
+    body = remote_apply._update_body(desired(cfg_mesh, "aws"), planned)
     harness = textwrap.dedent(
         """\
         rollback() { set +e; eval "$wgm_undo"; echo "rolled back" >&2; }
         trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
         """
-    ) + apply._UNDO_HELPERS + body + "trap - EXIT\n"
+    ) + remote_apply._UNDO_HELPERS + body + "trap - EXIT\n"
     return _run_script(tmp, node_now, harness, fail)
 
 
@@ -392,7 +394,7 @@ def test_one_node_failing_does_not_stop_the_others() -> None:
     fake = _connected(FakeTransport(dict(states), after=after))
     fake.answers[("aws", "apply")] = [SshError("connection lost: EOF")]
     fake.answers[("gcp", "apply")] = [CommandResult(1, "", "RTNETLINK answers: Operation not permitted\n")]
-    fake.answers[("azure", "apply")] = [CommandResult(apply.LOCK_EXIT, "", "another wgmesh apply holds X\n")]
+    fake.answers[("azure", "apply")] = [CommandResult(remote_apply.LOCK_EXIT, "", "another wgmesh apply holds X\n")]
     results = {r.node: r for r in apply_plan(MESH, fake, _plans(states), states, parallelism=1)}
     assert results["aws"].outcome is Outcome.FAILED and "connection lost" in results["aws"].message
     assert results["gcp"].outcome is Outcome.FAILED and "Operation not permitted" in results["gcp"].message
@@ -474,9 +476,9 @@ def test_saved_undo_rolls_back_this_runs_steps(tmp_path: Path) -> None:
     failed verification sources it)."""
     planned = _route(converged(MESH, "aws"), drop="192.168.30.0/24")
     now = _node(planned)
-    body = apply._update_body(desired(MESH, "aws"), planned)
+    body = remote_apply._update_body(desired(MESH, "aws"), planned)
     undo = tmp_path / "undo.sh"
-    script = "wgm_conf_undo=:\n" + apply._UNDO_HELPERS + body + apply._SAVE_UNDO.replace('"$UNDO"', str(undo))
+    script = "wgm_conf_undo=:\n" + remote_apply._UNDO_HELPERS + body + remote_apply._SAVE_UNDO.replace('"$UNDO"', str(undo))
     got = _run_script(tmp_path, now, script)
     assert got["rc"] == 0, got["stderr"]
     assert "192.168.30.0/24" in got["state"]["routes"]

@@ -19,20 +19,21 @@ import typer
 from meshes import converged, four, node, pubkey
 from typer.testing import CliRunner
 
-from wgmesh import cli_observe, observe
+from wgmesh.cli import observe as cli_observe
+from wgmesh.commands import observe
+from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
 from wgmesh.core import checks
 from wgmesh.core.checks import Cell, CheckReport, Probe, Target, check_report, targets
 from wgmesh.core.model import Mesh, Node, Subnet
 from wgmesh.core.state import LiveState
 from wgmesh.core.status import Handshake, classify, status_report
-from wgmesh.operations import ConnectOptions, ExitStatus, guard
 from wgmesh.remote import probe
 from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
 from wgmesh.remote.transport import CommandResult
-from wgmesh.view import Environment
 from wgmesh.views import formats
+from wgmesh.views.env import Environment
 from wgmesh.views.formats import format_age, format_bytes
-from wgmesh.views.observe_json import check_to_dict, status_to_dict
+from wgmesh.views.json import check_to_dict, status_to_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "check"
 ip = ipaddress.ip_address

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgmesh.cli import app
+from wgmesh.cli.app import app
 from wgmesh.config import load
 from wgmesh.core import render as render_mod
 

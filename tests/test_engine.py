@@ -6,8 +6,10 @@ import pytest
 from fakes import FakeTransport
 from meshes import converged, four, fresh, pubkey
 
-from wgmesh import engine
-from wgmesh.engine import UsageError, comparable_state, read_nodes, resolve_hosts, select_nodes
+from wgmesh.commands import read as engine
+from wgmesh.commands.common import UsageError, select_nodes
+from wgmesh.commands.read import comparable_state, read_nodes
+from wgmesh.core.render import resolve_hosts
 from wgmesh.remote.transport import CommandResult
 
 MESH = four()

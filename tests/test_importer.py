@@ -19,15 +19,17 @@ import pytest
 from meshes import converged, four, pubkey
 from nacl.public import PrivateKey
 
-from wgmesh import config, importer
+from wgmesh import config
+from wgmesh.commands import importing as importer
+from wgmesh.commands.common import ExitStatus, Failure
+from wgmesh.core.adopt import Context, NodeRead, Target
 from wgmesh.core.model import Mesh, Node
 from wgmesh.core.render import render_node
 from wgmesh.core.state import LivePeer, LiveState, normalized
-from wgmesh.importer import Context, NodeRead, Target
-from wgmesh.operations import ExitStatus, Failure
+from wgmesh.remote import adopt as remote_adopt
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.transport import CommandResult
-from wgmesh.view import Environment
+from wgmesh.views.env import Environment
 
 needs_wg = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)")
 
@@ -128,8 +130,8 @@ def classic() -> tuple[str, dict[str, str]]:
 
 def test_parse_wg_quick() -> None:
     text, v = classic()
-    got = importer.parse_wg_quick(text)
-    assert got == importer.WgQuick(
+    got = remote_adopt.parse_wg_quick(text)
+    assert got == remote_adopt.WgQuick(
         addresses=("10.0.0.1/24", "fd00::1/64", "10.0.1.1/24"),
         listen_port=51821,
         mtu=1380,
@@ -137,8 +139,8 @@ def test_parse_wg_quick() -> None:
         post_down=("iptables -D FORWARD -i %i -j ACCEPT",),
         ignored=("DNS", "SaveConfig"),
         peers=(
-            importer.QuickPeer(v["pub_b"], "b.example.com:51820", ("10.0.0.2/32", "192.168.20.0/24"), 25),
-            importer.QuickPeer(v["pub_c"], None, ("10.0.0.3/32",), 0),
+            remote_adopt.QuickPeer(v["pub_b"], "b.example.com:51820", ("10.0.0.2/32", "192.168.20.0/24"), 25),
+            remote_adopt.QuickPeer(v["pub_c"], None, ("10.0.0.3/32",), 0),
         ),
     )
     assert v["priv"] not in repr(got) and v["psk"] not in repr(got)
@@ -155,11 +157,11 @@ def test_the_node_side_filter_removes_every_secret(tmp_path: Path) -> None:
         assert secret not in r.stdout
     assert "privatekey" not in r.stdout.lower() and "presharedkey" not in r.stdout.lower()
     assert v["pub_b"] in r.stdout and v["pub_c"] in r.stdout
-    assert f"PostUp = echo {importer.REDACTED} > /tmp/x" in r.stdout
+    assert f"PostUp = echo {remote_adopt.REDACTED} > /tmp/x" in r.stdout
     live, conf = importer.parse_import_output("wgt0", r.stdout)
     assert live.interface_exists is False
     assert conf is not None and conf.listen_port == 51821
-    assert conf.post_up[-1] == f"echo {importer.REDACTED} > /tmp/x"
+    assert conf.post_up[-1] == f"echo {remote_adopt.REDACTED} > /tmp/x"
 
 
 def test_import_output_without_a_config(tmp_path: Path) -> None:
@@ -247,7 +249,7 @@ class TestAdopt:
 
 
 def test_parse_adopt_output() -> None:
-    assert importer.parse_adopt_output(f"{importer.MARK}key interface\n") == "interface"
+    assert importer.parse_adopt_output(f"{remote_adopt.MARK}key interface\n") == "interface"
     with pytest.raises(ValueError):
         importer.parse_adopt_output("")
 
@@ -261,7 +263,7 @@ def hand_built(mesh: Mesh, **changes: object) -> dict[str, NodeRead]:
     for n in mesh.nodes:
         live = converged(mesh, n.name, key_file_exists=False, key_file_public_key=None, config_sha256="0" * 64)
         live = dataclasses.replace(live, **changes)  # type: ignore[arg-type]
-        conf = importer.parse_wg_quick(render_node(mesh, n.name))
+        conf = remote_adopt.parse_wg_quick(render_node(mesh, n.name))
         reads[n.name] = NodeRead(Target(n.name, n.ssh.host), live, conf)
     return reads
 
@@ -310,7 +312,7 @@ def test_listen_port_mtu_and_commands() -> None:
     conf = dataclasses.replace(
         reads["gcp"].conf, mtu=1380,  # type: ignore[type-var]
         post_up=("wg set %i private-key /etc/wireguard/%i.key", "sysctl -w net.ipv4.ip_forward=1",
-                 f"echo {importer.REDACTED}"),
+                 f"echo {remote_adopt.REDACTED}"),
         post_down=("true",), ignored=("DNS",),
     )
     reads["gcp"] = dataclasses.replace(reads["gcp"], conf=conf,
@@ -425,10 +427,10 @@ def test_derive_networks(addresses: list[str], want: list[str] | str) -> None:
 
 def read_output(state: LiveState, conf: str | None) -> str:
     """What `import_script` prints on a node in `state` (the inverse of the parsers, for the fake)."""
-    out = [f"{importer.MARK}conf", "present" if conf is not None else "absent"]
+    out = [f"{remote_adopt.MARK}conf", "present" if conf is not None else "absent"]
     if conf is not None:
         out += conf.splitlines()
-    out += [f"{importer.MARK}done", "@@wgmesh:v1", "@@wgmesh:wg"]
+    out += [f"{remote_adopt.MARK}done", "@@wgmesh:v1", "@@wgmesh:wg"]
     if state.interface_exists:
         out.append("\t".join(["(hidden)", state.public_key or "(none)", str(state.listen_port or 0), "off"]))
         for p in state.peers.values():
@@ -462,7 +464,7 @@ def test_read_output_helper_round_trips() -> None:
         state = converged(mesh, n.name)
         live, conf = importer.parse_import_output("wg0", read_output(state, render_node(mesh, n.name)))
         assert normalized(live) == normalized(state)
-        assert conf == importer.parse_wg_quick(render_node(mesh, n.name))
+        assert conf == remote_adopt.parse_wg_quick(render_node(mesh, n.name))
 
 
 class FakeNodes:
@@ -481,17 +483,17 @@ class FakeNodes:
         return {n.name: "cannot connect: Connection refused" for n in self.connected if n.name in self.down}
 
     def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
-        if script.startswith(f"echo '{importer.MARK}conf'"):
+        if script.startswith(f"echo '{remote_adopt.MARK}conf'"):
             state, conf = self.reads[node]
             return CommandResult(0, read_output(state, conf), "")
         if script.startswith("LC_ALL=C"):  # a plain read (resolving endpoint names)
             state, _ = self.reads[node]
-            return CommandResult(0, read_output(state, None).split(f"{importer.MARK}done\n")[1], "")
+            return CommandResult(0, read_output(state, None).split(f"{remote_adopt.MARK}done\n")[1], "")
         assert "PrivateKey" not in script.split("__WGMESH_CONF__")[1]
         self.adopted[node] = script
         if node in self.fail_adopt:
             return CommandResult(5, "", "cannot find the private key of wg0\n")
-        return CommandResult(0, f"{importer.MARK}key config\n", "")
+        return CommandResult(0, f"{remote_adopt.MARK}key config\n", "")
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         return {n: self.run(n, s) for n, s in scripts.items()}
@@ -629,7 +631,7 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from wgmesh import cli_keys
+    from wgmesh.cli import keys as cli_keys
 
     _, reads = hand_mesh()
     monkeypatch.setattr(importer, "ssh_transport", lambda o, p: FakeNodes(reads))

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from meshes import pubkey
 
-from wgmesh import config, keys
+from wgmesh import config
+from wgmesh.commands import keys
+from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure
 from wgmesh.core.model import Node
-from wgmesh.operations import ConnectOptions, ExitStatus, Failure
+from wgmesh.remote import keys as remote_keys
 from wgmesh.remote.transport import CommandResult
-from wgmesh.view import Environment
+from wgmesh.views.env import Environment
 
 pytestmark = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)")
 
@@ -75,14 +77,14 @@ def test_enroll_refuses_a_file_that_is_not_a_key(tmp_path: Path) -> None:
     kd.mkdir()
     (kd / "wg0.key").write_text("not a key\n")
     r = sh(keys.enroll_script("wg0", key_dir=str(kd)))
-    assert r.exit_status == keys.NOT_ENROLLED_EXIT
+    assert r.exit_status == remote_keys.NOT_ENROLLED_EXIT
     assert "does not hold a WireGuard private key" in r.stderr
     assert (kd / "wg0.key").read_text() == "not a key\n"
 
 
 def test_enroll_without_wg(tmp_path: Path) -> None:
     r = sh(keys.enroll_script("wg0", key_dir=str(tmp_path)), env={"PATH": "/nonexistent"})
-    assert r.exit_status == keys.NOT_ENROLLED_EXIT
+    assert r.exit_status == remote_keys.NOT_ENROLLED_EXIT
     assert "wg is not installed" in r.stderr
 
 
@@ -104,9 +106,9 @@ def test_rotate_replaces_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("setup", "exit_status", "message"),
     [
-        ("absent", keys.NOT_ENROLLED_EXIT, "no key file"),
-        ("other", keys.MISMATCH_EXIT, "not the"),
-        ("garbage", keys.NOT_ENROLLED_EXIT, "does not hold a WireGuard private key"),
+        ("absent", remote_keys.NOT_ENROLLED_EXIT, "no key file"),
+        ("other", remote_keys.MISMATCH_EXIT, "not the"),
+        ("garbage", remote_keys.NOT_ENROLLED_EXIT, "does not hold a WireGuard private key"),
     ],
 )
 def test_rotate_refuses(tmp_path: Path, setup: str, exit_status: int, message: str) -> None:
@@ -138,7 +140,7 @@ def test_rotate_waits_for_the_apply_lock(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert r.exit_status == keys.LOCK_EXIT
+    assert r.exit_status == remote_keys.LOCK_EXIT
     assert "holds" in r.stderr
     assert public_of(kd / "wg0.key") == old
 
@@ -151,11 +153,11 @@ def test_rotate_script_refuses_a_bad_expected_key() -> None:
 @pytest.mark.parametrize(
     ("stdout", "want"),
     [
-        (f"noise\n{keys.MARK}created {pubkey(1)} 600\n", keys.KeyReport("created", pubkey(1), "600")),
-        (f"{keys.MARK}rotated {pubkey(2)}\n", keys.KeyReport("rotated", pubkey(2), None)),
-        (f"{keys.MARK}existing {pubkey(3)} 640\n", keys.KeyReport("existing", pubkey(3), "640")),
-        (f"{keys.MARK}created nope 600\n", ValueError),
-        (f"{keys.MARK}stolen {pubkey(1)}\n", ValueError),
+        (f"noise\n{remote_keys.MARK}created {pubkey(1)} 600\n", keys.KeyReport("created", pubkey(1), "600")),
+        (f"{remote_keys.MARK}rotated {pubkey(2)}\n", keys.KeyReport("rotated", pubkey(2), None)),
+        (f"{remote_keys.MARK}existing {pubkey(3)} 640\n", keys.KeyReport("existing", pubkey(3), "640")),
+        (f"{remote_keys.MARK}created nope 600\n", ValueError),
+        (f"{remote_keys.MARK}stolen {pubkey(1)}\n", ValueError),
         ("", ValueError),
     ],
 )
@@ -356,7 +358,7 @@ def test_cli_enroll_and_rotate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     import typer
     from typer.testing import CliRunner
 
-    from wgmesh import cli_keys
+    from wgmesh.cli import keys as cli_keys
 
     t = LocalNodes(tmp_path / "nodes")
     seen: list[ConnectOptions] = []

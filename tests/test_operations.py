@@ -13,20 +13,13 @@ from fakes import FakeTransport
 from meshes import converged, fresh, pubkey
 
 from wgmesh import config
+from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
+from wgmesh.commands.converge import APPROVE_PROMPT, ApplyOptions, PlanOptions, run_apply, run_plan
 from wgmesh.core.model import Mesh
 from wgmesh.core.state import LiveState
-from wgmesh.operations import (
-    APPROVE_PROMPT,
-    ApplyOptions,
-    ConnectOptions,
-    ExitStatus,
-    PlanOptions,
-    guard,
-    run_apply,
-    run_plan,
-)
 from wgmesh.remote.transport import CommandResult
-from wgmesh.view import NO_CHANGES, Environment
+from wgmesh.views.env import Environment
+from wgmesh.views.human import NO_CHANGES
 
 NAMES = ["aws", "azure", "gcp", "aliyun"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from meshes import converged, four, fresh
 
-from wgmesh import planfile
+from wgmesh.commands import planfile
+from wgmesh.commands.read import Reading, comparable_state, plan_from_reading
 from wgmesh.core.state import digest
-from wgmesh.engine import Reading, comparable_state, plan_from_reading
 
 MESH = four()
 

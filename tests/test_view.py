@@ -11,10 +11,11 @@ import re
 import pytest
 from meshes import converged, four, fresh
 
-from wgmesh.apply import NodeResult, Outcome
-from wgmesh.core.plan import Action, Change, Plan, build_plan
+from wgmesh.core.plan import Action, Change, NodeResult, Outcome, Plan, build_plan
 from wgmesh.core.state import LiveState
-from wgmesh.view import NO_CHANGES, Environment, HumanView, JsonView, change_lines, summary_line
+from wgmesh.views.env import Environment
+from wgmesh.views.human import NO_CHANGES, HumanView, change_lines, summary_line
+from wgmesh.views.json import JsonView
 
 MESH = four()
 NAMES = list(MESH.node_names)

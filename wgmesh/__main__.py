@@ -1,3 +1,3 @@
-from wgmesh.cli import main
+from wgmesh.cli.app import run
 
-main()
+run()

@@ -17,11 +17,13 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from wgmesh import config, importer, keys
+from wgmesh import config
 from wgmesh import lab as labmod
+from wgmesh.commands import importing as importer
+from wgmesh.commands import keys
+from wgmesh.commands.common import ConnectOptions, ssh_transport
 from wgmesh.core.model import Node
 from wgmesh.lab import Lab
-from wgmesh.operations import ConnectOptions, ssh_transport
 from wgmesh.remote.transport import CommandResult, Transport
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +33,8 @@ LabFactory = Callable[..., Lab]
 # Until cli.py registers the key commands, run them on the real app from here (the same lines cli.py uses).
 _MAIN = """
 import sys
-from wgmesh import cli, cli_keys
+from wgmesh.cli import app as cli
+from wgmesh.cli import keys as cli_keys
 if cli_keys.enroll not in [c.callback for c in cli.app.registered_commands]:
     cli.app.add_typer(cli_keys.node_app, name="node")
     cli.app.command()(cli_keys.enroll)
@@ -94,7 +97,7 @@ def in_process(lab: Lab, *args: str) -> str:
     """Run a key command in this process (so `recorded` sees the transport); returns its output."""
     import typer
 
-    from wgmesh import cli_keys
+    from wgmesh.cli import keys as cli_keys
 
     app = typer.Typer()
     app.command()(cli_keys.enroll)

@@ -37,7 +37,7 @@ def tee(chan, timeout):
     return got
 transport._collect = tee
 sys.argv = ["wgmesh", *sys.argv[2:]]
-from wgmesh.cli import main
+from wgmesh.cli.app import main
 main()
 """
 

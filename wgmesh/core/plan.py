@@ -18,7 +18,6 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render
@@ -102,9 +101,6 @@ class Plan:
     def counts(self) -> tuple[int, int, int]:
         per_node = [n.counts() for n in self.nodes]
         return (sum(c[0] for c in per_node), sum(c[1] for c in per_node), sum(c[2] for c in per_node))
-
-
-# ---------------------------------------------------------------------------------------------- helpers
 
 
 def _net(n: IPNetwork) -> str:
@@ -203,9 +199,6 @@ def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
         "persistent_keepalive": p.persistent_keepalive,
         "preshared_key": "(set)" if p.has_preshared_key else None,
     }
-
-
-# ---------------------------------------------------------------------------------------------- the diff
 
 
 def _peer_changes(cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str]) -> list[Change]:
@@ -365,29 +358,15 @@ def build_plan(
     return Plan(tuple(nodes), tuple(warnings))
 
 
-def to_dict(plan: Plan) -> dict[str, Any]:
-    """The JSON document (format_version 1)."""
-    add, change, destroy = plan.counts()
-    return {
-        "format_version": "1",
-        "summary": {"add": add, "change": change, "destroy": destroy, "errors": len(plan.errors)},
-        "warnings": list(plan.warnings),
-        "nodes": [
-            {
-                "node": n.node,
-                "error": n.error,
-                "notes": list(n.notes),
-                "changes": [
-                    {
-                        "action": c.action.value,
-                        "kind": c.kind,
-                        "name": c.name,
-                        "before": dict(c.before) if c.before is not None else None,
-                        "after": dict(c.after) if c.after is not None else None,
-                    }
-                    for c in n.changes
-                ],
-            }
-            for n in plan.nodes
-        ],
-    }
+class Outcome(StrEnum):
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    outcome: Outcome
+    message: str = ""

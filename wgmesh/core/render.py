@@ -171,3 +171,24 @@ class _Joined:
         if i is None:
             return self.text
         return self.text[: self.offsets[i]] + self.text[self.offsets[i + 1] :]
+
+
+def syncconf_text(cfg: InterfaceConfig) -> str:
+    """The `wg syncconf` input without its PrivateKey line (added on the node). ListenPort is always set
+    and FwMark is explicit, because syncconf zeroes what is left out."""
+    lines = ["[Interface]", "PrivateKey = $WGMESH_KEY", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
+    for p in cfg.peers:
+        lines += ["", "[Peer]", f"PublicKey = {p.public_key}",
+                  "AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips)]
+        if p.endpoint is not None:
+            lines.append(f"Endpoint = {p.endpoint}")
+        if p.persistent_keepalive:
+            lines.append(f"PersistentKeepalive = {p.persistent_keepalive}")
+    return "\n".join(lines) + "\n"
+
+
+def resolve_hosts(mesh: Mesh, node: Node) -> list[str]:
+    """Endpoint names of the node's peers, which the node resolves so the plan can compare addresses."""
+    return sorted(
+        {n.endpoint.host for n in mesh.nodes if n.name != node.name and n.endpoint and not n.endpoint.is_literal}
+    )

@@ -10,6 +10,8 @@ from typing import Any
 
 from wgmesh.core.model import IPInterface, IPNetwork
 
+REDACTED = "(redacted)"  # what a node prints in place of a secret value (wg-quick import)
+
 
 @dataclass(frozen=True)
 class InterfaceDump:
@@ -87,3 +89,24 @@ def digest(doc: Mapping[str, Any]) -> str:
     """sha256 hex of a normalized state (see `normalized`), independent of key order."""
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class QuickPeer:
+    public_key: str
+    endpoint: str | None = None
+    allowed_ips: tuple[str, ...] = ()
+    persistent_keepalive: int | None = None
+
+
+@dataclass(frozen=True)
+class WgQuick:
+    """What wgmesh needs from a wg-quick config (never a private or preshared key)."""
+
+    addresses: tuple[str, ...] = ()
+    listen_port: int | None = None
+    mtu: int | None = None
+    post_up: tuple[str, ...] = ()
+    post_down: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # [Interface] settings wgmesh does not manage (DNS, Table, ...)
+    peers: tuple[QuickPeer, ...] = ()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wgmesh.cli_options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
-from wgmesh.operations import ConnectOptions, guard
-from wgmesh.view import Environment
+from wgmesh.cli.options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
+from wgmesh.commands.common import ConnectOptions, guard
+from wgmesh.views.env import Environment
 
 
 def check(
@@ -20,7 +20,7 @@ def check(
     no_color: bool = NoColor,
 ) -> None:
     """Ping every node's mesh addresses and subnet probes from every other node. Exit 1 on any failure."""
-    from wgmesh.observe import ObserveOptions, run_check
+    from wgmesh.commands.observe import ObserveOptions, run_check
 
     env = Environment.from_system(no_color or json_out)
     opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)
@@ -37,7 +37,7 @@ def status(
     no_color: bool = NoColor,
 ) -> None:
     """What every node sees of each peer: handshake age, endpoint, bytes. Exit 1 if a node cannot be read."""
-    from wgmesh.observe import ObserveOptions, run_status
+    from wgmesh.commands.observe import ObserveOptions, run_status
 
     env = Environment.from_system(no_color or json_out)
     opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)

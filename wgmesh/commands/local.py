@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from wgmesh import config
-from wgmesh.operations import ExitStatus, Failure
-from wgmesh.view import Environment
+from wgmesh.commands.common import ExitStatus, Failure
+from wgmesh.views.env import Environment
 
 
 def validate(file: Path, env: Environment) -> ExitStatus:

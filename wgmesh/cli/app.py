@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
-from wgmesh import __version__, cli_keys, cli_lab, cli_observe
-from wgmesh.cli_options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
-from wgmesh.operations import ApplyOptions, ConnectOptions, ExitStatus, PlanOptions, guard
-from wgmesh.view import Environment
+from wgmesh import __version__, cli_lab
+from wgmesh.cli import keys as cli_keys
+from wgmesh.cli import observe as cli_observe
+from wgmesh.cli.options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
+from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
+from wgmesh.commands.converge import ApplyOptions, PlanOptions
+from wgmesh.views.env import Environment
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,7 +40,7 @@ def _root(
 @app.command()
 def validate(file: Path = FileOpt, no_color: bool = NoColor) -> None:
     """Check mesh.yaml: every error with its line, the field and the fix. Exit 1 on any error."""
-    from wgmesh.commands import validate as run
+    from wgmesh.commands.local import validate as run
 
     env = Environment.from_system(no_color)
     exit_with(guard(lambda: run(file, env), env))
@@ -50,7 +54,7 @@ def render(
     file: Path = FileOpt,
 ) -> None:
     """Print the wg-quick config a node will run (no private key: it is loaded from the node's key file)."""
-    from wgmesh.commands import render as run
+    from wgmesh.commands.local import render as run
 
     env = Environment.from_system(True)
     exit_with(guard(lambda: run(file, node, all_nodes, out, env), env))
@@ -62,7 +66,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> None:
     """Scaffold a mesh repo: commented mesh.yaml, empty known_hosts, .gitignore, CI workflow."""
-    from wgmesh.commands import init as run
+    from wgmesh.commands.local import init as run
 
     env = Environment.from_system(True)
     exit_with(guard(lambda: run(directory, force, env), env))
@@ -83,7 +87,7 @@ def plan(
     no_color: bool = NoColor,
 ) -> None:
     """Read every node over SSH and show what apply would change."""
-    from wgmesh.operations import run_plan
+    from wgmesh.commands.converge import run_plan
 
     env = Environment.from_system(no_color or json_out)
     opts = PlanOptions(
@@ -110,7 +114,7 @@ def apply(
     no_color: bool = NoColor,
 ) -> None:
     """Converge every node: write IF.conf, wg syncconf, reconcile addresses and routes, verify."""
-    from wgmesh.operations import run_apply
+    from wgmesh.commands.converge import run_apply
 
     env = Environment.from_system(no_color or json_out)
     opts = ApplyOptions(
@@ -133,8 +137,18 @@ app.command()(cli_keys.rotate)
 app.command("import")(cli_keys.import_)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """Run wgmesh with `argv` (default: sys.argv[1:]) and return its exit status."""
+    try:
+        app(args=argv, prog_name="wgmesh")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
 
 
-__all__ = ["ExitStatus", "app", "main"]
+def run() -> None:
+    """The console script."""
+    sys.exit(main())
+
+
+__all__ = ["ExitStatus", "app", "main", "run"]

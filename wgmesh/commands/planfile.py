@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wgmesh.core.plan import Plan, to_dict
-from wgmesh.engine import Reading
+from wgmesh.commands.read import Reading
+from wgmesh.core.plan import Plan
+from wgmesh.views.json import plan_to_dict
 
 KIND = "wgmesh-plan"
 FORMAT_VERSION = "1"
@@ -50,7 +51,7 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
         "fingerprints": reading.fingerprints,
         "states": reading.comparable,
         "errors": reading.errors,
-        "plan": to_dict(plan),
+        "plan": plan_to_dict(plan),
     }
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     path = path.resolve()

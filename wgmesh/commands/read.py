@@ -1,21 +1,19 @@
-"""Reading the live mesh and making a plan: the imperative shell around `live` and `plan`."""
+"""Reading the live mesh and making a plan: the imperative shell around `live` and `plan`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from wgmesh.core import state as state_mod
 from wgmesh.core.model import Mesh, Node
 from wgmesh.core.plan import Plan, build_plan
+from wgmesh.core.render import resolve_hosts
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live
 from wgmesh.remote.transport import CommandResult, Transport
-
-
-class UsageError(Exception):
-    """A wrong option value (an unknown --target, say): one line, exit 1."""
 
 
 @dataclass(frozen=True)
@@ -26,24 +24,6 @@ class Reading:
     errors: dict[str, str]
     fingerprints: dict[str, str]
     comparable: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def select_nodes(mesh: Mesh, targets: Sequence[str]) -> list[Node]:
-    if not targets:
-        return list(mesh.nodes)
-    unknown = [t for t in targets if t not in mesh.node_names]
-    if unknown:
-        raise UsageError(
-            f"--target {unknown[0]}: no such node in {mesh.path.name} (nodes: {', '.join(mesh.node_names)})"
-        )
-    return [n for n in mesh.nodes if n.name in targets]
-
-
-def resolve_hosts(mesh: Mesh, node: Node) -> list[str]:
-    """Endpoint names of the node's peers, which the node resolves so the plan can compare addresses."""
-    return sorted(
-        {n.endpoint.host for n in mesh.nodes if n.name != node.name and n.endpoint and not n.endpoint.is_literal}
-    )
 
 
 def _parse(mesh: Mesh, got: CommandResult | str) -> LiveState | str:

@@ -15,10 +15,10 @@ from pathlib import Path
 import typer
 
 from wgmesh import nodes
-from wgmesh.cli_options import AcceptNew, FileOpt, NoColor, Parallelism, Timeout
-from wgmesh.operations import ConnectOptions, ExitStatus, Failure, guard
+from wgmesh.cli.options import AcceptNew, FileOpt, NoColor, Parallelism, Timeout
+from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, guard
 from wgmesh.remote.transport import SshError
-from wgmesh.view import Environment
+from wgmesh.views.env import Environment
 
 AllNodes = typer.Option(False, "--all", help="Every node in mesh.yaml (except decommissioned ones).")
 
@@ -99,7 +99,7 @@ def enroll(
     no_color: bool = NoColor,
 ) -> None:
     """Create the node's WireGuard key on the node if it has none; write its public key into mesh.yaml."""
-    from wgmesh.keys import KeyOptions, run_enroll
+    from wgmesh.commands.keys import KeyOptions, run_enroll
 
     env = Environment.from_system(no_color)
     opts = KeyOptions(file, tuple(names or ()), all_nodes, ConnectOptions(parallelism, timeout, accept_new_host_keys))
@@ -116,7 +116,7 @@ def rotate(
     no_color: bool = NoColor,
 ) -> None:
     """Make a new key on the node and record it in mesh.yaml; the next apply switches the node and its peers."""
-    from wgmesh.keys import KeyOptions, run_rotate
+    from wgmesh.commands.keys import KeyOptions, run_rotate
 
     env = Environment.from_system(no_color)
     opts = KeyOptions(file, tuple(names or ()), all_nodes, ConnectOptions(parallelism, timeout, accept_new_host_keys))
@@ -144,7 +144,7 @@ def import_(
     no_color: bool = NoColor,
 ) -> None:
     """Adopt running WireGuard nodes into mesh.yaml; each private key moves to IF.key on its own node."""
-    from wgmesh.importer import ImportOptions, run_import
+    from wgmesh.commands.importing import ImportOptions, run_import
 
     env = Environment.from_system(no_color)
     opts = ImportOptions(

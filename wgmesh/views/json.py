@@ -1,11 +1,72 @@
-"""JSON of check and status."""
+"""The versioned JSON documents."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from wgmesh.core.checks import FORMAT_VERSION, CheckReport, Probe
+from wgmesh.core.plan import NodeResult, Plan
 from wgmesh.core.status import FRESH_SECONDS, PeerView, StatusReport
+from wgmesh.views.env import Environment
+
+
+class JsonView:
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    def _dump(self, doc: dict[str, Any]) -> None:
+        self.env.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+    def message(self, text: str) -> None:
+        self.env.stderr.write(text + "\n")
+
+    def warning(self, text: str) -> None:
+        self.env.stderr.write(f"Warning: {text}\n")
+
+    def error(self, text: str) -> None:
+        self.env.stderr.write(f"Error: {text}\n")
+
+    def plan(self, plan: Plan) -> None:
+        self._dump({"type": "plan", **plan_to_dict(plan)})
+
+    def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
+        doc = {"type": "apply", **plan_to_dict(plan)}
+        doc["results"] = [{"node": r.node, "outcome": r.outcome.value, "message": r.message} for r in results]
+        self._dump(doc)
+
+    def progress(self, node: str, status: str) -> None:
+        pass
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The JSON document (format_version 1)."""
+    add, change, destroy = plan.counts()
+    return {
+        "format_version": "1",
+        "summary": {"add": add, "change": change, "destroy": destroy, "errors": len(plan.errors)},
+        "warnings": list(plan.warnings),
+        "nodes": [
+            {
+                "node": n.node,
+                "error": n.error,
+                "notes": list(n.notes),
+                "changes": [
+                    {
+                        "action": c.action.value,
+                        "kind": c.kind,
+                        "name": c.name,
+                        "before": dict(c.before) if c.before is not None else None,
+                        "after": dict(c.after) if c.after is not None else None,
+                    }
+                    for c in n.changes
+                ],
+            }
+            for n in plan.nodes
+        ],
+    }
+
 
 
 def _probe_dict(p: Probe) -> dict[str, Any]:

@@ -16,51 +16,22 @@ Any failing command rolls the node back from the snapshot (trap on EXIT) before 
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 
 from wgmesh.core.model import Mesh, Node
-from wgmesh.core.plan import NodePlan, diff_node, wanted_routes
-from wgmesh.core.render import InterfaceConfig, desired, render
+from wgmesh.core.plan import NodePlan, wanted_routes
+from wgmesh.core.render import InterfaceConfig, desired, render, resolve_hosts, syncconf_text
 from wgmesh.core.state import LiveState
-from wgmesh.engine import resolve_hosts
 from wgmesh.remote import read as live_mod
-from wgmesh.remote.transport import CommandResult, Transport
+from wgmesh.remote.transport import CommandResult
 
 LOCK_EXIT = 75
+
+
 VERIFY_MARK = "@@wgmesh-apply:verify"
+
+
 DEFAULT_LOCK_TIMEOUT = 60
-
-
-class Outcome(StrEnum):
-    CHANGED = "changed"
-    UNCHANGED = "unchanged"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    node: str
-    outcome: Outcome
-    message: str = ""
-
-
-def syncconf_text(cfg: InterfaceConfig) -> str:
-    """The `wg syncconf` input without its PrivateKey line (added on the node). ListenPort is always set
-    and FwMark is explicit, because syncconf zeroes what is left out."""
-    lines = ["[Interface]", "PrivateKey = $WGMESH_KEY", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
-    for p in cfg.peers:
-        lines += ["", "[Peer]", f"PublicKey = {p.public_key}",
-                  "AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips)]
-        if p.endpoint is not None:
-            lines.append(f"Endpoint = {p.endpoint}")
-        if p.persistent_keepalive:
-            lines.append(f"PersistentKeepalive = {p.persistent_keepalive}")
-    return "\n".join(lines) + "\n"
 
 
 def _heredoc(tag: str, body: str, *, expand: bool = False) -> str:
@@ -124,6 +95,8 @@ def apply_script(
 _UNDO_HELPERS = """wgm_undo=:
 wgm_did() { wgm_undo="$1; $wgm_undo"; }
 """
+
+
 _SAVE_UNDO = """{
   printf '%s\\n' "$wgm_undo" "$wgm_conf_undo"
   echo 'if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi'
@@ -256,9 +229,6 @@ def cleanup_script(mesh: Mesh) -> str:
     return f"rm -f {shlex.quote(p['SNAP'])} {shlex.quote(p['UNDO'])}\n"
 
 
-# --------------------------------------------------------------------------------------------- the shell
-
-
 def _failure(result: CommandResult) -> str:
     if result.exit_status == -1:
         return "the connection was lost during apply; run wgmesh plan to see where the node stands"
@@ -267,73 +237,3 @@ def _failure(result: CommandResult) -> str:
     err = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
     tail = "; ".join(err[-3:]) if err else f"exit status {result.exit_status}"
     return f"apply failed (exit {result.exit_status}): {tail}"
-
-
-def apply_node(
-    mesh: Mesh,
-    transport: Transport,
-    plan: NodePlan,
-    live: LiveState,
-    *,
-    lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
-) -> NodeResult:
-    """Converge one node whose plan has changes. Never raises for a node-level failure."""
-    node = mesh.node(plan.node)
-    try:
-        result = transport.run(node.name, apply_script(mesh, node, plan, live, lock_timeout=lock_timeout))
-    except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
-        return NodeResult(node.name, Outcome.FAILED, str(e))
-    if result.exit_status != 0:
-        return NodeResult(node.name, Outcome.FAILED, _failure(result))
-    _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
-    try:
-        after = live_mod.parse_read_output(mesh.interface, after_text)
-        remaining = diff_node(mesh, node, after)
-    except live_mod.ParseError as e:
-        remaining = NodePlan(node.name, error=f"cannot read the node back: {e}")
-    if remaining.error or remaining.changes:
-        why = remaining.error or ", ".join(
-            f"{c.action.symbol} {c.address}" for c in remaining.changes
-        )
-        try:
-            back = transport.run(node.name, rollback_script(mesh, lock_timeout=lock_timeout))
-            rolled = "rolled back to the previous config" if back.exit_status == 0 else (
-                f"rollback failed too: {_failure(back)}")
-        except Exception as e:
-            rolled = f"rollback failed too: {e}"
-        return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
-    # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
-    with contextlib.suppress(Exception):
-        transport.run(node.name, cleanup_script(mesh))
-    add, change, destroy = plan.counts()
-    summary = f"{add} added, {change} changed, {destroy} destroyed"
-    return NodeResult(node.name, Outcome.CHANGED, summary)
-
-
-def apply_plan(
-    mesh: Mesh,
-    transport: Transport,
-    plans: list[NodePlan],
-    states: Mapping[str, LiveState],
-    *,
-    parallelism: int,
-    lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
-    on_result: Callable[[NodeResult], None] | None = None,
-) -> list[NodeResult]:
-    """Apply every node's plan in parallel. Nodes without changes are reported unchanged; nodes whose
-    plan is an error are reported failed; one node's failure never stops the others."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(p: NodePlan) -> NodeResult:
-        if p.error:
-            r = NodeResult(p.node, Outcome.FAILED, p.error)
-        elif not p.changes:
-            r = NodeResult(p.node, Outcome.UNCHANGED, "; ".join(p.notes))
-        else:
-            r = apply_node(mesh, transport, p, states[p.node], lock_timeout=lock_timeout)
-        if on_result:
-            on_result(r)
-        return r
-
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(plans) or 1))) as pool:
-        return list(pool.map(one, plans))

@@ -1,48 +1,21 @@
-"""Plans and apply results for people (rich text) and for programs (JSON). One interface, two views."""
+"""Plans and apply results for people (rich text) and for programs (JSON). One interface, two views.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import Protocol
 
-from rich.console import Console
 from rich.markup import escape
 
-from wgmesh.apply import NodeResult, Outcome
-from wgmesh.core.plan import Action, Change, Plan, Value, to_dict
+from wgmesh.core.plan import Action, Change, NodeResult, Outcome, Plan, Value
+from wgmesh.views.env import Environment
 
 NO_CHANGES = "No changes. Your mesh matches the configuration."
+
+
 _COLORS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.REPLACE: "magenta"}
-
-
-@dataclass
-class Environment:
-    """Where output goes and how it looks. Tests build one around StringIO."""
-
-    stdout: IO[str]
-    stderr: IO[str]
-    color: bool
-    stdin_isatty: bool
-
-    @classmethod
-    def from_system(cls, no_color: bool = False) -> Environment:
-        color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-        return cls(sys.stdout, sys.stderr, color, sys.stdin.isatty())
-
-    def console(self, err: bool = False) -> Console:
-        stream = self.stderr if err else self.stdout
-        return Console(
-            file=stream,
-            force_terminal=self.color,
-            no_color=not self.color,
-            highlight=False,
-            soft_wrap=True,
-            emoji=False,
-        )
 
 
 class View(Protocol):
@@ -182,31 +155,3 @@ class HumanView:
         """One line per node as its connection settles, on a terminal only (stderr: stdout stays the plan)."""
         if self.env.color and status != "connecting":
             self.err.print(f"[dim]{escape(node)}: {escape(status)}[/]")
-
-
-class JsonView:
-    def __init__(self, env: Environment) -> None:
-        self.env = env
-
-    def _dump(self, doc: dict[str, Any]) -> None:
-        self.env.stdout.write(json.dumps(doc, indent=2) + "\n")
-
-    def message(self, text: str) -> None:
-        self.env.stderr.write(text + "\n")
-
-    def warning(self, text: str) -> None:
-        self.env.stderr.write(f"Warning: {text}\n")
-
-    def error(self, text: str) -> None:
-        self.env.stderr.write(f"Error: {text}\n")
-
-    def plan(self, plan: Plan) -> None:
-        self._dump({"type": "plan", **to_dict(plan)})
-
-    def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
-        doc = {"type": "apply", **to_dict(plan)}
-        doc["results"] = [{"node": r.node, "outcome": r.outcome.value, "message": r.message} for r in results]
-        self._dump(doc)
-
-    def progress(self, node: str, status: str) -> None:
-        pass

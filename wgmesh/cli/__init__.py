@@ -1,0 +1,1 @@
+"""The command line: typer only. `main(argv) -> int` is in app.py."""

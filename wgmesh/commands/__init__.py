@@ -1,0 +1,1 @@
+"""The shell: (options, Environment, transport factory) -> ExitStatus, one module per command family."""

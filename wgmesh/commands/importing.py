@@ -1,0 +1,328 @@
+"""`wgmesh import`: adopt running WireGuard nodes (a mesh built by hand or with a web UI) into mesh.yaml.
+
+    wgmesh import NAME=[USER@]HOST[:PORT] ... [--endpoint NAME=HOST:PORT]... [--dry-run]
+
+1. Read, over SSH, each node's live interface (the same read as `plan`) and its wg-quick config. The
+   config is filtered ON THE NODE before it is printed: PrivateKey and PresharedKey lines are dropped and
+   any other key-like text except a PublicKey value is replaced by "(redacted)".
+2. Build one mesh.yaml entry per node, all in the pure core (`build_entries`):
+   - address: the interface's addresses that lie in the mesh network;
+   - public_key: the running interface's public key;
+   - endpoint: how the other imported nodes' wg-quick configs reach this node (their `Endpoint =` for its
+     key: the declared value, a name stays a name), or `--endpoint NAME=HOST:PORT`. A node that no
+     config gives an endpoint gets none (it is dialled by nobody, as a node behind NAT). Endpoints the
+     peers merely learned (a roamed address in `wg show`) are not used: they say where a packet came
+     from, not where the node listens;
+   - subnets: the prefixes in the other imported nodes' live AllowedIPs for this node's key, minus its
+     own mesh addresses (and never anything overlapping the mesh network);
+   - listen_port when it differs from the mesh's, mtu when the config sets MTU, post_up/post_down from
+     the config (except commands that load a private key: wgmesh's own PostUp does that);
+   - ssh: the host (and user/port when not the defaults) given on the command line.
+   Nothing is changed anywhere unless every node can be imported.
+3. On each node (one script, `adopt_script`): if IF.key is absent, move the interface's private key into
+   it (mode 600) from the config's PrivateKey line, or else from the running interface
+   (`wg show IF private-key` redirected into the file) — only after checking that it gives the running
+   public key; keep the old config, without its PrivateKey line, as IF.conf.wgmesh-import (once); write
+   the wgmesh-rendered IF.conf. The running interface is not touched, so nothing is interrupted.
+4. Write the entries into mesh.yaml (created when the file does not exist; `--network` then gives the
+   mesh network when the addresses do not, e.g. /32 addresses).
+The first `wgmesh plan` shows no changes for the imported nodes, unless the live setup has something
+mesh.yaml cannot express (a keepalive on every peer, preshared keys, foreign peers...): import lists
+each such difference, computed with the same diff as plan, before it changes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wgmesh import config, nodes
+from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
+from wgmesh.core.adopt import (
+    Context,
+    Entry,
+    ImportProblem,
+    NodeRead,
+    Target,
+    build_entries,
+    check_reads,
+    derive_networks,
+    parse_endpoint_override,
+    parse_target,
+    residual,
+)
+from wgmesh.core.model import IPNetwork, Mesh, Node, Ssh
+from wgmesh.core.render import render_node, resolve_hosts
+from wgmesh.core.state import LiveState
+from wgmesh.remote import read as live_mod
+from wgmesh.remote.adopt import BACKUP_SUFFIX, adopt_script, import_script, parse_adopt_output, parse_import_output
+from wgmesh.remote.transport import Transport
+from wgmesh.views.env import Environment
+from wgmesh.views.human import HumanView
+
+
+def new_mesh_text(name: str, interface: str, networks: Sequence[IPNetwork], listen_port: int, keepalive: int,
+                  identity_file: str | None, imported: Sequence[str]) -> str:
+    """A fresh mesh.yaml without nodes (import adds them)."""
+    nets = str(networks[0]) if len(networks) == 1 else "[" + ", ".join(str(n) for n in networks) + "]"
+    lines = [
+        f"# Written by `wgmesh import` from the running interfaces of {', '.join(imported)}.",
+        "# Every node's private key stays on the node, in /etc/wireguard/INTERFACE.key.",
+        "version: 1",
+        "mesh:",
+        f"  name: {name}",
+        f"  interface: {interface}",
+        f"  network: {nets}",
+        f"  listen_port: {listen_port}",
+        f"  persistent_keepalive: {keepalive}",
+        "ssh:",
+        "  known_hosts: known_hosts",
+    ]
+    if identity_file:
+        lines.append(f"  identity_file: {identity_file}")
+    lines.append("nodes:")
+    return "\n".join(lines) + "\n"
+
+
+def entries_text(base: str, entries: Sequence[Entry]) -> str:
+    text = base
+    for e in entries:
+        text = nodes.add_node_text(text, e.name, e.fields)
+    return text
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    file: Path
+    targets: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
+    dry_run: bool = False
+    # only when mesh.yaml does not exist yet and import creates it:
+    networks: tuple[str, ...] = ()
+    name: str | None = None
+    interface: str | None = None
+    identity_file: str | None = None
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+
+
+@dataclass(frozen=True)
+class _Setup:
+    ctx: Context
+    base_text: str
+    creating: bool
+    known_hosts: Path
+    identity_file: Path | None
+    proxy_jump: str | None
+    keepalive: int
+
+
+def _resolve(directory: Path, text: str) -> Path:
+    p = Path(os.path.expanduser(text))
+    return p if p.is_absolute() else directory / p
+
+
+def _setup(opts: ImportOptions, view: HumanView) -> _Setup:
+    directory = opts.file.parent
+    if not opts.file.exists():
+        interface = opts.interface or config.DEFAULT_INTERFACE
+        ctx = Context(interface, ())
+        identity = _resolve(directory, opts.identity_file) if opts.identity_file else None
+        return _Setup(ctx, "", True, directory / config.DEFAULT_KNOWN_HOSTS, identity, None,
+                      config.DEFAULT_KEEPALIVE)
+    given = [o for o, v in (("--network", opts.networks), ("--name", opts.name), ("--interface", opts.interface),
+                            ("--identity-file", opts.identity_file)) if v]
+    if given:
+        raise Failure(f"{', '.join(given)} only apply when import creates {opts.file}; it exists: edit it instead")
+    mesh = load_mesh(opts.file, view)
+    text = nodes.read_text(opts.file)
+    doc = nodes.parse(text)
+    ssh = doc.get("ssh") if isinstance(doc.get("ssh"), dict) else {}
+    ctx = Context(
+        interface=mesh.interface,
+        networks=mesh.networks,
+        listen_port=mesh.listen_port,
+        existing_keys={n.public_key: n.name for n in mesh.nodes if n.public_key},
+        existing_names=frozenset(mesh.node_names),
+        ssh_user=str(ssh.get("user") or "root"),
+        ssh_port=int(ssh.get("port") or 22),
+    )
+    known = _resolve(directory, str(ssh.get("known_hosts") or config.DEFAULT_KNOWN_HOSTS))
+    identity = _resolve(directory, str(ssh["identity_file"])) if ssh.get("identity_file") else None
+    jump = str(ssh["proxy_jump"]) if ssh.get("proxy_jump") else None
+    return _Setup(ctx, text, False, known, identity, jump, mesh.persistent_keepalive)
+
+
+def _ssh_node(t: Target, s: _Setup) -> Node:
+    ssh = Ssh(host=t.host, port=t.port or s.ctx.ssh_port, user=t.user or s.ctx.ssh_user, known_hosts=s.known_hosts,
+              identity_file=s.identity_file, proxy_jump=s.proxy_jump)
+    return Node(name=t.name, addresses=(), public_key=None, endpoint=None, ssh=ssh)
+
+
+def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: HumanView) -> dict[str, NodeRead]:
+    errors = dict(transport.connect([_ssh_node(t, s) for t in targets]))
+    scripts = {t.name: import_script(s.ctx.interface) for t in targets if t.name not in errors}
+    results = transport.run_many(scripts)
+    reads: dict[str, NodeRead] = {}
+    for t in targets:
+        got = results.get(t.name)
+        if got is None:
+            continue
+        if isinstance(got, str):
+            errors[t.name] = got
+        elif got.exit_status != 0:
+            errors[t.name] = f"reading the node failed (exit {got.exit_status})"
+        else:
+            try:
+                live, conf = parse_import_output(s.ctx.interface, got.stdout)
+            except live_mod.ParseError as e:
+                errors[t.name] = f"cannot understand the node's output: {e}"
+                continue
+            reads[t.name] = NodeRead(t, live, conf)
+    if errors:
+        for name, why in errors.items():
+            view.error(f"{name}: {why}")
+        raise Failure(f"cannot read {', '.join(errors)}; nothing was imported or changed")
+    return reads
+
+
+def _with_resolved(transport: Transport, mesh: Mesh, states: dict[str, LiveState]) -> dict[str, LiveState]:
+    """Endpoints given as names: have each node resolve them (as plan does) so the residual diff is exact."""
+    scripts = {
+        name: live_mod.read_command(mesh.interface, hosts)
+        for name in states
+        if (hosts := resolve_hosts(mesh, mesh.node(name)))
+    }
+    if not scripts:
+        return states
+    out = dict(states)
+    for name, got in transport.run_many(scripts).items():
+        if isinstance(got, str) or got.exit_status != 0:
+            continue
+        try:
+            resolved = live_mod.parse_read_output(mesh.interface, got.stdout).resolved
+        except live_mod.ParseError:
+            continue
+        out[name] = dataclasses.replace(states[name], resolved=resolved)
+    return out
+
+
+def _complete(s: _Setup, reads: Mapping[str, NodeRead], opts: ImportOptions) -> _Setup:
+    """For a new mesh.yaml: networks, listen port and keepalive from the live nodes, and the base text."""
+    if not s.creating:
+        return s
+    try:
+        networks = tuple(ipaddress.ip_network(n, strict=True) for n in opts.networks)
+    except ValueError as e:
+        raise Failure(f"--network: {e}") from None
+    if not networks:
+        networks = derive_networks(reads)
+    ports = Counter(r.live.listen_port for r in reads.values() if r.live.listen_port)
+    listen_port = ports.most_common(1)[0][0] if ports else config.DEFAULT_LISTEN_PORT
+    keep = Counter(p.persistent_keepalive for r in reads.values() for p in r.live.peers.values()
+                   if p.persistent_keepalive)
+    keepalive = keep.most_common(1)[0][0] if keep else config.DEFAULT_KEEPALIVE
+    name = opts.name or re.sub(r"[^A-Za-z0-9_.-]", "-", opts.file.resolve().parent.name).strip("-.") or "mesh"
+    ctx = dataclasses.replace(s.ctx, networks=networks, listen_port=listen_port)
+    identity = opts.identity_file
+    base = new_mesh_text(name[:63], ctx.interface, networks, listen_port, keepalive, identity, list(reads))
+    return dataclasses.replace(s, ctx=ctx, base_text=base, keepalive=keepalive)
+
+
+def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory | None = None) -> ExitStatus:
+    view = HumanView(env)
+    try:
+        targets = [parse_target(t) for t in opts.targets]
+        overrides = dict(parse_endpoint_override(e) for e in opts.endpoints)
+    except ValueError as e:
+        raise Failure(str(e)) from None
+    if not targets:
+        raise Failure("name the nodes to import: wgmesh import NAME=[USER@]HOST[:PORT] ...")
+    names = [t.name for t in targets]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise Failure(f"node name given twice: {', '.join(dupes)}")
+    unknown = [n for n in overrides if n not in names]
+    if unknown:
+        raise Failure(f"--endpoint {unknown[0]}: not one of the nodes being imported ({', '.join(names)})")
+    setup = _setup(opts, view)
+    transport = (factory or ssh_transport)(opts.connect, view.progress)
+    try:
+        reads = _read_all(transport, targets, setup, view)
+        try:
+            check_reads(reads, setup.ctx)
+            setup = _complete(setup, reads, opts)
+            entries, warnings = build_entries(reads, setup.ctx, overrides)
+            text = entries_text(setup.base_text, entries)
+            mesh = nodes.validated(text, opts.file)
+        except (ImportProblem, nodes.EditError) as e:
+            raise Failure(f"{e}; nothing was imported or changed") from None
+        for e in entries:
+            view.message(f"  + node {e.name}: {nodes.describe(mesh, e.name)}")
+        for w in warnings:
+            view.warning(w)
+        states = _with_resolved(transport, mesh, {e.name: reads[e.name].live for e in entries})
+        for e in entries:
+            for line in residual(mesh, e.name, states[e.name]):
+                view.warning(f"{e.name}: the first plan will still show {line}")
+        if opts.dry_run:
+            view.message(f"Dry run: nothing was changed on the nodes or in {opts.file}.")
+            return ExitStatus.OK
+        confs = {e.name: render_node(mesh, e.name) for e in entries}
+        results = transport.run_many({e.name: adopt_script(mesh.interface, e.public_key, confs[e.name])
+                                      for e in entries})
+    finally:
+        transport.close()
+    return _finish(opts, view, setup, entries, results, mesh)
+
+
+def _finish(opts: ImportOptions, view: HumanView, setup: _Setup, entries: Sequence[Entry],
+            results: Mapping[str, Any], mesh: Mesh) -> ExitStatus:
+    key_path, conf_path = mesh.key_path(), mesh.conf_path()
+    done: list[Entry] = []
+    failed: dict[str, str] = {}
+    for e in entries:
+        got = results.get(e.name)
+        if isinstance(got, str) or got is None:
+            failed[e.name] = got or "no answer"
+            continue
+        if got.exit_status != 0:
+            err = [ln.strip() for ln in got.stderr.splitlines() if ln.strip()]
+            failed[e.name] = err[-1] if err else f"exit status {got.exit_status}"
+            continue
+        try:
+            where = parse_adopt_output(got.stdout)
+        except ValueError as exc:
+            failed[e.name] = str(exc)
+            continue
+        done.append(e)
+        moved = {
+            "kept": f"{key_path} already held its key",
+            "config": f"moved its private key from the PrivateKey line of {conf_path} to {key_path} (on the node)",
+            "interface": f"saved the interface's private key to {key_path} (on the node)",
+        }[where]
+        view.message(f"  {e.name}: {moved}; wrote wgmesh's {conf_path} (the previous one, without a PrivateKey "
+                     f"line, is {conf_path}{BACKUP_SUFFIX})")
+    for name, why in failed.items():
+        view.error(f"{name}: {why}")
+    if done:
+        # an existing file is edited as it is now: it may have changed while the nodes answered
+        try:
+            text = entries_text(setup.base_text if setup.creating else nodes.read_text(opts.file), done)
+            nodes.validated(text, opts.file)
+            nodes.write_text(opts.file, text)
+        except (nodes.EditError, OSError) as exc:
+            raise Failure(f"cannot write {opts.file}: {exc}") from None
+        verb = "Created" if setup.creating else "Updated"
+        view.message(f"{verb} {opts.file}: imported {len(done)} node(s). Next: `wgmesh plan` "
+                     "(it should show no changes for them).")
+    if failed:
+        raise Failure(f"import failed on {len(failed)} node(s): {', '.join(failed)}"
+                      + ("" if done else "; nothing was written"))
+    return ExitStatus.OK

@@ -1,0 +1,156 @@
+"""`wgmesh check` and `wgmesh status`: the imperative shell around `wgmesh.check`.
+
+One SSH round trip per node, all nodes in parallel (bounded by --parallelism); the probes run in
+parallel on each node. Output: rich tables for people, one JSON document with --json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wgmesh.commands.common import (
+    ConnectOptions,
+    ExitStatus,
+    TransportFactory,
+    UsageError,
+    load_mesh,
+    select_nodes,
+    ssh_transport,
+)
+from wgmesh.core import checks
+from wgmesh.core import status as status_core
+from wgmesh.core.model import Mesh, Node
+from wgmesh.remote import probe
+from wgmesh.remote import read as live
+from wgmesh.remote.transport import CommandResult, Transport
+from wgmesh.views import json as observe_json
+from wgmesh.views.env import Environment
+from wgmesh.views.human import HumanView
+from wgmesh.views.json import JsonView
+from wgmesh.views.observe_human import print_check, print_status
+
+# The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
+CHECK_SCRIPT_TIMEOUT = checks.ATTEMPTS * checks.PING_WAIT + 15.0
+
+
+STATUS_SCRIPT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    file: Path
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+    json: bool = False
+
+
+def _view(env: Environment, as_json: bool) -> HumanView | JsonView:
+    return JsonView(env) if as_json else HumanView(env)
+
+
+def _sources(mesh: Mesh, targets: Sequence[str], nodes: Sequence[Node], skipped: dict[str, str]) -> list[Node]:
+    """The nodes to work from: --target ones (validated), else all that take part in the mesh."""
+    chosen = select_nodes(mesh, targets)
+    for n in chosen:
+        if targets and n.name in skipped:
+            raise UsageError(f"--target {n.name}: not part of the mesh ({skipped[n.name]})")
+    names = {n.name for n in nodes}
+    return [n for n in chosen if n.name in names]
+
+
+def _failed_run(got: CommandResult) -> str:
+    tail = got.stderr.strip().splitlines()[-1:] or [f"exit status {got.exit_status}"]
+    return f"the script failed on the node: {tail[0]}"
+
+
+def _dump(env: Environment, doc: dict[str, Any]) -> None:
+    env.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _probe_results(
+    mesh: Mesh, transport: Transport, sources: Sequence[Node], nodes: Sequence[Node]
+) -> dict[str, tuple[checks.Probe, ...] | str]:
+    errors: dict[str, tuple[checks.Probe, ...] | str] = dict(transport.connect(sources))
+    plans = {n.name: checks.targets(n, nodes) for n in sources if n.name not in errors}
+    ran = transport.run_many({name: probe.probe_script(t) for name, t in plans.items()}, CHECK_SCRIPT_TIMEOUT)
+    out: dict[str, tuple[checks.Probe, ...] | str] = dict(errors)
+    for name, got in ran.items():
+        if isinstance(got, str):
+            out[name] = got
+        elif got.exit_status != 0:
+            out[name] = _failed_run(got)
+        else:
+            try:
+                out[name] = probe.parse_probe_output(name, plans[name], got.stdout, mesh.interface)
+            except probe.CheckParseError as e:
+                out[name] = f"cannot understand the probe output: {e}"
+    return out
+
+
+def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
+    """Ping every other node (and its subnets' probes) from each node; exit 1 on any failure."""
+    view = _view(env, opts.json)
+    mesh = load_mesh(opts.file, view)
+    nodes, skipped = checks.checked_nodes(mesh)
+    sources = _sources(mesh, opts.connect.targets, nodes, skipped)
+    if len(nodes) < 2:
+        if opts.json:
+            _dump(env, observe_json.check_to_dict(checks.check_report([n.name for n in nodes], [], {}, skipped)))
+        else:
+            view.message("Nothing to check: the mesh needs at least two nodes with public keys.")
+        return ExitStatus.OK
+    transport = factory(opts.connect, view.progress)
+    try:
+        results = _probe_results(mesh, transport, sources, nodes)
+    finally:
+        transport.close()
+    report = checks.check_report([n.name for n in nodes], [n.name for n in sources], results, skipped)
+    if opts.json:
+        _dump(env, observe_json.check_to_dict(report))
+    else:
+        print_check(env, report)
+    return ExitStatus.OK if report.ok else ExitStatus.ERROR
+
+
+def _read_status(
+    mesh: Mesh, transport: Transport, sources: Sequence[Node]
+) -> tuple[dict[str, live.LiveState | str], dict[str, int | None]]:
+    results: dict[str, live.LiveState | str] = dict(transport.connect(sources))
+    script = probe.status_script(mesh.interface)
+    ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT)
+    clocks: dict[str, int | None] = {}
+    for name, got in ran.items():
+        if isinstance(got, str):
+            results[name] = got
+        elif got.exit_status != 0:
+            results[name] = _failed_run(got)
+        else:
+            clocks[name] = probe.parse_clock(got.stdout)
+            try:
+                results[name] = live.parse_read_output(mesh.interface, got.stdout)
+            except live.ParseError as e:
+                results[name] = f"cannot understand the node's output: {e}"
+    return results, clocks
+
+
+def run_status(opts: ObserveOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
+    """Read every node's view of its peers; exit 1 if a node could not be read."""
+    view = _view(env, opts.json)
+    mesh = load_mesh(opts.file, view)
+    nodes, skipped = checks.checked_nodes(mesh)
+    sources = _sources(mesh, opts.connect.targets, nodes, skipped)
+    transport = factory(opts.connect, view.progress)
+    try:
+        results, clocks = _read_status(mesh, transport, sources)
+    finally:
+        transport.close()
+    report = status_core.status_report(mesh, nodes, [n.name for n in sources], results, clocks, int(time.time()), skipped)
+    if opts.json:
+        _dump(env, observe_json.status_to_dict(report))
+    else:
+        print_status(env, report)
+    return ExitStatus.OK if report.ok else ExitStatus.ERROR

@@ -1,0 +1,304 @@
+"""`wgmesh import`, the pure part: running nodes -> mesh.yaml entries, and what would still differ."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wgmesh import config
+from wgmesh.core.model import KEY_DIR, IPInterface, IPNetwork, Mesh
+from wgmesh.core.plan import Action, config_digest, diff_node
+from wgmesh.core.render import KEY_POST_UP, render_node
+from wgmesh.core.state import REDACTED, LiveState, WgQuick
+
+
+class ImportProblem(ValueError):
+    """A node cannot be imported; the message names the node and the fix."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """`NAME=[USER@]HOST[:PORT]` from the command line."""
+
+    name: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_target(text: str) -> Target:
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise ValueError(f"{text!r}: write NAME=[USER@]HOST[:PORT], e.g. aws=root@203.0.113.10")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        raise ValueError(f"{text!r}: invalid node name {name!r} (letters, digits, '_', '.', '-')")
+    user: str | None = None
+    if "@" in rest:
+        user, _, rest = rest.rpartition("@")
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
+            raise ValueError(f"{text!r}: invalid user name {user!r}")
+    port: int | None = None
+    host = rest
+    if rest.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?", rest)
+        if m is None:
+            raise ValueError(f"{text!r}: write an IPv6 host as [2001:db8::1] or [2001:db8::1]:22")
+        host, port = m.group(1), int(m.group(2)) if m.group(2) else None
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"{text!r}: the SSH port after ':' must be a number")
+        port = int(port_text)
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: the SSH port must be from 1 to 65535")
+    if not host or host.startswith("-") or re.search(r"[\s/]", host):
+        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    return Target(name, host, user, port)
+
+
+def parse_endpoint_override(text: str) -> tuple[str, str]:
+    name, sep, endpoint = text.partition("=")
+    if not sep or not name or not endpoint:
+        raise ValueError(f"--endpoint {text!r}: write NAME=HOST:PORT, e.g. aws=vpn.example.com:51820")
+    try:
+        config.parse_endpoint(endpoint)
+    except ValueError as e:
+        raise ValueError(f"--endpoint {text!r}: {e}") from None
+    return name, endpoint
+
+
+@dataclass(frozen=True)
+class NodeRead:
+    target: Target
+    live: LiveState
+    conf: WgQuick | None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the entries must fit: the mesh (existing or about to be created) and its defaults."""
+
+    interface: str
+    networks: tuple[IPNetwork, ...]
+    listen_port: int = config.DEFAULT_LISTEN_PORT
+    existing_keys: Mapping[str, str] = field(default_factory=dict)  # public key -> node name
+    existing_names: frozenset[str] = frozenset()
+    ssh_user: str = "root"
+    ssh_port: int = 22
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    public_key: str
+    fields: dict[str, Any]
+    key_file: bool  # IF.key already holds the running key (nothing to move)
+
+
+def _in_mesh(net: IPNetwork, networks: Sequence[IPNetwork]) -> bool:
+    return any(net.version == m.version and net.overlaps(m) for m in networks)  # type: ignore[arg-type]
+
+
+def _in_networks(a: IPInterface, networks: Sequence[IPNetwork]) -> bool:
+    return any(a.version == m.version and a.ip in m for m in networks)
+
+
+def derive_networks(reads: Mapping[str, NodeRead]) -> tuple[IPNetwork, ...]:
+    """The mesh networks the interfaces' address prefixes describe (e.g. 10.0.0.1/24 -> 10.0.0.0/24)."""
+    found: set[IPNetwork] = set()
+    for r in reads.values():
+        for a in r.live.addresses:
+            if a.network.prefixlen < a.max_prefixlen:
+                found.add(a.network)
+    nets = sorted(found, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    for i, a in enumerate(nets):
+        for b in nets[i + 1 :]:
+            if a.version == b.version and a.overlaps(b):
+                raise ImportProblem(f"the interfaces use overlapping prefixes {a} and {b}: pass --network CIDR")
+    if not nets:
+        raise ImportProblem("the interface addresses have no network prefix (/32 or /128): pass --network CIDR")
+    return tuple(nets)
+
+
+def _check(name: str, r: NodeRead, ctx: Context, interface: str) -> None:
+    live = r.live
+    if not live.interface_exists:
+        raise ImportProblem(f"{name}: no interface {interface} on the node (import adopts a running interface)")
+    if live.public_key is None:
+        raise ImportProblem(f"{name}: interface {interface} has no private key")
+    if live.key_file_exists and live.key_file_public_key != live.public_key:
+        raise ImportProblem(
+            f"{name}: {KEY_DIR}/{interface}.key does not hold the key {interface} runs with ({live.public_key}): "
+            "move it away, then import again"
+        )
+    if live.public_key in ctx.existing_keys:
+        raise ImportProblem(f"{name}: its key is already in mesh.yaml as node {ctx.existing_keys[live.public_key]}")
+    if name in ctx.existing_names:
+        raise ImportProblem(f"{name}: a node of that name is already in mesh.yaml (remove it or pick another name)")
+
+
+def _common(values: Iterable[str]) -> tuple[str | None, bool]:
+    """The most common value and whether there was disagreement."""
+    counts = Counter(values)
+    if not counts:
+        return None, False
+    return counts.most_common(1)[0][0], len(counts) > 1
+
+
+def _sort_nets(items: Iterable[IPNetwork]) -> list[IPNetwork]:
+    return sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen))
+
+
+def _commands(name: str, which: str, commands: Sequence[str], warnings: list[str]) -> list[str]:
+    kept = []
+    for c in commands:
+        if REDACTED in c:
+            warnings.append(f"{name}: a {which} command holds key material; it is not imported")
+        elif c == KEY_POST_UP or "private-key" in c:
+            continue  # loads a private key: wgmesh's own first PostUp does that from IF.key
+        else:
+            kept.append(c)
+    return kept
+
+
+def check_reads(reads: Mapping[str, NodeRead], ctx: Context) -> dict[str, str]:
+    """{name: running public key}; ImportProblem for the first node that cannot be imported. Pure."""
+    keys: dict[str, str] = {}
+    for name, r in reads.items():
+        _check(name, r, ctx, ctx.interface)
+        key = r.live.public_key or ""
+        if key in keys.values():
+            other = next(n for n, k in keys.items() if k == key)
+            raise ImportProblem(f"{name} and {other} run the same key: each node needs its own key pair")
+        keys[name] = key
+    return keys
+
+
+def build_entries(
+    reads: Mapping[str, NodeRead], ctx: Context, endpoints: Mapping[str, str] | None = None
+) -> tuple[list[Entry], list[str]]:
+    """mesh.yaml entries for the nodes read, in the order given, and warnings. ImportProblem if a node
+    cannot be imported. Pure."""
+    endpoints = endpoints or {}
+    warnings: list[str] = []
+    keys = check_reads(reads, ctx)
+    known = set(keys.values()) | set(ctx.existing_keys)
+    entries = []
+    for name, r in reads.items():
+        entries.append(_entry(name, r, reads, keys, ctx, endpoints.get(name), warnings))
+        for key, peer in r.live.peers.items():
+            if key not in known:
+                nets = ", ".join(str(n) for n in _sort_nets(peer.allowed_ips)) or "no AllowedIPs"
+                warnings.append(
+                    f"{name}: peer {key[:8]}… ({nets}) is neither imported nor in mesh.yaml: "
+                    "the next apply removes it from this node (import it too, or add it to mesh.yaml)"
+                )
+    return entries, warnings
+
+
+def _entry(
+    name: str,
+    r: NodeRead,
+    reads: Mapping[str, NodeRead],
+    keys: Mapping[str, str],
+    ctx: Context,
+    endpoint_override: str | None,
+    warnings: list[str],
+) -> Entry:
+    key = keys[name]
+    live = r.live
+    addresses = sorted((a for a in live.addresses if _in_networks(a, ctx.networks)), key=_iface_key)
+    for a in sorted(live.addresses - set(addresses), key=_iface_key):
+        warnings.append(f"{name}: address {a} is outside the mesh network; not imported")
+    if not addresses:
+        shown = ", ".join(str(a) for a in sorted(live.addresses, key=_iface_key)) or "none"
+        nets = ", ".join(str(n) for n in ctx.networks)
+        raise ImportProblem(f"{name}: none of the interface's addresses ({shown}) is in the mesh network {nets}")
+    fields: dict[str, Any] = {}
+    fields["address"] = str(addresses[0].ip) if len(addresses) == 1 else [str(a.ip) for a in addresses]
+    fields["public_key"] = key
+
+    others = [o for n, o in reads.items() if n != name]
+    endpoint = endpoint_override
+    if endpoint is None:
+        declared = [p.endpoint for o in others if o.conf for p in o.conf.peers if p.public_key == key and p.endpoint]
+        endpoint, split = _common(declared)
+        if split:
+            warnings.append(f"{name}: its peers' configs give different endpoints; using {endpoint}")
+    if endpoint is not None:
+        try:
+            config.parse_endpoint(endpoint)
+            fields["endpoint"] = endpoint
+        except ValueError as e:
+            warnings.append(f"{name}: endpoint {endpoint!r} is not usable ({e}); none imported")
+
+    own = {ipaddress.ip_network(a.ip) for a in addresses}
+    views = [frozenset(o.live.peers[key].allowed_ips) for o in others if key in o.live.peers]
+    if len(set(views)) > 1:
+        warnings.append(f"{name}: its peers route different AllowedIPs to it; importing all of them")
+    subnets = []
+    for net in _sort_nets(n for v in views for n in v):
+        if net in own:
+            continue
+        if _in_mesh(net, ctx.networks):
+            warnings.append(f"{name}: AllowedIPs {net} overlaps the mesh network; not imported as a subnet")
+            continue
+        subnets.append(str(net))
+    if subnets:
+        fields["subnets"] = subnets
+    if live.listen_port is not None and live.listen_port != ctx.listen_port:
+        fields["listen_port"] = live.listen_port
+    if r.conf is not None:
+        if r.conf.mtu is not None:
+            fields["mtu"] = r.conf.mtu
+        post_up = _commands(name, "PostUp", r.conf.post_up, warnings)
+        post_down = _commands(name, "PostDown", r.conf.post_down, warnings)
+        if post_up:
+            fields["post_up"] = post_up
+        if post_down:
+            fields["post_down"] = post_down
+        if r.conf.ignored:
+            warnings.append(
+                f"{name}: {ctx.interface}.conf sets {', '.join(r.conf.ignored)}: wgmesh does not manage "
+                f"{'it' if len(r.conf.ignored) == 1 else 'them'}; the new config leaves "
+                f"{'it' if len(r.conf.ignored) == 1 else 'them'} out"
+            )
+    ssh: dict[str, Any] = {"host": r.target.host}
+    if r.target.user and r.target.user != ctx.ssh_user:
+        ssh["user"] = r.target.user
+    if r.target.port and r.target.port != ctx.ssh_port:
+        ssh["port"] = r.target.port
+    fields["ssh"] = ssh
+    return Entry(name, key, fields, key_file=live.key_file_exists)
+
+
+def _iface_key(a: IPInterface) -> tuple[int, Any]:
+    return (a.version, a.ip)
+
+
+def residual(mesh: Mesh, name: str, live: LiveState) -> list[str]:
+    """What the first plan would still show for an imported node (once its key is in IF.key and its
+    config is wgmesh's): `~ peer gcp (persistent_keepalive)`, `- peer AbCd…`, ... Pure."""
+    text = render_node(mesh, name)
+    after = dataclasses.replace(
+        live,
+        key_file_exists=True,
+        key_file_public_key=live.public_key,
+        config_exists=True,
+        config_sha256=config_digest(text),
+    )
+    plan = diff_node(mesh, mesh.node(name), after)
+    if plan.error:
+        return [plan.error]
+    out = []
+    for c in plan.changes:
+        what = f"{c.action.symbol} {c.address}"
+        if c.action is Action.UPDATE:
+            what += " (" + ", ".join(k for k, _, _ in c.changed_attributes()) + ")"
+        out.append(what)
+    return out

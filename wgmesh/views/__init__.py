@@ -1,0 +1,1 @@
+"""Views: one View protocol, a human (rich) and a JSON implementation."""
