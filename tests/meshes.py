@@ -77,7 +77,7 @@ def converged(mesh: Mesh, name: str, **changes: Any) -> LiveState:
             tx_bytes=2000,
             has_preshared_key=False,
         )
-    from wgmesh.core.plan import wanted_routes
+    from wgmesh.core.render import wanted_routes
 
     state = LiveState(
         interface=mesh.interface,

@@ -24,7 +24,7 @@ from wgmesh.core.plan import Action, Outcome, build_plan, diff_node
 from wgmesh.core.render import desired, syncconf_text
 from wgmesh.core.state import LivePeer, LiveState
 from wgmesh.remote import apply as remote_apply
-from wgmesh.remote.apply import apply_script, rollback_script
+from wgmesh.remote.apply import apply_script, cleanup_script, rollback_script
 from wgmesh.remote.read import parse_read_output
 from wgmesh.remote.transport import CommandResult, SshError
 
@@ -64,7 +64,8 @@ def test_syncconf_text_always_sets_private_key_placeholder_and_listen_port(case:
     cfg = desired(mesh, name)
     text = syncconf_text(cfg)
     lines = text.splitlines()
-    assert lines[:4] == ["[Interface]", "PrivateKey = $WGMESH_KEY", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
+    assert lines[:3] == ["[Interface]", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
+    assert "PrivateKey" not in text  # the node adds its own, from its key file
     assert text.count("[Peer]") == len(cfg.peers)
     for p in cfg.peers:
         assert f"PublicKey = {p.public_key}" in lines
@@ -85,16 +86,16 @@ def test_syncconf_text_keepalive_only_where_wanted() -> None:
 
 def _script(name: str, state: LiveState, mesh: Mesh = MESH, lock_timeout: int = 60) -> str:
     plan = diff_node(mesh, mesh.node(name), state)
-    return apply_script(mesh, mesh.node(name), plan, state, lock_timeout=lock_timeout)
+    return apply_script(mesh, mesh.node(name), plan, lock_timeout=lock_timeout)
 
 
 def test_update_script_feeds_syncconf_the_key_read_on_the_node() -> None:
     state = dataclasses.replace(converged(MESH, "aws"), listen_port=40000)
     script = _script("aws", state)
     assert "KEY=/etc/wireguard/wg0.key" in script
-    assert 'WGMESH_KEY=$(cat "$KEY")' in script
-    assert 'wg syncconf "$IF" /dev/stdin <<__WGMESH_SYNC__\n[Interface]\nPrivateKey = $WGMESH_KEY\n' in script
-    assert "wg-quick up" not in script
+    assert 'wgm_key=$(cat "$KEY")' in script
+    assert "wgm_sync_peers <<'__WGMESH_SYNC__'\n[Interface]\nListenPort = 51820\n" in script
+    assert "\nwgm_interface_up\n" not in script
     # the file written to disk has no PrivateKey line and no SaveConfig
     conf = script.split("<<'__WGMESH_CONF__'\n", 1)[1].split("\n__WGMESH_CONF__\n", 1)[0]
     assert conf.startswith("# Managed by wgmesh")
@@ -104,9 +105,10 @@ def test_update_script_feeds_syncconf_the_key_read_on_the_node() -> None:
 
 def test_create_script_brings_the_interface_up_with_wg_quick() -> None:
     script = _script("aws", fresh(MESH, "aws"))
-    assert 'wg-quick up "$IF"' in script
-    assert "wg syncconf" not in script.split("rollback()")[0]
-    assert "systemctl enable" in script
+    calls = script.split("wgm_begin\n", 1)[1]
+    assert "\nwgm_interface_up\nwgm_enable_unit\n" in calls
+    assert "wgm_sync_peers" not in calls
+    assert "wgm_expect_interface absent" in script
 
 
 def test_decommission_script_keeps_the_key() -> None:
@@ -134,11 +136,11 @@ def test_scripts_end_with_the_verify_read() -> None:
 
 # ------------------------------------------------------------------------------------------- reconcile steps
 
-STEP = re.compile(r"then ip (address|route) (add|del) (\S+) dev")
+STEP = re.compile(r"^wgm_(add|delete)_(address|route) (\S+)$", re.M)
 
 
 def _steps(script: str) -> set[tuple[str, str, str]]:
-    return {m.groups() for m in STEP.finditer(script)}
+    return {(what, "add" if verb == "add" else "del", value) for verb, what, value in STEP.findall(script)}
 
 
 def _route(state: LiveState, add: str = "", drop: str = "") -> LiveState:
@@ -172,15 +174,15 @@ RECONCILE_CASES = {
 
 
 @pytest.mark.parametrize("case", RECONCILE_CASES)
-def test_update_script_adds_and_removes_exactly_what_the_diff_implies(case: str) -> None:
+def test_update_script_runs_exactly_the_plans_reconcile_steps(case: str) -> None:
     state, expected = RECONCILE_CASES[case]
     plan = diff_node(MESH, MESH.node("aws"), state)
-    implied_routes = {
-        ("route", "add" if c.action is Action.CREATE else "del", c.name) for c in plan.changes if c.kind == "route"
-    }
-    script = apply_script(MESH, MESH.node("aws"), plan, state)
+    script = apply_script(MESH, MESH.node("aws"), plan)
     assert _steps(script) == expected
-    assert {s for s in expected if s[0] == "route"} == implied_routes
+    # the routes it touches are the route changes people reviewed
+    reviewed = {("route", "add" if c.action is Action.CREATE else "del", c.name) for c in plan.changes
+                if c.kind == "route"}
+    assert {s for s in expected if s[0] == "route"} == reviewed
 
 
 def test_update_script_mtu_link_keepalive_and_preshared_key() -> None:
@@ -193,13 +195,13 @@ def test_update_script_mtu_link_keepalive_and_preshared_key() -> None:
         state,
         peers={**state.peers, gcp_key: dataclasses.replace(peer, persistent_keepalive=25, has_preshared_key=True)},
     )
-    script = _script("aws", state, mesh)
-    assert 'ip link set mtu 1380 dev "$IF"' in script
-    assert 'ip link set up dev "$IF"' in script
-    assert f'wg set "$IF" peer {gcp_key} persistent-keepalive 0' in script
-    assert f'wg set "$IF" peer {gcp_key} preshared-key /dev/null' in script
-    plain = _script("aws", converged(MESH, "aws"))
-    assert "ip link set mtu" not in plain and "ip link set up" not in plain and 'wg set "$IF"' not in plain
+    script = _script("aws", state, mesh).split("\nwgm_begin\n", 1)[1]
+    assert "\nwgm_set_mtu 1380\n" in script
+    assert "\nwgm_link_up\n" in script
+    assert f"\nwgm_clear_keepalive {gcp_key}\n" in script
+    assert f"\nwgm_clear_preshared_key {gcp_key}\n" in script
+    plain = _script("aws", converged(MESH, "aws")).split("\nwgm_begin\n", 1)[1]
+    assert "\nwgm_set_mtu" not in plain and "\nwgm_link_up" not in plain and "\nwgm_clear_" not in plain
 
 
 # The reconcile part of an update script, run by /bin/sh against stub `ip` and `wg` that keep the state of a
@@ -248,7 +250,7 @@ STUB_WG = textwrap.dedent(
     import os, sys
     with open(os.environ["STUB_LOG"], "a") as log:
         log.write("wg " + " ".join(sys.argv[1:]) + "\\n")
-    if sys.argv[1] == "syncconf":
+    if sys.argv[1] == "syncconf" and sys.argv[3] == "/dev/stdin":
         open(os.environ["STUB_SYNC"], "w").write(sys.stdin.read())
     """
 )
@@ -256,14 +258,10 @@ PLACEHOLDER_KEY = "A" * 43 + "="  # 32 zero bytes: a well-formed key that is nob
 
 
 def _run_update(tmp: Path, cfg_mesh: Mesh, planned: LiveState, node_now: dict, fail: str = "") -> dict:
-    body = remote_apply._update_body(desired(cfg_mesh, "aws"), planned)
-    harness = textwrap.dedent(
-        """\
-        rollback() { set +e; eval "$wgm_undo"; echo "rolled back" >&2; }
-        trap 'rc=$?; if [ $rc -ne 0 ]; then rollback; fi; exit $rc' EXIT
-        """
-    ) + remote_apply._UNDO_HELPERS + body + "trap - EXIT\n"
-    return _run_script(tmp, node_now, harness, fail)
+    """The steps of the plan made from `planned`, run against a node that is `node_now` by then."""
+    plan = diff_node(cfg_mesh, cfg_mesh.node("aws"), planned)
+    calls = "\n".join(remote_apply.step_call(s) for s in plan.steps)
+    return _run_script(tmp, node_now, f"{remote_apply._functions()}\nwgm_begin\n{calls}\nwgm_finish\n", fail)
 
 
 def _run_script(tmp: Path, node_now: dict | None, body: str, fail: str = "") -> dict:
@@ -279,7 +277,10 @@ def _run_script(tmp: Path, node_now: dict | None, body: str, fail: str = "") -> 
         (tmp / "state.json").write_text(json.dumps(node_now))
     (tmp / "wg0.key").write_text(PLACEHOLDER_KEY + "\n")
     (tmp / "log.txt").unlink(missing_ok=True)
-    script = f"set -eu\nIF=wg0\nKEY={tmp / 'wg0.key'}\n" + body
+    paths = {k: tmp / v for k, v in (("KEY", "wg0.key"), ("CONF", "wg0.conf"), ("PREV", "wg0.conf.prev"),
+                                       ("TMP", ".wg0.conf.tmp"), ("SNAP", "snapshot"), ("UNDO", "undo"),
+                                       ("LOG", "log"))}
+    script = "set -eu\nIF=wg0\n" + "".join(f"{k}={v}\n" for k, v in paths.items()) + body
     env = {
         "PATH": f"{stubs}:{os.environ['PATH']}",
         "STUB_STATE": str(tmp / "state.json"),
@@ -464,11 +465,9 @@ def test_live_peer_with_unknown_key_is_removed_by_syncconf_not_by_hand() -> None
 def test_whole_scripts_are_valid_sh(state: str) -> None:
     live = fresh(MESH, "aws") if state == "fresh" else _route(converged(MESH, "aws"), add="10.9.0.0/16")
     plan = diff_node(MESH, MESH.node("aws"), live)
-    for script in (apply_script(MESH, MESH.node("aws"), plan, live), rollback_script(MESH)):
+    for script in (apply_script(MESH, MESH.node("aws"), plan), rollback_script(MESH), cleanup_script(MESH)):
         r = subprocess.run(["/bin/sh", "-n"], input=script, capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
-    # the undo helpers are real shell, not leftovers of f-string escaping
-    assert "wgm_did() { wgm_undo=" in apply_script(MESH, MESH.node("aws"), plan, live)
 
 
 def test_saved_undo_rolls_back_this_runs_steps(tmp_path: Path) -> None:
@@ -476,15 +475,24 @@ def test_saved_undo_rolls_back_this_runs_steps(tmp_path: Path) -> None:
     failed verification sources it)."""
     planned = _route(converged(MESH, "aws"), drop="192.168.30.0/24")
     now = _node(planned)
-    body = remote_apply._update_body(desired(MESH, "aws"), planned)
-    undo = tmp_path / "undo.sh"
-    script = "wgm_conf_undo=:\n" + remote_apply._UNDO_HELPERS + body + remote_apply._SAVE_UNDO.replace('"$UNDO"', str(undo))
-    got = _run_script(tmp_path, now, script)
+    got = _run_update(tmp_path, MESH, planned, now)
     assert got["rc"] == 0, got["stderr"]
     assert "192.168.30.0/24" in got["state"]["routes"]
-    rolled = _run_script(tmp_path, None, f"SNAP=/nonexistent\n. {undo}\n")
+    rolled = _run_script(tmp_path, None, f"SNAP=/nonexistent\n. {tmp_path / 'undo'}\n")
     assert rolled["rc"] == 0, rolled["stderr"]
     assert rolled["state"] == now
+    assert not (tmp_path / "wg0.conf").exists()  # the run wrote the first config: undone, it is gone again
+
+
+def test_mtu_rollback_after_the_run_restores_the_old_mtu(tmp_path: Path) -> None:
+    """F5: the undo log of a run that changed the MTU holds the old value itself, so a rollback in a later
+    process (the controller's, after a failed verification) restores it instead of aborting."""
+    planned = converged(MTU_MESH, "aws", mtu=1420)
+    got = _run_update(tmp_path, MTU_MESH, planned, _node(planned))
+    assert got["rc"] == 0, got["stderr"] and got["state"]["mtu"] == 1380
+    rolled = _run_script(tmp_path, None, f"SNAP=/nonexistent\n. {tmp_path / 'undo'}\n")
+    assert rolled["rc"] == 0, rolled["stderr"]
+    assert rolled["state"]["mtu"] == 1420
 
 
 def test_reconcile_removes_and_adds_ipv6_routes(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def apply_node(
     """Converge one node whose plan has changes. Never raises for a node-level failure."""
     node = mesh.node(plan.node)
     try:
-        result = transport.run(node.name, apply_script(mesh, node, plan, live, lock_timeout=lock_timeout))
+        result = transport.run(node.name, apply_script(mesh, node, plan, lock_timeout=lock_timeout))
     except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
         return NodeResult(node.name, Outcome.FAILED, str(e))
     if result.exit_status != 0:
@@ -75,7 +75,7 @@ def apply_node(
         return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
     # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
     with contextlib.suppress(Exception):
-        transport.run(node.name, cleanup_script(mesh))
+        transport.run(node.name, cleanup_script(mesh, lock_timeout=lock_timeout))
     add, change, destroy = plan.counts()
     summary = f"{add} added, {change} changed, {destroy} destroyed"
     return NodeResult(node.name, Outcome.CHANGED, summary)

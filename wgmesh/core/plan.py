@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
-from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render
+from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render, wanted_routes
+from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 from wgmesh.core.state import LivePeer, LiveState
 
 
@@ -72,6 +73,7 @@ class NodePlan:
     fingerprint: str | None = None  # of the live state the plan was made from
     creates_interface: bool = False
     removes_interface: bool = False
+    steps: tuple[Step, ...] = ()  # what apply runs, in order (empty when there is nothing to change)
 
     @property
     def has_changes(self) -> bool:
@@ -158,16 +160,6 @@ def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[
     return live_ip in addresses or (mapped is not None and mapped in addresses)
 
 
-def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
-    """AllowedIPs prefixes that need a route through the interface: those the interface's own
-    addresses (connected routes) do not cover. This is what wg-quick adds at `up`."""
-    connected = [a.network for a in cfg.addresses]
-    out: set[IPNetwork] = set()
-    for peer in cfg.peers:
-        for prefix in peer.allowed_ips:
-            if not any(prefix.version == c.version and prefix.subnet_of(c) for c in connected):  # type: ignore[arg-type]
-                out.add(prefix)
-    return frozenset(out)
 
 
 def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) -> dict[str, Value]:
@@ -283,7 +275,7 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
             else "decommissioned: nothing runs; remove the node from mesh.yaml when you are done with it"
         )
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, removes_interface=bool(changes),
-                        notes=(note,))
+                        notes=(note,), steps=remove_steps() if changes else ())
 
     if node.public_key is None:
         note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
@@ -313,7 +305,8 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
         changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
         changes += _route_changes(cfg, live)
-        return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True)
+        return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
+                        steps=create_steps(cfg, mesh.name))
 
     before: dict[str, Value] = {
         "public_key": live.public_key,
@@ -335,7 +328,8 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         changes.append(Change(Action.UPDATE, "interface", iface, before, after))
     changes += _peer_changes(cfg, live, names)
     changes += _route_changes(cfg, live)
-    return NodePlan(node.name, tuple(changes), fingerprint=fingerprint)
+    steps = update_steps(cfg, live, mesh.name) if changes else ()
+    return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, steps=steps)
 
 
 def build_plan(

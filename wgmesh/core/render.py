@@ -174,9 +174,9 @@ class _Joined:
 
 
 def syncconf_text(cfg: InterfaceConfig) -> str:
-    """The `wg syncconf` input without its PrivateKey line (added on the node). ListenPort is always set
-    and FwMark is explicit, because syncconf zeroes what is left out."""
-    lines = ["[Interface]", "PrivateKey = $WGMESH_KEY", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
+    """The `wg syncconf` input without its PrivateKey line: the node inserts it after the first line, from its
+    own key file. ListenPort is always set and FwMark is explicit, because syncconf zeroes what is left out."""
+    lines = ["[Interface]", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
     for p in cfg.peers:
         lines += ["", "[Peer]", f"PublicKey = {p.public_key}",
                   "AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips)]
@@ -192,3 +192,14 @@ def resolve_hosts(mesh: Mesh, node: Node) -> list[str]:
     return sorted(
         {n.endpoint.host for n in mesh.nodes if n.name != node.name and n.endpoint and not n.endpoint.is_literal}
     )
+
+def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
+    """AllowedIPs prefixes that need a route through the interface: those the interface's own
+    addresses (connected routes) do not cover. This is what wg-quick adds at `up`."""
+    connected = [a.network for a in cfg.addresses]
+    out: set[IPNetwork] = set()
+    for peer in cfg.peers:
+        for prefix in peer.allowed_ips:
+            if not any(prefix.version == c.version and prefix.subnet_of(c) for c in connected):  # type: ignore[arg-type]
+                out.add(prefix)
+    return frozenset(out)
