@@ -62,8 +62,12 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     config.load(tmp_path / "mesh.yaml")
 
 
-def test_example_workflow_is_the_generated_one() -> None:
-    assert (ROOT / "mesh.example" / WORKFLOW_PATH).read_text() == workflow_text()
+def test_example_workflow_is_the_template_itself() -> None:
+    """One copy: mesh.example's workflow is a link to the template `wgmesh init` writes."""
+    example = ROOT / "mesh.example" / WORKFLOW_PATH
+    assert example.is_symlink()
+    assert example.resolve() == (ROOT / "wgmesh" / "scaffold" / "templates" / "wgmesh.yml").resolve()
+    assert example.read_text() == workflow_text()
 
 
 def workflow() -> dict:
