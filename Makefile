@@ -9,10 +9,12 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 	.venv/bin/pytest -ra
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 
 clean-lab:
 	.venv/bin/wgmesh lab down --dir lab
