@@ -121,17 +121,18 @@ def test_decommission_script_keeps_the_key() -> None:
 
 def test_scripts_take_the_lock_with_the_timeout() -> None:
     script = _script("aws", fresh(MESH, "aws"), lock_timeout=7)
-    assert "flock -w 7 9" in script
-    assert f"exit {remote_apply.LOCK_EXIT}" in script
-    assert "flock -w 3 9" in rollback_script(MESH, lock_timeout=3)
+    assert "WGM_LOCK=/run/wireguard/wgmesh-wg0.lock\nWGM_LOCK_TIMEOUT=7\n" in script
+    assert "\nwgm_lock\nwgm_expect_interface" in script  # before anything else happens
+    for other in (rollback_script(MESH, lock_timeout=3), cleanup_script(MESH, lock_timeout=3)):
+        assert "WGM_LOCK_TIMEOUT=3\n" in other and "\nwgm_lock\n" in other
 
 
 def test_scripts_end_with_the_verify_read() -> None:
     script = _script("azure", fresh(MESH, "azure"))
     head, _, tail = script.partition(f"echo {apply.VERIFY_MARK}\n")
-    assert "trap - EXIT" in head
-    assert tail.startswith("LC_ALL=C")
-    assert "@@wgmesh:end" in tail
+    assert head.rstrip().endswith("wgm_finish\nset +e")
+    assert tail.startswith("# wgmesh read.sh")
+    assert "wgm_mark end" in tail
 
 
 # ------------------------------------------------------------------------------------------- reconcile steps

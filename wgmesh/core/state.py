@@ -52,6 +52,9 @@ class LiveState:
     config_sha256: str | None
     resolved: Mapping[str, frozenset[str]]
     wg_quick_unit_enabled: bool | None
+    # preflight (core/nodeos.py): what the node lacks for what wgmesh does there, and its OS family
+    missing: tuple[str, ...] = ()
+    os_family: str | None = None
 
 
 def normalized(state: LiveState) -> dict[str, Any]:

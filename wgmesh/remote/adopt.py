@@ -1,17 +1,16 @@
-"""`wgmesh import`, the node side: the read and adopt scripts, their parsers, and the wg-quick config parser."""
+"""`wgmesh import`, the node side: the read and adopt scripts (scripts/import.sh, scripts/adopt.sh), their
+parsers, and the wg-quick config parser."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-from wgmesh import config
-from wgmesh.core.model import KEY_DIR
+from wgmesh.core.model import KEY_DIR, validate_key
 from wgmesh.core.state import REDACTED, LiveState, QuickPeer, WgQuick
 from wgmesh.remote import read as live_mod
+from wgmesh.remote import shell
 
-MARK = "@@wgmesh-import:"
-
+MARK = shell.MARK
 
 
 _KNOWN_NAMES = {
@@ -25,35 +24,6 @@ _KNOWN_NAMES = {
 
 
 BACKUP_SUFFIX = ".wgmesh-import"
-
-
-_KEYLIKE = "[A-Za-z0-9+/]" * 43 + "="
-
-
-# Runs on the node over IF.conf: drops PrivateKey/PresharedKey lines and marker-like lines; replaces any
-# other key-like text (except a PublicKey value) by (redacted).
-_FILTER_AWK = (
-    f'BEGIN {{ re = "{_KEYLIKE}" }} '
-    '{ l = $0; sub(/^[ \\t]+/, "", l); k = tolower(l); gsub(/[ \\t]/, "", k); '
-    "if (k ~ /^(privatekey|presharedkey)=/) next; "
-    'if (substr(l, 1, 2) == "@@") next; '
-    f'if (k !~ /^publickey=/) gsub(re, "{REDACTED}"); '
-    "print }"
-)
-
-
-# Prints the value of the first PrivateKey line (into a file on the node, never to the output).
-_PRIVATE_KEY_AWK = (
-    '{ l = $0; sub(/^[ \\t]+/, "", l); k = tolower(l); gsub(/[ \\t]/, "", k); '
-    'if (k ~ /^privatekey=/) { sub(/^[^=]*=[ \\t]*/, "", l); sub(/[ \\t\\r]*(#.*)?$/, "", l); print l; exit } }'
-)
-
-
-# The backup of the old config: every line but PrivateKey.
-_BACKUP_AWK = (
-    '{ l = $0; sub(/^[ \\t]+/, "", l); k = tolower(l); gsub(/[ \\t]/, "", k); '
-    "if (k ~ /^privatekey=/) next; print }"
-)
 
 
 def _int_or_none(value: str) -> int | None:
@@ -96,7 +66,7 @@ def parse_wg_quick(text: str) -> WgQuick:
         peers=tuple(
             QuickPeer(p["public_key"], p.get("endpoint"), tuple(p["allowed_ips"]), p.get("keepalive"))
             for p in peers
-            if config.validate_key(p.get("public_key", ""))
+            if validate_key(p.get("public_key", ""))
         ),
     )
 
@@ -130,99 +100,36 @@ def _peer_setting(peer: dict[str, Any], key: str, value: str) -> None:
 
 
 def import_script(interface: str, *, key_dir: str = KEY_DIR) -> str:
-    """Print the wg-quick config (secrets removed on the node), then everything `plan` reads."""
-    conf = shlex.quote(f"{key_dir}/{interface}.conf")
-    return (
-        f"echo '{MARK}conf'\n"
-        f"if [ -f {conf} ]; then echo present; awk {shlex.quote(_FILTER_AWK)} {conf} || true; "
-        "else echo absent; fi\n"
-        f"echo '{MARK}done'\n"
-    ) + live_mod.read_command(interface)
+    """scripts/import.sh: the wg-quick config (secrets removed on the node), then everything `plan` reads."""
+    return shell.script("import", **shell.node_paths(interface, key_dir=key_dir), REDACTED=REDACTED, HOSTS="")
 
 
 def parse_import_output(interface: str, stdout: str) -> tuple[LiveState, WgQuick | None]:
     """The output of `import_script` -> (live state, config or None when absent). ParseError if garbled."""
-    lines = stdout.split("\n")
-    try:
-        start = lines.index(f"{MARK}conf")
-        end = lines.index(f"{MARK}done", start)
-    except ValueError:
-        raise live_mod.ParseError("import read output: markers missing (not wgmesh output?)") from None
-    body = lines[start + 1 : end]
+    found = shell.sections(stdout)
+    conf = next((s for s in found if s.name == "wgquick"), None)
+    if conf is None:
+        raise live_mod.ParseError("import read output: the config section is missing (not wgmesh output?)")
+    body = list(conf.lines)
     if not body or body[0] not in ("present", "absent"):
         raise live_mod.ParseError("import read output: config section malformed")
-    live = live_mod.parse_read_output(interface, "\n".join(lines[end + 1 :]))
+    live = live_mod.parse_read_sections(interface, found)
     return live, parse_wg_quick("\n".join(body[1:])) if body[0] == "present" else None
 
 
-def _heredoc(tag: str, body: str) -> str:
-    if f"\n{tag}\n" in f"\n{body}":
-        raise ValueError("config text contains the heredoc terminator")
-    return f"<<'{tag}'\n{body}{'' if body.endswith(chr(10)) else chr(10)}{tag}"
-
-
 def adopt_script(interface: str, public_key: str, conf_text: str, *, key_dir: str = KEY_DIR) -> str:
-    """On the node: make sure IF.key holds the running key (moving it there if needed), back up the
-    old config without its PrivateKey, write wgmesh's config. Prints `key kept|config|interface`."""
-    if not config.validate_key(public_key):
+    """scripts/adopt.sh: make sure IF.key holds the running key (moving it there if needed), back up the old
+    config without its PrivateKey, write wgmesh's config. Prints `@@wgmesh:adopted kept|config|interface`."""
+    if not validate_key(public_key):
         raise ValueError("public_key is not a WireGuard public key")
-    q = shlex.quote
-    return (
-        "set -eu\n"
-        "umask 077\n"
-        "LC_ALL=C; export LC_ALL\n"
-        'PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin"; export PATH\n'
-        f"IF={q(interface)}\n"
-        f"DIR={q(key_dir)}\n"
-        'KEY="$DIR/$IF.key"\n'
-        'CONF="$DIR/$IF.conf"\n'
-        f'BACKUP="$CONF{BACKUP_SUFFIX}"\n'
-        'TMP="$KEY.wgmesh-tmp.$$"\n'
-        'CTMP="$DIR/.$IF.conf.wgmesh-tmp.$$"\n'
-        f"EXPECT={q(public_key)}\n"
-        "trap 'rm -f \"$TMP\" \"$CTMP\"' EXIT\n"
-        "same() { [ -s \"$1\" ] && [ \"$(wg pubkey < \"$1\" 2>/dev/null)\" = \"$EXPECT\" ]; }\n"
-        'if [ -e "$KEY" ]; then\n'
-        '  if ! same "$KEY"; then\n'
-        '    echo "$KEY does not hold the key $IF runs with ($EXPECT): move it away and import again" >&2\n'
-        "    exit 4\n"
-        "  fi\n"
-        "  from=kept\n"
-        "else\n"
-        "  from=\n"
-        '  if [ -f "$CONF" ]; then\n'
-        f'    awk {q(_PRIVATE_KEY_AWK)} "$CONF" > "$TMP"\n'
-        '    if same "$TMP"; then from=config; fi\n'
-        "  fi\n"
-        '  if [ -z "$from" ]; then\n'
-        '    wg show "$IF" private-key > "$TMP" 2>/dev/null || true\n'
-        '    if same "$TMP"; then from=interface; fi\n'
-        "  fi\n"
-        '  if [ -z "$from" ]; then\n'
-        '    echo "cannot find the private key of $IF (public key $EXPECT) in $CONF or the interface" >&2\n'
-        "    exit 5\n"
-        "  fi\n"
-        '  chmod 600 "$TMP"\n'
-        '  ln "$TMP" "$KEY"\n'
-        '  rm -f "$TMP"\n'
-        "fi\n"
-        'if [ -f "$CONF" ] && [ ! -e "$BACKUP" ]; then\n'
-        '  { echo "# The config of $IF before wgmesh import; its PrivateKey is now in $KEY"; '
-        f'awk {q(_BACKUP_AWK)} "$CONF"; }} > "$CTMP"\n'
-        '  mv -f "$CTMP" "$BACKUP"\n'
-        "fi\n"
-        f'cat > "$CTMP" {_heredoc("__WGMESH_CONF__", conf_text)}\n'
-        'chmod 600 "$CTMP"\n'
-        'mv -f "$CTMP" "$CONF"\n'
-        f'echo "{MARK}key $from"\n'
-    )
+    paths = shell.node_paths(interface, key_dir=key_dir)
+    return shell.script("adopt", **paths, BACKUP=paths["CONF"] + BACKUP_SUFFIX, EXPECT=public_key,
+                        CONF_TEXT=conf_text)
 
 
 def parse_adopt_output(stdout: str) -> str:
     """`kept`, `config` or `interface`: where IF.key came from. ValueError if the line is missing."""
-    for line in stdout.splitlines():
-        if line.startswith(f"{MARK}key "):
-            where = line.split()[-1]
-            if where in ("kept", "config", "interface"):
-                return where
+    for s in shell.sections(stdout):
+        if s.name == "adopted" and s.args and s.args[-1] in ("kept", "config", "interface"):
+            return s.args[-1]
     raise ValueError("the node did not confirm the import")

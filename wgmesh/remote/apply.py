@@ -16,61 +16,37 @@ Any failing command rolls the node back from the snapshot (trap on EXIT) before 
 
 from __future__ import annotations
 
-import functools
 import shlex
-from importlib import resources
 
-from wgmesh.core.model import KEY_DIR, Mesh, Node
+from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh, Node
 from wgmesh.core.plan import NodePlan
 from wgmesh.core.render import resolve_hosts
 from wgmesh.core.steps import Step, StepKind
 from wgmesh.remote import read as live_mod
+from wgmesh.remote import shell
+from wgmesh.remote.shell import DEFAULT_LOCK_TIMEOUT, LOCK_EXIT, NO_FLOCK_EXIT
 from wgmesh.remote.transport import CommandResult
 
-LOCK_EXIT = 75
-VERIFY_MARK = "@@wgmesh-apply:verify"
-DEFAULT_LOCK_TIMEOUT = 60
+VERIFY_MARK = "@@wgmesh:verify"
 
 
-def _heredoc(tag: str, body: str) -> str:
-    if f"\n{tag}\n" in f"\n{body}":
-        raise ValueError("config text contains the heredoc terminator")
-    return f"<<'{tag}'\n{body}{'' if body.endswith(chr(10)) else chr(10)}{tag}"
-
-
-def _paths(mesh: Mesh) -> dict[str, str]:
+def _values(mesh: Mesh, lock_timeout: int) -> dict[str, str | int]:
+    """The values every apply-family script gets: the node-side paths and the lock."""
     i = mesh.interface
     return {
-        "IF": i,
-        "CONF": f"{KEY_DIR}/{i}.conf",
+        **shell.node_paths(i),
         "PREV": f"{KEY_DIR}/{i}.conf.wgmesh-prev",
         "TMP": f"{KEY_DIR}/.{i}.conf.wgmesh-tmp",
-        "KEY": f"{KEY_DIR}/{i}.key",
-        "SNAP": f"/run/wireguard/wgmesh-{i}.snapshot",
-        "LOCK": f"/run/wireguard/wgmesh-{i}.lock",
-        "LOG": f"/run/wireguard/wgmesh-{i}.log",
-        "UNDO": f"/run/wireguard/wgmesh-{i}.undo",
+        "SNAP": f"{RUN_DIR}/wgmesh-{i}.snapshot",
+        "LOG": f"{RUN_DIR}/wgmesh-{i}.log",
+        "UNDO": f"{RUN_DIR}/wgmesh-{i}.undo",
+        "WGM_LOCK": shell.lock_path(i),
+        "WGM_LOCK_TIMEOUT": int(lock_timeout),
     }
 
 
-def _preamble(mesh: Mesh, lock_timeout: int) -> str:
-    p = _paths(mesh)
-    assigns = "\n".join(f"{k}={shlex.quote(v)}" for k, v in p.items())
-    return f"""set -eu
-umask 077
-{assigns}
-mkdir -p /run/wireguard {shlex.quote(KEY_DIR)}
-exec 9>"$LOCK"
-if ! flock -w {int(lock_timeout)} 9; then
-  echo "another wgmesh apply holds $LOCK on this node (waited {int(lock_timeout)}s)" >&2
-  exit {LOCK_EXIT}
-fi
-"""
-
-
-@functools.cache
 def _functions() -> str:
-    return (resources.files("wgmesh.remote") / "scripts" / "apply.sh").read_text()
+    return shell.source("apply.sh")
 
 
 _HEREDOC_TAGS = {StepKind.WRITE_CONFIG: "__WGMESH_CONF__", StepKind.SYNC_PEERS: "__WGMESH_SYNC__"}
@@ -81,7 +57,7 @@ def step_call(step: Step) -> str:
     """The shell line that runs one plan step: `wgm_<kind>` with its value (a heredoc for texts)."""
     fn = f"wgm_{step.kind.value}"
     if step.kind in _HEREDOC_TAGS:
-        return f"{fn} {_heredoc(_HEREDOC_TAGS[step.kind], step.value)}"
+        return f"{fn} {shell.heredoc(_HEREDOC_TAGS[step.kind], step.value)}"
     if step.kind in _NO_VALUE:
         return fn
     return f"{fn} {shlex.quote(step.value)}"
@@ -92,7 +68,7 @@ def apply_script(
 ) -> str:
     """The script that converges one node: its plan's steps, in order, under the node lock (see above)."""
     kinds = {s.kind for s in plan.steps}
-    out = [_preamble(mesh, lock_timeout), _functions()]
+    out = [shell.script("apply", **_values(mesh, lock_timeout)).rstrip("\n"), "wgm_lock"]
     if StepKind.REMOVE_INTERFACE in kinds:
         out += [step_call(s) for s in plan.steps]
     else:
@@ -109,24 +85,19 @@ def apply_script(
 def rollback_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
     """Run when verification failed: undo what the apply recorded (addresses, routes, MTU, a new
     interface), then the previous config file and the runtime state from the snapshot."""
-    return _preamble(mesh, lock_timeout) + """set +e
-if [ ! -f "$UNDO" ]; then echo "no record of the last apply ($UNDO) to roll back" >&2; exit 1; fi
-. "$UNDO"
-rm -f "$UNDO" "$SNAP"
-"""
+    return shell.script("rollback", **_values(mesh, lock_timeout))
 
 
 def cleanup_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
     """After a verified apply: forget the snapshot and the undo log, under the lock (another apply that took
     the lock since may have written its own)."""
-    return _preamble(mesh, lock_timeout) + 'rm -f "$SNAP" "$UNDO"\n'
-
+    return shell.script("cleanup", **_values(mesh, lock_timeout))
 
 
 def _failure(result: CommandResult) -> str:
     if result.exit_status == -1:
         return "the connection was lost during apply; run wgmesh plan to see where the node stands"
-    if result.exit_status == LOCK_EXIT:
+    if result.exit_status in (LOCK_EXIT, NO_FLOCK_EXIT):
         return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "lock timeout"
     err = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
     tail = "; ".join(err[-3:]) if err else f"exit status {result.exit_status}"

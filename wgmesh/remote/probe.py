@@ -4,7 +4,7 @@ check: every node runs one script that pings, in parallel, every other node's me
 address of each subnet routed through that node (`Subnet.probe_address`). Each ping writes to its own file in
 a temporary folder; after `wait` the script prints them in order behind marker lines, so output of parallel
 jobs never interleaves. The script also asks `ip route get` which device each probe leaves by: an answer
-that did not come through the mesh interface proves nothing about the mesh.
+that did not come through the mesh interface proves nothing about the mesh. (scripts/probe.sh)
 
 status: what every node's `wg show` says of each peer (handshake age, endpoint, bytes), with the node's own
 clock read in the same round trip so ages do not depend on the controller's clock.
@@ -13,14 +13,13 @@ clock read in the same round trip so ages do not depend on the controller's cloc
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wgmesh.core.checks import ATTEMPTS, FORMAT_VERSION, HEAD_START, PING_WAIT, Probe, Target
-from wgmesh.remote import read as live
+from wgmesh.remote import shell
 
-MARK = live.MARK
+MARK = shell.MARK
 
 
 _RTT = re.compile(r"\btime[=<]\s*([0-9]+(?:\.[0-9]+)?)\s*ms\b")
@@ -36,20 +35,8 @@ class CheckParseError(ValueError):
     """Output of a probe script that cannot be understood."""
 
 
-def _probe_job(index: int, target: Target) -> str:
-    """One background job: its own file, three processes (the subshell, `ip`, `ping` per attempt)."""
-    q = shlex.quote(str(target.address))
-    return (
-        f'( exec > "$d/{index}" 2>&1; {f"sleep {HEAD_START}; " if target.after_peer else ""}'
-        f'echo "{MARK}ping {index} {target.address}"; echo "{MARK}route"; '
-        f"ip -o route get {q}; n=0; while [ $n -lt {ATTEMPTS} ]; do n=$((n + 1)); "
-        f'echo "{MARK}attempt $n"; ping -{target.address.version} -c 1 -W {PING_WAIT} -n {q}; r=$?; '
-        f'[ $r -eq 1 ] || break; done; echo "{MARK}result $r $n" ) &'
-    )
-
-
 def probe_script(targets: Sequence[Target]) -> str:
-    """A POSIX sh script that pings every target at once. Each probe prints one block:
+    """scripts/probe.sh: pings every target at once. Each probe prints one block:
 
         @@wgmesh:ping INDEX ADDRESS
         @@wgmesh:route
@@ -59,21 +46,11 @@ def probe_script(targets: Sequence[Target]) -> str:
         @@wgmesh:result EXIT ATTEMPTS
 
     between `@@wgmesh:check 1` and `@@wgmesh:end`; `@@wgmesh:noping` when the node has no ping command.
+    A target whose node pings this one first (`after_peer`) is pinged HEAD_START seconds later.
     """
-    lines = [
-        "LC_ALL=C; export LC_ALL",
-        'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/bin:/usr/bin"; export PATH',
-        f"echo '{MARK}check {FORMAT_VERSION}'",
-        f"if ! command -v ping >/dev/null 2>&1; then echo '{MARK}noping'; echo '{MARK}end'; exit 0; fi",
-        "d=$(mktemp -d 2>/dev/null || mktemp -d -t wgmesh.XXXXXX) || exit 1",
-        "trap 'rm -rf \"$d\"' EXIT",
-    ]
-    lines += [_probe_job(i, t) for i, t in enumerate(targets)]
-    lines.append("wait")
-    if targets:
-        lines.append('cd "$d" && cat ' + " ".join(str(i) for i in range(len(targets))))
-    lines.append(f"echo '{MARK}end'")
-    return "\n".join(lines) + "\n"
+    rows = [f"{i} {t.address} {t.address.version} {HEAD_START if t.after_peer else 0}" for i, t in enumerate(targets)]
+    return shell.script("probe", FORMAT=FORMAT_VERSION, ATTEMPTS=ATTEMPTS, PING_WAIT=PING_WAIT,
+                        TARGETS="\n".join(rows))
 
 
 def _reason(exit_status: int, output: str) -> str:
@@ -128,49 +105,43 @@ def _result(line: str, rest: str) -> tuple[int, int]:
     return int(fields[0]), int(fields[1])
 
 
-def _blocks(lines: Iterable[str], targets: Sequence[Target]) -> dict[int, _Block]:
+def _blocks(found: Iterable[shell.Section], targets: Sequence[Target]) -> dict[int, _Block]:
     blocks: dict[int, _Block] = {}
     block: _Block | None = None
-    current: list[str] | None = None
-    for line in lines:
-        if not line.startswith(MARK):
-            if current is not None:
-                current.append(line)
-            continue
-        word, _, rest = line[len(MARK) :].partition(" ")
-        if word == "ping":
-            head = rest.split(" ")
+    for s in found:
+        if s.name == "ping":
+            head = s.args
             if len(head) != 2 or not head[0].isdigit():
-                raise CheckParseError(f"malformed probe line {line!r}")
+                raise CheckParseError(f"malformed probe line {s.marker!r}")
             index = int(head[0])
             if index >= len(targets) or head[1] != str(targets[index].address):
-                raise CheckParseError(f"probe line {line!r} does not match the probes sent")
+                raise CheckParseError(f"probe line {s.marker!r} does not match the probes sent")
             if index in blocks:
                 raise CheckParseError(f"probe {index} reported twice")
             block = blocks[index] = _Block()
-            current = None
-        elif block is not None and word == "route":
-            current = block.route
-        elif block is not None and word == "attempt":
-            block.output = current = []
-        elif block is not None and word == "result":
-            block.result = _result(line, rest)
-            block = current = None
+        elif block is not None and s.name == "route":
+            block.route = list(s.lines)
+        elif block is not None and s.name == "attempt":
+            block.output = list(s.lines)
+        elif block is not None and s.name == "result":
+            block.result = _result(s.marker, s.rest)
+            block = None
         else:
-            block = current = None
+            block = None
     return blocks
 
 
 def parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:
     """The output of `probe_script(targets)` run on `source` -> one Probe per target, in target order."""
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    if f"{MARK}check {FORMAT_VERSION}" not in lines:
+    found = shell.sections(text)
+    names = [(s.name, s.rest) for s in found]
+    if ("check", FORMAT_VERSION) not in names:
         raise CheckParseError("missing the check header (not wgmesh check output?)")
-    if f"{MARK}end" not in lines:
+    if ("end", "") not in names:
         raise CheckParseError("truncated output (no end marker)")
-    if f"{MARK}noping" in lines:
+    if ("noping", "") in names:
         raise CheckParseError("no ping command on the node (install iputils-ping)")
-    blocks = _blocks(lines, targets)
+    blocks = _blocks(found, targets)
     return tuple(
         probe_result(source, t, b.result, "\n".join(b.route), "\n".join(b.output), interface)
         for t, b in ((t, blocks.get(i, _Block())) for i, t in enumerate(targets))
@@ -178,15 +149,14 @@ def parse_probe_output(source: str, targets: Sequence[Target], text: str, interf
 
 
 def status_script(interface: str) -> str:
-    """The read script of `live`, preceded by the node's clock (seconds since the epoch)."""
-    return f"echo '{MARK}clock'\ndate +%s\n" + live.read_command(interface)
+    """scripts/status.sh: the node's clock (seconds since the epoch), then the read of remote/read.py."""
+    return shell.script("status", **shell.node_paths(interface), HOSTS="")
 
 
 def parse_clock(text: str) -> int | None:
     """The node's clock from `status_script` output, or None when it is missing or garbled."""
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    try:
-        value = lines[lines.index(f"{MARK}clock") + 1].strip()
-    except (ValueError, IndexError):
-        return None
-    return int(value) if value.isdigit() else None
+    for s in shell.sections(text):
+        if s.name == "clock":
+            value = s.lines[0].strip() if s.lines else ""
+            return int(value) if value.isdigit() else None
+    return None

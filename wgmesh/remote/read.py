@@ -1,9 +1,9 @@
-"""Reading a node: one remote shell command, and pure parsers of what it prints.
+"""Reading a node: scripts/read.sh, and pure parsers of what it prints.
 
-`read_command()` builds a POSIX sh script that prints marked sections (`@@wgmesh:<name>` lines).
-Secrets never leave the node: the script replaces the interface private key and every preshared key
-in the `wg show IF dump` output before printing it. The parsers below turn the text into a `LiveState`
-and never keep a private key, even when handed one.
+The script prints marked sections (`@@wgmesh:NAME` lines, see remote/shell.py), among them the preflight:
+what the node lacks for what wgmesh does there (core/nodeos.py). Secrets never leave the node: the script
+replaces the interface private key and every preshared key in the `wg show IF dump` output before printing
+it. The parsers below turn the text into a `LiveState` and never keep a private key, even when handed one.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import base64
 import binascii
 import ipaddress
 import json
-import shlex
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from wgmesh.core import nodeos
 from wgmesh.core.model import KEY_DIR, IPInterface, IPNetwork
 from wgmesh.core.state import InterfaceDump, LivePeer, LiveState
+from wgmesh.remote import shell
 
-MARK = "@@wgmesh:"
+MARK = shell.MARK
 FORMAT = "v1"
 HIDDEN = "(hidden)"
 NONE = "(none)"
@@ -41,64 +43,14 @@ class ReadError(ParseError):
 # The remote command
 
 
-# Keeps lines after the error marker as they are (they come from wg's stderr only); on dump lines,
-# replaces field 1 of the interface line (private key) and field 2 of peer lines (preshared key).
-_REDACT_AWK = (
-    'BEGIN { OFS = "\\t" } '
-    "/^@@wgmesh:wgerror/ { err = 1 } "
-    "err { print; next } "
-    'NR == 1 { $1 = "(hidden)"; print; next } '
-    '{ if ($2 != "(none)") $2 = "(hidden)"; print }'
-)
-
-
-def read_command(interface: str, resolve_hosts: Iterable[str] = ()) -> str:
-    """One POSIX sh script that prints every section `parse_read_output` needs, in one round trip.
+def read_command(interface: str, resolve_hosts: Iterable[str] = (), *, key_dir: str = KEY_DIR) -> str:
+    """scripts/read.sh: every section `parse_read_output` needs, in one round trip.
 
     Exits 0 even when the interface does not exist. Private and preshared keys are replaced on the node.
+    Each name in `resolve_hosts` is resolved once (a name with a line break cannot be one: left out).
     """
-    q_if = shlex.quote(interface)
-    key = shlex.quote(f"{KEY_DIR}/{interface}.key")
-    conf = shlex.quote(f"{KEY_DIR}/{interface}.conf")
-    unit = shlex.quote(f"wg-quick@{interface}")
-    lines = [
-        "LC_ALL=C; export LC_ALL",
-        'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH',
-        "umask 077",
-        f"echo '{MARK}{FORMAT}'",
-        f"echo '{MARK}wg'",
-        f"{{ wg show {q_if} dump 2>/dev/null || {{ echo '{MARK}wgerror'; "
-        f"wg show {q_if} public-key 2>&1 >/dev/null | head -n 1; }}; }} | awk -F '\\t' {shlex.quote(_REDACT_AWK)}",
-        f"echo '{MARK}link'",
-        f"ip -j link show dev {q_if} 2>/dev/null",
-        f"echo '{MARK}addr'",
-        f"ip -j addr show dev {q_if} 2>/dev/null",
-        f"echo '{MARK}route4'",
-        f"ip -j -4 route show table main dev {q_if} 2>/dev/null",
-        f"echo '{MARK}route6'",
-        f"ip -j -6 route show table main dev {q_if} 2>/dev/null",
-        f"echo '{MARK}keyfile'",
-        f"if [ -f {key} ]; then echo present; wg pubkey < {key} 2>/dev/null; else echo absent; fi",
-        f"echo '{MARK}conf'",
-        f"if [ -f {conf} ]; then echo present; sha256sum < {conf} | cut -d ' ' -f 1; else echo absent; fi",
-        f"echo '{MARK}systemd'",
-        "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then "
-        f"systemctl is-enabled {unit} 2>/dev/null || true; else echo no-systemd; fi",
-    ]
-    hosts = list(dict.fromkeys(resolve_hosts))
-    if hosts:
-        lines.append("if command -v timeout >/dev/null 2>&1; then T='timeout 5'; else T=; fi")
-    for host in hosts:
-        # In parallel; each lookup prints its whole block with one printf (one small write: no interleaving).
-        q_host = shlex.quote(host)
-        lines.append(
-            f"( r=$($T getent ahosts {q_host} 2>/dev/null); printf '{MARK}resolve %s\\n%s\\n' {q_host} \"$r\" ) &"
-        )
-    if hosts:
-        lines.append("wait")
-    lines.append(f"echo '{MARK}end'")
-    lines.append("exit 0")
-    return "\n".join(lines) + "\n"
+    hosts = [h for h in dict.fromkeys(resolve_hosts) if h and "\n" not in h and "\r" not in h]
+    return shell.script("read", **shell.node_paths(interface, key_dir=key_dir), HOSTS="\n".join(hosts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,39 +265,51 @@ def parse_getent(text: str) -> frozenset[str]:
 # The whole read
 
 
-def _sections(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Split the script output into {section: body} and {resolve host: body}."""
-    sections: dict[str, list[str]] = {}
-    resolves: dict[str, list[str]] = {}
-    current: list[str] | None = None
+_READ_SECTIONS = frozenset({"preflight", "wg", "link", "addr", "route4", "route6", "keyfile", "conf", "systemd"})
+_IP_SECTIONS = ("link", "addr", "route4", "route6")
+_OS_WORD = re.compile(r"[a-z0-9._-]{1,40}")
+
+
+def _read_sections(found: Sequence[shell.Section]) -> tuple[dict[str, str], dict[str, str]]:
+    """The read's sections as {name: body} and {resolve host: body}; what precedes them (status's clock,
+    import's config) is left alone."""
+    bodies: dict[str, str] = {}
+    resolves: dict[str, str] = {}
     seen_end = False
-    for line in text.split("\n"):
-        line = line.rstrip("\r")
-        if not line.startswith(MARK):
-            if current is not None:
-                current.append(line)
-            continue
-        name = line[len(MARK) :]
-        if name.startswith("resolve "):
-            current = resolves.setdefault(name[len("resolve ") :], [])
-        elif name == "end":
+    for s in found:
+        if s.name == "resolve":
+            resolves.setdefault(s.rest, s.body)
+        elif s.name == "end":
             seen_end = True
-            current = None
+            break
+        elif s.name in bodies:
+            raise ParseError(f"read output: section {s.name!r} appears twice")
         else:
-            if name in sections:
-                raise ParseError(f"read output: section {name!r} appears twice")
-            current = sections.setdefault(name, [])
-    if FORMAT not in sections:
+            bodies[s.name] = s.body
+    if FORMAT not in bodies:
         raise ParseError(f"read output: missing the {MARK}{FORMAT} header (not wgmesh read output?)")
     if not seen_end:
         raise ParseError("read output: truncated (no end marker)")
-    missing = {"wg", "link", "addr", "route4", "route6", "keyfile", "conf", "systemd"} - sections.keys()
+    missing = _READ_SECTIONS - bodies.keys()
     if missing:
         raise ParseError(f"read output: missing sections {', '.join(sorted(missing))}")
-    return (
-        {k: "\n".join(v) for k, v in sections.items()},
-        {k: "\n".join(v) for k, v in resolves.items()},
-    )
+    return bodies, resolves
+
+
+def parse_preflight(body: str) -> tuple[tuple[str, ...], str | None]:
+    """The preflight section -> (what the node lacks, in nodeos.KNOWN order; its OS family or None)."""
+    lacks: set[str] = set()
+    words: list[str] = []
+    for _, line in _lines(body):
+        key, _, value = line.strip().partition(" ")
+        if key == "os":
+            words = [w for w in value.lower().split() if _OS_WORD.fullmatch(w)]
+        elif key == "lacks" and value in nodeos.KNOWN:
+            lacks.add(value)
+        else:
+            raise ParseError("read output: preflight section malformed")
+    os_family = nodeos.family(words[0], tuple(words[1:])) if words else None
+    return tuple(k for k in nodeos.KNOWN if k in lacks), os_family
 
 
 def _keyfile(body: str) -> tuple[bool, str | None]:
@@ -379,14 +343,25 @@ def _systemd(body: str) -> bool | None:
 
 def parse_read_output(interface: str, text: str) -> LiveState:
     """The output of `read_command(interface, hosts)` -> LiveState. Pure."""
-    sections, resolves = _sections(text)
-    exists = parse_ip_link(sections["link"])
-    if exists and "wgerror" in sections:
+    return parse_read_sections(interface, shell.sections(text))
+
+
+def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:
+    """`parse_read_output` over sections already split (status and import print theirs first)."""
+    sections, resolves = _read_sections(found)
+    missing, os_family = parse_preflight(sections["preflight"])
+    iface, peers = parse_dump(sections["wg"])
+    if {nodeos.IP, nodeos.IP_BUSYBOX, nodeos.IP_JSON} & set(missing):
+        # No ip that speaks JSON: nothing is known of links and routes. The plan is an error (preflight);
+        # the interface exists if wg could dump it, never "absent" because ip could not say.
+        exists, addresses, mtu, up, routes = iface is not None, frozenset(), None, False, frozenset()
+    else:
+        exists = parse_ip_link(sections["link"])
+        addresses, mtu, up = parse_ip_addr(sections["addr"])
+        routes = parse_ip_route(sections["route4"], family=4) | parse_ip_route(sections["route6"], family=6)
+    if exists and "wgerror" in sections and nodeos.WG not in missing:
         reason = "".join(c for c in sections["wgerror"].strip() if c.isprintable())[:200] or "no reason given"
         raise ReadError(f"interface {interface} exists but `wg show {interface}` failed: {reason}")
-    iface, peers = parse_dump(sections["wg"])
-    addresses, mtu, up = parse_ip_addr(sections["addr"])
-    routes = parse_ip_route(sections["route4"], family=4) | parse_ip_route(sections["route6"], family=6)
     key_exists, key_pub = _keyfile(sections["keyfile"])
     conf_exists, conf_sha = _conf(sections["conf"])
     return LiveState(
@@ -406,4 +381,6 @@ def parse_read_output(interface: str, text: str) -> LiveState:
         config_sha256=conf_sha,
         resolved={host: parse_getent(body) for host, body in resolves.items()},
         wg_quick_unit_enabled=_systemd(sections["systemd"]),
+        missing=missing,
+        os_family=os_family,
     )

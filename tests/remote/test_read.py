@@ -1,4 +1,5 @@
-"""Parsers of a node's live state, over real output captured in tests/fixtures/live (see capture.sh there)."""
+"""remote/read.py: scripts/read.sh run on stub nodes (dash and busybox), and the parsers of a node's live state
+over real output captured in tests/fixtures/live (see capture.sh there), preflight included."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
+import time
 from ipaddress import ip_interface, ip_network
 from pathlib import Path
 
 import pytest
 from nacl.public import PrivateKey
+from remote.stubs import Stubs, answering, calls
 
+from wgmesh.core import nodeos
 from wgmesh.core.state import InterfaceDump, LivePeer, LiveState, digest, normalized
 from wgmesh.remote.read import (
     ParseError,
@@ -24,11 +27,12 @@ from wgmesh.remote.read import (
     parse_getent,
     parse_ip_addr,
     parse_ip_route,
+    parse_preflight,
     parse_read_output,
     read_command,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "live"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "live"
 
 # Public keys of the throwaway lab (capture.sh): P1/P3 are wg0 of namespaces a/b, P5 is wg1 of a.
 P1 = "aj6Hv5ZOCpNOowMFVU7K9L53JCmRmhi5P9FMXuUkmiY="
@@ -347,6 +351,8 @@ def test_parse_read_output_interface_absent() -> None:
         config_sha256=None,
         resolved={},
         wg_quick_unit_enabled=None,
+        missing=(),
+        os_family="debian",
     )
 
 
@@ -422,6 +428,9 @@ def drop_line(text: str, line: str) -> str:
         (lambda t: drop_line(t, "@@wgmesh:end"), "truncated"),
         (lambda t: drop_line(t, "@@wgmesh:v1"), "header"),
         (lambda t: drop_line(t, "@@wgmesh:route6"), "missing sections route6"),
+        (lambda t: drop_line(t, "@@wgmesh:preflight"), "missing sections preflight"),
+        (lambda t: replace_section(t, "preflight", "os debian\nlacks everything"), "preflight section malformed"),
+        (lambda t: replace_section(t, "preflight", "hello"), "preflight section malformed"),
         (lambda t: t.replace("@@wgmesh:end", "@@wgmesh:conf\nabsent\n@@wgmesh:end"), "appears twice"),
         (lambda t: replace_section(t, "conf", "present\nnot-a-digest"), "checksum"),
         (lambda t: replace_section(t, "keyfile", "maybe"), "key file"),
@@ -490,55 +499,189 @@ def test_fingerprint_changes_with_state(change) -> None:  # type: ignore[no-unty
     assert digest(normalized(change(state))) != digest(normalized(state))
 
 
-# --------------------------------------------------------------------------------------------- read_command
+# --------------------------------------------------------------------------------------------- preflight parser
 
 
-def test_read_command_quotes_everything_from_outside() -> None:
-    script = read_command("wg0;x", ["a.example", "b$(x).example"])
-    assert "'wg0;x'" in script
-    assert "'/etc/wireguard/wg0;x.key'" in script
-    assert "'b$(x).example'" in script
-    assert " wg0;x " not in script
-    assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+@pytest.mark.parametrize(
+    ("body", "missing", "family"),
+    [
+        ("os debian", (), "debian"),
+        ("os ubuntu debian", (), "debian"),
+        ("os rocky rhel centos fedora\nlacks flock", ("flock",), "fedora"),
+        ("os alpine\nlacks ip-busybox\nlacks wg-quick\nlacks wg", ("wg", "wg-quick", "ip-busybox"), "alpine"),
+        ("os\nlacks confdir\nlacks ip", ("ip", "confdir"), None),
+        ("os Some$Thing\n", (), None),
+        ("", (), None),
+    ],
+)
+def test_parse_preflight(body: str, missing: tuple[str, ...], family: str | None) -> None:
+    assert parse_preflight(body) == (missing, family)
 
 
-def test_read_command_resolves_each_host_once() -> None:
-    script = read_command("wg0", ["a.example", "a.example", "b.example"])
-    assert script.count("getent ahosts a.example") == 1
-    assert script.count("getent ahosts b.example") == 1
-    assert "getent" not in read_command("wg0")
+def test_a_node_without_wg_is_read_not_refused() -> None:
+    # `wg` is missing: its error is no ReadError (the plan says what to install), the link is still seen.
+    text = replace_section(fixture("read_b_notwg.txt"), "preflight", "os debian\nlacks wg\nlacks wg-quick")
+    state = parse_read_output("wgveth0", text)
+    assert state.missing == ("wg", "wg-quick") and state.interface_exists
 
 
-def fake_tools(bin_dir: Path, raw_dump: str) -> None:
-    """`wg` that prints a captured raw dump (secrets in clear) and `ip` that prints what an absent link does."""
-    (bin_dir / "dump.txt").write_text(raw_dump)
-    tools = {
-        "wg": f'#!/bin/sh\n[ "$1" = show ] && exec cat {bin_dir / "dump.txt"}\nexit 1\n',
-        "ip": "#!/bin/sh\nexit 1\n",
+def test_busybox_ip_is_never_read_as_no_interface() -> None:
+    # busybox ip prints no JSON: the wg dump says the interface exists, the ip sections are not trusted
+    text = replace_section(fixture("read_a_wg0.txt"), "preflight", "os alpine\nlacks ip-busybox")
+    text = replace_section(replace_section(text, "link", ""), "addr", "garbage")
+    state = parse_read_output("wg0", text)
+    assert state.interface_exists and state.public_key == P1
+    assert (state.missing, state.os_family) == (("ip-busybox",), "alpine")
+    assert state.addresses == frozenset() and state.routes == frozenset()
+
+
+# --------------------------------------------------------------------------------------------- read.sh on stub nodes
+
+
+def ip_answers(interface: str, *, link: str = "", addr: str = "", route4: str = "", route6: str = "") -> dict:
+    """What a JSON-speaking `ip` answers to read.sh (absent interface: nothing, status 1)."""
+    def ok(text: str) -> tuple[str, int]:
+        return (text + "\n", 0) if text else ("", 1)
+
+    return {
+        "-j link show dev lo": '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536}]\n',
+        f"-j link show dev {interface}": ok(link),
+        f"-j addr show dev {interface}": ok(addr),
+        f"-j -4 route show table main dev {interface}": ok(route4 or ("[]" if link else "")),
+        f"-j -6 route show table main dev {interface}": ok(route6 or ("[]" if link else "")),
     }
-    for name, body in tools.items():
-        path = bin_dir / name
-        path.write_text(body)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def full_node(node: Stubs, raw_dump: str = "", interface: str = "wg0") -> None:
+    """Every tool read.sh looks for; `wg` prints a raw dump (secrets in clear) when given one."""
+    dump = (raw_dump, 0) if raw_dump else ("", 1)
+    answering(node, "wg", {f"show {interface} dump": dump,
+                           f"show {interface} public-key": ("", 1)})
+    answering(node, "ip", ip_answers(interface))
+    for tool in ("wg-quick", "flock"):
+        node.stub(tool, "exit 0\n")
+
+
+def read(node: Stubs, interface: str = "wg0", hosts: tuple[str, ...] = (), key_dir: Path | None = None) -> str:
+    kd = key_dir or node.root / "etc-wireguard"
+    r = node.run(read_command(interface, hosts, key_dir=str(kd)))
+    assert r.exit_status == 0, r.stderr
+    return r.stdout
+
+
+def test_read_of_a_captured_node_gives_the_captured_state(node: Stubs) -> None:
+    """Stubs answer with node a's captured wg dump (secrets in clear) and ip JSON: read.sh's output parses
+    to what the captured read of that node parses to, and holds no secret."""
+    raw = fixture("wg_dump_a_wg0.txt")
+    full_node(node, raw)
+    answering(node, "ip", ip_answers(
+        "wg0", link=fixture("ip_link_a_wg0.json").strip(), addr=fixture("ip_addr_a_wg0.json").strip(),
+        route4=fixture("ip_route4_a_wg0.json").strip(), route6=fixture("ip_route6_a_wg0.json").strip()))
+    out = read(node)
+    for secret in secrets_in(raw):
+        assert secret not in out
+    got, want = parse_read_output("wg0", out), parse_read_output("wg0", fixture("read_a_wg0.txt"))
+    same = {"key_file_exists": False, "key_file_public_key": None, "config_exists": False, "config_sha256": None,
+            "resolved": {}, "os_family": got.os_family, "missing": ()}
+    # captured moments apart: counters and handshakes may differ, nothing else
+    assert normalized(dataclasses.replace(want, **same)) == normalized(dataclasses.replace(got, **same))
+    assert (got.missing, got.interface_exists, got.mtu, got.link_up) == ((), True, 1380, True)
 
 
 @pytest.mark.parametrize("name", ["wg_dump_a_wg0.txt", "wg_dump_b_wg0.txt", "wg_dump_b_wgnokey.txt"])
-def test_read_command_redacts_secrets_with_the_real_shell_pipeline(tmp_path: Path, name: str) -> None:
+def test_read_redacts_secrets_on_the_node(node: Stubs, name: str) -> None:
     raw = fixture(name)
-    fake_tools(tmp_path, raw)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    interface = "wgmeshtest9"  # never exists: key file and config checks say absent
-    result = subprocess.run(
-        ["sh", "-c", read_command(interface)], env=env, capture_output=True, text=True, check=False, timeout=30
-    )
-    assert result.returncode == 0
+    full_node(node, raw)
+    out = read(node)
     for secret in secrets_in(raw):
-        assert secret not in result.stdout
-    state = parse_read_output(interface, result.stdout)
+        assert secret not in out
+    state = parse_read_output("wg0", out)
+    iface, peers = parse_dump(raw)
+    assert iface is not None
     assert (state.public_key, state.listen_port, state.fwmark, state.peers) == (
-        (lambda i, p: (i.public_key, i.listen_port, i.fwmark, p))(*parse_dump(raw))
-    )
-    assert not state.interface_exists
+        iface.public_key, iface.listen_port, iface.fwmark, peers)
+    assert not state.interface_exists  # ip knows no such link
+
+
+def test_read_quotes_everything_from_outside(node: Stubs) -> None:
+    full_node(node, interface="wg0;x")
+    out = read(node, "wg0;x", ("a.example", "b$(touch pwned).example", "c d"))
+    assert calls(node, "wg")[0] == ["show", "wg0;x", "dump"]
+    assert ["-j", "link", "show", "dev", "wg0;x"] in calls(node, "ip")
+    state = parse_read_output("wg0;x", out)
+    assert set(state.resolved) == {"a.example", "b$(touch pwned).example", "c d"}
+    assert not (node.root / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_read_resolves_each_host_once_in_parallel(node: Stubs) -> None:
+    full_node(node)
+    log = node.root / "getent.log"
+    node.stub("getent", f'echo "$2" >> {log}\nsleep 1\n'
+                        'case $2 in a.example) echo "192.0.2.1  STREAM a.example";; esac\n')
+    started = time.monotonic()
+    state = parse_read_output("wg0", read(node, hosts=("a.example", "b.example", "a.example", "c.example")))
+    assert time.monotonic() - started < 2.8, "the lookups run at once"
+    assert sorted(log.read_text().split()) == ["a.example", "b.example", "c.example"]
+    assert state.resolved == {"a.example": {"192.0.2.1"}, "b.example": frozenset(), "c.example": frozenset()}
+    out = read(node)
+    assert "resolve" not in out
+
+
+def test_read_key_file_config_and_systemd(node: Stubs) -> None:
+    full_node(node)
+    kd = node.root / "etc-wireguard"
+    kd.mkdir()
+    (kd / "wg0.key").write_text("private\n")
+    (kd / "wg0.conf").write_text("[Interface]\n")
+    answering(node, "wg", {"show wg0 dump": ("", 1), "show wg0 public-key": ("", 1), "pubkey": P3 + "\n"})
+    state = parse_read_output("wg0", read(node))
+    assert (state.key_file_exists, state.key_file_public_key) == (True, P3)
+    assert state.config_sha256 == hashlib.sha256(b"[Interface]\n").hexdigest()
+    assert state.wg_quick_unit_enabled is None  # no systemctl on this node
+
+
+def test_preflight_of_a_complete_node(node: Stubs) -> None:
+    full_node(node)
+    state = parse_read_output("wg0", read(node))
+    assert state.missing == ()
+    ids = {k: v.strip('"') for k, _, v in (ln.partition("=") for ln in Path("/etc/os-release").read_text().split("\n"))}
+    assert state.os_family == nodeos.family(ids.get("ID"), tuple(ids.get("ID_LIKE", "").split()))
+
+
+def test_preflight_names_what_a_bare_node_lacks(node: Stubs, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    out = read(node, key_dir=tmp_path / "file" / "wireguard")
+    state = parse_read_output("wg0", out)
+    assert state.missing == ("wg", "wg-quick", "ip", "flock", "confdir")
+    assert not state.interface_exists and state.peers == {}
+
+
+def test_preflight_creatable_key_dir_is_fine(node: Stubs, tmp_path: Path) -> None:
+    full_node(node)
+    assert parse_read_output("wg0", read(node, key_dir=tmp_path / "new")).missing == ()
+
+
+def test_preflight_busybox_ip_with_a_running_interface(node: Stubs) -> None:
+    """busybox's ip (a symlink to busybox, as on Alpine) has no -j: preflight says so, and the interface that
+    wg dumps is there, never "absent" (that would plan a second `wg-quick up`)."""
+    full_node(node, fixture("wg_dump_b_wg0.txt"))
+    node.remove("ip")
+    node.busybox_applet("ip")
+    state = parse_read_output("wg0", read(node))
+    assert state.missing == ("ip-busybox",)
+    assert state.interface_exists and state.public_key == P3
+
+
+def test_preflight_ip_without_json(node: Stubs) -> None:
+    full_node(node)
+    node.stub("ip", 'echo \'Option "-j" is unknown, try "ip -help".\' >&2\nexit 255\n')
+    assert parse_read_output("wg0", read(node)).missing == ("ip-json",)
+
+
+def test_preflight_busybox_ip_found_by_its_output(node: Stubs) -> None:
+    full_node(node)
+    node.stub("ip", "echo 'BusyBox v1.36.1 (2023-07-27) multi-call binary.' >&2\nexit 1\n")
+    assert parse_read_output("wg0", read(node)).missing == ("ip-busybox",)
 
 
 # --------------------------------------------------------------------------------------------- e2e

@@ -1,0 +1,186 @@
+"""remote/keys.py: scripts/enroll.sh and scripts/rotate.sh run for real (the host's wg, on temporary folders)
+on stub nodes under dash and busybox, and the parser of their key reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from meshes import pubkey
+from remote.stubs import Stubs
+
+from wgmesh.remote import keys
+from wgmesh.remote.keys import KeyReport, enroll_script, parse_key_output, rotate_script
+from wgmesh.remote.shell import MARK
+from wgmesh.remote.transport import CommandResult
+
+
+def public_of(path: Path) -> str:
+    r = subprocess.run(["wg", "pubkey"], stdin=path.open("rb"), capture_output=True, check=True)
+    return r.stdout.decode().strip()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def wg_node(node: Stubs) -> Stubs:
+    node.host("wg")
+    return node
+
+
+def enroll(node: Stubs, kd: Path) -> CommandResult:
+    return node.run(enroll_script("wg0", key_dir=str(kd)))
+
+
+# ------------------------------------------------------------------------------------------ enroll
+
+
+def test_enroll_creates_a_key_with_mode_600_and_prints_only_its_public_key(wg_node: Stubs, tmp_path: Path) -> None:
+    kd = tmp_path / "wg"
+    r = enroll(wg_node, kd)
+    assert r.exit_status == 0, r.stderr
+    key = kd / "wg0.key"
+    assert parse_key_output(r.stdout) == KeyReport("created", public_of(key), "600")
+    assert mode(key) == 0o600 and mode(kd) == 0o700
+    assert key.read_text().strip() not in r.stdout + r.stderr
+    assert sorted(os.listdir(kd)) == ["wg0.key"]
+
+
+def test_enroll_twice_keeps_the_key(wg_node: Stubs, tmp_path: Path) -> None:
+    kd = tmp_path / "wg"
+    first = parse_key_output(enroll(wg_node, kd).stdout)
+    before = (kd / "wg0.key").stat()
+    second = parse_key_output(enroll(wg_node, kd).stdout)
+    after = (kd / "wg0.key").stat()
+    assert second == KeyReport("existing", first.public_key, "600")
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+def test_enroll_reports_a_loose_mode(wg_node: Stubs, tmp_path: Path) -> None:
+    kd = tmp_path / "wg"
+    enroll(wg_node, kd)
+    os.chmod(kd / "wg0.key", 0o644)
+    assert parse_key_output(enroll(wg_node, kd).stdout).mode == "644"
+
+
+def test_enroll_refuses_a_file_that_is_not_a_key(wg_node: Stubs, tmp_path: Path) -> None:
+    kd = tmp_path / "wg"
+    kd.mkdir()
+    (kd / "wg0.key").write_text("not a key\n")
+    r = enroll(wg_node, kd)
+    assert r.exit_status == keys.NOT_ENROLLED_EXIT
+    assert "does not hold a WireGuard private key" in r.stderr
+    assert (kd / "wg0.key").read_text() == "not a key\n"
+
+
+def test_enroll_without_wg(node: Stubs, tmp_path: Path) -> None:
+    r = enroll(node, tmp_path)
+    assert r.exit_status == keys.NOT_ENROLLED_EXIT
+    assert r.stderr == "wg is not installed on this node: install wireguard-tools\n"
+
+
+# ------------------------------------------------------------------------------------------ rotate
+
+
+def test_rotate_replaces_the_key(wg_node: Stubs, tmp_path: Path) -> None:
+    wg_node.host("flock")
+    kd, run = tmp_path / "wg", tmp_path / "run"
+    old = parse_key_output(enroll(wg_node, kd).stdout).public_key
+    old_private = (kd / "wg0.key").read_text()
+    r = wg_node.run(rotate_script("wg0", old, key_dir=str(kd), run_dir=str(run)))
+    assert r.exit_status == 0, r.stderr
+    report = parse_key_output(r.stdout)
+    assert report.status == "rotated"
+    assert report.public_key == public_of(kd / "wg0.key") != old
+    assert mode(kd / "wg0.key") == 0o600
+    assert sorted(os.listdir(kd)) == ["wg0.key"], "no copy of the old key, no temporary file"
+    assert (kd / "wg0.key").read_text() not in r.stdout + r.stderr
+    assert old_private not in r.stdout + r.stderr
+    assert (run / "wgmesh-wg0.lock").exists(), "the lock apply takes"
+
+
+@pytest.mark.parametrize(
+    ("setup", "exit_status", "message"),
+    [
+        ("absent", keys.NOT_ENROLLED_EXIT, "no key file"),
+        ("other", keys.MISMATCH_EXIT, "not the"),
+        ("garbage", keys.NOT_ENROLLED_EXIT, "does not hold a WireGuard private key"),
+    ],
+)
+def test_rotate_refuses(wg_node: Stubs, tmp_path: Path, setup: str, exit_status: int, message: str) -> None:
+    wg_node.host("flock")
+    kd, run = tmp_path / "wg", tmp_path / "run"
+    kd.mkdir()
+    if setup == "other":
+        enroll(wg_node, kd)
+    if setup == "garbage":
+        (kd / "wg0.key").write_text("x\n")
+    before = (kd / "wg0.key").read_bytes() if (kd / "wg0.key").exists() else None
+    r = wg_node.run(rotate_script("wg0", pubkey(1), key_dir=str(kd), run_dir=str(run)))
+    assert r.exit_status == exit_status
+    assert message in r.stderr
+    assert ((kd / "wg0.key").read_bytes() if (kd / "wg0.key").exists() else None) == before
+
+
+def test_rotate_waits_for_the_apply_lock(wg_node: Stubs, tmp_path: Path) -> None:
+    wg_node.host("flock")
+    kd, run = tmp_path / "wg", tmp_path / "run"
+    run.mkdir()
+    old = parse_key_output(enroll(wg_node, kd).stdout).public_key
+    holder = subprocess.Popen(["flock", str(run / "wgmesh-wg0.lock"), "sleep", "10"], start_new_session=True)
+    try:
+        for _ in range(100):
+            if subprocess.run(["flock", "-n", str(run / "wgmesh-wg0.lock"), "true"], check=False).returncode:
+                break
+            time.sleep(0.05)
+        r = wg_node.run(rotate_script("wg0", old, key_dir=str(kd), run_dir=str(run), lock_timeout=1))
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert r.exit_status == keys.LOCK_EXIT
+    assert "holds" in r.stderr
+    assert public_of(kd / "wg0.key") == old
+
+
+def test_rotate_without_flock_changes_nothing(wg_node: Stubs, tmp_path: Path) -> None:
+    kd = tmp_path / "wg"
+    old = parse_key_output(enroll(wg_node, kd).stdout).public_key
+    r = wg_node.run(rotate_script("wg0", old, key_dir=str(kd), run_dir=str(tmp_path / "run")))
+    assert r.exit_status == 69 and "flock is not installed" in r.stderr
+    assert public_of(kd / "wg0.key") == old
+
+
+def test_rotate_script_refuses_a_bad_expected_key() -> None:
+    with pytest.raises(ValueError):
+        rotate_script("wg0", "$(reboot)")
+
+
+# ------------------------------------------------------------------------------------------ the report
+
+
+@pytest.mark.parametrize(
+    ("stdout", "want"),
+    [
+        (f"noise\n{MARK}key created {pubkey(1)} 600\n", KeyReport("created", pubkey(1), "600")),
+        (f"{MARK}key rotated {pubkey(2)}\n", KeyReport("rotated", pubkey(2), None)),
+        (f"{MARK}key existing {pubkey(3)} 640\n", KeyReport("existing", pubkey(3), "640")),
+        (f"{MARK}other\n{MARK}key existing {pubkey(3)} 640\n", KeyReport("existing", pubkey(3), "640")),
+        (f"{MARK}key created nope 600\n", ValueError),
+        (f"{MARK}key stolen {pubkey(1)}\n", ValueError),
+        (f"@@wgmesh-key:created {pubkey(1)} 600\n", ValueError),
+        ("", ValueError),
+    ],
+)
+def test_parse_key_output(stdout: str, want: object) -> None:
+    if want is ValueError:
+        with pytest.raises(ValueError):
+            parse_key_output(stdout)
+    else:
+        assert parse_key_output(stdout) == want

@@ -1,0 +1,277 @@
+"""remote/probe.py: scripts/probe.sh and scripts/status.sh run on stub nodes (dash and busybox; fake `ping` and
+`ip`, no packet is sent), and the parsers over ping output captured on lab hosts (tests/fixtures/check, from the
+4-node lab that `meshes.four()` mirrors)."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from meshes import four
+from remote.stubs import FAKE_IP, FAKE_PING, Stubs
+
+from wgmesh.core import checks
+from wgmesh.core.checks import Probe, Target, targets
+from wgmesh.remote import probe
+from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
+from wgmesh.remote.read import parse_read_output
+from wgmesh.remote.transport import CommandResult
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "check"
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False) -> Target:
+    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer)
+
+
+# ---------------------------------------------------------------------------------------------- the script
+
+
+def probe_node(node: Stubs) -> Stubs:
+    """Fake `ping` and `ip` (behaviour from FAKE_* variables); FAKE_LOG lists every ping."""
+    node.stub("ping", FAKE_PING)
+    node.stub("ip", FAKE_IP)
+    return node
+
+
+def run_probes(node: Stubs, script: str, **env: str) -> CommandResult:
+    return node.run(script, env={"FAKE_LOG": str(node.root / "pings.log"), **env})
+
+
+def test_script_runs_probes_in_parallel_retries_silence_and_cleans_up(node: Stubs) -> None:
+    probe_node(node)
+    mesh = four()
+    ts = targets(mesh.node("aws"), mesh.nodes)
+    got = run_probes(node, probe_script(ts), FAKE_BARRIER=str(len(ts)), FAKE_DOWN="10.0.0.3",
+                     FAKE_FLAKY="192.168.30.1", FAKE_ERROR="192.168.40.1")
+    assert got.exit_status == 0, got.stderr
+    log = (node.root / "pings.log").read_text().split()
+    retries = ["10.0.0.3"] * (checks.ATTEMPTS - 1) + ["192.168.30.1"] * 2
+    assert sorted(log) == sorted([str(x.address) for x in ts] + retries)
+    probes = parse_probe_output("aws", ts, got.stdout, "wg0")
+    assert [(p.target.address.exploded, p.ok, p.attempts, p.error) for p in probes] == [
+        ("10.0.0.2", True, 1, None),
+        ("192.168.20.1", True, 1, None),
+        ("10.0.0.3", False, checks.ATTEMPTS, "no reply"),
+        ("192.168.30.1", True, 3, None),  # no reply twice, then an answer
+        ("10.0.0.4", True, 1, None),
+        ("192.168.40.1", False, 1, "sendmsg: Required key not available"),  # an error is not retried
+    ]
+    assert [p.rtt_ms for p in probes if p.ok] == [0.5] * 4
+    leftovers = [p.name for p in node.root.iterdir() if p.name not in ("bin", "base") and
+                 not p.name.startswith("pings.log")]
+    assert leftovers == [], "the script leaves its temporary folder behind"
+
+
+def test_script_pings_once_per_attempt_with_the_family_and_wait(node: Stubs) -> None:
+    probe_node(node)
+    args = node.root / "args.log"
+    node.stub("ping", f'echo "$*" >> {args}\n' + FAKE_PING.removeprefix("#!/bin/sh\n"))
+    ts = (t("b", "10.0.0.2"), t("b", "fd00::2"))
+    got = run_probes(node, probe_script(ts))
+    assert got.exit_status == 0, got.stderr
+    assert sorted(args.read_text().splitlines()) == [
+        f"-4 -c 1 -W {checks.PING_WAIT} -n 10.0.0.2", f"-6 -c 1 -W {checks.PING_WAIT} -n fd00::2"]
+    assert [p.device for p in parse_probe_output("a", ts, got.stdout, "wg0")] == ["wg0", "wg0"]
+
+
+def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start(node: Stubs) -> None:
+    """Two first packets at once make two handshakes at once, and both can be lost for 5 s."""
+    probe_node(node)
+    slept = node.root / "sleep.log"
+    node.stub("sleep", f'echo "$1" >> {slept}\n')
+    ts = (t("a", "10.0.0.1", after_peer=True), t("c", "10.0.0.3"))
+    got = run_probes(node, probe_script(ts))
+    assert slept.read_text().split() == [str(checks.HEAD_START)]
+    assert all(p.ok for p in parse_probe_output("b", ts, got.stdout, "wg0"))
+
+
+def test_script_reports_probes_leaving_by_another_device(node: Stubs) -> None:
+    probe_node(node)
+    ts = (t("b", "10.0.0.2"),)
+    probes = parse_probe_output("a", ts, run_probes(node, probe_script(ts), FAKE_DEV="eth0").stdout, "wg0")
+    assert probes == (Probe("a", ts[0], False, 0.5, "answered through eth0, not wg0", 1, "eth0"),)
+
+
+def test_a_node_without_ping_or_ip(node: Stubs) -> None:
+    ts = (t("b", "10.0.0.2"),)
+    got = run_probes(node, probe_script(ts))
+    assert got.exit_status == 0
+    with pytest.raises(CheckParseError, match="no ping command on the node"):
+        parse_probe_output("a", ts, got.stdout, "wg0")
+    node.stub("ping", FAKE_PING)  # ping but no ip: the route is unknown, the answer still counts
+    (p,) = parse_probe_output("a", ts, run_probes(node, probe_script(ts)).stdout, "wg0")
+    assert (p.ok, p.device) == (True, None)
+
+
+def test_no_targets(node: Stubs) -> None:
+    probe_node(node)
+    got = run_probes(node, probe_script(()))
+    assert got.exit_status == 0 and parse_probe_output("a", (), got.stdout, "wg0") == ()
+
+
+def test_output_of_a_node_without_ping() -> None:
+    with pytest.raises(CheckParseError, match="no ping command on the node"):
+        parse_probe_output("a", (t("b", "10.0.0.2"),), "@@wgmesh:check 1\n@@wgmesh:noping\n@@wgmesh:end\n", "wg0")
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def test_status_script_prints_the_clock_then_the_read(node: Stubs) -> None:
+    got = node.run(probe.status_script("wg0"))
+    assert got.exit_status == 0, got.stderr
+    assert abs(parse_clock(got.stdout) - time.time()) < 5  # type: ignore[operator]
+    state = parse_read_output("wg0", got.stdout)
+    assert not state.interface_exists and "wg" in state.missing  # a bare node
+
+
+def test_parse_clock() -> None:
+    assert parse_clock("@@wgmesh:clock\n1700000000\n@@wgmesh:v1\n") == 1_700_000_000
+    assert parse_clock("@@wgmesh:clock\nMon Jan\n") is None
+    assert parse_clock("@@wgmesh:v1\n") is None
+    assert parse_clock("@@wgmesh:clock") is None
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+FOUR = four()
+AWS_TARGETS = targets(FOUR.node("aws"), FOUR.nodes)
+GCP_TARGETS = targets(FOUR.node("gcp"), FOUR.nodes)
+GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00::1"))
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "ts", "expected"),
+    [
+        (
+            "aws_mixed.txt",  # the mesh, an address no peer routes, addresses with no route at all
+            "aws",
+            AWS_TARGETS + GHOSTS,
+            [
+                (True, 0.481, None, 1, "wg0"),
+                (True, 0.558, None, 1, "wg0"),
+                (True, 1.20, None, 1, "wg0"),
+                (True, 0.624, None, 1, "wg0"),
+                (True, 0.796, None, 1, "wg0"),
+                (True, 0.547, None, 1, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
+                (False, None, "connect: Network is unreachable", 1, None),
+                (False, None, "connect: Network is unreachable", 1, None),
+            ],
+        ),
+        (
+            "aws_after_apply.txt",  # aliyun (behind NAT) answers once its handshake is through, 5 s after apply
+            "aws",
+            AWS_TARGETS,
+            [
+                (True, 0.889, None, 1, "wg0"),
+                (True, 6.49, None, 1, "wg0"),
+                (True, 1.91, None, 1, "wg0"),
+                (True, 3.32, None, 1, "wg0"),
+                (True, 509.0, None, 5, "wg0"),
+                (True, 508.0, None, 5, "wg0"),
+            ],
+        ),
+        (
+            "aws_gcp_down.txt",
+            "aws",
+            AWS_TARGETS,
+            [
+                (True, 4.76, None, 1, "wg0"),
+                (True, 0.332, None, 1, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
+                (False, None, "no reply", 8, "wg0"),
+                (True, 0.439, None, 1, "wg0"),
+                (True, 0.434, None, 1, "wg0"),
+            ],
+        ),
+        ("gcp_wg0_down.txt", "gcp", GCP_TARGETS, [(False, None, "connect: Network is unreachable", 1, None)] * 6),
+        (
+            "aws_underlay.txt",
+            "aws",
+            (t("gcp", "10.250.21.13"), t("ghost", "10.250.21.200")),
+            [
+                (False, 0.075, "answered through eth0, not wg0", 1, "eth0"),
+                # the last attempts waited long enough for the neighbour lookup to fail
+                (False, None, "routed through eth0, not wg0 (destination host unreachable (from 10.250.21.11))",
+                 8, "eth0"),
+            ],
+        ),
+    ],
+)
+def test_parse_captured_probe_output(
+    name: str, source: str, ts: tuple[Target, ...], expected: list[tuple[object, ...]]
+) -> None:
+    probes = parse_probe_output(source, ts, fixture(name), "wg0")
+    assert [p.target for p in probes] == list(ts)
+    assert all(p.source == source for p in probes)
+    assert [(p.ok, p.rtt_ms, p.error, p.attempts, p.device) for p in probes] == expected
+
+
+def test_reason_names_who_said_the_host_is_unreachable() -> None:
+    out = fixture("ping_host_unreachable.txt")
+    p = probe_result("aws", t("x", "10.250.21.200"), (1, 1), "", out, "wg0")
+    assert p.error == "destination host unreachable (from 10.250.21.11)"
+
+
+@pytest.mark.parametrize(
+    ("result", "route", "output", "expected"),
+    [
+        (None, "", "", (False, None, "the probe did not finish", 0, None)),
+        ((2, 1), "", "", (False, None, "ping exited with status 2", 1, None)),
+        ((1, 8), "RTNETLINK answers: Network is unreachable", "", (False, None, "no reply", 8, None)),
+        ((2, 1), "10.0.0.2 dev wg0 src 10.0.0.1 uid 0 \\    cache",
+         "ping: unknown host\nping: sendto: Operation not permitted\n",
+         (False, None, "sendto: Operation not permitted", 1, "wg0")),
+        ((0, 2), "10.0.0.2 via 10.0.0.9 dev wg1 src 10.0.0.1", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms",
+         (False, 3.5, "answered through wg1, not wg0", 2, "wg1")),
+        ((0, 1), "sh: 1: ip: not found", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms", (True, 3.5, None, 1, None)),
+    ],
+)
+def test_probe_results(
+    result: tuple[int, int] | None, route: str, output: str, expected: tuple[object, ...]
+) -> None:
+    p = probe_result("a", t("b", "10.0.0.2"), result, route, output, "wg0")
+    assert (p.ok, p.rtt_ms, p.error, p.attempts, p.device) == expected
+
+
+def test_a_probe_whose_block_is_missing_or_cut_did_not_finish() -> None:
+    text = fixture("aws_gcp_down.txt")
+    cut = text.replace("@@wgmesh:result 0 1\n@@wgmesh:ping 5 192.168.40.1", "@@wgmesh:ping 5 192.168.40.1")
+    assert cut != text
+    gone = text[: text.index("@@wgmesh:ping 5 ")] + "@@wgmesh:end\n"
+    for changed, lost in ((cut, 4), (gone, 5)):
+        probes = parse_probe_output("aws", AWS_TARGETS, changed, "wg0")
+        assert [i for i, p in enumerate(probes) if p.error == "the probe did not finish"] == [lost]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s.replace("@@wgmesh:check 1", "hello"), "missing the check header"),
+        (lambda s: s.replace("@@wgmesh:end", ""), "truncated"),
+        (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 2 10.0.0.9"), "does not match"),
+        (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 9 10.0.0.3"), "does not match"),
+        (lambda s: s.replace("@@wgmesh:result 1 8", "@@wgmesh:result x y"), "malformed result line"),
+        (lambda s: s.replace("@@wgmesh:ping 3 192.168.30.1", "@@wgmesh:ping 2 10.0.0.3"), "reported twice"),
+        (lambda s: s.replace("@@wgmesh:ping 0 10.0.0.2", "@@wgmesh:ping zero"), "malformed probe line"),
+    ],
+)
+def test_parse_rejects_output_it_cannot_trust(mutate: Callable[[str], str], message: str) -> None:
+    text = fixture("aws_gcp_down.txt")
+    parse_probe_output("aws", AWS_TARGETS, text, "wg0")  # the original parses
+    with pytest.raises(CheckParseError, match=message):
+        parse_probe_output("aws", AWS_TARGETS, mutate(text), "wg0")
+
+

@@ -1,0 +1,84 @@
+"""Preflight: what a node lacks for what wgmesh does there, and the package that provides it on the node's OS
+family. Pure. The read script reports the facts (`lacks WHAT` lines, /etc/os-release's ID and ID_LIKE);
+`core.plan.diff_node` turns them into the node's error, so nothing changes on such a node.
+"""
+
+from __future__ import annotations
+
+from wgmesh.core.model import KEY_DIR
+
+# What the read script may report as lacking.
+WG = "wg"
+WG_QUICK = "wg-quick"
+IP = "ip"  # no `ip` at all
+IP_BUSYBOX = "ip-busybox"  # busybox's ip: no JSON output (`ip -j`)
+IP_JSON = "ip-json"  # an ip that cannot print JSON (iproute2 older than 4.14)
+FLOCK = "flock"
+CONF_DIR = "confdir"  # /etc/wireguard is not writable (and cannot be created)
+KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR)
+
+_WHAT = {
+    WG: "wg",
+    WG_QUICK: "wg-quick",
+    IP: "ip",
+    IP_BUSYBOX: "an ip with JSON output, not busybox's",
+    IP_JSON: "an ip with JSON output (`ip -j`), newer than this node's",
+    FLOCK: "flock",
+}
+
+# OS family -> (install command, {what: package}).
+PACKAGES: dict[str, tuple[str, dict[str, str]]] = {
+    "debian": ("apt-get install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
+                                   FLOCK: "util-linux"}),
+    "fedora": ("dnf install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute",
+                               FLOCK: "util-linux"}),
+    "alpine": ("apk add", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2", FLOCK: "flock"}),
+    "arch": ("pacman -S", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
+                           FLOCK: "util-linux"}),
+    "suse": ("zypper install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
+                                FLOCK: "util-linux"}),
+}
+
+# /etc/os-release ID or ID_LIKE word -> family.
+_FAMILY = {
+    "debian": "debian", "ubuntu": "debian", "raspbian": "debian", "linuxmint": "debian", "pop": "debian",
+    "fedora": "fedora", "rhel": "fedora", "centos": "fedora", "rocky": "fedora", "almalinux": "fedora",
+    "ol": "fedora", "amzn": "fedora",
+    "alpine": "alpine",
+    "arch": "arch", "manjaro": "arch",
+    "suse": "suse", "opensuse": "suse", "sles": "suse", "opensuse-leap": "suse", "opensuse-tumbleweed": "suse",
+}
+
+
+def family(os_id: str | None, id_like: tuple[str, ...] = ()) -> str | None:
+    """The OS family of /etc/os-release's ID (or else the first ID_LIKE word we know), or None."""
+    for word in (os_id or "", *id_like):
+        if word.lower() in _FAMILY:
+            return _FAMILY[word.lower()]
+    return None
+
+
+def _package(what: str, fam: str) -> str:
+    return PACKAGES[fam][1][IP if what in (IP_BUSYBOX, IP_JSON) else what]
+
+
+def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | None:
+    """The node's error naming each missing tool and the package that provides it on that family (Debian's
+    names when the family is unknown); None when nothing is missing."""
+    if not missing:
+        return None
+    fam = os_family if os_family in PACKAGES else None
+    by_package: dict[str, list[str]] = {}
+    for what in missing:
+        if what in _WHAT:
+            by_package.setdefault(_package(what, fam or "debian"), []).append(_WHAT[what])
+    problems = []
+    if by_package:
+        lacks = ", ".join(f"{' and '.join(whats)} (package {p})" for p, whats in by_package.items())
+        if fam is None:
+            problems.append(f"this node lacks {lacks}; those are Debian's package names: its OS is not one we know")
+        else:
+            problems.append(f"this node lacks {lacks}; install: {PACKAGES[fam][0]} {' '.join(by_package)}")
+    if CONF_DIR in missing:
+        problems.append(f"{KEY_DIR} is not writable (nor can it be created)")
+    return "preflight: " + "; ".join(problems) + "; wgmesh changes nothing on this node until then"

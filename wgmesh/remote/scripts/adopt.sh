@@ -1,0 +1,53 @@
+# shellcheck shell=sh
+# adopt.sh: `wgmesh import` taking over a running node: make sure KEY holds the key the interface runs with
+# (moving it there from the config or the interface if needed: never through the output), back up the old
+# config without its PrivateKey (once), then write wgmesh's config.
+#
+# Values: IF, KEY (IF.key), CONF (IF.conf), BACKUP (where the old config goes), EXPECT (the interface's
+#         public key), CONF_TEXT (wgmesh's config for the node, without a PrivateKey).
+# Output: `@@wgmesh:adopted kept|config|interface`: where KEY came from.
+# Exit: 3 no wg; 4 KEY holds another key; 5 the private key is nowhere to be found.
+
+adopt_tmp="$KEY.wgmesh-tmp.$$"
+wgm_have wg || wgm_die "wg is not installed on this node: install wireguard-tools" 3
+trap 'rm -f "$adopt_tmp"' EXIT
+
+adopt_same() {
+  [ -s "$1" ] && [ "$(wg pubkey <"$1" 2>/dev/null)" = "$EXPECT" ]
+}
+
+if [ -e "$KEY" ]; then
+  adopt_same "$KEY" || wgm_die "$KEY does not hold the key $IF runs with ($EXPECT): move it away and import again" 4
+  adopt_from=kept
+else
+  adopt_from=
+  if [ -f "$CONF" ]; then
+    # the value of the first PrivateKey line, into a file on the node
+    awk '{
+      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
+      if (k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r]*(#.*)?$/, "", l); print l; exit }
+    }' "$CONF" >"$adopt_tmp"
+    if adopt_same "$adopt_tmp"; then adopt_from=config; fi
+  fi
+  if [ -z "$adopt_from" ]; then
+    wg show "$IF" private-key >"$adopt_tmp" 2>/dev/null || :
+    if adopt_same "$adopt_tmp"; then adopt_from=interface; fi
+  fi
+  [ -n "$adopt_from" ] || wgm_die "cannot find the private key of $IF (public key $EXPECT) in $CONF or the interface" 5
+  chmod 600 "$adopt_tmp"
+  ln "$adopt_tmp" "$KEY"
+  rm -f "$adopt_tmp"
+fi
+
+if [ -f "$CONF" ] && [ ! -e "$BACKUP" ]; then
+  {
+    echo "# The config of $IF before wgmesh import; its PrivateKey is now in $KEY"
+    awk '{
+      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
+      if (k ~ /^privatekey=/) next
+      print
+    }' "$CONF"
+  } | wgm_write "$BACKUP"
+fi
+printf '%s' "$CONF_TEXT" | wgm_write "$CONF"
+wgm_mark adopted "$adopt_from"

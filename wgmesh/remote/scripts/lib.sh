@@ -1,0 +1,82 @@
+# shellcheck shell=sh
+# wgmesh lib.sh: the prelude of every node script.
+#
+# remote/shell.py `script(NAME, **values)` sends, on the standard input of `/bin/sh -s`:
+#   1. the values, as shell-quoted assignments (NAME='value'; names are [A-Z_][A-Z0-9_]*),
+#   2. this file,
+#   3. NAME.sh (a line `# wgmesh-include: OTHER.sh` in it is replaced by OTHER.sh).
+# Plain POSIX sh: it runs under dash and busybox ash (no `local`, arrays, `[[`, pipefail); shellcheck -s sh.
+# The script is read from stdin as it runs: a command that reads stdin must have it redirected.
+#
+# Settings: set -eu; umask 077; LC_ALL=C; PATH gets the sbin folders (wg, wg-quick and ip live there, and a
+# non-login shell of a minimal image leaves them out).
+#
+# Variables this file reads (set them as values):
+#   WGM_LOCK          the lock file of wgm_lock: /run/wireguard/wgmesh-IF.lock (apply, rollback and rotate
+#                     share it; shell.lock_path() is the one definition)
+#   WGM_LOCK_TIMEOUT  seconds wgm_lock waits for it (default 60)
+#
+# Functions (the library's own variables are named wgm_*; scripts use other names):
+#   wgm_mark NAME [ARGS...]  print the marker line `@@wgmesh:NAME ARGS`: the one protocol of every script.
+#                            A section is a marker line and the lines up to the next marker; shell.sections()
+#                            is its one parser.
+#   wgm_die MESSAGE [STATUS] print MESSAGE on stderr and exit STATUS (default 1). The controller shows the
+#                            last line of stderr as the node's error: say what is wrong and what to do.
+#   wgm_have COMMAND         true when COMMAND is on PATH.
+#   wgm_lock                 take $WGM_LOCK on file descriptor 9 (flock), waiting $WGM_LOCK_TIMEOUT seconds;
+#                            exit 75 (EX_TEMPFAIL) when another run holds it, 69 (EX_UNAVAILABLE) when the node
+#                            has no flock. Held until the script exits; a daemon started under the lock must
+#                            not inherit it (`9>&-`).
+#   wgm_write FILE           write stdin to FILE atomically: a temporary file in FILE's folder, mode 600,
+#                            flushed, renamed over FILE. Always feed it explicitly (`... | wgm_write F`, or a
+#                            heredoc): unredirected, it would read the rest of the script.
+#
+# Exit statuses: 75 lock held (LOCK_EXIT), 69 no flock (NO_FLOCK_EXIT); scripts document their own.
+
+set -eu
+umask 077
+LC_ALL=C
+export LC_ALL
+PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export PATH
+
+wgm_mark() {
+  wgm_mark_name=$1
+  shift
+  if [ "$#" -gt 0 ]; then
+    printf '@@wgmesh:%s %s\n' "$wgm_mark_name" "$*"
+  else
+    printf '@@wgmesh:%s\n' "$wgm_mark_name"
+  fi
+}
+
+wgm_die() {
+  printf '%s\n' "$1" >&2
+  exit "${2:-1}"
+}
+
+wgm_have() {
+  command -v "$1" >/dev/null 2>&1
+}
+
+wgm_lock() {
+  wgm_lock_wait=${WGM_LOCK_TIMEOUT:-60}
+  if ! wgm_have flock; then
+    wgm_die "flock is not installed on this node, so wgmesh cannot take its lock $WGM_LOCK: install util-linux (Alpine: flock)" 69
+  fi
+  mkdir -p "${WGM_LOCK%/*}"
+  exec 9>"$WGM_LOCK"
+  if ! flock -w "$wgm_lock_wait" 9; then
+    wgm_die "another wgmesh apply or rotate holds $WGM_LOCK on this node (waited ${wgm_lock_wait}s)" 75
+  fi
+}
+
+wgm_write() {
+  wgm_write_tmp="${1%/*}/.${1##*/}.wgmesh-tmp.$$"
+  if cat >"$wgm_write_tmp" && chmod 600 "$wgm_write_tmp" && { sync "$wgm_write_tmp" 2>/dev/null || :; } &&
+    mv -f "$wgm_write_tmp" "$1"; then
+    return 0
+  fi
+  rm -f "$wgm_write_tmp"
+  return 1
+}

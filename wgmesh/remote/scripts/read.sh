@@ -1,0 +1,129 @@
+# shellcheck shell=sh
+# read.sh: everything `plan` needs from a node, in one round trip; remote/read.py parses it.
+#
+# Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
+#         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
+# Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, systemd,
+#                     resolve NAME (one per name), end.
+# It never fails: what a command cannot do is data. The interface's private key and every preshared key
+# are replaced by awk on the node, before anything is printed; error text of `wg` is kept as it is.
+
+wgm_mark v1
+
+# ------------------------------------------------------------------------------------------ preflight
+# What the node lacks for what wgmesh does there (`lacks WHAT` lines), and its OS (`os ID ID_LIKE...`).
+
+read_os_field() {
+  for read_os_file in /etc/os-release /usr/lib/os-release; do
+    if [ -r "$read_os_file" ]; then
+      sed -n "s/^$1=//p" "$read_os_file" | head -n 1 | tr -cd 'A-Za-z0-9._ -'
+      return 0
+    fi
+  done
+}
+
+wgm_mark preflight
+read_os="$(read_os_field ID) $(read_os_field ID_LIKE)"
+echo "os ${read_os% }"
+for read_tool in wg wg-quick flock; do
+  wgm_have "$read_tool" || echo "lacks $read_tool"
+done
+read_ip=json
+if ! wgm_have ip; then
+  read_ip=ip
+else
+  read_ip_out=$(ip -j link show dev lo 2>&1) || :
+  case $read_ip_out in
+  '['*) ;;
+  *BusyBox*) read_ip=ip-busybox ;;
+  *)
+    case $(readlink -f "$(command -v ip)" 2>/dev/null) in
+    */busybox*) read_ip=ip-busybox ;;
+    *) read_ip=ip-json ;;
+    esac
+    ;;
+  esac
+fi
+[ "$read_ip" = json ] || echo "lacks $read_ip"
+if [ -d "$KEY_DIR" ]; then
+  [ -w "$KEY_DIR" ] || echo "lacks confdir"
+else
+  [ -w "${KEY_DIR%/*}/" ] || echo "lacks confdir"
+fi
+
+# ------------------------------------------------------------------------------------------ WireGuard
+# Field 1 of the interface line is the private key; field 2 of a peer line is its preshared key.
+
+wgm_mark wg
+{
+  wg show "$IF" dump 2>/dev/null || {
+    wgm_mark wgerror
+    wg show "$IF" public-key 2>&1 >/dev/null | head -n 1
+  }
+} | awk -F '\t' '
+  BEGIN { OFS = "\t" }
+  /^@@wgmesh:wgerror/ { err = 1 }
+  err { print; next }
+  NR == 1 { $1 = "(hidden)"; print; next }
+  { if ($2 != "(none)") $2 = "(hidden)"; print }
+'
+
+# ------------------------------------------------------------------------------------------ ip
+# Printed only by an `ip` that speaks JSON: anything else would be read as "no interface".
+
+for read_section in link addr route4 route6; do
+  wgm_mark "$read_section"
+  [ "$read_ip" = json ] || continue
+  case $read_section in
+  link) ip -j link show dev "$IF" 2>/dev/null || : ;;
+  addr) ip -j addr show dev "$IF" 2>/dev/null || : ;;
+  route4) ip -j -4 route show table main dev "$IF" 2>/dev/null || : ;;
+  route6) ip -j -6 route show table main dev "$IF" 2>/dev/null || : ;;
+  esac
+done
+
+# ------------------------------------------------------------------------------------------ files
+
+wgm_mark keyfile
+if [ -f "$KEY" ]; then
+  echo present
+  wg pubkey <"$KEY" 2>/dev/null || :
+else
+  echo absent
+fi
+
+wgm_mark conf
+if [ -f "$CONF" ]; then
+  echo present
+  { sha256sum <"$CONF" 2>/dev/null || :; } | cut -d ' ' -f 1
+else
+  echo absent
+fi
+
+wgm_mark systemd
+if wgm_have systemctl && [ -d /run/systemd/system ]; then
+  systemctl is-enabled "wg-quick@$IF" 2>/dev/null || :
+else
+  echo no-systemd
+fi
+
+# ------------------------------------------------------------------------------------------ names
+# In parallel; each lookup prints its whole block with one printf (one small write: no interleaving).
+
+if [ -n "${HOSTS:-}" ]; then
+  if wgm_have timeout; then read_timeout='timeout 5'; else read_timeout=; fi
+  while IFS= read -r read_host; do
+    [ -n "$read_host" ] || continue
+    (
+      # shellcheck disable=SC2086 # $read_timeout is empty or two words
+      read_addrs=$($read_timeout getent ahosts "$read_host" 2>/dev/null) || :
+      printf '%s\n%s\n' "$(wgm_mark resolve "$read_host")" "$read_addrs"
+    ) &
+  done <<EOF
+$HOSTS
+EOF
+  wait
+fi
+
+wgm_mark end
+exit 0
