@@ -108,7 +108,7 @@ def meshconf_csv(path: Path, n: int, privates: list[str]) -> None:
 OURS = """
 import sys, time
 from pathlib import Path
-from wgmesh.config import load
+from wgmesh.meshfile import load
 from wgmesh.core.render import render_all
 mesh, _ = load(sys.argv[1])
 out = Path(sys.argv[2])

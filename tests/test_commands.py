@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from wgmesh.cli.app import app
-from wgmesh.config import load
+from wgmesh.cli.app import app, main
 from wgmesh.core import render as render_mod
+from wgmesh.meshfile import load
+from wgmesh.views.env import Environment
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example"
 
@@ -75,3 +78,55 @@ def test_init_scaffolds_a_valid_repo_and_refuses_to_overwrite(tmp_path: Path) ->
     code, _, err = _run("init", str(target))
     assert code == 1 and "already exists; use --force" in err
     assert _run("init", str(target), "--force")[0] == 0
+
+
+# ------------------------------------------------------------------------------------------------ --json, Environment
+
+
+def _main(*args: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The real entry point with an injected Environment: no process stream or variable is read."""
+    env = Environment(io.StringIO(), io.StringIO(), environ=environ or {})
+    code = main(list(args), env)
+    return code, env.stdout.getvalue(), env.stderr.getvalue()  # type: ignore[attr-defined]
+
+
+def test_main_takes_the_mesh_file_from_the_injected_environment(repo: Path) -> None:
+    code, out, err = _main("validate", environ={"WGMESH_FILE": str(repo / "mesh.yaml")})
+    assert code == 0 and "4 node(s), 4 enrolled" in out, err
+    code, _, err = _main("validate", environ={})
+    assert code == 1 and "mesh.yaml" in err
+
+
+def test_validate_json(repo: Path) -> None:
+    code, out, _ = _main("validate", "--json", "-f", str(repo / "mesh.yaml"))
+    doc = json.loads(out)
+    assert code == 0 and (doc["format_version"], doc["type"], doc["valid"]) == ("1", "validate", True)
+    assert doc["mesh"]["nodes"] == 4 and doc["errors"] == []
+    bad = repo / "bad.yaml"
+    bad.write_text((repo / "mesh.yaml").read_text().replace("address: 10.0.0.1", "address: 10.0.0.300", 1))
+    code, out, err = _main("validate", "--json", "-f", str(bad))
+    doc = json.loads(out)
+    assert code == 1 and doc["valid"] is False and doc["errors"][0]["line"] > 0
+    assert "bad.yaml:" in err and "nothing was changed" in err
+
+
+def test_render_json(repo: Path, tmp_path: Path) -> None:
+    code, out, _ = _main("render", "aws", "--json", "-f", str(repo / "mesh.yaml"))
+    mesh, _ = load(repo / "mesh.yaml")
+    assert code == 0
+    assert json.loads(out) == {"format_version": "1", "type": "render", "node": "aws",
+                               "config": render_mod.render_node(mesh, "aws"), "path": None}
+    code, out, _ = _main("render", "--all", "--out", str(tmp_path / "o"), "--json", "-f", str(repo / "mesh.yaml"))
+    assert code == 0 and [n["node"] for n in json.loads(out)["nodes"]] == ["aws", "azure", "gcp", "aliyun"]
+
+
+def test_init_json(tmp_path: Path) -> None:
+    code, out, _ = _main("init", str(tmp_path / "m"), "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["type"] == "init" and str(tmp_path / "m" / "mesh.yaml") in doc["created"]
+
+
+def test_every_reporting_command_has_json() -> None:
+    for cmd in ("plan", "apply", "check", "status", "enroll", "rotate", "import", "validate", "render", "init"):
+        r = CliRunner().invoke(app, [cmd, "--help"])
+        assert r.exit_code == 0 and "--json" in r.output, cmd

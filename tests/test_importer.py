@@ -1,5 +1,6 @@
-"""import: wg-quick parsing, the node-side secret filter and key move (run for real on temporary folders),
-the pure conversion live state -> mesh.yaml entries, and the command through a fake transport."""
+"""import: targets, the pure conversion live state -> mesh.yaml entries, and the command through a fake
+transport. The wg-quick parser and the node scripts (secret filter, key move) are tested in
+tests/remote/test_adopt.py."""
 
 from __future__ import annotations
 
@@ -7,19 +8,15 @@ import base64
 import dataclasses
 import io
 import ipaddress
-import json
-import os
-import shutil
-import stat
-import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import fakes
 import pytest
 from meshes import converged, four, pubkey
 from nacl.public import PrivateKey
 
-from wgmesh import config
+from wgmesh import meshfile
 from wgmesh.commands import importing as importer
 from wgmesh.commands.common import ExitStatus, Failure
 from wgmesh.core.adopt import Context, NodeRead, Target
@@ -27,22 +24,15 @@ from wgmesh.core.model import Mesh, Node
 from wgmesh.core.render import render_node
 from wgmesh.core.state import LivePeer, LiveState, normalized
 from wgmesh.remote import adopt as remote_adopt
-from wgmesh.remote import read as live_mod
+from wgmesh.remote.shell import MARK
 from wgmesh.remote.transport import CommandResult
 from wgmesh.views.env import Environment
-
-needs_wg = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)")
 
 
 def keypair(seed: int) -> tuple[str, str]:
     """A throwaway (private, public) pair, as `wg genkey`/`wg pubkey` would give."""
     sk = PrivateKey(bytes([seed]) * 32)
     return base64.b64encode(bytes(sk)).decode(), base64.b64encode(bytes(sk.public_key)).decode()
-
-
-def sh(script: str) -> CommandResult:
-    r = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, timeout=30)
-    return CommandResult(r.returncode, r.stdout, r.stderr)
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -87,173 +77,6 @@ def test_parse_endpoint_override() -> None:
         importer.parse_endpoint_override("a=vpn.example.com")
 
 
-# ------------------------------------------------------------------------------------------ wg-quick configs
-
-CLASSIC = """\
-[Interface]
-# node a
-Address = 10.0.0.1/24, fd00::1/64
-address = 10.0.1.1/24
-ListenPort = 51821
-PrivateKey = {priv}
-MTU = 1380
-DNS = 1.1.1.1
-SaveConfig = true
-PostUp = iptables -A FORWARD -i %i -j ACCEPT # allow
-PostUp = wg set %i private-key /etc/wireguard/private.key
-PostDown = iptables -D FORWARD -i %i -j ACCEPT
-
-[Peer]
-PublicKey = {pub_b}
-PresharedKey = {psk}
-AllowedIPs = 10.0.0.2/32
-AllowedIPs = 192.168.20.0/24
-Endpoint = b.example.com:51820
-PersistentKeepalive = 25
-
-[peer]
-publickey={pub_c}
-allowedips=10.0.0.3/32
-persistentkeepalive = off
-
-[Peer]
-AllowedIPs = 10.0.0.9/32
-"""
-
-
-def classic() -> tuple[str, dict[str, str]]:
-    priv, _ = keypair(1)
-    psk, _ = keypair(9)
-    values = {"priv": priv, "psk": psk, "pub_b": keypair(2)[1], "pub_c": keypair(3)[1]}
-    return CLASSIC.format(**values), values
-
-
-def test_parse_wg_quick() -> None:
-    text, v = classic()
-    got = remote_adopt.parse_wg_quick(text)
-    assert got == remote_adopt.WgQuick(
-        addresses=("10.0.0.1/24", "fd00::1/64", "10.0.1.1/24"),
-        listen_port=51821,
-        mtu=1380,
-        post_up=("iptables -A FORWARD -i %i -j ACCEPT", "wg set %i private-key /etc/wireguard/private.key"),
-        post_down=("iptables -D FORWARD -i %i -j ACCEPT",),
-        ignored=("DNS", "SaveConfig"),
-        peers=(
-            remote_adopt.QuickPeer(v["pub_b"], "b.example.com:51820", ("10.0.0.2/32", "192.168.20.0/24"), 25),
-            remote_adopt.QuickPeer(v["pub_c"], None, ("10.0.0.3/32",), 0),
-        ),
-    )
-    assert v["priv"] not in repr(got) and v["psk"] not in repr(got)
-
-
-def test_the_node_side_filter_removes_every_secret(tmp_path: Path) -> None:
-    text, v = classic()
-    priv2, _ = keypair(5)
-    text += f"  privatekey={priv2}\n[Interface]\nPostUp = echo {priv2} > /tmp/x\n@@wgmesh:end\n"
-    (tmp_path / "wgt0.conf").write_text(text)
-    r = sh(importer.import_script("wgt0", key_dir=str(tmp_path)))
-    assert r.exit_status == 0, r.stderr
-    for secret in (v["priv"], v["psk"], priv2):
-        assert secret not in r.stdout
-    assert "privatekey" not in r.stdout.lower() and "presharedkey" not in r.stdout.lower()
-    assert v["pub_b"] in r.stdout and v["pub_c"] in r.stdout
-    assert f"PostUp = echo {remote_adopt.REDACTED} > /tmp/x" in r.stdout
-    live, conf = importer.parse_import_output("wgt0", r.stdout)
-    assert live.interface_exists is False
-    assert conf is not None and conf.listen_port == 51821
-    assert conf.post_up[-1] == f"echo {remote_adopt.REDACTED} > /tmp/x"
-
-
-def test_import_output_without_a_config(tmp_path: Path) -> None:
-    r = sh(importer.import_script("wgt0", key_dir=str(tmp_path)))
-    live, conf = importer.parse_import_output("wgt0", r.stdout)
-    assert conf is None and live.interface_exists is False
-
-
-@pytest.mark.parametrize("bad", ["", "@@wgmesh-import:conf\nmaybe\n@@wgmesh-import:done\n", "hello\n"])
-def test_import_output_garbled(bad: str) -> None:
-    with pytest.raises(live_mod.ParseError):
-        importer.parse_import_output("wg0", bad)
-
-
-# ------------------------------------------------------------------------------------------ moving the key
-
-
-@needs_wg
-class TestAdopt:
-    CONF = "# new config\n[Interface]\nListenPort = 51820\n"
-
-    def make(self, tmp_path: Path, conf: str | None) -> Path:
-        d = tmp_path / "wg"
-        d.mkdir(mode=0o700)
-        if conf is not None:
-            (d / "wg0.conf").write_text(conf)
-        return d
-
-    def test_moves_the_key_from_the_config(self, tmp_path: Path) -> None:
-        priv, pub = keypair(1)
-        old = f"[Interface]\nAddress = 10.0.0.1/24\n  PrivateKey = {priv}  # inline\n[Peer]\nPublicKey = {pubkey(2)}\n"
-        d = self.make(tmp_path, old)
-        r = sh(importer.adopt_script("wg0", pub, self.CONF, key_dir=str(d)))
-        assert r.exit_status == 0, r.stderr
-        assert importer.parse_adopt_output(r.stdout) == "config"
-        assert (d / "wg0.key").read_text() == priv + "\n"
-        assert stat.S_IMODE((d / "wg0.key").stat().st_mode) == 0o600
-        assert (d / "wg0.conf").read_text() == self.CONF
-        assert stat.S_IMODE((d / "wg0.conf").stat().st_mode) == 0o600
-        backup = (d / "wg0.conf.wgmesh-import").read_text()
-        assert priv not in backup
-        assert backup.splitlines()[1:] == [ln for ln in old.splitlines() if "PrivateKey" not in ln]
-        assert sorted(os.listdir(d)) == ["wg0.conf", "wg0.conf.wgmesh-import", "wg0.key"]
-        assert priv not in r.stdout + r.stderr
-
-    def test_keeps_a_matching_key_file_and_the_first_backup(self, tmp_path: Path) -> None:
-        priv, pub = keypair(1)
-        d = self.make(tmp_path, "[Interface]\nPostUp = wg set %i private-key /etc/wireguard/%i.key\n")
-        (d / "wg0.key").write_text(priv + "\n")
-        (d / "wg0.conf.wgmesh-import").write_text("first backup\n")
-        r = sh(importer.adopt_script("wg0", pub, self.CONF, key_dir=str(d)))
-        assert r.exit_status == 0, r.stderr
-        assert importer.parse_adopt_output(r.stdout) == "kept"
-        assert (d / "wg0.conf.wgmesh-import").read_text() == "first backup\n"
-        assert (d / "wg0.conf").read_text() == self.CONF
-
-    def test_refuses_a_key_file_with_another_key(self, tmp_path: Path) -> None:
-        priv, _ = keypair(1)
-        _, other_pub = keypair(2)
-        d = self.make(tmp_path, "[Interface]\n")
-        (d / "wg0.key").write_text(priv + "\n")
-        r = sh(importer.adopt_script("wg0", other_pub, self.CONF, key_dir=str(d)))
-        assert r.exit_status == 4
-        assert "does not hold the key" in r.stderr
-        assert (d / "wg0.conf").read_text() == "[Interface]\n"
-
-    def test_refuses_when_the_key_is_nowhere(self, tmp_path: Path) -> None:
-        priv, _ = keypair(1)
-        _, other_pub = keypair(2)
-        old = f"[Interface]\nPrivateKey = {priv}\n"
-        d = self.make(tmp_path, None)
-        (d / "wgmnone0.conf").write_text(old)  # no such interface here: the fallback finds nothing either
-        r = sh(importer.adopt_script("wgmnone0", other_pub, self.CONF, key_dir=str(d)))
-        assert r.exit_status == 5
-        assert "cannot find the private key" in r.stderr
-        assert sorted(os.listdir(d)) == ["wgmnone0.conf"]
-        assert (d / "wgmnone0.conf").read_text() == old
-        assert priv not in r.stdout + r.stderr
-
-    def test_builder_refuses_bad_input(self) -> None:
-        with pytest.raises(ValueError):
-            importer.adopt_script("wg0", "nope", self.CONF)
-        with pytest.raises(ValueError):
-            importer.adopt_script("wg0", pubkey(1), "x\n__WGMESH_CONF__\ny\n")
-
-
-def test_parse_adopt_output() -> None:
-    assert importer.parse_adopt_output(f"{remote_adopt.MARK}key interface\n") == "interface"
-    with pytest.raises(ValueError):
-        importer.parse_adopt_output("")
-
-
 # ------------------------------------------------------------------------------------------ the pure core
 
 
@@ -275,7 +98,7 @@ CTX = Context("wg0", (ipaddress.ip_network("10.0.0.0/24"),))
 def imported(reads: Mapping[str, NodeRead], ctx: Context = CTX, base: str = BASE,
              endpoints: Mapping[str, str] | None = None) -> tuple[Mesh, list[str]]:
     entries, warnings = importer.build_entries(reads, ctx, endpoints)
-    mesh, _ = config.loads(importer.entries_text(base, entries), Path("mesh.yaml"))
+    mesh, _ = meshfile.loads(importer.entries_text(base, entries), Path("mesh.yaml"))
     return mesh, warnings
 
 
@@ -427,35 +250,8 @@ def test_derive_networks(addresses: list[str], want: list[str] | str) -> None:
 
 def read_output(state: LiveState, conf: str | None) -> str:
     """What `import_script` prints on a node in `state` (the inverse of the parsers, for the fake)."""
-    out = [f"{remote_adopt.MARK}conf", "present" if conf is not None else "absent"]
-    if conf is not None:
-        out += conf.splitlines()
-    out += [f"{remote_adopt.MARK}done", "@@wgmesh:v1", "@@wgmesh:wg"]
-    if state.interface_exists:
-        out.append("\t".join(["(hidden)", state.public_key or "(none)", str(state.listen_port or 0), "off"]))
-        for p in state.peers.values():
-            out.append("\t".join([
-                p.public_key, "(hidden)" if p.has_preshared_key else "(none)", p.endpoint or "(none)",
-                ",".join(str(n) for n in p.allowed_ips) or "(none)", str(p.latest_handshake), str(p.rx_bytes),
-                str(p.tx_bytes), str(p.persistent_keepalive or "off"),
-            ]))
-    iface = state.interface
-    link = [{"ifname": iface, "flags": ["UP"] if state.link_up else []}] if state.interface_exists else []
-    addr = [{**link[0], "mtu": state.mtu, "addr_info": [
-        {"family": "inet" if a.version == 4 else "inet6", "local": str(a.ip), "prefixlen": a.network.prefixlen,
-         "scope": "global"} for a in state.addresses]}] if link else []
-    out += ["@@wgmesh:link", json.dumps(link), "@@wgmesh:addr", json.dumps(addr)]
-    for v in (4, 6):
-        out += [f"@@wgmesh:route{v}", json.dumps([{"dst": str(r), "scope": "link"}
-                                                  for r in state.routes if r.version == v])]
-    out += ["@@wgmesh:keyfile"] + (["present", state.key_file_public_key or ""] if state.key_file_exists
-                                   else ["absent"])
-    out += ["@@wgmesh:conf"] + (["present", state.config_sha256 or ""] if state.config_exists else ["absent"])
-    out += ["@@wgmesh:systemd", "no-systemd"]
-    for host, addrs in state.resolved.items():
-        out += [f"@@wgmesh:resolve {host}"] + [f"{a}  STREAM {host}" for a in sorted(addrs)]
-    out += ["@@wgmesh:end"]
-    return "\n".join(out) + "\n"
+    head = [f"{MARK}wgquick", "present" if conf is not None else "absent", *(conf or "").splitlines()]
+    return "\n".join(head) + "\n" + fakes.read_output(state)
 
 
 def test_read_output_helper_round_trips() -> None:
@@ -483,17 +279,19 @@ class FakeNodes:
         return {n.name: "cannot connect: Connection refused" for n in self.connected if n.name in self.down}
 
     def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
-        if script.startswith(f"echo '{remote_adopt.MARK}conf'"):
+        kind = fakes.script_kind(script)
+        if kind == "import":
             state, conf = self.reads[node]
             return CommandResult(0, read_output(state, conf), "")
-        if script.startswith("LC_ALL=C"):  # a plain read (resolving endpoint names)
+        if kind == "read":  # a plain read (resolving endpoint names)
             state, _ = self.reads[node]
-            return CommandResult(0, read_output(state, None).split(f"{remote_adopt.MARK}done\n")[1], "")
-        assert "PrivateKey" not in script.split("__WGMESH_CONF__")[1]
+            return CommandResult(0, fakes.read_output(state), "")
+        assert kind == "adopt"
+        assert "PrivateKey" not in fakes.script_values(script)["CONF_TEXT"]
         self.adopted[node] = script
         if node in self.fail_adopt:
             return CommandResult(5, "", "cannot find the private key of wg0\n")
-        return CommandResult(0, f"{remote_adopt.MARK}key config\n", "")
+        return CommandResult(0, f"{MARK}adopted config\n", "")
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         return {n: self.run(n, s) for n, s in scripts.items()}
@@ -533,14 +331,14 @@ def test_import_creates_mesh_yaml(tmp_path: Path) -> None:
     e = env()
     opts = importer.ImportOptions(f, TARGETS, identity_file="~/.ssh/id_ed25519")
     assert importer.run_import(opts, e, lambda o, p: fake) == ExitStatus.OK
-    got, _ = config.load(f)
+    got, _ = meshfile.load(f)
     assert (got.name, got.interface, [str(n) for n in got.networks]) == ("repo", "wg0", ["10.0.0.0/24"])
     same_nodes([dataclasses.replace(n, ssh=mesh.node(n.name).ssh) for n in got.nodes], mesh.nodes)
     assert (got.node("gcp").ssh.user, got.node("gcp").ssh.port) == ("admin", 2222)
     assert got.node("aws").ssh.identity_file == Path.home() / ".ssh/id_ed25519"
     assert [n.ssh.known_hosts for n in fake.connected] == [f.parent / "known_hosts"] * 4
     for name, script in fake.adopted.items():
-        assert f"<<'__WGMESH_CONF__'\n{render_node(got, name)}__WGMESH_CONF__\n" in script
+        assert fakes.script_values(script)["CONF_TEXT"] == render_node(got, name)
         assert f"EXPECT={got.node(name).public_key}" in script
     text = out(e)
     assert "  + node aliyun: 10.0.0.4, subnets 192.168.40.0/24, ssh root@192.0.2.4" in text
@@ -561,7 +359,7 @@ def test_import_into_an_existing_mesh_yaml(tmp_path: Path) -> None:
     assert importer.run_import(importer.ImportOptions(f, targets), env(), lambda o, p: FakeNodes(reads)) == 0
     text = f.read_text()
     assert text.startswith(original)
-    got, _ = config.load(f)
+    got, _ = meshfile.load(f)
     assert got.node_names == ("old", "aws", "azure", "gcp", "aliyun")
     assert [got.node(n).ssh.user for n in ("aws", "azure", "gcp")] == ["ops", "ops", "root"]
     assert "user" not in text.split("  azure:")[1].split("  gcp:")[0]
@@ -584,7 +382,7 @@ def test_a_node_that_fails_to_adopt_is_left_out(tmp_path: Path) -> None:
     e = env()
     with pytest.raises(Failure, match=r"import failed on 1 node\(s\): gcp$"):
         importer.run_import(importer.ImportOptions(f, TARGETS), e, lambda o, p: fake)
-    assert config.load(f)[0].node_names == ("aws", "azure", "aliyun")
+    assert meshfile.load(f)[0].node_names == ("aws", "azure", "aliyun")
     assert "gcp: cannot find the private key of wg0" in out(e)
 
 
@@ -641,7 +439,7 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "mesh.yaml"
     r = CliRunner().invoke(app, ["import", *TARGETS, "-f", str(f), "--name", "hand", "--network", "10.0.0.0/24"])
     assert r.exit_code == 0, r.output
-    assert config.load(f)[0].name == "hand"
+    assert meshfile.load(f)[0].name == "hand"
     r = CliRunner().invoke(app, ["import", "x=h", "-f", str(f), "--name", "again"])
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
@@ -664,5 +462,5 @@ def test_a_missing_interface_is_named_before_networks_are_guessed(tmp_path: Path
                             lambda o, p: FakeNodes(reads))
     opts = importer.ImportOptions(f, (TARGETS[0], TARGETS[1]), networks=("10.0.0.0/24",))
     assert importer.run_import(opts, env(), lambda o, p: FakeNodes(reads)) == ExitStatus.OK
-    got, _ = config.load(f)
+    got, _ = meshfile.load(f)
     assert [str(n) for n in got.networks] == ["10.0.0.0/24"]

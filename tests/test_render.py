@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wgmesh.config import load, loads
 from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
 from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node
+from wgmesh.meshfile import load, loads
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example" / "mesh.yaml"
 KA = "76g31p64QmeSkdVYkRCDqqshYcBF71jU5GtKfq2gmWU="

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from wgmesh import config, scaffold
+from wgmesh import meshfile, scaffold
 from wgmesh.scaffold import WORKFLOW_PATH, init_repo, workflow_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def test_init_creates_a_valid_repo(tmp_path: Path) -> None:
         "known_hosts",
         "mesh.yaml",
     ]
-    mesh, warnings = config.load(repo / "mesh.yaml")
+    mesh, warnings = meshfile.load(repo / "mesh.yaml")
     assert warnings == [] and mesh.nodes == ()
     assert mesh.name == "my-mesh"
     assert (repo / "known_hosts").read_text() == ""
@@ -41,12 +41,12 @@ def test_uncommenting_the_example_node_gives_a_precise_error(tmp_path: Path) -> 
         for line in text.splitlines()
     ]
     (tmp_path / "mesh.yaml").write_text("\n".join(lines) + "\n")
-    with pytest.raises(config.MeshError) as info:
-        config.load(tmp_path / "mesh.yaml")
+    with pytest.raises(meshfile.MeshError) as info:
+        meshfile.load(tmp_path / "mesh.yaml")
     assert [d.path for d in info.value.errors] == ["nodes.aws.public_key"]
     without_key = [line for line in lines if "public_key:" not in line]
     (tmp_path / "mesh.yaml").write_text("\n".join(without_key) + "\n")
-    mesh, _ = config.load(tmp_path / "mesh.yaml")
+    mesh, _ = meshfile.load(tmp_path / "mesh.yaml")
     assert mesh.node("aws").post_up == ("sysctl -w net.ipv4.ip_forward=1",)
 
 
@@ -59,7 +59,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert (tmp_path / "mesh.yaml").read_text() == "mine\n"
     assert not (tmp_path / "known_hosts").exists()  # nothing written when refusing
     init_repo(tmp_path, force=True)
-    config.load(tmp_path / "mesh.yaml")
+    meshfile.load(tmp_path / "mesh.yaml")
 
 
 def test_example_workflow_is_the_template_itself() -> None:

@@ -17,8 +17,8 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from wgmesh import config
 from wgmesh import lab as labmod
+from wgmesh import meshfile
 from wgmesh.commands import importing as importer
 from wgmesh.commands import keys
 from wgmesh.commands.common import ConnectOptions, ssh_transport
@@ -316,7 +316,7 @@ def test_import_of_hand_configured_hosts(lab: LabFactory, recorded: list[Recorde
     specs = [f"{h.name}=root@{h.ip}" for h in made.hosts]
     output = in_process(made, "import", *specs)
 
-    mesh, _ = config.load(made.mesh_path)
+    mesh, _ = meshfile.load(made.mesh_path)
     assert mesh.node_names == tuple(names)
     new_lines = iter(made.mesh_path.read_text().splitlines())
     assert all(line in new_lines for line in skeleton.splitlines()), "import only adds lines"

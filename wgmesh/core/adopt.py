@@ -10,8 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wgmesh import config
-from wgmesh.core.model import KEY_DIR, IPInterface, IPNetwork, Mesh
+from wgmesh.core.model import (
+    DEFAULT_LISTEN_PORT,
+    KEY_DIR,
+    IPInterface,
+    IPNetwork,
+    Mesh,
+    parse_endpoint,
+    parse_ssh_target,
+)
 from wgmesh.core.plan import Action, config_digest, diff_node
 from wgmesh.core.render import KEY_POST_UP, render_node
 from wgmesh.core.state import REDACTED, LiveState, WgQuick
@@ -37,28 +44,11 @@ def parse_target(text: str) -> Target:
         raise ValueError(f"{text!r}: write NAME=[USER@]HOST[:PORT], e.g. aws=root@203.0.113.10")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise ValueError(f"{text!r}: invalid node name {name!r} (letters, digits, '_', '.', '-')")
-    user: str | None = None
-    if "@" in rest:
-        user, _, rest = rest.rpartition("@")
-        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
-            raise ValueError(f"{text!r}: invalid user name {user!r}")
-    port: int | None = None
-    host = rest
-    if rest.startswith("["):
-        m = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?", rest)
-        if m is None:
-            raise ValueError(f"{text!r}: write an IPv6 host as [2001:db8::1] or [2001:db8::1]:22")
-        host, port = m.group(1), int(m.group(2)) if m.group(2) else None
-    elif rest.count(":") == 1:
-        host, _, port_text = rest.partition(":")
-        if not port_text.isdigit():
-            raise ValueError(f"{text!r}: the SSH port after ':' must be a number")
-        port = int(port_text)
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: the SSH port must be from 1 to 65535")
-    if not host or host.startswith("-") or re.search(r"[\s/]", host):
-        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
-    return Target(name, host, user, port)
+    try:
+        t = parse_ssh_target(rest)
+    except ValueError as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    return Target(name, t.host, t.user, t.port)
 
 
 def parse_endpoint_override(text: str) -> tuple[str, str]:
@@ -66,7 +56,7 @@ def parse_endpoint_override(text: str) -> tuple[str, str]:
     if not sep or not name or not endpoint:
         raise ValueError(f"--endpoint {text!r}: write NAME=HOST:PORT, e.g. aws=vpn.example.com:51820")
     try:
-        config.parse_endpoint(endpoint)
+        parse_endpoint(endpoint)
     except ValueError as e:
         raise ValueError(f"--endpoint {text!r}: {e}") from None
     return name, endpoint
@@ -85,7 +75,7 @@ class Context:
 
     interface: str
     networks: tuple[IPNetwork, ...]
-    listen_port: int = config.DEFAULT_LISTEN_PORT
+    listen_port: int = DEFAULT_LISTEN_PORT
     existing_keys: Mapping[str, str] = field(default_factory=dict)  # public key -> node name
     existing_names: frozenset[str] = frozenset()
     ssh_user: str = "root"
@@ -232,7 +222,7 @@ def _entry(
             warnings.append(f"{name}: its peers' configs give different endpoints; using {endpoint}")
     if endpoint is not None:
         try:
-            config.parse_endpoint(endpoint)
+            parse_endpoint(endpoint)
             fields["endpoint"] = endpoint
         except ValueError as e:
             warnings.append(f"{name}: endpoint {endpoint!r} is not usable ({e}); none imported")

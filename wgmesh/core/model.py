@@ -1,12 +1,16 @@
-"""The desired mesh as plain, frozen data. No I/O here.
+"""The desired mesh as plain, frozen data, and the pure parsers of its values. No I/O here.
 
-`config.load()` builds a `Mesh` from mesh.yaml after validation; everything downstream
-(render, plan, apply) reads only these types.
+`wgmesh.meshfile.load()` builds a `Mesh` from mesh.yaml after validation; everything downstream
+(render, plan, apply) reads only these types. The grammars of keys, endpoints and `[user@]host[:port]`
+live here so that meshfile (which adds `mesh.yaml:LINE:COL`) and the command line share one of each.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +18,162 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
-KEY_DIR = "/etc/wireguard"
+# Node-side paths (scripts get them as values: remote/shell.py node_paths, lock_path)
+KEY_DIR = "/etc/wireguard"  # IF.key, IF.conf
+RUN_DIR = "/run/wireguard"  # the lock and apply's runtime files (a tmpfs; wireguard-go's sockets live here too)
+
+DEFAULT_LISTEN_PORT = 51820
+DEFAULT_KEEPALIVE = 25
+DEFAULT_INTERFACE = "wg0"
+DEFAULT_KNOWN_HOSTS = "known_hosts"
+DEFAULT_SSH_PORT = 22
+DEFAULT_SSH_USER = "root"
+
+USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Value grammars (each raises ValueError with a message that says what to write instead)
+
+
+def validate_key(text: str) -> bool:
+    """A WireGuard key: 32 bytes in canonical base64 (44 characters ending in one '=')."""
+    if not isinstance(text, str) or len(text) != 44:
+        return False
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+    return len(raw) == 32 and base64.b64encode(raw).decode("ascii") == text
+
+
+def is_ip(text: str, version: int) -> bool:
+    """`text` is an IP address of that version, without a %scope."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return addr.version == version and "%" not in text
+
+
+def is_hostname(text: str) -> bool:
+    """A DNS name: labels of letters, digits, '-' (and '_'), no empty label, at most 253 characters."""
+    return bool(_HOSTNAME_RE.fullmatch(text))
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """`host:port` or `[v6]:port`; raises ValueError with a message saying what to write instead."""
+    host, port_text = _endpoint_v6(text) if text.startswith("[") else _endpoint_host(text)
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError("the port must be from 1 to 65535")
+    return Endpoint(host, port)
+
+
+def _endpoint_v6(text: str) -> tuple[str, str]:
+    m = re.fullmatch(r"\[([^\]]*)\]:(\d{1,5})", text)
+    if m is None:
+        raise ValueError("write an IPv6 endpoint as [2001:db8::1]:51820")
+    if not is_ip(m.group(1), 6):
+        raise ValueError("the part in brackets must be an IPv6 address, e.g. [2001:db8::1]:51820")
+    return m.group(1), m.group(2)
+
+
+def _endpoint_host(text: str) -> tuple[str, str]:
+    if ":" not in text:
+        example = text if is_hostname(text) or is_ip(text, 4) else "vpn.example.com"
+        raise ValueError(f"missing port: write host:port, e.g. {example}:51820")
+    host, _, port_text = text.rpartition(":")
+    if ":" in host:
+        raise ValueError("put an IPv6 address in brackets: [2001:db8::1]:51820")
+    if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError("the port after ':' must be a number from 1 to 65535")
+    if re.fullmatch(r"[0-9.]+", host):
+        if not is_ip(host, 4):
+            raise ValueError("not a valid IPv4 address before ':'")
+    elif not is_hostname(host):
+        raise ValueError("the host must be a DNS name or an IP address, e.g. vpn.example.com:51820")
+    return host, port_text
+
+
+def parse_host(text: str) -> str:
+    """An SSH host: a DNS name or an IP literal (IPv6 without brackets, an optional %scope). Returns it."""
+    if not text:
+        raise ValueError("empty host: write a host name or IP address, e.g. 203.0.113.10")
+    if text.startswith("-") or re.search(r"\s", text) or not text.isprintable():
+        raise ValueError("not a host name or IP: write one without spaces and not starting with '-', e.g. 203.0.113.10")
+    if text.startswith("[") and text.endswith("]"):
+        raise ValueError(f"write the IPv6 address without brackets: {text[1:-1]}")
+    if ":" in text:
+        address, percent, scope = text.partition("%")
+        if is_ip(address, 6) and (not percent or _SCOPE_RE.fullmatch(scope)):
+            return text
+        raise ValueError("not an IPv6 address: write e.g. 2001:db8::10 (a port goes in ssh.port)")
+    if re.fullmatch(r"[0-9.]+", text):
+        if is_ip(text, 4):
+            return text
+        raise ValueError("not a valid IPv4 address: write e.g. 203.0.113.10")
+    if ".." in text or text.startswith("."):
+        raise ValueError("empty label between dots: write a host name like node1.example.com")
+    if not is_hostname(text):
+        raise ValueError(
+            "not a host name or IP address: use letters, digits, '-' and dots, e.g. node1.example.com"
+        )
+    return text
+
+
+def _parse_port(text: str) -> int:
+    if not text:
+        raise ValueError("empty port after ':': write the SSH port, e.g. :22, or leave out the ':'")
+    if not text.isascii() or not text.isdigit():
+        raise ValueError("the SSH port after ':' must be a number from 1 to 65535")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError("the SSH port must be from 1 to 65535")
+    return port
+
+
+def _split_user(text: str) -> tuple[str | None, str]:
+    if "@" not in text:
+        return None, text
+    user, _, rest = text.rpartition("@")
+    if not user:
+        raise ValueError("empty user before '@': write user@host, or leave out the '@'")
+    if not USER_RE.fullmatch(user):
+        raise ValueError(f"invalid user name {user!r}: use lowercase letters, digits, '_', '.', '-'")
+    return user, rest
+
+
+def _split_port(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\](?::(.*))?", text)
+        if m is None or ":" not in m.group(1):
+            raise ValueError("write an IPv6 host as [2001:db8::1] or [2001:db8::1]:22")
+        return m.group(1), None if m.group(2) is None else _parse_port(m.group(2))
+    if text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        return host, _parse_port(port_text)
+    return text, None  # a name, an IPv4 address, or a bare IPv6 address (no port)
+
+
+def parse_ssh_target(text: str) -> SshTarget:
+    """`[user@]host[:port]`, `[user@][v6]:port` or `[user@]v6`; raises ValueError saying what to write."""
+    if not text:
+        raise ValueError("empty: write [user@]host[:port], e.g. admin@bastion.example.com:22")
+    if re.search(r"\s", text):
+        raise ValueError("must be [user@]host[:port] without spaces, e.g. admin@bastion.example.com:22")
+    user, rest = _split_user(text)
+    host, port = _split_port(rest)
+    if not host:
+        raise ValueError("empty host: write [user@]host[:port], e.g. admin@bastion.example.com:22")
+    return SshTarget(user, parse_host(host), port)
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
 
 
 @dataclass(frozen=True)
@@ -37,15 +196,51 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class SshTarget:
+    """`[user@]host[:port]`, parsed: a jump host (ssh.proxy_jump) or an `import` target.
+
+    None means "not given". In a loaded Mesh, `Ssh.proxy_jump` has both filled in (the node's user, port 22).
+    """
+
+    user: str | None
+    host: str
+    port: int | None = None
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{user}{host}{port}"
+
+
+@dataclass(frozen=True)
 class Ssh:
     """How the controller reaches a node. Paths are already resolved against mesh.yaml's folder."""
 
     host: str
-    port: int = 22
-    user: str = "root"
-    known_hosts: Path = Path("known_hosts")
+    port: int = DEFAULT_SSH_PORT
+    user: str = DEFAULT_SSH_USER
+    known_hosts: Path = Path(DEFAULT_KNOWN_HOSTS)
     identity_file: Path | None = None
-    proxy_jump: str | None = None
+    proxy_jump: SshTarget | None = None
+    sudo: bool | None = None  # None: use sudo when the user is not root
+
+    @property
+    def use_sudo(self) -> bool:
+        """Wrap node commands in `sudo -n`: as set by ssh.sudo, else whenever the user is not root."""
+        return self.sudo if self.sudo is not None else self.user != "root"
+
+
+@dataclass(frozen=True)
+class SshDefaults:
+    """The mesh-wide `ssh:` section, resolved (for commands that reach hosts that are not nodes yet)."""
+
+    port: int = DEFAULT_SSH_PORT
+    user: str = DEFAULT_SSH_USER
+    known_hosts: Path = Path(DEFAULT_KNOWN_HOSTS)
+    identity_file: Path | None = None
+    proxy_jump: SshTarget | None = None  # as written: user and port may be None
+    sudo: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +267,9 @@ class Node:
     endpoint: Endpoint | None
     ssh: Ssh
     subnets: tuple[Subnet, ...] = ()
-    listen_port: int = 51820
+    listen_port: int = DEFAULT_LISTEN_PORT
     mtu: int | None = None
-    persistent_keepalive: int = 25
+    persistent_keepalive: int = DEFAULT_KEEPALIVE
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     decommission: bool = False
@@ -97,10 +292,11 @@ class Mesh:
     interface: str
     networks: tuple[IPNetwork, ...]
     nodes: tuple[Node, ...]
-    listen_port: int = 51820
-    persistent_keepalive: int = 25
+    listen_port: int = DEFAULT_LISTEN_PORT
+    persistent_keepalive: int = DEFAULT_KEEPALIVE
     mtu: int | None = None
     path: Path = Path("mesh.yaml")
+    ssh: SshDefaults = field(default=SshDefaults(), compare=False)
     # line numbers of nodes in mesh.yaml, for messages about a node (name -> line)
     node_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.nodeos import preflight_error
 from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render, wanted_routes
-from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 from wgmesh.core.state import LivePeer, LiveState
+from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 
 
 class Action(StrEnum):
@@ -261,6 +262,9 @@ def _nets_sorted(items: Iterable[IPNetwork]) -> list[IPNetwork]:
 
 def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None) -> NodePlan:
     """The plan for one node that was read successfully."""
+    preflight = preflight_error(live.missing, live.os_family)
+    if preflight:  # the node lacks a tool wgmesh needs there: nothing changes on it
+        return NodePlan(node.name, error=preflight, fingerprint=fingerprint)
     names = {n.public_key: n.name for n in mesh.nodes if n.public_key}
     iface = mesh.interface
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wgmesh.core.model import IPInterface, IPNetwork
@@ -55,6 +55,16 @@ class LiveState:
     # preflight (core/nodeos.py): what the node lacks for what wgmesh does there, and its OS family
     missing: tuple[str, ...] = ()
     os_family: str | None = None
+    # routing (subnets): IP forwarding per IP version as the kernel has it now ({4: True, 6: False}; a version
+    # the node did not report is absent), whether the node has iptables (the tool of wgmesh's rules), whether
+    # wgmesh's FORWARD accept rules for IF (in and out, comment `wgmesh:IF`) are in place, and the subnets
+    # that have wgmesh's MASQUERADE rule for IF
+    forwarding: Mapping[int, bool] = field(default_factory=dict)
+    has_iptables: bool | None = None
+    forward_rules: bool = False
+    masquerade: frozenset[IPNetwork] = frozenset()
+    # IF.conf as it is on the node, every PrivateKey and PresharedKey value redacted on the node (None: no file)
+    config_text: str | None = None
 
 
 def normalized(state: LiveState) -> dict[str, Any]:
@@ -85,6 +95,10 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "config_sha256": state.config_sha256,
         "resolved": {h: sorted(a) for h, a in sorted(state.resolved.items())},
         "wg_quick_unit_enabled": state.wg_quick_unit_enabled,
+        "forwarding": {str(v): on for v, on in sorted(state.forwarding.items())},
+        "has_iptables": state.has_iptables,
+        "forward_rules": state.forward_rules,
+        "masquerade": sorted(str(n) for n in state.masquerade),
     }
 
 

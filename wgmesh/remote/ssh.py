@@ -1,26 +1,41 @@
 """The transport: one paramiko connection per node, opened in parallel, host keys pinned.
 
-Scripts are sent on the standard input of `/bin/sh -s`, never on the command line: nothing from
-mesh.yaml reaches a remote shell except as a quoted word inside a script built from validated values,
-and large configs are not limited by the remote ARG_MAX.
+Every node command goes through `SshTransport.run`: the command line is `transport.node_command(ssh)`
+(`/bin/sh -s`, or `sudo -n /bin/sh -s` for a non-root user) and the script goes on its standard input, never
+on the command line: nothing from mesh.yaml reaches a remote shell except as a quoted word inside a script built
+from validated values, nothing secret shows in `ps`, and large configs are not limited by the remote ARG_MAX.
+
+What `run` guarantees, for every command:
+- a deadline: past it the channel is closed and the node's error names it;
+- an output cap (stdout and stderr together): past it the channel is closed, memory stays bounded;
+- the script really ran: its first line prints READY_MARK. Without it, what the node said instead is turned
+  into the reason and the fix: sudo wanting a password, a forced command refusing the login (cloud-init's
+  "Please login as the user ..."), no sudo on the node.
+
+known_hosts files are read once per run (per transport), whatever the number of connections.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import re
 import select
+import socket
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wgmesh.core.model import Node, Ssh
-from wgmesh.remote.transport import CommandResult, SshError
+from wgmesh.remote.transport import DEFAULT_COMMAND_TIMEOUT, CommandResult, SshError, node_command
 
 if TYPE_CHECKING:
     import paramiko
@@ -28,6 +43,18 @@ if TYPE_CHECKING:
 DEFAULT_PARALLELISM = 10
 DEFAULT_TIMEOUT = 10.0
 EOF_GRACE = 2.0
+OUTPUT_CAP = 16 * 1024 * 1024  # stdout + stderr of one command
+KEEPALIVE = 5  # seconds between SSH keepalives on an idle connection
+DROP_TIMEOUT = 20  # seconds of unacknowledged data (keepalives included) after which the kernel drops the socket
+BANNER_WAIT = 3.0  # output that is not our shell's, and no sign of it this long after: a forced command answered
+KNOWN_HOSTS_MAX = 64 * 1024 * 1024
+
+READY_MARK = "@@wgmesh:ready"
+_READY_LINE = f"echo '{READY_MARK}'\n"
+_READY_BYTES = (READY_MARK + "\n").encode()
+_PRE_MAX = 64 * 1024  # output before READY_MARK (a chatty .bashrc) that we wait through
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+")
+_SUGGESTED_USER = re.compile(r"""log\s*in\s+as\s+(?:the\s+user\s+)?["'`]?([a-z_][a-z0-9_.-]{0,31})\b""", re.I)
 
 
 def _paramiko():  # type: ignore[no-untyped-def]
@@ -50,21 +77,84 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def one_line(text: str, limit: int = 200) -> str:
+    """Text from a node, safe to show: control characters gone, one line, at most `limit` characters."""
+    s = " ".join(_CONTROL.sub(" ", text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
 def _known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def _parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
-    user, _, rest = spec.rpartition("@")
-    host, port = rest, 22
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":"):
-            port = int(tail[1:])
-    elif rest.count(":") == 1:
-        host, p = rest.split(":")
-        port = int(p)
-    return user or default_user, host, port
+# ------------------------------------------------------------------------------------ known_hosts
+
+
+@dataclass
+class _Pins:
+    """One known_hosts file, indexed: plain names map to their keys in file order; hashed names are few."""
+
+    plain: dict[str, list[paramiko.PKey]] = field(default_factory=dict)
+    hashed: list[tuple[str, paramiko.PKey]] = field(default_factory=list)
+
+    def add(self, name: str, key: paramiko.PKey) -> None:
+        if name.startswith("|1|"):
+            self.hashed.append((name, key))
+        else:
+            self.plain.setdefault(name, []).append(key)
+
+    def keys_for(self, name: str) -> list[paramiko.PKey]:
+        """The pinned keys of `name`, the first one of each type (as paramiko's own lookup picks)."""
+        found = list(self.plain.get(name, ()))
+        if self.hashed:
+            from paramiko.hostkeys import HostKeys
+
+            found += [k for h, k in self.hashed if HostKeys.hash_host(name, h) == h]
+        out: dict[str, paramiko.PKey] = {}
+        for k in found:
+            out.setdefault(k.get_name(), k)
+        return list(out.values())
+
+
+def _load_known_hosts(path: Path) -> _Pins:
+    """Read and index one known_hosts file. Errors name the file and the line, never the line's text."""
+    from paramiko.hostkeys import HostKeyEntry
+
+    pins = _Pins()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return pins  # nothing pinned yet: every host is unknown
+    except OSError as e:
+        raise SshError(f"cannot read known_hosts {path}: {e.strerror or type(e).__name__}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SshError(f"cannot read known_hosts {path}: not a regular file")
+    try:
+        with path.open("rb") as f:
+            data = f.read(KNOWN_HOSTS_MAX + 1)
+    except OSError as e:
+        raise SshError(f"cannot read known_hosts {path}: {e.strerror or type(e).__name__}") from None
+    if len(data) > KNOWN_HOSTS_MAX:
+        raise SshError(f"cannot read known_hosts {path}: larger than {KNOWN_HOSTS_MAX >> 20} MiB")
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode().strip()
+        except UnicodeDecodeError:
+            raise SshError(f"cannot read known_hosts {path}: line {lineno} is not UTF-8 text") from None
+        if not line or line.startswith(("#", "@")):  # comments; @cert-authority/@revoked: not supported
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, lineno)
+        except Exception:  # invalid base64 or key data: paramiko's messages quote the line
+            raise SshError(f"cannot read known_hosts {path}: line {lineno} is not a valid known_hosts entry") from None
+        if entry is None:  # too few fields or a key type paramiko does not know: skipped, as paramiko does
+            continue
+        for name in entry.hostnames:
+            pins.add(name, entry.key)
+    return pins
+
+
+# ------------------------------------------------------------------------------------ the transport
 
 
 class SshTransport:
@@ -73,6 +163,7 @@ class SshTransport:
         *,
         parallelism: int = DEFAULT_PARALLELISM,
         timeout: float = DEFAULT_TIMEOUT,
+        command_timeout: float | None = None,
         accept_new_host_keys: bool = False,
         identity_override: str | None = None,
         on_progress: Callable[[str, str], None] | None = None,
@@ -80,15 +171,18 @@ class SshTransport:
     ) -> None:
         self.parallelism = max(1, parallelism)
         self.timeout = timeout
+        self.command_timeout = command_timeout  # --command-timeout: replaces every caller's deadline
         self.accept_new = accept_new_host_keys
-        self.identity_override = identity_override if identity_override is not None else os.environ.get(
-            "WGMESH_SSH_IDENTITY"
+        self.identity_override = (
+            identity_override if identity_override is not None else os.environ.get("WGMESH_SSH_IDENTITY")
         )
         self.on_progress = on_progress or (lambda node, status: None)
         self.on_host_key_added = on_host_key_added or (lambda line: None)
         self._clients: dict[str, paramiko.SSHClient] = {}
+        self._ssh: dict[str, Ssh] = {}
         self._extra: list[paramiko.SSHClient] = []
         self._known_hosts_lock = threading.Lock()
+        self._known_hosts: dict[Path, _Pins | SshError] = {}
 
     # -------------------------------------------------------------------------------- connecting
 
@@ -96,14 +190,20 @@ class SshTransport:
         nodes = list(nodes)
         errors: dict[str, str] = {}
         _paramiko()  # once, before the threads
+        for n in nodes:
+            self._ssh[n.name] = n.ssh
         with ThreadPoolExecutor(max_workers=min(self.parallelism, max(1, len(nodes)))) as pool:
-            futures = {n.name: pool.submit(self._connect_with_retry, n) for n in nodes}
-            for name, fut in futures.items():
+            futures = {n.name: (n, pool.submit(self._connect_with_retry, n)) for n in nodes}
+            for name, (n, fut) in futures.items():
                 try:
                     self._clients[name] = fut.result()
                     self.on_progress(name, "connected")
                 except SshError as e:
                     errors[name] = str(e)
+                    self.on_progress(name, "failed")
+                except Exception as e:  # a bug or an unforeseen failure: this node's error, never the run's
+                    where = f"{n.ssh.user}@{n.ssh.host}:{n.ssh.port}"
+                    errors[name] = f"cannot connect to {where}: {type(e).__name__}: {one_line(str(e))}"
                     self.on_progress(name, "failed")
         return errors
 
@@ -120,38 +220,56 @@ class SshTransport:
                 return self._connect(node.ssh)
             raise
 
-    def _client(self, known_hosts: Path) -> paramiko.SSHClient:
+    def _pins(self, known_hosts: Path) -> _Pins:
+        """The known_hosts file, read on first use and kept for the run (a failure too)."""
+        with self._known_hosts_lock:
+            pins = self._known_hosts.get(known_hosts)
+            if pins is None:
+                try:
+                    pins = _load_known_hosts(known_hosts)
+                except SshError as e:
+                    pins = e
+                self._known_hosts[known_hosts] = pins
+        if isinstance(pins, SshError):
+            raise SshError(str(pins))
+        return pins
+
+    def _client(self, ssh: Ssh) -> paramiko.SSHClient:
         paramiko = _paramiko()
 
+        pins = self._pins(ssh.known_hosts)
+        name = _known_hosts_name(ssh.host, ssh.port)
         client = paramiko.SSHClient()
-        if known_hosts.exists():
-            try:
-                client.load_host_keys(str(known_hosts))
-            except (OSError, paramiko.SSHException) as e:
-                raise SshError(f"cannot read known_hosts {known_hosts}: {e}") from None
-        client.set_missing_host_key_policy(_PinnedPolicy(self, known_hosts))
+        with self._known_hosts_lock:
+            keys = pins.keys_for(name)
+        for key in keys:  # only this host's pins: no reload, no scan of the whole file per connection
+            client.get_host_keys().add(name, key.get_name(), key)
+        client.set_missing_host_key_policy(_PinnedPolicy(self, ssh.known_hosts))
         return client
 
     def _connect(self, ssh: Ssh, sock: paramiko.Channel | None = None) -> paramiko.SSHClient:
         paramiko = _paramiko()
 
         if ssh.proxy_jump and sock is None:
-            user, host, port = _parse_jump(ssh.proxy_jump, ssh.user)
-            jump = self._connect(Ssh(host=host, port=port, user=user, known_hosts=ssh.known_hosts,
-                                     identity_file=ssh.identity_file))
+            jump_to = ssh.proxy_jump
+            user, host, port = jump_to.user or ssh.user, jump_to.host, jump_to.port or 22
+            jump = self._connect(
+                Ssh(host=host, port=port, user=user, known_hosts=ssh.known_hosts, identity_file=ssh.identity_file)
+            )
             self._extra.append(jump)
             transport = jump.get_transport()
             assert transport is not None
             try:
-                sock = transport.open_channel("direct-tcpip", (ssh.host, ssh.port), ("127.0.0.1", 0),
-                                              timeout=self.timeout)
+                sock = transport.open_channel(
+                    "direct-tcpip", (ssh.host, ssh.port), ("127.0.0.1", 0), timeout=self.timeout
+                )
             except (paramiko.SSHException, OSError) as e:
                 raise SshError(f"proxy jump {host} cannot reach {ssh.host}:{ssh.port}: {e}") from None
 
         identity = self.identity_override or (str(ssh.identity_file) if ssh.identity_file else None)
         if identity and not Path(identity).expanduser().exists():
             raise SshError(f"identity file {identity} does not exist (ssh.identity_file or WGMESH_SSH_IDENTITY)")
-        client = self._client(ssh.known_hosts)
+        client = self._client(ssh)
         where = f"{ssh.user}@{ssh.host}:{ssh.port}"
         try:
             client.connect(
@@ -179,8 +297,7 @@ class SshTransport:
         except paramiko.AuthenticationException as e:
             client.close()
             raise SshError(
-                f"authentication failed for {where} ({e}); check ssh.identity_file, WGMESH_SSH_IDENTITY "
-                f"or ssh-agent"
+                f"authentication failed for {where} ({e}); check ssh.identity_file, WGMESH_SSH_IDENTITY or ssh-agent"
             ) from None
         except TimeoutError:
             client.close()
@@ -191,35 +308,94 @@ class SshTransport:
             err = SshError(f"cannot connect to {where}: {reason}")
             err.retryable = isinstance(e, ConnectionError | paramiko.ssh_exception.NoValidConnectionsError)  # type: ignore[attr-defined]
             raise err from None
+        except BaseException:
+            client.close()
+            raise
+        _watch_connection(client)
         return client
 
     def _remember_host_key(self, known_hosts: Path, hostname: str, key: paramiko.PKey) -> None:
+        paramiko = _paramiko()
+
         line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
         with self._known_hosts_lock:
+            pins = self._known_hosts.get(known_hosts)
+            if isinstance(pins, _Pins):
+                same = [k for k in pins.keys_for(hostname) if k.get_name() == key.get_name()]
+                if same and same[0] == key:
+                    return  # a parallel connection to the same host learned it a moment ago
+                if same:
+                    raise paramiko.BadHostKeyException(hostname, key, same[0])
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with known_hosts.open("a") as f:
-                f.write(line)
+            with known_hosts.open("a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(f.tell() - 1)
+                    if f.read(1) != b"\n":
+                        line = "\n" + line
+                f.write(line.encode())
+            if isinstance(pins, _Pins):
+                pins.add(hostname, key)
         self.on_host_key_added(f"{hostname} {key.get_name()} {fingerprint(key)}")
 
     # -------------------------------------------------------------------------------- running
 
     def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
+        """Run `script` on `node` through `node_command`, within the deadline (--command-timeout replaces
+        the caller's). Raises SshError naming the reason and the fix when the script did not run to the end."""
         paramiko = _paramiko()
 
+        limit = self.command_timeout or timeout or DEFAULT_COMMAND_TIMEOUT
+        deadline = time.monotonic() + limit
         client = self._clients.get(node)
         if client is None:
             raise SshError("not connected")
+        ssh = self._ssh[node]
         transport = client.get_transport()
         if transport is None or not transport.is_active():
             raise SshError("connection lost")
         try:
-            chan = transport.open_session(timeout=self.timeout)
-            chan.exec_command("/bin/sh -s")
-            chan.sendall(script.encode())
-            chan.shutdown_write()
-            return _collect(chan, timeout)
+            chan = transport.open_session(timeout=min(self.timeout, limit))
         except (OSError, EOFError, paramiko.SSHException) as e:
+            raise SshError(f"connection lost: cannot open a session: {e or type(e).__name__}") from None
+        expired = threading.Event()
+
+        def expire() -> None:  # exec_command and a stuck send block in paramiko: closing the channel frees them
+            expired.set()
+            with contextlib.suppress(Exception):  # a dead connection cannot send the close: it is closed anyway
+                chan.close()
+
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            try:
+                chan.exec_command(node_command(ssh))
+            except paramiko.SSHException:
+                if expired.is_set() or not transport.is_active():
+                    raise
+                # The channel closed at once: the node refused the command or answered and hung up (sudo
+                # wanting a password can be that fast); what it sent before tells which.
+            got = _exchange(chan, (_READY_LINE + script).encode(), deadline)
+        except _OverCap:
+            raise SshError(
+                f"output over {OUTPUT_CAP >> 20} MiB (stdout and stderr together): the command was stopped"
+            ) from None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            if expired.is_set() or time.monotonic() >= deadline:
+                raise SshError(_deadline_message(limit)) from None
+            if not transport.is_active():
+                raise SshError(f"connection to {node} lost while the command ran") from None
             raise SshError(f"connection lost: {e or type(e).__name__}") from None
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(Exception):
+                chan.close()
+        if got.timed_out or (expired.is_set() and not got.exited):
+            raise SshError(_deadline_message(limit))
+        if got.exited is False and not got.early and not transport.is_active():
+            raise SshError(f"connection to {node} lost while the command ran")
+        return _outcome(node, ssh, got, lost=not transport.is_active())
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         """Run one script per node in parallel; a failure is returned as its message."""
@@ -229,6 +405,8 @@ class SshTransport:
                 return self.run(name, scripts[name], timeout)
             except SshError as e:
                 return str(e)
+            except Exception as e:  # unforeseen: still this node's error, never the run's
+                return f"the command failed on the controller: {type(e).__name__}: {one_line(str(e))}"
 
         with ThreadPoolExecutor(max_workers=min(self.parallelism, max(1, len(scripts)))) as pool:
             futures = {name: pool.submit(one, name) for name in scripts}
@@ -241,24 +419,108 @@ class SshTransport:
         self._extra.clear()
 
 
-def _collect(chan: paramiko.Channel, timeout: float | None) -> CommandResult:
-    """Read stdout and stderr until the command has exited and the channel reached EOF.
+def _watch_connection(client: paramiko.SSHClient) -> None:
+    """Keepalives on an idle connection, and a kernel that drops the socket when they go unacknowledged for
+    DROP_TIMEOUT: a connection that dies mid-command then ends the command, well within its deadline."""
+    transport = client.get_transport()
+    if transport is None:
+        return
+    transport.set_keepalive(KEEPALIVE)
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT") and sock.family != socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DROP_TIMEOUT * 1000)
+
+
+def _deadline_message(limit: float) -> str:
+    return f"no answer within {limit:g}s (--command-timeout)"
+
+
+class _OverCap(Exception):
+    pass
+
+
+@dataclass
+class _Exchange:
+    """What came back from one command, before it is judged."""
+
+    status: int  # -1: none (yet)
+    exited: bool  # an exit status arrived
+    ready: bool  # our shell printed READY_MARK: the script ran
+    pre: bytes  # stdout before READY_MARK (all of stdout when the script never ran)
+    stdout: bytes
+    stderr: bytes
+    early: bool = False  # stopped early: output that is not our shell's (a forced command)
+    timed_out: bool = False
+
+
+def _exchange(chan: paramiko.Channel, data: bytes, deadline: float) -> _Exchange:
+    """Send `data` as the command's stdin while reading stdout and stderr, until the command has exited and
+    the channel reached EOF, the deadline passes, or the output passes OUTPUT_CAP.
 
     sshd may send the exit status before the last output, so EOF is awaited too; but a daemon started by
     the script could hold the channel open, so after the exit status EOF is awaited for EOF_GRACE only.
+    Sending never blocks: a command that does not read its stdin (a forced command) cannot stall us.
     """
-    out: list[bytes] = []
-    err: list[bytes] = []
-    deadline = None if timeout is None else time.monotonic() + timeout
+    pre = bytearray()
+    out = bytearray()
+    err = bytearray()
+    ready = False
+    total = 0
+    sent = 0
+    writing = True
+    first_output: float | None = None
     exited_at: float | None = None
+    poller = select.poll()  # not select(): a run with hundreds of connections has descriptors past FD_SETSIZE
+    poller.register(chan.fileno(), select.POLLIN)
+
+    def take(chunk: bytes, to: bytearray) -> None:
+        nonlocal total
+        total += len(chunk)
+        if total > OUTPUT_CAP:
+            raise _OverCap
+        to += chunk
 
     def drain() -> None:
+        nonlocal ready, first_output
         while chan.recv_ready():
-            out.append(chan.recv(65536))
+            chunk = chan.recv(65536)
+            if not chunk:
+                break
+            first_output = first_output or time.monotonic()
+            if ready:
+                take(chunk, out)
+                continue
+            take(chunk, pre)
+            i = pre.find(_READY_BYTES)
+            if i >= 0:  # what came before it (a chatty .bashrc, without a newline at its end even) is dropped
+                ready = True
+                out.extend(pre[i + len(_READY_BYTES) :])
+                del pre[i:]
         while chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(65536))
+            chunk = chan.recv_stderr(65536)
+            if not chunk:
+                break
+            first_output = first_output or time.monotonic()
+            take(chunk, err)
+
+    def result(**kw: bool) -> _Exchange:
+        exited = chan.status_event.is_set() and chan.exit_status != -1
+        return _Exchange(chan.exit_status if exited else -1, exited, ready, bytes(pre), bytes(out), bytes(err), **kw)
 
     while True:
+        if writing:
+            try:
+                while sent < len(data) and chan.send_ready() and not chan.closed:
+                    n = chan.send(data[sent : sent + 32768])
+                    if n <= 0:
+                        break
+                    sent += n
+                if sent >= len(data):
+                    chan.shutdown_write()
+                    writing = False
+            except (OSError, EOFError):
+                writing = False  # the remote end stopped reading: what it printed says why
         drain()
         now = time.monotonic()
         if chan.exit_status_ready():
@@ -267,17 +529,67 @@ def _collect(chan: paramiko.Channel, timeout: float | None) -> CommandResult:
             exited_at = exited_at or now
             if now - exited_at > EOF_GRACE:
                 break
-        if deadline is not None and now > deadline:
-            chan.close()
-            raise SshError(f"command timed out after {timeout:g}s")
+        if now > deadline:
+            return result(timed_out=True)
+        if (
+            not ready
+            and first_output is not None
+            and (len(pre) > _PRE_MAX or (now - first_output > BANNER_WAIT and b"sudo" not in err))
+        ):
+            return result(early=True)  # something other than our shell answers, and may sleep before exiting
         if chan.eof_received:
             chan.status_event.wait(0.05)  # only the exit status is still to come
         else:
-            select.select([chan], [], [], 0.05)  # wakes on stdout data and on EOF
+            poller.poll(50)  # wakes on stdout data and on EOF; stderr and the send window by the timeout
     drain()
-    status = chan.recv_exit_status()
-    chan.close()
-    return CommandResult(status, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"))
+    return result()
+
+
+def _outcome(node: str, ssh: Ssh, got: _Exchange, *, lost: bool) -> CommandResult:
+    """The command's result, or the reason the script never ran on the node, with the fix."""
+    if got.ready:
+        if not got.exited and lost:
+            raise SshError(f"connection to {node} lost while the command ran")
+        return CommandResult(got.status, got.stdout.decode(errors="replace"), got.stderr.decode(errors="replace"))
+    err = got.stderr.decode(errors="replace")
+    user = ssh.user
+    if node_command(ssh).startswith("sudo"):
+        if "password is required" in err or "a terminal is required" in err:
+            raise SshError(
+                f"sudo on {node} wants a password for {user}: give {user} passwordless sudo (a sudoers line "
+                f'"{user} ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if {user} already has the rights'
+            )
+        if "must have a tty" in err:
+            raise SshError(
+                f"sudo on {node} refuses to run without a terminal (Defaults requiretty): add a sudoers line "
+                f'"Defaults:{user} !requiretty", or set ssh.sudo: false if {user} already has the rights'
+            )
+        if "not in the sudoers" in err or "not allowed to execute" in err or "may not run sudo" in err:
+            raise SshError(
+                f"sudo on {node} does not let {user} run /bin/sh as root: give {user} passwordless sudo (a sudoers "
+                f'line "{user} ALL=(ALL) NOPASSWD: ALL"), or set ssh.sudo: false if {user} already has the rights'
+            )
+        if got.status == 127 and "sudo" in err:
+            raise SshError(
+                f"sudo is not installed on {node} (needed because ssh.user is {user}): install it, log in as "
+                "root (ssh.user: root), or set ssh.sudo: false if the user already has the rights"
+            )
+    if lost and not got.pre and not err:
+        raise SshError(f"connection to {node} lost while the command ran")
+    said = one_line(got.pre.decode(errors="replace") or err)
+    status = f" (exit status {got.status})" if got.exited else ""
+    m = _SUGGESTED_USER.search(said)
+    suggested = m.group(1) if m and m.group(1).lower() not in ("the", "a", "an", user) else None
+    fix = (
+        f"set ssh.user: {suggested} for this node"
+        if suggested
+        else "set ssh.user to the user this host lets you log in as (e.g. ssh.user: ubuntu)"
+    )
+    answer = f": '{said}'" if said else " without a word"
+    raise SshError(
+        f"the login as {user} on {node} does not run commands (a forced command in authorized_keys?){status}; "
+        f"it answered{answer}; {fix}"
+    )
 
 
 class _UnknownHostKey(Exception):
@@ -294,8 +606,8 @@ class _PinnedPolicy:
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if self.transport.accept_new:
-            client.get_host_keys().add(hostname, key.get_name(), key)
             self.transport._remember_host_key(self.known_hosts, hostname, key)
+            client.get_host_keys().add(hostname, key.get_name(), key)
             return
         raise _UnknownHostKey(
             f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)} is not in "

@@ -1,4 +1,9 @@
-"""What the rest of wgmesh needs from a transport; `remote.ssh.SshTransport` is the real one."""
+"""What the rest of wgmesh needs from a transport; `remote.ssh.SshTransport` is the real one.
+
+Also the two things every node command shares, whatever carries it: the command line that runs a script on a
+node (`node_command`: the script itself always travels on stdin, never on a command line that `ps` shows),
+and the deadline of each kind of command.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from wgmesh.core.model import Node
+from wgmesh.core.checks import ATTEMPTS, HEAD_START, PING_WAIT
+from wgmesh.core.model import Node, Ssh
+
+# Deadlines, in seconds, per kind of node command; `--command-timeout S` replaces all of them.
+READ_TIMEOUT = 30.0  # plan's read, status, import's read: a few quick commands
+APPLY_TIMEOUT = 120.0  # apply, rollback, cleanup, enroll, rotate, import's adopt (they may wait for the node lock)
+DEFAULT_COMMAND_TIMEOUT = APPLY_TIMEOUT  # a caller that names no deadline still gets one
+CHECK_PER_TARGET = 0.5  # check: every probe runs at once, but each costs a few processes on the node
+
+
+def apply_timeout(lock_timeout: float) -> float:
+    """An apply-like command waits up to `lock_timeout` for the node lock, then does its work."""
+    return max(APPLY_TIMEOUT, lock_timeout + 60.0)
+
+
+def check_timeout(targets: int) -> float:
+    """check pings every target at once, each up to ATTEMPTS times: a fixed part plus a little per target."""
+    return ATTEMPTS * PING_WAIT + HEAD_START + 15.0 + CHECK_PER_TARGET * max(0, targets)
+
+
+def node_command(ssh: Ssh) -> str:
+    """The one command line wgmesh runs on a node; the script comes on its stdin.
+
+    A node whose effective user is not root gets `sudo -n`: never a password prompt (sudo fails at once with
+    "a password is required" instead), and the script still travels on stdin, never in `ps`.
+    """
+    return "sudo -n /bin/sh -s" if ssh.use_sudo else "/bin/sh -s"
 
 
 class SshError(Exception):
@@ -27,12 +58,14 @@ class Transport(Protocol):
         """Open connections; returns {node name: error message} for the nodes that failed."""
         ...
 
-    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
-        """Run a script on a connected node; raises SshError when the connection fails."""
+    def run(self, node: str, script: str, timeout: float) -> CommandResult:
+        """Run a script on a connected node within `timeout` seconds; raises SshError when the connection
+        fails, the deadline passes, the output is too large, or the node did not run the script (sudo wants a
+        password, a forced command answered)."""
         ...
 
-    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
-        """One script per node, in parallel; a node's failure comes back as its message."""
+    def run_many(self, scripts: Mapping[str, str], timeout: float) -> dict[str, CommandResult | str]:
+        """One script per node, in parallel, each within `timeout`; a node's failure comes back as its message."""
         ...
 
     def close(self) -> None: ...

@@ -1,0 +1,67 @@
+"""mesh.yaml in and out: the only code that knows YAML.
+
+`load()`/`loads()` return `(Mesh, warnings)` or raise `MeshError` listing every problem found, each with
+`file:line:col`, the field path, what is wrong and how to fix it. Nothing else escapes, whatever the input:
+anchors and aliases are refused before they expand, files over 1 MB are refused, and no message quotes the
+content of a file. The comment-keeping edits (node add/remove, public keys) raise `EditError`, one line.
+
+Modules: diagnostics (Diagnostic, MeshError, EditError, Report), yamldoc (the ruamel setup, limits, positions,
+the atomic write), schema (keys, aliases, patterns), secrets, paths (which controller files mesh.yaml may name),
+fields (one validator per field kind), checks (across nodes), document (load, loads), edit.
+"""
+
+from __future__ import annotations
+
+from wgmesh.meshfile.diagnostics import Diagnostic, EditError, MeshError
+from wgmesh.meshfile.document import load, loads
+from wgmesh.meshfile.edit import (
+    add_node,
+    add_node_text,
+    dumps_document,
+    load_document,
+    parse,
+    plain,
+    read_text,
+    remove_node,
+    remove_node_text,
+    set_public_key,
+    set_public_keys_text,
+    validated,
+    write_document,
+    write_text,
+)
+from wgmesh.meshfile.schema import MESH_KEYS, NODE_KEYS, NODE_SSH_KEYS, SSH_KEYS, SUBNET_KEYS, TOP_KEYS, VERSION
+from wgmesh.meshfile.yamldoc import MAX_BYTES, file_mode, to_yaml, write_atomic
+
+__all__ = [
+    "MAX_BYTES",
+    "MESH_KEYS",
+    "NODE_KEYS",
+    "NODE_SSH_KEYS",
+    "SSH_KEYS",
+    "SUBNET_KEYS",
+    "TOP_KEYS",
+    "VERSION",
+    "Diagnostic",
+    "EditError",
+    "MeshError",
+    "add_node",
+    "add_node_text",
+    "dumps_document",
+    "file_mode",
+    "load",
+    "load_document",
+    "loads",
+    "parse",
+    "plain",
+    "read_text",
+    "remove_node",
+    "remove_node_text",
+    "set_public_key",
+    "set_public_keys_text",
+    "to_yaml",
+    "validated",
+    "write_atomic",
+    "write_document",
+    "write_text",
+]

@@ -1,0 +1,89 @@
+"""What mesh.yaml may contain: the allowed keys of each section, the names people bring from other tools
+(for "did you mean"), the name and interface patterns, and `show()`, the safe rendering of a value."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from wgmesh.meshfile.secrets import KEYLIKE_RE
+
+VERSION = 1
+
+TOP_KEYS = ("version", "mesh", "ssh", "nodes")
+MESH_KEYS = ("name", "interface", "network", "listen_port", "persistent_keepalive", "mtu")
+SSH_KEYS = ("user", "port", "known_hosts", "identity_file", "proxy_jump", "sudo")
+NODE_SSH_KEYS = ("host", *SSH_KEYS)
+NODE_KEYS = (
+    "address",
+    "public_key",
+    "endpoint",
+    "subnets",
+    "ssh",
+    "listen_port",
+    "mtu",
+    "post_up",
+    "post_down",
+    "decommission",
+)
+SUBNET_KEYS = ("prefix", "probe")
+
+# Names people bring from wg-quick files or other tools, mapped to ours (used for "did you mean").
+ALIASES = {
+    "addresses": "address",
+    "allowedips": "subnets",
+    "subnet": "subnets",
+    "routes": "subnets",
+    "publickey": "public_key",
+    "pubkey": "public_key",
+    "key": "public_key",
+    "port": "listen_port",
+    "listenport": "listen_port",
+    "keepalive": "persistent_keepalive",
+    "persistentkeepalive": "persistent_keepalive",
+    "networks": "network",
+    "cidr": "network",
+    "postup": "post_up",
+    "postdown": "post_down",
+    "hostname": "host",
+    "username": "user",
+    "identity": "identity_file",
+    "identityfile": "identity_file",
+    "knownhosts": "known_hosts",
+    "proxyjump": "proxy_jump",
+    "jump": "proxy_jump",
+    "usesudo": "sudo",
+    "become": "sudo",
+}
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+IFACE_RE = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+MAX_PAIR_WARNINGS = 10  # warnings about nodes without endpoints, before one summary
+
+
+def _norm(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+def suggest(key: str, allowed: tuple[str, ...]) -> str | None:
+    """The allowed key that `key` most likely meant, or None."""
+    norm = _norm(key)
+    for a in allowed:
+        if _norm(a) == norm:
+            return a
+    alias = ALIASES.get(norm)
+    if alias in allowed:
+        return alias
+    close = difflib.get_close_matches(key.lower()[:64], allowed, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def show(value: Any) -> str:
+    """A short, safe rendering of a mesh.yaml value for messages (never a key-like string)."""
+    text = str(value)
+    if KEYLIKE_RE.search(text):
+        return "this value"
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return repr(text) if isinstance(value, str) else text

@@ -1,0 +1,277 @@
+"""YAML in and out: the one ruamel setup, reading with limits, node positions, parse errors as diagnostics,
+and the one atomic write.
+
+Anchors, aliases and merge keys are refused while the parser emits its events, before anything is composed,
+so an alias bomb never expands; so are nesting deeper and more values than mesh.yaml ever needs. Files over
+`MAX_BYTES` or `MAX_LINES` are refused before they are parsed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.parser import RoundTripParser
+
+from wgmesh.meshfile.diagnostics import Diagnostic, MeshError, Pos, Report
+
+# Bounds on the work a hostile file can cause (ruamel's round-trip parser takes ~20-40 us per value or line):
+# a mesh of 2,000 nodes fits inside each, and the worst file under them validates in about 2 s.
+MAX_BYTES = 1_000_000
+MAX_LINES = 40_000
+MAX_VALUES = 40_000  # scalars, sequences and mappings
+MAX_DEPTH = 32  # mesh.yaml needs 5 levels; a flow list of lists 2000 deep must not reach the composer
+ANCHORS = "anchors and aliases are not supported: write the value out"
+MERGE = "merge keys (<<) are not supported: write the keys out"
+DEEP = "the document is nested too deeply: mesh.yaml needs only a few levels"
+TOO_BIG = f"the file is larger than {MAX_BYTES // 1_000_000} MB: mesh.yaml is a few kilobytes; check the path"
+TOO_LONG = f"the file has more than {MAX_LINES} lines: mesh.yaml needs far fewer; check the path"
+TOO_MANY = f"the document has more than {MAX_VALUES} values: mesh.yaml needs far fewer; check the file"
+
+
+class _Refused(MarkedYAMLError):
+    """A construct mesh.yaml does not allow; `problem` is the whole message."""
+
+
+class _GuardedParser(RoundTripParser):
+    """Refuses anchors, aliases, merge keys and deep nesting as the composer takes each event."""
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self._in_mapping: list[bool] = []  # one entry per open collection: is it a mapping
+        self._key_next: list[bool] = []  # per open collection: the next node is a mapping key
+        self._values = 0
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        if isinstance(event, NodeEvent | CollectionEndEvent):
+            self._check(event)
+        return event
+
+    def _check(self, event: Any) -> None:
+        mark = event.start_mark
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(None, None, ANCHORS, mark)
+        is_key = bool(self._in_mapping) and self._in_mapping[-1] and self._key_next[-1]
+        tag = str(getattr(event, "tag", None) or "")
+        if tag.endswith(":merge") or (
+            is_key and isinstance(event, ScalarEvent) and event.style is None and event.value == "<<"
+        ):
+            raise _Refused(None, None, MERGE, mark)
+        self._values += not isinstance(event, CollectionEndEvent)
+        if self._values > MAX_VALUES:
+            raise _Refused(None, None, TOO_MANY, mark)
+        if isinstance(event, CollectionStartEvent):
+            if len(self._in_mapping) >= MAX_DEPTH:
+                raise _Refused(None, None, DEEP, mark)
+            self._in_mapping.append(isinstance(event, MappingStartEvent))
+            self._key_next.append(True)
+        elif isinstance(event, CollectionEndEvent):
+            self._in_mapping.pop()
+            self._key_next.pop()
+            self._done()
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        """A whole node was read: in a mapping, keys and values alternate."""
+        if self._in_mapping and self._in_mapping[-1]:
+            self._key_next[-1] = not self._key_next[-1]
+
+
+def make_yaml() -> YAML:
+    """The one ruamel setup: round trip (comments kept), no duplicate keys, the guarded parser."""
+    yaml = YAML(typ="rt")
+    yaml.Parser = _GuardedParser
+    yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_text(path: str | Path) -> str:
+    """mesh.yaml's text. MeshError (line 0, or the line of a bad byte) when it cannot be read or is too big."""
+    shown = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise MeshError(
+            [Diagnostic(shown, 0, 0, "", "no such file: run `wgmesh init` to create one, or pass --file PATH")]
+        ) from None
+    except OSError as e:
+        raise MeshError([Diagnostic(shown, 0, 0, "", f"cannot read: {e.strerror or type(e).__name__}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise MeshError([Diagnostic(shown, 0, 0, "", TOO_BIG)])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise MeshError(
+            [Diagnostic(shown, line, 0, "", f"not UTF-8 text (byte {e.start}): save the file as UTF-8")]
+        ) from None
+
+
+def parse(text: str, report: Report) -> Any:
+    """The round-trip document, or None with the problem in `report`. Never raises."""
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        report.error((0, 0), "", TOO_BIG)
+        return None
+    if text.count("\n") > MAX_LINES:
+        report.error((MAX_LINES + 1, 0), "", TOO_LONG)
+        return None
+    try:
+        return make_yaml().load(text)
+    except _Refused as e:
+        report.error(_mark(e, text), "", str(e.problem))
+    except DuplicateKeyError as e:
+        m = re.search(r'found duplicate key "(.*?)" with value', str(e.problem or ""))
+        what = f'duplicate key "{m.group(1)[:60]}"' if m else "duplicate key"
+        report.error(_mark(e, text), "", f"{what}: a key may appear only once in a mapping; remove one")
+    except YAMLError as e:
+        report.error(_mark(e, text), "", _syntax_message(e))
+    except RecursionError:
+        report.error((1, 0), "", DEEP)
+    except Exception as e:  # ruamel raises plain ValueError etc. for some scalars (e.g. bad timestamps)
+        report.error((1, 0), "", f"YAML could not be read ({type(e).__name__}): check the syntax")
+    return None
+
+
+def _mark(e: Exception, text: str) -> Pos:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    if mark is not None and getattr(mark, "line", None) is not None:
+        return (mark.line + 1, mark.column + 1)
+    position = getattr(e, "position", None)
+    if isinstance(position, int):
+        before = text[:position]
+        return (before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+    return (1, 0)
+
+
+def _syntax_message(e: YAMLError) -> str:
+    if "ReaderError" in type(e).__name__:
+        return "invalid character: mesh.yaml must be printable UTF-8 text"
+    problem = str(getattr(e, "problem", None) or "").strip()[:120] or "invalid YAML"
+    if "\\t" in problem or "'\\t'" in problem or "\t" in problem:
+        return f"YAML syntax error: {problem}: indent with spaces, not tabs"
+    if "expected a single document" in problem:
+        return f"YAML syntax error: {problem}: keep one document (remove the extra '---')"
+    return f"YAML syntax error: {problem}: check indentation, quoting and ':' on this line"
+
+
+# --------------------------------------------------------------------------------------------------
+# Positions of parsed nodes (1-based; `fallback` when ruamel has none)
+
+
+def start(obj: Any, fallback: Pos) -> Pos:
+    lc = getattr(obj, "lc", None)
+    if lc is None or getattr(lc, "line", None) is None:
+        return fallback
+    return (lc.line + 1, lc.col + 1)
+
+
+def _lc_pos(lookup: Callable[[], Any], fallback: Pos) -> Pos:
+    try:
+        line, col = lookup()
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return fallback
+    if line is None:
+        return fallback
+    return (line + 1, col + 1)
+
+
+def key_pos(m: Any, k: Any, fallback: Pos) -> Pos:
+    return _lc_pos(lambda: m.lc.key(k), fallback)
+
+
+def val_pos(m: Any, k: Any, fallback: Pos) -> Pos:
+    return _lc_pos(lambda: m.lc.value(k), fallback)
+
+
+def item_pos(seq: Any, i: int, fallback: Pos) -> Pos:
+    return _lc_pos(lambda: seq.lc.item(i), fallback)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def to_yaml(value: Any) -> Any:
+    """Plain data as ruamel round-trip nodes: mappings block style, lists of scalars flow style."""
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = to_yaml(v)
+        return out
+    if isinstance(value, list | tuple):
+        seq = CommentedSeq(to_yaml(v) for v in value)
+        if all(isinstance(v, str | int) for v in value):
+            seq.fa.set_flow_style()
+        return seq
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps(doc: Any, yaml: YAML | None = None) -> str:
+    out = StringIO()
+    (yaml or make_yaml()).dump(doc, out)
+    return out.getvalue()
+
+
+def write_atomic(path: str | Path, text: str | bytes, mode: int) -> None:
+    """Replace `path` with `text`: a temporary file in the same folder, fsync, chmod `mode`, rename, fsync the
+    folder. Readers see the old file or the new one, never a part; nothing is left behind on failure."""
+    target = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def file_mode(path: str | Path, default: int = 0o644) -> int:
+    """The permission bits of `path`, or `default` when it does not exist (to keep a file's mode on rewrite)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return default
