@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wgmesh import lab as labmod
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from e2e import labkit as labmod
 
 IDS = range(40, 50)  # the benchmarks' lab ids; the tests use 10..50 but pick free ones
 

@@ -27,9 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import check, free_id, wgmesh_argv
+from benchlib import check, free_id, labmod, wgmesh_argv
 
-from wgmesh import lab as labmod
 from wgmesh.remote import read as live
 
 NODES = 16
@@ -76,7 +75,7 @@ def main() -> int:
     lab_dir = work / "mesh"
     print(f"lab {lab_id}: {args.nodes} hosts in {lab_dir}", flush=True)
     try:
-        lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=args.nodes))
+        lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=args.nodes, root_login=True))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
         check(_run([*wgmesh_argv(), "apply", "--auto-approve"], cwd=lab_dir, env=env), "wgmesh apply")
 

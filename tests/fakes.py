@@ -1,6 +1,6 @@
 """A fake transport for the shell around plan and apply: records every script and answers like a node would.
 
-`read_output(state)` renders a LiveState as the output of `live.read_command` (what a real node prints);
+`read_output(state)` renders a LiveState as the output of scripts/read.sh (what a real node prints);
 `FakeTransport` answers read scripts with it, apply scripts with a verify section, and takes scripted results
 or exceptions per node when a test wants a failure.
 """
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wgmesh.core.model import Node
 from wgmesh.core.state import LiveState
 from wgmesh.remote.apply import VERIFY_MARK
-from wgmesh.remote.read import MARK
+from wgmesh.remote.shell import MARK, script_name, source
 from wgmesh.remote.transport import CommandResult, SshError
 
 
@@ -76,20 +77,45 @@ def _routes(state: LiveState, version: int) -> str:
     return json.dumps(routes)
 
 
+def _iptables(state: LiveState) -> str:
+    """The iptables section: `present` and wgmesh's rules for the interface (as `iptables -S` prints them)."""
+    if not state.has_iptables:
+        return "absent"
+    comment = f'-m comment --comment "wgmesh:{state.interface}"'
+    lines = ["present"]
+    if state.forward_rules:
+        lines += [f"-A FORWARD -i {state.interface} {comment} -j ACCEPT",
+                  f"-A FORWARD -o {state.interface} {comment} -j ACCEPT"]
+    lines += [f"-A POSTROUTING ! -s {n} -d {n} {comment} -j MASQUERADE" for n in sorted(state.masquerade, key=str)]
+    return "\n".join(lines)
+
+
+def _conf_text(text: str) -> str:
+    return "\n".join(f"|{line}" for line in text.splitlines())
+
+
 def read_output(state: LiveState) -> str:
-    """What `live.read_command(state.interface, hosts)` prints on a node in this state."""
+    """What `read.read_command(state.interface, hosts)` prints on a node in this state (preflight included)."""
+    ip_json = not {"ip", "ip-busybox", "ip-json"} & set(state.missing)
     sections = [
         ("v1", ""),
+        ("preflight", "\n".join([f"os {state.os_family or ''}".rstrip()] + [f"lacks {m}" for m in state.missing])),
         ("wg", _dump(state)),
-        ("link", json.dumps(_link(state)) if state.interface_exists else ""),
-        ("addr", _addr(state)),
-        ("route4", _routes(state, 4)),
-        ("route6", _routes(state, 6)),
+        ("link", json.dumps(_link(state)) if state.interface_exists and ip_json else ""),
+        ("addr", _addr(state) if ip_json else ""),
+        ("route4", _routes(state, 4) if ip_json else ""),
+        ("route6", _routes(state, 6) if ip_json else ""),
         ("keyfile", f"present\n{state.key_file_public_key or ''}" if state.key_file_exists else "absent"),
         ("conf", f"present\n{state.config_sha256}" if state.config_exists else "absent"),
-        ("systemd", "no-systemd" if state.wg_quick_unit_enabled is None else
-         ("enabled" if state.wg_quick_unit_enabled else "disabled")),
     ]
+    # read.sh always prints these; a state that does not know them (None) is an output without them
+    if state.config_exists and state.config_text is not None:
+        sections.append(("conftext", _conf_text(state.config_text)))
+    sections.append(("systemd", "no-systemd" if state.wg_quick_unit_enabled is None else
+                     ("enabled" if state.wg_quick_unit_enabled else "disabled")))
+    sections.append(("forwarding", "\n".join(f"{v} {int(on)}" for v, on in sorted(state.forwarding.items()))))
+    if state.has_iptables is not None:
+        sections.append(("iptables", _iptables(state)))
     for host, addrs in state.resolved.items():
         body = "\n".join(f"{a:<15} STREAM {host}" for a in sorted(addrs, key=ipaddress.ip_address))
         sections.append((f"resolve {host}", body))
@@ -103,14 +129,21 @@ def read_output(state: LiveState) -> str:
 
 
 def script_kind(script: str) -> str:
-    """read | apply | rollback | cleanup: which of wgmesh's scripts this is."""
+    """read | apply | rollback | cleanup (| the NAME of any other scripts/NAME.sh): which script this is."""
     if VERIFY_MARK in script:
         return "apply"
-    if f"echo '{MARK}v1'" in script:
-        return "read"
-    if "flock" in script:
+    name = script_name(script)
+    if name is not None:
+        return name
+    if '. "$UNDO"' in script:
         return "rollback"
     return "cleanup"
+
+
+def script_values(script: str) -> dict[str, str]:
+    """The values a scripts/NAME.sh script was built with (the quoted assignments before lib.sh)."""
+    head = script.split(source("lib.sh"), 1)[0]
+    return dict(word.split("=", 1) for word in shlex.split(head, comments=True))
 
 
 Answer = CommandResult | Exception

@@ -1,6 +1,7 @@
-"""`wgmesh check` and `wgmesh status`: script builder, parsers over ping output captured on lab hosts
-(tests/fixtures/check, from the 4-node lab that `meshes.four()` mirrors), matrices, the shell with a fake
-transport that runs the real probe script locally against fake `ping` and `ip` commands (no packet is sent)."""
+"""`wgmesh check` and `wgmesh status`: targets, matrices over ping output captured on lab hosts
+(tests/fixtures/check, from the 4-node lab that `meshes.four()` mirrors), the shell with a fake transport that
+runs the real probe script on a stub node with fake `ping` and `ip` (no packet is sent). The scripts and their
+parsers are tested in tests/remote/test_probe.py."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ import dataclasses
 import io
 import ipaddress
 import json
-import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pytest
 import typer
 from meshes import converged, four, node, pubkey
+from remote.stubs import FAKE_IP, FAKE_PING, Stubs
 from typer.testing import CliRunner
 
 from wgmesh.cli import observe as cli_observe
@@ -28,7 +27,7 @@ from wgmesh.core.model import Mesh, Node, Subnet
 from wgmesh.core.state import LiveState
 from wgmesh.core.status import Handshake, classify, status_report
 from wgmesh.remote import probe
-from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
+from wgmesh.remote.probe import parse_probe_output
 from wgmesh.remote.transport import CommandResult
 from wgmesh.views import formats
 from wgmesh.views.env import Environment
@@ -52,6 +51,20 @@ def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool 
     return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer)
 
 
+FOUR = four()
+AWS_TARGETS = targets(FOUR.node("aws"), FOUR.nodes)
+GCP_TARGETS = targets(FOUR.node("gcp"), FOUR.nodes)
+
+
+@pytest.fixture
+def probe_node(tmp_path: Path) -> Stubs:
+    """A stub node (tests/remote/stubs.py) with fake `ping` and `ip`: the real probe script runs on it."""
+    stubs = Stubs(tmp_path / "node")
+    stubs.stub("ping", FAKE_PING)
+    stubs.stub("ip", FAKE_IP)
+    return stubs
+
+
 # ---------------------------------------------------------------------------------------------- targets
 
 
@@ -66,13 +79,6 @@ def test_targets_are_every_other_nodes_addresses_then_its_subnet_probes() -> Non
         t("aliyun", "10.0.0.4"),
         t("aliyun", "192.168.40.1", "192.168.40.0/24"),
     )
-
-
-def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start() -> None:
-    """Two first packets at once make two handshakes at once, and both can be lost for 5 s."""
-    script = probe_script((t("a", "10.0.0.1", after_peer=True), t("c", "10.0.0.3")))
-    first, second = (line for line in script.splitlines() if line.startswith("( exec"))
-    assert f"sleep {checks.HEAD_START};" in first and "sleep" not in second
 
 
 def test_targets_use_the_declared_probe_and_every_address() -> None:
@@ -103,255 +109,6 @@ def test_checked_nodes_leave_out_nodes_without_keys_and_decommissioned_ones() ->
     nodes, skipped = checks.checked_nodes(mesh)
     assert [n.name for n in nodes] == ["aws", "azure", "gcp", "aliyun"]
     assert skipped == {"new": "no public key yet", "old": "being decommissioned"}
-
-
-# ---------------------------------------------------------------------------------------------- the script
-
-
-def test_probe_script_is_valid_sh_and_pings_each_target_in_the_background() -> None:
-    mesh = four()
-    ts = targets(mesh.node("aws"), mesh.nodes)
-    script = probe_script(ts)
-    assert subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True).returncode == 0
-    ping_lines = [line for line in script.splitlines() if "ping -" in line]
-    assert len(ping_lines) == len(ts)
-    for line, target in zip(ping_lines, ts, strict=True):
-        assert f"ping -4 -c 1 -W 1 -n {target.address};" in line
-        assert f"ip -o route get {target.address};" in line
-        assert line.startswith("( ") and line.endswith(") &")
-    assert script.index("wait") > script.rindex(") &")
-    v6 = probe_script((t("b", "fd00::2"),))
-    assert "ping -6 -c 1 -W 1 -n fd00::2;" in v6
-    assert 'cat 0 1 2 3 4 5\n' in script, "one cat prints every probe's file, in order"
-
-
-FAKE_PING = r"""#!/bin/sh
-for a; do addr=$a; done
-echo "$addr" >> "$FAKE_LOG"
-if [ -n "$FAKE_BARRIER" ]; then
-    # every probe must be running at once: wait (10 s at most) until FAKE_BARRIER pings have started
-    : > "$FAKE_LOG.started.$addr"
-    i=0
-    while [ "$(ls "$FAKE_LOG".started.* | wc -l)" -lt "$FAKE_BARRIER" ]; do
-        i=$((i + 1)); [ $i -le 100 ] || { echo "ping: barrier: the probes do not run in parallel" >&2; exit 2; }
-        sleep 0.1
-    done
-fi
-echo "PING $addr ($addr) 56(84) bytes of data."
-tries=$(grep -cx "$addr" "$FAKE_LOG")
-case " $FAKE_DOWN " in
-*" $addr "*) lost=1;;
-*) case " $FAKE_FLAKY " in *" $addr "*) [ "$tries" -lt 3 ] && lost=1;; esac;;
-esac
-if [ -n "$lost" ]; then
-    echo; echo "--- $addr ping statistics ---"
-    echo "1 packets transmitted, 0 received, 100% packet loss, time 0ms"; echo
-    exit 1
-fi
-case " $FAKE_ERROR " in
-*" $addr "*) echo "ping: sendmsg: Required key not available" >&2; exit 2;;
-esac
-echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=${FAKE_RTT:-0.5} ms"
-echo; echo "--- $addr ping statistics ---"
-echo "1 packets transmitted, 1 received, 0% packet loss, time 0ms"
-echo "rtt min/avg/max/mdev = ${FAKE_RTT:-0.5}/${FAKE_RTT:-0.5}/${FAKE_RTT:-0.5}/0.000 ms"
-"""
-
-FAKE_IP = r"""#!/bin/sh
-for a; do addr=$a; done
-echo "$addr dev ${FAKE_DEV:-wg0} src 10.0.0.1 uid 0 \    cache "
-"""
-
-
-@pytest.fixture
-def fake_bin(tmp_path: Path) -> Path:
-    """A folder with fake `ping` and `ip` (behaviour from FAKE_* variables); the log lists every ping."""
-    if shutil.which("sh") is None:
-        pytest.skip("needs /bin/sh")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("ping", FAKE_PING), ("ip", FAKE_IP)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    return bin_dir
-
-
-def run_script(script: str, bin_dir: Path, **env: str) -> CommandResult:
-    full = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "FAKE_LOG": str(bin_dir.parent / "pings.log"),
-        "TMPDIR": str(bin_dir.parent),
-        **env,
-    }
-    r = subprocess.run(["/bin/sh", "-s"], input=script, text=True, capture_output=True, env=full, timeout=30)
-    return CommandResult(r.returncode, r.stdout, r.stderr)
-
-
-def test_script_runs_probes_in_parallel_retries_silence_and_cleans_up(fake_bin: Path) -> None:
-    mesh = four()
-    ts = targets(mesh.node("aws"), mesh.nodes)
-    got = run_script(probe_script(ts), fake_bin, FAKE_BARRIER=str(len(ts)), FAKE_DOWN="10.0.0.3",
-                     FAKE_FLAKY="192.168.30.1", FAKE_ERROR="192.168.40.1")
-    assert got.exit_status == 0, got.stderr
-    log = (fake_bin.parent / "pings.log").read_text().split()
-    retries = ["10.0.0.3"] * (checks.ATTEMPTS - 1) + ["192.168.30.1"] * 2
-    assert sorted(log) == sorted([str(x.address) for x in ts] + retries)
-    probes = parse_probe_output("aws", ts, got.stdout, "wg0")
-    assert [(p.target.address.exploded, p.ok, p.attempts, p.error) for p in probes] == [
-        ("10.0.0.2", True, 1, None),
-        ("192.168.20.1", True, 1, None),
-        ("10.0.0.3", False, checks.ATTEMPTS, "no reply"),
-        ("192.168.30.1", True, 3, None),  # no reply twice, then an answer
-        ("10.0.0.4", True, 1, None),
-        ("192.168.40.1", False, 1, "sendmsg: Required key not available"),  # an error is not retried
-    ]
-    assert [p.rtt_ms for p in probes if p.ok] == [0.5] * 4
-    leftovers = [p.name for p in fake_bin.parent.iterdir() if p.name != "bin" and not p.name.startswith("pings.log")]
-    assert leftovers == [], "the script leaves its temporary folder behind"
-
-
-def test_script_reports_probes_leaving_by_another_device(fake_bin: Path) -> None:
-    ts = (t("b", "10.0.0.2"),)
-    probes = parse_probe_output("a", ts, run_script(probe_script(ts), fake_bin, FAKE_DEV="eth0").stdout, "wg0")
-    assert probes == (Probe("a", ts[0], False, 0.5, "answered through eth0, not wg0", 1, "eth0"),)
-
-
-def test_output_of_a_node_without_ping() -> None:
-    with pytest.raises(CheckParseError, match="no ping command on the node"):
-        parse_probe_output("a", (t("b", "10.0.0.2"),), "@@wgmesh:check 1\n@@wgmesh:noping\n@@wgmesh:end\n", "wg0")
-
-
-# ---------------------------------------------------------------------------------------------- parsing
-
-
-FOUR = four()
-AWS_TARGETS = targets(FOUR.node("aws"), FOUR.nodes)
-GCP_TARGETS = targets(FOUR.node("gcp"), FOUR.nodes)
-GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00::1"))
-
-
-@pytest.mark.parametrize(
-    ("name", "source", "ts", "expected"),
-    [
-        (
-            "aws_mixed.txt",  # the mesh, an address no peer routes, addresses with no route at all
-            "aws",
-            AWS_TARGETS + GHOSTS,
-            [
-                (True, 0.481, None, 1, "wg0"),
-                (True, 0.558, None, 1, "wg0"),
-                (True, 1.20, None, 1, "wg0"),
-                (True, 0.624, None, 1, "wg0"),
-                (True, 0.796, None, 1, "wg0"),
-                (True, 0.547, None, 1, "wg0"),
-                (False, None, "no reply", 8, "wg0"),
-                (False, None, "connect: Network is unreachable", 1, None),
-                (False, None, "connect: Network is unreachable", 1, None),
-            ],
-        ),
-        (
-            "aws_after_apply.txt",  # aliyun (behind NAT) answers once its handshake is through, 5 s after apply
-            "aws",
-            AWS_TARGETS,
-            [
-                (True, 0.889, None, 1, "wg0"),
-                (True, 6.49, None, 1, "wg0"),
-                (True, 1.91, None, 1, "wg0"),
-                (True, 3.32, None, 1, "wg0"),
-                (True, 509.0, None, 5, "wg0"),
-                (True, 508.0, None, 5, "wg0"),
-            ],
-        ),
-        (
-            "aws_gcp_down.txt",
-            "aws",
-            AWS_TARGETS,
-            [
-                (True, 4.76, None, 1, "wg0"),
-                (True, 0.332, None, 1, "wg0"),
-                (False, None, "no reply", 8, "wg0"),
-                (False, None, "no reply", 8, "wg0"),
-                (True, 0.439, None, 1, "wg0"),
-                (True, 0.434, None, 1, "wg0"),
-            ],
-        ),
-        ("gcp_wg0_down.txt", "gcp", GCP_TARGETS, [(False, None, "connect: Network is unreachable", 1, None)] * 6),
-        (
-            "aws_underlay.txt",
-            "aws",
-            (t("gcp", "10.250.21.13"), t("ghost", "10.250.21.200")),
-            [
-                (False, 0.075, "answered through eth0, not wg0", 1, "eth0"),
-                # the last attempts waited long enough for the neighbour lookup to fail
-                (False, None, "routed through eth0, not wg0 (destination host unreachable (from 10.250.21.11))",
-                 8, "eth0"),
-            ],
-        ),
-    ],
-)
-def test_parse_captured_probe_output(
-    name: str, source: str, ts: tuple[Target, ...], expected: list[tuple[object, ...]]
-) -> None:
-    probes = parse_probe_output(source, ts, fixture(name), "wg0")
-    assert [p.target for p in probes] == list(ts)
-    assert all(p.source == source for p in probes)
-    assert [(p.ok, p.rtt_ms, p.error, p.attempts, p.device) for p in probes] == expected
-
-
-def test_reason_names_who_said_the_host_is_unreachable() -> None:
-    out = fixture("ping_host_unreachable.txt")
-    p = probe_result("aws", t("x", "10.250.21.200"), (1, 1), "", out, "wg0")
-    assert p.error == "destination host unreachable (from 10.250.21.11)"
-
-
-@pytest.mark.parametrize(
-    ("result", "route", "output", "expected"),
-    [
-        (None, "", "", (False, None, "the probe did not finish", 0, None)),
-        ((2, 1), "", "", (False, None, "ping exited with status 2", 1, None)),
-        ((1, 8), "RTNETLINK answers: Network is unreachable", "", (False, None, "no reply", 8, None)),
-        ((2, 1), "10.0.0.2 dev wg0 src 10.0.0.1 uid 0 \\    cache",
-         "ping: unknown host\nping: sendto: Operation not permitted\n",
-         (False, None, "sendto: Operation not permitted", 1, "wg0")),
-        ((0, 2), "10.0.0.2 via 10.0.0.9 dev wg1 src 10.0.0.1", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms",
-         (False, 3.5, "answered through wg1, not wg0", 2, "wg1")),
-        ((0, 1), "sh: 1: ip: not found", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms", (True, 3.5, None, 1, None)),
-    ],
-)
-def test_probe_results(
-    result: tuple[int, int] | None, route: str, output: str, expected: tuple[object, ...]
-) -> None:
-    p = probe_result("a", t("b", "10.0.0.2"), result, route, output, "wg0")
-    assert (p.ok, p.rtt_ms, p.error, p.attempts, p.device) == expected
-
-
-def test_a_probe_whose_block_is_missing_or_cut_did_not_finish() -> None:
-    text = fixture("aws_gcp_down.txt")
-    cut = text.replace("@@wgmesh:result 0 1\n@@wgmesh:ping 5 192.168.40.1", "@@wgmesh:ping 5 192.168.40.1")
-    assert cut != text
-    gone = text[: text.index("@@wgmesh:ping 5 ")] + "@@wgmesh:end\n"
-    for changed, lost in ((cut, 4), (gone, 5)):
-        probes = parse_probe_output("aws", AWS_TARGETS, changed, "wg0")
-        assert [i for i, p in enumerate(probes) if p.error == "the probe did not finish"] == [lost]
-
-
-@pytest.mark.parametrize(
-    ("mutate", "message"),
-    [
-        (lambda s: s.replace("@@wgmesh:check 1", "hello"), "missing the check header"),
-        (lambda s: s.replace("@@wgmesh:end", ""), "truncated"),
-        (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 2 10.0.0.9"), "does not match"),
-        (lambda s: s.replace("@@wgmesh:ping 2 10.0.0.3", "@@wgmesh:ping 9 10.0.0.3"), "does not match"),
-        (lambda s: s.replace("@@wgmesh:result 1 8", "@@wgmesh:result x y"), "malformed result line"),
-        (lambda s: s.replace("@@wgmesh:ping 3 192.168.30.1", "@@wgmesh:ping 2 10.0.0.3"), "reported twice"),
-        (lambda s: s.replace("@@wgmesh:ping 0 10.0.0.2", "@@wgmesh:ping zero"), "malformed probe line"),
-    ],
-)
-def test_parse_rejects_output_it_cannot_trust(mutate: Callable[[str], str], message: str) -> None:
-    text = fixture("aws_gcp_down.txt")
-    parse_probe_output("aws", AWS_TARGETS, text, "wg0")  # the original parses
-    with pytest.raises(CheckParseError, match=message):
-        parse_probe_output("aws", AWS_TARGETS, mutate(text), "wg0")
 
 
 # ---------------------------------------------------------------------------------------------- check matrix
@@ -521,17 +278,6 @@ def test_status_json_document() -> None:
     assert doc["errors"] == ["gcp: no route to host"]
 
 
-def test_status_script_prints_the_clock_first_and_parse_clock_reads_it() -> None:
-    script = probe.status_script("wg0")
-    out = subprocess.run(["sh", "-c", script.split("\n", 2)[0] + "\n" + script.split("\n", 2)[1]],
-                         capture_output=True, text=True).stdout
-    assert abs(parse_clock(out) - time.time()) < 5  # type: ignore[operator]
-    assert parse_clock("@@wgmesh:clock\n1700000000\n@@wgmesh:v1\n") == 1_700_000_000
-    assert parse_clock("@@wgmesh:clock\nMon Jan\n") is None
-    assert parse_clock("@@wgmesh:v1\n") is None
-    assert parse_clock("@@wgmesh:clock") is None
-
-
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(None, "never"), (0, "0s"), (59, "59s"), (60, "1m 00s"), (185, "3m 05s"), (3600, "1h 00m"),
@@ -554,10 +300,11 @@ def test_format_bytes(n: int, text: str) -> None:
 
 
 class LocalTransport:
-    """Runs each node's script locally with fake ping/ip; per-node FAKE_* settings; some nodes fail to connect."""
+    """Runs each node's script on a stub node (tests/remote/stubs.py: fake ping/ip); per-node FAKE_* settings;
+    some nodes fail to connect."""
 
-    def __init__(self, bin_dir: Path, env: Mapping[str, Mapping[str, str]], refuse: Mapping[str, str]) -> None:
-        self.bin_dir = bin_dir
+    def __init__(self, stubs: Stubs | None, env: Mapping[str, Mapping[str, str]], refuse: Mapping[str, str]) -> None:
+        self.stubs = stubs
         self.env = env
         self.refuse = refuse
         self.scripts: dict[str, str] = {}
@@ -571,7 +318,8 @@ class LocalTransport:
 
     def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         self.scripts[node] = script
-        return run_script(script, self.bin_dir, **self.env.get(node, {}))
+        assert self.stubs is not None
+        return self.stubs.run(script, {"FAKE_LOG": str(self.stubs.root / "pings.log"), **self.env.get(node, {})})
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         assert set(scripts) <= set(self.connected)
@@ -599,19 +347,19 @@ def write_mesh(tmp_path: Path) -> Path:
 
 
 def run_with(
-    fn: Callable[..., ExitStatus], tmp_path: Path, fake_bin: Path, *, json_out: bool = False,
+    fn: Callable[..., ExitStatus], tmp_path: Path, probe_node: Stubs, *, json_out: bool = False,
     targets_: tuple[str, ...] = (), env: Mapping[str, Mapping[str, str]] | None = None,
     refuse: Mapping[str, str] | None = None,
 ) -> tuple[ExitStatus, str, str, LocalTransport]:
-    transport = LocalTransport(fake_bin, env or {}, refuse or {})
+    transport = LocalTransport(probe_node, env or {}, refuse or {})
     opts = observe.ObserveOptions(write_mesh(tmp_path), ConnectOptions(targets=targets_), json_out)
     e = env_io()
     status = guard(lambda: fn(opts, e, lambda _o, _p: transport), e)
     return status, e.stdout.getvalue(), e.stderr.getvalue(), transport  # type: ignore[attr-defined]
 
 
-def test_run_check_all_pass(tmp_path: Path, fake_bin: Path) -> None:
-    status, out, err, transport = run_with(observe.run_check, tmp_path, fake_bin)
+def test_run_check_all_pass(tmp_path: Path, probe_node: Stubs) -> None:
+    status, out, err, transport = run_with(observe.run_check, tmp_path, probe_node)
     assert status is ExitStatus.OK, out + err
     assert set(transport.scripts) == {"aws", "azure", "gcp", "aliyun"}
     assert transport.closed
@@ -625,10 +373,10 @@ def test_run_check_all_pass(tmp_path: Path, fake_bin: Path) -> None:
     assert "FAILED" not in out
 
 
-def test_run_check_names_the_broken_and_the_unreachable_node(tmp_path: Path, fake_bin: Path) -> None:
+def test_run_check_names_the_broken_and_the_unreachable_node(tmp_path: Path, probe_node: Stubs) -> None:
     down = {"FAKE_DOWN": "10.0.0.3 192.168.30.1"}
     status, out, _err, transport = run_with(
-        observe.run_check, tmp_path, fake_bin,
+        observe.run_check, tmp_path, probe_node,
         env={"aws": down, "azure": down, "gcp": {"FAKE_ERROR": "10.0.0.1 10.0.0.2 10.0.0.4"}},
         refuse={"aliyun": "cannot connect to root@192.0.2.4:22: Connection refused"},
     )
@@ -644,9 +392,9 @@ def test_run_check_names_the_broken_and_the_unreachable_node(tmp_path: Path, fak
     assert "Check failed: 5 of 12 pairs failed; 3 not checked (no probes from aliyun)." in lines
 
 
-def test_run_check_json(tmp_path: Path, fake_bin: Path) -> None:
+def test_run_check_json(tmp_path: Path, probe_node: Stubs) -> None:
     status, out, _err, _t = run_with(
-        observe.run_check, tmp_path, fake_bin, json_out=True, targets_=("gcp",),
+        observe.run_check, tmp_path, probe_node, json_out=True, targets_=("gcp",),
         env={"gcp": {"FAKE_DOWN": "192.168.40.1"}},
     )
     assert status is ExitStatus.ERROR
@@ -656,18 +404,20 @@ def test_run_check_json(tmp_path: Path, fake_bin: Path) -> None:
     assert [p["result"] for p in doc["pairs"]] == ["ok", "ok", "failed"]
 
 
-def test_run_check_rejects_a_target_outside_the_mesh(tmp_path: Path, fake_bin: Path) -> None:
-    status, out, err, transport = run_with(observe.run_check, tmp_path, fake_bin, targets_=("later",))
+def test_run_check_rejects_a_target_outside_the_mesh(tmp_path: Path, probe_node: Stubs) -> None:
+    status, out, err, transport = run_with(observe.run_check, tmp_path, probe_node, targets_=("later",))
     assert status is ExitStatus.ERROR and out == ""
     assert err == "Error: --target later: not part of the mesh (no public key yet)\n"
     assert transport.scripts == {}
-    status, _out, err, _t = run_with(observe.run_check, tmp_path, fake_bin, targets_=("nope",))
+    status, _out, err, _t = run_with(observe.run_check, tmp_path, probe_node, targets_=("nope",))
     assert status is ExitStatus.ERROR and err.startswith("Error: --target nope: no such node in mesh.yaml")
 
 
 STATUS_OUTPUT = """@@wgmesh:clock
 {clock}
 @@wgmesh:v1
+@@wgmesh:preflight
+os debian
 @@wgmesh:wg
 (hidden)\t{me}\t51820\toff
 {peer}\t(none)\t198.51.100.2:51820\t10.0.0.2/32\t{hs}\t4096\t8192\t25
@@ -691,7 +441,7 @@ no-systemd
 
 class CannedTransport(LocalTransport):
     def __init__(self, outputs: Mapping[str, CommandResult | str]) -> None:
-        super().__init__(Path("/nonexistent"), {}, {})
+        super().__init__(None, {}, {})
         self.outputs = outputs
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:

@@ -464,3 +464,24 @@ def test_a_missing_interface_is_named_before_networks_are_guessed(tmp_path: Path
     assert importer.run_import(opts, env(), lambda o, p: FakeNodes(reads)) == ExitStatus.OK
     got, _ = meshfile.load(f)
     assert [str(n) for n in got.networks] == ["10.0.0.0/24"]
+
+
+def test_import_json_is_one_document(tmp_path: Path) -> None:
+    import json
+
+    _, reads = hand_mesh()
+    f = tmp_path / "mesh.yaml"
+    e = env()
+    opts = importer.ImportOptions(f, TARGETS, json=True)
+    assert importer.run_import(opts, e, lambda o, p: FakeNodes(reads)) == ExitStatus.OK
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert (doc["format_version"], doc["type"], doc["ok"], doc["written"], doc["creating"]) == (
+        "1", "import", True, True, True)
+    assert [n["node"] for n in doc["nodes"]] == ["aws", "azure", "gcp", "aliyun"]
+    assert {n["key_source"] for n in doc["nodes"]} == {"config"}
+    assert doc["nodes"][0]["entry"]["address"] == "10.0.0.1"
+    e = env()
+    dry = importer.ImportOptions(tmp_path / "other.yaml", TARGETS, dry_run=True, json=True)
+    assert importer.run_import(dry, e, lambda o, p: FakeNodes(reads)) == ExitStatus.OK
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert doc["dry_run"] is True and doc["written"] is False

@@ -250,3 +250,25 @@ def test_cli_enroll_and_rotate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     r = runner.invoke(app, ["rotate", "zz", "-f", str(f)])
     assert r.exit_code == 1
     assert r.output.strip() == "Error: no node 'zz' in mesh.yaml (nodes: a, b, c)"
+
+
+def test_enroll_and_rotate_json(tmp_path: Path) -> None:
+    import json
+
+    t = LocalNodes(tmp_path / "nodes", down=["b"])
+    f = tmp_path / "mesh.yaml"
+    f.write_text(MESH.format(c_key=pubkey(3)))
+    e = env()
+    with pytest.raises(Failure, match=r"enroll failed on 1 node\(s\): b"):
+        keys.run_enroll(keys.KeyOptions(f, names=("a", "b"), json=True), e, factory(t))
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert (doc["format_version"], doc["type"], doc["ok"], doc["written"]) == ("1", "enroll", False, True)
+    (a,) = doc["nodes"]
+    assert a["node"] == "a" and a["key"] == "created" and a["changed"] is True
+    assert a["public_key"] == meshfile.load(f)[0].node("a").public_key
+    assert [x["node"] for x in doc["errors"]] == ["b"]
+    e = env()
+    assert keys.run_rotate(keys.KeyOptions(f, names=("a",), json=True), e, factory(t)) == ExitStatus.OK
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert doc["type"] == "rotate" and doc["nodes"][0]["previous_public_key"] == a["public_key"]
+    assert doc["nodes"][0]["public_key"] == meshfile.load(f)[0].node("a").public_key != a["public_key"]

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeTransport
 from meshes import converged, fresh, pubkey
 
-from wgmesh import config
+from wgmesh import meshfile
 from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
 from wgmesh.commands.converge import APPROVE_PROMPT, ApplyOptions, PlanOptions, run_apply, run_plan
 from wgmesh.core.model import Mesh
@@ -72,13 +72,14 @@ def world(tmp_path: Path) -> World:
     path = tmp_path / "mesh.yaml"
     path.write_text(MESH_YAML)
     (tmp_path / "known_hosts").write_text("")
-    mesh, warnings = config.load(path)
+    mesh, warnings = meshfile.load(path)
     assert warnings == []
     return World(path, mesh)
 
 
-def _env(tty: bool = False) -> Environment:
-    return Environment(io.StringIO(), io.StringIO(), color=False, stdin_isatty=tty)
+def _env(tty: bool = False, stdin: str = "") -> Environment:
+    return Environment(io.StringIO(), io.StringIO(), color=False, stdin_isatty=tty, stdin=io.StringIO(stdin),
+                       environ={})
 
 
 def _out(env: Environment) -> str:
@@ -260,13 +261,10 @@ def test_apply_json_refuses_without_auto_approve(world: World) -> None:
 
 
 @pytest.mark.parametrize(("answer", "applied"), [("yes\n", True), ("no\n", False), ("y\n", False), ("", False)])
-def test_apply_asks_on_a_terminal(
-    world: World, monkeypatch: pytest.MonkeyPatch, answer: str, applied: bool
-) -> None:
+def test_apply_asks_on_a_terminal(world: World, answer: str, applied: bool) -> None:
     states, after = _drifted(world)
     fake = FakeTransport(dict(states), after=after)
-    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
-    code, env = _apply(world, fake, _env(tty=True))
+    code, env = _apply(world, fake, _env(tty=True, stdin=answer))
     assert APPROVE_PROMPT in _err(env)
     assert "# node aws" in _out(env), "the plan is shown before the question"
     if applied:
@@ -412,3 +410,38 @@ def test_not_a_saved_plan(world: World, tmp_path: Path) -> None:
     assert "not a wgmesh saved plan" in _err(env)
     code, env = _apply(world, FakeTransport(world.states()), saved_plan=tmp_path / "missing.json")
     assert code == ExitStatus.ERROR and "no such saved plan" in _err(env)
+
+
+# ------------------------------------------------------------------------------------------------ environment, F6
+
+
+def test_a_hostile_node_cannot_fake_the_screen_before_the_question(world: World) -> None:
+    states, after = _drifted(world)
+    fake = FakeTransport(dict(states), after=after, unreachable={"azure": "\x1b[2J\x1b[HNo changes."})
+    code, env = _apply(world, fake, _env(tty=True, stdin="no\n"))
+    assert code == ExitStatus.ERROR
+    assert "\x1b" not in _out(env) + _err(env)
+    assert "Error: node azure: \\x1b[2J\\x1b[HNo changes.\n" in _err(env)
+    assert APPROVE_PROMPT in _err(env) and "Apply cancelled." in _out(env)
+
+
+def test_plan_json_with_out_keeps_stdout_one_document(world: World, tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    code, env = _plan(world, FakeTransport(world.states(fresh)), json=True, out=out)
+    assert code == ExitStatus.OK and out.exists()
+    assert json.loads(_out(env))["type"] == "plan"
+
+
+def test_the_ssh_identity_comes_from_the_environment() -> None:
+    from wgmesh.commands.common import open_transport, ssh_transport
+    from wgmesh.views.human import HumanView
+
+    env = Environment(io.StringIO(), io.StringIO(), environ={"WGMESH_SSH_IDENTITY": "/keys/ci"})
+    transport = open_transport(None, ConnectOptions(), HumanView(env), env)
+    assert transport.identity_override == "/keys/ci"  # type: ignore[attr-defined]
+    transport.on_host_key_added("gcp ssh-ed25519 SHA256:x")  # type: ignore[attr-defined]
+    assert _err(env) == "Added to known_hosts (trusted on first use): gcp ssh-ed25519 SHA256:x\n"
+    assert open_transport(ssh_transport, ConnectOptions(), HumanView(env), env).identity_override == "/keys/ci"  # type: ignore[attr-defined]
+    seen: list[ConnectOptions] = []
+    assert open_transport(_factory(FakeTransport({}), seen), ConnectOptions(), HumanView(env), env) is not None
+    assert seen == [ConnectOptions()]

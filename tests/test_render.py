@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
-from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node
+from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node, user_hooks
 from wgmesh.meshfile import load, loads
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example" / "mesh.yaml"
@@ -59,8 +59,13 @@ Address = 10.9.0.1/24, fd09::1/64
 ListenPort = 51820
 MTU = 1380
 PostUp = wg set %i private-key /etc/wireguard/%i.key
+PostUp = sysctl -q -w net.ipv4.ip_forward=1
+PostUp = iptables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT
+PostUp = iptables -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT
 PostUp = sysctl -w net.ipv4.ip_forward=1
 PostDown = echo down %i
+PostDown = iptables -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true
+PostDown = iptables -D FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT || true
 
 # v6
 [Peer]
@@ -230,3 +235,23 @@ def test_render_all_matches_render_node(mesh: Mesh) -> None:
     for name, text in out:
         assert text == render_node(mesh, name)
         assert text.count("[Peer]") == sum(1 for n in mesh.nodes if n.enrolled and n.name != name)
+
+
+def test_a_node_that_routes_subnets_forwards_and_accepts_forwarded_traffic_at_every_up(small: Mesh) -> None:
+    """wg-quick runs these at `up` (and at boot): forwarding on, wgmesh's FORWARD accept rules in and out,
+    removed again at `down` (forwarding is left on). A node without subnets gets none of it."""
+    hub = render_node(small, "hub")
+    assert "PostUp = sysctl -q -w net.ipv4.ip_forward=1\n" in hub
+    assert hub.index("PostUp = iptables -I FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
+    assert "iptables -t nat" not in hub  # no masquerade unless asked
+    assert "sysctl" not in render_node(small, "nat") and "iptables" not in render_node(small, "nat")
+
+
+def test_masquerade_rules_per_subnet() -> None:
+    old = "    subnets: [192.168.1.0/24]"
+    mesh, _ = loads(SMALL.replace(old, "    masquerade: true\n" + old))
+    hub = render_node(mesh, "hub")
+    rule = "POSTROUTING ! -s 192.168.1.0/24 -d 192.168.1.0/24 -m comment --comment wgmesh:%i -j MASQUERADE"
+    assert f"PostUp = iptables -t nat -I {rule}\n" in hub
+    assert f"PostDown = iptables -t nat -D {rule} || true\n" in hub
+    assert user_hooks(hub) == (("sysctl -w net.ipv4.ip_forward=1",), ("echo down %i",))

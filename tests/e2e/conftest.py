@@ -1,11 +1,13 @@
 """Fixtures for end-to-end tests against `wgmesh lab` hosts (root, Linux).
 
-- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=()) -> wgmesh.lab.Lab`, that brings a fresh
-  lab up in a new temporary folder with a free lab id (10..50) and takes every lab it made down at the end
-  of the module, whatever happened. The returned `Lab` has `.dir` (the mesh repo: mesh.yaml, known_hosts,
-  id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`), `.host(name)`.
-  Use `wgmesh.lab.host_exec(lab.dir, node, argv)` to act inside a host and `wgmesh.lab.ssh_argv` for
-  plain OpenSSH.
+- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=(), root_login=True) -> wgmesh.lab.Lab`,
+  that brings a fresh lab up in a new temporary folder with a free lab id (10..50) and takes every lab it made
+  down at the end of the module, whatever happened. The returned `Lab` has `.dir` (the mesh repo: mesh.yaml,
+  known_hosts, id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`), `.host(name)`,
+  `.ssh_user`. `root_login=False` gives cloud-like hosts (root refused with cloud-init's banner, a sudo user
+  in mesh.yaml's ssh.user, forwarding off); the default stays True until wgmesh runs node commands via sudo.
+  `labkit` (`from e2e import labkit as labmod`) has `host_exec(lab.dir, node, argv)` to act inside a host,
+  `ssh_argv` for plain OpenSSH, `stop_sshd`/`start_sshd`, and re-exports wgmesh.lab.
 - `lab4`: one default 4-node lab (aws, azure, gcp, aliyun behind NAT) shared by the module.
 - `run_wgmesh`: `run_wgmesh(cwd, *args, input=None, env=None, timeout=120, check=False)` runs the real
   `wgmesh` command (`python -m wgmesh`) in `cwd` and returns the CompletedProcess (text).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
 
 FIRST_ID, LAST_ID = 10, labmod.MAX_ID
 
@@ -87,11 +89,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
         nat: Sequence[str] | None = None,
         keys: bool = True,
         dns: Sequence[str] = (),
+        root_login: bool = True,  # the lead flips this when wgmesh runs node commands through sudo
     ) -> labmod.Lab:
         directory = tmp_path_factory.mktemp("lab")
         made.append(directory)
         for lab_id in _candidate_ids():
-            spec = labmod.make_lab(lab_id, directory, nodes, names, nat, keys, dns)
+            spec = labmod.make_lab(lab_id, directory, nodes, names, nat, keys, dns, root_login=root_login)
             try:
                 return labmod.up(spec)
             except labmod.LabInUse:  # another run claimed it since we looked

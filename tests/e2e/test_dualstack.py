@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
 
 LabFactory = Callable[..., labmod.Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -17,7 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
 from wgmesh import meshfile
 from wgmesh.commands import importing as importer
 from wgmesh.commands import keys

@@ -1,9 +1,11 @@
-"""`wgmesh lab` against the real thing: namespaces, OpenSSH, wireguard-go (issue 3's "Done when")."""
+"""`wgmesh lab` against the real thing: namespaces, OpenSSH, wireguard-go, and cloud-like hosts (root refused
+with cloud-init's banner, a sudo user, forwarding off)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -14,9 +16,10 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from wgmesh import cli_lab
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
+from wgmesh import meshfile
 from wgmesh.lab import Lab, Proc
+from wgmesh.lab import cli as cli_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +27,8 @@ LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def _ssh(lab: Lab, node: str, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(labmod.ssh_argv(lab, node, command), capture_output=True, text=True, timeout=30)
+def _ssh(lab: Lab, node: str, command: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(labmod.ssh_argv(lab, node, command, user), capture_output=True, text=True, timeout=30)
 
 
 def _mesh_nodes(lab: Lab) -> dict[str, dict]:
@@ -127,8 +130,7 @@ def test_each_node_has_its_own_key_file_matching_mesh_yaml(lab4: Lab) -> None:
 def test_mesh_yaml_validates(lab4: Lab, run_wgmesh: WgmeshRunner) -> None:
     r = run_wgmesh(lab4.dir, "validate")
     assert r.returncode == 0, r.stdout + r.stderr
-    config = pytest.importorskip("wgmesh.config")
-    mesh, _warnings = config.load(lab4.mesh_path)
+    mesh, _warnings = meshfile.load(lab4.mesh_path)
     assert mesh.node_names == lab4.names
 
 
@@ -193,7 +195,9 @@ def test_cli_status_table(lab4: Lab) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"Lab {lab4.id} in {lab4.dir}")
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert lines[0].endswith(", root-login)")
+    assert lines[1] == "Login: root by key (--root-login); IP forwarding on."
+    rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
     assert rows == {h.name: [str(h.ip), "up", "down"] for h in lab4.hosts}
 
 
@@ -208,7 +212,7 @@ def test_up_twice_then_down_leaves_nothing(lab: LabFactory) -> None:
     old = _procs_in(first)
     assert "wireguard-go" in {_comm(p) for p in old}
 
-    second = labmod.up(labmod.make_lab(first.id, first.dir, nodes=2))
+    second = labmod.up(labmod.make_lab(first.id, first.dir, nodes=2, root_login=True))
     assert [p for p in old if labmod.alive(p)] == []
     for h in second.hosts:
         assert _ssh(second, h.name, "test -f /etc/wireguard/wg0.key").returncode == 0
@@ -235,7 +239,7 @@ def test_down_finds_processes_up_never_recorded(lab: LabFactory) -> None:
 def test_up_failing_half_way_cleans_up(lab: LabFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     made = lab(nodes=2)
     procs = _procs_in(made)
-    real = labmod._start_sshd
+    real = labmod.lab_system.spawn_sshd
 
     def failing(lab_: Lab, host: labmod.LabHost, prelude: str = "") -> tuple[Proc, str]:
         if host.name == "n3":
@@ -243,10 +247,12 @@ def test_up_failing_half_way_cleans_up(lab: LabFactory, monkeypatch: pytest.Monk
             raise labmod.LabError("n3: sshd did not start")
         return real(lab_, host, prelude)
 
-    monkeypatch.setattr(labmod, "_start_sshd", failing)
+    monkeypatch.setattr(labmod.lab_system, "spawn_sshd", failing)
     with pytest.raises(labmod.LabError, match="n3: sshd did not start"):
-        labmod.up(labmod.make_lab(made.id, made.dir, nodes=3))
+        labmod.up(labmod.make_lab(made.id, made.dir, nodes=3))  # cloud-like: its user is made before the hosts
     _assert_nothing_left(made, procs)
+    assert _getent("passwd", labmod.lab_user(made.id)).returncode == 2
+    assert not labmod.sudoers_path(made.id).exists()
 
 
 def test_refuses_a_bridge_it_does_not_own(lab: LabFactory) -> None:
@@ -285,8 +291,7 @@ def test_no_keys(lab: LabFactory) -> None:
     assert all("public_key" not in n for n in _mesh_nodes(made).values())
     for h in made.hosts:
         assert labmod.host_exec(made.dir, h.name, ["test", "-e", "/etc/wireguard/wg0.key"]).returncode == 1
-    config = pytest.importorskip("wgmesh.config")
-    mesh, _warnings = config.load(made.mesh_path)
+    mesh, _warnings = meshfile.load(made.mesh_path)
     assert not any(n.enrolled for n in mesh.nodes)
 
 
@@ -304,16 +309,27 @@ def test_cli_up_status_down(lab: LabFactory) -> None:
     made = lab(nodes=1)
     runner = CliRunner()
     d = str(made.dir)
+    user = labmod.lab_user(made.id)
+    # the CLI's default: cloud-like hosts (the fixture made root-login ones in the same folder)
     result = runner.invoke(cli_lab.app, ["up", "--dir", d, "--id", str(made.id), "--nodes", "3", "--nat", "n3"])
     assert result.exit_code == 0, result.output
     assert f"Lab {made.id} is up in {made.dir}" in result.output
     assert "wgmesh plan" in result.output
-    assert "NAT" in result.output.splitlines()[3]
+    lines = result.output.splitlines()
+    assert "NAT" in lines[3]
+    assert f"ssh {user}@{made.hosts[0].ip}" in lines[1]
+    assert lines[4] == (
+        f"Login: {user}, passwordless sudo ({labmod.sudoers_path(made.id)}); root refused with cloud-init's "
+        "banner; IP forwarding off."
+    )
     result = runner.invoke(cli_lab.app, ["status", "--dir", d])
     assert result.exit_code == 0, result.output
-    assert [line.split()[0] for line in result.output.splitlines()[2:]] == ["n1", "n2", "n3"]
+    assert result.output.splitlines()[0].endswith(", cloud)")
+    assert result.output.splitlines()[1].startswith(f"Login: {user}, passwordless sudo")
+    assert [line.split()[0] for line in result.output.splitlines()[3:]] == ["n1", "n2", "n3"]
     result = runner.invoke(cli_lab.app, ["down", "--dir", d])
     assert result.exit_code == 0 and "is down" in result.output
+    assert _getent("passwd", user).returncode == 2
     result = runner.invoke(cli_lab.app, ["status", "--dir", d])
     assert result.exit_code == 1 and result.output.startswith("Error: no lab in")
 
@@ -336,3 +352,116 @@ def test_refuses_a_mesh_repo_it_did_not_make(tmp_path: Path) -> None:
         labmod.down(tmp_path)
     assert (tmp_path / "mesh.yaml").read_text() == "version: 1\n"
     assert not (tmp_path / ".lab").exists()
+
+
+# ----------------------------------------------------------------------------- cloud-like hosts
+
+
+def _getent(database: str, key: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["getent", database, key], capture_output=True, text=True, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cloud(lab: LabFactory) -> Lab:
+    return lab(nodes=2, root_login=False)
+
+
+def test_cloud_like_mesh_yaml_names_the_sudo_user(cloud: Lab, run_wgmesh: WgmeshRunner) -> None:
+    assert cloud.ssh_user == f"wgmlab{cloud.id}" == cloud.user
+    assert YAML(typ="safe").load(cloud.mesh_path.read_text())["ssh"]["user"] == cloud.ssh_user
+    r = run_wgmesh(cloud.dir, "validate")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cloud_like_root_login_is_refused_with_cloud_inits_banner(cloud: Lab) -> None:
+    started = time.monotonic()
+    r = _ssh(cloud, "n1", "id -u", user="root")
+    assert r.returncode == 142, r.stdout + r.stderr
+    assert r.stdout == f'Please login as the user "{cloud.ssh_user}" rather than the user "root".\n\n'
+    assert time.monotonic() - started >= 9  # cloud-init's `sleep 10` before the exit
+    line = labmod.host_exec(cloud.dir, "n1", ["cat", "/root/.ssh/authorized_keys"]).stdout
+    assert line.startswith(
+        "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command=\"echo 'Please login as the user "
+        f'\\"{cloud.ssh_user}\\" rather than the user \\"root\\".\';echo;sleep 10;exit 142" ssh-ed25519 '
+    )
+
+
+def test_cloud_like_user_logs_in_with_passwordless_sudo_and_no_forwarding(cloud: Lab) -> None:
+    script = (
+        "id -un; sudo -n true && echo sudo-ok; sudo -n sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding; "
+        "sudo -n sh -c 'wg pubkey < /etc/wireguard/wg0.key'; "
+        "stat -c '%U %a' ~ ~/.ssh ~/.ssh/authorized_keys | tr '\\n' ' '"
+    )
+    nodes = YAML(typ="safe").load(cloud.mesh_path.read_text())["nodes"]
+    for h in cloud.hosts:
+        r = _ssh(cloud, h.name, script)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stderr == ""  # no "sudo: unable to resolve host"
+        user, sudo, forward4, forward6, public_key, homes = r.stdout.splitlines()
+        assert (user, sudo, forward4, forward6) == (cloud.ssh_user, "sudo-ok", "0", "0")
+        assert public_key == nodes[h.name]["public_key"]
+        u = cloud.ssh_user
+        assert homes.split() == [u, "750", u, "700", u, "600"]
+        assert labmod.host_exec(cloud.dir, h.name, ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == "0\n"
+    # the user's files on one host are that host's own (its home, like its /etc/wireguard)
+    r = _ssh(cloud, "n1", "echo n1 > ~/mine")
+    assert r.returncode == 0, r.stderr
+    assert _ssh(cloud, "n2", "test -e ~/mine").returncode == 1
+
+
+def test_cloud_like_user_and_sudoers_are_the_labs_own(lab: LabFactory) -> None:
+    made = lab(nodes=1, root_login=False)
+    user, sudoers = made.user, made.sudoers
+    assert user == labmod.lab_user(made.id) and sudoers == labmod.sudoers_path(made.id)
+    entry = _getent("passwd", user).stdout.split(":")
+    assert entry[4] == f"wgmesh lab {made.id}" and entry[5] == str(made.home)
+    assert sudoers.stat().st_mode & 0o777 == 0o440
+    assert f"{user} ALL=(ALL) NOPASSWD: ALL" in sudoers.read_text().splitlines()
+    assert subprocess.run(["visudo", "-c", "-q", "-f", str(sudoers)], timeout=10).returncode == 0
+    state = labmod.load(made.dir)
+    assert (state.mode, state.user, state.sudoers) == ("cloud", user, sudoers)
+
+    assert labmod.down(made.dir) is True
+    assert _getent("passwd", user).returncode == 2
+    assert _getent("group", user).returncode == 2
+    assert not sudoers.exists()
+    assert not any(line.startswith(f"{user}:") for line in Path("/etc/subuid").read_text().splitlines())
+    assert not Path("/run/sudo/ts", user).exists()
+    assert labmod.down(made.dir) is False
+    assert labmod.down_id(made.id) is False
+    assert not labmod.lab_in_use(made.id)
+
+
+def test_refuses_a_user_it_did_not_make_and_never_deletes_it(lab: LabFactory) -> None:
+    made = lab(nodes=1)
+    lab_id, name = made.id, labmod.lab_user(made.id)
+    assert labmod.down(made.dir)
+    subprocess.run(["useradd", "--no-create-home", "--comment", "not a lab's", name], check=True, timeout=30)
+    try:
+        with pytest.raises(labmod.LabInUse, match=f"user {name} already on this machine, not made by a lab"):
+            labmod.up(labmod.make_lab(lab_id, made.dir, nodes=1))
+        labmod.down_id(lab_id)
+        assert _getent("passwd", name).returncode == 0, "a user the lab did not make stays"
+    finally:
+        subprocess.run(["userdel", name], check=True, timeout=30)
+    assert not labmod.lab_in_use(lab_id)
+
+
+def test_down_after_a_reboot_still_removes_the_user(lab: LabFactory) -> None:
+    """A reboot empties /run (the runtime state goes) but keeps users and /etc/sudoers.d: DIR's state names them."""
+    made = lab(nodes=1, root_login=False)
+    procs = _procs_in(made)
+    labmod.stop_sshd(made.dir, "n1")
+    subprocess.run(
+        ["ip", "-batch", "-"],
+        input=f"link del {made.bridge}\nnetns del {made.hosts[0].netns}\n",
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    shutil.rmtree(made.runtime)
+    assert _getent("passwd", made.ssh_user).returncode == 0 and labmod.sudoers_path(made.id).exists()
+    assert labmod.down(made.dir) is True
+    assert _getent("passwd", made.ssh_user).returncode == 2
+    assert not labmod.sudoers_path(made.id).exists()
+    _assert_nothing_left(made, procs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
 from wgmesh.lab import Lab
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from wgmesh import lab as labmod
+from e2e import labkit as labmod
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -23,14 +24,18 @@ from wgmesh.core.state import InterfaceDump, LivePeer, LiveState, digest, normal
 from wgmesh.remote.read import (
     ParseError,
     ReadError,
+    parse_conf_text,
     parse_dump,
+    parse_forwarding,
     parse_getent,
     parse_ip_addr,
     parse_ip_route,
+    parse_iptables,
     parse_preflight,
     parse_read_output,
     read_command,
 )
+from wgmesh.remote.shell import sections
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "live"
 
@@ -492,6 +497,10 @@ def test_normalized_is_json_data_without_counters() -> None:
         lambda s: dataclasses.replace(s, key_file_public_key=None),
         lambda s: dataclasses.replace(s, resolved={**s.resolved, "peer.lab.example": frozenset({"192.0.2.56"})}),
         lambda s: dataclasses.replace(s, wg_quick_unit_enabled=True),
+        lambda s: dataclasses.replace(s, forwarding={4: True, 6: False}),
+        lambda s: dataclasses.replace(s, has_iptables=False),
+        lambda s: dataclasses.replace(s, forward_rules=True),
+        lambda s: dataclasses.replace(s, masquerade=nets("192.168.20.0/24")),
     ],
 )
 def test_fingerprint_changes_with_state(change) -> None:  # type: ignore[no-untyped-def]
@@ -533,6 +542,152 @@ def test_busybox_ip_is_never_read_as_no_interface() -> None:
     assert state.interface_exists and state.public_key == P1
     assert (state.missing, state.os_family) == (("ip-busybox",), "alpine")
     assert state.addresses == frozenset() and state.routes == frozenset()
+
+
+# --------------------------------------------------------------------------------------------- routing, config text
+
+IPTABLES = fixture("iptables_forward.txt") + fixture("iptables_nat.txt")  # both tables, as a node prints them
+
+
+@pytest.mark.parametrize(
+    ("interface", "forward", "masquerade"),
+    [
+        # Docker's chains, a hand-written `-i wg0` ACCEPT, wg01's rules (wg0 is a prefix of its comment) and a
+        # MASQUERADE commented "wgmesh:wg0 by hand" are all someone else's
+        ("wg0", True, ("192.168.20.0/24", "10.20.0.0/16")),
+        ("wg01", True, ("192.168.30.0/24",)),
+        ("wg1", False, ()),
+        ("docker0", False, ()),
+    ],
+)
+def test_parse_iptables_captured(interface: str, forward: bool, masquerade: tuple[str, ...]) -> None:
+    assert parse_iptables(interface, IPTABLES.splitlines()) == (forward, nets(*masquerade))
+
+
+C = '-m comment --comment "wgmesh:wg0"'
+IN, OUT = f"-A FORWARD -i wg0 {C} -j ACCEPT", f"-A FORWARD -o wg0 {C} -j ACCEPT"
+
+
+@pytest.mark.parametrize(
+    ("lines", "forward", "masquerade"),
+    [
+        ((IN, OUT), True, ()),
+        ((OUT, IN), True, ()),
+        ((IN,), False, ()),  # both directions, or forwarded traffic goes one way only
+        ((OUT,), False, ()),
+        ((IN, OUT.replace("ACCEPT", "DROP")), False, ()),
+        ((IN, f"-A FORWARD -o wg1 {C} -j ACCEPT"), False, ()),
+        ((IN, f"-A FORWARD ! -o wg0 {C} -j ACCEPT"), False, ()),
+        ((IN, f"-A FORWARD -s 10.0.0.0/8 -o wg0 {C} -j ACCEPT"), False, ()),
+        ((IN, "-A FORWARD -o wg0 -m comment --comment wgmesh:wg0 -j ACCEPT"), True, ()),  # unquoted: same words
+        ((IN, f"-I FORWARD -o wg0 {C} -j ACCEPT"), False, ()),  # not an -S line
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), False,
+         ("192.168.20.0/24",)),
+        ((f"-A POSTROUTING ! -s fd20::/64 -d fd20::/64 {C} -j MASQUERADE",), False, ("fd20::/64",)),
+        ((f"-A POSTROUTING -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
+        ((f"-A POSTROUTING ! -s 192.168.0.0/16 -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
+        ((f"-A POSTROUTING -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j SNAT --to-source 10.0.0.1",), False, ()),
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 -o eth0 {C} -j MASQUERADE",), False, ()),
+        ((f"-A POSTROUTING ! -s nonsense -d nonsense {C} -j MASQUERADE",), False, ()),
+        (('-A FORWARD -i wg0 -m comment --comment "wgmesh:wg0 -j ACCEPT', "", "-P FORWARD DROP", "-A", "garbage"),
+         False, ()),
+    ],
+)
+def test_parse_iptables_counts_only_wgmeshs_own_rules(lines: tuple[str, ...], forward: bool,
+                                                      masquerade: tuple[str, ...]) -> None:
+    assert parse_iptables("wg0", lines) == (forward, nets(*masquerade))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("4 1\n6 0", {4: True, 6: False}),
+        ("4 0", {4: False}),  # IPv6 disabled: its sysctl does not exist
+        ("4 2\n6 1\n", {4: True, 6: True}),
+        ("", {}),
+        ("4 \n6 yes\n5 1\nnoise", {}),
+    ],
+)
+def test_parse_forwarding(body: str, expected: dict[int, bool]) -> None:
+    assert parse_forwarding(body) == expected
+
+
+KEY_LIKE = re.compile(r"[A-Za-z0-9+/]{43}=")
+
+
+def redact_conf(text: str) -> str:
+    """What read.sh's awk prints of IF.conf, written independently (wg reads keys without case or blanks)."""
+    out = []
+    for line in text.splitlines():
+        key = "".join(line.lower().split()).lstrip("#;")
+        if key.startswith(("privatekey=", "presharedkey=")):
+            line = line[: line.index("=") + 1] + " (redacted)"
+        elif not key.startswith("publickey="):
+            line = KEY_LIKE.sub("(redacted)", line)
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def conf_secrets(text: str) -> set[str]:
+    return {line.split("=", 1)[1].strip() for line in text.splitlines()
+            if "".join(line.lower().split()).lstrip("#").startswith(("privatekey=", "presharedkey="))}
+
+
+def test_parse_conf_text() -> None:
+    assert parse_conf_text("|[Interface]\n|\n|PostUp = echo '@@wgmesh:end'") == (
+        "[Interface]\n\nPostUp = echo '@@wgmesh:end'\n")
+    assert parse_conf_text("") == ""
+    with pytest.raises(ParseError, match="config text section malformed"):
+        parse_conf_text("|[Interface]\nListenPort = 1")
+
+
+def test_parse_read_output_routing_and_config_text_captured() -> None:
+    text = fixture("read_c_routing.txt")
+    conf = (FIXTURES / "c_wg0.conf").read_text()
+    secrets = conf_secrets(conf)
+    assert len(secrets) == 2  # the private key (three times, one commented out) and the preshared key
+    for secret in secrets:
+        assert secret not in text
+    state = parse_read_output("wg0", text)
+    assert state.forwarding == {4: True, 6: False}
+    assert (state.has_iptables, state.forward_rules) == (True, True)
+    assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16")
+    assert state.config_text == redact_conf(conf)
+    assert "@@wgmesh:end\nAllowedIPs" in state.config_text  # a line of the file, not the end of the output
+    assert state.config_sha256 == hashlib.sha256(conf.encode()).hexdigest()
+    assert not state.interface_exists
+    for secret in secrets:
+        assert secret not in repr(state)
+
+
+def test_parse_read_output_node_a_routing() -> None:
+    state = parse_read_output("wg0", fixture("read_a_wg0.txt"))
+    assert state.forwarding == {4: False, 6: False}
+    assert (state.has_iptables, state.forward_rules, state.masquerade) == (True, False, frozenset())
+    assert state.config_text == redact_conf((FIXTURES / "a_wg0.conf").read_text())
+    assert "PrivateKey = (redacted)" in state.config_text and "PresharedKey = (redacted)" in state.config_text
+
+
+def test_output_without_routing_sections_knows_nothing_of_them() -> None:
+    """A read that printed no routing or config text sections: unknown, never "off" or "absent"."""
+    state = parse_read_output("wg0", fixture("read_b_wg0.txt"))
+    assert (state.forwarding, state.has_iptables, state.config_text) == ({}, None, None)
+    text = replace_section(fixture("read_c_routing.txt"), "conf", "absent")  # conftext of a file now gone
+    assert parse_read_output("wg0", text).config_text is None
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda t: replace_section(t, "iptables", "maybe"), "iptables section malformed"),
+        (lambda t: replace_section(t, "iptables", ""), "iptables section malformed"),
+        (lambda t: replace_section(t, "conftext", "[Interface]"), "config text section malformed"),
+    ],
+)
+def test_parse_read_output_routing_malformed(mangle, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParseError, match=message):
+        parse_read_output("wg0", mangle(fixture("read_c_routing.txt")))
 
 
 # --------------------------------------------------------------------------------------------- read.sh on stub nodes
@@ -577,6 +732,7 @@ def test_read_of_a_captured_node_gives_the_captured_state(node: Stubs) -> None:
     answering(node, "ip", ip_answers(
         "wg0", link=fixture("ip_link_a_wg0.json").strip(), addr=fixture("ip_addr_a_wg0.json").strip(),
         route4=fixture("ip_route4_a_wg0.json").strip(), route6=fixture("ip_route6_a_wg0.json").strip()))
+    routing_node(node, forward4="0", forward6="0")
     out = read(node)
     for secret in secrets_in(raw):
         assert secret not in out
@@ -601,6 +757,81 @@ def test_read_redacts_secrets_on_the_node(node: Stubs, name: str) -> None:
     assert (state.public_key, state.listen_port, state.fwmark, state.peers) == (
         iface.public_key, iface.listen_port, iface.fwmark, peers)
     assert not state.interface_exists  # ip knows no such link
+
+
+def routing_node(node: Stubs, *, forward4: str = "1", forward6: str = "0", rules: str = "") -> None:
+    """`sysctl` answering the two forwarding settings, `iptables` listing `rules` in both tables."""
+    answering(node, "sysctl", {"-n net.ipv4.ip_forward": forward4 + "\n",
+                               "-n net.ipv6.conf.all.forwarding": forward6 + "\n"})
+    answering(node, "iptables", {"-w 5 -S FORWARD": "-P FORWARD ACCEPT\n" + rules,
+                                 "-w 5 -t nat -S POSTROUTING": "-P POSTROUTING ACCEPT\n" + rules})
+
+
+def test_read_routing(node: Stubs) -> None:
+    full_node(node)
+    routing_node(node, forward4="1", forward6="0", rules=IPTABLES)
+    state = parse_read_output("wg0", read(node))
+    assert state.forwarding == {4: True, 6: False}
+    assert (state.has_iptables, state.forward_rules) == (True, True)
+    assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16")
+    assert calls(node, "iptables") == [["-w", "5", "-S", "FORWARD"], ["-w", "5", "-t", "nat", "-S", "POSTROUTING"]]
+    assert calls(node, "sysctl") == [["-n", "net.ipv4.ip_forward"], ["-n", "net.ipv6.conf.all.forwarding"]]
+
+
+def test_read_routing_prints_only_wgmeshs_lines(node: Stubs) -> None:
+    full_node(node)
+    routing_node(node, rules=IPTABLES)
+    body = next(s.body for s in sections(read(node)) if s.name == "iptables")
+    assert body.splitlines() == ["present"] + [ln for ln in IPTABLES.splitlines() if "wgmesh:wg0" in ln] * 2
+
+
+def test_read_routing_without_iptables_or_sysctl(node: Stubs) -> None:
+    """No iptables: said so. No sysctl (a minimal image): /proc/sys, where the kernel keeps the settings."""
+    full_node(node)
+    state = parse_read_output("wg0", read(node))
+    assert (state.has_iptables, state.forward_rules, state.masquerade) == (False, False, frozenset())
+    expected = {}
+    for version, path in ((4, "/proc/sys/net/ipv4/ip_forward"), (6, "/proc/sys/net/ipv6/conf/all/forwarding")):
+        if Path(path).exists():
+            expected[version] = Path(path).read_text().strip() != "0"
+    assert state.forwarding == expected
+
+
+def test_read_routing_when_iptables_fails(node: Stubs) -> None:
+    """iptables that cannot list (no permission, no kernel support): no rules are seen, the read goes on."""
+    full_node(node)
+    node.stub("iptables", "echo 'iptables: Permission denied (you must be root).' >&2\nexit 4\n")
+    node.stub("sysctl", "echo 'sysctl: cannot stat /proc/sys/net/ipv6/conf/all/forwarding' >&2\nexit 255\n")
+    state = parse_read_output("wg0", read(node))
+    assert (state.has_iptables, state.forward_rules, state.masquerade) == (True, False, frozenset())
+
+
+def test_read_config_text_is_redacted_on_the_node(node: Stubs) -> None:
+    full_node(node)
+    kd = node.root / "etc-wireguard"
+    kd.mkdir()
+    conf = (FIXTURES / "c_wg0.conf").read_text()
+    extra = "\n".join([  # every way wg would still read a key
+        f"PrivateKey={derive_public(base64.b64encode(os.urandom(32)).decode())}",
+        f"  Preshared Key =\t{base64.b64encode(os.urandom(32)).decode()}",
+        f"PRIVATEKEY = {base64.b64encode(os.urandom(32)).decode()}\r",
+        f"## presharedkey = {base64.b64encode(os.urandom(32)).decode()}",
+        f"PostUp = wg set %i private-key <(echo {base64.b64encode(os.urandom(32)).decode()})",
+    ])
+    text = conf + extra + "\n"
+    (kd / "wg0.conf").write_text(text)
+    out = read(node)
+    secrets = conf_secrets(text) | set(KEY_LIKE.findall(extra.splitlines()[-1]))
+    assert len(secrets) == 7
+    for secret in secrets:
+        assert secret not in out
+    state = parse_read_output("wg0", out)
+    assert state.config_text == redact_conf(text).replace("\r", "")
+    assert state.config_text.endswith(
+        "PrivateKey= (redacted)\n  Preshared Key = (redacted)\nPRIVATEKEY = (redacted)\n## presharedkey = (redacted)\n"
+        "PostUp = wg set %i private-key <(echo (redacted))\n")
+    assert "PublicKey = qy3w0SD7Fu22AOmHoq5eaNw2BEI62o56JuC/tYXphCA=\n" in state.config_text  # public: kept
+    assert state.config_sha256 == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_read_quotes_everything_from_outside(node: Stubs) -> None:
@@ -719,7 +950,12 @@ def test_read_command_in_a_namespace_never_returns_a_secret(tmp_path: Path) -> N
     try:
         inner = (
             f"mount --bind {etc} /etc/wireguard && mount --bind {rund} /run/wireguard && "
-            'ip link set lo up && wg-quick up wgt0 >/dev/null 2>&1 && sh -c "$WGMESH_READ"'
+            'ip link set lo up && wg-quick up wgt0 >/dev/null 2>&1 && sysctl -qw net.ipv4.ip_forward=1 && '
+            + ("iptables -A FORWARD -i wgt0 -m comment --comment wgmesh:wgt0 -j ACCEPT && "
+               "iptables -A FORWARD -o wgt0 -m comment --comment wgmesh:wgt0 -j ACCEPT && "
+               "iptables -t nat -A POSTROUTING ! -s 10.67.0.0/16 -d 10.67.0.0/16 -m comment "
+               "--comment wgmesh:wgt0 -j MASQUERADE && " if shutil.which("iptables") else "")
+            + 'sh -c "$WGMESH_READ"'
         )
         env = {**os.environ, "WGMESH_READ": read_command("wgt0", ["localhost"])}
         result = run(
@@ -750,4 +986,9 @@ def test_read_command_in_a_namespace_never_returns_a_secret(tmp_path: Path) -> N
     assert state.addresses == {ip_interface("10.66.0.1/24"), ip_interface("fd66::1/64")}
     assert state.routes == nets("10.67.0.0/16")
     assert state.config_sha256 == hashlib.sha256(conf.read_bytes()).hexdigest()
+    assert state.config_text == redact_conf(conf.read_text())
+    assert "PrivateKey = (redacted)" in state.config_text and "PresharedKey = (redacted)" in state.config_text
     assert "127.0.0.1" in state.resolved["localhost"]
+    assert state.forwarding.get(4) is True
+    if shutil.which("iptables"):
+        assert (state.has_iptables, state.forward_rules, state.masquerade) == (True, True, nets("10.67.0.0/16"))

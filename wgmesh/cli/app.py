@@ -7,12 +7,24 @@ from pathlib import Path
 
 import typer
 
-from wgmesh import __version__, cli_lab
+from wgmesh import __version__
 from wgmesh.cli import keys as cli_keys
 from wgmesh.cli import observe as cli_observe
-from wgmesh.cli.options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
+from wgmesh.cli.environment import environment, mesh_file
+from wgmesh.cli.options import (
+    AcceptNew,
+    CommandTimeout,
+    FileOpt,
+    Json,
+    NoColor,
+    Parallelism,
+    Target,
+    Timeout,
+    exit_with,
+)
 from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
 from wgmesh.commands.converge import ApplyOptions, PlanOptions
+from wgmesh.lab.cli import app as lab_app
 from wgmesh.views.env import Environment
 
 app = typer.Typer(
@@ -38,43 +50,48 @@ def _root(
 
 
 @app.command()
-def validate(file: Path = FileOpt, no_color: bool = NoColor) -> None:
+def validate(ctx: typer.Context, file: Path | None = FileOpt, json_out: bool = Json, no_color: bool = NoColor) -> None:
     """Check mesh.yaml: every error with its line, the field and the fix. Exit 1 on any error."""
     from wgmesh.commands.local import validate as run
 
-    env = Environment.from_system(no_color)
-    exit_with(guard(lambda: run(file, env), env))
+    env = environment(ctx, no_color or json_out)
+    exit_with(guard(lambda: run(mesh_file(file, env), env, json_out), env))
 
 
 @app.command()
 def render(
+    ctx: typer.Context,
     node: str = typer.Argument(None, help="The node whose config to print."),
     all_nodes: bool = typer.Option(False, "--all", help="Write every node's config (with --out)."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for --all: writes OUT/NODE.conf."),
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
+    json_out: bool = typer.Option(False, "--json", help='JSON on stdout: {"node": ..., "config": ...}.'),
 ) -> None:
     """Print the wg-quick config a node will run (no private key: it is loaded from the node's key file)."""
     from wgmesh.commands.local import render as run
 
-    env = Environment.from_system(True)
-    exit_with(guard(lambda: run(file, node, all_nodes, out, env), env))
+    env = environment(ctx, True)
+    exit_with(guard(lambda: run(mesh_file(file, env), node, all_nodes, out, env, json_out), env))
 
 
 @app.command()
 def init(
+    ctx: typer.Context,
     directory: Path = typer.Argument(Path("."), help="Folder for the new mesh repo."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    json_out: bool = Json,
 ) -> None:
     """Scaffold a mesh repo: commented mesh.yaml, empty known_hosts, .gitignore, CI workflow."""
     from wgmesh.commands.local import init as run
 
-    env = Environment.from_system(True)
-    exit_with(guard(lambda: run(directory, force, env), env))
+    env = environment(ctx, True)
+    exit_with(guard(lambda: run(directory, force, env, json_out), env))
 
 
 @app.command()
 def plan(
-    file: Path = FileOpt,
+    ctx: typer.Context,
+    file: Path | None = FileOpt,
     detailed_exitcode: bool = typer.Option(
         False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."
     ),
@@ -83,16 +100,17 @@ def plan(
     target: list[str] = Target,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """Read every node over SSH and show what apply would change."""
     from wgmesh.commands.converge import run_plan
 
-    env = Environment.from_system(no_color or json_out)
+    env = environment(ctx, no_color or json_out)
     opts = PlanOptions(
-        file=file,
-        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)),
+        file=mesh_file(file, env),
+        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target), command_timeout),
         json=json_out,
         detailed_exitcode=detailed_exitcode,
         out=out,
@@ -102,13 +120,15 @@ def plan(
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     saved_plan: Path = typer.Argument(None, help="A plan saved with `wgmesh plan --out FILE`."),
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for approval (CI)."),
     json_out: bool = Json,
     target: list[str] = Target,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     lock_timeout: int = typer.Option(60, "--lock-timeout", min=0, help="Seconds to wait for another apply."),
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
@@ -116,10 +136,10 @@ def apply(
     """Converge every node: write IF.conf, wg syncconf, reconcile addresses and routes, verify."""
     from wgmesh.commands.converge import run_apply
 
-    env = Environment.from_system(no_color or json_out)
+    env = environment(ctx, no_color or json_out)
     opts = ApplyOptions(
-        file=file,
-        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)),
+        file=mesh_file(file, env),
+        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target), command_timeout),
         json=json_out,
         auto_approve=auto_approve,
         lock_timeout=lock_timeout,
@@ -130,17 +150,18 @@ def apply(
 
 app.command()(cli_observe.check)
 app.command()(cli_observe.status)
-app.add_typer(cli_lab.app, name="lab")
+app.add_typer(lab_app, name="lab")
 app.add_typer(cli_keys.node_app, name="node")
 app.command()(cli_keys.enroll)
 app.command()(cli_keys.rotate)
 app.command("import")(cli_keys.import_)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run wgmesh with `argv` (default: sys.argv[1:]) and return its exit status."""
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """Run wgmesh with `argv` (default: sys.argv[1:]) and return its exit status. `env` (default: the process's
+    streams and environment variables) is what every command reads and writes."""
     try:
-        app(args=argv, prog_name="wgmesh")
+        app(args=argv, prog_name="wgmesh", obj=env)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import typer
 
-from wgmesh import nodes
-from wgmesh.cli.options import AcceptNew, FileOpt, NoColor, Parallelism, Timeout
+from wgmesh import meshfile
+from wgmesh.cli.environment import environment, mesh_file
+from wgmesh.cli.options import AcceptNew, CommandTimeout, FileOpt, Json, NoColor, Parallelism, Timeout
+from wgmesh.commands import nodes
 from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, guard
 from wgmesh.remote.transport import SshError
+from wgmesh.views import make_view
 from wgmesh.views.env import Environment
 
 AllNodes = typer.Option(False, "--all", help="Every node in mesh.yaml (except decommissioned ones).")
@@ -33,7 +36,7 @@ def _run(fn: Callable[[], ExitStatus], env: Environment) -> None:
     def checked() -> ExitStatus:
         try:
             return fn()
-        except nodes.EditError as e:
+        except meshfile.EditError as e:
             raise Failure(str(e)) from None
         except SshError as e:
             raise Failure(str(e)) from None
@@ -45,13 +48,15 @@ def _run(fn: Callable[[], ExitStatus], env: Environment) -> None:
 
 
 def _print(lines: list[str], env: Environment) -> ExitStatus:
+    view = make_view(env)
     for line in lines:
-        env.stdout.write(line + "\n")
+        view.message(line)
     return ExitStatus.OK
 
 
 @node_app.command("add")
 def node_add(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="The new node's name."),
     address: list[str] = typer.Option(
         [], "--address", help="Its mesh address (repeatable; default: the lowest free one in each mesh network)."
@@ -62,10 +67,10 @@ def node_add(
     ssh_port: int | None = typer.Option(None, "--ssh-port", min=1, max=65535, help="SSH port."),
     subnet: list[str] = typer.Option([], "--subnet", help="A private network routed through it (repeatable)."),
     listen_port: int | None = typer.Option(None, "--listen-port", min=1, max=65535, help="Its WireGuard port."),
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
 ) -> None:
     """Add a node to mesh.yaml. Next: `wgmesh enroll NAME` makes its key on the node."""
-    env = Environment.from_system(True)
+    env = environment(ctx, True)
     spec = nodes.NodeSpec(
         name=name,
         addresses=tuple(address),
@@ -76,54 +81,64 @@ def node_add(
         subnets=tuple(subnet),
         listen_port=listen_port,
     )
-    _run(lambda: _print(nodes.add(file, spec), env), env)
+    _run(lambda: _print(nodes.add(mesh_file(file, env), spec), env), env)
 
 
 @node_app.command("remove")
 def node_remove(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="The node to take out of mesh.yaml."),
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
 ) -> None:
     """Remove a node from mesh.yaml; the next apply removes it from every peer."""
-    env = Environment.from_system(True)
-    _run(lambda: _print(nodes.remove(file, name), env), env)
+    env = environment(ctx, True)
+    _run(lambda: _print(nodes.remove(mesh_file(file, env), name), env), env)
 
 
 def enroll(
+    ctx: typer.Context,
     names: list[str] = typer.Argument(None, help="The node(s) to enroll."),
     all_nodes: bool = AllNodes,
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
+    json_out: bool = Json,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """Create the node's WireGuard key on the node if it has none; write its public key into mesh.yaml."""
     from wgmesh.commands.keys import KeyOptions, run_enroll
 
-    env = Environment.from_system(no_color)
-    opts = KeyOptions(file, tuple(names or ()), all_nodes, ConnectOptions(parallelism, timeout, accept_new_host_keys))
+    env = environment(ctx, no_color or json_out)
+    connect = ConnectOptions(parallelism, timeout, accept_new_host_keys, command_timeout=command_timeout)
+    opts = KeyOptions(mesh_file(file, env), tuple(names or ()), all_nodes, connect, json_out)
     _run(lambda: run_enroll(opts, env), env)
 
 
 def rotate(
+    ctx: typer.Context,
     names: list[str] = typer.Argument(None, help="The node(s) whose key to replace."),
     all_nodes: bool = AllNodes,
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
+    json_out: bool = Json,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """Make a new key on the node and record it in mesh.yaml; the next apply switches the node and its peers."""
     from wgmesh.commands.keys import KeyOptions, run_rotate
 
-    env = Environment.from_system(no_color)
-    opts = KeyOptions(file, tuple(names or ()), all_nodes, ConnectOptions(parallelism, timeout, accept_new_host_keys))
+    env = environment(ctx, no_color or json_out)
+    connect = ConnectOptions(parallelism, timeout, accept_new_host_keys, command_timeout=command_timeout)
+    opts = KeyOptions(mesh_file(file, env), tuple(names or ()), all_nodes, connect, json_out)
     _run(lambda: run_rotate(opts, env), env)
 
 
 def import_(
+    ctx: typer.Context,
     targets: list[str] = typer.Argument(..., metavar="NAME=[USER@]HOST[:PORT]...", help="The nodes to adopt."),
     endpoint: list[str] = typer.Option(
         [], "--endpoint", help="NAME=HOST:PORT: the endpoint of a node (default: what its peers' configs use)."
@@ -137,18 +152,20 @@ def import_(
     identity_file: str | None = typer.Option(
         None, "--identity-file", help="SSH key written into a new mesh.yaml's ssh section."
     ),
-    file: Path = FileOpt,
+    file: Path | None = FileOpt,
+    json_out: bool = Json,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """Adopt running WireGuard nodes into mesh.yaml; each private key moves to IF.key on its own node."""
     from wgmesh.commands.importing import ImportOptions, run_import
 
-    env = Environment.from_system(no_color)
+    env = environment(ctx, no_color or json_out)
     opts = ImportOptions(
-        file=file,
+        file=mesh_file(file, env),
         targets=tuple(targets),
         endpoints=tuple(endpoint),
         dry_run=dry_run,
@@ -156,7 +173,8 @@ def import_(
         name=name,
         interface=interface,
         identity_file=identity_file,
-        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys),
+        connect=ConnectOptions(parallelism, timeout, accept_new_host_keys, command_timeout=command_timeout),
+        json=json_out,
     )
     _run(lambda: run_import(opts, env), env)
 

@@ -5,40 +5,58 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wgmesh.cli.options import AcceptNew, FileOpt, Json, NoColor, Parallelism, Target, Timeout, exit_with
+import typer
+
+from wgmesh.cli.environment import environment, mesh_file
+from wgmesh.cli.options import (
+    AcceptNew,
+    CommandTimeout,
+    FileOpt,
+    Json,
+    NoColor,
+    Parallelism,
+    Target,
+    Timeout,
+    exit_with,
+)
 from wgmesh.commands.common import ConnectOptions, guard
-from wgmesh.views.env import Environment
 
 
 def check(
-    file: Path = FileOpt,
+    ctx: typer.Context,
+    file: Path | None = FileOpt,
     json_out: bool = Json,
     target: list[str] = Target,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """Ping every node's mesh addresses and subnet probes from every other node. Exit 1 on any failure."""
     from wgmesh.commands.observe import ObserveOptions, run_check
 
-    env = Environment.from_system(no_color or json_out)
-    opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)
+    env = environment(ctx, no_color or json_out)
+    connect = ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target), command_timeout)
+    opts = ObserveOptions(mesh_file(file, env), connect, json_out)
     exit_with(guard(lambda: run_check(opts, env), env))
 
 
 def status(
-    file: Path = FileOpt,
+    ctx: typer.Context,
+    file: Path | None = FileOpt,
     json_out: bool = Json,
     target: list[str] = Target,
     parallelism: int = Parallelism,
     timeout: float = Timeout,
+    command_timeout: float | None = CommandTimeout,
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
     """What every node sees of each peer: handshake age, endpoint, bytes. Exit 1 if a node cannot be read."""
     from wgmesh.commands.observe import ObserveOptions, run_status
 
-    env = Environment.from_system(no_color or json_out)
-    opts = ObserveOptions(file, ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target)), json_out)
+    env = environment(ctx, no_color or json_out)
+    connect = ConnectOptions(parallelism, timeout, accept_new_host_keys, tuple(target), command_timeout)
+    opts = ObserveOptions(mesh_file(file, env), connect, json_out)
     exit_with(guard(lambda: run_status(opts, env), env))

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
+from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT
+
 FileOpt = typer.Option(
-    Path("mesh.yaml"), "--file", "-f", envvar="WGMESH_FILE", help="The mesh file.", show_default=True
-)
+    None, "--file", "-f", help="The mesh file [default: $WGMESH_FILE, else mesh.yaml].", show_default=False
+)  # resolved with cli.environment.mesh_file: WGMESH_FILE comes from the run's Environment
 NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
 Target = typer.Option([], "--target", "-t", help="Only this node (repeatable); its peers are still every node.")
 Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
 Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
+CommandTimeout = typer.Option(
+    None,
+    "--command-timeout",
+    min=1.0,
+    metavar="S",
+    envvar="WGMESH_COMMAND_TIMEOUT",
+    help=f"Deadline in seconds for each command on a node (default: {READ_TIMEOUT:g} for reads, {APPLY_TIMEOUT:g} "
+    "for apply, enroll, rotate and import, more for check with many targets). A node past it is that node's error.",
+)
 AcceptNew = typer.Option(
     False, "--accept-new-host-keys", help="Trust unknown host keys on first use and add them to known_hosts."
 )

@@ -3,21 +3,22 @@ selecting nodes, and the guard that turns a failure into one clean line."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from wgmesh import config
+from wgmesh import meshfile
 from wgmesh.commands import planfile
 from wgmesh.core.model import Mesh, Node
+from wgmesh.meshfile import Diagnostic
 from wgmesh.remote.ssh import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, SshTransport
 from wgmesh.remote.transport import Transport
+from wgmesh.views import make_view
+from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.human import HumanView
-from wgmesh.views.json import JsonView
+from wgmesh.views.reports import Finding
+from wgmesh.views.text import safe
 
 
 class ExitStatus(IntEnum):
@@ -32,59 +33,78 @@ class ConnectOptions:
     timeout: float = DEFAULT_TIMEOUT
     accept_new_host_keys: bool = False
     targets: tuple[str, ...] = ()
+    command_timeout: float | None = None  # --command-timeout: one deadline for every node command
 
 
 TransportFactory = Callable[[ConnectOptions, Callable[[str, str], None]], Transport]
 
 
-def ssh_transport(opts: ConnectOptions, progress: Callable[[str, str], None]) -> Transport:
+def ssh_transport(
+    opts: ConnectOptions,
+    progress: Callable[[str, str], None],
+    *,
+    environ: Mapping[str, str] | None = None,
+    on_host_key_added: Callable[[str], None] | None = None,
+) -> Transport:
+    """The real transport. `environ` (the command's Environment) may name an SSH key: WGMESH_SSH_IDENTITY."""
+    identity = None if environ is None else environ.get("WGMESH_SSH_IDENTITY")
     return SshTransport(
         parallelism=opts.parallelism,
         timeout=opts.timeout,
+        command_timeout=opts.command_timeout,
         accept_new_host_keys=opts.accept_new_host_keys,
+        identity_override=identity,
         on_progress=progress,
-        on_host_key_added=_tell_host_key_added,
+        on_host_key_added=on_host_key_added,
     )
 
 
-def _tell_host_key_added(line: str) -> None:
-    """Trust on first use is never silent: every key learned is named, with its fingerprint."""
-    sys.stderr.write(f"Added to known_hosts (trusted on first use): {line}\n")
+def open_transport(factory: TransportFactory | None, opts: ConnectOptions, view: View, env: Environment) -> Transport:
+    """The transport a command works through: the injected factory's (tests), else SSH with the Environment's
+    variables and the view's notices."""
+    if factory is None or factory is ssh_transport:
+        return ssh_transport(opts, view.progress, environ=env.environ, on_host_key_added=view.host_key_added)
+    return factory(opts, view.progress)
 
 
 class Failure(Exception):
     """A command-level error: printed as one `Error:` line, exit 1."""
 
 
-def load_mesh(path: Path, view: HumanView | JsonView) -> Mesh:
-    """Load and validate; print warnings; raise config.MeshError with every error."""
-    mesh, warnings = config.load(path)
+def load_mesh(path: Path, view: View) -> Mesh:
+    """Load and validate; print warnings; raise meshfile.MeshError with every error."""
+    mesh, warnings = meshfile.load(path)
     for w in warnings:
         view.warning(str(w))
     return mesh
 
 
-def _view(env: Environment, as_json: bool) -> HumanView | JsonView:
-    return JsonView(env) if as_json else HumanView(env)
+def _view(env: Environment, as_json: bool) -> View:
+    return make_view(env, as_json)
+
+
+def finding(d: Diagnostic) -> Finding:
+    """A mesh.yaml diagnostic as the views take it."""
+    return Finding(str(d), d.file, d.line, d.col, d.path, d.message, d.severity)
 
 
 def guard(fn: Callable[[], ExitStatus], env: Environment) -> ExitStatus:
     """Turn every expected failure into clean lines on stderr and exit 1: never a traceback."""
     try:
         return fn()
-    except config.MeshError as e:
+    except meshfile.MeshError as e:
         for d in e.diagnostics:
-            env.stderr.write(f"{d}\n")
+            env.stderr.write(f"{safe(d)}\n")
         n = sum(1 for d in e.diagnostics if d.severity == "error")
         env.stderr.write(f"{n} error{'s' if n != 1 else ''}; nothing was changed on any host.\n")
     except (Failure, UsageError, planfile.PlanFileError) as e:
-        env.stderr.write(f"Error: {e}\n")
+        env.stderr.write(f"Error: {safe(e)}\n")  # a message may quote a node
     except KeyboardInterrupt:
         env.stderr.write("Interrupted.\n")
     except Exception as e:  # a bug: one line for the user, the traceback on request
-        if os.environ.get("WGMESH_DEBUG"):
+        if env.debug:
             raise
-        env.stderr.write(f"Error: internal error: {type(e).__name__}: {e} (WGMESH_DEBUG=1 shows the traceback; "
+        env.stderr.write(f"Error: internal error: {type(e).__name__}: {safe(e)} (WGMESH_DEBUG=1 shows the traceback; "
                          "please report it)\n")
     return ExitStatus.ERROR
 

@@ -18,6 +18,7 @@ from wgmesh.commands.common import (
     TransportFactory,
     _view,
     load_mesh,
+    open_transport,
     select_nodes,
     ssh_transport,
 )
@@ -34,10 +35,9 @@ from wgmesh.remote.apply import (
     cleanup_script,
     rollback_script,
 )
-from wgmesh.remote.transport import Transport
+from wgmesh.remote.transport import Transport, apply_timeout
+from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.human import HumanView
-from wgmesh.views.json import JsonView
 
 
 def apply_node(
@@ -51,7 +51,9 @@ def apply_node(
     """Converge one node whose plan has changes. Never raises for a node-level failure."""
     node = mesh.node(plan.node)
     try:
-        result = transport.run(node.name, apply_script(mesh, node, plan, lock_timeout=lock_timeout))
+        result = transport.run(
+            node.name, apply_script(mesh, node, plan, lock_timeout=lock_timeout), apply_timeout(lock_timeout)
+        )
     except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
         return NodeResult(node.name, Outcome.FAILED, str(e))
     if result.exit_status != 0:
@@ -67,7 +69,9 @@ def apply_node(
             f"{c.action.symbol} {c.address}" for c in remaining.changes
         )
         try:
-            back = transport.run(node.name, rollback_script(mesh, lock_timeout=lock_timeout))
+            back = transport.run(
+                node.name, rollback_script(mesh, lock_timeout=lock_timeout), apply_timeout(lock_timeout)
+            )
             rolled = "rolled back to the previous config" if back.exit_status == 0 else (
                 f"rollback failed too: {_failure(back)}")
         except Exception as e:
@@ -75,7 +79,7 @@ def apply_node(
         return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
     # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
     with contextlib.suppress(Exception):
-        transport.run(node.name, cleanup_script(mesh, lock_timeout=lock_timeout))
+        transport.run(node.name, cleanup_script(mesh, lock_timeout=lock_timeout), apply_timeout(lock_timeout))
     add, change, destroy = plan.counts()
     summary = f"{add} added, {change} changed, {destroy} destroyed"
     return NodeResult(node.name, Outcome.CHANGED, summary)
@@ -134,10 +138,10 @@ class ApplyOptions:
 
 
 def _read(
-    mesh: Mesh, opts: ConnectOptions, view: HumanView | JsonView, factory: TransportFactory
+    mesh: Mesh, opts: ConnectOptions, view: View, env: Environment, factory: TransportFactory
 ) -> tuple[Transport, Reading, Plan]:
     nodes = select_nodes(mesh, opts.targets)
-    transport = factory(opts, view.progress)
+    transport = open_transport(factory, opts, view, env)
     reading = read_nodes(mesh, transport, nodes)
     return transport, reading, plan_from_reading(mesh, reading)
 
@@ -145,14 +149,12 @@ def _read(
 def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    transport, reading, plan = _read(mesh, opts.connect, view, factory)
+    transport, reading, plan = _read(mesh, opts.connect, view, env, factory)
     transport.close()
     view.plan(plan)
     if opts.out is not None:
         planfile.write(opts.out, opts.file, opts.connect.targets, reading, plan)
-        if not opts.json:
-            view.message(f"\nSaved the plan to {opts.out}. To perform exactly these actions, run: "
-                         f"wgmesh apply {opts.out}")
+        view.plan_saved(opts.out)
     if plan.errors:
         return ExitStatus.ERROR
     if opts.detailed_exitcode and plan.has_changes:
@@ -160,17 +162,14 @@ def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ss
     return ExitStatus.OK
 
 
-def _approve(env: Environment, view: HumanView | JsonView) -> bool:
+def _approve(env: Environment, view: View) -> bool:
+    """Ask on the terminal (the Environment's stdin); only `yes` approves."""
     if not env.stdin_isatty:
         raise Failure("apply needs approval: no terminal to ask on. Review the plan and run with --auto-approve "
                       "(as CI does), or apply a saved plan")
-    env.stderr.write(f"\n{APPROVE_PROMPT}\n  Enter a value: ")
-    env.stderr.flush()
-    try:
-        answer = input()
-    except EOFError:
-        answer = ""
-    return answer.strip() == "yes"
+    view.prompt(APPROVE_PROMPT)
+    answer = env.read_line()
+    return answer is not None and answer.strip() == "yes"
 
 
 def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
@@ -179,8 +178,10 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
     saved = planfile.read(opts.saved_plan) if opts.saved_plan else None
     connect = opts.connect
     if saved is not None:
-        connect = ConnectOptions(connect.parallelism, connect.timeout, connect.accept_new_host_keys, saved.targets)
-    transport, reading, plan = _read(mesh, connect, view, factory)
+        connect = ConnectOptions(
+            connect.parallelism, connect.timeout, connect.accept_new_host_keys, saved.targets, connect.command_timeout
+        )
+    transport, reading, plan = _read(mesh, connect, view, env, factory)
     try:
         if saved is not None:
             reasons = planfile.staleness(saved, opts.file, reading)
@@ -194,7 +195,7 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             if opts.json:
                 raise Failure("apply --json cannot ask for approval: add --auto-approve or apply a saved plan")
             if not _approve(env, view):
-                view.message("Apply cancelled.")
+                view.apply_cancelled()
                 return ExitStatus.ERROR
         results = apply_plan(
             mesh, transport, list(plan.nodes), reading.states,

@@ -43,8 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgmesh import config, nodes
-from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
+from wgmesh import meshfile
+from wgmesh.commands.common import (
+    ConnectOptions,
+    ExitStatus,
+    Failure,
+    TransportFactory,
+    load_mesh,
+    open_transport,
+    ssh_transport,
+)
+from wgmesh.commands.nodes import describe
 from wgmesh.core.adopt import (
     Context,
     Entry,
@@ -58,14 +67,27 @@ from wgmesh.core.adopt import (
     parse_target,
     residual,
 )
-from wgmesh.core.model import IPNetwork, Mesh, Node, Ssh
+from wgmesh.core.model import (
+    DEFAULT_INTERFACE,
+    DEFAULT_KEEPALIVE,
+    DEFAULT_KNOWN_HOSTS,
+    DEFAULT_LISTEN_PORT,
+    DEFAULT_SSH_PORT,
+    IPNetwork,
+    Mesh,
+    Node,
+    Ssh,
+    SshTarget,
+)
 from wgmesh.core.render import render_node, resolve_hosts
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.adopt import BACKUP_SUFFIX, adopt_script, import_script, parse_adopt_output, parse_import_output
-from wgmesh.remote.transport import Transport
+from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport
+from wgmesh.views import make_view
+from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.human import HumanView
+from wgmesh.views.reports import ImportEntry, ImportReport
 
 
 def new_mesh_text(name: str, interface: str, networks: Sequence[IPNetwork], listen_port: int, keepalive: int,
@@ -94,7 +116,7 @@ def new_mesh_text(name: str, interface: str, networks: Sequence[IPNetwork], list
 def entries_text(base: str, entries: Sequence[Entry]) -> str:
     text = base
     for e in entries:
-        text = nodes.add_node_text(text, e.name, e.fields)
+        text = meshfile.add_node_text(text, e.name, e.fields)
     return text
 
 
@@ -110,6 +132,7 @@ class ImportOptions:
     interface: str | None = None
     identity_file: str | None = None
     connect: ConnectOptions = field(default_factory=ConnectOptions)
+    json: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,8 +142,9 @@ class _Setup:
     creating: bool
     known_hosts: Path
     identity_file: Path | None
-    proxy_jump: str | None
+    proxy_jump: SshTarget | None
     keepalive: int
+    sudo: bool | None = None
 
 
 def _resolve(directory: Path, text: str) -> Path:
@@ -128,47 +152,49 @@ def _resolve(directory: Path, text: str) -> Path:
     return p if p.is_absolute() else directory / p
 
 
-def _setup(opts: ImportOptions, view: HumanView) -> _Setup:
+def _setup(opts: ImportOptions, view: View) -> _Setup:
     directory = opts.file.parent
     if not opts.file.exists():
-        interface = opts.interface or config.DEFAULT_INTERFACE
+        interface = opts.interface or DEFAULT_INTERFACE
         ctx = Context(interface, ())
         identity = _resolve(directory, opts.identity_file) if opts.identity_file else None
-        return _Setup(ctx, "", True, directory / config.DEFAULT_KNOWN_HOSTS, identity, None,
-                      config.DEFAULT_KEEPALIVE)
+        return _Setup(ctx, "", True, directory / DEFAULT_KNOWN_HOSTS, identity, None,
+                      DEFAULT_KEEPALIVE)
     given = [o for o, v in (("--network", opts.networks), ("--name", opts.name), ("--interface", opts.interface),
                             ("--identity-file", opts.identity_file)) if v]
     if given:
         raise Failure(f"{', '.join(given)} only apply when import creates {opts.file}; it exists: edit it instead")
     mesh = load_mesh(opts.file, view)
-    text = nodes.read_text(opts.file)
-    doc = nodes.parse(text)
-    ssh = doc.get("ssh") if isinstance(doc.get("ssh"), dict) else {}
+    text = meshfile.read_text(opts.file)
+    ssh = mesh.ssh  # the mesh-wide ssh: section, validated by the loader (paths included)
     ctx = Context(
         interface=mesh.interface,
         networks=mesh.networks,
         listen_port=mesh.listen_port,
         existing_keys={n.public_key: n.name for n in mesh.nodes if n.public_key},
         existing_names=frozenset(mesh.node_names),
-        ssh_user=str(ssh.get("user") or "root"),
-        ssh_port=int(ssh.get("port") or 22),
+        ssh_user=ssh.user,
+        ssh_port=ssh.port,
     )
-    known = _resolve(directory, str(ssh.get("known_hosts") or config.DEFAULT_KNOWN_HOSTS))
-    identity = _resolve(directory, str(ssh["identity_file"])) if ssh.get("identity_file") else None
-    jump = str(ssh["proxy_jump"]) if ssh.get("proxy_jump") else None
-    return _Setup(ctx, text, False, known, identity, jump, mesh.persistent_keepalive)
+    known = _resolve(directory, str(ssh.known_hosts))
+    identity = _resolve(directory, str(ssh.identity_file)) if ssh.identity_file else None
+    return _Setup(ctx, text, False, known, identity, ssh.proxy_jump, mesh.persistent_keepalive, ssh.sudo)
 
 
 def _ssh_node(t: Target, s: _Setup) -> Node:
-    ssh = Ssh(host=t.host, port=t.port or s.ctx.ssh_port, user=t.user or s.ctx.ssh_user, known_hosts=s.known_hosts,
-              identity_file=s.identity_file, proxy_jump=s.proxy_jump)
+    user = t.user or s.ctx.ssh_user
+    jump = s.proxy_jump
+    if jump is not None:
+        jump = dataclasses.replace(jump, user=jump.user or user, port=jump.port or DEFAULT_SSH_PORT)
+    ssh = Ssh(host=t.host, port=t.port or s.ctx.ssh_port, user=user, known_hosts=s.known_hosts,
+              identity_file=s.identity_file, proxy_jump=jump, sudo=s.sudo)
     return Node(name=t.name, addresses=(), public_key=None, endpoint=None, ssh=ssh)
 
 
-def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: HumanView) -> dict[str, NodeRead]:
+def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: View) -> dict[str, NodeRead]:
     errors = dict(transport.connect([_ssh_node(t, s) for t in targets]))
     scripts = {t.name: import_script(s.ctx.interface) for t in targets if t.name not in errors}
-    results = transport.run_many(scripts)
+    results = transport.run_many(scripts, READ_TIMEOUT)
     reads: dict[str, NodeRead] = {}
     for t in targets:
         got = results.get(t.name)
@@ -202,7 +228,7 @@ def _with_resolved(transport: Transport, mesh: Mesh, states: dict[str, LiveState
     if not scripts:
         return states
     out = dict(states)
-    for name, got in transport.run_many(scripts).items():
+    for name, got in transport.run_many(scripts, READ_TIMEOUT).items():
         if isinstance(got, str) or got.exit_status != 0:
             continue
         try:
@@ -224,10 +250,10 @@ def _complete(s: _Setup, reads: Mapping[str, NodeRead], opts: ImportOptions) -> 
     if not networks:
         networks = derive_networks(reads)
     ports = Counter(r.live.listen_port for r in reads.values() if r.live.listen_port)
-    listen_port = ports.most_common(1)[0][0] if ports else config.DEFAULT_LISTEN_PORT
+    listen_port = ports.most_common(1)[0][0] if ports else DEFAULT_LISTEN_PORT
     keep = Counter(p.persistent_keepalive for r in reads.values() for p in r.live.peers.values()
                    if p.persistent_keepalive)
-    keepalive = keep.most_common(1)[0][0] if keep else config.DEFAULT_KEEPALIVE
+    keepalive = keep.most_common(1)[0][0] if keep else DEFAULT_KEEPALIVE
     name = opts.name or re.sub(r"[^A-Za-z0-9_.-]", "-", opts.file.resolve().parent.name).strip("-.") or "mesh"
     ctx = dataclasses.replace(s.ctx, networks=networks, listen_port=listen_port)
     identity = opts.identity_file
@@ -236,7 +262,7 @@ def _complete(s: _Setup, reads: Mapping[str, NodeRead], opts: ImportOptions) -> 
 
 
 def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory | None = None) -> ExitStatus:
-    view = HumanView(env)
+    view = make_view(env, opts.json)
     try:
         targets = [parse_target(t) for t in opts.targets]
         overrides = dict(parse_endpoint_override(e) for e in opts.endpoints)
@@ -252,7 +278,7 @@ def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory 
     if unknown:
         raise Failure(f"--endpoint {unknown[0]}: not one of the nodes being imported ({', '.join(names)})")
     setup = _setup(opts, view)
-    transport = (factory or ssh_transport)(opts.connect, view.progress)
+    transport = open_transport(factory or ssh_transport, opts.connect, view, env)
     try:
         reads = _read_all(transport, targets, setup, view)
         try:
@@ -260,32 +286,37 @@ def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory 
             setup = _complete(setup, reads, opts)
             entries, warnings = build_entries(reads, setup.ctx, overrides)
             text = entries_text(setup.base_text, entries)
-            mesh = nodes.validated(text, opts.file)
-        except (ImportProblem, nodes.EditError) as e:
+            mesh = meshfile.validated(text, opts.file)
+        except (ImportProblem, meshfile.EditError) as e:
             raise Failure(f"{e}; nothing was imported or changed") from None
-        for e in entries:
-            view.message(f"  + node {e.name}: {nodes.describe(mesh, e.name)}")
-        for w in warnings:
-            view.warning(w)
         states = _with_resolved(transport, mesh, {e.name: reads[e.name].live for e in entries})
-        for e in entries:
-            for line in residual(mesh, e.name, states[e.name]):
-                view.warning(f"{e.name}: the first plan will still show {line}")
+        report = ImportReport(
+            opts.file,
+            setup.creating,
+            opts.dry_run,
+            tuple(ImportEntry(e.name, describe(mesh, e.name), e.public_key, e.fields) for e in entries),
+            tuple(warnings),
+            tuple((e.name, line) for e in entries for line in residual(mesh, e.name, states[e.name])),
+            key_path=mesh.key_path(),
+            conf_path=mesh.conf_path(),
+            backup_suffix=BACKUP_SUFFIX,
+        )
+        view.import_entries(report)
         if opts.dry_run:
-            view.message(f"Dry run: nothing was changed on the nodes or in {opts.file}.")
+            view.import_result(report)
             return ExitStatus.OK
         confs = {e.name: render_node(mesh, e.name) for e in entries}
         results = transport.run_many({e.name: adopt_script(mesh.interface, e.public_key, confs[e.name])
-                                      for e in entries})
+                                      for e in entries}, APPLY_TIMEOUT)
     finally:
         transport.close()
-    return _finish(opts, view, setup, entries, results, mesh)
+    return _finish(opts, view, setup, entries, results, report)
 
 
-def _finish(opts: ImportOptions, view: HumanView, setup: _Setup, entries: Sequence[Entry],
-            results: Mapping[str, Any], mesh: Mesh) -> ExitStatus:
-    key_path, conf_path = mesh.key_path(), mesh.conf_path()
+def _finish(opts: ImportOptions, view: View, setup: _Setup, entries: Sequence[Entry],
+            results: Mapping[str, Any], report: ImportReport) -> ExitStatus:
     done: list[Entry] = []
+    sources: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     for e in entries:
         got = results.get(e.name)
@@ -302,26 +333,20 @@ def _finish(opts: ImportOptions, view: HumanView, setup: _Setup, entries: Sequen
             failed[e.name] = str(exc)
             continue
         done.append(e)
-        moved = {
-            "kept": f"{key_path} already held its key",
-            "config": f"moved its private key from the PrivateKey line of {conf_path} to {key_path} (on the node)",
-            "interface": f"saved the interface's private key to {key_path} (on the node)",
-        }[where]
-        view.message(f"  {e.name}: {moved}; wrote wgmesh's {conf_path} (the previous one, without a PrivateKey "
-                     f"line, is {conf_path}{BACKUP_SUFFIX})")
-    for name, why in failed.items():
-        view.error(f"{name}: {why}")
+        sources.append((e.name, where))
+    failure: Failure | None = None
     if done:
         # an existing file is edited as it is now: it may have changed while the nodes answered
         try:
-            text = entries_text(setup.base_text if setup.creating else nodes.read_text(opts.file), done)
-            nodes.validated(text, opts.file)
-            nodes.write_text(opts.file, text)
-        except (nodes.EditError, OSError) as exc:
-            raise Failure(f"cannot write {opts.file}: {exc}") from None
-        verb = "Created" if setup.creating else "Updated"
-        view.message(f"{verb} {opts.file}: imported {len(done)} node(s). Next: `wgmesh plan` "
-                     "(it should show no changes for them).")
+            text = entries_text(setup.base_text if setup.creating else meshfile.read_text(opts.file), done)
+            meshfile.validated(text, opts.file)
+            meshfile.write_text(opts.file, text)
+        except (meshfile.EditError, OSError) as exc:
+            failure = Failure(f"cannot write {opts.file}: {exc}")
+    view.import_result(dataclasses.replace(report, adopted=tuple(sources), failed=failed,
+                                           written=bool(done) and failure is None))
+    if failure is not None:
+        raise failure
     if failed:
         raise Failure(f"import failed on {len(failed)} node(s): {', '.join(failed)}"
                       + ("" if done else "; nothing was written"))

@@ -19,18 +19,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from wgmesh import nodes
-from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, TransportFactory, load_mesh, ssh_transport
+from wgmesh import meshfile
+from wgmesh.commands.common import (
+    ConnectOptions,
+    ExitStatus,
+    Failure,
+    TransportFactory,
+    load_mesh,
+    open_transport,
+    ssh_transport,
+)
 from wgmesh.core.model import Mesh, Node
 from wgmesh.remote.keys import KeyReport, enroll_script, node_failure, parse_key_output, rotate_script
-from wgmesh.remote.transport import Transport
+from wgmesh.remote.transport import APPLY_TIMEOUT, Transport
+from wgmesh.views import make_view
+from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.human import HumanView
-
-
-def quote_key(key: str | None) -> str:
-    return f'"{key}"' if key else "(none)"
+from wgmesh.views.reports import KeysReport, NodeKey
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class KeyOptions:
     names: tuple[str, ...] = ()
     all_nodes: bool = False
     connect: ConnectOptions = field(default_factory=ConnectOptions)
+    json: bool = False
 
 
 def _select(mesh: Mesh, opts: KeyOptions, verb: str) -> list[Node]:
@@ -59,14 +67,15 @@ def _run_on(
     targets: Sequence[Node],
     scripts: dict[str, str],
     opts: KeyOptions,
-    view: HumanView,
+    view: View,
+    env: Environment,
     factory: TransportFactory | None,
 ) -> tuple[dict[str, KeyReport], dict[str, str]]:
     """Connect and run one script per node; ({name: report}, {name: error})."""
-    transport: Transport = (factory or ssh_transport)(opts.connect, view.progress)
+    transport: Transport = open_transport(factory or ssh_transport, opts.connect, view, env)
     try:
         errors = dict(transport.connect(targets))
-        results = transport.run_many({n: s for n, s in scripts.items() if n not in errors})
+        results = transport.run_many({n: s for n, s in scripts.items() if n not in errors}, APPLY_TIMEOUT)
     finally:
         transport.close()
     reports: dict[str, KeyReport] = {}
@@ -85,55 +94,54 @@ def _run_on(
 
 def _write_keys(path: Path, keys: dict[str, str]) -> None:
     """Edit the file as it is now (it may have changed while the nodes answered), validate, write."""
-    new_text = nodes.set_public_keys_text(nodes.read_text(path), keys)
-    nodes.validated(new_text, path)
-    nodes.write_text(path, new_text)
+    new_text = meshfile.set_public_keys_text(meshfile.read_text(path), keys)
+    meshfile.validated(new_text, path)
+    meshfile.write_text(path, new_text)
 
 
-def _finish(view: HumanView, verb: str, errors: dict[str, str]) -> ExitStatus:
-    for name, why in errors.items():
-        view.error(f"{name}: {why}")
+def _finish(verb: str, errors: dict[str, str]) -> ExitStatus:
+    """The view has named each failed node and why; the run fails when any did."""
     if errors:
         raise Failure(f"{verb} failed on {len(errors)} node(s): {', '.join(errors)}")
     return ExitStatus.OK
 
 
+def _keys_report(
+    command: Literal["enroll", "rotate"], mesh: Mesh, file: Path, targets: Sequence[Node],
+    reports: dict[str, KeyReport], errors: dict[str, str], written: bool,
+) -> KeysReport:
+    answered = tuple(
+        NodeKey(n.name, reports[n.name].status, reports[n.name].public_key, n.public_key, reports[n.name].mode)
+        for n in targets
+        if n.name in reports
+    )
+    return KeysReport(command, file, mesh.key_path(), answered, dict(errors), written)
+
+
 def run_enroll(opts: KeyOptions, env: Environment, factory: TransportFactory | None = None) -> ExitStatus:
     """Make each node's key on the node if it has none; record every node's public key in mesh.yaml."""
-    view = HumanView(env)
+    view = make_view(env, opts.json)
     mesh = load_mesh(opts.file, view)
     targets = _select(mesh, opts, "enroll")
     scripts = {n.name: enroll_script(mesh.interface) for n in targets}
-    reports, errors = _run_on(mesh, targets, scripts, opts, view, factory)
-    changed: dict[str, str] = {}
-    key_path = mesh.key_path()
-    for node in targets:
-        report = reports.get(node.name)
-        if report is None:
-            continue
-        made = f"created {key_path}" if report.status == "created" else f"{key_path} exists"
-        if report.mode not in (None, "600", "400", "unknown"):
-            view.warning(f"{node.name}: {key_path} has mode {report.mode}; it should be 600 (chmod 600 {key_path})")
-        if node.public_key == report.public_key:
-            view.message(f"  {node.name}: {made}; public_key already recorded (no change)")
-            continue
-        changed[node.name] = report.public_key
-        view.message(f"  ~ {node.name}: {made}; public_key {quote_key(node.public_key)} -> "
-                     f"{quote_key(report.public_key)}")
+    reports, errors = _run_on(mesh, targets, scripts, opts, view, env, factory)
+    changed = {n.name: reports[n.name].public_key for n in targets
+               if n.name in reports and n.public_key != reports[n.name].public_key}
+    failure: Failure | None = None
     if changed:
         try:
             _write_keys(opts.file, changed)
-        except nodes.EditError as e:
-            raise Failure(f"{e}; nothing was written to {opts.file}") from None
-        view.message(f"Wrote {len(changed)} public key(s) to {opts.file}. Next: `wgmesh plan`, then `wgmesh apply`.")
-    elif reports:
-        view.message(f"No changes to {opts.file}.")
-    return _finish(view, "enroll", errors)
+        except meshfile.EditError as e:
+            failure = Failure(f"{e}; nothing was written to {opts.file}")
+    view.keys(_keys_report("enroll", mesh, opts.file, targets, reports, errors, bool(changed) and not failure))
+    if failure is not None:
+        raise failure
+    return _finish("enroll", errors)
 
 
 def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | None = None) -> ExitStatus:
     """Give each node a new key on the node; record the new public keys in mesh.yaml."""
-    view = HumanView(env)
+    view = make_view(env, opts.json)
     mesh = load_mesh(opts.file, view)
     targets = _select(mesh, opts, "rotate")
     for node in targets:
@@ -143,20 +151,17 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
             raise Failure(f"{node.name} is not enrolled (no public_key in {opts.file}): run `wgmesh enroll "
                           f"{node.name}` first")
     scripts = {n.name: rotate_script(mesh.interface, n.public_key or "") for n in targets}
-    reports, errors = _run_on(mesh, targets, scripts, opts, view, factory)
+    reports, errors = _run_on(mesh, targets, scripts, opts, view, env, factory)
     changed = {name: r.public_key for name, r in reports.items()}
-    for node in targets:
-        if node.name in changed:
-            view.message(f"  ~ {node.name}: new key in {mesh.key_path()}; public_key "
-                         f"{quote_key(node.public_key)} -> {quote_key(changed[node.name])}")
+    failure: Failure | None = None
     if changed:
         try:
             _write_keys(opts.file, changed)
-        except (nodes.EditError, OSError) as e:
+        except (meshfile.EditError, OSError) as e:
             names = " ".join(changed)
-            raise Failure(f"{e}; the node(s) {names} have new keys that {opts.file} does not record: "
-                          f"run `wgmesh enroll {names}` to record them") from None
-        names = ", ".join(changed)
-        view.message(f"Wrote {len(changed)} new public key(s) to {opts.file}. The running interface of {names} "
-                     "keeps its old key until `wgmesh apply` switches it and its peers together.")
-    return _finish(view, "rotate", errors)
+            failure = Failure(f"{e}; the node(s) {names} have new keys that {opts.file} does not record: "
+                              f"run `wgmesh enroll {names}` to record them")
+    view.keys(_keys_report("rotate", mesh, opts.file, targets, reports, errors, bool(changed) and not failure))
+    if failure is not None:
+        raise failure
+    return _finish("rotate", errors)

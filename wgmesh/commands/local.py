@@ -4,42 +4,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wgmesh import config
-from wgmesh.commands.common import ExitStatus, Failure
+from wgmesh import meshfile
+from wgmesh.commands.common import ExitStatus, Failure, finding
+from wgmesh.meshfile import MeshError
+from wgmesh.views import make_view
 from wgmesh.views.env import Environment
+from wgmesh.views.reports import InitReport, RenderedConfig, RenderReport, ValidateReport
 
 
-def validate(file: Path, env: Environment) -> ExitStatus:
-    mesh, warnings = config.load(file)
-    for w in warnings:
-        env.stderr.write(f"{w}\n")
-    enrolled = sum(1 for n in mesh.nodes if n.public_key)
-    env.stdout.write(
-        f"{file}: valid. Mesh {mesh.name!r}: {len(mesh.nodes)} node(s), {enrolled} enrolled, "
-        f"interface {mesh.interface}"
-        + (f", {len(warnings)} warning(s)" if warnings else "")
-        + ".\n"
-    )
+def validate(file: Path, env: Environment, json: bool = False) -> ExitStatus:
+    view = make_view(env, json)
+    try:
+        mesh, warnings = meshfile.load(file)
+    except MeshError as e:
+        if json:  # the document says why; the failure's lines still go to stderr
+            view.validate(ValidateReport(file, False, tuple(finding(d) for d in e.diagnostics)))
+        raise
+    view.validate(ValidateReport(
+        file, True, tuple(finding(w) for w in warnings), mesh=mesh.name, interface=mesh.interface,
+        nodes=len(mesh.nodes), enrolled=sum(1 for n in mesh.nodes if n.public_key),
+    ))
     return ExitStatus.OK
 
 
-def render(file: Path, node: str | None, all_nodes: bool, out: Path | None, env: Environment) -> ExitStatus:
+def render(
+    file: Path, node: str | None, all_nodes: bool, out: Path | None, env: Environment, json: bool = False
+) -> ExitStatus:
     from wgmesh.core import render as r
 
-    mesh, warnings = config.load(file)
-    for w in warnings:
-        env.stderr.write(f"{w}\n")
+    view = make_view(env, json)
+    mesh, warnings = meshfile.load(file)
+    found = tuple(finding(w) for w in warnings)
     if all_nodes:
         if node is not None:
             raise Failure("give either a NODE or --all, not both")
         if out is None:
             raise Failure("--all needs --out DIR: one file per node, DIR/NODE.conf")
         out.mkdir(parents=True, exist_ok=True)
-        count = 0
+        written = []
         for name, text in r.render_all(mesh):
             (out / f"{name}.conf").write_text(text)
-            count += 1
-        env.stdout.write(f"Wrote {count} config(s) to {out}/\n")
+            written.append(RenderedConfig(name, text, out / f"{name}.conf"))
+        view.render(RenderReport(tuple(written), all_nodes=True, out=out, warnings=found))
         return ExitStatus.OK
     if node is None:
         raise Failure(f"name a node to render ({', '.join(mesh.node_names)}), or use --all --out DIR")
@@ -48,20 +54,16 @@ def render(file: Path, node: str | None, all_nodes: bool, out: Path | None, env:
     text = r.render_node(mesh, node)
     if out is not None:
         out.write_text(text)
-        env.stdout.write(f"Wrote {out}\n")
-    else:
-        env.stdout.write(text)
+    view.render(RenderReport((RenderedConfig(node, text, out),), out=out, warnings=found))
     return ExitStatus.OK
 
 
-def init(directory: Path, force: bool, env: Environment) -> ExitStatus:
+def init(directory: Path, force: bool, env: Environment, json: bool = False) -> ExitStatus:
     from wgmesh import scaffold
 
     try:
         written = scaffold.init_repo(directory, force=force)
     except FileExistsError as e:
         raise Failure(f"{e.filename or e} already exists; use --force to overwrite") from None
-    for p in written:
-        env.stdout.write(f"created {p}\n")
-    env.stdout.write(f"Next: add your nodes to {directory / 'mesh.yaml'}, then `wgmesh validate`.\n")
+    make_view(env, json).init(InitReport(directory, tuple(written)))
     return ExitStatus.OK

@@ -1,24 +1,24 @@
 """`wgmesh check` and `wgmesh status`: the imperative shell around `wgmesh.check`.
 
 One SSH round trip per node, all nodes in parallel (bounded by --parallelism); the probes run in
-parallel on each node. Output: rich tables for people, one JSON document with --json.
+parallel on each node. Output through the view: rich tables for people, one JSON document with --json.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from wgmesh.commands.common import (
     ConnectOptions,
     ExitStatus,
     TransportFactory,
     UsageError,
+    _view,
     load_mesh,
+    open_transport,
     select_nodes,
     ssh_transport,
 )
@@ -27,12 +27,8 @@ from wgmesh.core import status as status_core
 from wgmesh.core.model import Mesh, Node
 from wgmesh.remote import probe
 from wgmesh.remote import read as live
-from wgmesh.remote.transport import CommandResult, Transport
-from wgmesh.views import json as observe_json
+from wgmesh.remote.transport import CommandResult, Transport, check_timeout
 from wgmesh.views.env import Environment
-from wgmesh.views.human import HumanView
-from wgmesh.views.json import JsonView
-from wgmesh.views.observe_human import print_check, print_status
 
 # The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
 CHECK_SCRIPT_TIMEOUT = checks.ATTEMPTS * checks.PING_WAIT + 15.0
@@ -46,10 +42,6 @@ class ObserveOptions:
     file: Path
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     json: bool = False
-
-
-def _view(env: Environment, as_json: bool) -> HumanView | JsonView:
-    return JsonView(env) if as_json else HumanView(env)
 
 
 def _sources(mesh: Mesh, targets: Sequence[str], nodes: Sequence[Node], skipped: dict[str, str]) -> list[Node]:
@@ -67,16 +59,13 @@ def _failed_run(got: CommandResult) -> str:
     return f"the script failed on the node: {tail[0]}"
 
 
-def _dump(env: Environment, doc: dict[str, Any]) -> None:
-    env.stdout.write(json.dumps(doc, indent=2) + "\n")
-
-
 def _probe_results(
     mesh: Mesh, transport: Transport, sources: Sequence[Node], nodes: Sequence[Node]
 ) -> dict[str, tuple[checks.Probe, ...] | str]:
     errors: dict[str, tuple[checks.Probe, ...] | str] = dict(transport.connect(sources))
     plans = {n.name: checks.targets(n, nodes) for n in sources if n.name not in errors}
-    ran = transport.run_many({name: probe.probe_script(t) for name, t in plans.items()}, CHECK_SCRIPT_TIMEOUT)
+    scripts = {name: probe.probe_script(t) for name, t in plans.items()}
+    ran = transport.run_many(scripts, check_timeout(max((len(t) for t in plans.values()), default=0)))
     out: dict[str, tuple[checks.Probe, ...] | str] = dict(errors)
     for name, got in ran.items():
         if isinstance(got, str):
@@ -97,22 +86,16 @@ def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory 
     mesh = load_mesh(opts.file, view)
     nodes, skipped = checks.checked_nodes(mesh)
     sources = _sources(mesh, opts.connect.targets, nodes, skipped)
-    if len(nodes) < 2:
-        if opts.json:
-            _dump(env, observe_json.check_to_dict(checks.check_report([n.name for n in nodes], [], {}, skipped)))
-        else:
-            view.message("Nothing to check: the mesh needs at least two nodes with public keys.")
+    if len(nodes) < 2:  # the view says there is nothing to check
+        view.check(checks.check_report([n.name for n in nodes], [], {}, skipped))
         return ExitStatus.OK
-    transport = factory(opts.connect, view.progress)
+    transport = open_transport(factory, opts.connect, view, env)
     try:
         results = _probe_results(mesh, transport, sources, nodes)
     finally:
         transport.close()
     report = checks.check_report([n.name for n in nodes], [n.name for n in sources], results, skipped)
-    if opts.json:
-        _dump(env, observe_json.check_to_dict(report))
-    else:
-        print_check(env, report)
+    view.check(report)
     return ExitStatus.OK if report.ok else ExitStatus.ERROR
 
 
@@ -143,14 +126,12 @@ def run_status(opts: ObserveOptions, env: Environment, factory: TransportFactory
     mesh = load_mesh(opts.file, view)
     nodes, skipped = checks.checked_nodes(mesh)
     sources = _sources(mesh, opts.connect.targets, nodes, skipped)
-    transport = factory(opts.connect, view.progress)
+    transport = open_transport(factory, opts.connect, view, env)
     try:
         results, clocks = _read_status(mesh, transport, sources)
     finally:
         transport.close()
-    report = status_core.status_report(mesh, nodes, [n.name for n in sources], results, clocks, int(time.time()), skipped)
-    if opts.json:
-        _dump(env, observe_json.status_to_dict(report))
-    else:
-        print_status(env, report)
+    names = [n.name for n in sources]
+    report = status_core.status_report(mesh, nodes, names, results, clocks, int(time.time()), skipped)
+    view.status(report)
     return ExitStatus.OK if report.ok else ExitStatus.ERROR

@@ -13,7 +13,7 @@ from wgmesh.core.plan import Plan, build_plan
 from wgmesh.core.render import resolve_hosts
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live
-from wgmesh.remote.transport import CommandResult, Transport
+from wgmesh.remote.transport import READ_TIMEOUT, CommandResult, Transport
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Readi
     scripts = {
         n.name: live.read_command(mesh.interface, resolve_hosts(mesh, n)) for n in nodes if n.name not in errors
     }
-    results = transport.run_many(scripts)
+    results = transport.run_many(scripts, READ_TIMEOUT)
     states: dict[str, LiveState] = {}
     for name, got in results.items():
         parsed = _parse(mesh, got)

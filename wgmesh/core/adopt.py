@@ -20,7 +20,7 @@ from wgmesh.core.model import (
     parse_ssh_target,
 )
 from wgmesh.core.plan import Action, config_digest, diff_node
-from wgmesh.core.render import KEY_POST_UP, render_node
+from wgmesh.core.render import is_managed_hook, render_node
 from wgmesh.core.state import REDACTED, LiveState, WgQuick
 
 
@@ -149,8 +149,8 @@ def _commands(name: str, which: str, commands: Sequence[str], warnings: list[str
     for c in commands:
         if REDACTED in c:
             warnings.append(f"{name}: a {which} command holds key material; it is not imported")
-        elif c == KEY_POST_UP or "private-key" in c:
-            continue  # loads a private key: wgmesh's own first PostUp does that from IF.key
+        elif is_managed_hook(c) or "private-key" in c:
+            continue  # wgmesh writes these itself (the key loader, forwarding, its own firewall rules)
         else:
             kept.append(c)
     return kept

@@ -249,6 +249,7 @@ class Subnet:
 
     prefix: IPNetwork
     probe: IPAddress | None = None
+    masquerade: bool | None = None  # None: the node's `masquerade`
 
     @property
     def probe_address(self) -> IPAddress:
@@ -273,6 +274,12 @@ class Node:
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     decommission: bool = False
+    masquerade: bool = False  # source-NAT mesh traffic into the node's subnets (a subnet may say otherwise)
+
+    @property
+    def masqueraded(self) -> tuple[IPNetwork, ...]:
+        """The subnets whose incoming mesh traffic this node source-NATs to its own address."""
+        return tuple(s.prefix for s in self.subnets if (self.masquerade if s.masquerade is None else s.masquerade))
 
     @property
     def enrolled(self) -> bool:

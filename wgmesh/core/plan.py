@@ -13,56 +13,20 @@ as a name that the node resolved to the address it is using.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from wgmesh.core import routing
+from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
 from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render, wanted_routes
 from wgmesh.core.state import LivePeer, LiveState
 from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
-
-
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-    REPLACE = "replace"  # a peer whose public key changed (a rotation): counted as one add and one destroy
-
-    @property
-    def symbol(self) -> str:
-        return {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}[self.value]
-
-
-Value = str | int | bool | list[str] | None
-
-
-@dataclass(frozen=True)
-class Change:
-    action: Action
-    kind: str  # "interface" | "peer" | "route"
-    name: str
-    before: Mapping[str, Value] | None = None
-    after: Mapping[str, Value] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.kind} {self.name}"
-
-    def changed_attributes(self) -> list[tuple[str, Value, Value]]:
-        """(attribute, before, after) for every attribute that differs (all of them for create/delete)."""
-        before = self.before or {}
-        after = self.after or {}
-        keys = list(after) + [k for k in before if k not in after]
-        return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
-
-    def unchanged_count(self) -> int:
-        if self.action not in (Action.UPDATE, Action.REPLACE) or not self.before or not self.after:
-            return 0
-        return sum(1 for k in self.after if k in self.before and self.before[k] == self.after[k])
 
 
 @dataclass(frozen=True)
@@ -75,6 +39,7 @@ class NodePlan:
     creates_interface: bool = False
     removes_interface: bool = False
     steps: tuple[Step, ...] = ()  # what apply runs, in order (empty when there is nothing to change)
+    config_diff: tuple[str, ...] = ()  # the node's IF.conf against the new one (unified diff lines), for review
 
     @property
     def has_changes(self) -> bool:
@@ -159,8 +124,6 @@ def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[
             continue
     mapped = live_ip.ipv4_mapped if isinstance(live_ip, ipaddress.IPv6Address) else None
     return live_ip in addresses or (mapped is not None and mapped in addresses)
-
-
 
 
 def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) -> dict[str, Value]:
@@ -302,15 +265,20 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         )
 
     cfg = desired(mesh, node.name)
-    digest = config_digest(render(cfg, mesh.name))
+    text = render(cfg, mesh.name)
+    digest = config_digest(text)
     after = _interface_attrs(cfg, node.public_key, digest)
+    extra = routing.running_node(cfg, live)
+    if extra.error:
+        return NodePlan(node.name, error=extra.error, fingerprint=fingerprint)
+    config_diff = _config_diff(live.config_text, text)
 
     if not live.interface_exists:
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
         changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
         changes += _route_changes(cfg, live)
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
-                        steps=create_steps(cfg, mesh.name))
+                        steps=create_steps(cfg, mesh.name), config_diff=config_diff)
 
     before: dict[str, Value] = {
         "public_key": live.public_key,
@@ -332,8 +300,18 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         changes.append(Change(Action.UPDATE, "interface", iface, before, after))
     changes += _peer_changes(cfg, live, names)
     changes += _route_changes(cfg, live)
-    steps = update_steps(cfg, live, mesh.name) if changes else ()
-    return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, steps=steps)
+    changes += extra.changes
+    steps = (*update_steps(cfg, live, mesh.name), *extra.steps) if changes else ()
+    return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, steps=steps,
+                    notes=tuple(extra.notes) if changes else (), config_diff=config_diff if changes else ())
+
+
+def _config_diff(old: str | None, new: str) -> tuple[str, ...]:
+    """The node's IF.conf against the new one, line by line (`-`/`+`, one line of context), for review."""
+    if old is None or old == new:
+        return ()
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1)
+    return tuple(line for line in lines if not line.startswith(("---", "+++")))
 
 
 def build_plan(
@@ -360,7 +338,6 @@ class Outcome(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)

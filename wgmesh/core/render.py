@@ -33,6 +33,8 @@ class InterfaceConfig:
     post_up: tuple[str, ...]
     post_down: tuple[str, ...]
     peers: tuple[PeerConfig, ...]
+    forwarding: tuple[int, ...] = ()  # IP versions this node forwards (it routes subnets of them)
+    masquerade: tuple[IPNetwork, ...] = ()  # subnets whose incoming mesh traffic it source-NATs
 
     @property
     def key_post_up(self) -> str:
@@ -41,7 +43,64 @@ class InterfaceConfig:
 
     @property
     def all_post_up(self) -> tuple[str, ...]:
-        return (KEY_POST_UP, *self.post_up)
+        return (KEY_POST_UP, *routing_hooks(self)[0], *self.post_up)
+
+    @property
+    def all_post_down(self) -> tuple[str, ...]:
+        return (*self.post_down, *routing_hooks(self)[1])
+
+
+# wgmesh's own firewall rules carry this comment (%i is the interface: wg-quick and apply replace it), so they
+# are told apart from everyone else's, read back by plan and removed exactly.
+RULE_COMMENT = "wgmesh:%i"
+_SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
+
+
+def forward_rule(direction: str) -> str:
+    """iptables arguments of wgmesh's FORWARD accept rule for traffic in (-i) or out (-o) of the interface."""
+    return f"FORWARD {direction} %i -m comment --comment {RULE_COMMENT} -j ACCEPT"
+
+
+def masquerade_rule(subnet: IPNetwork) -> str:
+    """iptables arguments (nat table) that source-NAT traffic into `subnet` coming from anywhere else."""
+    return f"POSTROUTING ! -s {subnet} -d {subnet} -m comment --comment {RULE_COMMENT} -j MASQUERADE"
+
+
+def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The PostUp and PostDown lines wgmesh adds for a node that routes subnets: forwarding on, and its
+    FORWARD accept and MASQUERADE rules (IPv4, iptables), so that `wg-quick up` at boot brings them back.
+    PostDown removes the rules and leaves forwarding as it is (other things on the node may need it)."""
+    up = [f"sysctl -q -w {_SYSCTL[v]}=1" for v in cfg.forwarding]
+    rules = []
+    if 4 in cfg.forwarding:
+        rules += [forward_rule("-i"), forward_rule("-o")]
+        up += [f"iptables -I {r}" for r in rules]
+    nat = [masquerade_rule(n) for n in cfg.masquerade if n.version == 4]
+    up += [f"iptables -t nat -I {r}" for r in nat]
+    down = [f"iptables -t nat -D {r} || true" for r in reversed(nat)]
+    down += [f"iptables -D {r} || true" for r in reversed(rules)]
+    return tuple(up), tuple(down)
+
+
+def is_managed_hook(line: str) -> bool:
+    """A PostUp/PostDown line wgmesh writes itself (the key loader, forwarding, its own rules)."""
+    return line == KEY_POST_UP or RULE_COMMENT in line or any(
+        line == f"sysctl -q -w {k}=1" for k in _SYSCTL.values())
+
+
+def user_hooks(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The PostUp and PostDown lines of a wg-quick config text that are not wgmesh's own, in order."""
+    up: list[str] = []
+    down: list[str] = []
+    for raw in text.splitlines():
+        key, sep, value = raw.partition("=")
+        name = key.strip().lower()
+        if not sep or name not in ("postup", "postdown"):
+            continue
+        value = value.strip()
+        if not is_managed_hook(value):
+            (up if name == "postup" else down).append(value)
+    return tuple(up), tuple(down)
 
 
 def _peer(this: Node, peer: Node) -> PeerConfig:
@@ -59,11 +118,7 @@ def _find(mesh: Mesh, name: str) -> Node:
         raise KeyError(f"no node named {name!r} in {mesh.path} (nodes: {shown or 'none'})") from None
 
 
-def desired(mesh: Mesh, name: str) -> InterfaceConfig:
-    """The config node `name` should run. Works for any node, enrolled or not; peers are the other
-    enrolled nodes in file order. KeyError for an unknown name."""
-    node = _find(mesh, name)
-    peers = tuple(_peer(node, p) for p in mesh.nodes if p.enrolled and p.name != node.name)
+def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...]) -> InterfaceConfig:
     return InterfaceConfig(
         node=node.name,
         interface=mesh.interface,
@@ -73,7 +128,16 @@ def desired(mesh: Mesh, name: str) -> InterfaceConfig:
         post_up=node.post_up,
         post_down=node.post_down,
         peers=peers,
+        forwarding=tuple(sorted({s.prefix.version for s in node.subnets})),
+        masquerade=node.masqueraded,
     )
+
+
+def desired(mesh: Mesh, name: str) -> InterfaceConfig:
+    """The config node `name` should run. Works for any node, enrolled or not; peers are the other
+    enrolled nodes in file order. KeyError for an unknown name."""
+    node = _find(mesh, name)
+    return _interface(mesh, node, tuple(_peer(node, p) for p in mesh.nodes if p.enrolled and p.name != node.name))
 
 
 def header(mesh_name: str, node: str) -> str:
@@ -89,7 +153,7 @@ def interface_section(cfg: InterfaceConfig) -> str:
     if cfg.mtu is not None:
         lines.append(f"MTU = {cfg.mtu}")
     lines.extend(f"PostUp = {c}" for c in cfg.all_post_up)
-    lines.extend(f"PostDown = {c}" for c in cfg.post_down)
+    lines.extend(f"PostDown = {c}" for c in cfg.all_post_down)
     return "\n".join(lines) + "\n"
 
 
@@ -138,16 +202,7 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
     for node in mesh.nodes:
         if node.decommission:
             continue
-        cfg = InterfaceConfig(
-            node=node.name,
-            interface=mesh.interface,
-            addresses=mesh.interface_addresses(node),
-            listen_port=node.listen_port,
-            mtu=node.mtu,
-            post_up=node.post_up,
-            post_down=node.post_down,
-            peers=(),
-        )
+        cfg = _interface(mesh, node, ())
         if node.endpoint is not None:
             body = plain_body
         elif node.persistent_keepalive == keepalive:

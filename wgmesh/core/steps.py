@@ -29,6 +29,12 @@ class StepKind(StrEnum):
     DELETE_ROUTE = "delete_route"
     CLEAR_KEEPALIVE = "clear_keepalive"  # value: a peer's public key (syncconf keeps a keepalive left out)
     CLEAR_PRESHARED_KEY = "clear_preshared_key"  # value: a peer's public key (likewise)
+    SET_FORWARDING = "set_forwarding"  # value: the IP version (4 or 6) to forward, at runtime
+    ADD_FORWARD_RULES = "add_forward_rules"  # wgmesh's FORWARD accept rules in and out of IF (iptables)
+    DELETE_FORWARD_RULES = "delete_forward_rules"
+    ADD_MASQUERADE = "add_masquerade"  # value: a subnet whose incoming mesh traffic is source-NATed
+    DELETE_MASQUERADE = "delete_masquerade"
+    RUN_HOOKS = "run_hooks"  # value: JSON {old_down, new_up, new_down, old_up}: the user's changed hooks
     ENABLE_UNIT = "enable_unit"  # systemctl enable wg-quick@IF, where systemd runs
     REMOVE_INTERFACE = "remove_interface"  # decommission: down, disabled, config removed, key kept
 
@@ -39,7 +45,7 @@ class Step:
     value: str = ""
 
     def __str__(self) -> str:
-        if self.kind in (StepKind.WRITE_CONFIG, StepKind.SYNC_PEERS):
+        if self.kind in (StepKind.WRITE_CONFIG, StepKind.SYNC_PEERS, StepKind.RUN_HOOKS):
             return self.kind.value  # the text itself is shown by the plan, not here
         return f"{self.kind.value} {self.value}".rstrip()
 

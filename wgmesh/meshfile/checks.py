@@ -32,6 +32,7 @@ class NodeDraft:
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     decommission: bool = False
+    masquerade: bool = False
     has_endpoint: bool = False  # an `endpoint:` was given, valid or not
     mapping: bool = True  # the node's value is a mapping at all
     has_ssh_host: bool = False  # an `ssh.host:` was given, valid or not

@@ -229,6 +229,7 @@ class Document:
         draft.post_up = self.f.commands(m, "post_up", path, pos)
         draft.post_down = self.f.commands(m, "post_down", path, pos)
         draft.decommission = bool(self.f.boolean(m, "decommission", path, pos))
+        draft.masquerade = bool(self.f.boolean(m, "masquerade", path, pos))
         return draft
 
     def addresses(self, m: dict, path: str, pos: Pos, mesh: MeshDraft, draft: NodeDraft) -> None:
@@ -294,6 +295,7 @@ class Document:
             post_up=d.post_up,
             post_down=d.post_down,
             decommission=d.decommission,
+            masquerade=d.masquerade,
         )
 
 

@@ -278,8 +278,9 @@ class Fields:
         if prefix is MISSING:
             return None
         net = self.cidr(prefix, val_pos(item, "prefix", pos), f"{path}.prefix", "192.168.10.0/24")
+        masquerade = self.boolean(item, "masquerade", path, pos)
         if absent(item, "probe"):
-            return None if net is None else Subnet(net)
+            return None if net is None else Subnet(net, None, masquerade)
         ppos = val_pos(item, "probe", pos)
         raw = item["probe"]
         probe = self._probe(raw)
@@ -289,7 +290,7 @@ class Fields:
         if net is not None and (probe.version != net.version or probe not in net):
             self.report.error(ppos, f"{path}.probe", f"{probe} is outside {net}: pick an address inside it")
             return None
-        return None if net is None else Subnet(net, probe)
+        return None if net is None else Subnet(net, probe, masquerade)
 
     @staticmethod
     def _probe(raw: Any) -> IPAddress | None:

@@ -26,8 +26,9 @@ NODE_KEYS = (
     "post_up",
     "post_down",
     "decommission",
+    "masquerade",
 )
-SUBNET_KEYS = ("prefix", "probe")
+SUBNET_KEYS = ("prefix", "probe", "masquerade")
 
 # Names people bring from wg-quick files or other tools, mapped to ours (used for "did you mean").
 ALIASES = {
@@ -55,6 +56,8 @@ ALIASES = {
     "jump": "proxy_jump",
     "usesudo": "sudo",
     "become": "sudo",
+    "nat": "masquerade",
+    "snat": "masquerade",
 }
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")

@@ -16,6 +16,7 @@ Any failing command rolls the node back from the snapshot (trap on EXIT) before 
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh, Node
@@ -50,11 +51,28 @@ def _functions() -> str:
 
 
 _HEREDOC_TAGS = {StepKind.WRITE_CONFIG: "__WGMESH_CONF__", StepKind.SYNC_PEERS: "__WGMESH_SYNC__"}
-_NO_VALUE = {StepKind.INTERFACE_UP, StepKind.LINK_UP, StepKind.ENABLE_UNIT, StepKind.REMOVE_INTERFACE}
+_NO_VALUE = {StepKind.INTERFACE_UP, StepKind.LINK_UP, StepKind.ENABLE_UNIT, StepKind.REMOVE_INTERFACE,
+             StepKind.ADD_FORWARD_RULES, StepKind.DELETE_FORWARD_RULES}
 
 
-def step_call(step: Step) -> str:
+def _hook_lines(step: Step, interface: str) -> str:
+    """The user's changed hooks: the old PostDown lines, then (after recording how to undo them: the new
+    PostDown lines, then the old PostUp lines) the new PostUp lines. `%i` is the interface, as in wg-quick."""
+    hooks = {k: [c.replace("%i", interface) for c in v] for k, v in json.loads(step.value).items()}
+    q = shlex.quote
+    undo = "; ".join(f"bash -c {q(c)} >/dev/null 2>&1 </dev/null || true"
+                     for c in [*hooks["new_down"], *hooks["old_up"]])
+    lines = [f"wgm_hook PostDown {q(c)}" for c in hooks["old_down"]]
+    if undo:
+        lines.append(f"wgm_did {q(undo)}")
+    lines += [f"wgm_hook PostUp {q(c)}" for c in hooks["new_up"]]
+    return "\n".join(lines) or ":"
+
+
+def step_call(step: Step, interface: str = "") -> str:
     """The shell line that runs one plan step: `wgm_<kind>` with its value (a heredoc for texts)."""
+    if step.kind is StepKind.RUN_HOOKS:
+        return _hook_lines(step, interface)
     fn = f"wgm_{step.kind.value}"
     if step.kind in _HEREDOC_TAGS:
         return f"{fn} {shell.heredoc(_HEREDOC_TAGS[step.kind], step.value)}"
@@ -70,11 +88,11 @@ def apply_script(
     kinds = {s.kind for s in plan.steps}
     out = [shell.script("apply", **_values(mesh, lock_timeout)).rstrip("\n"), "wgm_lock"]
     if StepKind.REMOVE_INTERFACE in kinds:
-        out += [step_call(s) for s in plan.steps]
+        out += [step_call(s, mesh.interface) for s in plan.steps]
     else:
         out.append(f"wgm_expect_interface {'absent' if StepKind.INTERFACE_UP in kinds else 'present'}")
         out.append("wgm_begin")
-        out += [step_call(s) for s in plan.steps]
+        out += [step_call(s, mesh.interface) for s in plan.steps]
         out.append("wgm_finish")
     out.append("set +e")
     out.append(f"echo {VERIFY_MARK}")

@@ -3,7 +3,9 @@
 The script prints marked sections (`@@wgmesh:NAME` lines, see remote/shell.py), among them the preflight:
 what the node lacks for what wgmesh does there (core/nodeos.py). Secrets never leave the node: the script
 replaces the interface private key and every preshared key in the `wg show IF dump` output before printing
-it. The parsers below turn the text into a `LiveState` and never keep a private key, even when handed one.
+it, and the value of every PrivateKey and PresharedKey line of IF.conf before printing its text. The parsers
+below turn the text into a `LiveState` and never keep a private key, even when handed one. Routing is read too:
+IP forwarding, and wgmesh's own iptables rules for the interface (comment `wgmesh:IF`), other rules ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import binascii
 import ipaddress
 import json
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -341,6 +344,93 @@ def _systemd(body: str) -> bool | None:
     return bool(rows) and rows[0] in ("enabled", "enabled-runtime")
 
 
+def parse_forwarding(body: str) -> dict[int, bool]:
+    """The forwarding section (`4 1`, `6 0`: IP version and the sysctl's value) -> {4: True, 6: False}.
+    A version not printed, or printed with a value that is no number, is absent (not known)."""
+    out: dict[int, bool] = {}
+    for _, line in _lines(body):
+        version, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if version in ("4", "6") and value.isdigit():
+            out[int(version)] = int(value) != 0
+    return out
+
+
+def _rule_words(line: str) -> list[str] | None:
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return None
+
+
+def _option(words: list[str], name: str) -> tuple[str | None, bool]:
+    """The value of option NAME in a rule (`-i wg0`), and whether `!` negates it (`! -s 10.0.0.0/8`)."""
+    for i, word in enumerate(words[:-1]):
+        if word == name:
+            return words[i + 1], i > 0 and words[i - 1] == "!"
+    return None, False
+
+
+def _prefix(value: str | None) -> IPNetwork | None:
+    if value is None:
+        return None
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+
+
+def parse_iptables(interface: str, lines: Iterable[str]) -> tuple[bool, frozenset[IPNetwork]]:
+    """Lines of `iptables -S FORWARD` and `iptables -t nat -S POSTROUTING` -> (wgmesh's two FORWARD accept
+    rules for the interface are both there, the subnets S that have its rule
+    `-A POSTROUTING ! -s S -d S -m comment --comment wgmesh:IF -j MASQUERADE`).
+
+    Only rules whose comment is exactly `wgmesh:IF` count, and only in the form wgmesh writes them; every
+    other line (policies, other tools' rules, other interfaces, rules changed by hand) is left alone."""
+    comment = f"wgmesh:{interface}"
+    accept_in = accept_out = False
+    masquerade: set[IPNetwork] = set()
+    for line in lines:
+        words = _rule_words(line.strip())
+        if not words or len(words) < 2 or words[0] != "-A" or _option(words, "--comment") != (comment, False):
+            continue
+        chain, (target, _) = words[1], _option(words, "-j")
+        inbound, outbound = _option(words, "-i"), _option(words, "-o")
+        source, dest = _option(words, "-s"), _option(words, "-d")
+        if chain == "FORWARD" and target == "ACCEPT" and source[0] is None and dest[0] is None:
+            if inbound == (interface, False) and outbound[0] is None:
+                accept_in = True
+            elif outbound == (interface, False) and inbound[0] is None:
+                accept_out = True
+        elif chain == "POSTROUTING" and target == "MASQUERADE" and inbound[0] is None and outbound[0] is None:
+            src, dst = _prefix(source[0]), _prefix(dest[0])
+            if src is not None and src == dst and source[1] and not dest[1]:
+                masquerade.add(src)
+    return accept_in and accept_out, frozenset(masquerade)
+
+
+def _iptables(interface: str, body: str) -> tuple[bool, bool, frozenset[IPNetwork]]:
+    """The iptables section -> (the node has iptables, wgmesh's forward rules are there, masqueraded subnets)."""
+    rows = [line for _, line in _lines(body)]
+    if not rows or rows[0].strip() not in ("present", "absent"):
+        raise ParseError("read output: iptables section malformed")
+    if rows[0].strip() == "absent":
+        return False, False, frozenset()
+    forward, masquerade = parse_iptables(interface, rows[1:])
+    return True, forward, masquerade
+
+
+def parse_conf_text(body: str) -> str:
+    """The conftext section -> IF.conf's text (each line was printed behind `|`; keys already redacted)."""
+    lines = []
+    for line in body.split("\n"):
+        if line.startswith("|"):
+            lines.append(line[1:])
+        elif line.strip():
+            raise ParseError("read output: config text section malformed")
+    return "".join(f"{line}\n" for line in lines)
+
+
 def parse_read_output(interface: str, text: str) -> LiveState:
     """The output of `read_command(interface, hosts)` -> LiveState. Pure."""
     return parse_read_sections(interface, shell.sections(text))
@@ -364,6 +454,14 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         raise ReadError(f"interface {interface} exists but `wg show {interface}` failed: {reason}")
     key_exists, key_pub = _keyfile(sections["keyfile"])
     conf_exists, conf_sha = _conf(sections["conf"])
+    # Routing and the config text: an output without these sections (a fake, an older capture) says nothing
+    # of them, which is not the same as "off" or "absent".
+    has_iptables: bool | None = None
+    forward_rules = False
+    masquerade: frozenset[IPNetwork] = frozenset()
+    if "iptables" in sections:
+        has_iptables, forward_rules, masquerade = _iptables(interface, sections["iptables"])
+    conf_text = parse_conf_text(sections["conftext"]) if conf_exists and "conftext" in sections else None
     return LiveState(
         interface=interface,
         interface_exists=exists,
@@ -383,4 +481,9 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         wg_quick_unit_enabled=_systemd(sections["systemd"]),
         missing=missing,
         os_family=os_family,
+        forwarding=parse_forwarding(sections.get("forwarding", "")),
+        has_iptables=has_iptables,
+        forward_rules=forward_rules,
+        masquerade=masquerade,
+        config_text=conf_text,
     )

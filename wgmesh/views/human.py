@@ -1,86 +1,35 @@
-"""Plans and apply results for people (rich text) and for programs (JSON). One interface, two views.
-"""
+"""The human view of every command (rich). Text from nodes is escaped (`text.safe`) wherever it is printed,
+with or without colour; stdout holds the report, stderr the warnings, errors, progress and questions."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
 
 from rich.markup import escape
 
-from wgmesh.core.plan import Action, Change, NodeResult, Outcome, Plan, Value
+from wgmesh.core.checks import CheckReport
+from wgmesh.core.plan import NodeResult, Outcome, Plan
+from wgmesh.core.status import StatusReport
 from wgmesh.views.env import Environment
+from wgmesh.views.observe_human import print_check, print_status
+from wgmesh.views.plan_text import NO_CHANGES, change_lines, summary_line
+from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+from wgmesh.views.text import markup, safe, safe_lines
 
-NO_CHANGES = "No changes. Your mesh matches the configuration."
+__all__ = ["NO_CHANGES", "HumanView", "change_lines", "quote_key", "summary_line"]
 
+_OUTCOME_STYLES = {Outcome.CHANGED: "green", Outcome.UNCHANGED: "dim", Outcome.FAILED: "bold red"}
 
-_COLORS = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.REPLACE: "magenta"}
-
-
-class View(Protocol):
-    def plan(self, plan: Plan) -> None: ...
-
-    def results(self, plan: Plan, results: Sequence[NodeResult]) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-def _fmt(v: Value) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(json.dumps(x) for x in v) + "]"
-    return json.dumps(v)
+_KEY_SOURCES = {
+    "kept": "{key} already held its key",
+    "config": "moved its private key from the PrivateKey line of {conf} to {key} (on the node)",
+    "interface": "saved the interface's private key to {key} (on the node)",
+}
 
 
-def summary_line(plan: Plan) -> str:
-    add, change, destroy = plan.counts()
-    return f"Plan: {add} to add, {change} to change, {destroy} to destroy."
-
-
-def change_lines(c: Change) -> list[tuple[str, str]]:
-    """(style, text) lines for one change, Terraform style."""
-    sym = c.action.symbol
-    color = _COLORS[c.action]
-    lines = [(color, f"  {sym} {c.address}")]
-    attrs = c.changed_attributes()
-    if c.action is Action.DELETE:
-        attrs = [(k, b, a) for k, b, a in attrs if k in ("public_key",)]
-    width = max((len(k) for k, _, _ in attrs), default=0)
-    for key, before, after in attrs:
-        if c.action is Action.CREATE:
-            if after is None or after == 0 or c.kind == "route":
-                continue  # unset and off values, and a route's device, say nothing
-            lines.append((color, f"      + {key.ljust(width)} = {_fmt(after)}"))
-        elif c.action is Action.DELETE:
-            lines.append((color, f"      - {key.ljust(width)} = {_fmt(before)}"))
-        elif isinstance(before, list) and isinstance(after, list):
-            lines.append(("yellow", f"      ~ {key} = ["))
-            for x in before + [x for x in after if x not in before]:
-                item = json.dumps(x)
-                if x not in after:
-                    lines.append(("red", f"          - {item},"))
-                elif x not in before:
-                    lines.append(("green", f"          + {item},"))
-                else:
-                    lines.append(("", f"            {item},"))
-            lines.append(("yellow", "        ]"))
-        elif after is None:
-            lines.append(("red", f"      - {key.ljust(width)} = {_fmt(before)} -> null"))
-        elif before is None:
-            lines.append(("green", f"      + {key.ljust(width)} = {_fmt(after)}"))
-        else:
-            forces = "  # forces replacement" if c.action is Action.REPLACE and key == "public_key" else ""
-            lines.append(("yellow", f"      ~ {key.ljust(width)} = {_fmt(before)} -> {_fmt(after)}{forces}"))
-    hidden = c.unchanged_count()
-    if hidden:
-        lines.append(("dim", f"        # ({hidden} unchanged attribute{'s' if hidden != 1 else ''} hidden)"))
-    return lines
+def quote_key(key: str | None) -> str:
+    return f'"{key}"' if key else "(none)"
 
 
 class HumanView:
@@ -89,17 +38,39 @@ class HumanView:
         self.out = env.console()
         self.err = env.console(err=True)
 
+    # ------------------------------------------------------------------------------------------ side channel
+
     def _print(self, style: str, text: str) -> None:
-        self.out.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+        """One line of the report: escaped (it may hold node text), then styled."""
+        self.out.print(f"[{style}]{markup(text)}[/]" if style else markup(text))
+
+    def _line(self, text: str) -> None:
+        self._print("", text)
 
     def message(self, text: str) -> None:
-        self.out.print(escape(text))
+        """Our own text, possibly several lines; any node text in it is escaped line by line."""
+        self.out.print(escape(safe_lines(text)))
 
     def warning(self, text: str) -> None:
-        self.err.print(f"[yellow]Warning:[/] {escape(text)}")
+        self.err.print(f"[yellow]Warning:[/] {markup(text)}")
 
     def error(self, text: str) -> None:
-        self.err.print(f"[bold red]Error:[/] {escape(text)}")
+        self.err.print(f"[bold red]Error:[/] {markup(text)}")
+
+    def progress(self, node: str, status: str) -> None:
+        """One line per node as its connection settles, on a terminal only (stderr: stdout stays the plan)."""
+        if self.env.color and status != "connecting":
+            self.err.print(f"[dim]{markup(node)}: {markup(status)}[/]")
+
+    def host_key_added(self, line: str) -> None:
+        """Trust on first use is never silent: every key learned is named, with its fingerprint."""
+        self.env.stderr.write(f"Added to known_hosts (trusted on first use): {safe(line)}\n")
+
+    def prompt(self, question: str) -> None:
+        self.env.stderr.write(f"\n{question}\n  Enter a value: ")
+        self.env.stderr.flush()
+
+    # ------------------------------------------------------------------------------------------ plan, apply
 
     def plan(self, plan: Plan) -> None:
         for w in plan.warnings:
@@ -133,14 +104,18 @@ class HumanView:
         else:
             self._print("bold green", NO_CHANGES)
 
+    def plan_saved(self, path: Path) -> None:
+        self.message(f"\nSaved the plan to {path}. To perform exactly these actions, run: wgmesh apply {path}")
+
+    def apply_cancelled(self) -> None:
+        self.message("Apply cancelled.")
+
     def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
         self.out.print()
-        styles = {Outcome.CHANGED: "green", Outcome.UNCHANGED: "dim", Outcome.FAILED: "bold red",
-                  Outcome.SKIPPED: "yellow"}
         width = max((len(r.node) for r in results), default=0)
         for r in results:
             msg = f" ({r.message})" if r.message else ""
-            self._print(styles[r.outcome], f"{r.node.ljust(width)}  {r.outcome.value}{msg}")
+            self._print(_OUTCOME_STYLES[r.outcome], f"{r.node.ljust(width)}  {r.outcome.value}{msg}")
         failed = [r for r in results if r.outcome is Outcome.FAILED]
         add, change, destroy = plan.counts()
         self.out.print()
@@ -151,7 +126,96 @@ class HumanView:
             self._print("bold green", f"Apply complete! Resources: {add} added, {change} changed, "
                                       f"{destroy} destroyed.")
 
-    def progress(self, node: str, status: str) -> None:
-        """One line per node as its connection settles, on a terminal only (stderr: stdout stays the plan)."""
-        if self.env.color and status != "connecting":
-            self.err.print(f"[dim]{escape(node)}: {escape(status)}[/]")
+    # ------------------------------------------------------------------------------------------ check, status
+
+    def check(self, report: CheckReport) -> None:
+        if len(report.nodes) < 2:
+            self._line("Nothing to check: the mesh needs at least two nodes with public keys.")
+        else:
+            print_check(self.env, report)
+
+    def status(self, report: StatusReport) -> None:
+        print_status(self.env, report)
+
+    # ------------------------------------------------------------------------------------------ enroll, rotate
+
+    def keys(self, report: KeysReport) -> None:
+        key_path, file = report.key_path, report.file
+        for k in report.nodes:
+            if report.command == "enroll":
+                if k.mode not in (None, "600", "400", "unknown"):
+                    self.warning(f"{k.node}: {key_path} has mode {k.mode}; it should be 600 (chmod 600 {key_path})")
+                made = f"created {key_path}" if k.status == "created" else f"{key_path} exists"
+                if not k.changed:
+                    self._line(f"  {k.node}: {made}; public_key already recorded (no change)")
+                    continue
+            else:
+                made = f"new key in {key_path}"
+            self._line(f"  ~ {k.node}: {made}; public_key {quote_key(k.previous)} -> {quote_key(k.public_key)}")
+        changed = report.changed
+        if report.written and report.command == "enroll":
+            self._line(f"Wrote {len(changed)} public key(s) to {file}. Next: `wgmesh plan`, then `wgmesh apply`.")
+        elif report.written:
+            names = ", ".join(k.node for k in changed)
+            self._line(f"Wrote {len(changed)} new public key(s) to {file}. The running interface of {names} "
+                         "keeps its old key until `wgmesh apply` switches it and its peers together.")
+        elif report.command == "enroll" and report.nodes and not changed:
+            self._line(f"No changes to {file}.")
+        for name, why in report.errors.items():
+            self.error(f"{name}: {why}")
+
+    # ------------------------------------------------------------------------------------------ import
+
+    def import_entries(self, report: ImportReport) -> None:
+        for e in report.entries:
+            self._line(f"  + node {e.node}: {e.description}")
+        for w in report.warnings:
+            self.warning(w)
+        for node, line in report.residual:
+            self.warning(f"{node}: the first plan will still show {line}")
+
+    def import_result(self, report: ImportReport) -> None:
+        if report.dry_run:
+            self._line(f"Dry run: nothing was changed on the nodes or in {report.file}.")
+            return
+        key, conf = report.key_path, report.conf_path
+        for node, source in report.adopted:
+            moved = _KEY_SOURCES[source].format(key=key, conf=conf)
+            self._line(f"  {node}: {moved}; wrote wgmesh's {conf} (the previous one, without a PrivateKey "
+                         f"line, is {conf}{report.backup_suffix})")
+        for name, why in report.failed.items():
+            self.error(f"{name}: {why}")
+        if report.written:
+            verb = "Created" if report.creating else "Updated"
+            self._line(f"{verb} {report.file}: imported {len(report.adopted)} node(s). Next: `wgmesh plan` "
+                         "(it should show no changes for them).")
+
+    # ------------------------------------------------------------------------------------------ local commands
+
+    def _findings(self, report: ValidateReport | RenderReport) -> None:
+        for f in report.warnings:
+            self.env.stderr.write(f"{safe(f.text)}\n")
+
+    def validate(self, report: ValidateReport) -> None:
+        if not report.valid:
+            return  # the errors are the failure's lines (stderr)
+        self._findings(report)
+        warnings = len(report.warnings)
+        self.env.stdout.write(
+            f"{report.file}: valid. Mesh {report.mesh!r}: {report.nodes} node(s), {report.enrolled} enrolled, "
+            f"interface {report.interface}" + (f", {warnings} warning(s)" if warnings else "") + ".\n"
+        )
+
+    def render(self, report: RenderReport) -> None:
+        """The config text itself, as a file would hold it: never through rich."""
+        self._findings(report)
+        if report.all_nodes:
+            self.env.stdout.write(f"Wrote {len(report.configs)} config(s) to {report.out}/\n")
+            return
+        for c in report.configs:
+            self.env.stdout.write(f"Wrote {c.path}\n" if c.path is not None else c.config)
+
+    def init(self, report: InitReport) -> None:
+        for p in report.created:
+            self.env.stdout.write(f"created {p}\n")
+        self.env.stdout.write(f"Next: add your nodes to {report.directory / 'mesh.yaml'}, then `wgmesh validate`.\n")

@@ -1,15 +1,20 @@
-"""The versioned JSON documents."""
+"""The JSON view: one versioned document on stdout per command (`format_version` "1", a `type`), side
+messages on stderr (escaped: stderr is often a terminal). json.dumps escapes control characters, so text from
+nodes travels raw and round-trips."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from wgmesh.core.checks import FORMAT_VERSION, CheckReport, Probe
 from wgmesh.core.plan import NodeResult, Plan
 from wgmesh.core.status import FRESH_SECONDS, PeerView, StatusReport
 from wgmesh.views.env import Environment
+from wgmesh.views.reports import Finding, ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+from wgmesh.views.text import safe
 
 
 class JsonView:
@@ -17,27 +22,70 @@ class JsonView:
         self.env = env
 
     def _dump(self, doc: dict[str, Any]) -> None:
-        self.env.stdout.write(json.dumps(doc, indent=2) + "\n")
+        self.env.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+    def _side(self, text: str) -> None:
+        self.env.stderr.write(safe(text) + "\n")
 
     def message(self, text: str) -> None:
-        self.env.stderr.write(text + "\n")
+        for line in text.split("\n"):
+            self._side(line)
 
     def warning(self, text: str) -> None:
-        self.env.stderr.write(f"Warning: {text}\n")
+        self._side(f"Warning: {text}")
 
     def error(self, text: str) -> None:
-        self.env.stderr.write(f"Error: {text}\n")
+        self._side(f"Error: {text}")
+
+    def progress(self, node: str, status: str) -> None:
+        pass
+
+    def host_key_added(self, line: str) -> None:
+        self._side(f"Added to known_hosts (trusted on first use): {line}")
+
+    def prompt(self, question: str) -> None:
+        raise AssertionError("the JSON view never asks")  # apply --json needs --auto-approve or a saved plan
 
     def plan(self, plan: Plan) -> None:
         self._dump({"type": "plan", **plan_to_dict(plan)})
+
+    def plan_saved(self, path: Path) -> None:
+        pass  # stdout holds the plan document; the saved file is what --out named
+
+    def apply_cancelled(self) -> None:
+        self._side("Apply cancelled.")
 
     def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
         doc = {"type": "apply", **plan_to_dict(plan)}
         doc["results"] = [{"node": r.node, "outcome": r.outcome.value, "message": r.message} for r in results]
         self._dump(doc)
 
-    def progress(self, node: str, status: str) -> None:
-        pass
+    def check(self, report: CheckReport) -> None:
+        self._dump(check_to_dict(report))
+
+    def status(self, report: StatusReport) -> None:
+        self._dump(status_to_dict(report))
+
+    def keys(self, report: KeysReport) -> None:
+        self._dump(keys_to_dict(report))
+
+    def import_entries(self, report: ImportReport) -> None:
+        pass  # one document, at the end: import_result
+
+    def import_result(self, report: ImportReport) -> None:
+        self._dump(import_to_dict(report))
+
+    def validate(self, report: ValidateReport) -> None:
+        self._dump(validate_to_dict(report))
+
+    def render(self, report: RenderReport) -> None:
+        self._dump(render_to_dict(report))
+
+    def init(self, report: InitReport) -> None:
+        self._dump(
+            {"format_version": FORMAT_VERSION, "type": "init", "directory": str(report.directory),
+             "created": [str(p) for p in report.created]}
+        )
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -66,7 +114,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             for n in plan.nodes
         ],
     }
-
 
 
 def _probe_dict(p: Probe) -> dict[str, Any]:
@@ -140,3 +187,86 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
         ],
         "errors": report.errors(),
     }
+
+
+def keys_to_dict(report: KeysReport) -> dict[str, Any]:
+    """The `wgmesh enroll --json` and `wgmesh rotate --json` document."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "type": report.command,
+        "ok": not report.errors,
+        "file": str(report.file),
+        "key_path": report.key_path,
+        "written": report.written,
+        "nodes": [
+            {
+                "node": k.node,
+                "key": k.status,
+                "public_key": k.public_key,
+                "previous_public_key": k.previous,
+                "changed": k.changed,
+                "mode": k.mode,
+            }
+            for k in report.nodes
+        ],
+        "errors": [{"node": n, "error": e} for n, e in report.errors.items()],
+    }
+
+
+def import_to_dict(report: ImportReport) -> dict[str, Any]:
+    """The `wgmesh import --json` document: the entries, what each node did, and whether mesh.yaml was written."""
+    adopted = dict(report.adopted)
+    return {
+        "format_version": FORMAT_VERSION,
+        "type": "import",
+        "ok": not report.failed,
+        "file": str(report.file),
+        "creating": report.creating,
+        "dry_run": report.dry_run,
+        "written": report.written,
+        "nodes": [
+            {
+                "node": e.node,
+                "public_key": e.public_key,
+                "entry": dict(e.fields),
+                "key_source": adopted.get(e.node),
+                "error": report.failed.get(e.node),
+            }
+            for e in report.entries
+        ],
+        "warnings": list(report.warnings),
+        "residual": [{"node": n, "change": line} for n, line in report.residual],
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"file": f.file, "line": f.line, "col": f.col, "path": f.path, "message": f.message,
+            "severity": f.severity}
+
+
+def validate_to_dict(report: ValidateReport) -> dict[str, Any]:
+    """The `wgmesh validate --json` document (also when the file is invalid: `valid` false, the errors)."""
+    doc: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "type": "validate",
+        "file": str(report.file),
+        "valid": report.valid,
+        "errors": [_finding(f) for f in report.findings if f.severity != "warning"],
+        "warnings": [_finding(f) for f in report.warnings],
+    }
+    if report.valid:
+        doc["mesh"] = {"name": report.mesh, "interface": report.interface, "nodes": report.nodes,
+                       "enrolled": report.enrolled}
+    return doc
+
+
+def render_to_dict(report: RenderReport) -> dict[str, Any]:
+    """`wgmesh render NODE --json`: {"node", "config"}; with --all, one such object per node under "nodes"."""
+    items = [
+        {"node": c.node, "config": c.config, "path": None if c.path is None else str(c.path)} for c in report.configs
+    ]
+    head = {"format_version": FORMAT_VERSION, "type": "render"}
+    if report.all_nodes:
+        return {**head, "out": str(report.out), "nodes": items}
+    return {**head, **items[0]}
+

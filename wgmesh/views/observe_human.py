@@ -1,4 +1,5 @@
-"""Human tables of check and status (rich)."""
+"""Human tables of check and status (rich). Every name, endpoint, error and note may come from a node: each
+goes through `text.safe` (rich Text parses no markup)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from wgmesh.core.checks import Cell, CheckReport
 from wgmesh.core.status import Handshake, StatusReport
 from wgmesh.views import formats
 from wgmesh.views.env import Environment
+from wgmesh.views.text import safe
 
 _WIDEST = 10_000
 
@@ -38,6 +40,11 @@ def _print_table(env: Environment, table: Table) -> None:
     console.print(table)
 
 
+def _t(text: object, style: str = "") -> Text:
+    """A table cell or a line of data: escaped, styled."""
+    return Text(safe(text), style=style)
+
+
 def _skipped_line(skipped: dict[str, str]) -> str:
     return "Not checked: " + ", ".join(f"{n} ({r})" for n, r in skipped.items())
 
@@ -46,9 +53,9 @@ def check_matrix(report: CheckReport) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Ping matrix (rows ping columns)", title_justify="left", pad_edge=False)
     table.add_column("from \\ to", no_wrap=True)
     for n in report.nodes:
-        table.add_column(n, no_wrap=True)
+        table.add_column(safe(n), no_wrap=True)
     for s in report.sources:
-        row: list[Text] = [Text(s, style="bold")]
+        row: list[Text] = [_t(s, "bold")]
         for d in report.nodes:
             pair = report.pair(s, d)
             text = {
@@ -57,7 +64,7 @@ def check_matrix(report: CheckReport) -> Table:
                 Cell.NOT_CHECKED: "not checked",
                 Cell.SELF: "-",
             }[pair.cell]
-            row.append(Text(text, style=_CELL_STYLE[pair.cell]))
+            row.append(_t(text, _CELL_STYLE[pair.cell]))
         table.add_row(*row)
     return table
 
@@ -65,7 +72,7 @@ def check_matrix(report: CheckReport) -> Table:
 def print_check(env: Environment, report: CheckReport) -> None:
     out = env.console()
     if report.skipped:
-        out.print(Text(_skipped_line(dict(report.skipped)), style="yellow"))
+        out.print(_t(_skipped_line(dict(report.skipped)), "yellow"))
     _print_table(env, check_matrix(report))
     failures = report.failures()
     pairs = report.pairs()
@@ -73,23 +80,23 @@ def print_check(env: Environment, report: CheckReport) -> None:
     unchecked = sum(1 for p in pairs if p.cell is Cell.NOT_CHECKED)
     probes = len(report.probes)
     if failures:
-        out.print(Text("Failures:", style="bold"))
+        out.print(_t("Failures:", "bold"))
         for line in failures:
-            out.print(Text(f"  {line}", style="red"))
+            out.print(_t(f"  {line}", "red"))
         for n in report.suspects():
-            out.print(Text(f"Every pair with {n} fails, both ways: start with {n}.", style="yellow"))
+            out.print(_t(f"Every pair with {n} fails, both ways: start with {n}.", "yellow"))
         out.print()
         parts = [f"{failed} of {len(pairs)} pairs failed"] if failed else []
         if unchecked:
             parts.append(f"{unchecked} not checked (no probes from {', '.join(report.errors)})")
         summary = "Check failed: " + "; ".join(parts)
-        out.print(Text(summary + ".", style="bold red"))
+        out.print(_t(summary + ".", "bold red"))
     else:
         out.print(
-            Text(
+            _t(
                 f"Check passed: {len(pairs)} pairs of {len(report.nodes)} nodes, {probes} probes, all answered "
                 f"through {_devices(report)}.",
-                style="bold green",
+                "bold green",
             )
         )
 
@@ -114,12 +121,12 @@ def status_matrix(report: StatusReport) -> Table:
     )
     table.add_column("node \\ peer", no_wrap=True)
     for n in report.nodes:
-        table.add_column(n, no_wrap=True)
+        table.add_column(safe(n), no_wrap=True)
     for r in report.readings:
-        cells = [Text(r.node, style="bold")]
+        cells = [_t(r.node, "bold")]
         for n in report.nodes:
             v = report.view(r.node, n)
-            cells.append(Text(_handshake_text(v), style=_HANDSHAKE_STYLE[v.state]))
+            cells.append(_t(_handshake_text(v), _HANDSHAKE_STYLE[v.state]))
         table.add_row(*cells)
     return table
 
@@ -134,10 +141,10 @@ def status_details(report: StatusReport) -> Table:
             continue
         has_peer = v.state is not Handshake.NO_PEER
         table.add_row(
-            v.source,
-            v.peer,
-            Text(_handshake_text(v), style=_HANDSHAKE_STYLE[v.state]),
-            v.endpoint or "-",
+            _t(v.source),
+            _t(v.peer),
+            _t(_handshake_text(v), _HANDSHAKE_STYLE[v.state]),
+            _t(v.endpoint or "-"),
             formats.format_bytes(v.rx_bytes) if has_peer else "-",
             formats.format_bytes(v.tx_bytes) if has_peer else "-",
         )
@@ -147,15 +154,15 @@ def status_details(report: StatusReport) -> Table:
 def print_status(env: Environment, report: StatusReport) -> None:
     out = env.console()
     if report.skipped:
-        out.print(Text(_skipped_line(dict(report.skipped)), style="yellow"))
+        out.print(_t(_skipped_line(dict(report.skipped)), "yellow"))
     _print_table(env, status_matrix(report))
     if any(v.state not in (Handshake.UNREACHABLE, Handshake.SELF) for v in report.views):
         _print_table(env, status_details(report))
     for r in report.readings:
         for note in r.notes:
-            out.print(Text(f"{r.node}: {note}", style="yellow"))
+            out.print(_t(f"{r.node}: {note}", "yellow"))
     errors = report.errors()
     for line in errors:
-        out.print(Text(f"Error: {line}", style="bold red"))
+        out.print(_t(f"Error: {line}", "bold red"))
     if errors:
-        out.print(Text(f"{len(errors)} of {len(report.readings)} nodes could not be read.", style="bold red"))
+        out.print(_t(f"{len(errors)} of {len(report.readings)} nodes could not be read.", "bold red"))

@@ -104,9 +104,12 @@ wgm_clear_keepalive() { wg set "$IF" peer "$1" persistent-keepalive 0; }
 
 wgm_clear_preshared_key() { wg set "$IF" peer "$1" preshared-key /dev/null; }
 
-wgm_enable_unit() {
+wgm_enable_unit() {  # so that the interface comes back at boot; a failure is the node's error
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    systemctl enable "wg-quick@$IF" >/dev/null 2>&1 || true
+    if ! wgm_unit_err=$(systemctl enable "wg-quick@$IF" 2>&1 >/dev/null); then
+      echo "cannot enable wg-quick@$IF (it would not come back at boot): $(printf '%s' "$wgm_unit_err" | tail -n 1)" >&2
+      exit 1
+    fi
   fi
 }
 
@@ -127,4 +130,71 @@ wgm_finish() {  # save how to undo this run, for the controller's rollback after
     echo 'if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi'
   } > "$UNDO"
   trap - EXIT
+}
+
+# Routing (core/routing.py): forwarding and wgmesh's own iptables rules, told apart by their comment
+# `wgmesh:IF`. The rendered config has the same as PostUp lines, for `wg-quick up` at boot.
+wgm_set_forwarding() {  # $1: 4 or 6
+  if [ "$1" = 6 ]; then wgm_key=net.ipv6.conf.all.forwarding; else wgm_key=net.ipv4.ip_forward; fi
+  wgm_old=$(sysctl -n "$wgm_key")
+  if [ "$wgm_old" != 1 ]; then
+    sysctl -q -w "$wgm_key=1"
+    wgm_did "sysctl -q -w $wgm_key=$wgm_old"
+  fi
+}
+
+wgm_forward_rule() {  # $1: -C | -I | -D, $2: -i | -o
+  iptables "$1" FORWARD "$2" "$IF" -m comment --comment "wgmesh:$IF" -j ACCEPT
+}
+
+wgm_add_forward_rules() {
+  for wgm_dir in -o -i; do
+    if ! wgm_forward_rule -C "$wgm_dir" 2>/dev/null; then
+      wgm_forward_rule -I "$wgm_dir"
+      wgm_did "iptables -D FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+    fi
+  done
+}
+
+wgm_delete_forward_rules() {
+  for wgm_dir in -i -o; do
+    while wgm_forward_rule -C "$wgm_dir" 2>/dev/null; do
+      wgm_forward_rule -D "$wgm_dir"
+      wgm_did "iptables -I FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+    done
+  done
+}
+
+wgm_masquerade_rule() {  # $1: -C | -I | -D, $2: the subnet
+  iptables -t nat "$1" POSTROUTING ! -s "$2" -d "$2" -m comment --comment "wgmesh:$IF" -j MASQUERADE
+}
+
+wgm_add_masquerade() {
+  if ! wgm_masquerade_rule -C "$1" 2>/dev/null; then
+    wgm_masquerade_rule -I "$1"
+    wgm_did "iptables -t nat -D POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+  fi
+}
+
+wgm_delete_masquerade() {
+  while wgm_masquerade_rule -C "$1" 2>/dev/null; do
+    wgm_masquerade_rule -D "$1"
+    wgm_did "iptables -t nat -I POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+  done
+}
+
+# Hooks: the user's PostUp/PostDown lines, run as wg-quick runs them (bash, %i already replaced). A failing
+# PostUp fails the node (its rollback runs the new PostDown and the old PostUp again); a failing PostDown is a
+# warning, as in `wg-quick down`.
+wgm_hook() {  # $1: PostUp | PostDown, $2: the command
+  if command -v bash >/dev/null 2>&1; then wgm_sh="bash"; else wgm_sh="sh"; fi
+  if ! wgm_hook_err=$("$wgm_sh" -c "$2" 2>&1 </dev/null 9>&-); then
+    wgm_hook_err=$(printf '%s' "$wgm_hook_err" | tail -n 3 | tr '\n' ' ')
+    if [ "$1" = PostDown ]; then
+      echo "wgmesh: warning: the $1 hook failed: $2: $wgm_hook_err" >&2
+      return 0
+    fi
+    echo "the $1 hook failed: $2: $wgm_hook_err" >&2
+    exit 1
+  fi
 }

@@ -3,10 +3,11 @@
 #
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
-# Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, systemd,
-#                     resolve NAME (one per name), end.
+# Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
+#                     systemd, forwarding, iptables, resolve NAME (one per name), end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
-# are replaced by awk on the node, before anything is printed; error text of `wg` is kept as it is.
+# are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
+# text); error text of `wg` is kept as it is.
 
 wgm_mark v1
 
@@ -100,11 +101,56 @@ else
   echo absent
 fi
 
+# IF.conf's text, for the plan's line diff: every line behind `|` (so no line of it can pass for a marker),
+# the value of each PrivateKey and PresharedKey line replaced by `(redacted)`. `wg` reads keys without regard
+# to case or blanks (`private key=` is a PrivateKey): the test ignores both, and commented-out keys too.
+# Any other key-like text (a key in a PostUp command), except a PublicKey's value, is replaced as well.
+# Nothing when there is no file.
+wgm_mark conftext
+if [ -f "$CONF" ]; then
+  awk '
+    BEGIN { re = ""; for (i = 0; i < 43; i++) re = re "[A-Za-z0-9+/]"; re = re "=" }
+    {
+      k = tolower($0); gsub(/[ \t\r]/, "", k); sub(/^[#;]+/, "", k)
+      if (k ~ /^(privatekey|presharedkey)=/) $0 = substr($0, 1, index($0, "=")) " (redacted)"
+      else if (k !~ /^publickey=/) gsub(re, "(redacted)")
+      print "|" $0
+    }
+  ' "$CONF" 2>/dev/null || :
+fi
+
 wgm_mark systemd
 if wgm_have systemctl && [ -d /run/systemd/system ]; then
   systemctl is-enabled "wg-quick@$IF" 2>/dev/null || :
 else
   echo no-systemd
+fi
+
+# ------------------------------------------------------------------------------------------ routing
+# IP forwarding now (`4 VALUE`, `6 VALUE`; a version the kernel does not have prints nothing), by sysctl or
+# from /proc/sys. Then whether iptables is here and wgmesh's rules for IF: the lines of `iptables -S` for
+# FORWARD and nat POSTROUTING that carry the comment `wgmesh:IF` (read.py keeps exactly that comment).
+
+wgm_mark forwarding
+for read_sysctl in 4:net.ipv4.ip_forward 6:net.ipv6.conf.all.forwarding; do
+  read_key=${read_sysctl#*:}
+  read_value=
+  if wgm_have sysctl; then read_value=$(sysctl -n "$read_key" 2>/dev/null) || read_value=; fi
+  if [ -z "$read_value" ]; then
+    read_value=$(cat "/proc/sys/$(printf '%s' "$read_key" | tr . /)" 2>/dev/null) || read_value=
+  fi
+  if [ -n "$read_value" ]; then echo "${read_sysctl%%:*} $read_value"; fi
+done
+
+wgm_mark iptables
+if wgm_have iptables; then
+  echo present
+  {
+    iptables -w 5 -S FORWARD 2>/dev/null || :
+    iptables -w 5 -t nat -S POSTROUTING 2>/dev/null || :
+  } | grep -F -e "wgmesh:$IF" || :
+else
+  echo absent
 fi
 
 # ------------------------------------------------------------------------------------------ names

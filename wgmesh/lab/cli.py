@@ -1,4 +1,4 @@
-"""`wgmesh lab up|down|status`: thin typer commands over wgmesh.lab."""
+"""`wgmesh lab up|down|status`: thin typer commands over wgmesh.lab (exported as `app`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,22 @@ DnsOpt = typer.Option(
 IdOpt = typer.Option(0, "--id", envvar="WGMESH_LAB_ID", help="Lab id 0..50: several labs can coexist.")
 NoKeysOpt = typer.Option(False, "--no-keys", help="Make no WireGuard keys (hosts to enroll later).")
 InstallOpt = typer.Option(False, "--install", help="apt-get install the packages the lab needs.")
+RootLoginOpt = typer.Option(
+    False,
+    "--root-login",
+    help="Hosts that take root by key and forward IP (default: cloud-like, root refused, a sudo user).",
+)
 DownIdOpt = typer.Option(None, "--id", help="Take down lab ID whatever its folder (for leftovers).")
+
+
+def _login(lab: labmod.Lab) -> str:
+    """One line on how the hosts take logins."""
+    if lab.root_login:
+        return "Login: root by key (--root-login); IP forwarding on."
+    sudoers = f" ({lab.sudoers})" if lab.sudoers else ""
+    return (
+        f"Login: {lab.ssh_user}, passwordless sudo{sudoers}; root refused with cloud-init's banner; IP forwarding off."
+    )
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -68,6 +83,7 @@ def up(
     lab_id: int = IdOpt,
     no_keys: bool = NoKeysOpt,
     install: bool = InstallOpt,
+    root_login: bool = RootLoginOpt,
 ) -> None:
     """Create the hosts and DIR/mesh.yaml (replaces a lab already in DIR)."""
     started = time.monotonic()
@@ -80,6 +96,7 @@ def up(
             nat or None,
             keys=not no_keys,
             dns=tuple(dns or ()),
+            root_login=root_login,
         )
         lab = labmod.up(spec, install=install)
     except labmod.LabError as e:
@@ -89,11 +106,18 @@ def up(
         f"{lab.network}; {time.monotonic() - started:.1f} s):"
     )
     rows = [
-        [h.name, f"ssh root@{h.ip}", str(h.address), str(h.subnet), f"endpoint {h.endpoint}" if h.endpoint else "NAT"]
+        [
+            h.name,
+            f"ssh {lab.ssh_user}@{h.ip}",
+            str(h.address),
+            str(h.subnet),
+            f"endpoint {h.endpoint}" if h.endpoint else "NAT",
+        ]
         for h in lab.hosts
     ]
     for line in _table(rows):
         typer.echo(f"  {line}")
+    typer.echo(_login(lab))
     typer.echo(f"Next: cd {_relative(lab.dir)} && wgmesh plan")
     typer.echo(f"Stop: wgmesh lab down --dir {_relative(lab.dir)}")
 
@@ -103,7 +127,8 @@ def down(
     directory: Path | None = DIR_OPTION,
     lab_id: int | None = DownIdOpt,
 ) -> None:
-    """Stop the hosts and delete their namespaces, bridge, mounts and runtime files. Idempotent."""
+    """Stop the hosts; delete their namespaces, bridge, mounts, runtime files, and the lab's user and sudoers
+    file. Idempotent."""
     path = _lab_dir(directory).resolve()
     try:
         if lab_id is not None:
@@ -123,7 +148,8 @@ def status(directory: Path | None = DIR_OPTION) -> None:
         lab, hosts = labmod.status(_lab_dir(directory))
     except labmod.LabError as e:
         raise _fail(e) from None
-    typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network})")
+    typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network}, {lab.mode})")
+    typer.echo(_login(lab))
     rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE]]
     rows += [[h.name, str(h.ip), "up" if h.sshd else "down", "up" if h.wireguard else "down"] for h in hosts]
     for line in _table(rows):

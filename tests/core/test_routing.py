@@ -1,0 +1,100 @@
+"""core/routing.py: forwarding, wgmesh's firewall rules, hooks and the boot unit, compared with the node."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+
+from meshes import converged, four
+
+from wgmesh.core.changes import Action
+from wgmesh.core.plan import diff_node
+from wgmesh.core.steps import Step, StepKind
+
+MESH = four()
+SUBNET = ipaddress.ip_network("192.168.10.0/24")
+
+
+def _with(mesh, name: str, **kw):  # type: ignore[no-untyped-def]
+    return dataclasses.replace(mesh, nodes=tuple(dataclasses.replace(n, **kw) if n.name == name else n
+                                                 for n in mesh.nodes))
+
+
+def _extra(plan) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return [(c.action.value, c.kind, c.name) for c in plan.changes if c.kind in
+            ("forwarding", "firewall", "masquerade", "unit")]
+
+
+def test_a_converged_routing_node_has_nothing_to_do() -> None:
+    assert MESH.node("aws").subnets, "the four-cloud mesh routes subnets"
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws"))
+    assert plan.changes == () and plan.steps == ()
+
+
+def test_forwarding_turned_off_by_hand_is_drift_and_one_step() -> None:
+    state = converged(MESH, "aws", forwarding={4: False, 6: False})
+    plan = diff_node(MESH, MESH.node("aws"), state)
+    assert _extra(plan) == [("update", "forwarding", "ipv4")]
+    change = next(c for c in plan.changes if c.kind == "forwarding")
+    assert (change.before, change.after) == ({"enabled": False}, {"enabled": True})
+    assert Step(StepKind.SET_FORWARDING, "4") in plan.steps
+
+
+def test_unknown_forwarding_is_not_a_change() -> None:
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", forwarding={}))
+    assert plan.changes == ()
+
+
+def test_missing_forward_rules_are_added_and_stale_ones_removed() -> None:
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", forward_rules=False))
+    assert _extra(plan) == [("create", "firewall", "forward wg0")]
+    assert Step(StepKind.ADD_FORWARD_RULES) in plan.steps
+    no_subnets = _with(MESH, "aws", subnets=())
+    plan = diff_node(no_subnets, no_subnets.node("aws"), converged(MESH, "aws"))
+    assert ("delete", "firewall", "forward wg0") in _extra(plan)
+    assert Step(StepKind.DELETE_FORWARD_RULES) in plan.steps
+
+
+def test_masquerade_added_and_removed_with_the_field() -> None:
+    masq = _with(MESH, "aws", masquerade=True)
+    plan = diff_node(masq, masq.node("aws"), converged(MESH, "aws"))
+    assert ("create", "masquerade", str(SUBNET)) in _extra(plan)
+    assert Step(StepKind.ADD_MASQUERADE, str(SUBNET)) in plan.steps
+    assert any(line.startswith("+PostUp = iptables -t nat -I POSTROUTING") for line in plan.config_diff)
+    back = diff_node(MESH, MESH.node("aws"), converged(masq, "aws"))
+    assert ("delete", "masquerade", str(SUBNET)) in _extra(back)
+    assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET)) in back.steps
+
+
+def test_rules_without_iptables_are_the_nodes_error() -> None:
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", has_iptables=False, forward_rules=False))
+    assert plan.error is not None and "iptables" in plan.error and not plan.steps
+
+
+def test_a_changed_hook_shows_in_the_config_diff_and_runs_old_down_then_new_up() -> None:
+    old = _with(MESH, "gcp", post_up=("echo old-up %i",), post_down=("echo old-down %i",))
+    new = _with(MESH, "gcp", post_up=("echo new-up %i",), post_down=("echo new-down %i",))
+    plan = diff_node(new, new.node("gcp"), converged(old, "gcp"))
+    assert "-PostUp = echo old-up %i" in plan.config_diff and "+PostUp = echo new-up %i" in plan.config_diff
+    hooks = [s for s in plan.steps if s.kind is StepKind.RUN_HOOKS]
+    assert len(hooks) == 1
+    assert json.loads(hooks[0].value) == {"old_down": ["echo old-down %i"], "new_up": ["echo new-up %i"],
+                                          "new_down": ["echo new-down %i"], "old_up": ["echo old-up %i"]}
+    assert any(c.kind == "interface" and c.action is Action.UPDATE for c in plan.changes)
+
+
+def test_unchanged_hooks_do_not_run_again() -> None:
+    hooked = _with(MESH, "gcp", post_up=("echo up",))
+    state = converged(hooked, "gcp", forward_rules=False)
+    plan = diff_node(hooked, hooked.node("gcp"), state)
+    assert not any(s.kind is StepKind.RUN_HOOKS for s in plan.steps)
+
+
+def test_the_unit_is_enabled_where_systemd_runs_and_a_note_says_what_boot_does_elsewhere() -> None:
+    plan = diff_node(MESH, MESH.node("azure"), converged(MESH, "azure", wg_quick_unit_enabled=False))
+    assert _extra(plan) == [("update", "unit", "wg-quick@wg0")]
+    assert Step(StepKind.ENABLE_UNIT) in plan.steps
+    drifted = converged(MESH, "azure", wg_quick_unit_enabled=None, link_up=False)
+    plan = diff_node(MESH, MESH.node("azure"), drifted)
+    assert any("no systemd" in n and "wg-quick up wg0" in n for n in plan.notes)

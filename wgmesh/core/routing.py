@@ -1,0 +1,93 @@
+"""What a node needs beyond WireGuard itself, compared with what it has: forwarding and wgmesh's firewall rules
+for the subnets it routes, the user's hooks, and the unit that brings the interface back at boot. Pure.
+
+Each difference is a change people review and the step apply runs for it (see core/steps.py). The rendered
+config carries the same forwarding and rules as PostUp lines, so `wg-quick up` at boot restores them; the
+steps here put a running node in that state without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from wgmesh.core.changes import Action, Change
+from wgmesh.core.render import InterfaceConfig, user_hooks
+from wgmesh.core.state import LiveState
+from wgmesh.core.steps import Step, StepKind
+
+_VERSION_NAME = {4: "ipv4", 6: "ipv6"}
+
+
+@dataclass
+class Extra:
+    changes: list[Change] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def forwarding(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
+    """Forwarding on for each IP version the node routes subnets of (never turned off by wgmesh)."""
+    for v in cfg.forwarding:
+        if live.forwarding.get(v) is False:
+            out.changes.append(Change(Action.UPDATE, "forwarding", _VERSION_NAME[v], {"enabled": False},
+                                      {"enabled": True}))
+            out.steps.append(Step(StepKind.SET_FORWARDING, str(v)))
+
+
+def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
+    """wgmesh's FORWARD accept rules (the node routes IPv4 subnets) and MASQUERADE rules (per subnet)."""
+    want_forward = 4 in cfg.forwarding
+    want_masq = {n for n in cfg.masquerade if n.version == 4}
+    if (want_forward or want_masq) and live.has_iptables is False:
+        out.error = ("iptables is not installed, and this node routes subnets: wgmesh needs it for the FORWARD "
+                     "accept rules and masquerade; install iptables (package iptables)")
+        return
+    iface = cfg.interface
+    if want_forward and not live.forward_rules:
+        out.changes.append(Change(Action.CREATE, "firewall", f"forward {iface}", None,
+                                  {"accept": f"in and out of {iface}"}))
+        out.steps.append(Step(StepKind.ADD_FORWARD_RULES))
+    elif live.forward_rules and not want_forward:
+        out.changes.append(Change(Action.DELETE, "firewall", f"forward {iface}",
+                                  {"accept": f"in and out of {iface}"}, None))
+        out.steps.append(Step(StepKind.DELETE_FORWARD_RULES))
+    for n in sorted(want_masq - live.masquerade, key=str):
+        out.changes.append(Change(Action.CREATE, "masquerade", str(n), None, {"source_nat": "to this node"}))
+        out.steps.append(Step(StepKind.ADD_MASQUERADE, str(n)))
+    for n in sorted(live.masquerade - want_masq, key=str):
+        out.changes.append(Change(Action.DELETE, "masquerade", str(n), {"source_nat": "to this node"}, None))
+        out.steps.append(Step(StepKind.DELETE_MASQUERADE, str(n)))
+
+
+def hooks(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
+    """On a running interface, a changed set of the user's hooks runs the old PostDown lines, then the new PostUp
+    lines: what a restart would run, without the restart. (The config diff shows the lines themselves.)"""
+    old_up, old_down = user_hooks(live.config_text or "")
+    if live.config_text is None or (old_up, old_down) == (cfg.post_up, cfg.post_down):
+        return
+    value = {"old_down": old_down, "new_up": cfg.post_up, "new_down": cfg.post_down, "old_up": old_up}
+    out.steps.append(Step(StepKind.RUN_HOOKS, json.dumps(value)))
+
+
+def unit(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
+    """wg-quick@IF enabled where systemd runs; where it does not, say what comes back at boot."""
+    name = f"wg-quick@{cfg.interface}"
+    if live.wg_quick_unit_enabled is False:
+        out.changes.append(Change(Action.UPDATE, "unit", name, {"enabled": False}, {"enabled": True}))
+        out.steps.append(Step(StepKind.ENABLE_UNIT))
+    elif live.wg_quick_unit_enabled is None:
+        out.notes.append(
+            f"no systemd: nothing enables {name}; at boot, run `wg-quick up {cfg.interface}` (the interface, "
+            f"its routes, forwarding and wgmesh's rules come back with it, from the config's PostUp lines)")
+
+
+def running_node(cfg: InterfaceConfig, live: LiveState) -> Extra:
+    """Everything beyond WireGuard for a node whose interface runs."""
+    out = Extra()
+    forwarding(cfg, live, out)
+    firewall(cfg, live, out)
+    hooks(cfg, live, out)
+    unit(cfg, live, out)
+    return out

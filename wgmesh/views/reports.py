@@ -1,0 +1,117 @@
+"""What the commands without a core report type hand to a view: plain data, built by commands/, shown by
+views/ (human or JSON). Plans, apply results, check and status reports are core types (core/plan.py,
+core/checks.py, core/status.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One mesh.yaml diagnostic, as text (`mesh.yaml:3:5: nodes.a.address: ...`) and as fields."""
+
+    text: str
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+    severity: str = "error"
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    file: Path
+    valid: bool
+    findings: tuple[Finding, ...] = ()  # errors (when not valid) and warnings
+    mesh: str = ""
+    interface: str = ""
+    nodes: int = 0
+    enrolled: int = 0
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    node: str
+    config: str
+    path: Path | None = None  # where it was written; None: printed
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    configs: tuple[RenderedConfig, ...]
+    all_nodes: bool = False
+    out: Path | None = None
+    warnings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class InitReport:
+    directory: Path
+    created: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    """One node's answer to enroll or rotate. Text from the node (status, mode) is data."""
+
+    node: str
+    status: str  # what the node did: created, existing, rotated
+    public_key: str
+    previous: str | None  # the public key mesh.yaml recorded before
+    mode: str | None = None  # the key file's mode, as the node reported it
+
+    @property
+    def changed(self) -> bool:
+        return self.public_key != self.previous
+
+
+@dataclass(frozen=True)
+class KeysReport:
+    """`wgmesh enroll` or `wgmesh rotate`: every node that answered, every node that failed, and whether the new
+    public keys are in the file."""
+
+    command: Literal["enroll", "rotate"]
+    file: Path
+    key_path: str
+    nodes: tuple[NodeKey, ...]
+    errors: Mapping[str, str] = field(default_factory=dict)
+    written: bool = False
+
+    @property
+    def changed(self) -> tuple[NodeKey, ...]:
+        return tuple(k for k in self.nodes if k.changed)
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    node: str
+    description: str  # `10.0.0.5, endpoint 203.0.113.5:51820, ssh root@203.0.113.5`
+    public_key: str
+    fields: Mapping[str, Any]  # the mesh.yaml entry
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """`wgmesh import`: the entries (shown before anything changes), then what each node did."""
+
+    file: Path
+    creating: bool
+    dry_run: bool
+    entries: tuple[ImportEntry, ...]
+    warnings: tuple[str, ...] = ()
+    residual: tuple[tuple[str, str], ...] = ()  # (node, change the first plan will still show)
+    key_path: str = ""
+    conf_path: str = ""
+    backup_suffix: str = ""
+    adopted: tuple[tuple[str, str], ...] = ()  # (node, where its key came from: kept, config, interface)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    written: bool = False
