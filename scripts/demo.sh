@@ -8,10 +8,10 @@ if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
 step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 
 # azure's endpoint is a DNS name (the hosts resolve it), aliyun is behind NAT: plan must show neither.
-# --root-login for now: wgmesh does not run node commands through sudo yet (issue 11). Then the demo runs on
-# the default cloud-like hosts (root login refused, a sudo user in mesh.yaml, IP forwarding off).
-step wgmesh lab up --nodes 4 --dir lab --dns azure --root-login
-"$W" lab up --nodes 4 --dir lab --dns azure --root-login
+# The hosts are like cloud images: root login refused with cloud-init's banner, a sudo user in mesh.yaml's
+# ssh.user (wgmesh runs its node commands through sudo -n), IP forwarding off.
+step wgmesh lab up --nodes 4 --dir lab --dns azure
+"$W" lab up --nodes 4 --dir lab --dns azure
 cd lab
 step wgmesh validate
 "$W" validate

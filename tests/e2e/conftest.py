@@ -1,11 +1,11 @@
 """Fixtures for end-to-end tests against `wgmesh lab` hosts (root, Linux).
 
-- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=(), root_login=True) -> wgmesh.lab.Lab`,
+- `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=(), root_login=False) -> wgmesh.lab.Lab`,
   that brings a fresh lab up in a new temporary folder with a free lab id (10..50) and takes every lab it made
   down at the end of the module, whatever happened. The returned `Lab` has `.dir` (the mesh repo: mesh.yaml,
   known_hosts, id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`), `.host(name)`,
-  `.ssh_user`. `root_login=False` gives cloud-like hosts (root refused with cloud-init's banner, a sudo user
-  in mesh.yaml's ssh.user, forwarding off); the default stays True until wgmesh runs node commands via sudo.
+  `.ssh_user`. By default the hosts are cloud-like (root refused with cloud-init's banner, a sudo user in
+  mesh.yaml's ssh.user, forwarding off); `root_login=True` gives hosts that take root (a few tests keep them).
   `labkit` (`from e2e import labkit as labmod`) has `host_exec(lab.dir, node, argv)` to act inside a host,
   `ssh_argv` for plain OpenSSH, `stop_sshd`/`start_sshd`, and re-exports wgmesh.lab.
 - `lab4`: one default 4-node lab (aws, azure, gcp, aliyun behind NAT) shared by the module.
@@ -89,7 +89,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
         nat: Sequence[str] | None = None,
         keys: bool = True,
         dns: Sequence[str] = (),
-        root_login: bool = True,  # the lead flips this when wgmesh runs node commands through sudo
+        root_login: bool = False,  # cloud-like hosts by default: wgmesh runs node commands through sudo -n
     ) -> labmod.Lab:
         directory = tmp_path_factory.mktemp("lab")
         made.append(directory)

@@ -16,7 +16,7 @@ WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 @pytest.fixture(scope="module")
 def pair(lab: LabFactory) -> labmod.Lab:
-    return lab(names=("bastion", "inner"), nat=())
+    return lab(names=("bastion", "inner"), nat=(), root_login=True)  # a few tests keep root-login hosts
 
 
 def test_proxy_jump_reaches_a_host_only_the_bastion_can_name(pair: labmod.Lab, run_wgmesh: WgmeshRunner) -> None:
