@@ -59,7 +59,7 @@ Address = 10.9.0.1/24, fd09::1/64
 ListenPort = 51820
 MTU = 1380
 PostUp = wg set %i private-key /etc/wireguard/%i.key
-PostUp = sysctl -q -w net.ipv4.ip_forward=1
+PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh
 PostUp = iptables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT
 PostUp = iptables -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT
 PostUp = sysctl -w net.ipv4.ip_forward=1
@@ -241,7 +241,7 @@ def test_a_node_that_routes_subnets_forwards_and_accepts_forwarded_traffic_at_ev
     """wg-quick runs these at `up` (and at boot): forwarding on, wgmesh's FORWARD accept rules in and out,
     removed again at `down` (forwarding is left on). A node without subnets gets none of it."""
     hub = render_node(small, "hub")
-    assert "PostUp = sysctl -q -w net.ipv4.ip_forward=1\n" in hub
+    assert "PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh\n" in hub
     assert hub.index("PostUp = iptables -I FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
     assert "iptables -t nat" not in hub  # no masquerade unless asked
     assert "sysctl" not in render_node(small, "nat") and "iptables" not in render_node(small, "nat")

@@ -78,7 +78,8 @@ def test_check_after_apply_passes_and_names_every_node(mesh4: Lab, observe: Obse
                 assert cell == "-"
             else:
                 assert cell.startswith("ok ") and cell.endswith(" ms"), (name, other, cell)
-    assert "Check passed: 12 pairs of 4 nodes, 24 probes, all answered through wg0." in r.stdout
+    # 12 mesh addresses, 12 subnet probes, and 12 probes from the other nodes' subnet addresses
+    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered through wg0." in r.stdout
 
     r = observe(mesh4.dir, "check", "--json")
     assert r.returncode == 0, r.stderr
@@ -163,7 +164,7 @@ def test_an_unreachable_node_is_named_with_its_reason(mesh4: Lab, observe: Obser
         assert r.returncode == 1, r.stdout + r.stderr
         lines = r.stdout.splitlines()
         ip = mesh4.host("aliyun").ip
-        reason = f"aliyun: cannot connect to root@{ip}:22"
+        reason = f"aliyun: cannot connect to {mesh4.ssh_user}@{ip}:22"
         assert [line for line in lines if line.startswith(f"  {reason}")], r.stdout
         assert _matrix(r.stdout, "from \\ to")["aliyun"] == ["not checked"] * 3 + ["-"]
         assert [line for line in lines if " -> " in line] == [], "the others still reach aliyun over the mesh"

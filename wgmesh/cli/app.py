@@ -10,6 +10,7 @@ import typer
 from wgmesh import __version__
 from wgmesh.cli import keys as cli_keys
 from wgmesh.cli import observe as cli_observe
+from wgmesh.cli import pipeline as cli_pipeline
 from wgmesh.cli.environment import environment, mesh_file
 from wgmesh.cli.options import (
     AcceptNew,
@@ -29,7 +30,7 @@ from wgmesh.views.env import Environment
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     help="Declarative WireGuard full meshes: validate, plan and apply over SSH, public keys only.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
@@ -130,6 +131,11 @@ def apply(
     timeout: float = Timeout,
     command_timeout: float | None = CommandTimeout,
     lock_timeout: int = typer.Option(60, "--lock-timeout", min=0, help="Seconds to wait for another apply."),
+    confirm_timeout: int = typer.Option(
+        60, "--confirm-timeout", min=5,
+        help="Seconds a changed node waits for wgmesh to reach it again over a new SSH connection; without "
+             "that confirmation it restores its previous config by itself (so an apply cannot lock you out).",
+    ),
     accept_new_host_keys: bool = AcceptNew,
     no_color: bool = NoColor,
 ) -> None:
@@ -144,6 +150,7 @@ def apply(
         auto_approve=auto_approve,
         lock_timeout=lock_timeout,
         saved_plan=saved_plan,
+        confirm_timeout=confirm_timeout,
     )
     exit_with(guard(lambda: run_apply(opts, env), env))
 
@@ -155,6 +162,8 @@ app.add_typer(cli_keys.node_app, name="node")
 app.command()(cli_keys.enroll)
 app.command()(cli_keys.rotate)
 app.command("import")(cli_keys.import_)
+app.command()(cli_pipeline.graph)
+app.command("plan-key")(cli_pipeline.plan_key)
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:

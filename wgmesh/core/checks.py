@@ -1,4 +1,13 @@
-"""`wgmesh check`, the pure part: which nodes ping which targets, and the N x N report of the answers."""
+"""`wgmesh check`, the pure part: which nodes ping which targets, and the N x N report of the answers.
+
+Every node pings every other node's mesh addresses and the probe address of each of its subnets. Then, for
+subnet-to-subnet traffic, it pings each of those probes again from its own address inside each of its own
+subnets (a source-address ping, `ping -I`): the far node must forward into its subnet and route the answer
+back to the near subnet through the mesh, and the far network must send the answer back (a route, or the
+far node's masquerade). Since every node does this, a node that does not forward fails the pairs whose probe
+is behind it. A subnet without an explicit `probe` is pinged at its first address, which is often the node
+itself or a cloud's VPC router: both answer without forwarding, so the report warns about it.
+"""
 
 from __future__ import annotations
 
@@ -45,29 +54,44 @@ def checked_nodes(mesh: Mesh) -> tuple[list[Node], dict[str, str]]:
 
 @dataclass(frozen=True)
 class Target:
-    """One address a source node pings: a mesh address of `node`, or the probe of one of its subnets."""
+    """One address a source node pings: a mesh address of `node`, or the probe of one of its subnets; with
+    `from_subnet`, that probe pinged from the source's own address inside `from_subnet`, one of its subnets."""
 
     node: str
     address: IPAddress
     subnet: IPNetwork | None = None
     after_peer: bool = False  # the target node pings the source first: wait HEAD_START before pinging it
+    from_subnet: IPNetwork | None = None
+    default_probe: bool = False  # the subnet has no `probe`: its first address stands in
 
     @property
     def label(self) -> str:
+        if self.from_subnet is not None:
+            return f"{self.from_subnet} -> {self.address}"
         return f"{self.address}" if self.subnet is None else f"{self.address} (subnet {self.subnet})"
 
 
 def targets(source: Node, nodes: Iterable[Node]) -> tuple[Target, ...]:
-    """What `source` pings: each other node's addresses, then its subnets' probe addresses."""
+    """What `source` pings: each other node's addresses, then its subnets' probe addresses; after all of
+    those, each such probe again from each of the source's own subnets (of the same IP version)."""
     out: list[Target] = []
+    subnet_to_subnet: list[Target] = []
     earlier = True  # nodes before the source in mesh order ping it first
     for n in nodes:
         if n.name == source.name:
             earlier = False
             continue
         out += [Target(n.name, a, after_peer=earlier) for a in n.addresses]
-        out += [Target(n.name, s.probe_address, s.prefix, after_peer=earlier) for s in n.subnets]
-    return tuple(out)
+        for s in n.subnets:
+            default = s.probe is None
+            out.append(Target(n.name, s.probe_address, s.prefix, after_peer=earlier, default_probe=default))
+            subnet_to_subnet += [
+                Target(n.name, s.probe_address, s.prefix, after_peer=earlier, from_subnet=own.prefix,
+                       default_probe=default)
+                for own in source.subnets
+                if own.prefix.version == s.prefix.version
+            ]
+    return tuple(out + subnet_to_subnet)
 
 
 @dataclass(frozen=True)
@@ -81,9 +105,18 @@ class Probe:
     error: str | None = None
     attempts: int = 1
     device: str | None = None
+    from_address: IPAddress | None = None  # the source's address inside target.from_subnet, pinged from
+    skipped: bool = False  # not run (the source has no address inside target.from_subnet): no failure
 
     def failure_line(self) -> str:
+        if self.target.from_subnet is not None:
+            return f"{self.source} -> {self.target.node}: {self.target.label} failed: {self.error}"
         return f"{self.source} -> {self.target.node} {self.target.label}: {self.error}"
+
+    @property
+    def counts(self) -> bool:
+        """Whether this probe's answer says anything of the mesh (it ran)."""
+        return not self.skipped
 
 
 class Cell(StrEnum):
@@ -103,6 +136,24 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class SubnetPair:
+    """Machines in `from_subnet` (behind `source`) reaching `address`, the probe of `to_subnet` (behind
+    `dest`): the result of the source-address ping."""
+
+    source: str
+    from_subnet: IPNetwork
+    dest: str
+    to_subnet: IPNetwork
+    address: IPAddress
+    cell: Cell
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.from_subnet} -> {self.address}"
+
+
+@dataclass(frozen=True)
 class CheckReport:
     nodes: tuple[str, ...]  # columns: every node that takes part
     sources: tuple[str, ...]  # rows: the nodes pinged from (--target)
@@ -115,7 +166,7 @@ class CheckReport:
             return Pair(source, dest, Cell.SELF)
         if source in self.errors:
             return Pair(source, dest, Cell.NOT_CHECKED)
-        probes = tuple(p for p in self.probes if p.source == source and p.target.node == dest)
+        probes = tuple(p for p in self.probes if p.source == source and p.target.node == dest and p.counts)
         if not all(p.ok for p in probes):
             return Pair(source, dest, Cell.FAILED, None, probes)
         rtts = [p.rtt_ms for p in probes if p.rtt_ms is not None]
@@ -126,12 +177,45 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(p.ok for p in self.probes)
+        return not self.errors and all(p.ok for p in self.probes if p.counts)
 
     def failures(self) -> list[str]:
-        """One line per problem: unreachable sources first, then every failed probe."""
+        """One line per problem: unreachable sources first, then every failed probe (a subnet-to-subnet one
+        names the subnet pair: `aws -> azure: 192.168.10.0/24 -> 192.168.20.10 failed: no reply`)."""
         lines = [f"{name}: {reason}" for name, reason in self.errors.items()]
-        return lines + [p.failure_line() for p in self.probes if not p.ok]
+        return lines + [p.failure_line() for p in self.probes if p.counts and not p.ok]
+
+    def subnet_pairs(self) -> list[SubnetPair]:
+        """Every subnet-to-subnet probe of the checked sources, in probe order (skipped ones: not checked)."""
+        out = []
+        for p in self.probes:
+            t = p.target
+            if t.from_subnet is None or t.subnet is None:
+                continue
+            cell = Cell.NOT_CHECKED if p.skipped else Cell.OK if p.ok else Cell.FAILED
+            out.append(SubnetPair(p.source, t.from_subnet, t.node, t.subnet, t.address, cell,
+                                  None if p.ok else p.error))
+        return out
+
+    def warnings(self) -> list[str]:
+        """What the check could not prove, though nothing failed: subnets pinged at their first address for
+        want of a `probe`, and subnets whose node has no address inside them to ping from."""
+        lines: list[str] = []
+        for p in self.probes:
+            t = p.target
+            if t.default_probe and t.subnet is not None and t.from_subnet is None:
+                lines.append(
+                    f"{t.node}: subnet {t.subnet} has no probe, so check pings {t.address}, its first address. "
+                    "That is often the node itself or a cloud's VPC router, which answer without forwarding: "
+                    "it proves nothing about the machines behind the subnet. Set the subnet's `probe` to the "
+                    "address of a machine inside it."
+                )
+            elif p.skipped and t.from_subnet is not None:
+                lines.append(
+                    f"{p.source}: no address inside its subnet {t.from_subnet} to ping from, so traffic from "
+                    f"{t.from_subnet} to the other subnets was not checked."
+                )
+        return list(dict.fromkeys(lines))
 
     def suspects(self) -> list[str]:
         """Nodes with which no checked pair works, in either direction, while some other pair does."""

@@ -223,6 +223,7 @@ class Ssh:
     known_hosts: Path = Path(DEFAULT_KNOWN_HOSTS)
     identity_file: Path | None = None
     proxy_jump: SshTarget | None = None
+    proxy_command: str | None = None  # ssh.proxy_command as written (core/proxycommand.py); exclusive with proxy_jump
     sudo: bool | None = None  # None: use sudo when the user is not root
 
     @property
@@ -240,6 +241,7 @@ class SshDefaults:
     known_hosts: Path = Path(DEFAULT_KNOWN_HOSTS)
     identity_file: Path | None = None
     proxy_jump: SshTarget | None = None  # as written: user and port may be None
+    proxy_command: str | None = None
     sudo: bool | None = None
 
 

@@ -17,15 +17,16 @@ import difflib
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from wgmesh.core import routing
 from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
+from wgmesh.core.plankey import plan_key_notes
 from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render, wanted_routes
-from wgmesh.core.state import LivePeer, LiveState
+from wgmesh.core.state import LivePeer, LiveState, wanted_mtu
 from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 
 
@@ -287,6 +288,10 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
     }
     if cfg.mtu is not None:
         before["mtu"] = live.mtu
+    elif (auto := wanted_mtu(None, live)) is not None and auto != live.mtu:
+        # no mtu in mesh.yaml: the interface should have what wg-quick gives it at boot (F11)
+        before["mtu"] = live.mtu
+        after = {**after, "mtu": auto}
     before["config_file"] = f"sha256:{live.config_sha256[:12]}" if live.config_sha256 else None
     if live.fwmark:
         before["fwmark"] = hex(live.fwmark)
@@ -331,6 +336,9 @@ def build_plan(
             nodes.append(NodePlan(node.name, error=got))
         else:
             nodes.append(diff_node(mesh, node, got, fp))
+    key_notes = plan_key_notes({name: got for name, got in results.items() if not isinstance(got, str)})
+    nodes = [replace(n, notes=(*n.notes, key_notes[n.node])) if n.node in key_notes and not n.error else n
+             for n in nodes]
     return Plan(tuple(nodes), tuple(warnings))
 
 

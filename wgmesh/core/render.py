@@ -53,6 +53,9 @@ class InterfaceConfig:
 # wgmesh's own firewall rules carry this comment (%i is the interface: wg-quick and apply replace it), so they
 # are told apart from everyone else's, read back by plan and removed exactly.
 RULE_COMMENT = "wgmesh:%i"
+# ... and its other lines end with this comment (wg-quick drops everything from `#` on a line), so a user's
+# own `sysctl -w net.ipv4.ip_forward=1` hook stays the user's.
+MANAGED_MARK = "# wgmesh"
 _SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 
 
@@ -70,7 +73,7 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     """The PostUp and PostDown lines wgmesh adds for a node that routes subnets: forwarding on, and its
     FORWARD accept and MASQUERADE rules (IPv4, iptables), so that `wg-quick up` at boot brings them back.
     PostDown removes the rules and leaves forwarding as it is (other things on the node may need it)."""
-    up = [f"sysctl -q -w {_SYSCTL[v]}=1" for v in cfg.forwarding]
+    up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
     rules = []
     if 4 in cfg.forwarding:
         rules += [forward_rule("-i"), forward_rule("-o")]
@@ -84,8 +87,7 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
 
 def is_managed_hook(line: str) -> bool:
     """A PostUp/PostDown line wgmesh writes itself (the key loader, forwarding, its own rules)."""
-    return line == KEY_POST_UP or RULE_COMMENT in line or any(
-        line == f"sysctl -q -w {k}=1" for k in _SYSCTL.values())
+    return line == KEY_POST_UP or RULE_COMMENT in line or line.endswith(MANAGED_MARK)
 
 
 def user_hooks(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

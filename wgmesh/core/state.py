@@ -65,6 +65,19 @@ class LiveState:
     masquerade: frozenset[IPNetwork] = frozenset()
     # IF.conf as it is on the node, every PrivateKey and PresharedKey value redacted on the node (None: no file)
     config_text: str | None = None
+    # the MTU `wg-quick up` would give the interface from a config without MTU (route MTU - 80, read.sh's
+    # `automtu`): what the interface should have when mesh.yaml sets none (F11). None: not read. Left out of
+    # normalized(): it follows the node's routes, not anything an apply changes.
+    auto_mtu: int | None = None
+    # `wgmesh plan-key` on the node (core/plankey.py): installed, outdated, incomplete or absent; None: not read.
+    # Not WireGuard state: left out of normalized() and digest() (a saved plan does not go stale over it).
+    plan_key: str | None = None
+
+
+def wanted_mtu(configured: int | None, state: LiveState) -> int | None:
+    """The MTU the interface should have: mesh.yaml's, else wg-quick's own choice on that node (so that the
+    running interface and a `wg-quick up` from the written config, at the next boot, agree). None: unknown."""
+    return configured if configured is not None else state.auto_mtu
 
 
 def normalized(state: LiveState) -> dict[str, Any]:

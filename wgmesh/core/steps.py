@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from wgmesh.core.model import IPInterface, IPNetwork
 from wgmesh.core.render import InterfaceConfig, render, syncconf_text, wanted_routes
-from wgmesh.core.state import LiveState
+from wgmesh.core.state import LiveState, wanted_mtu
 
 
 class StepKind(StrEnum):
@@ -71,8 +71,9 @@ def update_steps(cfg: InterfaceConfig, live: LiveState, mesh_name: str) -> tuple
     want_addrs = set(cfg.addresses)
     steps += [Step(StepKind.ADD_ADDRESS, a) for a in _sorted(want_addrs - live.addresses)]
     steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(live.addresses - want_addrs)]
-    if cfg.mtu is not None and cfg.mtu != live.mtu:
-        steps.append(Step(StepKind.SET_MTU, str(int(cfg.mtu))))
+    mtu = wanted_mtu(cfg.mtu, live)  # mtu unset in mesh.yaml: wg-quick's own choice (F11)
+    if mtu is not None and mtu != live.mtu:
+        steps.append(Step(StepKind.SET_MTU, str(int(mtu))))
     if not live.link_up:
         steps.append(Step(StepKind.LINK_UP))
     want_routes = wanted_routes(cfg)

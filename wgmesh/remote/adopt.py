@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from wgmesh.core.model import KEY_DIR, validate_key
+from wgmesh.core.render import MANAGED_MARK
 from wgmesh.core.state import REDACTED, LiveState, QuickPeer, WgQuick
 from wgmesh.remote import read as live_mod
 from wgmesh.remote import shell
@@ -32,13 +33,14 @@ def _int_or_none(value: str) -> int | None:
 
 def parse_wg_quick(text: str) -> WgQuick:
     """A wg-quick config as wg-quick reads it: sections, `Key = Value`, '#' starts a comment. Pure;
-    PrivateKey and PresharedKey lines are skipped unread (the node already removed them)."""
+    PrivateKey and PresharedKey lines are skipped unread (the node already removed them), and so are the lines
+    wgmesh writes itself and marks with a trailing `# wgmesh` (forwarding for routed subnets)."""
     iface: dict[str, Any] = {"addresses": [], "post_up": [], "post_down": [], "ignored": []}
     peers: list[dict[str, Any]] = []
     section = ""
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
-        if not line:
+        if not line or raw.rstrip().endswith(MANAGED_MARK):
             continue
         if line.startswith("[") and line.endswith("]"):
             section = line[1:-1].strip().lower()
@@ -124,7 +126,7 @@ def adopt_script(interface: str, public_key: str, conf_text: str, *, key_dir: st
         raise ValueError("public_key is not a WireGuard public key")
     paths = shell.node_paths(interface, key_dir=key_dir)
     return shell.script("adopt", **paths, BACKUP=paths["CONF"] + BACKUP_SUFFIX, EXPECT=public_key,
-                        CONF_TEXT=conf_text)
+                        CONF_TEXT=conf_text, REDACTED=REDACTED)
 
 
 def parse_adopt_output(stdout: str) -> str:

@@ -13,7 +13,7 @@ from wgmesh.core.plan import NodeResult, Outcome, Plan
 from wgmesh.core.status import StatusReport
 from wgmesh.views.env import Environment
 from wgmesh.views.observe_human import print_check, print_status
-from wgmesh.views.plan_text import NO_CHANGES, change_lines, summary_line
+from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
 from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
 from wgmesh.views.text import markup, safe, safe_lines
 
@@ -94,6 +94,8 @@ class HumanView:
             for c in n.changes:
                 for style, text in change_lines(c):
                     self._print(style, text)
+            for style, text in config_diff_lines(n.config_diff):
+                self._print(style, text)
         if plan.errors:
             self.out.print()
         for n in plan.errors:

@@ -100,6 +100,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "node": n.node,
                 "error": n.error,
                 "notes": list(n.notes),
+                "steps": [str(step) for step in n.steps],
+                "config_diff": list(n.config_diff),
                 "changes": [
                     {
                         "action": c.action.value,

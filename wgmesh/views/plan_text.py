@@ -24,8 +24,25 @@ def _fmt(v: Value) -> str:
 
 
 def summary_line(plan: Plan) -> str:
+    """Terraform's summary; nodes that could not be planned are counted too, so that a plan with errors never
+    reads as "nothing to do"."""
     add, change, destroy = plan.counts()
-    return f"Plan: {add} to add, {change} to change, {destroy} to destroy."
+    line = f"Plan: {add} to add, {change} to change, {destroy} to destroy."
+    failed = len(plan.errors)
+    if failed:
+        line += f" {failed} node{'s' if failed != 1 else ''} could not be planned."
+    return line
+
+
+def config_diff_lines(lines: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The node's config file against the new one, under the node's changes: `- PostUp = ...` / `+ ...`."""
+    if not lines:
+        return []
+    out = [("dim", "      # the config file, as on the node (-) and as wgmesh writes it (+):")]
+    for line in lines:
+        style = {"-": "red", "+": "green", "@": "dim"}.get(line[:1], "")
+        out.append((style, f"        {line}"))
+    return out
 
 
 def _list_lines(key: str, before: list[str], after: list[str]) -> list[tuple[str, str]]:
