@@ -73,6 +73,7 @@ class StatusReport:
     readings: tuple[NodeStatus, ...]  # one per source row
     views: tuple[PeerView, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
+    hints: tuple[str, ...] = ()  # what to check for pairs that never completed a handshake
 
     @property
     def ok(self) -> bool:
@@ -129,5 +130,30 @@ def status_report(
         readings.append(reading)
         views += row
     return StatusReport(
-        mesh.interface, tuple(n.name for n in nodes), tuple(readings), tuple(views), dict(skipped or {})
+        mesh.interface, tuple(n.name for n in nodes), tuple(readings), tuple(views), dict(skipped or {}),
+        handshake_hints(nodes, views),
     )
+
+
+def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView]) -> tuple[str, ...]:
+    """For each pair that never completed a handshake (seen from both sides, or from the one side that could be
+    read), which node's UDP port must be reachable from which: the most common first-day failure is a security
+    group, NSG, VPC firewall, ufw or firewalld dropping it."""
+    seen = {(v.source, v.peer): v.state for v in views}
+    hints = []
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
+            if states != {Handshake.NEVER}:
+                continue
+            dialed = [n for n in (a, b) if n.endpoint is not None]
+            if not dialed:
+                hints.append(f"{a.name} <-> {b.name}: never a handshake, and neither has an endpoint: "
+                             f"they can only meet through a node that has one")
+                continue
+            ports = " and ".join(
+                f"{n.name}'s UDP port {n.endpoint.port if n.endpoint else n.listen_port} must be reachable from "
+                f"{(b if n is a else a).name}" for n in dialed)
+            hints.append(f"{a.name} <-> {b.name}: never a handshake: {ports} (check security groups, NSGs, "
+                         f"VPC firewalls, ufw or firewalld on the way)")
+    return tuple(hints)

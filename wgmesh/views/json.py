@@ -164,6 +164,7 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
         "fresh_seconds": FRESH_SECONDS,
         "nodes": list(report.nodes),
         "skipped": [{"node": n, "reason": r} for n, r in report.skipped.items()],
+        "hints": list(report.hints),
         "readings": [
             {
                 "node": r.node,

@@ -161,6 +161,8 @@ def print_status(env: Environment, report: StatusReport) -> None:
     for r in report.readings:
         for note in r.notes:
             out.print(_t(f"{r.node}: {note}", "yellow"))
+    for hint in report.hints:
+        out.print(_t(hint, "yellow"))
     errors = report.errors()
     for line in errors:
         out.print(_t(f"Error: {line}", "bold red"))
