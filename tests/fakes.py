@@ -10,14 +10,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wgmesh.core.model import Node
 from wgmesh.core.state import LiveState
 from wgmesh.remote.apply import VERIFY_MARK
 from wgmesh.remote.shell import MARK, script_name, source
-from wgmesh.remote.transport import CommandResult, SshError
+from wgmesh.remote.transport import ASK_MARK, CommandResult, SshError
 
 
 def _dump(state: LiveState) -> str:
@@ -116,6 +116,8 @@ def read_output(state: LiveState) -> str:
     sections.append(("forwarding", "\n".join(f"{v} {int(on)}" for v, on in sorted(state.forwarding.items()))))
     if state.has_iptables is not None:
         sections.append(("iptables", _iptables(state)))
+    if state.auto_mtu is not None:
+        sections.append(("automtu", str(state.auto_mtu)))
     for host, addrs in state.resolved.items():
         body = "\n".join(f"{a:<15} STREAM {host}" for a in sorted(addrs, key=ipaddress.ip_address))
         sections.append((f"resolve {host}", body))
@@ -129,15 +131,13 @@ def read_output(state: LiveState) -> str:
 
 
 def script_kind(script: str) -> str:
-    """read | apply | rollback | cleanup (| the NAME of any other scripts/NAME.sh): which script this is."""
-    if VERIFY_MARK in script:
-        return "apply"
+    """read | apply | rollback | confirm (| the NAME of any other scripts/NAME.sh): which script this is."""
     name = script_name(script)
     if name is not None:
         return name
-    if '. "$UNDO"' in script:
-        return "rollback"
-    return "cleanup"
+    if VERIFY_MARK in script:
+        return "apply"
+    return "unknown"
 
 
 def script_values(script: str) -> dict[str, str]:
@@ -162,6 +162,14 @@ class FakeTransport:
     scripts: list[tuple[str, str, str]] = field(default_factory=list)  # (node, kind, script)
     connected: list[str] = field(default_factory=list)
     closed: bool = False
+    # converse: what the node is in once an apply holds its lock (default: `states`), and the answers the
+    # apply scripts got (node, answer line: "go", "stop" or "" for end-of-file)
+    locked: dict[str, LiveState] = field(default_factory=dict)
+    decisions: list[tuple[str, str]] = field(default_factory=list)
+    # reconnect: errors per node, raised in order before reconnecting works; every reconnect, in order
+    reconnect_errors: dict[str, list[Exception]] = field(default_factory=dict)
+    reconnects: list[str] = field(default_factory=list)
+    before_apply: dict[str, LiveState] = field(default_factory=dict)  # what a rollback restores
 
     def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
         errors = {}
@@ -189,7 +197,50 @@ class FakeTransport:
             state = self.after.get(node, self.states[node])
             self.states[node] = state
             return CommandResult(0, f"{VERIFY_MARK}\n{read_output(state)}", "")
+        if kind == "confirm":
+            return CommandResult(0, f"{MARK}confirmed\n", "")
+        if kind == "rollback":
+            self.states[node] = self.before_apply.get(node, self.states[node])
+            return CommandResult(0, f"{MARK}rolledback\n{VERIFY_MARK}\n{read_output(self.states[node])}", "")
         return CommandResult(0, "", "")
+
+    def converse(
+        self, node: str, first: str, decide: Callable[[str], str | None], timeout: float | None = None
+    ) -> CommandResult:
+        """An apply script that asks: the node prints its state under the lock (`locked`, else `states`) and
+        ASK_MARK; on `go` it runs the rest (and is then in `after`), on anything else it changes nothing."""
+        if node not in self.connected:
+            raise SshError("not connected")
+        kind = script_kind(first)
+        queue = self.answers.get((node, kind))
+        if queue:
+            self.scripts.append((node, kind, first))
+            got = queue.pop(0)
+            if isinstance(got, Exception):
+                raise got
+            return got
+        now = self.locked.pop(node, self.states[node])
+        self.states[node] = now
+        asked = f"{read_output(now)}{ASK_MARK}\n"
+        answer = decide(read_output(now))
+        line = (answer or "").partition("\n")[0]
+        self.decisions.append((node, line))
+        self.scripts.append((node, kind, first + (answer or "")))
+        if line != "go":
+            why = "changed by another apply since this plan: run plan again" if line == "stop" else "no answer"
+            return CommandResult(3, asked, why + "\n")
+        self.before_apply[node] = now
+        state = self.after.get(node, now)
+        self.states[node] = state
+        return CommandResult(0, f"{asked}{VERIFY_MARK}\n{read_output(state)}", "")
+
+    def reconnect(self, node: str) -> None:
+        if node not in self.connected:
+            raise SshError("not connected")
+        self.reconnects.append(node)
+        queue = self.reconnect_errors.get(node)
+        if queue:
+            raise queue.pop(0)
 
     def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         out: dict[str, CommandResult | str] = {}

@@ -47,13 +47,20 @@ def mesh_nodes(mesh: Mesh) -> list[Node]:
     return checks.checked_nodes(mesh)[0]
 
 
-def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False) -> Target:
-    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer)
+def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False,
+      from_subnet: str | None = None, default_probe: bool = False) -> Target:
+    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer,
+                  net(from_subnet) if from_subnet else None, default_probe)
+
+
+def plain(ts: tuple[Target, ...]) -> tuple[Target, ...]:
+    """The targets pinged from the mesh address (the captured fixtures predate subnet-to-subnet probes)."""
+    return tuple(x for x in ts if x.from_subnet is None)
 
 
 FOUR = four()
-AWS_TARGETS = targets(FOUR.node("aws"), FOUR.nodes)
-GCP_TARGETS = targets(FOUR.node("gcp"), FOUR.nodes)
+AWS_TARGETS = plain(targets(FOUR.node("aws"), FOUR.nodes))
+GCP_TARGETS = plain(targets(FOUR.node("gcp"), FOUR.nodes))
 
 
 @pytest.fixture
@@ -73,27 +80,38 @@ def test_targets_are_every_other_nodes_addresses_then_its_subnet_probes() -> Non
     # aws and azure come before gcp in mesh.yaml: they ping gcp first, and gcp waits before pinging them
     assert targets(mesh.node("gcp"), mesh.nodes) == (
         t("aws", "10.0.0.1", after_peer=True),
-        t("aws", "192.168.10.1", "192.168.10.0/24", after_peer=True),
+        t("aws", "192.168.10.1", "192.168.10.0/24", after_peer=True, default_probe=True),
         t("azure", "10.0.0.2", after_peer=True),
-        t("azure", "192.168.20.1", "192.168.20.0/24", after_peer=True),
+        t("azure", "192.168.20.1", "192.168.20.0/24", after_peer=True, default_probe=True),
         t("aliyun", "10.0.0.4"),
-        t("aliyun", "192.168.40.1", "192.168.40.0/24"),
+        t("aliyun", "192.168.40.1", "192.168.40.0/24", default_probe=True),
+        # then each subnet probe again, from gcp's own subnet
+        t("aws", "192.168.10.1", "192.168.10.0/24", True, "192.168.30.0/24", True),
+        t("azure", "192.168.20.1", "192.168.20.0/24", True, "192.168.30.0/24", True),
+        t("aliyun", "192.168.40.1", "192.168.40.0/24", False, "192.168.30.0/24", True),
     )
 
 
 def test_targets_use_the_declared_probe_and_every_address() -> None:
-    a = node(1, "a")
+    a = dataclasses.replace(node(1, "a"), subnets=(Subnet(net("10.1.0.0/16")), Subnet(net("fd01::/64"))))
     b = dataclasses.replace(
         node(2, "b", addresses=(ip("10.0.0.2"), ip("fd00::2"))),
-        subnets=(Subnet(net("172.16.0.0/16"), probe=ip("172.16.9.9")), Subnet(net("172.17.0.5/32"))),
+        subnets=(Subnet(net("172.16.0.0/16"), probe=ip("172.16.9.9")), Subnet(net("172.17.0.5/32")),
+                 Subnet(net("fd02::/64"), probe=ip("fd02::10"))),
     )
     assert targets(a, [a, b]) == (
         t("b", "10.0.0.2"),
         t("b", "fd00::2"),
         t("b", "172.16.9.9", "172.16.0.0/16"),
-        t("b", "172.17.0.5", "172.17.0.5/32"),
+        t("b", "172.17.0.5", "172.17.0.5/32", default_probe=True),
+        t("b", "fd02::10", "fd02::/64"),
+        # each of a's subnets to each of b's of the same IP version
+        t("b", "172.16.9.9", "172.16.0.0/16", from_subnet="10.1.0.0/16"),
+        t("b", "172.17.0.5", "172.17.0.5/32", from_subnet="10.1.0.0/16", default_probe=True),
+        t("b", "fd02::10", "fd02::/64", from_subnet="fd01::/64"),
     )
     assert targets(a, [a]) == ()
+    assert all(x.from_subnet is None for x in targets(node(3, "c"), [a, b]))  # no subnets of its own
 
 
 def test_checked_nodes_leave_out_nodes_without_keys_and_decommissioned_ones() -> None:
@@ -182,6 +200,60 @@ def test_all_good_is_ok_and_has_no_suspects() -> None:
     assert everything_failed.suspects() == [], "no working pair: nothing to single out"
 
 
+def subnet_report(**env: str) -> CheckReport:
+    """aws's subnet 192.168.10.0/24 to azure's probe 192.168.20.10 (and the plain probes), as a report."""
+    azure = t("azure", "10.0.0.2")
+    probe_ = t("azure", "192.168.20.10", "192.168.20.0/24")
+    pair = t("azure", "192.168.20.10", "192.168.20.0/24", from_subnet="192.168.10.0/24")
+    results = {
+        "aws": (Probe("aws", azure, True, 1.0), Probe("aws", probe_, True, 1.2),
+                Probe("aws", pair, env.get("pair") != "down", None, None if env.get("pair") != "down" else "no reply",
+                      from_address=ip("192.168.10.1"))),
+    }
+    return check_report(["aws", "azure"], ["aws"], results)
+
+
+def test_a_failed_subnet_pair_fails_the_check_and_names_the_subnets() -> None:
+    ok = subnet_report()
+    assert ok.ok and ok.failures() == []
+    assert [(p.label, p.cell) for p in ok.subnet_pairs()] == [("192.168.10.0/24 -> 192.168.20.10", Cell.OK)]
+    r = subnet_report(pair="down")
+    assert not r.ok
+    assert r.failures() == ["aws -> azure: 192.168.10.0/24 -> 192.168.20.10 failed: no reply"]
+    assert r.pair("aws", "azure").cell is Cell.FAILED
+    (sp,) = r.subnet_pairs()
+    assert (sp.source, sp.from_subnet, sp.dest, sp.to_subnet, sp.address, sp.cell, sp.error) == (
+        "aws", net("192.168.10.0/24"), "azure", net("192.168.20.0/24"), ip("192.168.20.10"), Cell.FAILED,
+        "no reply")
+
+
+def test_a_skipped_subnet_probe_is_a_warning_not_a_failure() -> None:
+    pair = t("azure", "192.168.20.10", "192.168.20.0/24", from_subnet="192.168.10.0/24")
+    skipped = Probe("aws", pair, False, None, "aws has no address inside 192.168.10.0/24", 0, skipped=True)
+    r = check_report(["aws", "azure"], ["aws"], {"aws": (Probe("aws", t("azure", "10.0.0.2"), True, 1.0), skipped)})
+    assert r.ok and r.failures() == [] and r.pair("aws", "azure").cell is Cell.OK
+    assert [p.cell for p in r.subnet_pairs()] == [Cell.NOT_CHECKED]
+    assert r.warnings() == [
+        "aws: no address inside its subnet 192.168.10.0/24 to ping from, so traffic from 192.168.10.0/24 to the "
+        "other subnets was not checked."]
+
+
+def test_a_subnet_without_a_probe_is_warned_about_once() -> None:
+    probes = tuple(Probe("aws", x, True, 1.0) for x in targets(FOUR.node("aws"), FOUR.nodes))
+    r = check_report(FOUR.node_names, ["aws"], {"aws": probes})
+    assert r.ok
+    assert len(r.warnings()) == 3  # azure's, gcp's and aliyun's subnets; each pinged twice, said once
+    assert r.warnings()[0] == (
+        "azure: subnet 192.168.20.0/24 has no probe, so check pings 192.168.20.1, its first address. That is "
+        "often the node itself or a cloud's VPC router, which answer without forwarding: it proves nothing "
+        "about the machines behind the subnet. Set the subnet's `probe` to the address of a machine inside it.")
+    with_probe = dataclasses.replace(FOUR, nodes=tuple(
+        dataclasses.replace(n, subnets=tuple(dataclasses.replace(x, probe=x.prefix.network_address + 10)
+                                             for x in n.subnets)) for n in FOUR.nodes))
+    probes = tuple(Probe("aws", x, True, 1.0) for x in targets(with_probe.node("aws"), with_probe.nodes))
+    assert check_report(FOUR.node_names, ["aws"], {"aws": probes}).warnings() == []
+
+
 def test_check_json_document() -> None:
     doc = json.loads(json.dumps(check_to_dict(gcp_down_report())))
     assert doc["format_version"] == "1" and doc["type"] == "check" and doc["ok"] is False
@@ -192,9 +264,11 @@ def test_check_json_document() -> None:
     assert {"from": "aws", "to": "azure", "result": "ok", "rtt_ms": 4.76} in doc["pairs"]
     assert {"from": "aliyun", "to": "gcp", "result": "not checked", "rtt_ms": None} in doc["pairs"]
     assert doc["probes"][2] == {
-        "from": "aws", "to": "gcp", "address": "10.0.0.3", "subnet": None, "ok": False, "rtt_ms": None,
-        "attempts": 8, "device": "wg0", "error": "no reply",
+        "from": "aws", "to": "gcp", "address": "10.0.0.3", "subnet": None, "from_subnet": None,
+        "from_address": None, "skipped": False, "ok": False, "rtt_ms": None, "attempts": 8, "device": "wg0",
+        "error": "no reply",
     }
+    assert isinstance(doc["warnings"], list)
     assert doc["suspects"] == ["gcp"]
     assert len(doc["failures"]) == 9
 
@@ -369,7 +443,8 @@ def test_run_check_all_pass(tmp_path: Path, probe_node: Stubs) -> None:
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in FOUR.node_names}
     assert set(rows) == {"aws", "azure", "gcp", "aliyun"}
     assert all(rows[n].count("ok 0.50 ms") == 3 for n in rows)
-    assert "Check passed: 12 pairs of 4 nodes, 24 probes, all answered through wg0." in out
+    # 3 mesh addresses and 3 subnet probes of the others, and those 3 probes again from the node's own subnet
+    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered through wg0." in out
     assert "FAILED" not in out
 
 
@@ -400,8 +475,31 @@ def test_run_check_json(tmp_path: Path, probe_node: Stubs) -> None:
     assert status is ExitStatus.ERROR
     doc = json.loads(out)
     assert doc["sources"] == ["gcp"] and doc["ok"] is False
-    assert doc["failures"] == ["gcp -> aliyun 192.168.40.1 (subnet 192.168.40.0/24): no reply"]
+    assert doc["failures"] == ["gcp -> aliyun 192.168.40.1 (subnet 192.168.40.0/24): no reply",
+                               "gcp -> aliyun: 192.168.30.0/24 -> 192.168.40.1 failed: no reply"]
     assert [p["result"] for p in doc["pairs"]] == ["ok", "ok", "failed"]
+
+
+def test_run_check_fails_a_subnet_pair_that_only_the_subnet_address_cannot_reach(
+    tmp_path: Path, probe_node: Stubs
+) -> None:
+    """azure's probe answers aws's mesh address but not aws's subnet address (no route back to
+    192.168.10.0/24 on azure's side): the check fails and names the subnet pair."""
+    status, out, _err, _t = run_with(
+        observe.run_check, tmp_path, probe_node, json_out=True, targets_=("aws",),
+        env={"aws": {"FAKE_DOWN": "192.168.10.1>192.168.20.1"}},
+    )
+    assert status is ExitStatus.ERROR
+    doc = json.loads(out)
+    assert doc["failures"] == ["aws -> azure: 192.168.10.0/24 -> 192.168.20.1 failed: no reply"]
+    assert [p["result"] for p in doc["pairs"]] == ["failed", "ok", "ok"]
+
+
+def test_run_check_passes_when_a_node_has_no_address_in_its_subnet(tmp_path: Path, probe_node: Stubs) -> None:
+    status, out, _err, _t = run_with(observe.run_check, tmp_path, probe_node, json_out=True, targets_=("aws",),
+                                     env={"aws": {"FAKE_SRC": "none"}})
+    assert status is ExitStatus.OK, out
+    assert json.loads(out)["ok"] is True
 
 
 def test_run_check_rejects_a_target_outside_the_mesh(tmp_path: Path, probe_node: Stubs) -> None:

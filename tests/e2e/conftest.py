@@ -3,11 +3,15 @@
 - `lab`: a factory, `lab(nodes=None, names=(), nat=None, keys=True, dns=(), root_login=False) -> wgmesh.lab.Lab`,
   that brings a fresh lab up in a new temporary folder with a free lab id (10..50) and takes every lab it made
   down at the end of the module, whatever happened. The returned `Lab` has `.dir` (the mesh repo: mesh.yaml,
-  known_hosts, id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`), `.host(name)`,
-  `.ssh_user`. By default the hosts are cloud-like (root refused with cloud-init's banner, a sudo user in
-  mesh.yaml's ssh.user, forwarding off); `root_login=True` gives hosts that take root (a few tests keep them).
+  known_hosts, id_ed25519), `.hosts` (`.name`, `.ip`, `.address`, `.subnet`, `.netns`, `.machine_netns`,
+  `.machine_ip`), `.host(name)`, `.ssh_user`. By default the hosts are cloud-like (root refused with
+  cloud-init's banner, a sudo user in mesh.yaml's ssh.user, forwarding off); `root_login=True` gives hosts
+  that take root (a few tests keep them). Behind each host's subnet is a machine (`.machine_ip`, the subnet's
+  .10, default route via the host), the subnet's `probe` in mesh.yaml.
   `labkit` (`from e2e import labkit as labmod`) has `host_exec(lab.dir, node, argv)` to act inside a host,
-  `ssh_argv` for plain OpenSSH, `stop_sshd`/`start_sshd`, and re-exports wgmesh.lab.
+  `machine_exec`/`machine_ping` for the machine behind it, `reboot(lab.dir, node)` (`wgmesh lab reboot`),
+  `bind_in_host` to change a file for one host's logins, `ssh_argv` for plain OpenSSH,
+  `stop_sshd`/`start_sshd`, and re-exports wgmesh.lab.
 - `lab4`: one default 4-node lab (aws, azure, gcp, aliyun behind NAT) shared by the module.
 - `run_wgmesh`: `run_wgmesh(cwd, *args, input=None, env=None, timeout=120, check=False)` runs the real
   `wgmesh` command (`python -m wgmesh`) in `cwd` and returns the CompletedProcess (text).

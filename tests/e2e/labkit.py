@@ -1,17 +1,21 @@
-"""What end-to-end tests do to lab hosts beyond `wgmesh lab`: run a command inside a host, stop and start its
-sshd, plain OpenSSH into it, ask whether a lab id is taken. It re-exports `wgmesh.lab`'s API, so a test
-module needs one import: `from e2e import labkit as labmod`."""
+"""What end-to-end tests do to lab hosts beyond `wgmesh lab`: run a command inside a host or in the machine
+behind its subnet, bind-mount a file over one of its own in its sshd's mount namespace, stop and start its
+sshd, plain OpenSSH into it, ask whether a lab id is taken. It re-exports `wgmesh.lab`'s API, so a test module
+needs one import: `from e2e import labkit as labmod`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from wgmesh.lab import (
     HEADER,
     INSTALL_LINE,
     INTERFACE,
+    MACHINE_HOST,
     MAX_ID,
     MAX_NODES,
     HostStatus,
@@ -20,18 +24,21 @@ from wgmesh.lab import (
     LabHost,
     LabInUse,
     Proc,
+    Reboot,
     alive,
     bridge_name,
     down,
     down_id,
     lab_user,
     load,
+    machine_prefix,
     make_lab,
     missing_packages,
     netns_prefix,
     parse_names,
     pids_in_netns,
     proc_of,
+    reboot,
     runtime_owner,
     save,
     state_path,
@@ -51,6 +58,38 @@ def host_exec(
     """Run argv as root inside host `node`'s network and mount namespaces (as its sshd sees them). Not checked."""
     lab = load(lab_dir)
     return run(lab_system.ns_argv(lab, lab.host(node), argv), input=input, timeout=timeout)
+
+
+def machine_exec(lab: Lab, node: str, argv: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run argv in the machine behind host `node`'s subnet (its own network namespace, no login). Not checked."""
+    return run(["ip", "netns", "exec", lab.host(node).machine_netns, *argv], timeout=timeout)
+
+
+def machine_ping(lab: Lab, node: str, target: str, wait: float = 2) -> bool:
+    """One ping from the machine behind `node`'s subnet; `wait` seconds for the reply."""
+    argv = ["ping", "-n", "-q", "-c", "1", "-W", f"{wait:g}", target]
+    return machine_exec(lab, node, argv, timeout=wait + 10).returncode == 0
+
+
+@contextlib.contextmanager
+def bind_in_host(lab_dir: Path, node: str, source: Path, target: str) -> Iterator[None]:
+    """`source` mounted over `target` in host `node` as its sshd (and every new login) sees it, undone after.
+    Only that host's mount namespace changes: the machine's file and the other hosts keep theirs."""
+    lab = load(lab_dir)
+    sshd = lab.host(node).sshd
+    if sshd is None or not alive(sshd):
+        raise LabError(f"{node}: sshd is not running")
+    nsenter = ["nsenter", "-t", str(sshd.pid), "-m"]
+    r = run([*nsenter, "mount", "--bind", str(source), target])
+    if r.returncode != 0:
+        raise LabError(f"{node}: mount --bind {source} {target}: {r.stderr.strip()}")
+    try:
+        yield
+    finally:
+        if alive(sshd):
+            r = run([*nsenter, "umount", target])
+            if r.returncode != 0:
+                raise LabError(f"{node}: umount {target}: {r.stderr.strip()}")
 
 
 def stop_sshd(lab_dir: Path, node: str) -> None:
@@ -115,6 +154,7 @@ __all__ = [
     "HEADER",
     "INSTALL_LINE",
     "INTERFACE",
+    "MACHINE_HOST",
     "MAX_ID",
     "MAX_NODES",
     "HostStatus",
@@ -123,7 +163,9 @@ __all__ = [
     "LabHost",
     "LabInUse",
     "Proc",
+    "Reboot",
     "alive",
+    "bind_in_host",
     "bridge_name",
     "down",
     "down_id",
@@ -132,12 +174,16 @@ __all__ = [
     "lab_system",
     "lab_user",
     "load",
+    "machine_exec",
+    "machine_ping",
+    "machine_prefix",
     "make_lab",
     "missing_packages",
     "netns_prefix",
     "parse_names",
     "pids_in_netns",
     "proc_of",
+    "reboot",
     "runtime_owner",
     "save",
     "ssh_argv",

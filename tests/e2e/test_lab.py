@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,13 @@ WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 def _ssh(lab: Lab, node: str, command: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(labmod.ssh_argv(lab, node, command, user), capture_output=True, text=True, timeout=30)
+
+
+def _root(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` as root through the login user's sudo (plain ssh on root-login hosts)."""
+    if lab.root_login:
+        return _ssh(lab, node, script)
+    return _ssh(lab, node, f"sudo -n sh -c {shlex.quote(script)}")
 
 
 def _mesh_nodes(lab: Lab) -> dict[str, dict]:
@@ -67,6 +75,7 @@ def _assert_nothing_left(lab: Lab, procs: list[Proc]) -> None:
     netns = os.listdir("/run/netns") if Path("/run/netns").exists() else []
     assert [n for n in netns if n.startswith(labmod.netns_prefix(lab.id))] == []
     assert not Path(f"/sys/class/net/{lab.bridge}").exists()
+    assert [n for n in netns if n.startswith(labmod.machine_prefix(lab.id))] == []
     assert [h.veth for h in lab.hosts if Path(f"/sys/class/net/{h.veth}").exists()] == []
     assert not lab.runtime.exists()
     assert not (lab.dir / ".lab").exists()
@@ -97,9 +106,9 @@ def test_four_node_defaults(lab4: Lab) -> None:
 
 def test_openssh_logs_into_every_node_with_pinned_host_keys(lab4: Lab) -> None:
     for h in lab4.hosts:
-        r = _ssh(lab4, h.name, "hostname; id -u")
+        r = _ssh(lab4, h.name, "hostname; id -un; sudo -n id -u")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.split() == [h.name, "0"]
+        assert r.stdout.split() == [h.name, lab4.ssh_user, "0"]
 
 
 def test_strict_host_key_checking_rejects_another_hosts_key(lab4: Lab, tmp_path: Path) -> None:
@@ -119,7 +128,7 @@ def test_strict_host_key_checking_rejects_another_hosts_key(lab4: Lab, tmp_path:
 def test_each_node_has_its_own_key_file_matching_mesh_yaml(lab4: Lab) -> None:
     nodes = _mesh_nodes(lab4)
     for h in lab4.hosts:
-        r = _ssh(lab4, h.name, "stat -c '%a %U' /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key")
+        r = _root(lab4, h.name, "stat -c '%a %U' /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key")
         assert r.returncode == 0, r.stderr
         mode, public_key = r.stdout.splitlines()
         assert mode == "600 root"
@@ -136,7 +145,7 @@ def test_mesh_yaml_validates(lab4: Lab, run_wgmesh: WgmeshRunner) -> None:
 
 def test_hosts_have_separate_wireguard_folders(lab4: Lab) -> None:
     name = f"probe-{os.getpid()}"
-    r = _ssh(lab4, "aws", f"echo aws > /etc/wireguard/{name} && echo sock > /run/wireguard/{name}")
+    r = _root(lab4, "aws", f"echo aws > /etc/wireguard/{name} && echo sock > /run/wireguard/{name}")
     assert r.returncode == 0, r.stderr
     try:
         # what sshd's sessions see is what host_exec sees
@@ -150,20 +159,39 @@ def test_hosts_have_separate_wireguard_folders(lab4: Lab) -> None:
         labmod.host_exec(lab4.dir, "aws", ["rm", "-f", f"/etc/wireguard/{name}", f"/run/wireguard/{name}"])
 
 
-def test_private_subnet_and_forwarding(lab4: Lab) -> None:
+def test_private_subnet_and_no_forwarding(lab4: Lab) -> None:
     for h in lab4.hosts:
         r = labmod.host_exec(lab4.dir, h.name, ["sh", "-c", "ip -br addr show dev sub0; sysctl -n net.ipv4.ip_forward"])
         assert r.returncode == 0, r.stderr
         addr_line, forward = r.stdout.splitlines()
         assert str(h.subnet_interface) in addr_line.split()
-        assert forward == "1"
+        assert forward == "0"  # cloud-like: routing subnets is wgmesh's to set up
+
+
+def test_a_machine_behind_each_subnet_routes_through_its_host(lab4: Lab) -> None:
+    nodes = _mesh_nodes(lab4)
+    for h in lab4.hosts:
+        assert nodes[h.name]["subnets"] == [{"prefix": str(h.subnet), "probe": str(h.machine_ip)}]
+        r = labmod.machine_exec(lab4, h.name, ["sh", "-c", "ip -br -4 addr show dev eth0; ip -4 route show default"])
+        assert r.returncode == 0, r.stderr
+        addr_line, route = r.stdout.splitlines()
+        assert f"{h.machine_ip}/24" in addr_line.split()
+        assert route.split()[:3] == ["default", "via", str(h.subnet_interface.ip)]
+        assert labmod.machine_ping(lab4, h.name, str(h.subnet_interface.ip))
+        r = labmod.host_exec(lab4.dir, h.name, ["ping", "-n", "-q", "-c", "1", "-W", "2", str(h.machine_ip)])
+        assert r.returncode == 0, r.stdout + r.stderr
+    # no forwarding on the hosts and no mesh yet: the machine reaches its host and nothing further
+    assert not labmod.machine_ping(lab4, "aws", str(lab4.host("azure").ip), wait=1)
+    assert not labmod.machine_ping(lab4, "aws", str(lab4.host("azure").machine_ip), wait=1)
+    # no sshd, nothing running in it
+    assert labmod.pids_in_netns([h.machine_netns for h in lab4.hosts]) == []
 
 
 def test_wireguard_runs_on_two_hosts_at_once_and_tunnels(lab4: Lab) -> None:
     try:
         for me, peer in (("aws", "azure"), ("azure", "aws")):
             conf = _wg_conf(lab4, me, [peer])
-            r = _ssh(lab4, me, f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
+            r = _root(lab4, me, f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
             assert r.returncode == 0, r.stderr
         r = _ssh(lab4, "aws", f"ping -c 3 -i 0.2 -w 10 {lab4.host('azure').address}")
         assert r.returncode == 0, r.stdout + r.stderr
@@ -172,7 +200,7 @@ def test_wireguard_runs_on_two_hosts_at_once_and_tunnels(lab4: Lab) -> None:
         assert all(s.sshd for s in status)
     finally:
         for node in ("aws", "azure"):
-            _ssh(lab4, node, "wg-quick down wg0; rm -f /etc/wireguard/wg0.conf")
+            _root(lab4, node, "wg-quick down wg0; rm -f /etc/wireguard/wg0.conf")
 
 
 def test_stop_and_start_sshd(lab4: Lab) -> None:
@@ -195,10 +223,13 @@ def test_cli_status_table(lab4: Lab) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"Lab {lab4.id} in {lab4.dir}")
-    assert lines[0].endswith(", root-login)")
-    assert lines[1] == "Login: root by key (--root-login); IP forwarding on."
+    assert lines[0].endswith(", cloud)")
+    assert lines[1].startswith(f"Login: {lab4.ssh_user}, passwordless sudo")
+    assert lines[2].split() == ["HOST", "ADDRESS", "SSHD", "wg0", "SUBNET", "MACHINE"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
-    assert rows == {h.name: [str(h.ip), "up", "down"] for h in lab4.hosts}
+    assert rows == {
+        h.name: [str(h.ip), "up", "down", str(h.subnet), str(h.machine_ip), f"({h.machine_netns})"] for h in lab4.hosts
+    }
 
 
 # ----------------------------------------------------------------------------- lifecycle
@@ -207,7 +238,7 @@ def test_cli_status_table(lab4: Lab) -> None:
 def test_up_twice_then_down_leaves_nothing(lab: LabFactory) -> None:
     first = lab(nodes=2)
     conf = _wg_conf(first, "n1", [])
-    r = _ssh(first, "n1", f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
+    r = _root(first, "n1", f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\nwg-quick up wg0")
     assert r.returncode == 0, r.stderr
     old = _procs_in(first)
     assert "wireguard-go" in {_comm(p) for p in old}
@@ -216,7 +247,9 @@ def test_up_twice_then_down_leaves_nothing(lab: LabFactory) -> None:
     assert [p for p in old if labmod.alive(p)] == []
     for h in second.hosts:
         assert _ssh(second, h.name, "test -f /etc/wireguard/wg0.key").returncode == 0
-    new = _procs_in(second)
+    deadline = time.monotonic() + 5
+    while set(new := _procs_in(second)) != set(_recorded(second)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the sessions of the ssh logins above end just after their clients
     assert {_comm(p) for p in new} == {"sshd"}
     assert set(_recorded(second)) == set(new)
 
@@ -280,7 +313,7 @@ def test_two_labs_at_once(lab: LabFactory, lab4: Lab) -> None:
     other = lab(names=("aws", "solo"))
     assert other.id != lab4.id
     for each in (lab4, other):
-        r = _ssh(each, "aws", "wg pubkey < /etc/wireguard/wg0.key")
+        r = _root(each, "aws", "wg pubkey < /etc/wireguard/wg0.key")
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == _mesh_nodes(each)["aws"]["public_key"]
     assert _mesh_nodes(lab4)["aws"]["public_key"] != _mesh_nodes(other)["aws"]["public_key"]
@@ -454,7 +487,7 @@ def test_down_after_a_reboot_still_removes_the_user(lab: LabFactory) -> None:
     labmod.stop_sshd(made.dir, "n1")
     subprocess.run(
         ["ip", "-batch", "-"],
-        input=f"link del {made.bridge}\nnetns del {made.hosts[0].netns}\n",
+        input=f"link del {made.bridge}\nnetns del {made.hosts[0].netns}\nnetns del {made.hosts[0].machine_netns}\n",
         text=True,
         check=True,
         timeout=30,
@@ -465,3 +498,94 @@ def test_down_after_a_reboot_still_removes_the_user(lab: LabFactory) -> None:
     assert _getent("passwd", made.ssh_user).returncode == 2
     assert not labmod.sudoers_path(made.id).exists()
     _assert_nothing_left(made, procs)
+
+
+# ----------------------------------------------------------------------------- size, reboot
+
+
+def test_sixty_four_hosts_each_with_a_machine(lab: LabFactory, run_wgmesh: WgmeshRunner) -> None:
+    started = time.monotonic()
+    made = lab(nodes=64)
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, f"64 hosts took {elapsed:.1f} s"
+    subnets = [h.subnet for h in made.hosts]
+    assert len(set(subnets)) == 64
+    assert str(made.host("n25").subnet) == "192.168.250.0/24" and str(made.host("n26").subnet) == "10.200.26.0/24"
+    for h in made.hosts:
+        with socket.create_connection((str(h.ip), 22), timeout=5) as s:
+            assert s.recv(64).startswith(b"SSH-2.0-OpenSSH")
+    for name in ("n1", "n25", "n26", "n64"):
+        assert labmod.machine_ping(made, name, str(made.host(name).subnet_interface.ip)), name
+    r = run_wgmesh(made.dir, "validate")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _state(lab: Lab, node: str) -> dict[str, str]:
+    script = (
+        "echo fwd=$(sysctl -n net.ipv4.ip_forward); "
+        "echo rules=$(iptables -S FORWARD | grep -c -- '^-A' || true); "
+        "echo nat=$(iptables -t nat -S POSTROUTING | grep -c -- '^-A' || true); "
+        "echo run=$(ls -A /run/wireguard); "
+        "echo wg=$(ip -br link show dev wg0 2>/dev/null | awk '{print $2}')"
+    )
+    r = labmod.host_exec(lab.dir, node, ["sh", "-c", script])
+    assert r.returncode == 0, r.stderr
+    return dict(line.split("=", 1) for line in r.stdout.splitlines())
+
+
+def test_reboot_undoes_runtime_state_and_runs_what_boot_runs(lab4: Lab) -> None:
+    host = lab4.host("gcp")
+    sshd_before = labmod.load(lab4.dir).host("gcp").sshd
+    conf = _wg_conf(lab4, "gcp", ["aws"]).replace("[Peer]", "PostUp = touch /run/wireguard/booted-%i\n[Peer]", 1)
+    script = (
+        f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{conf}EOF\n"
+        "wg-quick up wg0 && sysctl -q -w net.ipv4.ip_forward=1 && "
+        "iptables -I FORWARD -i wg0 -m comment --comment wgmesh:wg0 -j ACCEPT && "
+        f"iptables -t nat -A POSTROUTING -d {host.subnet} -j MASQUERADE && touch /run/wireguard/stale && "
+        "rm /run/wireguard/booted-wg0"
+    )
+    r = _root(lab4, "gcp", script)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sleeper = subprocess.Popen(
+        labmod.lab_system.ns_argv(labmod.load(lab4.dir), host, ["sleep", "600"]), stdout=subprocess.DEVNULL
+    )
+    try:
+        assert _state(lab4, "gcp") == {"fwd": "1", "rules": "1", "nat": "1", "run": "stale wg0.sock", "wg": "UNKNOWN"}
+        result = CliRunner().invoke(cli_lab.app, ["reboot", "gcp", "--dir", str(lab4.dir)])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0].startswith("Rebooting gcp: stopped ") and lines[0].endswith("(sshd stays); wg0 gone.")
+        assert "wireguard-go" in lines[0] and "sleep" in lines[0]
+        assert lines[-2].split() == ["boot", "ok", "wg-quick", "up", "wg0"]
+        assert lines[-1].startswith("gcp is back (")
+        assert sleeper.wait(timeout=5) is not None, "every process but sshd stops"
+        # the config's own PostUp ran again at boot; what the hand-made rules and forwarding did is gone
+        after = {"fwd": "0", "rules": "0", "nat": "0", "run": "booted-wg0 wg0.sock", "wg": "UNKNOWN"}
+        assert _state(lab4, "gcp") == after
+        assert labmod.load(lab4.dir).host("gcp").sshd == sshd_before
+        assert labmod.alive(sshd_before) and _ssh(lab4, "gcp", "true").returncode == 0
+        assert labmod.machine_ping(lab4, "gcp", str(host.subnet_interface.ip)), "the machine behind it stays"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        _root(lab4, "gcp", "wg-quick down wg0; rm -f /etc/wireguard/wg0.conf /run/wireguard/booted-wg0")
+
+
+def test_reboot_of_root_login_hosts_keeps_their_forwarding_and_names_a_failed_boot(lab: LabFactory) -> None:
+    made = lab(nodes=1, root_login=True)
+    assert labmod.host_exec(made.dir, "n1", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == "1\n"
+    broken = "[Interface]\nAddress = 10.0.0.1/24\nPostUp = echo hook says no >&2; false\n"
+    r = _ssh(made, "n1", f"cat > /etc/wireguard/wg0.conf <<'EOF'\n{broken}EOF\n")
+    assert r.returncode == 0, r.stderr
+    result = labmod.reboot(made.dir, "n1")
+    assert [s.command for s in result.steps if s.phase == "boot"] == [
+        "sysctl -q -w net.ipv4.ip_forward=1",  # the image's /etc/sysctl.d, the host's own
+        "wg-quick up wg0",
+    ]
+    assert [s.command for s in result.failed] == ["wg-quick up wg0"]
+    assert "hook says no" in result.failed[0].output
+    assert labmod.host_exec(made.dir, "n1", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == "1\n"
+    assert not Path("/etc/sysctl.d", "99-wgmesh-lab.conf").exists(), "the machine's own /etc/sysctl.d is untouched"
+    cli = CliRunner().invoke(cli_lab.app, ["reboot", "n1", "--dir", str(made.dir)])
+    assert cli.exit_code == 1
+    assert "FAILED  wg-quick up wg0: " in cli.output and "Error: n1 came back with 1 failed step(s)" in cli.output

@@ -1,7 +1,7 @@
 """`wgmesh check` and `wgmesh status` on lab hosts (issue 7's "Done when").
 
 Pings go only between the lab's namespaces: from a lab host to the other lab hosts' mesh addresses and
-subnet probes (addresses of their own sub0 bridge).
+subnet probes (the machine behind each host's subnet), the probes also from the host's own subnet address.
 """
 
 from __future__ import annotations
@@ -88,10 +88,38 @@ def test_check_after_apply_passes_and_names_every_node(mesh4: Lab, observe: Obse
     assert doc["nodes"] == names
     assert len(doc["pairs"]) == 12 and {p["result"] for p in doc["pairs"]} == {"ok"}
     probes = doc["probes"]
-    assert len(probes) == 24
+    assert len(probes) == 36
     assert all(p["ok"] and p["device"] == "wg0" and p["rtt_ms"] > 0 for p in probes)
     subnets = {(p["to"], p["address"], p["subnet"]) for p in probes if p["subnet"]}
-    assert subnets == {(h.name, str(h.subnet.network_address + 1), str(h.subnet)) for h in mesh4.hosts}
+    assert subnets == {(h.name, str(h.machine_ip), str(h.subnet)) for h in mesh4.hosts}  # the machines behind
+
+
+def test_check_fails_the_subnet_pairs_of_a_node_that_stopped_forwarding(
+    mesh4: Lab, observe: Observe, run_wgmesh: WgmeshRunner
+) -> None:
+    """Forwarding turned off by hand on gcp: its own pings still work, the mesh addresses answer, but no machine
+    reaches the machine behind gcp. check fails and names each subnet pair; an apply turns forwarding on again."""
+    r = labmod.host_exec(mesh4.dir, "gcp", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    assert r.returncode == 0, r.stderr
+    try:
+        r = observe(mesh4.dir, "check")
+        assert r.returncode == 1, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        gcp = mesh4.host("gcp")
+        failed = [line for line in lines if " -> " in line and " failed: " in line]  # subnet pairs
+        assert sorted(failed) == sorted(
+            line for h in mesh4.hosts if h.name != "gcp" for line in lines
+            if line.startswith(f"  {h.name} -> gcp: {h.subnet} -> {gcp.machine_ip} failed: ")
+        )
+        assert len(failed) == 3, r.stdout
+        assert "Check failed: 3 of 12 pairs failed." in lines
+        for h in mesh4.hosts:
+            if h.name != "gcp":
+                assert [line for line in lines if line.startswith(f"  {h.name} -> gcp {gcp.machine_ip} ")], r.stdout
+        assert not [line for line in lines if line.startswith("  gcp -> ")], "gcp itself needs no forwarding"
+    finally:
+        _restore(mesh4, run_wgmesh, observe)
+    assert labmod.host_exec(mesh4.dir, "gcp", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
 
 
 def test_status_shows_every_node_and_pair_with_handshake_ages(mesh4: Lab, observe: Observe) -> None:

@@ -29,13 +29,13 @@ TEE_RECEIVED = """
 import sys
 import wgmesh.remote.ssh as transport
 log = open(sys.argv[1], "a")
-collect = transport._collect
-def tee(chan, timeout):
-    got = collect(chan, timeout)
-    log.write(got.stdout + got.stderr)
+exchange = transport._exchange
+def tee(*args, **kwargs):
+    got = exchange(*args, **kwargs)
+    log.write((got.pre + got.stdout + got.stderr).decode(errors="replace"))
     log.flush()
     return got
-transport._collect = tee
+transport._exchange = tee
 sys.argv = ["wgmesh", *sys.argv[2:]]
 from wgmesh.cli.app import main
 main()
@@ -259,7 +259,7 @@ def test_controller_never_receives_a_private_key(fresh: Lab, run_wgmesh: WgmeshR
         outputs += [r.stdout, r.stderr]
 
     seen = received.read_text()
-    assert "@@wgmesh:" in seen and "@@wgmesh-apply:verify" in seen, "the tee must have seen the node's output"
+    assert "@@wgmesh:" in seen and "@@wgmesh:verify" in seen, "the tee must have seen the node's output"
     assert "(hidden)" in seen, "the interface line is redacted on the node"
     everything = {"stdout/stderr": "".join(outputs), "received over SSH": seen, "saved plan": saved.read_text()}
     for node, key in secrets.items():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgmesh.lab import cli, hosts
+from wgmesh.lab import boot, cli, hosts
 
 runner = CliRunner()
 
@@ -74,7 +74,39 @@ def test_login_line_by_mode() -> None:
     )
 
 
-def test_the_old_module_is_a_shim() -> None:
-    from wgmesh import cli_lab
+def test_reboot_without_a_lab_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["reboot", "aws", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: no lab in {tmp_path}")
+    assert "Traceback" not in result.output
 
-    assert cli_lab.app is cli.app
+
+def test_reboot_of_an_unknown_host_names_the_hosts(tmp_path: Path) -> None:
+    hosts.state_path(tmp_path).parent.mkdir()
+    hosts.state_path(tmp_path).write_text(hosts.lab_to_json(hosts.make_lab(3, tmp_path)))
+    result = runner.invoke(cli.app, ["reboot", "mars", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: no host 'mars' in the lab in {tmp_path} (hosts: aws, azure, gcp, aliyun)"
+
+
+def test_reboot_prints_each_step_and_fails_on_a_failed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = (
+        boot.Step("shutdown", ("sysctl", "-q", "-w", "net.ipv4.ip_forward=0"), 0, ""),
+        boot.Step("boot", ("wg-quick", "up", "wg0"), 1, "[#] ip link add wg0\nPostUp failed\n"),
+    )
+    result_of = boot.Reboot("aws", ("wireguard-go 42",), ("wg0",), steps)
+    monkeypatch.setattr(cli.labmod, "reboot", lambda directory, name: result_of)
+    result = runner.invoke(cli.app, ["reboot", "aws", "--dir", "/x"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "Rebooting aws: stopped wireguard-go 42 (sshd stays); wg0 gone."
+    assert lines[1].split() == ["shutdown", "ok", "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]
+    assert lines[2].split(None, 2) == ["boot", "FAILED", "wg-quick up wg0: PostUp failed"]
+    assert lines[3].startswith("Error: aws came back with 1 failed step(s)")
+
+    ok = boot.Reboot("aws", (), (), steps[:1])
+    monkeypatch.setattr(cli.labmod, "reboot", lambda directory, name: ok)
+    result = runner.invoke(cli.app, ["reboot", "aws", "--dir", "/x"])
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == "Rebooting aws: stopped no process (sshd stays); no WireGuard interface."
+    assert result.output.splitlines()[-1].startswith("aws is back (")

@@ -52,14 +52,14 @@ def test_names_and_nat(kwargs: dict, names: tuple[str, ...], nat: tuple[str, ...
     [
         ({"lab_id": -1}, "lab id must be 0..50"),
         ({"lab_id": 51}, "lab id must be 0..50"),
-        ({"nodes": 0}, "--nodes must be 1..25"),
-        ({"nodes": 26}, "--nodes must be 1..25"),
+        ({"nodes": 0}, "--nodes must be 1..64"),
+        ({"nodes": 65}, "--nodes must be 1..64"),
         ({"nodes": 3, "names": ("a", "b")}, "--nodes 3 but --names lists 2"),
         ({"names": ("a", "a", "b")}, "host names repeated: a"),
         ({"names": ("ok", "bad/name")}, "bad host name 'bad/name'"),
         ({"names": ("-x",)}, "bad host name '-x'"),
         ({"names": ("x" * 64,)}, "bad host name"),
-        ({"names": tuple(f"h{i}" for i in range(26))}, "a lab has 1..25 hosts"),
+        ({"names": tuple(f"h{i}" for i in range(65))}, "a lab has 1..64 hosts"),
         ({"nat": ("mars",)}, "--nat mars: no such host"),
     ],
 )
@@ -77,12 +77,52 @@ def test_addressing_of_one_host() -> None:
     assert host.address == ipaddress.IPv4Address("10.0.0.3")
     assert host.subnet == ipaddress.IPv4Network("192.168.30.0/24")
     assert str(host.subnet_interface) == "192.168.30.1/24"
+    assert host.machine_netns == "wgmlab7m-n3"
+    assert host.machine_ip == ipaddress.IPv4Address("192.168.30.10")
+    assert str(host.machine_interface) == "192.168.30.10/24"
+
+
+def test_the_four_clouds_keep_192_168_10_to_40() -> None:
+    spec = hosts.make_lab(0, DIR)
+    assert [str(h.subnet) for h in spec.hosts] == [f"192.168.{k}0.0/24" for k in (1, 2, 3, 4)]
+    assert [str(h.machine_ip) for h in spec.hosts] == [f"192.168.{k}0.10" for k in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("number", "subnet"),
+    [(1, "192.168.10.0/24"), (25, "192.168.250.0/24"), (26, "10.200.26.0/24"), (64, "10.200.64.0/24")],
+)
+def test_subnet_numbering_does_not_run_out(number: int, subnet: str) -> None:
+    host = hosts.make_lab(0, DIR, nodes=64).host(f"n{number}")
+    assert str(host.subnet) == subnet
+    assert host.subnet_interface.ip == host.subnet.network_address + 1
+    assert host.machine_ip == host.subnet.network_address + 10
+
+
+def test_sixty_four_hosts_have_routable_disjoint_subnets() -> None:
+    spec = hosts.make_lab(0, DIR, nodes=64)
+    nets = [h.subnet for h in spec.hosts]
+    assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    for net in nets:
+        assert net.is_private
+        assert not net.overlaps(hosts.MESH_NETWORK)
+        assert not any(net.overlaps(hosts.underlay_network(i)) for i in range(hosts.MAX_ID + 1))
+
+
+@pytest.mark.parametrize("names", [("x", "x-m", "xm", "m-x"), ("a.b", "a", "b"), ("wgmlab1m-a", "a")])
+def test_no_host_name_makes_another_hosts_or_machines_namespace(names: tuple[str, ...]) -> None:
+    spec = hosts.make_lab(1, DIR, names=names)
+    namespaces = [h.netns for h in spec.hosts] + [h.machine_netns for h in spec.hosts]
+    assert len(set(namespaces)) == len(namespaces)
+    assert all(h.netns.startswith(hosts.netns_prefix(1)) for h in spec.hosts)
+    assert all(h.machine_netns.startswith(hosts.machine_prefix(1)) for h in spec.hosts)
+    assert not any(h.machine_netns.startswith(hosts.netns_prefix(1)) for h in spec.hosts)
 
 
 @pytest.mark.parametrize("lab_id", [0, 9, 10, 50])
 def test_every_address_and_name_is_distinct_and_fits(lab_id: int) -> None:
     spec = hosts.make_lab(lab_id, DIR, nodes=hosts.MAX_NODES)
-    for attr in ("netns", "veth", "ip", "address", "subnet"):
+    for attr in ("netns", "veth", "ip", "address", "subnet", "machine_netns", "machine_ip"):
         values = [getattr(h, attr) for h in spec.hosts]
         assert len(set(values)) == len(values), attr
     assert all(len(h.veth) <= 15 for h in spec.hosts)
@@ -99,6 +139,8 @@ def test_labs_with_different_ids_share_no_name_or_range() -> None:
     assert not {h.veth for h in a.hosts} & {h.veth for h in b.hosts}
     # namespace prefixes are not prefixes of each other (lab 1 must not take lab 10's namespaces)
     assert not b.hosts[0].netns.startswith(hosts.netns_prefix(1))
+    assert not b.hosts[0].machine_netns.startswith((hosts.netns_prefix(1), hosts.machine_prefix(1)))
+    assert not a.hosts[0].machine_netns.startswith(hosts.netns_prefix(1))
 
 
 def test_parse_names() -> None:
@@ -224,5 +266,5 @@ def test_system_problem(system: str, euid: int, missing: list[str], expected: st
         assert problem is not None
         assert (
             "apt-get install --no-install-recommends wireguard-tools wireguard-go openssh-server iproute2 "
-            "iputils-ping sudo" in problem
+            "iputils-ping sudo iptables" in problem
         )

@@ -56,7 +56,7 @@ def test_mesh_yaml_matches_the_lab() -> None:
         "address": "10.0.0.3",
         "public_key": keys["gcp"],
         "endpoint": "10.250.5.13:51820",
-        "subnets": ["192.168.30.0/24"],
+        "subnets": [{"prefix": "192.168.30.0/24", "probe": "192.168.30.10"}],
         "ssh": {"host": "10.250.5.13"},
     }
     assert "endpoint" not in doc["nodes"]["aliyun"]
@@ -93,6 +93,15 @@ def test_mesh_yaml_validates_with_the_loader(root_login: bool) -> None:
         assert node.ssh.identity_file == DIR / "id_ed25519"
         assert node.ssh.known_hosts == DIR / "known_hosts"
         assert [s.prefix for s in node.subnets] == [host.subnet]
+        assert [s.probe for s in node.subnets] == [host.machine_ip]  # `check` pings the machine behind it
+
+
+def test_mesh_yaml_of_sixty_four_hosts_validates() -> None:
+    spec = hosts.make_lab(5, DIR, nodes=64)
+    keys = {n: _public_key() for n in spec.names}
+    mesh, _warnings = meshfile.loads(texts.render_mesh_yaml(spec, keys), DIR / "mesh.yaml")
+    assert [str(s.prefix) for s in mesh.node("n64").subnets] == ["10.200.64.0/24"]
+    assert [str(s.probe) for s in mesh.node("n64").subnets] == ["10.200.64.10"]
 
 
 # ----------------------------------------------------------------------------- sshd, known_hosts, ip batch
@@ -148,10 +157,42 @@ def test_host_batch_makes_bridge_then_namespaces_and_veths() -> None:
         "netns add wgmlab2-n1",
         "link add wgl2v0 type veth peer name eth0 netns wgmlab2-n1",
         "link set wgl2v0 master wgmlab2 up",
+        "netns add wgmlab2m-n1",
         "netns add wgmlab2-n2",
         "link add wgl2v1 type veth peer name eth0 netns wgmlab2-n2",
         "link set wgl2v1 master wgmlab2 up",
+        "netns add wgmlab2m-n2",
     ]
+
+
+def test_setup_script_puts_a_machine_behind_the_subnet_routed_by_the_host() -> None:
+    spec = hosts.make_lab(2, DIR, nodes=2)
+    lines = texts.setup_script(spec, spec.hosts[1]).splitlines()
+    machine = [
+        "ip link add sub0m type veth peer name eth0 netns wgmlab2m-n2",
+        "ip link set sub0m master sub0 up",
+        "ip -n wgmlab2m-n2 link set lo up",
+        "ip -n wgmlab2m-n2 addr add 192.168.20.10/24 dev eth0",
+        "ip -n wgmlab2m-n2 link set eth0 up",
+        "ip -n wgmlab2m-n2 route add default via 192.168.20.1",
+    ]
+    assert texts.machine_setup(spec.hosts[1]) == machine
+    start = lines.index(machine[0])
+    assert lines[start : start + len(machine)] == machine
+    assert start > lines.index("ip link set sub0 up"), "the bridge is there first"
+    assert not any("sshd" in line for line in machine), "a machine, no login"
+
+
+@pytest.mark.parametrize(("root_login", "forwarding"), [(False, None), (True, "1")])
+def test_sysctl_d_keeps_the_forwarding_of_the_image(root_login: bool, forwarding: str | None) -> None:
+    from wgmesh.lab import boot
+
+    text = texts.render_sysctl_conf(hosts.make_lab(2, DIR, root_login=root_login))
+    if forwarding is None:
+        assert text is None
+    else:
+        assert text is not None and text.startswith("# ")
+        assert boot.parse_sysctl_conf(text) == [("net.ipv4.ip_forward", forwarding)]
 
 
 def test_setup_script_makes_the_key_on_the_host_and_prints_only_the_public_key() -> None:

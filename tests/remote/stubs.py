@@ -5,15 +5,21 @@ with a PATH of stub commands the test writes, under dash and under busybox.
 - `busybox`: `busybox sh` with busybox's own awk, sed, stat, ... (what an Alpine node has).
 
 Only a fixed list of basic utilities is on PATH besides the stubs (`BASIC`); lib.sh's system folders are
-replaced by that list, so a tool the test did not stub (wg, ip, flock, ping, ...) is missing, as on a bare
-node. `host(...)` puts the host's real tool on PATH when a test needs it (wg genkey, flock).
+replaced by that list (and `sh`, the shell under test), so a tool the test did not stub (wg, ip, flock, ping,
+...) is missing, as on a bare node. `host(...)` puts the host's real tool on PATH when a test needs it (wg
+genkey, flock).
+
+Stub commands: `answering` (answers by argument string, logs calls), FAKE_PING/FAKE_IP (probe.sh), and for
+apply.sh a stateful `ip` (`stateful_ip`: addresses, routes and MTU in a JSON file) and a `wg` (`fake_wg`).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -66,6 +72,9 @@ class Stubs:
             target = box if shell == "busybox" and name not in HOST_ONLY else host_tool(name)
             if target is not None and not (self.base / name).exists():
                 (self.base / name).symlink_to(target)
+        # `sh` is the shell under test (a script that starts another one, like apply.sh's revert timer)
+        if not (self.base / "sh").exists():
+            (self.base / "sh").symlink_to(box if shell == "busybox" and box else "/bin/sh")
 
     def stub(self, name: str, body: str) -> Path:
         """Write the command NAME: a /bin/sh script with `body`."""
@@ -134,16 +143,26 @@ def calls(stubs: Stubs, name: str) -> list[list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------- stub commands
-# `ping` and `ip route get` for probe.sh, driven by FAKE_* variables: FAKE_LOG (every ping's address is
-# appended), FAKE_BARRIER (N: each ping waits until N pings have started, proving they run at once),
-# FAKE_DOWN / FAKE_FLAKY (no reply / no reply twice), FAKE_ERROR (ping fails), FAKE_RTT, FAKE_DEV.
+# `ping` and `ip` for probe.sh, driven by FAKE_* variables: FAKE_LOG (every ping is appended: its address, or
+# SOURCE>ADDRESS for a ping from a source address, `ping -I SOURCE`), FAKE_BARRIER (N: each ping waits until
+# N pings have started, proving they run at once), FAKE_DOWN / FAKE_FLAKY (no reply / no reply twice),
+# FAKE_ERROR (ping fails): each a list of ADDRESS (any source) or SOURCE>ADDRESS; FAKE_RTT, FAKE_DEV.
+# `ip -o addr show to PREFIX` prints the node's address inside PREFIX: FAKE_SRC's PREFIX=ADDRESS entry, or
+# FAKE_SRC=none for no address at all, else the prefix's first address (as the lab hosts have).
 
 FAKE_PING = r"""#!/bin/sh
-for a; do addr=$a; done
-echo "$addr" >> "$FAKE_LOG"
+src=
+prev=
+for a; do
+    [ "$prev" = -I ] && src=$a
+    prev=$a
+    addr=$a
+done
+key=${src:+$src>}$addr
+echo "$key" >> "$FAKE_LOG"
 if [ -n "$FAKE_BARRIER" ]; then
     # every probe must be running at once: wait (10 s at most) until FAKE_BARRIER pings have started
-    : > "$FAKE_LOG.started.$addr"
+    : > "$FAKE_LOG.started.$key"
     i=0
     while [ "$(ls "$FAKE_LOG".started.* | wc -l)" -lt "$FAKE_BARRIER" ]; do
         i=$((i + 1)); [ $i -le 100 ] || { echo "ping: barrier: the probes do not run in parallel" >&2; exit 2; }
@@ -151,10 +170,10 @@ if [ -n "$FAKE_BARRIER" ]; then
     done
 fi
 echo "PING $addr ($addr) 56(84) bytes of data."
-tries=$(grep -cx "$addr" "$FAKE_LOG")
+tries=$(grep -cxF "$key" "$FAKE_LOG")
 case " $FAKE_DOWN " in
-*" $addr "*) lost=1;;
-*) case " $FAKE_FLAKY " in *" $addr "*) [ "$tries" -lt 3 ] && lost=1;; esac;;
+*" $addr "*|*" $key "*) lost=1;;
+*) case " $FAKE_FLAKY " in *" $addr "*|*" $key "*) [ "$tries" -lt 3 ] && lost=1;; esac;;
 esac
 if [ -n "$lost" ]; then
     echo; echo "--- $addr ping statistics ---"
@@ -162,7 +181,7 @@ if [ -n "$lost" ]; then
     exit 1
 fi
 case " $FAKE_ERROR " in
-*" $addr "*) echo "ping: sendmsg: Required key not available" >&2; exit 2;;
+*" $addr "*|*" $key "*) echo "ping: sendmsg: Required key not available" >&2; exit 2;;
 esac
 echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=${FAKE_RTT:-0.5} ms"
 echo; echo "--- $addr ping statistics ---"
@@ -171,6 +190,137 @@ echo "rtt min/avg/max/mdev = ${FAKE_RTT:-0.5}/${FAKE_RTT:-0.5}/${FAKE_RTT:-0.5}/
 """
 
 FAKE_IP = r"""#!/bin/sh
-for a; do addr=$a; done
-echo "$addr dev ${FAKE_DEV:-wg0} src 10.0.0.1 uid 0 \    cache "
+case " $* " in
+*" addr show to "*)
+    for a; do prefix=$a; done
+    [ "$FAKE_SRC" = none ] && exit 0
+    found=
+    for pair in $FAKE_SRC; do
+        case $pair in "$prefix="*) found=${pair#*=};; esac
+    done
+    if [ -z "$found" ]; then
+        found=${prefix%/*}
+        case $found in *::) found=${found}1;; *.0) found=${found%.0}.1;; esac
+    fi
+    case $found in *:*) family=inet6;; *) family=inet;; esac
+    echo "5: sub0    $family $found/${prefix#*/} scope global sub0\       valid_lft forever preferred_lft forever"
+    exit 0;;
+esac
+src=
+while [ "$#" -gt 0 ]; do
+    case $1 in get) addr=$2;; from) src=$2;; esac
+    shift
+done
+echo "$addr ${src:+from $src }dev ${FAKE_DEV:-wg0} src ${src:-10.0.0.1} uid 0 \    cache "
 """
+
+
+# ---------------------------------------------------------------------------------------------- a node's link
+# A stateful `ip` for apply.sh's reconcile steps: the interface's addresses, routes and MTU live in a JSON file
+# (`ip_state`), every call is logged (`ip_calls`), and a call whose arguments contain $FAKE_IP_FAIL fails as
+# the kernel would refuse it. It answers what apply.sh asks (`link show`, `-o address show`, `-4|-6 -o route
+# show table main exact P`, `-o link show`) and does what it changes (`address add|del`, `route add|del`,
+# `link set mtu N`, `link set up`); anything else fails loudly, so a new kind of step is never passed silently.
+
+STATEFUL_IP = r"""
+import json, os, sys
+args = sys.argv[1:]
+with open(LOG, "a") as log:
+    log.write(" ".join(args) + "\n")
+st = json.load(open(STATE))
+fail = os.environ.get("FAKE_IP_FAIL", "")
+if fail and fail in " ".join(args):
+    sys.exit("RTNETLINK answers: Operation not permitted")
+family, oneline = None, False
+while args and args[0] in ("-4", "-6", "-o"):
+    flag = args.pop(0)
+    if flag == "-o":
+        oneline = True
+    else:
+        family = flag
+words = " ".join(args)
+dev = args[args.index("dev") + 1] if "dev" in args[:-1] else None
+if dev is not None and (dev != st["interface"] or not st.get("link", True)):
+    sys.exit(f'Device "{dev}" does not exist.')
+flags = "<POINTOPOINT,NOARP" + (",UP,LOWER_UP>" if st.get("up", True) else ">")
+if words == f"link show dev {dev}":
+    print(f"4: {dev}: {flags} mtu {st['mtu']} qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000")
+    if not oneline:
+        print("    link/none")
+elif words == f"address show dev {dev}" and oneline:
+    for a in st["addresses"]:
+        print(f"4: {dev}    {'inet6' if ':' in a else 'inet'} {a} scope global {dev}\\       valid_lft forever")
+elif args[:5] == ["route", "show", "table", "main", "exact"] and args[6:] == ["dev", dev]:
+    if args[5] in st["routes"] and (family or "-4") == ("-6" if ":" in args[5] else "-4"):
+        print(f"{args[5]} scope link")
+elif args[:2] in (["address", "add"], ["address", "del"], ["route", "add"], ["route", "del"]) and len(args) == 5:
+    items = st["addresses" if args[0] == "address" else "routes"]
+    if args[1] == "add":
+        if args[2] in items:
+            sys.exit("RTNETLINK answers: File exists")
+        items.append(args[2])
+    else:
+        if args[2] not in items:
+            sys.exit("RTNETLINK answers: No such process" if args[0] == "route" else
+                     "RTNETLINK answers: Cannot assign requested address")
+        items.remove(args[2])
+elif args[:3] == ["link", "set", "mtu"] and args[4:] == ["dev", dev]:
+    st["mtu"] = int(args[3])
+elif args == ["link", "set", "up", "dev", dev]:
+    st["up"] = True
+else:
+    sys.exit(f"stub ip: not supported: {words}")
+json.dump(st, open(STATE, "w"))
+"""
+
+# `wg` beside it: every call logged (`wg_calls`); the input of `wg syncconf IF /dev/stdin` kept (`wg_synced`);
+# `wg showconf IF` prints a runtime config without keys.
+FAKE_WG = r"""
+import sys
+args = sys.argv[1:]
+with open(LOG, "a") as log:
+    log.write(" ".join(args) + "\n")
+if args[:1] == ["syncconf"] and args[2:] == ["/dev/stdin"]:
+    open(SYNC, "w").write(sys.stdin.read())
+elif args[:1] == ["showconf"]:
+    print("[Interface]\nListenPort = 51820\n")
+elif args[:1] not in (["syncconf"], ["set"]):
+    sys.exit(f"stub wg: not supported: {' '.join(args)}")
+"""
+
+
+def _python_stub(stubs: Stubs, name: str, code: str, **paths: Path) -> None:
+    head = "".join(f"{k} = {str(v)!r}\n" for k, v in paths.items())
+    stubs.stub(name, f"#!{sys.executable}\n{head}{code}")
+
+
+def stateful_ip(stubs: Stubs, state: Mapping[str, object], interface: str = "wg0") -> None:
+    """The stateful `ip` (above), its interface starting as `state`: addresses, routes (lists of str), mtu."""
+    (stubs.root / "ip-state.json").write_text(json.dumps({"interface": interface, **state}))
+    _python_stub(stubs, "ip", STATEFUL_IP, STATE=stubs.root / "ip-state.json", LOG=stubs.root / "ip-calls.log")
+
+
+def ip_state(stubs: Stubs) -> dict[str, object]:
+    """The interface as the stateful `ip` has it now: addresses, routes, mtu."""
+    st = json.loads((stubs.root / "ip-state.json").read_text())
+    return {k: st[k] for k in ("addresses", "routes", "mtu")}
+
+
+def ip_calls(stubs: Stubs) -> list[str]:
+    log = stubs.root / "ip-calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def fake_wg(stubs: Stubs) -> None:
+    _python_stub(stubs, "wg", FAKE_WG, LOG=stubs.root / "wg-calls.log", SYNC=stubs.root / "wg-synced.txt")
+
+
+def wg_calls(stubs: Stubs) -> list[str]:
+    log = stubs.root / "wg-calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def wg_synced(stubs: Stubs) -> str:
+    """What the last `wg syncconf IF /dev/stdin` read ("" when there was none)."""
+    path = stubs.root / "wg-synced.txt"
+    return path.read_text() if path.exists() else ""

@@ -29,8 +29,15 @@ def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False) -> Target:
-    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer)
+def t(node_name: str, address: str, subnet: str | None = None, after_peer: bool = False,
+      from_subnet: str | None = None) -> Target:
+    return Target(node_name, ip(address), net(subnet) if subnet else None, after_peer,
+                  net(from_subnet) if from_subnet else None)
+
+
+def plain(ts: tuple[Target, ...]) -> tuple[Target, ...]:
+    """The targets pinged from the mesh address (the captured fixtures predate subnet-to-subnet probes)."""
+    return tuple(x for x in ts if x.from_subnet is None)
 
 
 # ---------------------------------------------------------------------------------------------- the script
@@ -55,18 +62,25 @@ def test_script_runs_probes_in_parallel_retries_silence_and_cleans_up(node: Stub
                      FAKE_FLAKY="192.168.30.1", FAKE_ERROR="192.168.40.1")
     assert got.exit_status == 0, got.stderr
     log = (node.root / "pings.log").read_text().split()
-    retries = ["10.0.0.3"] * (checks.ATTEMPTS - 1) + ["192.168.30.1"] * 2
-    assert sorted(log) == sorted([str(x.address) for x in ts] + retries)
+    retries = ["10.0.0.3"] * (checks.ATTEMPTS - 1) + ["192.168.30.1", "192.168.10.1>192.168.30.1"] * 2
+    sent = [f"{'192.168.10.1>' if x.from_subnet else ''}{x.address}" for x in ts]
+    assert sorted(log) == sorted(sent + retries)
     probes = parse_probe_output("aws", ts, got.stdout, "wg0")
-    assert [(p.target.address.exploded, p.ok, p.attempts, p.error) for p in probes] == [
+    assert [(p.target.label, p.ok, p.attempts, p.error) for p in probes] == [
         ("10.0.0.2", True, 1, None),
-        ("192.168.20.1", True, 1, None),
+        ("192.168.20.1 (subnet 192.168.20.0/24)", True, 1, None),
         ("10.0.0.3", False, checks.ATTEMPTS, "no reply"),
-        ("192.168.30.1", True, 3, None),  # no reply twice, then an answer
+        ("192.168.30.1 (subnet 192.168.30.0/24)", True, 3, None),  # no reply twice, then an answer
         ("10.0.0.4", True, 1, None),
-        ("192.168.40.1", False, 1, "sendmsg: Required key not available"),  # an error is not retried
+        ("192.168.40.1 (subnet 192.168.40.0/24)", False, 1, "sendmsg: Required key not available"),  # not retried
+        # from aws's own address in its subnet 192.168.10.0/24 (the stub's first address, as on lab hosts)
+        ("192.168.10.0/24 -> 192.168.20.1", True, 1, None),
+        ("192.168.10.0/24 -> 192.168.30.1", True, 3, None),
+        ("192.168.10.0/24 -> 192.168.40.1", False, 1, "sendmsg: Required key not available"),
     ]
-    assert [p.rtt_ms for p in probes if p.ok] == [0.5] * 4
+    assert [p.rtt_ms for p in probes if p.ok] == [0.5] * 6
+    assert [str(p.from_address) for p in probes if p.target.from_subnet] == ["192.168.10.1"] * 3
+    assert not any(p.skipped for p in probes)
     leftovers = [p.name for p in node.root.iterdir() if p.name not in ("bin", "base") and
                  not p.name.startswith("pings.log")]
     assert leftovers == [], "the script leaves its temporary folder behind"
@@ -82,6 +96,53 @@ def test_script_pings_once_per_attempt_with_the_family_and_wait(node: Stubs) -> 
     assert sorted(args.read_text().splitlines()) == [
         f"-4 -c 1 -W {checks.PING_WAIT} -n 10.0.0.2", f"-6 -c 1 -W {checks.PING_WAIT} -n fd00::2"]
     assert [p.device for p in parse_probe_output("a", ts, got.stdout, "wg0")] == ["wg0", "wg0"]
+
+
+def test_subnet_to_subnet_pings_go_from_the_nodes_address_inside_its_subnet(node: Stubs) -> None:
+    probe_node(node)
+    args = node.root / "args.log"
+    node.stub("ping", f'echo "$*" >> {args}\n' + FAKE_PING.removeprefix("#!/bin/sh\n"))
+    node.stub("ip", f'echo "$*" >> {node.root / "ip.log"}\n' + FAKE_IP.removeprefix("#!/bin/sh\n"))
+    ts = (t("b", "192.168.20.10", "192.168.20.0/24", from_subnet="10.9.0.0/16"),
+          t("b", "fd20::10", "fd20::/64", from_subnet="fd10::/64"))
+    got = run_probes(node, probe_script(ts), FAKE_SRC="10.9.0.0/16=10.9.8.7")
+    assert got.exit_status == 0, got.stderr
+    assert sorted(args.read_text().splitlines()) == [
+        f"-4 -c 1 -W {checks.PING_WAIT} -I 10.9.8.7 -n 192.168.20.10",
+        f"-6 -c 1 -W {checks.PING_WAIT} -I fd10::1 -n fd20::10"]
+    assert sorted((node.root / "ip.log").read_text().splitlines()) == [
+        "-o -4 addr show to 10.9.0.0/16", "-o -6 addr show to fd10::/64",
+        "-o route get 192.168.20.10 from 10.9.8.7", "-o route get fd20::10 from fd10::1"]
+    probes = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert [(p.ok, str(p.from_address), p.device) for p in probes] == [(True, "10.9.8.7", "wg0"),
+                                                                         (True, "fd10::1", "wg0")]
+
+
+def test_a_subnet_pair_fails_alone(node: Stubs) -> None:
+    """The probe answers the mesh address but not the subnet address: the far node does not route the answer
+    back to the near subnet (or its network does not, without masquerade)."""
+    probe_node(node)
+    ts = (t("b", "192.168.20.10", "192.168.20.0/24"), t("b", "192.168.20.10", "192.168.20.0/24",
+                                                         from_subnet="192.168.10.0/24"))
+    got = run_probes(node, probe_script(ts), FAKE_DOWN="192.168.10.1>192.168.20.10")
+    probes = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert [(p.ok, p.error, p.attempts) for p in probes] == [(True, None, 1), (False, "no reply", checks.ATTEMPTS)]
+    assert probes[1].failure_line() == "a -> b: 192.168.10.0/24 -> 192.168.20.10 failed: no reply"
+
+
+def test_a_node_without_an_address_in_its_subnet_skips_its_subnet_probes(node: Stubs) -> None:
+    probe_node(node)
+    ts = (t("b", "10.0.0.2"), t("b", "192.168.20.10", "192.168.20.0/24", from_subnet="192.168.10.0/24"))
+    got = run_probes(node, probe_script(ts), FAKE_SRC="none")
+    assert got.exit_status == 0, got.stderr
+    assert (node.root / "pings.log").read_text().split() == ["10.0.0.2"]
+    ok, skipped = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert ok.ok and not ok.skipped
+    assert (skipped.ok, skipped.skipped, skipped.attempts, skipped.error) == (
+        False, True, 0, "a has no address inside 192.168.10.0/24")
+    node.remove("ip")  # no ip at all: the same
+    (_, skipped) = parse_probe_output("a", ts, run_probes(node, probe_script(ts)).stdout, "wg0")
+    assert skipped.skipped
 
 
 def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start(node: Stubs) -> None:
@@ -146,8 +207,8 @@ def test_parse_clock() -> None:
 
 
 FOUR = four()
-AWS_TARGETS = targets(FOUR.node("aws"), FOUR.nodes)
-GCP_TARGETS = targets(FOUR.node("gcp"), FOUR.nodes)
+AWS_TARGETS = plain(targets(FOUR.node("aws"), FOUR.nodes))
+GCP_TARGETS = plain(targets(FOUR.node("gcp"), FOUR.nodes))
 GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00::1"))
 
 
@@ -273,5 +334,35 @@ def test_parse_rejects_output_it_cannot_trust(mutate: Callable[[str], str], mess
     parse_probe_output("aws", AWS_TARGETS, text, "wg0")  # the original parses
     with pytest.raises(CheckParseError, match=message):
         parse_probe_output("aws", AWS_TARGETS, mutate(text), "wg0")
+
+
+SUBNET_OUTPUT = """@@wgmesh:check 1
+@@wgmesh:ping 0 192.168.20.10
+@@wgmesh:source 192.168.10.1
+@@wgmesh:route
+192.168.20.10 from 192.168.10.1 dev wg0 uid 0 \\    cache
+@@wgmesh:attempt 1
+64 bytes from 192.168.20.10: icmp_seq=1 ttl=63 time=1.5 ms
+@@wgmesh:result 0 1
+@@wgmesh:end
+"""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s.replace("source 192.168.10.1", "source 192.168.11.1"), "does not match"),
+        (lambda s: s.replace("source 192.168.10.1", "source fd00::1"), "does not match"),
+        (lambda s: s.replace("source 192.168.10.1", "source me"), "malformed source line"),
+    ],
+)
+def test_parse_rejects_a_source_outside_the_subnet(mutate: Callable[[str], str], message: str) -> None:
+    ts = (t("b", "192.168.20.10", "192.168.20.0/24", from_subnet="192.168.10.0/24"),)
+    (p,) = parse_probe_output("a", ts, SUBNET_OUTPUT, "wg0")
+    assert (p.ok, p.rtt_ms, str(p.from_address), p.device) == (True, 1.5, "192.168.10.1", "wg0")
+    with pytest.raises(CheckParseError, match=message):
+        parse_probe_output("a", ts, mutate(SUBNET_OUTPUT), "wg0")
+    with pytest.raises(CheckParseError, match="does not match"):  # a source for a probe sent without one
+        parse_probe_output("a", (t("b", "192.168.20.10", "192.168.20.0/24"),), SUBNET_OUTPUT, "wg0")
 
 

@@ -1,11 +1,12 @@
-"""plan and apply: read every node, diff, ask for approval, run each node's apply script, verify, roll back.
+"""plan and apply: read every node, diff, ask for approval, run each node's apply script, verify, roll back,
+confirm over a new connection.
 
 One node's failure is that node's result, never the run's. The scripts themselves are in remote/apply.py.
 """
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +23,103 @@ from wgmesh.commands.common import (
     select_nodes,
     ssh_transport,
 )
-from wgmesh.commands.read import Reading, plan_from_reading, read_nodes
+from wgmesh.commands.read import Reading, comparable_state, plan_from_reading, read_nodes
 from wgmesh.core.model import Mesh
 from wgmesh.core.plan import NodePlan, NodeResult, Outcome, Plan, diff_node
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.apply import (
+    DEFAULT_CONFIRM_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT,
     VERIFY_MARK,
     _failure,
     apply_script,
-    cleanup_script,
+    confirm_script,
+    parse_outcome,
     rollback_script,
 )
-from wgmesh.remote.transport import Transport, apply_timeout
+from wgmesh.remote.transport import CommandResult, Transport, apply_timeout
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
+
+STALE = "changed by another apply since this plan: run plan again"
+UNREACHABLE = "reverted: the controller could not reach it after the change"
+CONFIRM_RETRY_PAUSE = 1.0  # seconds between two attempts to reach a node to confirm its change
+
+
+def _guarded(mesh: Mesh, state: LiveState) -> dict[str, object]:
+    """What must not have moved between the plan and the apply, as a saved plan compares it, without the
+    names the node resolves (a DNS answer is not a change someone made, and the read under the lock does not
+    resolve names: a lookup can take seconds)."""
+    doc = comparable_state(mesh, state)
+    doc.pop("resolved", None)
+    return doc
+
+
+def _differs(before: Mapping[str, object], after: Mapping[str, object]) -> str:
+    return ", ".join(k for k in before if before.get(k) != after.get(k)) or "?"
+
+
+def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
+    """What the rollback did, checked: the state it leaves is read again and compared with the one before."""
+    if back.exit_status != 0 or parse_outcome(back.stdout) not in ("rolledback", "reverted"):
+        return f"rollback failed too: {_failure(back)}"
+    try:
+        now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, back.stdout.partition(VERIFY_MARK + "\n")[2]))
+    except live_mod.ParseError as e:
+        return f"rolled back, but the node could not be read after it: {e}"
+    if now != before:
+        return f"rolled back, but the node still differs from before the apply ({_differs(before, now)})"
+    return "rolled back to the previous config"
+
+
+def _reach(transport: Transport, node: str, script: str, *, timeout: float,
+           deadline: float) -> CommandResult | str:
+    """`script` over a new connection to the node, tried again until `deadline`; the last error if never."""
+    while True:
+        try:
+            transport.reconnect(node)
+            return transport.run(node, script, timeout)
+        except Exception as e:  # SshError: not reachable (yet); anything else: still this node's error
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return str(e)
+            time.sleep(min(CONFIRM_RETRY_PAUSE, left))
+
+
+def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, *, lock_timeout: int,
+             confirm_timeout: int) -> str | None:
+    """Confirm a node's verified change over a new connection: None when confirmed, else why not.
+
+    The node reverts by itself `confirm_timeout` seconds after the change unless this reaches it first; until
+    then every failure to reach it is tried again. The node's answer is the decision (confirm.sh and the
+    node's timer claim the run the same way: exactly one wins)."""
+    got = _reach(transport, node, confirm_script(mesh, run, lock_timeout=lock_timeout),
+                 timeout=apply_timeout(lock_timeout), deadline=time.monotonic() + confirm_timeout)
+    if isinstance(got, str):
+        return f"{UNREACHABLE} ({got}); it restores its previous config by itself {confirm_timeout}s after the change"
+    outcome = parse_outcome(got.stdout) if got.exit_status == 0 else None
+    if outcome == "confirmed":
+        return None
+    if outcome == "reverted":
+        return f"{UNREACHABLE} in time; it restored its previous config by itself {confirm_timeout}s after the change"
+    return f"the change could not be confirmed: {_failure(got)}"
+
+
+def _lost(mesh: Mesh, transport: Transport, node: str, run: str, lost: str, before: Mapping[str, object], *,
+          lock_timeout: int, confirm_timeout: int) -> str:
+    """The apply's connection was lost after `go`: nothing verified the change, so it must not stay. Roll it
+    back over a new connection, or, if the node cannot be reached, say that it reverts by itself."""
+    got = _reach(transport, node, rollback_script(mesh, run, lock_timeout=lock_timeout),
+                 timeout=apply_timeout(lock_timeout), deadline=time.monotonic() + confirm_timeout)
+    if isinstance(got, str):
+        return (f"{UNREACHABLE} ({lost}; then: {got}); it restores its previous config by itself "
+                f"{confirm_timeout}s after the change")
+    if got.exit_status == 0 and parse_outcome(got.stdout) == "reverted":
+        return f"{UNREACHABLE} ({lost}); it restored its previous config by itself {confirm_timeout}s after the change"
+    if got.exit_status == 3 and "no record" in got.stderr:
+        return f"{lost}; no change of this apply is left on the node"
+    return f"{lost}; {_rolled_back(mesh, got, before)}"
 
 
 def apply_node(
@@ -47,15 +129,43 @@ def apply_node(
     live: LiveState,
     *,
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
+    confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
 ) -> NodeResult:
-    """Converge one node whose plan has changes. Never raises for a node-level failure."""
+    """Converge one node whose plan has changes (made from `live`). Never raises for a node-level failure.
+
+    Under the node lock the script prints the state; it goes on only if that is still `live` (else another
+    apply moved it: nothing changes). After the change the node waits `confirm_timeout` seconds for a
+    confirmation over a new connection, and reverts by itself without one."""
     node = mesh.node(plan.node)
+    script = apply_script(mesh, node, plan, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout)
+    before = _guarded(mesh, live)
+    refused: list[str] = []
+    answered: list[bool] = []
+
+    def decide(text: str) -> str | None:
+        try:
+            now = live_mod.parse_read_output(mesh.interface, text)
+        except live_mod.ParseError as e:
+            refused.append(f"cannot read the node under its lock: {e}")
+            return None  # the script reads end-of-file: nothing changes
+        if _guarded(mesh, now) != before:
+            refused.append(STALE)
+            return "stop\n"
+        answered.append(True)
+        return "go\n" + script.rest
+
     try:
-        result = transport.run(
-            node.name, apply_script(mesh, node, plan, lock_timeout=lock_timeout), apply_timeout(lock_timeout)
-        )
+        result = transport.converse(node.name, script.first, decide, apply_timeout(lock_timeout))
     except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
-        return NodeResult(node.name, Outcome.FAILED, str(e))
+        if answered:  # the node may have changed: roll it back, or it reverts by itself
+            return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, str(e),
+                              before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))
+        return NodeResult(node.name, Outcome.FAILED, refused[0] if refused else str(e))
+    if refused:
+        return NodeResult(node.name, Outcome.FAILED, refused[0])
+    if result.exit_status == -1 and answered:
+        return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, _failure(result),
+                          before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))
     if result.exit_status != 0:
         return NodeResult(node.name, Outcome.FAILED, _failure(result))
     _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
@@ -70,16 +180,16 @@ def apply_node(
         )
         try:
             back = transport.run(
-                node.name, rollback_script(mesh, lock_timeout=lock_timeout), apply_timeout(lock_timeout)
+                node.name, rollback_script(mesh, script.run, lock_timeout=lock_timeout), apply_timeout(lock_timeout)
             )
-            rolled = "rolled back to the previous config" if back.exit_status == 0 else (
-                f"rollback failed too: {_failure(back)}")
+            rolled = _rolled_back(mesh, back, before)
         except Exception as e:
-            rolled = f"rollback failed too: {e}"
+            rolled = f"rollback failed too: {e}; the node reverts the change by itself within {confirm_timeout}s"
         return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
-    # A failed cleanup leaves the snapshot in a tmpfs, mode 600, on the node; the next apply replaces it.
-    with contextlib.suppress(Exception):
-        transport.run(node.name, cleanup_script(mesh, lock_timeout=lock_timeout), apply_timeout(lock_timeout))
+    unconfirmed = _confirm(mesh, transport, node.name, script.run, lock_timeout=lock_timeout,
+                           confirm_timeout=confirm_timeout)
+    if unconfirmed:
+        return NodeResult(node.name, Outcome.FAILED, unconfirmed)
     add, change, destroy = plan.counts()
     summary = f"{add} added, {change} changed, {destroy} destroyed"
     return NodeResult(node.name, Outcome.CHANGED, summary)
@@ -93,6 +203,7 @@ def apply_plan(
     *,
     parallelism: int,
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
+    confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
     on_result: Callable[[NodeResult], None] | None = None,
 ) -> list[NodeResult]:
     """Apply every node's plan in parallel. Nodes without changes are reported unchanged; nodes whose
@@ -105,7 +216,8 @@ def apply_plan(
         elif not p.changes:
             r = NodeResult(p.node, Outcome.UNCHANGED, "; ".join(p.notes))
         else:
-            r = apply_node(mesh, transport, p, states[p.node], lock_timeout=lock_timeout)
+            r = apply_node(mesh, transport, p, states[p.node], lock_timeout=lock_timeout,
+                           confirm_timeout=confirm_timeout)
         if on_result:
             on_result(r)
         return r
@@ -135,6 +247,7 @@ class ApplyOptions:
     auto_approve: bool = False
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT
     saved_plan: Path | None = None
+    confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT  # a node reverts a change not confirmed within it
 
 
 def _read(
@@ -200,6 +313,7 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
         results = apply_plan(
             mesh, transport, list(plan.nodes), reading.states,
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
+            confirm_timeout=opts.confirm_timeout,
         )
     finally:
         transport.close()

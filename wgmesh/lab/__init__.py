@@ -2,22 +2,36 @@
 
 Each host is a network namespace on a bridge the lab owns (`wgmlab{ID}`, 10.250.ID.0/24). It runs its
 own sshd inside a mount namespace that gives it a private /etc/wireguard and /run/wireguard (paths the
-kernel does not namespace; wireguard-go keeps its control socket in /run/wireguard), root home and
-/etc/hosts. The lab writes a mesh repo folder (mesh.yaml, known_hosts, an SSH identity) that matches the hosts.
+kernel does not namespace; wireguard-go keeps its control socket in /run/wireguard), root home, /etc/hosts
+and /etc/sysctl.d. The lab writes a mesh repo folder (mesh.yaml, known_hosts, an SSH identity) that matches
+the hosts.
+
+Subnets: host K (1-based, in order) routes 192.168.{10*K}.0/24 for K <= 25 (the four clouds keep
+192.168.10-40.0/24) and 10.200.K.0/24 for K = 26..64; a lab has at most 64 hosts. The host holds the
+subnet's .1 on a bridge `sub0`; behind it is a machine, a namespace `wgmlab{ID}m-NAME` (no sshd, no
+processes) at the subnet's .10 whose default route is the host, and mesh.yaml makes that machine the
+subnet's `probe`.
 
 By default the hosts are cloud-like: root's authorized_keys refuses the login with cloud-init's banner, a
 user `wgmlab{ID}` has passwordless sudo (mesh.yaml's `ssh.user`), IP forwarding is off. `root_login=True`
-(`--root-login`) gives hosts that take root by key and forward.
+(`--root-login`) gives hosts that take root by key and forward (also after a reboot: their /etc/sysctl.d
+says so).
 
-hosts.py is pure (names, addresses, texts, state); procs.py runs commands and knows our processes;
-users.py the logins; system.py the rest (namespaces, bridge, sshd: up, down, status); cli.py the typer
-sub-app. Nothing here imports the rest of wgmesh.
+`reboot(dir, name)` (`wgmesh lab reboot NAME`) simulates a reboot of one host (see boot.py): everything but
+sshd stops, WireGuard interfaces go, /run/wireguard empties, forwarding is off, FORWARD and nat POSTROUTING
+are flushed; then the host's sysctl.d and `wg-quick up IF` for each /etc/wireguard/IF.conf run.
+
+hosts.py is pure (names, addresses, state); texts.py the files it writes; boot.py what a reboot runs (pure);
+procs.py runs commands and knows our processes; users.py the logins; system.py the rest (namespaces, bridge,
+sshd: up, down, status, reboot); cli.py the typer sub-app. Nothing here imports the rest of wgmesh.
 """
 
+from wgmesh.lab.boot import Reboot, Step
 from wgmesh.lab.hosts import (
     HEADER,
     INSTALL_LINE,
     INTERFACE,
+    MACHINE_HOST,
     MAX_ID,
     MAX_NODES,
     HostStatus,
@@ -28,6 +42,7 @@ from wgmesh.lab.hosts import (
     Proc,
     bridge_name,
     lab_user,
+    machine_prefix,
     make_lab,
     netns_prefix,
     parse_names,
@@ -35,12 +50,13 @@ from wgmesh.lab.hosts import (
     sudoers_path,
 )
 from wgmesh.lab.procs import alive, pids_in_netns, proc_of
-from wgmesh.lab.system import down, down_id, load, missing_packages, runtime_owner, save, status, up
+from wgmesh.lab.system import down, down_id, load, missing_packages, reboot, runtime_owner, save, status, up
 
 __all__ = [
     "HEADER",
     "INSTALL_LINE",
     "INTERFACE",
+    "MACHINE_HOST",
     "MAX_ID",
     "MAX_NODES",
     "HostStatus",
@@ -49,18 +65,22 @@ __all__ = [
     "LabHost",
     "LabInUse",
     "Proc",
+    "Reboot",
+    "Step",
     "alive",
     "bridge_name",
     "down",
     "down_id",
     "lab_user",
     "load",
+    "machine_prefix",
     "make_lab",
     "missing_packages",
     "netns_prefix",
     "parse_names",
     "pids_in_netns",
     "proc_of",
+    "reboot",
     "runtime_owner",
     "save",
     "state_path",

@@ -1,4 +1,4 @@
-"""`wgmesh lab up|down|status`: thin typer commands over wgmesh.lab (exported as `app`)."""
+"""`wgmesh lab up|down|status|reboot`: thin typer commands over wgmesh.lab (exported as `app`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from wgmesh import lab as labmod
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Local test hosts (network namespaces with sshd and WireGuard keys) and a mesh repo for them.",
+    help="Local test hosts (network namespaces with sshd and WireGuard keys, a machine behind each subnet) and a "
+    "mesh repo for them.",
 )
 
 DIR_OPTION = typer.Option(
@@ -39,7 +40,7 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-NodesOpt = typer.Option(None, "--nodes", "-n", help="Number of hosts (default 4).")
+NodesOpt = typer.Option(None, "--nodes", "-n", help=f"Number of hosts (default 4, at most {labmod.MAX_NODES}).")
 NamesOpt = typer.Option(None, "--names", help="Host names, comma separated (default aws,azure,gcp,aliyun).")
 NatOpt = typer.Option(
     None, "--nat", help="A host behind NAT: no endpoint in mesh.yaml (repeatable; default aliyun with 4 hosts)."
@@ -111,6 +112,7 @@ def up(
             f"ssh {lab.ssh_user}@{h.ip}",
             str(h.address),
             str(h.subnet),
+            f"machine {h.machine_ip}",
             f"endpoint {h.endpoint}" if h.endpoint else "NAT",
         ]
         for h in lab.hosts
@@ -143,14 +145,45 @@ def down(
 
 @app.command()
 def status(directory: Path | None = DIR_OPTION) -> None:
-    """The hosts, their addresses, and whether sshd and the WireGuard interface run."""
+    """The hosts, their addresses, whether sshd and the WireGuard interface run, and the machine behind each
+    host's subnet."""
     try:
         lab, hosts = labmod.status(_lab_dir(directory))
     except labmod.LabError as e:
         raise _fail(e) from None
     typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network}, {lab.mode})")
     typer.echo(_login(lab))
-    rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE]]
-    rows += [[h.name, str(h.ip), "up" if h.sshd else "down", "up" if h.wireguard else "down"] for h in hosts]
+    rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE, "SUBNET", "MACHINE"]]
+    for h, spec in zip(hosts, lab.hosts, strict=True):
+        machine = f"{spec.machine_ip} ({spec.machine_netns})" if h.machine else f"missing ({spec.machine_netns})"
+        rows.append(
+            [h.name, str(h.ip), "up" if h.sshd else "down", "up" if h.wireguard else "down", str(spec.subnet), machine]
+        )
     for line in _table(rows):
         typer.echo(line)
+
+
+NameArg = typer.Argument(..., help="The host to reboot.")
+
+
+@app.command()
+def reboot(name: str = NameArg, directory: Path | None = DIR_OPTION) -> None:
+    """Simulate a reboot of host NAME: stop its processes (sshd stays), delete its WireGuard interfaces,
+    empty /run/wireguard, turn forwarding off, flush FORWARD and nat POSTROUTING; then run what boot runs:
+    its /etc/sysctl.d (net.* keys) and `wg-quick up IF` for each /etc/wireguard/IF.conf."""
+    started = time.monotonic()
+    try:
+        result = labmod.reboot(_lab_dir(directory), name)
+    except labmod.LabError as e:
+        raise _fail(e) from None
+    gone = f"; {', '.join(result.interfaces)} gone" if result.interfaces else "; no WireGuard interface"
+    typer.echo(f"Rebooting {name}: stopped {', '.join(result.stopped) or 'no process'} (sshd stays){gone}.")
+    for step in result.steps:
+        mark = "ok" if step.ok else "FAILED"
+        detail = "" if step.ok else f": {step.last_line}"
+        typer.echo(f"  {step.phase:<8}  {mark:<6}  {step.command}{detail}")
+    took = f"{time.monotonic() - started:.1f} s"
+    if result.failed:
+        typer.echo(f"Error: {name} came back with {len(result.failed)} failed step(s) ({took}).", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name} is back ({took}).")

@@ -1,6 +1,7 @@
-"""The lab on the machine: namespaces, the bridge, each host's mounts and sshd, the state files; up, down,
-status. Runtime files of lab ID live under /run/wgmesh-lab/ID (the hosts' /etc/wireguard among them, so no
-private key lands in the mesh repo); the state is in /run/wgmesh-lab/ID/state.json and DIR/.lab/state.json."""
+"""The lab on the machine: namespaces, the bridge, each host's mounts and sshd, the machines behind the
+subnets, the state files; up, down, status, reboot. Runtime files of lab ID live under /run/wgmesh-lab/ID
+(the hosts' /etc/wireguard among them, so no private key lands in the mesh repo); the state is in
+/run/wgmesh-lab/ID/state.json and DIR/.lab/state.json."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wgmesh.lab import users
+from wgmesh.lab import boot, users
 from wgmesh.lab.hosts import (
     COMMANDS,
     HEADER,
@@ -28,6 +29,7 @@ from wgmesh.lab.hosts import (
     PACKAGES,
     RUN_ROOT,
     SUDO_COMMANDS,
+    SYSCTL_CONF,
     HostStatus,
     Lab,
     LabError,
@@ -37,6 +39,7 @@ from wgmesh.lab.hosts import (
     bridge_name,
     lab_from_json,
     lab_to_json,
+    machine_prefix,
     netns_prefix,
     range_conflicts,
     runtime_dir,
@@ -51,6 +54,7 @@ from wgmesh.lab.texts import (
     render_known_hosts,
     render_mesh_yaml,
     render_sshd_config,
+    render_sysctl_conf,
     setup_script,
 )
 
@@ -146,15 +150,21 @@ def _links() -> dict[str, str]:
 
 
 def lab_netns(lab_id: int) -> list[str]:
+    """The namespaces of lab `lab_id`: its hosts' and the machines' behind their subnets."""
+    prefixes = (netns_prefix(lab_id), machine_prefix(lab_id))
     try:
-        return sorted(n for n in os.listdir("/run/netns") if n.startswith(netns_prefix(lab_id)))
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefixes))
     except FileNotFoundError:
         return []
 
 
+def _netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
 def ns_argv(lab: Lab, host: LabHost, argv: Sequence[str], prelude: str = "") -> list[str]:
     """Run argv in the host's network namespace, a mount namespace with its own WireGuard folders, root
-    home, /etc/hosts (and the sudo user's home), and a UTS namespace with its name as hostname."""
+    home, /etc/hosts, /etc/sysctl.d (and the sudo user's home), and a UTS namespace with its name as hostname."""
     hd = lab.host_dir(host)
     mounts = [
         (hd / "etc-wireguard", Path("/etc/wireguard")),
@@ -162,6 +172,8 @@ def ns_argv(lab: Lab, host: LabHost, argv: Sequence[str], prelude: str = "") -> 
         (hd / "root", Path("/root")),
         (hd / "hosts", Path("/etc/hosts")),
     ]
+    if (hd / "sysctl.d").is_dir():  # (hosts of a lab made before it had one go without)
+        mounts.append((hd / "sysctl.d", Path("/etc/sysctl.d")))
     if not lab.root_login:
         mounts.append((hd / "home", lab.home))
     script = "\n".join(
@@ -199,6 +211,10 @@ def _make_host(lab: Lab, host: LabHost, client_key: str) -> tuple[LabHost, str |
     hd = lab.host_dir(host)
     (hd / "etc-wireguard").mkdir(parents=True, mode=0o700)
     (hd / "run-wireguard").mkdir(mode=0o755)
+    (hd / "sysctl.d").mkdir(mode=0o755)
+    sysctl_conf = render_sysctl_conf(lab)
+    if sysctl_conf is not None:
+        (hd / "sysctl.d" / SYSCTL_CONF).write_text(sysctl_conf)
     (hd / "hosts").write_text(render_hosts(lab, host))
     users.make_homes(lab, host, client_key)
     key = hd / "ssh_host_ed25519_key"
@@ -279,7 +295,7 @@ def up(lab: Lab, *, install: bool = False) -> Lab:
     if state_path(lab.dir).exists():
         down(lab.dir)
     lab.dir.mkdir(parents=True, exist_ok=True)
-    for d in (Path("/etc/wireguard"), Path("/run/wireguard"), Path("/run/sshd")):
+    for d in (Path("/etc/wireguard"), Path("/run/wireguard"), Path("/run/sshd"), Path("/etc/sysctl.d")):
         d.mkdir(parents=True, exist_ok=True)
     _claim(lab)
     try:
@@ -329,7 +345,14 @@ def _down_id(lab_id: int, recorded_lab: Lab | None = None) -> bool:
         batch.append(f"link del {bridge_name(lab_id)}")
     batch += [f"netns del {n}" for n in namespaces]
     if batch:
-        check(["ip", "-batch", "-"], f"removing lab {lab_id}", input="\n".join(batch) + "\n")
+        # -force: go on past a link that went meanwhile (a veth goes with its namespace, asynchronously)
+        r = run(["ip", "-force", "-batch", "-"], input="\n".join(batch) + "\n")
+        left = [n for n in lab_netns(lab_id)]
+        left += [name for name, kind in _links().items() if kind == "veth" and veth.fullmatch(name)]
+        left += [bridge_name(lab_id)] if _links().get(bridge_name(lab_id)) == "bridge" else []
+        if r.returncode != 0 and left:
+            detail = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            raise LabError(f"removing lab {lab_id}: {', '.join(left)} still there ({detail[-1] if detail else ''})")
     found = bool(batch or recorded or any(removed) or runtime_dir(lab_id).exists())
     shutil.rmtree(runtime_dir(lab_id), ignore_errors=True)
     return found
@@ -375,8 +398,96 @@ def _wg_up(host: LabHost) -> bool:
     return False
 
 
+def _machine_up(host: LabHost) -> bool:
+    if not _netns_exists(host.machine_netns):
+        return False
+    r = run(["ip", "-n", host.machine_netns, "-j", "-4", "addr", "show", "dev", "eth0"])
+    if r.returncode != 0:
+        return False
+    with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
+        return any(a.get("local") == str(host.machine_ip) for a in json.loads(r.stdout)[0]["addr_info"])
+    return False
+
+
 def status(directory: Path) -> tuple[Lab, tuple[HostStatus, ...]]:
     lab = load(directory)
     return lab, tuple(
-        HostStatus(h.name, h.ip, sshd=h.sshd is not None and alive(h.sshd), wireguard=_wg_up(h)) for h in lab.hosts
+        HostStatus(
+            h.name,
+            h.ip,
+            sshd=h.sshd is not None and alive(h.sshd),
+            wireguard=_wg_up(h),
+            machine=_machine_up(h),
+        )
+        for h in lab.hosts
     )
+
+
+# --------------------------------------------------------------------------- reboot
+
+BOOT_STEP_TIMEOUT = 60.0
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _in_host(lab: Lab, host: LabHost, argv: Sequence[str], phase: str) -> boot.Step:
+    """Run argv in the host's namespaces, its output to a file (a daemon it starts keeps no pipe of ours)."""
+    log = lab.host_dir(host) / "boot.log"
+    redirect = ["sh", "-c", 'exec >"$1" 2>&1 </dev/null; shift; exec "$@"', "sh", str(log), *argv]
+    try:
+        r = run(ns_argv(lab, host, redirect), timeout=BOOT_STEP_TIMEOUT)
+        code = r.returncode
+        output = log.read_text(errors="replace") if log.exists() else ""
+        output = output or r.stderr
+    except LabError as e:
+        code, output = -1, str(e)
+    finally:
+        log.unlink(missing_ok=True)
+    return boot.Step(phase, tuple(argv), code, output)
+
+
+def _host_links(host: LabHost) -> list[dict]:
+    out = check(["ip", "-n", host.netns, "-j", "-d", "link", "show"], f"{host.name}: ip link show")
+    return json.loads(out or "[]")
+
+
+def reboot(directory: Path, name: str) -> boot.Reboot:
+    """Simulate a reboot of host `name` (see wgmesh/lab/boot.py): stop, undo, then what boot runs."""
+    lab = load(directory)
+    host = lab.host(name)
+    if not _netns_exists(host.netns):
+        raise LabError(f"{name}: the host is not running (no namespace {host.netns}): `wgmesh lab up` again")
+    hd = lab.host_dir(host)
+    keep = host.sshd if host.sshd is not None and alive(host.sshd) else None
+    run_wg = hd / "run-wireguard"
+    sockets = [p.stem for p in run_wg.glob("*.sock")]
+    before = boot.wireguard_links(_host_links(host), sockets)
+    procs = [p for p in (proc_of(pid) for pid in pids_in_netns([host.netns])) if p is not None and p != keep]
+    stopped = tuple(f"{_comm(p.pid)} {p.pid}" for p in procs)
+    kill_all(procs)
+    left = boot.wireguard_links(_host_links(host), sockets)  # wireguard-go's tun goes with its process
+    for entry in run_wg.iterdir():  # /run is empty after a reboot
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    shutdown = boot.shutdown_commands(
+        left,
+        ipv6=Path("/proc/sys/net/ipv6/conf/all/forwarding").exists(),
+        ip6tables=which("ip6tables") is not None,
+    )
+    steps = []
+    for argv in shutdown:
+        r = run(["ip", "netns", "exec", host.netns, *argv], timeout=BOOT_STEP_TIMEOUT)
+        steps.append(boot.Step("shutdown", tuple(argv), r.returncode, r.stdout + r.stderr))
+    sysctl_d = hd / "sysctl.d"
+    files = {p.name: p.read_text(errors="replace") for p in sysctl_d.glob("*") if p.is_file()}
+    confs = [p.name for p in (hd / "etc-wireguard").iterdir() if p.is_file()]
+    for argv in boot.boot_commands(boot.sysctl_settings(files), boot.interfaces_to_start(confs)):
+        steps.append(_in_host(lab, host, argv, "boot"))
+    return boot.Reboot(name, stopped, tuple(before), tuple(steps))

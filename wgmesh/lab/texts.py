@@ -1,5 +1,6 @@
 """The texts the lab writes, from a Lab (pure): mesh.yaml, each host's sshd_config, /etc/hosts, root's
-authorized_keys (cloud-init's refusal), the sudoers file, known_hosts, the host setup script, `ip -batch`."""
+authorized_keys (cloud-init's refusal), the sudoers file, known_hosts, sysctl.d, the host setup script (with
+the machine behind its subnet), `ip -batch`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from wgmesh.lab.hosts import (
     INTERFACE,
     KEEPALIVE,
     LISTEN_PORT,
+    MACHINE_HOST,
+    MACHINE_PORT,
     MESH_NETWORK,
     PLAIN_YAML_KEY,
     YAML_WORDS,
@@ -36,6 +39,7 @@ def render_mesh_yaml(lab: Lab, public_keys: Mapping[str, str]) -> str:
         f"{HEADER} (lab {lab.id}, hosts on {lab.network}).",
         f"# `wgmesh lab down --dir {lab.dir}` removes the hosts.",
         login,
+        f"# Behind each host's subnet a machine at its .{MACHINE_HOST} (the probe) routes through the host.",
         "version: 1",
         "mesh:",
         "  name: lab",
@@ -58,7 +62,7 @@ def render_mesh_yaml(lab: Lab, public_keys: Mapping[str, str]) -> str:
             lines.append("    # behind NAT: no endpoint")
         else:
             lines.append(f"    endpoint: {h.endpoint}")
-        lines += [f"    subnets: [{h.subnet}]", f"    ssh: {{host: {h.ip}}}"]
+        lines += [f"    subnets: [{{prefix: {h.subnet}, probe: {h.machine_ip}}}]", f"    ssh: {{host: {h.ip}}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +135,7 @@ def setup_script(lab: Lab, host: LabHost) -> str:
         "ip link add sub0 type bridge",
         f"ip addr add {host.subnet_interface} dev sub0",
         "ip link set sub0 up",
+        *machine_setup(host),
     ]
     if lab.root_login:
         cmds.append("sysctl -qw net.ipv4.ip_forward=1")
@@ -145,6 +150,28 @@ def setup_script(lab: Lab, host: LabHost) -> str:
     return "\n".join(cmds)
 
 
+def machine_setup(host: LabHost) -> list[str]:
+    """Commands, run in the host's namespace, that put the machine behind its subnet: a veth from a port of
+    the subnet's bridge to the machine's eth0, its address, and its default route via the host."""
+    m = host.machine_netns
+    return [
+        f"ip link add {MACHINE_PORT} type veth peer name eth0 netns {m}",
+        f"ip link set {MACHINE_PORT} master sub0 up",
+        f"ip -n {m} link set lo up",
+        f"ip -n {m} addr add {host.machine_interface} dev eth0",
+        f"ip -n {m} link set eth0 up",
+        f"ip -n {m} route add default via {host.subnet_interface.ip}",
+    ]
+
+
+def render_sysctl_conf(lab: Lab) -> str | None:
+    """The host's own /etc/sysctl.d/99-wgmesh-lab.conf: root-login hosts forward, also after a reboot;
+    cloud-like hosts have none (forwarding stays the kernel's default, off)."""
+    if not lab.root_login:
+        return None
+    return f"{HEADER}: root-login hosts forward IP, as the lab's older hosts did.\nnet.ipv4.ip_forward = 1\n"
+
+
 def host_batch(lab: Lab) -> str:
     """`ip -batch` input that makes the bridge, the namespaces and their veths on the machine."""
     lines = [
@@ -157,6 +184,7 @@ def host_batch(lab: Lab) -> str:
             f"netns add {h.netns}",
             f"link add {h.veth} type veth peer name eth0 netns {h.netns}",
             f"link set {h.veth} master {lab.bridge} up",
+            f"netns add {h.machine_netns}",
         ]
     return "\n".join(lines) + "\n"
 

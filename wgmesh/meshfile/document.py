@@ -265,6 +265,7 @@ class Document:
                 known_hosts=defaults.known_hosts or self.directory / DEFAULT_KNOWN_HOSTS,
                 identity_file=defaults.identity_file,
                 proxy_jump=defaults.proxy_jump,
+                proxy_command=defaults.proxy_command,
                 sudo=defaults.sudo,
             ),
             node_lines={d.name: d.pos[0] for d in drafts},
@@ -272,7 +273,10 @@ class Document:
 
     def build_node(self, mesh: MeshDraft, defaults: SshFields, d: NodeDraft) -> Node:
         user = d.ssh.user or defaults.user or DEFAULT_SSH_USER
-        jump = d.ssh.proxy_jump or defaults.proxy_jump
+        # A node's own proxy_jump or proxy_command replaces the mesh-wide one of either kind.
+        own = d.ssh.proxy_jump is not None or d.ssh.proxy_command is not None
+        jump = d.ssh.proxy_jump if own else defaults.proxy_jump
+        proxy_command = d.ssh.proxy_command if own else defaults.proxy_command
         ssh = Ssh(
             host=d.ssh.host or (d.endpoint.host if d.endpoint else ""),
             port=d.ssh.port or defaults.port or DEFAULT_SSH_PORT,
@@ -280,6 +284,7 @@ class Document:
             known_hosts=d.ssh.known_hosts or defaults.known_hosts or self.directory / DEFAULT_KNOWN_HOSTS,
             identity_file=d.ssh.identity_file or defaults.identity_file,
             proxy_jump=None if jump is None else SshTarget(jump.user or user, jump.host, jump.port or DEFAULT_SSH_PORT),
+            proxy_command=proxy_command,
             sudo=_or(d.ssh.sudo, defaults.sudo),
         )
         return Node(

@@ -22,6 +22,7 @@ from wgmesh.core.model import (
     parse_ssh_target,
     validate_key,
 )
+from wgmesh.core.proxycommand import parse_proxy_command
 from wgmesh.meshfile import paths
 from wgmesh.meshfile.diagnostics import Pos, Report
 from wgmesh.meshfile.schema import SUBNET_KEYS, show, suggest
@@ -49,6 +50,7 @@ class SshFields:
     known_hosts: Path | None = None
     identity_file: Path | None = None
     proxy_jump: SshTarget | None = None
+    proxy_command: str | None = None
     sudo: bool | None = None
 
 
@@ -335,6 +337,11 @@ class Fields:
         out.identity_file = self.parsed(m, "identity_file", path, pos,
                                         lambda t: paths.identity_file_path(t, self.directory))
         out.proxy_jump = self.parsed(m, "proxy_jump", path, pos, parse_ssh_target)
+        out.proxy_command = self.parsed(m, "proxy_command", path, pos, parse_proxy_command)
+        if not absent(m, "proxy_jump") and not absent(m, "proxy_command"):
+            self.report.error(val_pos(m, "proxy_command", pos), f"{path}.proxy_command",
+                              "give proxy_jump or proxy_command, not both (a proxy command can run ssh -W itself)")
+            out.proxy_command = None
         out.sudo = self.boolean(m, "sudo", path, pos)
 
     def ssh_host(self, m: dict, path: str, pos: Pos) -> str | None:

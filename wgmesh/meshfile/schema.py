@@ -13,7 +13,7 @@ VERSION = 1
 
 TOP_KEYS = ("version", "mesh", "ssh", "nodes")
 MESH_KEYS = ("name", "interface", "network", "listen_port", "persistent_keepalive", "mtu")
-SSH_KEYS = ("user", "port", "known_hosts", "identity_file", "proxy_jump", "sudo")
+SSH_KEYS = ("user", "port", "known_hosts", "identity_file", "proxy_jump", "proxy_command", "sudo")
 NODE_SSH_KEYS = ("host", *SSH_KEYS)
 NODE_KEYS = (
     "address",
@@ -54,6 +54,8 @@ ALIASES = {
     "knownhosts": "known_hosts",
     "proxyjump": "proxy_jump",
     "jump": "proxy_jump",
+    "proxycommand": "proxy_command",
+    "proxy": "proxy_command",
     "usesudo": "sudo",
     "become": "sudo",
     "nat": "masquerade",

@@ -2,21 +2,29 @@
 
 Pure: the steps become calls of the functions in scripts/apply.sh. `commands/converge.py` runs them.
 
-On a node, one script does everything under a lock (flock on /run/wireguard/wgmesh-IF.lock):
-1. snapshot the runtime (`wg showconf` into /run/wireguard, mode 600: the private key stays on the node)
-   and keep the previous IF.conf as IF.conf.wgmesh-prev;
-2. write IF.conf atomically (temp file + rename, mode 600, no PrivateKey line, never SaveConfig);
-3. interface absent: `wg-quick up IF`; present: `wg syncconf IF` with a config whose PrivateKey is read
+One apply run (RUN: a word the controller chooses, naming the run's files on the node) is, on the node:
+1. under the node lock (flock on /run/wireguard/wgmesh-IF.lock), the state is read and printed, and the script
+   asks (`Transport.converse`): the controller answers `go` only if it is the state the plan was made from, and
+   sends the rest of the script after it; anything else, and nothing changes;
+2. snapshot the runtime (`wg showconf` without its PrivateKey and PresharedKey lines) and keep the previous
+   IF.conf, both in /run/wireguard, mode 600, named after the run;
+3. write IF.conf atomically (temp file + rename, mode 600, no PrivateKey line, never SaveConfig);
+4. interface absent: `wg-quick up IF`; present: `wg syncconf IF` with a config whose PrivateKey is read
    from IF.key *on the node* and whose ListenPort is set, so neither is ever zeroed;
-4. reconcile what syncconf does not touch: addresses, MTU, link state, routes, and keepalives or
-   preshared keys that syncconf keeps when they are left out;
-5. print the re-read live state, which the controller diffs against the desired state.
-Any failing command rolls the node back from the snapshot (trap on EXIT) before the script ends.
+5. reconcile what syncconf does not touch (addresses, MTU, link state, routes, ...), each step recording its
+   undo; any failing step rolls the node back (trap on EXIT) before the script ends;
+6. save the undo record and start the revert timer (scripts/revert.sh, detached, holding the lock): unless
+   the controller confirms the run (scripts/confirm.sh) over a *new* connection within CONFIRM_TIMEOUT
+   seconds, the node undoes the run by itself;
+7. print the re-read live state, which the controller diffs against the desired state (a difference: the
+   controller's rollback, scripts/rollback.sh, on the same connection).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import shlex
 
 from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh, Node
@@ -26,21 +34,42 @@ from wgmesh.core.steps import Step, StepKind
 from wgmesh.remote import read as live_mod
 from wgmesh.remote import shell
 from wgmesh.remote.shell import DEFAULT_LOCK_TIMEOUT, LOCK_EXIT, NO_FLOCK_EXIT
-from wgmesh.remote.transport import CommandResult
+from wgmesh.remote.transport import ASK_MARK, CommandResult
 
 VERIFY_MARK = "@@wgmesh:verify"
+STOPPED_EXIT = 3  # apply.sh wgm_wait_go: the controller did not say `go`; nothing was changed
+DEFAULT_CONFIRM_TIMEOUT = 60  # seconds a node waits for the controller's confirmation before it reverts
+ANSWER_TIMEOUT = 60  # seconds the apply script waits, under the lock, for the controller's `go` before it ends
+_RUN = re.compile(r"[a-z0-9]{1,32}")
+assert ASK_MARK.startswith(shell.MARK)
 
 
-def _values(mesh: Mesh, lock_timeout: int) -> dict[str, str | int]:
-    """The values every apply-family script gets: the node-side paths and the lock."""
+def new_run_id() -> str:
+    """A fresh name for one apply run's files on a node."""
+    return secrets.token_hex(6)
+
+
+def _values(
+    mesh: Mesh, lock_timeout: int, run: str = "0", confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT
+) -> dict[str, str | int]:
+    """The values every apply-family script gets: the node-side paths, the run's files, the lock."""
+    if not _RUN.fullmatch(run):
+        raise ValueError(f"run id {run!r} must be [a-z0-9]{{1,32}}")
     i = mesh.interface
+    base = f"{RUN_DIR}/wgmesh-{i}.{run}"
     return {
         **shell.node_paths(i),
-        "PREV": f"{KEY_DIR}/{i}.conf.wgmesh-prev",
         "TMP": f"{KEY_DIR}/.{i}.conf.wgmesh-tmp",
-        "SNAP": f"{RUN_DIR}/wgmesh-{i}.snapshot",
         "LOG": f"{RUN_DIR}/wgmesh-{i}.log",
-        "UNDO": f"{RUN_DIR}/wgmesh-{i}.undo",
+        "RUN": run,
+        "PREV": f"{base}.prev",
+        "SNAP": f"{base}.snapshot",
+        "UNDO": f"{base}.undo",
+        "PENDING": f"{base}.confirm",
+        "REVERTED": f"{base}.reverted",
+        "REVERT_SH": f"{base}.revert.sh",
+        "CONFIRM_TIMEOUT": int(confirm_timeout),
+        "ANSWER_TIMEOUT": ANSWER_TIMEOUT,
         "WGM_LOCK": shell.lock_path(i),
         "WGM_LOCK_TIMEOUT": int(lock_timeout),
     }
@@ -81,35 +110,74 @@ def step_call(step: Step, interface: str = "") -> str:
     return f"{fn} {shlex.quote(step.value)}"
 
 
+class ApplyScript(str):
+    """One run's apply script: as a str, its whole text (for reading; the answer line is not part of it); and
+    the two parts `Transport.converse` sends: `first` (values, functions, the lock, the state under the lock,
+    the question) and `rest` (after `go`: the steps, the undo record and the revert timer, the verify read)."""
+
+    run: str
+    first: str
+    rest: str
+
+    def __new__(cls, run: str, first: str, rest: str) -> ApplyScript:
+        obj = super().__new__(cls, first + rest)
+        obj.run, obj.first, obj.rest = run, first, rest
+        return obj
+
+
 def apply_script(
-    mesh: Mesh, node: Node, plan: NodePlan, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT
-) -> str:
+    mesh: Mesh,
+    node: Node,
+    plan: NodePlan,
+    *,
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
+    confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
+    run: str | None = None,
+) -> ApplyScript:
     """The script that converges one node: its plan's steps, in order, under the node lock (see above)."""
+    run = run or new_run_id()
+    values = _values(mesh, lock_timeout, run, confirm_timeout)
+    values["REVERT"] = shell.script("revert", **values)
+    first = [
+        shell.script("apply", **values).rstrip("\n"),
+        "wgm_lock",
+        "(",  # read.sh ends with `exit 0`: a subshell
+        live_mod.read_command(mesh.interface).rstrip("\n"),
+        ") || :",
+        f"wgm_mark {ASK_MARK.removeprefix(shell.MARK)}",
+        "wgm_wait_go",
+    ]
     kinds = {s.kind for s in plan.steps}
-    out = [shell.script("apply", **_values(mesh, lock_timeout)).rstrip("\n"), "wgm_lock"]
-    if StepKind.REMOVE_INTERFACE in kinds:
-        out += [step_call(s, mesh.interface) for s in plan.steps]
-    else:
-        out.append(f"wgm_expect_interface {'absent' if StepKind.INTERFACE_UP in kinds else 'present'}")
-        out.append("wgm_begin")
-        out += [step_call(s, mesh.interface) for s in plan.steps]
-        out.append("wgm_finish")
-    out.append("set +e")
-    out.append(f"echo {VERIFY_MARK}")
-    out.append(live_mod.read_command(mesh.interface, resolve_hosts(mesh, node)))
-    return "\n".join(out)
+    rest = []
+    if StepKind.REMOVE_INTERFACE not in kinds:
+        rest.append(f"wgm_expect_interface {'absent' if StepKind.INTERFACE_UP in kinds else 'present'}")
+    rest.append("wgm_begin")
+    rest += [step_call(s, mesh.interface) for s in plan.steps]
+    rest.append("wgm_finish")
+    rest.append("set +e")
+    rest.append(f"echo {VERIFY_MARK}")
+    rest.append(live_mod.read_command(mesh.interface, resolve_hosts(mesh, node)))
+    return ApplyScript(run, "\n".join(first) + "\n", "\n".join(rest))
 
 
-def rollback_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
-    """Run when verification failed: undo what the apply recorded (addresses, routes, MTU, a new
-    interface), then the previous config file and the runtime state from the snapshot."""
-    return shell.script("rollback", **_values(mesh, lock_timeout))
+def rollback_script(mesh: Mesh, run: str, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
+    """Run when verification failed: the run's revert timer undoes the run now (its steps, then the previous
+    config file and the runtime from the snapshot); then the state is read again, after VERIFY_MARK, for
+    the controller to compare with the state before the apply."""
+    return "\n".join([shell.script("rollback", **_values(mesh, lock_timeout, run)).rstrip("\n"), "set +e",
+                      f"echo {VERIFY_MARK}", live_mod.read_command(mesh.interface)])
 
 
-def cleanup_script(mesh: Mesh, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
-    """After a verified apply: forget the snapshot and the undo log, under the lock (another apply that took
-    the lock since may have written its own)."""
-    return shell.script("cleanup", **_values(mesh, lock_timeout))
+def confirm_script(mesh: Mesh, run: str, *, lock_timeout: int = DEFAULT_LOCK_TIMEOUT) -> str:
+    """The confirmation of a run, sent over a new connection: `confirmed`, or `reverted` when the node's
+    revert timer came first (see scripts/confirm.sh)."""
+    return shell.script("confirm", **_values(mesh, lock_timeout, run))
+
+
+def parse_outcome(stdout: str) -> str | None:
+    """The last of `confirmed`, `reverted` or `rolledback` that a confirm or rollback script printed."""
+    found = [s.name for s in shell.sections(stdout) if s.name in ("confirmed", "reverted", "rolledback")]
+    return found[-1] if found else None
 
 
 def _failure(result: CommandResult) -> str:

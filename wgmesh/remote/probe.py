@@ -4,7 +4,10 @@ check: every node runs one script that pings, in parallel, every other node's me
 address of each subnet routed through that node (`Subnet.probe_address`). Each ping writes to its own file in
 a temporary folder; after `wait` the script prints them in order behind marker lines, so output of parallel
 jobs never interleaves. The script also asks `ip route get` which device each probe leaves by: an answer
-that did not come through the mesh interface proves nothing about the mesh. (scripts/probe.sh)
+that did not come through the mesh interface proves nothing about the mesh. A subnet-to-subnet target
+(`Target.from_subnet`) is pinged from the node's own address inside that subnet, which the script finds with
+`ip addr show to PREFIX`; a node without one skips the probe (`Probe.skipped`; core/checks.py warns).
+(scripts/probe.sh)
 
 status: what every node's `wg show` says of each peer (handshake age, endpoint, bytes), with the node's own
 clock read in the same round trip so ages do not depend on the controller's clock.
@@ -12,11 +15,13 @@ clock read in the same round trip so ages do not depend on the controller's cloc
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wgmesh.core.checks import ATTEMPTS, FORMAT_VERSION, HEAD_START, PING_WAIT, Probe, Target
+from wgmesh.core.model import IPAddress
 from wgmesh.remote import shell
 
 MARK = shell.MARK
@@ -39,16 +44,22 @@ def probe_script(targets: Sequence[Target]) -> str:
     """scripts/probe.sh: pings every target at once. Each probe prints one block:
 
         @@wgmesh:ping INDEX ADDRESS
+        @@wgmesh:source SOURCE        (subnet-to-subnet: the node's address inside target.from_subnet)
         @@wgmesh:route
-        <ip -o route get ADDRESS>
+        <ip -o route get ADDRESS [from SOURCE]>
         @@wgmesh:attempt N            (once per ping sent)
         <ping's output>
         @@wgmesh:result EXIT ATTEMPTS
 
-    between `@@wgmesh:check 1` and `@@wgmesh:end`; `@@wgmesh:noping` when the node has no ping command.
-    A target whose node pings this one first (`after_peer`) is pinged HEAD_START seconds later.
+    between `@@wgmesh:check 1` and `@@wgmesh:end`; `@@wgmesh:noping` when the node has no ping command;
+    `@@wgmesh:nosource PREFIX` in place of source, route and attempts when the node has no address inside
+    target.from_subnet. A target whose node pings this one first (`after_peer`) is pinged HEAD_START seconds
+    later.
     """
-    rows = [f"{i} {t.address} {t.address.version} {HEAD_START if t.after_peer else 0}" for i, t in enumerate(targets)]
+    rows = [
+        f"{i} {t.address} {t.address.version} {HEAD_START if t.after_peer else 0} {t.from_subnet or '-'}"
+        for i, t in enumerate(targets)
+    ]
     return shell.script("probe", FORMAT=FORMAT_VERSION, ATTEMPTS=ATTEMPTS, PING_WAIT=PING_WAIT,
                         TARGETS="\n".join(rows))
 
@@ -72,23 +83,28 @@ def _rtt(output: str) -> float | None:
 
 
 def probe_result(
-    source: str, target: Target, result: tuple[int, int] | None, route: str, output: str, interface: str
+    source: str, target: Target, result: tuple[int, int] | None, route: str, output: str, interface: str,
+    *, from_address: IPAddress | None = None, no_source: bool = False,
 ) -> Probe:
-    """One probe from its result (ping's exit status, attempts), `ip route get` and the last ping's output."""
+    """One probe from its result (ping's exit status, attempts), `ip route get` and the last ping's output.
+    `from_address`: the address a subnet-to-subnet probe was sent from; `no_source`: the node had none."""
+    if no_source and target.from_subnet is not None:
+        return Probe(source, target, False, None, f"{source} has no address inside {target.from_subnet}", 0,
+                     skipped=True)
     m = _DEV.search(route)
     dev = m.group(1) if m else None
     if result is None:
-        return Probe(source, target, False, None, "the probe did not finish", 0, dev)
+        return Probe(source, target, False, None, "the probe did not finish", 0, dev, from_address)
     exit_status, attempts = result
     if exit_status == 0:
         if dev is not None and dev != interface:
             return Probe(source, target, False, _rtt(output), f"answered through {dev}, not {interface}",
-                         attempts, dev)
-        return Probe(source, target, True, _rtt(output), None, attempts, dev)
+                         attempts, dev, from_address)
+        return Probe(source, target, True, _rtt(output), None, attempts, dev, from_address)
     error = _reason(exit_status, output)
     if dev is not None and dev != interface:
         error = f"routed through {dev}, not {interface} ({error})"
-    return Probe(source, target, False, None, error, attempts, dev)
+    return Probe(source, target, False, None, error, attempts, dev, from_address)
 
 
 @dataclass
@@ -96,6 +112,20 @@ class _Block:
     route: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)  # of the last attempt
     result: tuple[int, int] | None = None
+    from_address: IPAddress | None = None
+    no_source: bool = False
+
+
+def _source(marker: str, rest: str, target: Target) -> IPAddress:
+    """The address a subnet-to-subnet probe was sent from: an address inside the target's from_subnet."""
+    try:
+        address = ipaddress.ip_address(rest.strip())
+    except ValueError:
+        raise CheckParseError(f"malformed source line {marker!r}") from None
+    subnet = target.from_subnet
+    if subnet is None or address.version != subnet.version or address not in subnet:
+        raise CheckParseError(f"source line {marker!r} does not match the probes sent")
+    return address
 
 
 def _result(line: str, rest: str) -> tuple[int, int]:
@@ -108,6 +138,7 @@ def _result(line: str, rest: str) -> tuple[int, int]:
 def _blocks(found: Iterable[shell.Section], targets: Sequence[Target]) -> dict[int, _Block]:
     blocks: dict[int, _Block] = {}
     block: _Block | None = None
+    target: Target | None = None
     for s in found:
         if s.name == "ping":
             head = s.args
@@ -119,6 +150,11 @@ def _blocks(found: Iterable[shell.Section], targets: Sequence[Target]) -> dict[i
             if index in blocks:
                 raise CheckParseError(f"probe {index} reported twice")
             block = blocks[index] = _Block()
+            target = targets[index]
+        elif block is not None and target is not None and s.name == "source":
+            block.from_address = _source(s.marker, s.rest, target)
+        elif block is not None and s.name == "nosource":
+            block.no_source = True
         elif block is not None and s.name == "route":
             block.route = list(s.lines)
         elif block is not None and s.name == "attempt":
@@ -143,7 +179,8 @@ def parse_probe_output(source: str, targets: Sequence[Target], text: str, interf
         raise CheckParseError("no ping command on the node (install iputils-ping)")
     blocks = _blocks(found, targets)
     return tuple(
-        probe_result(source, t, b.result, "\n".join(b.route), "\n".join(b.output), interface)
+        probe_result(source, t, b.result, "\n".join(b.route), "\n".join(b.output), interface,
+                     from_address=b.from_address, no_source=b.no_source)
         for t, b in ((t, blocks.get(i, _Block())) for i, t in enumerate(targets))
     )
 

@@ -438,6 +438,7 @@ def parse_read_output(interface: str, text: str) -> LiveState:
 
 def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:
     """`parse_read_output` over sections already split (status and import print theirs first)."""
+    _check_served(found)
     sections, resolves = _read_sections(found)
     missing, os_family = parse_preflight(sections["preflight"])
     iface, peers = parse_dump(sections["wg"])
@@ -486,4 +487,41 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         forward_rules=forward_rules,
         masquerade=masquerade,
         config_text=conf_text,
+        plan_key=_plan_key(sections.get("plankey")),
+        auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
     )
+
+
+def parse_auto_mtu(body: str) -> int | None:
+    """read.sh's `automtu` section: the MTU wg-quick would set (a number in 576..65535), or None."""
+    text = body.strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 68 <= int(text) <= 65535:
+        raise ParseError(f"automtu: {text[:20]!r} is not an MTU")
+    return int(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The read-only plan key (remote/plankey.py): read.sh's `plankey` section, and the output of the read script
+# `wgmesh plan-key` installed, which says `@@wgmesh:served VERSION`
+
+
+def _plan_key(body: str | None) -> str | None:
+    from wgmesh.remote import plankey
+
+    return plankey.plan_key_state(body)
+
+
+def _check_served(found: Sequence[shell.Section]) -> None:
+    """Refuse the output of an installed read script from another wgmesh version: its sections may no longer
+    be what this parser expects, and a plan from them could show changes that are not there."""
+    from wgmesh.remote import plankey
+
+    served = plankey.served_version(found)
+    if served is not None and served != plankey.script_version():
+        raise ParseError(
+            f"the read script that `wgmesh plan-key` installed on this node is from another wgmesh version "
+            f"({served[:16]}, this one reads {plankey.script_version()}): run `wgmesh plan-key KEY.pub` again "
+            "with the admin key"
+        )

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wgmesh.core.model import Node, Ssh
-from wgmesh.remote.transport import DEFAULT_COMMAND_TIMEOUT, CommandResult, SshError, node_command
+from wgmesh.remote.transport import ASK_MARK, DEFAULT_COMMAND_TIMEOUT, CommandResult, SshError, node_command
 
 if TYPE_CHECKING:
     import paramiko
@@ -52,6 +52,7 @@ KNOWN_HOSTS_MAX = 64 * 1024 * 1024
 READY_MARK = "@@wgmesh:ready"
 _READY_LINE = f"echo '{READY_MARK}'\n"
 _READY_BYTES = (READY_MARK + "\n").encode()
+_ASK_BYTES = (ASK_MARK + "\n").encode()
 _PRE_MAX = 64 * 1024  # output before READY_MARK (a chatty .bashrc) that we wait through
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+")
 _SUGGESTED_USER = re.compile(r"""log\s*in\s+as\s+(?:the\s+user\s+)?["'`]?([a-z_][a-z0-9_.-]{0,31})\b""", re.I)
@@ -271,6 +272,15 @@ class SshTransport:
             raise SshError(f"identity file {identity} does not exist (ssh.identity_file or WGMESH_SSH_IDENTITY)")
         client = self._client(ssh)
         where = f"{ssh.user}@{ssh.host}:{ssh.port}"
+        proxy = None
+        if ssh.proxy_command and sock is None:  # ssh.proxy_command: the connection rides on a local command
+            from wgmesh.remote.proxycommand import open_proxy
+
+            try:
+                sock = proxy = open_proxy(ssh)
+            except OSError as e:
+                client.close()
+                raise SshError(f"cannot start the proxy command of {where}: {e.strerror or e}") from None
         try:
             client.connect(
                 ssh.host,
@@ -301,16 +311,23 @@ class SshTransport:
             ) from None
         except TimeoutError:
             client.close()
+            if proxy is not None:
+                why = proxy.explain(f"timed out after {self.timeout:g}s")
+                raise SshError(f"cannot connect to {where}: {why}") from None
             raise SshError(f"timed out connecting to {where} after {self.timeout:g}s") from None
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+            reason = proxy.explain(reason) if proxy is not None else reason
             err = SshError(f"cannot connect to {where}: {reason}")
             err.retryable = isinstance(e, ConnectionError | paramiko.ssh_exception.NoValidConnectionsError)  # type: ignore[attr-defined]
             raise err from None
         except BaseException:
             client.close()
             raise
+        finally:
+            if proxy is not None and client.get_transport() is None:  # failed: the proxy's process goes too
+                proxy.close()
         _watch_connection(client)
         return client
 
@@ -343,6 +360,36 @@ class SshTransport:
     def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         """Run `script` on `node` through `node_command`, within the deadline (--command-timeout replaces
         the caller's). Raises SshError naming the reason and the fix when the script did not run to the end."""
+        return self._command(node, script, timeout, None)
+
+    def converse(
+        self, node: str, first: str, decide: Callable[[str], str | None], timeout: float | None = None
+    ) -> CommandResult:
+        """`run` for a script that asks (transport.ASK_MARK): the same command line, deadline and output cap;
+        stdin stays open until `decide` has answered (see Transport.converse)."""
+        return self._command(node, first, timeout, decide)
+
+    def reconnect(self, node: str) -> None:
+        """A new connection to `node` in place of the current one (closed first): see Transport.reconnect."""
+        ssh = self._ssh.get(node)
+        if ssh is None:
+            raise SshError("not connected")
+        old = self._clients.pop(node, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        try:
+            self._clients[node] = self._connect(ssh)
+        except SshError:
+            raise
+        except Exception as e:  # as in connect: this node's error, never the run's
+            where = f"{ssh.user}@{ssh.host}:{ssh.port}"
+            raise SshError(f"cannot connect to {where}: {type(e).__name__}: {one_line(str(e))}") from None
+
+    def _command(
+        self, node: str, script: str, timeout: float | None, decide: Callable[[str], str | None] | None
+    ) -> CommandResult:
+        """The one wrapper of every node command (see the module's docstring)."""
         paramiko = _paramiko()
 
         limit = self.command_timeout or timeout or DEFAULT_COMMAND_TIMEOUT
@@ -376,7 +423,7 @@ class SshTransport:
                     raise
                 # The channel closed at once: the node refused the command or answered and hung up (sudo
                 # wanting a password can be that fast); what it sent before tells which.
-            got = _exchange(chan, (_READY_LINE + script).encode(), deadline)
+            got = _exchange(chan, (_READY_LINE + script).encode(), deadline, decide)
         except _OverCap:
             raise SshError(
                 f"output over {OUTPUT_CAP >> 20} MiB (stdout and stderr together): the command was stopped"
@@ -454,14 +501,29 @@ class _Exchange:
     timed_out: bool = False
 
 
-def _exchange(chan: paramiko.Channel, data: bytes, deadline: float) -> _Exchange:
+def _ask_at(out: bytearray, start: int) -> int:
+    """Where the line ASK_MARK starts in `out` (searching from `start`), or -1."""
+    i = out.find(_ASK_BYTES, start)
+    while i > 0 and out[i - 1] != 0x0A:
+        i = out.find(_ASK_BYTES, i + 1)
+    return i
+
+
+def _exchange(
+    chan: paramiko.Channel, data: bytes, deadline: float, decide: Callable[[str], str | None] | None = None
+) -> _Exchange:
     """Send `data` as the command's stdin while reading stdout and stderr, until the command has exited and
     the channel reached EOF, the deadline passes, or the output passes OUTPUT_CAP.
 
     sshd may send the exit status before the last output, so EOF is awaited too; but a daemon started by
     the script could hold the channel open, so after the exit status EOF is awaited for EOF_GRACE only.
     Sending never blocks: a command that does not read its stdin (a forced command) cannot stall us.
+
+    With `decide`, stdin stays open after `data` until the script prints the line ASK_MARK; `decide` gets the
+    script's stdout before that line (once) and returns more to send, or None; then stdin is closed.
     """
+    asking = decide is not None
+    scanned = 0  # how far stdout was searched for ASK_MARK
     pre = bytearray()
     out = bytearray()
     err = bytearray()
@@ -516,12 +578,23 @@ def _exchange(chan: paramiko.Channel, data: bytes, deadline: float) -> _Exchange
                     if n <= 0:
                         break
                     sent += n
-                if sent >= len(data):
+                if sent >= len(data) and not asking:
                     chan.shutdown_write()
                     writing = False
             except (OSError, EOFError):
-                writing = False  # the remote end stopped reading: what it printed says why
+                writing = asking = False  # the remote end stopped reading: what it printed says why
         drain()
+        if asking and ready:
+            at = _ask_at(out, scanned)
+            if at < 0:
+                scanned = max(0, len(out) - len(_ASK_BYTES))
+            else:
+                asking = False
+                assert decide is not None
+                answer = decide(out[:at].decode(errors="replace"))
+                if answer:
+                    data = data + answer.encode()
+                continue  # send it now
         now = time.monotonic()
         if chan.exit_status_ready():
             if chan.eof_received or chan.closed:

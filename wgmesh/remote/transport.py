@@ -7,7 +7,7 @@ and the deadline of each kind of command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +18,10 @@ from wgmesh.core.model import Node, Ssh
 READ_TIMEOUT = 30.0  # plan's read, status, import's read: a few quick commands
 APPLY_TIMEOUT = 120.0  # apply, rollback, cleanup, enroll, rotate, import's adopt (they may wait for the node lock)
 DEFAULT_COMMAND_TIMEOUT = APPLY_TIMEOUT  # a caller that names no deadline still gets one
+
+# A script that asks the controller something (`Transport.converse`) prints this line, then reads one line of
+# its standard input: the controller's answer, followed by the rest of the script.
+ASK_MARK = "@@wgmesh:ask"
 CHECK_PER_TARGET = 0.5  # check: every probe runs at once, but each costs a few processes on the node
 
 
@@ -66,6 +70,21 @@ class Transport(Protocol):
 
     def run_many(self, scripts: Mapping[str, str], timeout: float) -> dict[str, CommandResult | str]:
         """One script per node, in parallel, each within `timeout`; a node's failure comes back as its message."""
+        ...
+
+    def converse(
+        self, node: str, first: str, decide: Callable[[str], str | None], timeout: float
+    ) -> CommandResult:
+        """`run` for a script that asks: send `first` and keep stdin open; when the script prints the line
+        ASK_MARK, `decide(its stdout before that line)` returns what to send next (the answer line and the rest
+        of the script; stdin is closed after it), or None to close stdin at once (the script reads end-of-file).
+        One command through the same wrapper: one deadline and one output cap for the whole exchange. A script
+        that ends without asking is just a command that ended."""
+        ...
+
+    def reconnect(self, node: str) -> None:
+        """Close the node's connection and open a new one (a new TCP connection, and a new one to its proxy
+        jump): proof that the path to the node works *now*. Raises SshError when it does not."""
         ...
 
     def close(self) -> None: ...

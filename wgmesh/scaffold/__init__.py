@@ -1,4 +1,5 @@
-"""`wgmesh init [DIR]`: scaffold a mesh repo (commented mesh.yaml, known_hosts, .gitignore, CI workflow)."""
+"""`wgmesh init [DIR]`: scaffold a mesh repo (commented mesh.yaml, known_hosts, .gitignore, CI workflow and the
+composite action its jobs share)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ MESH_FILE = "mesh.yaml"
 KNOWN_HOSTS = "known_hosts"
 GITIGNORE = ".gitignore"
 WORKFLOW_PATH = Path(".github/workflows/wgmesh.yml")
+ACTION_DIR = Path(".github/actions/wgmesh-setup")  # the steps every job of the workflow shares
+ACTION_PATH = ACTION_DIR / "action.yml"
+REPORT_PATH = ACTION_DIR / "report.sh"  # the markdown of the plan comment, the drift issue and the summaries
 
 TEMPLATES = resources.files("wgmesh.scaffold") / "templates"  # the only copy of each starter file
 
@@ -20,9 +24,21 @@ def _template(name: str) -> str:
 
 
 def workflow_text() -> str:
-    """A GitHub Actions workflow for a mesh repo: plan on pull requests (in the step summary), apply on
-    push to main (one at a time, never cancelled), and a nightly plan that fails on drift."""
+    """A GitHub Actions workflow for a mesh repo: plan on pull requests with the read-only plan key (one comment
+    on the pull request, updated on every push, and the job summary), apply on push to main in the environment
+    wgmesh-apply (one at a time, never cancelled; a per-node table in the summary), and a nightly plan that
+    keeps one issue labelled wgmesh-drift open while the mesh differs."""
     return _template("wgmesh.yml")
+
+
+def action_text() -> str:
+    """The composite action the workflow's jobs share (.github/actions/wgmesh-setup/action.yml)."""
+    return _template("wgmesh-setup.yml")
+
+
+def report_text() -> str:
+    """report.sh next to the action: the markdown of the jobs."""
+    return _template("report.sh")
 
 
 def mesh_name_for(directory: Path) -> str:
@@ -37,6 +53,8 @@ def starter_files(directory: Path) -> dict[Path, str]:
         directory / KNOWN_HOSTS: "",
         directory / GITIGNORE: _template("gitignore"),
         directory / WORKFLOW_PATH: workflow_text(),
+        directory / ACTION_PATH: action_text(),
+        directory / REPORT_PATH: report_text(),
     }
 
 

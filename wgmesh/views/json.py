@@ -124,6 +124,9 @@ def _probe_dict(p: Probe) -> dict[str, Any]:
         "to": p.target.node,
         "address": str(p.target.address),
         "subnet": None if p.target.subnet is None else str(p.target.subnet),
+        "from_subnet": None if p.target.from_subnet is None else str(p.target.from_subnet),
+        "from_address": None if p.from_address is None else str(p.from_address),
+        "skipped": p.skipped,
         "ok": p.ok,
         "rtt_ms": p.rtt_ms,
         "attempts": p.attempts,
@@ -148,6 +151,7 @@ def check_to_dict(report: CheckReport) -> dict[str, Any]:
         "probes": [_probe_dict(p) for p in report.probes],
         "failures": report.failures(),
         "suspects": report.suspects(),
+        "warnings": report.warnings(),
     }
 
 

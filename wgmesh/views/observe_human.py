@@ -74,6 +74,8 @@ def print_check(env: Environment, report: CheckReport) -> None:
     if report.skipped:
         out.print(_t(_skipped_line(dict(report.skipped)), "yellow"))
     _print_table(env, check_matrix(report))
+    for line in report.warnings():
+        out.print(_t(f"Warning: {line}", "yellow"))
     failures = report.failures()
     pairs = report.pairs()
     failed = sum(1 for p in pairs if p.cell is Cell.FAILED)

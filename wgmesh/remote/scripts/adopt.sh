@@ -1,16 +1,20 @@
 # shellcheck shell=sh
 # adopt.sh: `wgmesh import` taking over a running node: make sure KEY holds the key the interface runs with
 # (moving it there from the config or the interface if needed: never through the output), back up the old
-# config without its PrivateKey (once), then write wgmesh's config.
+# config without key material (once: no PrivateKey, no PresharedKey, other key-like text redacted), then
+# write wgmesh's config.
 #
 # Values: IF, KEY (IF.key), CONF (IF.conf), BACKUP (where the old config goes), EXPECT (the interface's
-#         public key), CONF_TEXT (wgmesh's config for the node, without a PrivateKey).
+#         public key), CONF_TEXT (wgmesh's config for the node, without a PrivateKey), REDACTED (what replaces
+#         key-like text in the backup).
 # Output: `@@wgmesh:adopted kept|config|interface`: where KEY came from.
 # Exit: 3 no wg; 4 KEY holds another key; 5 the private key is nowhere to be found.
 
 adopt_tmp="$KEY.wgmesh-tmp.$$"
 wgm_have wg || wgm_die "wg is not installed on this node: install wireguard-tools" 3
 trap 'rm -f "$adopt_tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 143' TERM
 
 adopt_same() {
   [ -s "$1" ] && [ "$(wg pubkey <"$1" 2>/dev/null)" = "$EXPECT" ]
@@ -40,13 +44,18 @@ else
 fi
 
 if [ -f "$CONF" ] && [ ! -e "$BACKUP" ]; then
+  # no key material in the backup (F10): no PrivateKey (it is in KEY now), no PresharedKey, and any other
+  # key-like text (a key inside a PostUp line) replaced, as import.sh does; PublicKey values stay
   {
-    echo "# The config of $IF before wgmesh import; its PrivateKey is now in $KEY"
-    awk '{
-      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
-      if (k ~ /^privatekey=/) next
-      print
-    }' "$CONF"
+    echo "# The config of $IF before wgmesh import; its PrivateKey is now in $KEY, other key-like text redacted"
+    awk -v redacted="${REDACTED:-(redacted)}" '
+      BEGIN { re = ""; for (i = 0; i < 43; i++) re = re "[A-Za-z0-9+/]"; re = re "=" }
+      {
+        l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
+        if (k ~ /^(privatekey|presharedkey)=/) next
+        if (k !~ /^publickey=/) gsub(re, redacted)
+        print
+      }' "$CONF"
   } | wgm_write "$BACKUP"
 fi
 printf '%s' "$CONF_TEXT" | wgm_write "$CONF"

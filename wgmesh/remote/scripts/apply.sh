@@ -1,25 +1,80 @@
 # shellcheck shell=sh disable=SC2016
-# (SC2016: undo commands are single-quoted on purpose; they are evaluated later, by wgm_rollback or rollback.sh)
-# apply.sh: one function per plan step (wgmesh/core/steps.py), for converging one node under its lock.
+# (SC2016: undo commands are single-quoted on purpose; they are evaluated later, by wgm_rollback or wgm_revert)
+# apply.sh: one function per plan step (wgmesh/core/steps.py), for converging one node under its lock; and the
+# run's record, its revert timer and its undo, shared by rollback.sh, revert.sh and confirm.sh (which include it).
 #
-# Expects: IF CONF PREV TMP KEY SNAP LOG UNDO (set by the caller, quoted), and `set -eu`.
-# wgm_begin snapshots the runtime (`wg showconf` into a tmpfs, mode 600: the private key stays on the node),
-# keeps the previous IF.conf and arms a rollback on any failing step (trap on EXIT). Every reconcile step
-# checks, under the lock, whether the node still needs it (another apply may have done it), and records its
-# own undo with the values of *now* (wgm_did), newest first. wgm_finish saves that undo log to $UNDO, for the
-# controller's rollback when verification fails.
+# Expects (values, quoted): IF CONF KEY TMP LOG, and per run (RUN, a word the controller chose): PREV SNAP UNDO
+# PENDING REVERTED REVERT_SH, REVERT (the text of revert.sh) and CONFIRM_TIMEOUT; and `set -eu`.
+#
+# One apply, on the node:
+# 1. wgm_lock; the state under the lock is printed and the controller compares it with the state its plan was
+#    made from: wgm_wait_go reads its answer (`go`, or anything else: nothing changes).
+# 2. wgm_begin: the EXIT trap first (any failing step rolls back: wgm_rollback), then the previous IF.conf
+#    ($PREV) and the runtime (`wg showconf` without its PrivateKey and PresharedKey lines: $SNAP), in the tmpfs
+#    /run/wireguard, mode 600, named after the run. Every reconcile step checks whether the node still needs it
+#    and records its own undo with the values of *now* (wgm_did), newest first.
+# 3. wgm_finish: the undo record ($UNDO, no key material) and the revert timer (wgm_arm: revert.sh, detached,
+#    holding the node lock): unless confirm.sh claims $PENDING within CONFIRM_TIMEOUT seconds, the node undoes
+#    the run by itself. From there the run's files are the timer's, confirm.sh's or rollback.sh's to remove.
+# Nothing of a run outlives it: its files are removed when it fails, is confirmed, rolled back or reverted.
 
 wgm_undo=:
 wgm_conf_undo=:
+wgm_timer=
 wgm_did() { wgm_undo="$1; $wgm_undo"; }
 
-wgm_rollback() {
+wgm_rollback() {  # the EXIT trap of a failing step: undo what this run did so far, forget the run
   set +e
+  if [ -n "$wgm_timer" ]; then kill -9 "$wgm_timer" 2>/dev/null; fi  # armed a moment ago: no revert of its own
   eval "$wgm_undo"
   eval "$wgm_conf_undo"
-  if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi
-  rm -f "$SNAP" "$UNDO" "$TMP"
+  wgm_restore_snapshot
+  wgm_forget
+  rm -f "$TMP" "$LOG"
   echo "wgmesh: a step failed; the node was rolled back to its previous config" >&2
+}
+
+wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or nothing changes
+  # A controller that is gone (its connection dead, unnoticed by sshd) must not keep the lock: the script
+  # ends after ANSWER_TIMEOUT seconds without an answer. ($$ is this script even in the subshell.)
+  (sleep "${ANSWER_TIMEOUT:-60}" && kill "$$") </dev/null >/dev/null 2>&1 9>&- &
+  wgm_watchdog=$!
+  wgm_answer=
+  IFS= read -r wgm_answer || :
+  kill "$wgm_watchdog" 2>/dev/null || :
+  case $wgm_answer in
+  go) ;;
+  stop) wgm_die "changed by another apply since this plan: run plan again" 3 ;;
+  *) wgm_die "the controller did not answer (connection lost?): nothing was changed" 3 ;;
+  esac
+}
+
+wgm_restore_snapshot() {  # the runtime as $SNAP has it; its PrivateKey comes from $KEY, as in wgm_sync_peers
+  [ -s "$SNAP" ] || return 0
+  wgm_key=$(cat "$KEY" 2>/dev/null) || wgm_key=
+  if [ "${#wgm_key}" -ne 44 ]; then
+    echo "cannot read the private key in $KEY: the runtime of $IF was not restored" >&2
+    return 1
+  fi
+  { IFS= read -r wgm_first; printf '%s\nPrivateKey = %s\n' "$wgm_first" "$wgm_key"; cat; } <"$SNAP" |
+    wg syncconf "$IF" /dev/stdin
+  unset wgm_key
+}
+
+wgm_forget() {  # the files of this run (none holds a private key; $PREV holds the previous IF.conf)
+  rm -f "$UNDO" "$SNAP" "$PREV" "$REVERT_SH" "$PENDING" "$PENDING.claimed"
+}
+
+wgm_revert() {  # undo a finished run from its record: its steps (newest first), its config file, its runtime
+  set +e
+  # shellcheck disable=SC1090
+  . "$UNDO"
+}
+
+wgm_wake() {  # $1: the PID in the run's $PENDING: TERM wakes its revert timer (only that process: PIDs are reused)
+  case $1 in '' | *[!0-9]*) return 0 ;; esac
+  if [ -r "/proc/$1/cmdline" ] && ! tr '\000' ' ' <"/proc/$1/cmdline" | grep -qF "$REVERT_SH"; then return 0; fi
+  kill "$1" 2>/dev/null || :
 }
 
 wgm_expect_interface() {  # present | absent: the state the plan was made from
@@ -32,11 +87,24 @@ wgm_expect_interface() {  # present | absent: the state the plan was made from
 }
 
 wgm_begin() {
-  rm -f "$SNAP" "$UNDO"
-  if ip link show dev "$IF" >/dev/null 2>&1; then wg showconf "$IF" > "$SNAP"; fi
+  # the trap first: from here every way out (a failing step, a signal) rolls back and removes this run's files
+  trap wgm_on_exit EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 141' PIPE
+  trap 'exit 143' TERM
+  # files of runs that ended without their cleanup (killed): no run is pending while we hold the lock
+  rm -f "${UNDO%/*}/wgmesh-$IF".*.undo "${UNDO%/*}/wgmesh-$IF".*.snapshot "${UNDO%/*}/wgmesh-$IF".*.prev \
+    "${UNDO%/*}/wgmesh-$IF".*.revert.sh "${UNDO%/*}/wgmesh-$IF".*.confirm "${UNDO%/*}/wgmesh-$IF".*.reverted
   wgm_conf_undo='rm -f "$CONF"'
   if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
-  trap wgm_on_exit EXIT
+  if ip link show dev "$IF" >/dev/null 2>&1; then
+    # in a variable, never in a file: the snapshot keeps no key (a restore takes the key from $KEY)
+    wgm_conf=$(wg showconf "$IF")
+    printf '%s\n' "$wgm_conf" | sed -e '/^[[:space:]]*PrivateKey[[:space:]]*=/d' \
+      -e '/^[[:space:]]*PresharedKey[[:space:]]*=/d' >"$SNAP"
+    unset wgm_conf
+  fi
 }
 
 wgm_on_exit() {
@@ -113,23 +181,46 @@ wgm_enable_unit() {  # so that the interface comes back at boot; a failure is th
   fi
 }
 
-wgm_remove_interface() {
-  if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; fi
+wgm_remove_interface() {  # wgm_begin kept IF.conf in $PREV: a revert brings the interface back from it
   if ip link show dev "$IF" >/dev/null 2>&1; then
-    if [ -f "$CONF" ]; then wg-quick down "$IF" >/dev/null 2>&1 || ip link del dev "$IF"; else ip link del dev "$IF"; fi
+    if [ -f "$CONF" ]; then
+      wg-quick down "$IF" >/dev/null 2>&1 9>&- || ip link del dev "$IF"
+      wgm_did 'cp -p "$PREV" "$CONF" && wg-quick up "$IF" </dev/null >/dev/null 2>&1 9>&-'
+    else
+      ip link del dev "$IF"
+    fi
   fi
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable "wg-quick@$IF" >/dev/null 2>&1 || true
+    if systemctl is-enabled --quiet "wg-quick@$IF" 2>/dev/null; then
+      systemctl disable "wg-quick@$IF" >/dev/null 2>&1 || true
+      wgm_did 'systemctl enable "wg-quick@$IF" >/dev/null 2>&1'
+    fi
   fi
   rm -f "$CONF"
 }
 
-wgm_finish() {  # save how to undo this run, for the controller's rollback after a failed verification
-  {
-    printf '%s\n' "$wgm_undo" "$wgm_conf_undo"
-    echo 'if [ -f "$SNAP" ]; then wg syncconf "$IF" "$SNAP"; fi'
-  } > "$UNDO"
-  trap - EXIT
+wgm_finish() {  # the undo record, and the revert timer: from here the run is undone unless it is confirmed
+  { printf '%s\n' "$wgm_undo" "$wgm_conf_undo"; echo wgm_restore_snapshot; } | wgm_write "$UNDO"
+  wgm_arm
+  rm -f "$TMP" "$LOG"
+  trap - EXIT HUP INT PIPE TERM
+}
+
+wgm_arm() {  # start revert.sh detached (own session, no terminal, no channel); it inherits the lock (fd 9)
+  printf '%s\n' "$REVERT" | wgm_write "$REVERT_SH"
+  # started from a subshell that ends at once: not a child of ours, so a `wait` of ours never waits for it
+  if wgm_have setsid; then
+    (setsid sh "$REVERT_SH" </dev/null >/dev/null 2>&1 &)
+  else
+    (trap '' HUP && sh "$REVERT_SH" </dev/null >/dev/null 2>&1 &)
+  fi
+  wgm_i=0
+  while [ ! -s "$PENDING" ]; do  # it writes its PID there once it sleeps: then it is armed
+    wgm_i=$((wgm_i + 1))
+    if [ "$wgm_i" -gt 100 ]; then wgm_die "the revert timer did not start on the node (sh $REVERT_SH)"; fi
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  wgm_timer=$(cat "$PENDING")
 }
 
 # Routing (core/routing.py): forwarding and wgmesh's own iptables rules, told apart by their comment

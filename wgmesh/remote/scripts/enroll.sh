@@ -9,6 +9,8 @@
 enroll_tmp="$KEY.wgmesh-tmp.$$"
 wgm_have wg || wgm_die "wg is not installed on this node: install wireguard-tools" 3
 trap 'rm -f "$enroll_tmp"' EXIT
+trap 'exit 129' HUP  # a signal ends the script through its EXIT trap: no key file left half-made
+trap 'exit 143' TERM
 mkdir -p "$KEY_DIR"
 enroll_status=existing
 if [ ! -e "$KEY" ]; then

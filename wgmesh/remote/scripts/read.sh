@@ -4,7 +4,7 @@
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
-#                     systemd, forwarding, iptables, resolve NAME (one per name), end.
+#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
@@ -153,6 +153,42 @@ else
   echo absent
 fi
 
+# ------------------------------------------------------------------------------------------ MTU
+# What `wg-quick up` gives IF from a config without MTU (its set_mtu_up): the largest MTU of the routes to the
+# peers' endpoints (the route's `mtu`, else its device's), else the default route's, else 1500; minus 80.
+# wgmesh wants exactly that when mesh.yaml sets no mtu, so that a reboot changes nothing (F11).
+
+read_route_mtu() {  # stdin: `ip route` output; prints its mtu, else its device's, else nothing (as wg-quick)
+  read_out=$(cat)
+  read_m=$(printf '%s\n' "$read_out" | sed -n 's/.*mtu \([0-9]\{1,6\}\).*/\1/p' | head -n 1)
+  if [ -z "$read_m" ]; then
+    read_d=$(printf '%s\n' "$read_out" | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -n 1)
+    if [ -n "$read_d" ]; then
+      read_m=$(ip link show dev "$read_d" 2>/dev/null | sed -n 's/.* mtu \([0-9]\{1,6\}\) .*/\1/p' | head -n 1)
+    fi
+  fi
+  printf '%s' "$read_m"
+}
+
+wgm_mark automtu
+if [ "$read_ip" = json ]; then
+  read_mtu=0
+  for read_ep in $(wg show "$IF" endpoints 2>/dev/null | awk '{ print $2 }'); do
+    read_addr=${read_ep%:*}
+    read_addr=${read_addr#[}
+    read_addr=${read_addr%]}
+    case $read_addr in '' | *[!a-z0-9:.]*) continue ;; esac
+    read_m=$(ip route get "$read_addr" 2>/dev/null | read_route_mtu)
+    if [ -n "$read_m" ] && [ "$read_m" -gt "$read_mtu" ]; then read_mtu=$read_m; fi
+  done
+  if [ "$read_mtu" -eq 0 ]; then
+    read_m=$(ip route show default 2>/dev/null | head -n 1 | read_route_mtu)
+    if [ -n "$read_m" ]; then read_mtu=$read_m; fi
+  fi
+  if [ "$read_mtu" -eq 0 ]; then read_mtu=1500; fi
+  echo $((read_mtu - 80))
+fi
+
 # ------------------------------------------------------------------------------------------ names
 # In parallel; each lookup prints its whole block with one printf (one small write: no interleaving).
 
@@ -169,6 +205,33 @@ if [ -n "${HOSTS:-}" ]; then
 $HOSTS
 EOF
   wait
+fi
+
+# ------------------------------------------------------------------------------------------ plan key
+# `wgmesh plan-key` (remote/plankey.py): `script VERSION` of the read script it installed ($KEY_DIR/wgmesh-read-
+# $IF.sh; `script none`), and `key` when the login user's authorized_keys (the file that script names, else
+# ~/.ssh/authorized_keys of SUDO_USER or the current user) has a `wgmesh-plan-key` line running that script.
+
+wgm_mark plankey
+read_pk_script="$KEY_DIR/wgmesh-read-$IF.sh"
+read_pk_keys=
+if [ -f "$read_pk_script" ]; then
+  read_pk_version=$(sed -n 's/^# wgmesh-read-version: \([0-9a-f]\{1,64\}\)$/\1/p' "$read_pk_script" | head -n 1)
+  echo "script ${read_pk_version:-unknown}"
+  read_pk_keys=$(sed -n 's/^# authorized_keys: \(\/.*\)$/\1/p' "$read_pk_script" | head -n 1)
+else
+  echo "script none"
+fi
+if [ -z "$read_pk_keys" ]; then
+  read_pk_user=${SUDO_USER:-$(id -un)}
+  read_pk_home=$(awk -F: -v u="$read_pk_user" '$1 == u { print $6; exit }' /etc/passwd 2>/dev/null) || :
+  if [ -z "$read_pk_home" ] && wgm_have getent; then # a user from LDAP or the like
+    read_pk_home=$(getent passwd "$read_pk_user" 2>/dev/null | head -n 1 | cut -d: -f6) || :
+  fi
+  read_pk_keys="${read_pk_home:-/nonexistent}/.ssh/authorized_keys"
+fi
+if [ -f "$read_pk_keys" ] && grep -F ' wgmesh-plan-key' "$read_pk_keys" 2>/dev/null | grep -qF "wgmesh-read-$IF.sh"; then
+  echo key
 fi
 
 wgm_mark end

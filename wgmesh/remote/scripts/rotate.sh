@@ -9,6 +9,8 @@
 rotate_tmp="$KEY.wgmesh-tmp.$$"
 wgm_have wg || wgm_die "wg is not installed on this node: install wireguard-tools" 3
 trap 'rm -f "$rotate_tmp"' EXIT
+trap 'exit 129' HUP  # a signal ends the script through its EXIT trap: no key file left half-made
+trap 'exit 143' TERM
 wgm_lock
 [ -f "$KEY" ] || wgm_die "no key file $KEY on the node: enroll it first" 3
 if ! rotate_current=$(wg pubkey <"$KEY" 2>/dev/null); then
