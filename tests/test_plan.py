@@ -75,7 +75,10 @@ def test_fresh_node_creates_interface_peers_and_routes() -> None:
         "+ route 192.168.20.0/24",
         "+ route 192.168.30.0/24",
         "+ route 192.168.40.0/24",
+        "~ forwarding ipv4",  # wg-quick up does these (the config's PostUp lines); shown for review
+        "+ firewall forward wg0",
     ]
+    assert [s.kind.value for s in p.steps] == ["write_config", "interface_up", "enable_unit"]
     iface = p.changes[0].after
     assert iface is not None
     assert iface["addresses"] == ["10.0.0.1/24"]
@@ -202,7 +205,7 @@ def test_decommission_removes_interface() -> None:
 def test_build_plan_counts_and_errors() -> None:
     plan = build_plan(MESH, {"aws": fresh(MESH, "aws"), "gcp": "cannot connect", "azure": converged(MESH, "azure")})
     assert [n.node for n in plan.nodes] == ["aws", "azure", "gcp"]
-    assert plan.counts() == (7, 0, 0)
+    assert plan.counts() == (8, 1, 0)  # interface, 3 peers, 3 routes, FORWARD rules; forwarding on
     assert [n.node for n in plan.errors] == ["gcp"]
 
 

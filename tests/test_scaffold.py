@@ -176,9 +176,9 @@ def _run_step(tmp_path: Path, job: str, name: str, wgmesh_exit: int, env: dict[s
     )
     fake.chmod(0o755)
     (tmp_path / "report.sh").write_text(scaffold.report_text())
-    for f in ("summary.md", "output", "env"):
+    for f in ("step_summary.md", "output", "env"):
         (tmp_path / f).write_text("")
-    full = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    full = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(tmp_path / "step_summary.md"),
             "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_ENV": str(tmp_path / "env"),
             "WGMESH_REPORT": str(tmp_path / "report.sh"), **(env or {})}
     return subprocess.run(["bash", "-e", "-c", _step(job, name)["run"]], cwd=tmp_path, env=full, capture_output=True,
@@ -191,7 +191,7 @@ def test_plan_steps_record_the_exit_code_and_never_fail_on_their_own(tmp_path: P
     done = _run_step(tmp_path, job, "Plan", plan_exit)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "output").read_text() == f"exitcode={plan_exit}\n"
-    summary = (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "step_summary.md").read_text()
     assert "Plan: 1 to add" in summary and "```mermaid\nflowchart LR\n" in summary
 
 
@@ -208,7 +208,8 @@ def test_result_steps(tmp_path: Path, job: str, plan_exit: str, expected: int) -
 def test_apply_step_exits_with_wgmesh(tmp_path: Path, apply_exit: int) -> None:
     done = _run_step(tmp_path, "apply", "Apply", apply_exit)
     assert done.returncode == apply_exit
-    assert "### wgmesh apply failed (exit status" in (tmp_path / "summary.md").read_text()  # no JSON from the stand-in
+    summary = (tmp_path / "step_summary.md").read_text()
+    assert "### wgmesh apply failed (exit status" in summary  # the stand-in writes no JSON
 
 
 def _git_repo(tmp_path: Path) -> Path:

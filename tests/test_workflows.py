@@ -1,4 +1,5 @@
-"""Every GitHub Actions workflow in the repo passes actionlint."""
+"""Every GitHub Actions workflow in the repo passes actionlint; mesh.example's also as the root of a repo of its
+own, so that actionlint reads the composite action it uses (.github/actions/wgmesh-setup) and checks its inputs."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ nope.x }}\n")
     r = subprocess.run([_actionlint(), "-no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
+
+
+def test_mesh_example_as_its_own_repo_passes_actionlint_with_its_action(tmp_path: Path) -> None:
+    repo = tmp_path / "mesh-repo"
+    shutil.copytree(ROOT / "mesh.example", repo, symlinks=False)  # the links become the templates' text
+    assert (repo / ".github/actions/wgmesh-setup/action.yml").is_file()
+    assert (repo / ".github/actions/wgmesh-setup/report.sh").is_file()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=60)
+    r = subprocess.run([_actionlint(), "-no-color"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -261,7 +261,8 @@ def test_dns_endpoint_resolved_on_the_nodes(mesh: Lab, full_text: str, run_wgmes
 
 def test_remove_subnet_routes_disappear_everywhere(mesh: Lab, full_text: str, run_wgmesh: WgmeshRunner) -> None:
     gone = "192.168.30.0/24"
-    mesh.mesh_path.write_text(_edit_node(full_text, "gcp", f"    subnets: [{gone}]\n", ""))
+    line = f"    subnets: [{{prefix: {gone}, probe: 192.168.30.10}}]\n"
+    mesh.mesh_path.write_text(_edit_node(full_text, "gcp", line, ""))
     plan = _plan_exit(run_wgmesh, mesh)
     assert plan.returncode == 2
     sections = _sections(plan.stdout)
@@ -402,8 +403,8 @@ def test_lock_held_elsewhere_fails_that_node_cleanly(mesh: Lab, run_wgmesh: Wgme
 def test_two_applies_at_once(mesh: Lab, full_text: str, run_wgmesh: WgmeshRunner) -> None:
     """Both applies plan the same change; the lock serializes them and the second finds it done."""
     more = "192.168.11.0/24"
-    mesh.mesh_path.write_text(_edit_node(full_text, "aws", "subnets: [192.168.10.0/24]",
-                                         f"subnets: [192.168.10.0/24, {more}]"))
+    mesh.mesh_path.write_text(_edit_node(full_text, "aws", "subnets: [{prefix: 192.168.10.0/24, probe: 192.168.10.10}]",
+                                         f"subnets: [{{prefix: 192.168.10.0/24, probe: 192.168.10.10}}, {more}]"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
     procs = [
         subprocess.Popen([sys.executable, "-m", "wgmesh", "apply", "--auto-approve"], cwd=mesh.dir, env=env,

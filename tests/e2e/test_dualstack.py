@@ -18,7 +18,9 @@ def _dual_stack(text: str, count: int) -> str:
     for i in range(1, count + 1):
         text = text.replace(f"    address: 10.0.0.{i}\n", f"    address: [10.0.0.{i}, fd00:10::{i}]\n", 1)
     # the first node also routes an IPv6 subnet into the mesh
-    return text.replace("subnets: [192.168.10.0/24]", "subnets: [192.168.10.0/24, fd00:99:10::/64]", 1)
+    old = "subnets: [{prefix: 192.168.10.0/24, probe: 192.168.10.10}]"
+    assert old in text, "the lab's mesh.yaml changed: update this test"
+    return text.replace(old, "subnets: [{prefix: 192.168.10.0/24, probe: 192.168.10.10}, fd00:99:10::/64]", 1)
 
 
 @pytest.fixture(scope="module")

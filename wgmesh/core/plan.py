@@ -278,6 +278,7 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
         changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
         changes += _route_changes(cfg, live)
+        changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
                         steps=create_steps(cfg, mesh.name), config_diff=config_diff)
 

@@ -281,6 +281,7 @@ wgm_hook() {  # $1: PostUp | PostDown, $2: the command
   if command -v bash >/dev/null 2>&1; then wgm_sh="bash"; else wgm_sh="sh"; fi
   if ! wgm_hook_err=$("$wgm_sh" -c "$2" 2>&1 </dev/null 9>&-); then
     wgm_hook_err=$(printf '%s' "$wgm_hook_err" | tail -n 3 | tr '\n' ' ')
+    if [ -z "$wgm_hook_err" ]; then wgm_hook_err="(no output)"; fi
     if [ "$1" = PostDown ]; then
       echo "wgmesh: warning: the $1 hook failed: $2: $wgm_hook_err" >&2
       return 0

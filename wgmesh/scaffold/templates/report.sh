@@ -21,12 +21,14 @@ esc() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
 size() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
 
 run_line() {
-  local sha=${HEAD_SHA:-${GITHUB_SHA:-}}
-  case $sha in *[!0-9a-f]* | '') sha= ;; esac
-  local url="${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:-}/actions/runs/${GITHUB_RUN_ID:-}"
-  printf '%s' "${sha:+Commit ${sha:0:12} · }"
-  if [ -n "${GITHUB_RUN_ID:-}" ]; then printf '[workflow run](%s)' "$url"; fi
-  printf ' · %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+  local sha=${HEAD_SHA:-${GITHUB_SHA:-}} parts=()
+  case $sha in *[!0-9a-f]* | '') ;; *) parts+=("Commit ${sha:0:12}") ;; esac
+  if [ -n "${GITHUB_RUN_ID:-}" ]; then
+    parts+=("[workflow run](${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:-}/actions/runs/$GITHUB_RUN_ID)")
+  fi
+  parts+=("$(date -u '+%Y-%m-%d %H:%M UTC')")
+  local IFS='|'
+  printf '%s\n\n' "$(printf '%s' "${parts[*]}" | sed 's/|/ · /g')"
 }
 
 picture() { # the Mermaid picture of `wgmesh graph --live`, when it drew one
