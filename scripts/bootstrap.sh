@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(wireguard-tools wireguard-go openssh-server iproute2 iputils-ping sudo util-linux procps python3-venv make shellcheck busybox iptables)
+debs=(wireguard-tools wireguard-go openssh-server iproute2 iputils-ping sudo util-linux procps python3-venv make shellcheck busybox iptables jq graphviz)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,7 +19,8 @@ from meshes import converged, four, node
 from wgmesh import meshfile
 from wgmesh.core.graph import Edge, Health, PathKind, build_graph, format_age
 from wgmesh.core.model import Mesh
-from wgmesh.core.status import status_report
+from wgmesh.core.state import LivePeer
+from wgmesh.core.status import Handshake, status_report
 from wgmesh.views.graph import dot, mermaid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,11 @@ def test_a_pair_of_nat_nodes_is_relayed_through_the_first_public_node() -> None:
     assert g.edge("aws", "gcp").path is PathKind.DIRECT
 
 
+def test_mesh_relay_chooses_the_relay() -> None:
+    e = build_graph(dataclasses.replace(two_nats(), relay="azure")).edge("gcp", "aliyun")
+    assert (e.path, e.relay) == (PathKind.RELAYED, "azure")
+
+
 def test_no_public_node_means_no_path() -> None:
     m = four()
     m = dataclasses.replace(m, nodes=tuple(dataclasses.replace(n, endpoint=None) for n in m.nodes))
@@ -67,17 +73,27 @@ def test_not_enrolled_nodes_have_no_pairs_and_decommissioned_ones_are_left_out()
     assert all("new" not in (e.a, e.b) for e in g.edges) and len(g.edges) == 6
 
 
-def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    """A status report where `handshakes[(a, b)]` is when a last saw b (0: never); other peers: never."""
+def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple[str, ...] = (),
+          direct: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
+    """A status report where `handshakes[(a, b)]` is when a last saw b (0: never); other peers: never.
+    `direct`: pairs that have a direct peer entry each way although mesh.yaml relays them (hole punched)."""
     results = {}
+    by_name = {m.name: m for m in mesh.nodes}
     for n in mesh.nodes:
         if n.name in unreachable:
             results[n.name] = "cannot connect: timed out"
             continue
         state = converged(mesh, n.name)
         names = {m.public_key: m.name for m in mesh.nodes}
+        extra = {}
+        for a, b in direct:
+            other = b if n.name == a else a if n.name == b else None
+            if other is not None:
+                key = by_name[other].public_key
+                assert key is not None
+                extra[key] = LivePeer(key, None, frozenset(), 0, 0, 0, 0, False)
         peers = {k: dataclasses.replace(p, latest_handshake=handshakes.get((n.name, names[k]), 0))
-                 for k, p in state.peers.items()}
+                 for k, p in {**state.peers, **extra}.items()}
         results[n.name] = dataclasses.replace(state, peers=peers)
     names = [n.name for n in mesh.nodes]
     return status_report(mesh, mesh.nodes, names, results, dict.fromkeys(names, NOW), NOW)
@@ -100,8 +116,12 @@ def test_live_relayed_pair_takes_its_worse_leg_and_a_fresh_direct_handshake_make
     legs = {("aws", "gcp"): NOW - 5, ("aws", "aliyun"): NOW - 30}
     e = build_graph(m, _live(m, legs)).edge("gcp", "aliyun")
     assert (e.path, e.relay, e.health, e.age, e.label) == (PathKind.RELAYED, "aws", Health.FRESH, 30, "via aws 30s")
-    punched = build_graph(m, _live(m, {**legs, ("gcp", "aliyun"): NOW - 3})).edge("gcp", "aliyun")
-    assert (punched.path, punched.relay, punched.label) == (PathKind.DIRECT, None, "direct 3s")
+    # a hole punched later (issue 13): the pair has direct peer entries again, with a fresh handshake
+    report = _live(m, legs)
+    assert report.view("gcp", "aliyun").state is Handshake.NO_PEER  # relayed: no direct entry today
+    punched = _live(m, {**legs, ("gcp", "aliyun"): NOW - 3}, direct=(("gcp", "aliyun"),))
+    e = build_graph(m, punched).edge("gcp", "aliyun")
+    assert (e.path, e.relay, e.label) == (PathKind.DIRECT, None, "direct 3s")
 
 
 def test_an_unreadable_node_is_marked_and_its_pairs_use_the_other_side() -> None:

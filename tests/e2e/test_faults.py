@@ -38,7 +38,8 @@ NAMES = ("aws", "azure", "gcp")
 HOSTILE = "gcp"
 NO_CHANGES = "No changes. Your mesh matches the configuration."
 LOCK = "/run/wireguard/wgmesh-wg0.lock"
-ESC_TEXT = "\x1b[2J\x1b[H\x1b[1;32mNo changes. Your mesh matches the configuration.\x1b[0m\x1b[8m"
+# what the hostile node prints: clear the screen, a green fake "No changes.", then concealed text (printf format)
+ESC_PRINTF = r"\033[2J\033[H\033[1;32mNo changes. Your mesh matches the configuration.\033[0m\033[8m\n"
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -107,11 +108,15 @@ def _wg_routes(lab: labmod.Lab, node: str) -> set[str]:
 
 
 def _assert_nothing_left(lab: labmod.Lab) -> None:
-    """F10: no file of an apply run outlives it, and no file but the key file holds the private key."""
+    """F10: no file of an apply run outlives it (but the empty mark a node's own revert leaves for a controller
+    that could not reach it: the next apply there removes it), and no file but the key file holds the key."""
     for node in NAMES:
         files = _ok(_exec(lab, node, "ls", "-A", "/run/wireguard", "/etc/wireguard")).split()
         runs = [f for f in files if re.fullmatch(r"wgmesh-wg0\.[a-z0-9]+\..+", f) or "wgmesh-tmp" in f]
-        assert runs == [], (node, files)
+        marks = [f for f in runs if f.endswith(".reverted")]
+        assert runs == marks, (node, files)
+        for mark in marks:
+            assert _ok(_exec(lab, node, "cat", f"/run/wireguard/{mark}")) == "", (node, mark)
         key = _ok(_exec(lab, node, "cat", "/etc/wireguard/wg0.key")).strip()
         leaks = _exec(lab, node, "sh", "-c", f"grep -rlF -- {shlex.quote(key)} /run/wireguard /etc/wireguard")
         assert leaks.stdout.split() == ["/etc/wireguard/wg0.key"], (node, leaks.stdout)
@@ -244,11 +249,10 @@ def test_f8_a_bad_proxy_jump_is_a_validation_error_not_a_crash(
 def test_f6_escapes_from_a_node_never_reach_the_terminal(
     mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
 ) -> None:
-    esc = ESC_TEXT.encode().decode("unicode_escape").replace("\x1b", "\\033")
     body = f"""case "$1 $3" in
-"show dump") printf '{esc}\\n' >&2; exit 7 ;;
-"show public-key") printf '{esc}\\n' >&2; exit 7 ;;
-"syncconf /dev/stdin") cat >/dev/null; printf '{esc}\\n' >&2; exit 1 ;;
+"show dump") printf '{ESC_PRINTF}' >&2; exit 7 ;;
+"show public-key") printf '{ESC_PRINTF}' >&2; exit 7 ;;
+"syncconf /dev/stdin") cat >/dev/null; printf '{ESC_PRINTF}' >&2; exit 1 ;;
 esac
 exec "$REAL" "$@"
 """
@@ -283,14 +287,17 @@ def test_f9_a_flooding_node_is_stopped_at_16_mib_and_memory_stays_bounded(
 esac
 exec "$REAL" "$@"
 """
-    with _hostile(mesh, "ip", body):
-        proc = _popen_wgmesh(mesh.dir, "plan", "--no-color")
-        _, status, usage = os.wait4(proc.pid, 0)
-        out = proc.stdout.read() + proc.stderr.read()  # type: ignore[union-attr]
+    with _hostile(mesh, "ip", body), (mesh.dir / "f9.out").open("w+") as sink:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "wgmesh", "plan", "--no-color"], cwd=mesh.dir, env=env,
+                                stdout=sink, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
         proc.returncode = os.waitstatus_to_exitcode(status)
+        sink.seek(0)
+        out = sink.read()
     assert proc.returncode == 1, out
     assert re.search(rf"node {HOSTILE}: .*output over 16 MiB", out), out
-    assert "# node aws" not in out or "node aws:" not in out  # the others were planned
+    assert "node aws:" not in out and "node azure:" not in out  # the others were planned
     peak_mb = usage.ru_maxrss / 1024
     assert peak_mb < 250, f"controller peak RSS {peak_mb:.0f} MB for a 120 MB flood"
 
@@ -361,7 +368,8 @@ def test_f4_packet_loss_on_one_link_mid_apply_names_that_node_within_the_deadlin
     mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
 ) -> None:
     """gcp's link drops every packet while apply waits for gcp's lock: apply ends within its deadline, gcp
-    failed and named, the others changed; gcp changed nothing (its script never got its `go`)."""
+    failed and named, azure changed (aws, whose subnet it is, has nothing to change); gcp changed nothing (its
+    script never got its `go`)."""
     mesh.mesh_path.write_text(_add_subnet(original, "aws", "192.168.62.0/24"))
     before = _conf_sha(mesh, HOSTILE)
     holder = _hold_lock(mesh, HOSTILE, 6)
@@ -386,8 +394,8 @@ def test_f4_packet_loss_on_one_link_mid_apply_names_that_node_within_the_deadlin
     assert proc.returncode == 1, out + err
     assert took < 45 + 15, took
     results = _results(out)
-    assert results["aws"].startswith("changed") and results["azure"].startswith("changed"), out
-    assert results[HOSTILE].startswith("failed"), out
+    assert results["azure"].startswith("changed") and not results["aws"].startswith("failed"), out
+    assert results[HOSTILE].startswith("failed (connection to gcp lost") or "no answer within" in results[HOSTILE]
     assert f"apply failed on 1 node(s): {HOSTILE}" in err and "Traceback" not in err
 
 

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes import script_values
 from meshes import converged, four
 from remote.stubs import Stubs, ip_calls, ip_state, stateful_ip
 
@@ -27,6 +29,7 @@ from wgmesh.core.model import KEY_DIR, RUN_DIR
 from wgmesh.core.plan import diff_node
 from wgmesh.core.state import REDACTED, LiveState
 from wgmesh.remote import apply as remote_apply
+from wgmesh.remote import shell
 from wgmesh.remote.adopt import adopt_script
 from wgmesh.remote.apply import ApplyScript, apply_script, confirm_script, parse_outcome, rollback_script
 from wgmesh.remote.shell import SYSTEM_PATH
@@ -379,3 +382,31 @@ def test_the_import_backup_holds_no_key_material(node: Stubs, tmp_path: Path) ->
     assert f"PublicKey = {peer}" in backup and "ListenPort = 51820" in backup
     assert f"PostUp = echo {REDACTED} > /dev/null" in backup
     assert sorted(os.listdir(d)) == ["wg0.conf", "wg0.conf.wgmesh-import", "wg0.key"]
+
+
+# ------------------------------------------------------------------------------------------- as sent
+
+
+def test_the_scripts_as_sent_pass_shellcheck() -> None:
+    """apply (both parts), rollback, confirm and the revert timer, each as the node receives it. Not here, as
+    in test_scripts_shellcheck.py: SC2034/SC2317 (values and lib.sh functions a script does not use), and for
+    apply.sh included in the others SC2016 (its undo lines are single-quoted on purpose: the file disables it
+    at its top) and SC2153 (REVERT: a value of the apply script only)."""
+    checker = shutil.which("shellcheck")
+    if checker is None:
+        pytest.skip("shellcheck is not installed (scripts/bootstrap.sh installs it)")
+    script = _script()
+    values = {k: v for k, v in script_values(script).items() if k != "REVERT"}
+    texts = {
+        "apply": script.first + "go\n" + script.rest,
+        "rollback": rollback_script(MESH, script.run),
+        "confirm": confirm_script(MESH, script.run),
+        "revert": shell.script("revert", **values),
+    }
+    for name, text in texts.items():
+        # the apply script reads the state in a subshell that has lib.sh again: its functions defined twice
+        # (SC2218) and PATH set in the subshell (SC2030/SC2031), both on purpose
+        excluded = "SC2034,SC2317,SC2016,SC2153" + (",SC2218,SC2030,SC2031" if name == "apply" else "")
+        r = subprocess.run([checker, "-s", "sh", "-e", excluded, "-"], input="#!/bin/sh\n" + text,
+                           text=True, capture_output=True, check=False)
+        assert r.returncode == 0, f"{name}:\n{r.stdout}{r.stderr}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from wgmesh import __version__
+from wgmesh.cli import fastparams
 from wgmesh.cli import keys as cli_keys
 from wgmesh.cli import observe as cli_observe
 from wgmesh.cli import pipeline as cli_pipeline
@@ -23,10 +25,16 @@ from wgmesh.cli.options import (
     Timeout,
     exit_with,
 )
-from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
-from wgmesh.commands.converge import ApplyOptions, PlanOptions
 from wgmesh.lab.cli import app as lab_app
-from wgmesh.views.env import Environment
+
+if TYPE_CHECKING:
+    from wgmesh.commands.common import ExitStatus  # at run time: __getattr__ below
+    from wgmesh.views.env import Environment
+
+# A fast start: this module and the cli modules it registers import typer and their option declarations only;
+# each command imports its command module (and through it meshfile, remote, views, rich, paramiko) when it runs.
+# tests/cli/test_startup.py keeps it so.
+fastparams.install()  # option values converted without pydantic where the result is certain
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -53,6 +61,7 @@ def _root(
 @app.command()
 def validate(ctx: typer.Context, file: Path | None = FileOpt, json_out: bool = Json, no_color: bool = NoColor) -> None:
     """Check mesh.yaml: every error with its line, the field and the fix. Exit 1 on any error."""
+    from wgmesh.commands.common import guard
     from wgmesh.commands.local import validate as run
 
     env = environment(ctx, no_color or json_out)
@@ -69,6 +78,7 @@ def render(
     json_out: bool = typer.Option(False, "--json", help='JSON on stdout: {"node": ..., "config": ...}.'),
 ) -> None:
     """Print the wg-quick config a node will run (no private key: it is loaded from the node's key file)."""
+    from wgmesh.commands.common import guard
     from wgmesh.commands.local import render as run
 
     env = environment(ctx, True)
@@ -83,6 +93,7 @@ def init(
     json_out: bool = Json,
 ) -> None:
     """Scaffold a mesh repo: commented mesh.yaml, empty known_hosts, .gitignore, CI workflow."""
+    from wgmesh.commands.common import guard
     from wgmesh.commands.local import init as run
 
     env = environment(ctx, True)
@@ -106,7 +117,8 @@ def plan(
     no_color: bool = NoColor,
 ) -> None:
     """Read every node over SSH and show what apply would change."""
-    from wgmesh.commands.converge import run_plan
+    from wgmesh.commands.common import ConnectOptions, guard
+    from wgmesh.commands.converge import PlanOptions, run_plan
 
     env = environment(ctx, no_color or json_out)
     opts = PlanOptions(
@@ -140,7 +152,8 @@ def apply(
     no_color: bool = NoColor,
 ) -> None:
     """Converge every node: write IF.conf, wg syncconf, reconcile addresses and routes, verify."""
-    from wgmesh.commands.converge import run_apply
+    from wgmesh.commands.common import ConnectOptions, guard
+    from wgmesh.commands.converge import ApplyOptions, run_apply
 
     env = environment(ctx, no_color or json_out)
     opts = ApplyOptions(
@@ -179,6 +192,15 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 def run() -> None:
     """The console script."""
     sys.exit(main())
+
+
+def __getattr__(name: str) -> Any:
+    """`ExitStatus`, imported on first use (it lives in commands.common, which a fast start does not load)."""
+    if name == "ExitStatus":
+        from wgmesh.commands.common import ExitStatus
+
+        return ExitStatus
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ExitStatus", "app", "main", "run"]

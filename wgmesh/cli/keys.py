@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from wgmesh import meshfile
 from wgmesh.cli.environment import environment, mesh_file
 from wgmesh.cli.options import AcceptNew, CommandTimeout, FileOpt, Json, NoColor, Parallelism, Timeout
-from wgmesh.commands import nodes
-from wgmesh.commands.common import ConnectOptions, ExitStatus, Failure, guard
-from wgmesh.remote.transport import SshError
-from wgmesh.views import make_view
-from wgmesh.views.env import Environment
+
+if TYPE_CHECKING:  # imported when a command runs (a fast start: see cli/app.py)
+    from wgmesh.commands.common import ExitStatus
+    from wgmesh.views.env import Environment
 
 AllNodes = typer.Option(False, "--all", help="Every node in mesh.yaml (except decommissioned ones).")
 
@@ -33,6 +32,10 @@ node_app = typer.Typer(
 
 
 def _run(fn: Callable[[], ExitStatus], env: Environment) -> None:
+    from wgmesh import meshfile
+    from wgmesh.commands.common import Failure, guard
+    from wgmesh.remote.transport import SshError
+
     def checked() -> ExitStatus:
         try:
             return fn()
@@ -48,6 +51,9 @@ def _run(fn: Callable[[], ExitStatus], env: Environment) -> None:
 
 
 def _print(lines: list[str], env: Environment) -> ExitStatus:
+    from wgmesh.commands.common import ExitStatus
+    from wgmesh.views import make_view
+
     view = make_view(env)
     for line in lines:
         view.message(line)
@@ -70,6 +76,8 @@ def node_add(
     file: Path | None = FileOpt,
 ) -> None:
     """Add a node to mesh.yaml. Next: `wgmesh enroll NAME` makes its key on the node."""
+    from wgmesh.commands import nodes
+
     env = environment(ctx, True)
     spec = nodes.NodeSpec(
         name=name,
@@ -91,6 +99,8 @@ def node_remove(
     file: Path | None = FileOpt,
 ) -> None:
     """Remove a node from mesh.yaml; the next apply removes it from every peer."""
+    from wgmesh.commands import nodes
+
     env = environment(ctx, True)
     _run(lambda: _print(nodes.remove(mesh_file(file, env), name), env), env)
 
@@ -108,6 +118,7 @@ def enroll(
     no_color: bool = NoColor,
 ) -> None:
     """Create the node's WireGuard key on the node if it has none; write its public key into mesh.yaml."""
+    from wgmesh.commands.common import ConnectOptions
     from wgmesh.commands.keys import KeyOptions, run_enroll
 
     env = environment(ctx, no_color or json_out)
@@ -129,6 +140,7 @@ def rotate(
     no_color: bool = NoColor,
 ) -> None:
     """Make a new key on the node and record it in mesh.yaml; the next apply switches the node and its peers."""
+    from wgmesh.commands.common import ConnectOptions
     from wgmesh.commands.keys import KeyOptions, run_rotate
 
     env = environment(ctx, no_color or json_out)
@@ -161,6 +173,7 @@ def import_(
     no_color: bool = NoColor,
 ) -> None:
     """Adopt running WireGuard nodes into mesh.yaml; each private key moves to IF.key on its own node."""
+    from wgmesh.commands.common import ConnectOptions
     from wgmesh.commands.importing import ImportOptions, run_import
 
     env = environment(ctx, no_color or json_out)

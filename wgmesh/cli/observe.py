@@ -19,7 +19,6 @@ from wgmesh.cli.options import (
     Timeout,
     exit_with,
 )
-from wgmesh.commands.common import ConnectOptions, guard
 
 
 def check(
@@ -34,6 +33,7 @@ def check(
     no_color: bool = NoColor,
 ) -> None:
     """Ping every node's mesh addresses and subnet probes from every other node. Exit 1 on any failure."""
+    from wgmesh.commands.common import ConnectOptions, guard
     from wgmesh.commands.observe import ObserveOptions, run_check
 
     env = environment(ctx, no_color or json_out)
@@ -54,6 +54,7 @@ def status(
     no_color: bool = NoColor,
 ) -> None:
     """What every node sees of each peer: handshake age, endpoint, bytes. Exit 1 if a node cannot be read."""
+    from wgmesh.commands.common import ConnectOptions, guard
     from wgmesh.commands.observe import ObserveOptions, run_status
 
     env = environment(ctx, no_color or json_out)

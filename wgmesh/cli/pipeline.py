@@ -14,7 +14,6 @@ import typer
 
 from wgmesh.cli.environment import environment, mesh_file
 from wgmesh.cli.options import AcceptNew, CommandTimeout, FileOpt, Parallelism, Target, Timeout, exit_with
-from wgmesh.commands.common import ConnectOptions, guard
 
 
 def graph(
@@ -29,6 +28,7 @@ def graph(
     accept_new_host_keys: bool = AcceptNew,
 ) -> None:
     """Draw the mesh: nodes with their subnets, NAT'd nodes, relayed pairs; --live: handshake ages."""
+    from wgmesh.commands.common import ConnectOptions, guard
     from wgmesh.commands.graph import GraphOptions, run_graph
 
     env = environment(ctx, True)
@@ -54,6 +54,7 @@ def plan_key(
     no_color: bool = typer.Option(False, "--no-color", help="Plain text output."),
 ) -> None:
     """Install a read-only SSH key on every node (with the admin key): it can run wgmesh's read, nothing else."""
+    from wgmesh.commands.common import ConnectOptions, guard
     from wgmesh.commands.plankey import PlanKeyOptions, run_plan_key
 
     env = environment(ctx, no_color)

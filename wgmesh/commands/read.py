@@ -1,19 +1,23 @@
 """Reading the live mesh and making a plan: the imperative shell around `live` and `plan`.
+
+Each node's output is parsed, fingerprinted and diffed as it arrives, in the worker that read it (off the main
+thread, while the other nodes are still answering); what is the same for every node (the peer entries of the
+desired configs, the names of keys and addresses, the endpoint names to resolve) is worked out once per run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wgmesh.core import state as state_mod
 from wgmesh.core.model import Mesh, Node
-from wgmesh.core.plan import Plan, build_plan
-from wgmesh.core.render import resolve_hosts
-from wgmesh.core.state import LiveState
-from wgmesh.remote import read as live
-from wgmesh.remote.transport import READ_TIMEOUT, CommandResult, Transport
+
+if TYPE_CHECKING:  # the rest is imported when a plan is made (planfile imports Reading: a fast start for others)
+    from wgmesh.core.plan import MeshIndex, NodePlan, Plan
+    from wgmesh.core.state import LiveState
+    from wgmesh.remote.transport import CommandResult, Transport
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,13 @@ class Reading:
     errors: dict[str, str]
     fingerprints: dict[str, str]
     comparable: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # each read node's plan, made as its state arrived (plan_from_reading uses it; compare=False: a cache)
+    plans: dict[str, NodePlan] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _parse(mesh: Mesh, got: CommandResult | str) -> LiveState | str:
+    from wgmesh.remote import read as live
+
     if isinstance(got, str):
         return got
     if got.exit_status != 0:
@@ -38,24 +46,96 @@ def _parse(mesh: Mesh, got: CommandResult | str) -> LiveState | str:
         return f"cannot understand the node's output: {e}"
 
 
+def _declared(mesh: Mesh) -> frozenset[str]:
+    """The public keys of the nodes that declare an endpoint (a saved plan compares only their endpoints)."""
+    return frozenset(n.public_key for n in mesh.nodes if n.public_key and n.endpoint)
+
+
+@dataclass
+class _Read:
+    """One node's reading, finished in the worker that read it."""
+
+    state: LiveState | None = None
+    error: str | None = None
+    comparable: dict[str, Any] | None = None
+    fingerprint: str | None = None
+    plan: NodePlan | None = None
+
+
 def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Reading:
     """Connect to every node in parallel and read its live state in one round trip each."""
+    from wgmesh.core import state as state_mod
+    from wgmesh.core.plan import diff_node, mesh_index
+    from wgmesh.core.render import endpoint_names
+    from wgmesh.remote import read as live
+    from wgmesh.remote.transport import READ_TIMEOUT
+
     nodes = list(nodes)
     errors = dict(transport.connect(nodes))
-    scripts = {
-        n.name: live.read_command(mesh.interface, resolve_hosts(mesh, n)) for n in nodes if n.name not in errors
-    }
-    results = transport.run_many(scripts, READ_TIMEOUT)
-    states: dict[str, LiveState] = {}
-    for name, got in results.items():
+    hosts = endpoint_names(mesh)
+    todo = {n.name: n for n in nodes if n.name not in errors}
+    scripts = {name: live.read_command(mesh.interface, hosts(n)) for name, n in todo.items()}
+    declared = _declared(mesh)
+    index: MeshIndex = mesh_index(mesh)
+
+    def finish(name: str, got: CommandResult | str) -> _Read:
         parsed = _parse(mesh, got)
         if isinstance(parsed, str):
-            errors[name] = parsed
-        else:
-            states[name] = parsed
-    comparable = {name: comparable_state(mesh, s) for name, s in states.items()}
-    fingerprints = {name: state_mod.digest(c) for name, c in comparable.items()}
-    return Reading(states, errors, fingerprints, comparable)
+            return _Read(error=parsed)
+        comparable = _comparable(parsed, declared)
+        fingerprint = state_mod.digest(comparable)
+        return _Read(parsed, None, comparable, fingerprint, diff_node(mesh, todo[name], parsed, fingerprint, index))
+
+    done = _run_and_finish(transport, scripts, READ_TIMEOUT, finish)
+    states: dict[str, LiveState] = {}
+    comparable: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
+    plans: dict[str, NodePlan] = {}
+    for name, r in done.items():
+        if r.state is None:
+            errors[name] = r.error or "no answer"
+            continue
+        states[name] = r.state
+        assert r.comparable is not None and r.fingerprint is not None and r.plan is not None
+        comparable[name], fingerprints[name], plans[name] = r.comparable, r.fingerprint, r.plan
+    return Reading(states, errors, fingerprints, comparable, plans)
+
+
+def _run_and_finish(
+    transport: Transport, scripts: dict[str, str], timeout: float, finish: Callable[[str, CommandResult | str], _Read]
+) -> dict[str, _Read]:
+    """Run one script per node and `finish` each result where it arrives: in the transport's own parallelism,
+    one worker per node at a time (the real transport says how many: `parallelism`); else (a transport that
+    only offers `run_many`) after all of them, in order."""
+    parallelism = getattr(transport, "parallelism", None)
+    if not isinstance(parallelism, int) or not scripts:
+        return {name: finish(name, got) for name, got in transport.run_many(scripts, timeout).items()}
+    from wgmesh.remote.ssh import one_line
+    from wgmesh.remote.transport import SshError
+
+    def one(name: str) -> _Read:
+        got: CommandResult | str
+        try:
+            got = transport.run(name, scripts[name], timeout)
+        except SshError as e:
+            got = str(e)
+        except Exception as e:  # unforeseen: still this node's error, never the run's (as run_many)
+            got = f"the command failed on the controller: {type(e).__name__}: {one_line(str(e))}"
+        return finish(name, got)
+
+    with ThreadPoolExecutor(max_workers=min(max(1, parallelism), len(scripts))) as pool:
+        futures = {name: pool.submit(one, name) for name in scripts}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _comparable(state: LiveState, declared: frozenset[str]) -> dict[str, Any]:
+    from wgmesh.core import state as state_mod
+
+    doc = state_mod.normalized(state)
+    for peer in doc["peers"]:
+        if peer["public_key"] not in declared:
+            peer["endpoint"] = None
+    return doc
 
 
 def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
@@ -64,14 +144,11 @@ def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
     Handshakes and counters are already left out; so is the endpoint of a peer that declares none in
     mesh.yaml (it is behind NAT and roams), else a saved plan would go stale whenever such a peer moved.
     """
-    declared = {n.public_key for n in mesh.nodes if n.public_key and n.endpoint}
-    doc = state_mod.normalized(state)
-    for peer in doc["peers"]:
-        if peer["public_key"] not in declared:
-            peer["endpoint"] = None
-    return doc
+    return _comparable(state, _declared(mesh))
 
 
 def plan_from_reading(mesh: Mesh, reading: Reading, warnings: Iterable[str] = ()) -> Plan:
+    from wgmesh.core.plan import build_plan
+
     results: dict[str, LiveState | str] = {**reading.states, **reading.errors}
-    return build_plan(mesh, results, reading.fingerprints, warnings)
+    return build_plan(mesh, results, reading.fingerprints, warnings, planned=reading.plans)

@@ -3,8 +3,8 @@
 - A node carries its addresses and subnets; one without an endpoint is behind NAT; one without a public key
   is drawn without pairs (not enrolled); decommissioned nodes are left out.
 - Every pair of enrolled nodes is one edge. Its path, from mesh.yaml: `direct` when at least one of the two has
-  an endpoint (the other dials it); `relayed` when neither has one, through the relay: the first node with an
-  endpoint in mesh.yaml (issue 13's deterministic default); `none` when no node has an endpoint at all.
+  an endpoint (the other dials it); `relayed` when neither has one, through the relay of core/relay.py
+  (`mesh.relay`, else the first enrolled node with an endpoint); `none` when no node has an endpoint at all.
 - With live data (core/status.py's report of what each node's `wg show` says of each peer), a pair's health is
   the better of what its two nodes see of each other (fresh < 3 min, stale, never, unknown when neither node
   could be read), and its path is `direct` whenever that direct handshake is fresh (a hole-punched NAT pair
@@ -14,12 +14,12 @@ The views (views/graph.py) turn a Graph into Mermaid or Graphviz text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import combinations
 
 from wgmesh.core.model import Mesh, Node
+from wgmesh.core.relay import Relaying, relaying
 from wgmesh.core.status import Handshake, StatusReport
 
 
@@ -101,17 +101,12 @@ def format_age(seconds: int | None) -> str:
     return f"{seconds // 86400}d"
 
 
-def relay_of(nodes: Sequence[Node]) -> str | None:
-    """The node that relays pairs where neither node has an endpoint: the first with an endpoint."""
-    return next((n.name for n in nodes if n.endpoint is not None), None)
-
-
-def static_path(a: Node, b: Node, relay: str | None) -> tuple[PathKind, str | None]:
+def static_path(relay: Relaying, a: Node, b: Node) -> tuple[PathKind, str | None]:
+    """A pair's path from mesh.yaml: direct when either node has an endpoint, else through the relay."""
     if a.endpoint is not None or b.endpoint is not None:
         return PathKind.DIRECT, None
-    if relay is None:
-        return PathKind.NONE, None
-    return PathKind.RELAYED, relay
+    via = relay.path(a, b)
+    return (PathKind.RELAYED, via) if via is not None else (PathKind.NONE, None)
 
 
 def _seen(report: StatusReport, a: str, b: str) -> tuple[Health, int | None]:
@@ -149,7 +144,7 @@ def build_graph(mesh: Mesh, report: StatusReport | None = None) -> Graph:
     """The picture's data; `report` (a status report over the enrolled nodes) makes it live."""
     shown = [n for n in mesh.nodes if not n.decommission]
     enrolled = [n for n in shown if n.enrolled]
-    relay = relay_of(enrolled)
+    relay = relaying(mesh)
     errors = {r.node for r in report.readings if r.error is not None} if report else set()
     read = {r.node for r in report.readings} if report else set()
     nodes = tuple(
@@ -165,7 +160,7 @@ def build_graph(mesh: Mesh, report: StatusReport | None = None) -> Graph:
     )
     edges = []
     for a, b in combinations(enrolled, 2):
-        path, via = static_path(a, b, relay)
+        path, via = static_path(relay, a, b)
         edge = Edge(a.name, b.name, path, via)
         edges.append(_live_edge(edge, report) if report is not None and path is not PathKind.NONE else edge)
     return Graph(mesh.name, mesh.interface, nodes, tuple(edges), live=report is not None)

@@ -277,6 +277,12 @@ class Node:
     post_down: tuple[str, ...] = ()
     decommission: bool = False
     masquerade: bool = False  # source-NAT mesh traffic into the node's subnets (a subnet may say otherwise)
+    # the endpoint's port is forwarded to listen_port by a router in front of the node (a different port is
+    # then not a mistake)
+    port_forward: bool = False
+    # the peers (node names) whose pair with this node keeps the preshared key it has (`shared_keys: {NAME:
+    # keep}`); either node of a pair may say so. wgmesh never sees the value.
+    keep_shared_keys: tuple[str, ...] = ()
 
     @property
     def masqueraded(self) -> tuple[IPNetwork, ...]:
@@ -304,6 +310,7 @@ class Mesh:
     listen_port: int = DEFAULT_LISTEN_PORT
     persistent_keepalive: int = DEFAULT_KEEPALIVE
     mtu: int | None = None
+    relay: str | None = None  # mesh.relay: the node that relays pairs without an endpoint (core/relay.py)
     path: Path = Path("mesh.yaml")
     ssh: SshDefaults = field(default=SshDefaults(), compare=False)
     # line numbers of nodes in mesh.yaml, for messages about a node (name -> line)

@@ -19,13 +19,15 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import lru_cache
 
 from wgmesh.core import routing
 from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
 from wgmesh.core.plankey import plan_key_notes
-from wgmesh.core.render import InterfaceConfig, PeerConfig, desired, render, wanted_routes
+from wgmesh.core.relay import relay_notes
+from wgmesh.core.render import InterfaceConfig, PeerConfig, PeerEntries, desired, render, wanted_routes
 from wgmesh.core.state import LivePeer, LiveState, wanted_mtu
 from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 
@@ -77,7 +79,23 @@ def _net(n: IPNetwork) -> str:
 
 
 def _nets(items: Iterable[IPNetwork]) -> list[str]:
+    if isinstance(items, tuple | frozenset):  # a peer's prefixes: the same ones on every node's plan
+        return list(_nets_of(items))
     return [str(n) for n in sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen))]
+
+
+@lru_cache(maxsize=1 << 16)
+def _nets_of(items: tuple[IPNetwork, ...] | frozenset[IPNetwork]) -> tuple[str, ...]:
+    return tuple(str(n) for n in sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen)))
+
+
+@lru_cache(maxsize=1 << 16)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, or None: parsed once, as plan compares the same endpoints on every node."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def _ifaces(items: Iterable[IPInterface]) -> list[str]:
@@ -111,18 +129,13 @@ def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[
     host, port = parsed
     if port != want.port:
         return False
-    try:
-        live_ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    live_ip = _ip(host.split("%", 1)[0])
+    if live_ip is None:
         return host == want.host
-    if want.is_literal:
-        return live_ip == ipaddress.ip_address(want.host)
-    addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
-    for a in resolved.get(want.host, frozenset()):
-        try:
-            addresses.add(ipaddress.ip_address(a))
-        except ValueError:
-            continue
+    want_ip = _ip(want.host)
+    if want_ip is not None:  # want.is_literal
+        return live_ip == want_ip
+    addresses = {ip for ip in map(_ip, resolved.get(want.host, frozenset())) if ip is not None}
     mapped = live_ip.ipv4_mapped if isinstance(live_ip, ipaddress.IPv6Address) else None
     return live_ip in addresses or (mapped is not None and mapped in addresses)
 
@@ -140,12 +153,23 @@ def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) 
 
 
 def _peer_attrs(p: PeerConfig) -> dict[str, Value]:
-    return {
+    attrs: dict[str, Value] = {
         "public_key": p.public_key,
         "allowed_ips": _nets(p.allowed_ips),
         "endpoint": str(p.endpoint) if p.endpoint else None,
         "persistent_keepalive": p.persistent_keepalive,
     }
+    if p.relayed:
+        attrs["relays"] = list(p.relayed)  # the nodes reached through this peer (core/relay.py)
+    return attrs
+
+
+def _relayed_live(lp: LivePeer, peer: str | None, hosts: Mapping[IPNetwork, str]) -> list[str]:
+    """The other nodes whose host address sits on a live peer entry: whom that peer relays today."""
+    found = {name for name in map(hosts.get, lp.allowed_ips) if name is not None and name != peer}
+    if not found:  # the common case, and the order below walks every node
+        return []
+    return [name for name in dict.fromkeys(hosts.values()) if name in found]
 
 
 def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
@@ -158,16 +182,37 @@ def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
     }
 
 
-def _peer_changes(cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str]) -> list[Change]:
+def _same_peer(p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNetwork, str]) -> bool:
+    """The live peer is as wanted, in every attribute `_peer_changes` shows (the common case: a quick yes)."""
+    return (
+        not p.relayed
+        and not lp.has_preshared_key
+        and lp.persistent_keepalive == p.persistent_keepalive
+        and lp.allowed_ips == frozenset(p.allowed_ips)
+        and endpoint_matches(p.endpoint, lp.endpoint, live.resolved)
+        and not _relayed_live(lp, p.name, hosts)
+    )
+
+
+def _peer_changes(
+    cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str], hosts: Mapping[IPNetwork, str] | None = None
+) -> list[Change]:
+    """`hosts`: each node's host prefixes (its /32 and /128) -> its name, to say whom a peer relays."""
     changes: list[Change] = []
     want = {p.public_key: p for p in cfg.peers}
     for key, p in want.items():
         lp = live.peers.get(key)
+        if lp is not None and _same_peer(p, lp, live, hosts or {}):
+            continue  # what the comparison below finds too, without building what it shows
         after = _peer_attrs(p)
         if lp is None:
             changes.append(Change(Action.CREATE, "peer", p.name, None, after))
             continue
         before = _live_peer_attrs(lp)
+        relayed_before = _relayed_live(lp, p.name, hosts or {})
+        if relayed_before or p.relayed:
+            before["relays"] = relayed_before
+            after.setdefault("relays", [])
         shown_after = dict(after)
         shown_after["preshared_key"] = None
         if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
@@ -189,6 +234,9 @@ def _pair_replacements(
 ) -> list[Change]:
     """A peer added while a peer with the same mesh address goes away is the same node with a new key
     (a rotation, or a node rebuilt): show it as one replacement, as Terraform shows `-/+`."""
+    actions = {c.action for c in changes}
+    if Action.CREATE not in actions or Action.DELETE not in actions:
+        return changes  # nothing to pair (the tables below cost a walk over every peer)
     peers = {p.name: p for p in cfg.peers}
     hosts = {p.name: {n for n in p.allowed_ips if n.prefixlen == n.max_prefixlen} for p in cfg.peers}
     out = list(changes)
@@ -224,12 +272,32 @@ def _nets_sorted(items: Iterable[IPNetwork]) -> list[IPNetwork]:
     return sorted(items, key=lambda n: (n.version, n.network_address, n.prefixlen))
 
 
-def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None) -> NodePlan:
-    """The plan for one node that was read successfully."""
+@dataclass(frozen=True)
+class MeshIndex:
+    """What the diff of every node needs of the whole mesh, made once per plan rather than once per node (a
+    plan of N nodes would otherwise do N² work before comparing anything)."""
+
+    names: dict[str, str]  # public key -> node name
+    hosts: dict[IPNetwork, str]  # each node's host prefixes (its /32 and /128) -> its name
+    entries: PeerEntries  # the peer entries of the desired configs (core/render.py)
+
+
+def mesh_index(mesh: Mesh) -> MeshIndex:
+    return MeshIndex(
+        names={n.public_key: n.name for n in mesh.nodes if n.public_key},
+        hosts={ipaddress.ip_network(a): n.name for n in mesh.nodes for a in n.addresses},
+        entries=PeerEntries(mesh),
+    )
+
+
+def diff_node(
+    mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None, index: MeshIndex | None = None
+) -> NodePlan:
+    """The plan for one node that was read successfully. `index`: `mesh_index(mesh)`, shared by the nodes of a
+    plan (made here when not given)."""
     preflight = preflight_error(live.missing, live.os_family)
     if preflight:  # the node lacks a tool wgmesh needs there: nothing changes on it
         return NodePlan(node.name, error=preflight, fingerprint=fingerprint)
-    names = {n.public_key: n.name for n in mesh.nodes if n.public_key}
     iface = mesh.interface
 
     if node.decommission:
@@ -265,8 +333,9 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
             fingerprint=fingerprint,
         )
 
-    cfg = desired(mesh, node.name)
-    text = render(cfg, mesh.name)
+    index = index or mesh_index(mesh)
+    cfg = desired(mesh, node.name, index.entries)
+    text = render(cfg, mesh.name, index.entries)
     digest = config_digest(text)
     after = _interface_attrs(cfg, node.public_key, digest)
     extra = routing.running_node(cfg, live)
@@ -280,7 +349,8 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
         changes += _route_changes(cfg, live)
         changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
-                        steps=create_steps(cfg, mesh.name), config_diff=config_diff)
+                        steps=create_steps(cfg, mesh.name), config_diff=config_diff,
+                        notes=tuple(relay_notes(mesh, node)))
 
     before: dict[str, Value] = {
         "public_key": live.public_key,
@@ -304,12 +374,13 @@ def diff_node(mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None =
     changes = []
     if before != after:
         changes.append(Change(Action.UPDATE, "interface", iface, before, after))
-    changes += _peer_changes(cfg, live, names)
+    changes += _peer_changes(cfg, live, index.names, index.hosts)
     changes += _route_changes(cfg, live)
     changes += extra.changes
     steps = (*update_steps(cfg, live, mesh.name), *extra.steps) if changes else ()
+    notes = (*relay_notes(mesh, node), *extra.notes)
     return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, steps=steps,
-                    notes=tuple(extra.notes) if changes else (), config_diff=config_diff if changes else ())
+                    notes=notes if changes else (), config_diff=config_diff if changes else ())
 
 
 def _config_diff(old: str | None, new: str) -> tuple[str, ...]:
@@ -325,9 +396,12 @@ def build_plan(
     results: Mapping[str, LiveState | str],
     fingerprints: Mapping[str, str] | None = None,
     warnings: Iterable[str] = (),
+    planned: Mapping[str, NodePlan] | None = None,
 ) -> Plan:
-    """`results` maps each planned node to its live state or to the reason it could not be read."""
+    """`results` maps each planned node to its live state or to the reason it could not be read. `planned`: the
+    plans of nodes already diffed (`diff_node` with this mesh, each as its state arrived), used as they are."""
     nodes: list[NodePlan] = []
+    index: MeshIndex | None = None
     for node in mesh.nodes:
         if node.name not in results:
             continue
@@ -335,8 +409,11 @@ def build_plan(
         fp = (fingerprints or {}).get(node.name)
         if isinstance(got, str):
             nodes.append(NodePlan(node.name, error=got))
+        elif planned is not None and node.name in planned:
+            nodes.append(planned[node.name])
         else:
-            nodes.append(diff_node(mesh, node, got, fp))
+            index = index or mesh_index(mesh)
+            nodes.append(diff_node(mesh, node, got, fp, index))
     key_notes = plan_key_notes({name: got for name, got in results.items() if not isinstance(got, str)})
     nodes = [replace(n, notes=(*n.notes, key_notes[n.node])) if n.node in key_notes and not n.error else n
              for n in nodes]

@@ -6,10 +6,13 @@ The rendered file never holds a private key: wg-quick loads it on the node from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from wgmesh.core.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.relay import Relaying, relaying
 
 KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
 
@@ -21,6 +24,7 @@ class PeerConfig:
     allowed_ips: tuple[IPNetwork, ...]
     endpoint: Endpoint | None
     persistent_keepalive: int  # 0 = off
+    relayed: tuple[str, ...] = ()  # nodes reached through this peer, the relay (their addresses are in allowed_ips)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class InterfaceConfig:
     peers: tuple[PeerConfig, ...]
     forwarding: tuple[int, ...] = ()  # IP versions this node forwards (it routes subnets of them)
     masquerade: tuple[IPNetwork, ...] = ()  # subnets whose incoming mesh traffic it source-NATs
+    relays_for: tuple[str, ...] = ()  # this node is the relay: the nodes without an endpoint it forwards between
 
     @property
     def key_post_up(self) -> str:
@@ -105,10 +110,12 @@ def user_hooks(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(up), tuple(down)
 
 
-def _peer(this: Node, peer: Node) -> PeerConfig:
+def _peer(this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
+    """`this` node's entry for `peer`; `via`: the nodes `this` reaches through `peer`, the relay."""
     assert peer.public_key is not None
     keepalive = this.persistent_keepalive if this.endpoint is None and peer.endpoint is not None else 0
-    return PeerConfig(peer.name, peer.public_key, peer.allowed_ips, peer.endpoint, keepalive)
+    allowed = peer.allowed_ips + tuple(ip for n in via for ip in n.allowed_ips)
+    return PeerConfig(peer.name, peer.public_key, allowed, peer.endpoint, keepalive, tuple(n.name for n in via))
 
 
 def _find(mesh: Mesh, name: str) -> Node:
@@ -120,7 +127,14 @@ def _find(mesh: Mesh, name: str) -> Node:
         raise KeyError(f"no node named {name!r} in {mesh.path} (nodes: {shown or 'none'})") from None
 
 
-def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...]) -> InterfaceConfig:
+def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...], relay: Relaying | None = None) -> InterfaceConfig:
+    relay = relay or relaying(mesh)
+    relays_for = tuple(n.name for n in relay.nat) if relay.active and relay.relay is node else ()
+    # a relay forwards the traffic of the nodes it relays for (their addresses and subnets), as a node forwards
+    # for its own subnets
+    versions = {s.prefix.version for s in node.subnets}
+    if relays_for:
+        versions |= {ip.version for n in relay.nat for ip in n.allowed_ips}
     return InterfaceConfig(
         node=node.name,
         interface=mesh.interface,
@@ -130,16 +144,56 @@ def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...]) -> Interfa
         post_up=node.post_up,
         post_down=node.post_down,
         peers=peers,
-        forwarding=tuple(sorted({s.prefix.version for s in node.subnets})),
+        forwarding=tuple(sorted(versions)),
         masquerade=node.masqueraded,
+        relays_for=relays_for,
     )
 
 
-def desired(mesh: Mesh, name: str) -> InterfaceConfig:
+class PeerEntries:
+    """The mesh-wide part of `desired`, done once for a whole mesh: the relay, and each node's peer entry, built
+    once per keepalive variant and shared by every node that has it (plan calls `desired` for every node: N peer
+    entries built once, not N² of them, each re-parsing its addresses)."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self.relay = relaying(mesh)
+        self._made: dict[tuple[str, int], PeerConfig] = {}
+        self._stanzas: dict[int, tuple[PeerConfig, str]] = {}  # id of an entry made here -> it, its stanza
+
+    def entry(self, this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
+        """`_peer(this, peer, via)`, shared: without `via` it depends on `peer` and the keepalive only."""
+        if via:
+            return _peer(this, peer, via)
+        keepalive = this.persistent_keepalive if this.endpoint is None and peer.endpoint is not None else 0
+        made = self._made.get((peer.name, keepalive))
+        if made is None:  # (threads may race here: the first entry stored wins, the same for everyone)
+            made = _peer(this, peer)
+            self._stanzas.setdefault(id(made), (made, peer_stanza(made)))
+            made = self._made.setdefault((peer.name, keepalive), made)
+        return made
+
+    def stanza(self, peer: PeerConfig) -> str:
+        """`peer_stanza(peer)`, written once for an entry made here."""
+        known = self._stanzas.get(id(peer))
+        return known[1] if known is not None and known[0] is peer else peer_stanza(peer)
+
+
+def desired(mesh: Mesh, name: str, entries: PeerEntries | None = None) -> InterfaceConfig:
     """The config node `name` should run. Works for any node, enrolled or not; peers are the other
-    enrolled nodes in file order. KeyError for an unknown name."""
+    enrolled nodes in file order. KeyError for an unknown name. `entries` (for the same mesh): the mesh-wide part,
+    shared when the configs of many nodes are wanted.
+
+    A node without an endpoint reaches the other nodes without one through the relay (core/relay.py): they get
+    no peer entry of their own, their addresses and subnets ride on the relay's."""
     node = _find(mesh, name)
-    return _interface(mesh, node, tuple(_peer(node, p) for p in mesh.nodes if p.enrolled and p.name != node.name))
+    relay = entries.relay if entries is not None else relaying(mesh)
+    entry = entries.entry if entries is not None else _peer
+    via = relay.through_relay(node)
+    skip = {n.name for n in via} | {node.name}
+    peers = tuple(entry(node, p, via if relay.relay is p else ())
+                  for p in mesh.nodes if p.enrolled and p.name not in skip)
+    return _interface(mesh, node, peers, relay)
 
 
 def header(mesh_name: str, node: str) -> str:
@@ -152,6 +206,8 @@ def interface_section(cfg: InterfaceConfig) -> str:
     if cfg.addresses:
         lines.append("Address = " + ", ".join(str(a) for a in cfg.addresses))
     lines.append(f"ListenPort = {cfg.listen_port}")
+    if cfg.relays_for:
+        lines.append(f"# relay for {', '.join(cfg.relays_for)}: forwards between them")
     if cfg.mtu is not None:
         lines.append(f"MTU = {cfg.mtu}")
     lines.extend(f"PostUp = {c}" for c in cfg.all_post_up)
@@ -160,9 +216,11 @@ def interface_section(cfg: InterfaceConfig) -> str:
 
 
 def peer_stanza(peer: PeerConfig) -> str:
-    """One peer: a blank line, `# name`, then [Peer] and its fields."""
+    """One peer: a blank line, `# name` (and `# other: via relay name` for each node reached through it), then
+    [Peer] and its fields."""
+    via = "".join(f"# {n}: via relay {peer.name}\n" for n in peer.relayed)
     text = (
-        f"\n# {peer.name}\n[Peer]\nPublicKey = {peer.public_key}\n"
+        f"\n# {peer.name}\n{via}[Peer]\nPublicKey = {peer.public_key}\n"
         f"AllowedIPs = {', '.join(str(n) for n in peer.allowed_ips)}\n"
     )
     if peer.endpoint is not None:
@@ -172,9 +230,11 @@ def peer_stanza(peer: PeerConfig) -> str:
     return text
 
 
-def render(cfg: InterfaceConfig, mesh_name: str = "") -> str:
-    """wg-quick text for `cfg`: header comment, [Interface] (no PrivateKey), one [Peer] per peer."""
-    return header(mesh_name, cfg.node) + interface_section(cfg) + "".join(peer_stanza(p) for p in cfg.peers)
+def render(cfg: InterfaceConfig, mesh_name: str = "", entries: PeerEntries | None = None) -> str:
+    """wg-quick text for `cfg`: header comment, [Interface] (no PrivateKey), one [Peer] per peer. `entries`: the
+    `PeerEntries` that made cfg's peers (their stanzas are then written once for all nodes)."""
+    stanza = entries.stanza if entries is not None else peer_stanza
+    return header(mesh_name, cfg.node) + interface_section(cfg) + "".join(stanza(p) for p in cfg.peers)
 
 
 def render_node(mesh: Mesh, name: str) -> str:
@@ -185,34 +245,42 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
     """(name, text) for every node that is not decommissioned, identical to render_node() for each.
 
     Fast for big meshes: each enrolled node's stanza is built once in both variants (with and
-    without keepalive); a node's peer list is then the mesh-wide text minus its own stanza.
+    without keepalive); a node's peer list is then the mesh-wide text minus its own stanza. A node without an
+    endpoint, when there is a relay, gets the stanzas of the nodes with one, the relay's built for it.
     """
     enrolled = [n for n in mesh.nodes if n.enrolled]
+    relay = relaying(mesh)
     keepalive = mesh.persistent_keepalive
+    ka_line = f"PersistentKeepalive = {keepalive}\n" if keepalive > 0 else ""
     plain: list[str] = []
     nat: list[str] = []  # the stanzas as a node behind NAT sees them
     for n in enrolled:
         base = PeerConfig(n.name, n.public_key or "", n.allowed_ips, n.endpoint, 0)
         text = peer_stanza(base)
         plain.append(text)
-        if n.endpoint is not None and keepalive > 0:
-            nat.append(text + f"PersistentKeepalive = {keepalive}\n")
-        else:
-            nat.append(text)
+        nat.append(text + ka_line if n.endpoint is not None else text)
     plain_body, nat_body = _Joined(plain), _Joined(nat)
     index = {n.name: i for i, n in enumerate(enrolled)}
+    before = after = ""  # relayed: the stanzas of the nodes with an endpoint before and after the relay's
+    if relay.relay is not None:
+        public = [(n, nat[i]) for i, n in enumerate(enrolled) if n.endpoint is not None]
+        r = next(i for i, (n, _) in enumerate(public) if n is relay.relay)
+        before, after = "".join(t for _, t in public[:r]), "".join(t for _, t in public[r + 1:])
     for node in mesh.nodes:
         if node.decommission:
             continue
-        cfg = _interface(mesh, node, ())
+        head = header(mesh.name, node.name) + interface_section(_interface(mesh, node, (), relay))
         if node.endpoint is not None:
-            body = plain_body
-        elif node.persistent_keepalive == keepalive:
-            body = nat_body
-        else:  # a node keepalive unlike the mesh's (not from mesh.yaml): the plain path
+            yield node.name, head + plain_body.without(index.get(node.name))
+        elif node.persistent_keepalive != keepalive:  # a node keepalive unlike the mesh's (not from mesh.yaml)
             yield node.name, render_node(mesh, node.name)
-            continue
-        yield node.name, header(mesh.name, node.name) + interface_section(cfg) + body.without(index.get(node.name))
+        elif relay.relay is not None:
+            assert relay.relay.public_key is not None
+            via = relay.through_relay(node)
+            r_peer = _peer(node, relay.relay, via)
+            yield node.name, head + before + peer_stanza(r_peer) + after
+        else:
+            yield node.name, head + nat_body.without(index.get(node.name))
 
 
 class _Joined:
@@ -246,17 +314,38 @@ def syncconf_text(cfg: InterfaceConfig) -> str:
 
 def resolve_hosts(mesh: Mesh, node: Node) -> list[str]:
     """Endpoint names of the node's peers, which the node resolves so the plan can compare addresses."""
-    return sorted(
-        {n.endpoint.host for n in mesh.nodes if n.name != node.name and n.endpoint and not n.endpoint.is_literal}
-    )
+    return endpoint_names(mesh)(node)
+
+
+def endpoint_names(mesh: Mesh) -> Callable[[Node], list[str]]:
+    """`resolve_hosts(mesh, node)` for any node of `mesh`, the mesh scanned once (a plan asks for every node)."""
+    owners = [(n.name, n.endpoint.host) for n in mesh.nodes if n.endpoint and not n.endpoint.is_literal]
+    count = Counter(host for _, host in owners)
+    everyone = sorted(count)
+    own = dict(owners)
+
+    def names(node: Node) -> list[str]:
+        mine = own.get(node.name)
+        if mine is None or count[mine] > 1:  # no name of its own, or another node has the same one
+            return list(everyone)
+        return [h for h in everyone if h != mine]
+
+    return names
 
 def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
     """AllowedIPs prefixes that need a route through the interface: those the interface's own
     addresses (connected routes) do not cover. This is what wg-quick adds at `up`."""
-    connected = [a.network for a in cfg.addresses]
+    connected = tuple(a.network for a in cfg.addresses)
     out: set[IPNetwork] = set()
     for peer in cfg.peers:
         for prefix in peer.allowed_ips:
-            if not any(prefix.version == c.version and prefix.subnet_of(c) for c in connected):  # type: ignore[arg-type]
+            if not _covered(prefix, connected):
                 out.add(prefix)
     return frozenset(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def _covered(prefix: IPNetwork, connected: tuple[IPNetwork, ...]) -> bool:
+    """Whether one of the interface's connected networks covers `prefix` (the same answer for every node with
+    the same networks: remembered, since plan asks it for every peer of every node)."""
+    return any(prefix.version == c.version and prefix.subnet_of(c) for c in connected)  # type: ignore[arg-type]

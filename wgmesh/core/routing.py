@@ -28,7 +28,7 @@ class Extra:
 
 
 def forwarding(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
-    """Forwarding on for each IP version the node routes subnets of (never turned off by wgmesh)."""
+    """Forwarding on for each IP version the node routes subnets of, or relays (never turned off by wgmesh)."""
     for v in cfg.forwarding:
         if live.forwarding.get(v) is False:
             out.changes.append(Change(Action.UPDATE, "forwarding", _VERSION_NAME[v], {"enabled": False},
@@ -37,11 +37,12 @@ def forwarding(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
 
 
 def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
-    """wgmesh's FORWARD accept rules (the node routes IPv4 subnets) and MASQUERADE rules (per subnet)."""
+    """wgmesh's FORWARD accept rules (the node routes IPv4 subnets, or relays) and MASQUERADE rules (per subnet)."""
     want_forward = 4 in cfg.forwarding
     want_masq = {n for n in cfg.masquerade if n.version == 4}
     if (want_forward or want_masq) and live.has_iptables is False:
-        out.error = ("iptables is not installed, and this node routes subnets: wgmesh needs it for the FORWARD "
+        why = "relays for the nodes without an endpoint" if cfg.relays_for and not want_masq else "routes subnets"
+        out.error = (f"iptables is not installed, and this node {why}: wgmesh needs it for the FORWARD "
                      "accept rules and masquerade; install iptables (package iptables)")
         return
     iface = cfg.interface

@@ -10,7 +10,7 @@ from typing import Any
 from wgmesh.core.model import Endpoint, IPAddress, IPNetwork, Subnet
 from wgmesh.meshfile.diagnostics import Pos, Report
 from wgmesh.meshfile.fields import SshFields
-from wgmesh.meshfile.schema import MAX_PAIR_WARNINGS
+from wgmesh.meshfile.schema import MAX_PAIR_WARNINGS, show, suggest
 
 Located = tuple[Any, Pos, str]  # a parsed value, where it is, its field path
 
@@ -33,6 +33,8 @@ class NodeDraft:
     post_down: tuple[str, ...] = ()
     decommission: bool = False
     masquerade: bool = False
+    port_forward: bool = False
+    shared_keys: list[tuple[str, Pos, str]] = field(default_factory=list)  # peers that keep their preshared key
     has_endpoint: bool = False  # an `endpoint:` was given, valid or not
     mapping: bool = True  # the node's value is a mapping at all
     has_ssh_host: bool = False  # an `ssh.host:` was given, valid or not
@@ -42,12 +44,16 @@ class NodeDraft:
         return self.public_key is not None and not self.decommission
 
 
-def cross_checks(report: Report, networks: list[IPNetwork], drafts: list[NodeDraft]) -> None:
+def cross_checks(
+    report: Report, networks: list[IPNetwork], drafts: list[NodeDraft], relay: tuple[str, Pos] | None = None
+) -> None:
     unique_addresses(report, drafts)
     unique_keys(report, drafts)
     ssh_hosts(report, drafts)
     subnet_overlaps(report, networks, drafts)
+    relay_node(report, drafts, relay)
     unreachable_pairs(report, drafts)
+    shared_keys(report, drafts)
 
 
 def unique_addresses(report: Report, drafts: list[NodeDraft]) -> None:
@@ -108,7 +114,34 @@ def subnet_overlaps(report: Report, networks: list[IPNetwork], drafts: list[Node
             report.warn(b[1], b[2], f"{b[0]} overlaps {a[0]} of {a[3]} ({a[2]}): the longer prefix wins for its range")
 
 
+def relay_node(report: Report, drafts: list[NodeDraft], relay: tuple[str, Pos] | None) -> None:
+    """`mesh.relay` names a node with an endpoint (core/relay.py). One that is not enrolled or is being
+    decommissioned is a warning: the first enrolled node with an endpoint relays meanwhile."""
+    if relay is None:
+        return
+    name, pos = relay
+    node = next((d for d in drafts if d.name == name), None)
+    if node is None:
+        names = [d.name for d in drafts if d.has_endpoint]
+        hint = suggest(name, tuple(names)) if names else None
+        fix = f'did you mean "{hint}"?' if hint else (
+            f"name one with an endpoint: {', '.join(names[:5])}" if names else "no node has an endpoint")
+        report.error(pos, "mesh.relay", f"no node named {show(name)}: {fix}")
+    elif not node.has_endpoint:
+        report.error(pos, "mesh.relay", f"{name} has no endpoint: the relay must be a node the others can dial "
+                     "(give it an endpoint, or name a node that has one)")
+    elif not node.enrolled:
+        why = "is being decommissioned" if node.decommission else "is not enrolled yet"
+        fallback = next((d.name for d in drafts if d.enrolled and d.endpoint is not None), None)
+        meanwhile = f"{fallback} relays meanwhile" if fallback else "no other node can relay meanwhile"
+        report.warn(pos, "mesh.relay", f"{name} {why}: {meanwhile}")
+
+
 def unreachable_pairs(report: Report, drafts: list[NodeDraft]) -> None:
+    """Pairs of nodes without an endpoint go through the relay (core/relay.py): only a mesh where no enrolled
+    node has an endpoint leaves them without a way to each other."""
+    if any(d.enrolled and d.endpoint is not None for d in drafts):
+        return
     behind_nat: list[str] = []
     for d in drafts:
         if not d.enrolled or d.endpoint is not None:
@@ -118,17 +151,29 @@ def unreachable_pairs(report: Report, drafts: list[NodeDraft]) -> None:
                 d.pos,
                 f"nodes.{d.name}",
                 "more nodes without an endpoint follow; no pair of them can connect "
-                "(give one of each pair an endpoint; relays are not supported yet)",
+                "(give one node an endpoint: it relays for the others)",
             )
         elif behind_nat and len(behind_nat) < MAX_PAIR_WARNINGS:
             shown = ", ".join(behind_nat[:3]) + (f" and {len(behind_nat) - 3} more" if len(behind_nat) > 3 else "")
             report.warn(
                 d.pos,
                 f"nodes.{d.name}",
-                f"neither {d.name} nor {shown} has an endpoint: they cannot connect to each other "
-                "(give one of each pair an endpoint; relays are not supported yet)",
+                f"neither {d.name} nor {shown} has an endpoint: they cannot connect to each other, and no node "
+                "has an endpoint to relay through (give one node an endpoint: it relays for the others)",
             )
         behind_nat.append(d.name)
+
+
+def shared_keys(report: Report, drafts: list[NodeDraft]) -> None:
+    """Each `shared_keys` entry names another node."""
+    names = tuple(d.name for d in drafts)
+    for d in drafts:
+        for peer, pos, path in d.shared_keys:
+            if peer == d.name:
+                report.error(pos, path, "a node has no pair with itself: name another node")
+            elif peer not in names:
+                hint = suggest(peer, names)
+                report.error(pos, path, f"no node named {show(peer)}" + (f': did you mean "{hint}"?' if hint else ""))
 
 
 def overlapping(items: list[tuple[IPNetwork, Any]]) -> Iterator[tuple[Any, Any]]:

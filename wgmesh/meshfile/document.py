@@ -50,6 +50,7 @@ class MeshDraft:
     listen_port: int = DEFAULT_LISTEN_PORT
     keepalive: int = DEFAULT_KEEPALIVE
     mtu: int | None = None
+    relay: tuple[str, Pos] | None = None  # mesh.relay as written, and where
 
     @property
     def nets(self) -> list[IPNetwork]:
@@ -71,7 +72,7 @@ class Document:
         mesh = self.mesh_section(doc)
         ssh = self.ssh_section(doc)
         drafts = self.nodes_section(doc, mesh)
-        cross_checks(self.report, mesh.nets, drafts)
+        cross_checks(self.report, mesh.nets, drafts, mesh.relay)
         if self.report.failed:
             return None
         return self.build(mesh, ssh, drafts)
@@ -132,6 +133,9 @@ class Document:
         draft.listen_port = _or(self.f.integer(m, "listen_port", "mesh", pos, 1, 65535), draft.listen_port)
         draft.keepalive = _or(self.f.integer(m, "persistent_keepalive", "mesh", pos, 0, 65535), draft.keepalive)
         draft.mtu = self.f.mtu(m, "mesh", pos, draft.nets)
+        relay = self.f.string(m, "relay", "mesh", pos)
+        if relay is not None:
+            draft.relay = (relay, val_pos(m, "relay", pos))
         return draft
 
     def networks(self, m: dict, pos: Pos, draft: MeshDraft) -> None:
@@ -230,7 +234,27 @@ class Document:
         draft.post_down = self.f.commands(m, "post_down", path, pos)
         draft.decommission = bool(self.f.boolean(m, "decommission", path, pos))
         draft.masquerade = bool(self.f.boolean(m, "masquerade", path, pos))
+        draft.port_forward = bool(self.f.boolean(m, "port_forward", path, pos))
+        draft.shared_keys = self.f.shared_keys(m, path, pos)
+        self.endpoint_port(m, path, pos, mesh, draft)
         return draft
+
+    def endpoint_port(self, m: dict, path: str, pos: Pos, mesh: MeshDraft, draft: NodeDraft) -> None:
+        """A node's peers dial its endpoint's port: it must listen there, unless a router forwards that port to it
+        (`port_forward: true`). Hand-made meshes get this wrong (a config without ListenPort listens on a random
+        port while its peers dial 51820): the pair then works only after the node dials out first."""
+        listen = _or(draft.listen_port, mesh.listen_port)
+        if draft.decommission:
+            return
+        if draft.endpoint is not None and draft.endpoint.port != listen and not draft.port_forward:
+            self.report.warn(
+                val_pos(m, "endpoint", pos), f"{path}.endpoint",
+                f"peers dial port {draft.endpoint.port}, but the node listens on {listen}: set `listen_port: "
+                f"{draft.endpoint.port}` (or the endpoint's port to {listen}); if a router forwards port "
+                f"{draft.endpoint.port} to the node's {listen}, say so with `port_forward: true`")
+        elif draft.port_forward and not draft.has_endpoint:
+            self.report.warn(val_pos(m, "port_forward", pos), f"{path}.port_forward",
+                             "has no effect without an endpoint: the endpoint is the forwarded address")
 
     def addresses(self, m: dict, path: str, pos: Pos, mesh: MeshDraft, draft: NodeDraft) -> None:
         value = self.f.required(m, "address", path, pos, "10.0.0.1")
@@ -258,6 +282,7 @@ class Document:
             listen_port=mesh.listen_port,
             persistent_keepalive=mesh.keepalive,
             mtu=mesh.mtu,
+            relay=mesh.relay[0] if mesh.relay else None,
             path=self.mesh_path,
             ssh=SshDefaults(
                 port=defaults.port or DEFAULT_SSH_PORT,
@@ -301,6 +326,8 @@ class Document:
             post_down=d.post_down,
             decommission=d.decommission,
             masquerade=d.masquerade,
+            port_forward=d.port_forward,
+            keep_shared_keys=tuple(peer for peer, _, _ in d.shared_keys),
         )
 
 

@@ -26,7 +26,7 @@ from wgmesh.core.proxycommand import parse_proxy_command
 from wgmesh.meshfile import paths
 from wgmesh.meshfile.diagnostics import Pos, Report
 from wgmesh.meshfile.schema import SUBNET_KEYS, show, suggest
-from wgmesh.meshfile.secrets import is_secret_name
+from wgmesh.meshfile.secrets import KEYLIKE_RE, is_secret_name
 from wgmesh.meshfile.yamldoc import item_pos, key_pos, val_pos
 
 MISSING = object()
@@ -317,6 +317,31 @@ class Fields:
             else:
                 out.append(str(x))
         return tuple(out)
+
+    def shared_keys(self, m: dict, path: str, pos: Pos) -> list[tuple[str, Pos, str]]:
+        """`shared_keys: {PEER: keep}`: the pairs that keep the preshared key they have. (PEER, position, path)
+        for each; whether PEER is a node is checked across nodes. The value is never a key: wgmesh never sees
+        one, and a key pasted here is refused like one anywhere else."""
+        value = self.mapping(m, "shared_keys", path, pos)
+        if value is None:
+            return []
+        vpos = key_pos(m, "shared_keys", pos)
+        out = []
+        for peer in value:
+            sub = f"{path}.shared_keys.{peer}"
+            kpos, ppos = key_pos(value, peer, vpos), val_pos(value, peer, vpos)
+            v = value[peer]
+            if not isinstance(peer, str):
+                self.report.error(kpos, f"{path}.shared_keys", f"{show(peer)} must be a node name (text)")
+            elif isinstance(v, str) and KEYLIKE_RE.search(v):
+                self.report.error(ppos, sub, "a preshared key in clear: remove it from the repo (and from git "
+                                  "history) and rotate that key; write `keep`: the key stays on the nodes")
+            elif v != "keep":
+                self.report.error(ppos, sub, f"must be `keep` (got {show(v)}): the pair keeps the preshared key it "
+                                  "has; wgmesh does not make preshared keys yet")
+            else:
+                out.append((peer, kpos, sub))
+        return out
 
     # ---- ssh
 

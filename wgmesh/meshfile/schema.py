@@ -12,7 +12,7 @@ from wgmesh.meshfile.secrets import KEYLIKE_RE
 VERSION = 1
 
 TOP_KEYS = ("version", "mesh", "ssh", "nodes")
-MESH_KEYS = ("name", "interface", "network", "listen_port", "persistent_keepalive", "mtu")
+MESH_KEYS = ("name", "interface", "network", "listen_port", "persistent_keepalive", "mtu", "relay")
 SSH_KEYS = ("user", "port", "known_hosts", "identity_file", "proxy_jump", "proxy_command", "sudo")
 NODE_SSH_KEYS = ("host", *SSH_KEYS)
 NODE_KEYS = (
@@ -27,6 +27,8 @@ NODE_KEYS = (
     "post_down",
     "decommission",
     "masquerade",
+    "port_forward",
+    "shared_keys",
 )
 SUBNET_KEYS = ("prefix", "probe", "masquerade")
 
@@ -60,6 +62,13 @@ ALIASES = {
     "become": "sudo",
     "nat": "masquerade",
     "snat": "masquerade",
+    "relaynode": "relay",
+    "hub": "relay",
+    "portforward": "port_forward",
+    "portforwarded": "port_forward",
+    "forwarded": "port_forward",
+    "sharedkey": "shared_keys",
+    "keep": "shared_keys",
 }
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")

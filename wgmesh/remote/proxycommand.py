@@ -34,6 +34,7 @@ from wgmesh.core.proxycommand import expand_proxy_command
 # failure itself, as one line.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
+EXIT_WAIT = 0.3  # seconds `close` gives the proxy to exit by itself before it is ended
 STDERR_KEEP = 4096  # bytes of the proxy's stderr kept for the error message
 
 
@@ -114,6 +115,9 @@ class ProxySock(paramiko.ProxyCommand):
         with contextlib.suppress(OSError, ValueError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
+        # a proxy ends on its stdin's end; one that just closed its output may still be exiting
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(EXIT_WAIT)
         if self.process.poll() is None:
             self._killed = True
             self._signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import select
@@ -67,6 +68,10 @@ def _paramiko():  # type: ignore[no-untyped-def]
             import paramiko
         finally:
             del sys.modules["invoke"]
+        # paramiko logs its own tracebacks (e.g. of a transport thread that lost its socket) to stderr; a
+        # node's failure reaches the user as that node's error instead, once, without a traceback.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
     import paramiko
 
     return paramiko

@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _empty_stdin() -> IO[str]:
@@ -55,6 +56,8 @@ class Environment:
         return line.rstrip("\r\n") if line else None
 
     def console(self, err: bool = False) -> Console:
+        from rich.console import Console  # rich only where something is drawn: a fast start elsewhere
+
         stream = self.stderr if err else self.stdout
         return Console(
             file=stream,

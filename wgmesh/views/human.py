@@ -4,18 +4,20 @@ with or without colour; stdout holds the report, stderr the warnings, errors, pr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
-
-from rich.markup import escape
+from typing import TYPE_CHECKING
 
 from wgmesh.core.checks import CheckReport
 from wgmesh.core.plan import NodeResult, Outcome, Plan
 from wgmesh.core.status import StatusReport
 from wgmesh.views.env import Environment
-from wgmesh.views.observe_human import print_check, print_status
 from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
 from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
 from wgmesh.views.text import markup, safe, safe_lines
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["NO_CHANGES", "HumanView", "change_lines", "quote_key", "summary_line"]
 
@@ -35,8 +37,15 @@ def quote_key(key: str | None) -> str:
 class HumanView:
     def __init__(self, env: Environment) -> None:
         self.env = env
-        self.out = env.console()
-        self.err = env.console(err=True)
+
+    # rich is imported when something is drawn through it (validate, render and init write plain text)
+    @cached_property
+    def out(self) -> Console:
+        return self.env.console()
+
+    @cached_property
+    def err(self) -> Console:
+        return self.env.console(err=True)
 
     # ------------------------------------------------------------------------------------------ side channel
 
@@ -49,6 +58,8 @@ class HumanView:
 
     def message(self, text: str) -> None:
         """Our own text, possibly several lines; any node text in it is escaped line by line."""
+        from rich.markup import escape
+
         self.out.print(escape(safe_lines(text)))
 
     def warning(self, text: str) -> None:
@@ -134,9 +145,13 @@ class HumanView:
         if len(report.nodes) < 2:
             self._line("Nothing to check: the mesh needs at least two nodes with public keys.")
         else:
+            from wgmesh.views.observe_human import print_check
+
             print_check(self.env, report)
 
     def status(self, report: StatusReport) -> None:
+        from wgmesh.views.observe_human import print_status
+
         print_status(self.env, report)
 
     # ------------------------------------------------------------------------------------------ enroll, rotate

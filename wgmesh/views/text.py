@@ -9,8 +9,6 @@ markup is parsed): control and other unprintable characters become Python-style 
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 
 def _escape_char(ch: str) -> str:
     return ch.encode("unicode_escape").decode("ascii")
@@ -32,4 +30,6 @@ def safe_lines(text: str) -> str:
 
 def markup(text: object) -> str:
     """`safe`, then rich markup escaped: for text placed inside a rich markup string."""
+    from rich.markup import escape  # imported where rich draws (a fast start elsewhere)
+
     return escape(safe(text))

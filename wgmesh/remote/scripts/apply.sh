@@ -4,7 +4,7 @@
 # run's record, its revert timer and its undo, shared by rollback.sh, revert.sh and confirm.sh (which include it).
 #
 # Expects (values, quoted): IF CONF KEY TMP LOG, and per run (RUN, a word the controller chose): PREV SNAP UNDO
-# PENDING REVERTED REVERT_SH, REVERT (the text of revert.sh) and CONFIRM_TIMEOUT; and `set -eu`.
+# PENDING REVERTED REVERT_SH, REVERT (the text of revert.sh), CONFIRM_TIMEOUT and ANSWER_TIMEOUT; `set -eu`.
 #
 # One apply, on the node:
 # 1. wgm_lock; the state under the lock is printed and the controller compares it with the state its plan was
@@ -95,7 +95,8 @@ wgm_begin() {
   trap 'exit 143' TERM
   # files of runs that ended without their cleanup (killed): no run is pending while we hold the lock
   rm -f "${UNDO%/*}/wgmesh-$IF".*.undo "${UNDO%/*}/wgmesh-$IF".*.snapshot "${UNDO%/*}/wgmesh-$IF".*.prev \
-    "${UNDO%/*}/wgmesh-$IF".*.revert.sh "${UNDO%/*}/wgmesh-$IF".*.confirm "${UNDO%/*}/wgmesh-$IF".*.reverted
+    "${UNDO%/*}/wgmesh-$IF".*.revert.sh "${UNDO%/*}/wgmesh-$IF".*.confirm "${UNDO%/*}/wgmesh-$IF".*.reverted \
+    "${UNDO%/*}/wgmesh-$IF".*.confirm.claimed
   wgm_conf_undo='rm -f "$CONF"'
   if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
   if ip link show dev "$IF" >/dev/null 2>&1; then
