@@ -344,7 +344,8 @@ def test_status_json_document() -> None:
     assert aws["node"] == "aws" and aws["error"] is None and aws["clock"] == 1_700_000_030
     assert [p["peer"] for p in aws["peers"]] == ["azure", "gcp", "aliyun"]
     assert aws["peers"][1] == {
-        "peer": "gcp", "handshake": "fresh", "handshake_age_s": 30, "latest_handshake": 1_700_000_000,
+        "peer": "gcp", "path": "direct", "via": None, "handshake": "fresh", "handshake_age_s": 30,
+        "latest_handshake": 1_700_000_000,
         "endpoint": "198.51.100.3:51820", "rx_bytes": 1000, "tx_bytes": 2000,
     }
     assert gcp["error"] == "no route to host" and gcp["link_up"] is None
@@ -574,7 +575,8 @@ def test_run_status_human_and_json(tmp_path: Path) -> None:
         row = next(line for line in lines if line.split()[:2] == ["aws", "-"])
         assert row.split() == ["aws", "-", "3m", "20s", "no", "peer", "no", "peer"]
         detail = next(line for line in lines if line.split()[:2] == ["aws", "azure"])
-        assert detail.split() == ["aws", "azure", "3m", "20s", "198.51.100.2:51820", "4.0", "KiB", "8.0", "KiB"]
+        assert detail.split() == ["aws", "azure", "direct", "3m", "20s", "198.51.100.2:51820", "4.0", "KiB", "8.0",
+                                  "KiB"]
         assert "Error: azure: cannot understand the node's output: read output: missing the @@wgmesh:v1 header " \
                "(not wgmesh read output?)" in lines
         assert "Error: gcp: the script failed on the node: sh: 1: wg: not found" in lines

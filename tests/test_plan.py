@@ -77,8 +77,9 @@ def test_fresh_node_creates_interface_peers_and_routes() -> None:
         "+ route 192.168.40.0/24",
         "~ forwarding ipv4",  # wg-quick up does these (the config's PostUp lines); shown for review
         "+ firewall forward wg0",
+        "+ reresolve wg0",  # its peer azure's endpoint is a name
     ]
-    assert [s.kind.value for s in p.steps] == ["write_config", "interface_up", "enable_unit"]
+    assert [s.kind.value for s in p.steps] == ["write_config", "interface_up", "enable_unit", "install_reresolve"]
     iface = p.changes[0].after
     assert iface is not None
     assert iface["addresses"] == ["10.0.0.1/24"]
@@ -205,7 +206,7 @@ def test_decommission_removes_interface() -> None:
 def test_build_plan_counts_and_errors() -> None:
     plan = build_plan(MESH, {"aws": fresh(MESH, "aws"), "gcp": "cannot connect", "azure": converged(MESH, "azure")})
     assert [n.node for n in plan.nodes] == ["aws", "azure", "gcp"]
-    assert plan.counts() == (8, 1, 0)  # interface, 3 peers, 3 routes, FORWARD rules; forwarding on
+    assert plan.counts() == (9, 1, 0)  # interface, 3 peers, 3 routes, FORWARD rules, reresolve; forwarding on
     assert [n.node for n in plan.errors] == ["gcp"]
 
 

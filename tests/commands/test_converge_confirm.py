@@ -16,7 +16,7 @@ from meshes import converged, four, fresh, pubkey
 from wgmesh import meshfile
 from wgmesh.commands import converge
 from wgmesh.commands.common import ExitStatus, guard
-from wgmesh.commands.converge import STALE, UNREACHABLE, ApplyOptions, apply_node, apply_plan, run_apply
+from wgmesh.commands.converge import ALREADY, STALE, UNREACHABLE, ApplyOptions, apply_node, apply_plan, run_apply
 from wgmesh.core.plan import Outcome, build_plan
 from wgmesh.core.state import LiveState
 from wgmesh.remote.apply import DEFAULT_CONFIRM_TIMEOUT, VERIFY_MARK
@@ -69,6 +69,15 @@ def test_a_node_moved_by_another_apply_is_refused_and_left_alone() -> None:
     assert fake.kinds("gcp") == ["apply"] and "gcp" not in fake.reconnects  # no rollback, no confirm
     assert all(results[n].outcome is Outcome.CHANGED for n in NAMES if n != "gcp")
     assert sorted(n for n, d in fake.decisions if d == "go") == sorted(n for n in NAMES if n != "gcp")
+
+
+def test_a_node_another_apply_already_converged_is_unchanged() -> None:
+    """Two applies of the same mesh.yaml at once: the second finds the first's change made, and leaves it."""
+    fake, states, plans = _setup(["azure"])
+    fake.locked["azure"] = fake.after["azure"]
+    result = _one(fake, states, plans, "azure")
+    assert (result.outcome, result.message) == (Outcome.UNCHANGED, ALREADY)
+    assert fake.decisions == [("azure", "stop")] and fake.kinds("azure") == ["apply"]
 
 
 def test_the_check_is_made_on_the_state_under_the_lock_with_the_rest_sent_only_on_go() -> None:

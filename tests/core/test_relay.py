@@ -202,3 +202,63 @@ def test_a_relay_that_is_no_longer_one_drops_its_rules() -> None:
     plan = diff_node(moved, moved.node("gcp"), converged(m, "gcp"))
     peers = {(c.action.value, c.name) for c in plan.changes if c.kind == "peer"}
     assert peers == {("update", "aws"), ("update", "azure")}
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+def _status(mesh: Mesh, handshakes: dict[tuple[str, str], int]):  # type: ignore[no-untyped-def]
+    from wgmesh.core.status import status_report
+
+    now = 1_700_000_100
+    results = {}
+    for n in mesh.nodes:
+        state = converged(mesh, n.name)
+        names = {m.public_key: m.name for m in mesh.nodes}
+        peers = {k: dataclasses.replace(p, latest_handshake=handshakes.get((n.name, names[k]), 0))
+                 for k, p in state.peers.items()}
+        results[n.name] = dataclasses.replace(state, peers=peers)
+    return status_report(mesh, mesh.nodes, mesh.node_names, results, {}, now)
+
+
+def test_status_shows_a_relayed_pair_with_the_leg_to_the_relay() -> None:
+    from wgmesh.core.status import Handshake
+    from wgmesh.views.json import status_to_dict
+
+    m = nat_mesh()
+    report = _status(m, {("gcp", "aws"): 1_700_000_090, ("aws", "gcp"): 1_700_000_090})
+    v = report.view("gcp", "aliyun")
+    assert (v.state, v.age, v.via, v.path) == (Handshake.FRESH, 10, "aws", "via relay aws")
+    assert report.view("gcp", "aws").path == "direct" and report.view("aws", "gcp").via is None
+    never = report.view("aliyun", "gcp")
+    assert (never.state, never.path) == (Handshake.NEVER, "via relay aws")
+    # a relayed pair gets no hint of its own: its legs (pairs with aws) do
+    assert not any(h.startswith(("gcp <-> aliyun", "aliyun <-> gcp")) for h in report.hints)
+    assert any(h.startswith("aws <-> aliyun: never a handshake: aws's UDP port") for h in report.hints)
+    doc = status_to_dict(report)
+    gcp = next(r for r in doc["readings"] if r["node"] == "gcp")
+    peer = next(p for p in gcp["peers"] if p["peer"] == "aliyun")
+    assert (peer["path"], peer["via"], peer["handshake"]) == ("via relay aws", "aws", "fresh")
+
+
+def test_status_matrix_and_details_name_the_relay() -> None:
+    import io
+
+    from rich.console import Console
+
+    from wgmesh.views.observe_human import status_details, status_matrix
+
+    report = _status(nat_mesh(), {("gcp", "aws"): 1_700_000_090})
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(status_matrix(report))
+    console.print(status_details(report))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    gcp_row = next(line for line in text.splitlines() if line.split()[:1] == ["gcp"])
+    assert "via aws 10s" in gcp_row
+    assert any(line.split()[:4] == ["gcp", "aliyun", "via", "relay"] for line in text.splitlines())
+
+
+def test_without_a_relay_a_pair_without_endpoints_still_gets_its_hint() -> None:
+    m = _with(_with(nat_mesh(), "aws", endpoint=None), "azure", endpoint=None)
+    report = _status(m, {})
+    assert any("no node has an endpoint to relay through" in h for h in report.hints)

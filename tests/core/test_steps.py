@@ -10,7 +10,7 @@ from meshes import converged, four, fresh
 
 from wgmesh.core.plan import diff_node
 from wgmesh.core.render import desired, render, syncconf_text
-from wgmesh.core.steps import Step, StepKind
+from wgmesh.core.steps import Step, StepKind, sync_config
 
 MESH = four()
 AWS = MESH.node("aws")
@@ -26,7 +26,9 @@ def test_a_converged_node_has_no_steps() -> None:
 
 def test_a_node_without_the_interface_writes_the_config_and_brings_it_up() -> None:
     plan = diff_node(MESH, AWS, fresh(MESH, "aws"))
-    assert _kinds(plan.steps) == [StepKind.WRITE_CONFIG, StepKind.INTERFACE_UP, StepKind.ENABLE_UNIT]
+    # aws's peer azure has an endpoint name: the node re-resolves it (installed once the interface is up)
+    assert _kinds(plan.steps) == [StepKind.WRITE_CONFIG, StepKind.INTERFACE_UP, StepKind.ENABLE_UNIT,
+                                  StepKind.INSTALL_RERESOLVE]
     assert plan.steps[0].value == render(desired(MESH, "aws"), MESH.name)
     assert "PrivateKey" not in plan.steps[0].value
 
@@ -35,7 +37,8 @@ def test_a_decommissioned_node_only_removes_the_interface() -> None:
     mesh = dataclasses.replace(MESH, nodes=tuple(dataclasses.replace(n, decommission=n.name == "gcp")
                                                  for n in MESH.nodes))
     plan = diff_node(mesh, mesh.node("gcp"), converged(MESH, "gcp"))
-    assert plan.steps == (Step(StepKind.REMOVE_INTERFACE),)
+    # its config started the re-resolution of azure's name: that goes too
+    assert plan.steps == (Step(StepKind.REMOVE_INTERFACE), Step(StepKind.REMOVE_RERESOLVE))
 
 
 def _net(s: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -62,10 +65,11 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_an_update_syncs_the_peers_then_reconciles_each_difference(case: str) -> None:
     change, reconcile = CASES[case]
-    plan = diff_node(MESH, AWS, change(converged(MESH, "aws")))
+    state = change(converged(MESH, "aws"))
+    plan = diff_node(MESH, AWS, state)
     cfg = desired(MESH, "aws")
     assert plan.steps[:2] == (Step(StepKind.WRITE_CONFIG, render(cfg, MESH.name)),
-                              Step(StepKind.SYNC_PEERS, syncconf_text(cfg)))
+                              Step(StepKind.SYNC_PEERS, syncconf_text(sync_config(cfg, state))))
     assert list(plan.steps[2:]) == reconcile
 
 

@@ -85,7 +85,7 @@ def test_two_nodes_without_endpoints_meet_through_the_relay(nat2: Lab, run_wgmes
 
     r = run_wgmesh(nat2.dir, "check")
     assert r.returncode == 0, _out(r)
-    assert "Check passed: 6 pairs of 4 nodes" in r.stdout
+    assert "Check passed: 12 pairs of 4 nodes" in r.stdout  # both ways, gcp <-> aliyun too
     _converged(run_wgmesh, nat2)
 
     r = run_wgmesh(nat2.dir, "status")
@@ -100,10 +100,10 @@ def test_mesh_relay_moves_the_pairs_to_another_relay(nat2: Lab, run_wgmesh: Wgme
         r = run_wgmesh(nat2.dir, "plan", "--detailed-exitcode")
         assert r.returncode == 2 and "reaches aliyun via relay azure" in r.stdout, _out(r)
         _ok(run_wgmesh(nat2.dir, "apply", "--auto-approve"))
-        before = _forwarded(nat2, "azure")
+        before, aws_before = _forwarded(nat2, "azure"), _forwarded(nat2, "aws")
         _ok(_ping(nat2, "aliyun", "gcp"))
         assert _forwarded(nat2, "azure") >= before + 6
-        assert _forwarded(nat2, "aws") == 0, "aws relays no more: its rules are gone"
+        assert _forwarded(nat2, "aws") == aws_before, "aws relays no more (its rules stay: it routes a subnet)"
         r = run_wgmesh(nat2.dir, "check")
         assert r.returncode == 0, _out(r)
         _converged(run_wgmesh, nat2)

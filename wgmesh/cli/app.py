@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
 from wgmesh import __version__
 from wgmesh.cli import fastparams
@@ -25,7 +27,6 @@ from wgmesh.cli.options import (
     Timeout,
     exit_with,
 )
-from wgmesh.lab.cli import app as lab_app
 
 if TYPE_CHECKING:
     from wgmesh.commands.common import ExitStatus  # at run time: __getattr__ below
@@ -36,13 +37,51 @@ if TYPE_CHECKING:
 # tests/cli/test_startup.py keeps it so.
 fastparams.install()  # option values converted without pydantic where the result is certain
 
+# Help and usage errors are drawn by rich on a terminal; piped or under NO_COLOR they are click's plain text
+# (rich's import and layout cost more than the rest of `wgmesh --help`).
+HELP_MARKUP = "rich" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     help="Declarative WireGuard full meshes: validate, plan and apply over SSH, public keys only.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,  # type: ignore[arg-type]
 )
+
+LAB_HELP = (
+    "Local test hosts (network namespaces with sshd and WireGuard keys, a machine behind each subnet) and a "
+    "mesh repo for them."
+)  # wgmesh.lab.cli's own (tests/cli/test_startup.py keeps them equal)
+
+
+class _LazyLab(TyperGroup):
+    """`wgmesh lab`: its commands (wgmesh.lab, a package of its own that the rest of wgmesh never imports) are
+    built when `lab` is run or its help is asked for, not at every start."""
+
+    def _load(self) -> None:
+        if self.commands:
+            return
+        import typer.main
+
+        from wgmesh.lab.cli import app as lab_app
+
+        for name, cmd in typer.main.get_group(lab_app).commands.items():
+            if hasattr(cmd, "rich_markup_mode"):
+                cmd.rich_markup_mode = self.rich_markup_mode
+            self.add_command(cmd, name)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+lab_app = typer.Typer(cls=_LazyLab, no_args_is_help=True, add_completion=False, help=LAB_HELP)
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ One node's failure is that node's result, never the run's. The scripts themselve
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from wgmesh.views.base import View
 from wgmesh.views.env import Environment
 
 STALE = "changed by another apply since this plan: run plan again"
+ALREADY = "another apply made these changes since the plan"
 UNREACHABLE = "reverted: the controller could not reach it after the change"
 CONFIRM_RETRY_PAUSE = 1.0  # seconds between two attempts to reach a node to confirm its change
 
@@ -133,13 +135,15 @@ def apply_node(
 ) -> NodeResult:
     """Converge one node whose plan has changes (made from `live`). Never raises for a node-level failure.
 
-    Under the node lock the script prints the state; it goes on only if that is still `live` (else another
-    apply moved it: nothing changes). After the change the node waits `confirm_timeout` seconds for a
-    confirmation over a new connection, and reverts by itself without one."""
+    Under the node lock the script prints the state; it goes on only if that is still `live`. Else another
+    apply moved it and nothing changes: the node fails (STALE), or is unchanged if it already is what this
+    plan wants. After the change the node waits `confirm_timeout` seconds for a confirmation over a new
+    connection, and reverts by itself without one."""
     node = mesh.node(plan.node)
     script = apply_script(mesh, node, plan, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout)
     before = _guarded(mesh, live)
     refused: list[str] = []
+    already: list[str] = []  # another apply made this very change since the plan
     answered: list[bool] = []
 
     def decide(text: str) -> str | None:
@@ -149,7 +153,9 @@ def apply_node(
             refused.append(f"cannot read the node under its lock: {e}")
             return None  # the script reads end-of-file: nothing changes
         if _guarded(mesh, now) != before:
-            refused.append(STALE)
+            # moved since the plan: nothing changes here; fine if the node already is what this plan wants
+            done = diff_node(mesh, node, dataclasses.replace(now, resolved=live.resolved))
+            (already if not done.error and not done.changes else refused).append(STALE)
             return "stop\n"
         answered.append(True)
         return "go\n" + script.rest
@@ -163,6 +169,8 @@ def apply_node(
         return NodeResult(node.name, Outcome.FAILED, refused[0] if refused else str(e))
     if refused:
         return NodeResult(node.name, Outcome.FAILED, refused[0])
+    if already:
+        return NodeResult(node.name, Outcome.UNCHANGED, ALREADY)
     if result.exit_status == -1 and answered:
         return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, _failure(result),
                           before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))

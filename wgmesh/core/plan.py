@@ -27,7 +27,16 @@ from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
 from wgmesh.core.plankey import plan_key_notes
 from wgmesh.core.relay import relay_notes
-from wgmesh.core.render import InterfaceConfig, PeerConfig, PeerEntries, desired, render, wanted_routes
+from wgmesh.core.render import (
+    RERESOLVE_SCRIPT,
+    InterfaceConfig,
+    PeerConfig,
+    PeerEntries,
+    desired,
+    render,
+    resolve_hosts,
+    wanted_routes,
+)
 from wgmesh.core.state import LivePeer, LiveState, wanted_mtu
 from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 
@@ -182,6 +191,27 @@ def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
     }
 
 
+def unresolved(want: Endpoint | None, live: LiveState) -> bool:
+    """`want` is a name that the node was asked to resolve and could not."""
+    return want is not None and not want.is_literal and want.host in live.resolved and not live.resolved[want.host]
+
+
+def unresolved_warnings(mesh: Mesh, results: Mapping[str, LiveState | str]) -> list[str]:
+    """One warning per node and endpoint name of its peers that does not resolve there."""
+    out = []
+    for node in mesh.nodes:
+        live = results.get(node.name)
+        if not isinstance(live, LiveState) or node.decommission or node.public_key is None:
+            continue
+        for host in resolve_hosts(mesh, node):
+            if host in live.resolved and not live.resolved[host]:
+                peers = [n.name for n in mesh.nodes if n.endpoint is not None and n.endpoint.host == host]
+                out.append(f"{node.name}: {host} (the endpoint of {', '.join(peers)}) does not resolve on the node: "
+                           f"the peer keeps the endpoint it has; apply leaves it out of wg syncconf, and the node's "
+                           f"re-resolution tries again every 30 s")
+    return out
+
+
 def _same_peer(p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNetwork, str]) -> bool:
     """The live peer is as wanted, in every attribute `_peer_changes` shows (the common case: a quick yes)."""
     return (
@@ -217,6 +247,10 @@ def _peer_changes(
         shown_after["preshared_key"] = None
         if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
             # Not a change: a roamed endpoint, or a name the node resolved to this address.
+            shown_after["endpoint"] = before["endpoint"]
+        elif lp.endpoint is not None and unresolved(p.endpoint, live):
+            # Not a change either: the name does not resolve on the node, which keeps the endpoint it has (the
+            # plan warns; syncconf never gets the name: core/steps.py sync_endpoint)
             shown_after["endpoint"] = before["endpoint"]
         if set(before["allowed_ips"] or []) == set(after["allowed_ips"] or []):  # type: ignore[arg-type]
             shown_after["allowed_ips"] = before["allowed_ips"]
@@ -311,7 +345,8 @@ def diff_node(
             else "decommissioned: nothing runs; remove the node from mesh.yaml when you are done with it"
         )
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, removes_interface=bool(changes),
-                        notes=(note,), steps=remove_steps() if changes else ())
+                        notes=(note,),
+                        steps=remove_steps(RERESOLVE_SCRIPT in (live.config_text or "")) if changes else ())
 
     if node.public_key is None:
         note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
@@ -349,7 +384,7 @@ def diff_node(
         changes += _route_changes(cfg, live)
         changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
-                        steps=create_steps(cfg, mesh.name), config_diff=config_diff,
+                        steps=(*create_steps(cfg, mesh.name), *extra.after_up), config_diff=config_diff,
                         notes=tuple(relay_notes(mesh, node)))
 
     before: dict[str, Value] = {
@@ -417,7 +452,7 @@ def build_plan(
     key_notes = plan_key_notes({name: got for name, got in results.items() if not isinstance(got, str)})
     nodes = [replace(n, notes=(*n.notes, key_notes[n.node])) if n.node in key_notes and not n.error else n
              for n in nodes]
-    return Plan(tuple(nodes), tuple(warnings))
+    return Plan(tuple(nodes), (*warnings, *unresolved_warnings(mesh, results)))
 
 
 class Outcome(StrEnum):

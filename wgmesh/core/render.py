@@ -15,6 +15,10 @@ from wgmesh.core.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, N
 from wgmesh.core.relay import Relaying, relaying
 
 KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
+# A node whose peers have endpoint names re-resolves them (remote/scripts/reresolve.sh, installed by apply): a
+# systemd timer where systemd runs; elsewhere a loop that the config's PostUp starts and PostDown stops (both
+# lines do nothing while the script is not installed, so `wg-quick up` never fails over it).
+RERESOLVE_SCRIPT = "/usr/local/lib/wgmesh/reresolve-%i.sh"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class InterfaceConfig:
     forwarding: tuple[int, ...] = ()  # IP versions this node forwards (it routes subnets of them)
     masquerade: tuple[IPNetwork, ...] = ()  # subnets whose incoming mesh traffic it source-NATs
     relays_for: tuple[str, ...] = ()  # this node is the relay: the nodes without an endpoint it forwards between
+    reresolve: bool = False  # some peer's endpoint is a name: the node re-resolves it (RERESOLVE_SCRIPT)
 
     @property
     def key_post_up(self) -> str:
@@ -48,11 +53,11 @@ class InterfaceConfig:
 
     @property
     def all_post_up(self) -> tuple[str, ...]:
-        return (KEY_POST_UP, *routing_hooks(self)[0], *self.post_up)
+        return (KEY_POST_UP, *routing_hooks(self)[0], *reresolve_hooks(self)[0], *self.post_up)
 
     @property
     def all_post_down(self) -> tuple[str, ...]:
-        return (*self.post_down, *routing_hooks(self)[1])
+        return (*self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
 
 
 # wgmesh's own firewall rules carry this comment (%i is the interface: wg-quick and apply replace it), so they
@@ -88,6 +93,14 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     down = [f"iptables -t nat -D {r} || true" for r in reversed(nat)]
     down += [f"iptables -D {r} || true" for r in reversed(rules)]
     return tuple(up), tuple(down)
+
+
+def reresolve_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """PostUp starts the re-resolution loop where no systemd runs (the script decides), PostDown stops it."""
+    if not cfg.reresolve:
+        return (), ()
+    guard = f"[ ! -x {RERESOLVE_SCRIPT} ] || {RERESOLVE_SCRIPT}"
+    return (f"{guard} start {MANAGED_MARK}",), (f"{guard} stop {MANAGED_MARK}",)
 
 
 def is_managed_hook(line: str) -> bool:
@@ -135,6 +148,8 @@ def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...], relay: Rel
     versions = {s.prefix.version for s in node.subnets}
     if relays_for:
         versions |= {ip.version for n in relay.nat for ip in n.allowed_ips}
+    names = any(n.endpoint is not None and not n.endpoint.is_literal and n.enrolled and n is not node
+                for n in mesh.nodes)
     return InterfaceConfig(
         node=node.name,
         interface=mesh.interface,
@@ -147,6 +162,7 @@ def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...], relay: Rel
         forwarding=tuple(sorted(versions)),
         masquerade=node.masqueraded,
         relays_for=relays_for,
+        reresolve=names,
     )
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from wgmesh.core.changes import Action, Change
-from wgmesh.core.render import InterfaceConfig, user_hooks
+from wgmesh.core.render import RERESOLVE_SCRIPT, InterfaceConfig, user_hooks
 from wgmesh.core.state import LiveState
 from wgmesh.core.steps import Step, StepKind
 
@@ -25,6 +25,7 @@ class Extra:
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    after_up: list[Step] = field(default_factory=list)  # steps a new interface needs after `wg-quick up` too
 
 
 def forwarding(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
@@ -84,6 +85,30 @@ def unit(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
             f"its routes, forwarding and wgmesh's rules come back with it, from the config's PostUp lines)")
 
 
+RERESOLVE_EVERY = 30  # seconds between two passes of the node's re-resolution
+RERESOLVE_STALE = 135  # a peer whose latest handshake is older is re-resolved (wireguard-tools' reresolve-dns)
+
+
+def reresolve(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
+    """A node whose peers have endpoint names re-resolves them by itself (remote/scripts/reresolve.sh): wgmesh
+    installs it when the node's config first gets the line that starts it, and removes it with the last name.
+
+    What the node has is taken from its config file (the read has it): the script and its timer are installed
+    with that line. (A read of the script's version and of the timer or loop would also show drift: not read yet.)"""
+    have = live.config_text is not None and RERESOLVE_SCRIPT in live.config_text
+    if cfg.reresolve and not have:
+        attrs = {"every": f"{RERESOLVE_EVERY}s", "peers_stale_after": f"{RERESOLVE_STALE}s",
+                 "script": RERESOLVE_SCRIPT.replace("%i", cfg.interface)}
+        out.changes.append(Change(Action.CREATE, "reresolve", cfg.interface, None, attrs))
+        step = Step(StepKind.INSTALL_RERESOLVE)
+        out.steps.append(step)
+        out.after_up.append(step)
+    elif have and not cfg.reresolve:
+        out.changes.append(Change(Action.DELETE, "reresolve", cfg.interface,
+                                  {"script": RERESOLVE_SCRIPT.replace("%i", cfg.interface)}, None))
+        out.steps.append(Step(StepKind.REMOVE_RERESOLVE))
+
+
 def running_node(cfg: InterfaceConfig, live: LiveState) -> Extra:
     """Everything beyond WireGuard for a node whose interface runs."""
     out = Extra()
@@ -91,4 +116,5 @@ def running_node(cfg: InterfaceConfig, live: LiveState) -> Extra:
     firewall(cfg, live, out)
     hooks(cfg, live, out)
     unit(cfg, live, out)
+    reresolve(cfg, live, out)
     return out

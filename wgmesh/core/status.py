@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wgmesh.core.model import Mesh, Node
+from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
 
 FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
@@ -31,7 +32,8 @@ def classify(latest_handshake: int, now: int) -> tuple[Handshake, int | None]:
 
 @dataclass(frozen=True)
 class PeerView:
-    """What `source` sees of `peer`."""
+    """What `source` sees of `peer`: directly, or, for a pair that goes through the relay (`via`), what it sees
+of the relay (its leg of the path; the relay's view of `peer` is the other leg)."""
 
     source: str
     peer: str
@@ -41,6 +43,14 @@ class PeerView:
     endpoint: str | None = None
     rx_bytes: int = 0
     tx_bytes: int = 0
+    via: str | None = None  # the relay: `source` reaches `peer` through it (core/relay.py)
+
+    @property
+    def path(self) -> str:
+        """`direct`, `via relay aws`, or empty where there is no path to speak of (self, unreachable, no peer)."""
+        if self.state in (Handshake.SELF, Handshake.UNREACHABLE, Handshake.NO_PEER):
+            return ""
+        return f"via relay {self.via}" if self.via else "direct"
 
 
 @dataclass(frozen=True)
@@ -99,15 +109,21 @@ def node_status(
     if isinstance(got, str):
         return NodeStatus(source, error=got), [PeerView(source, n.name, Handshake.UNREACHABLE) for n in others]
     t = clock if clock is not None else now
+    relay = relaying(mesh)
+    me = next((n for n in nodes if n.name == source), None)
     views = []
     for n in others:
         peer = got.peers.get(n.public_key or "")
+        via = relay.path(me, n) if me is not None and peer is None else None
+        if via is not None and relay.relay is not None:  # no entry of its own: the pair rides on the relay's
+            peer = got.peers.get(relay.relay.public_key or "")
         if peer is None:
             views.append(PeerView(source, n.name, Handshake.NO_PEER))
             continue
         state, age = classify(peer.latest_handshake, t)
         views.append(
-            PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes)
+            PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
+                     via)
         )
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
@@ -131,25 +147,28 @@ def status_report(
         views += row
     return StatusReport(
         mesh.interface, tuple(n.name for n in nodes), tuple(readings), tuple(views), dict(skipped or {}),
-        handshake_hints(nodes, views),
+        handshake_hints(nodes, views, relaying(mesh).relay is not None),
     )
 
 
-def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView]) -> tuple[str, ...]:
+def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: bool = False) -> tuple[str, ...]:
     """For each pair that never completed a handshake (seen from both sides, or from the one side that could be
     read), which node's UDP port must be reachable from which: the most common first-day failure is a security
-    group, NSG, VPC firewall, ufw or firewalld dropping it."""
+    group, NSG, VPC firewall, ufw or firewalld dropping it. A pair where neither node has an endpoint goes through
+    the relay (`relayed`): its legs, pairs with the relay, get their own hints."""
     seen = {(v.source, v.peer): v.state for v in views}
     hints = []
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
+            dialed = [n for n in (a, b) if n.endpoint is not None]
+            if not dialed and relayed:
+                continue
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
                 continue
-            dialed = [n for n in (a, b) if n.endpoint is not None]
             if not dialed:
                 hints.append(f"{a.name} <-> {b.name}: never a handshake, and neither has an endpoint: "
-                             f"they can only meet through a node that has one")
+                             f"they can only meet through a relay, and no node has an endpoint to relay through")
                 continue
             ports = " and ".join(
                 f"{n.name}'s UDP port {n.endpoint.port if n.endpoint else n.listen_port} must be reachable from "

@@ -8,11 +8,13 @@ node lock, whether it is still needed) and records its own undo there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wgmesh.core.model import IPInterface, IPNetwork
+from wgmesh.core.model import Endpoint, IPInterface, IPNetwork
 from wgmesh.core.render import InterfaceConfig, render, syncconf_text, wanted_routes
 from wgmesh.core.state import LiveState, wanted_mtu
 
@@ -37,6 +39,8 @@ class StepKind(StrEnum):
     RUN_HOOKS = "run_hooks"  # value: JSON {old_down, new_up, new_down, old_up}: the user's changed hooks
     ENABLE_UNIT = "enable_unit"  # systemctl enable wg-quick@IF, where systemd runs
     REMOVE_INTERFACE = "remove_interface"  # decommission: down, disabled, config removed, key kept
+    INSTALL_RERESOLVE = "install_reresolve"  # the node re-resolves its peers' endpoint names (scripts/reresolve.sh)
+    REMOVE_RERESOLVE = "remove_reresolve"
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,52 @@ def create_steps(cfg: InterfaceConfig, mesh_name: str) -> tuple[Step, ...]:
             Step(StepKind.ENABLE_UNIT))
 
 
-def remove_steps() -> tuple[Step, ...]:
-    return (Step(StepKind.REMOVE_INTERFACE),)
+def remove_steps(reresolve: bool = False) -> tuple[Step, ...]:
+    """Decommission: the interface goes (its PostDown stops a re-resolution loop); then the re-resolution's script
+    and timer, when the node's config had them."""
+    return (Step(StepKind.REMOVE_INTERFACE), *([Step(StepKind.REMOVE_RERESOLVE)] if reresolve else []))
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def sync_endpoint(want: Endpoint, live: str | None, resolved: Mapping[str, frozenset[str]]) -> Endpoint | None:
+    """The endpoint `wg syncconf` gets for a peer whose endpoint is `want`, on a node whose read resolved names
+    into `resolved`: never a name (syncconf would resolve it once more, and a name that does not resolve makes wg
+    retry ~72 s and then abort the whole sync). A literal stays; a name becomes the address in use when the name
+    still resolves to it (no change), else the address the node resolved (IPv4 first); None when the name did not
+    resolve: the Endpoint line is left out and the peer keeps the endpoint it has."""
+    if want.is_literal or want.host not in resolved:
+        return want  # a literal, or a name the read was not asked about: as written
+    addresses = sorted({a for a in map(_address, resolved[want.host]) if a is not None},
+                       key=lambda a: (a.version, a))
+    current = live.rpartition(":") if live else None
+    if current is not None and current[2] == str(want.port) and _address(current[0]) in addresses:
+        return Endpoint(str(_address(current[0])), want.port)
+    return Endpoint(str(addresses[0]), want.port) if addresses else None
+
+
+def sync_config(cfg: InterfaceConfig, live: LiveState) -> InterfaceConfig:
+    """`cfg` with every endpoint name replaced for `wg syncconf` (see sync_endpoint)."""
+    peers = []
+    for p in cfg.peers:
+        if p.endpoint is not None and not p.endpoint.is_literal:
+            lp = live.peers.get(p.public_key)
+            p = dataclasses.replace(p, endpoint=sync_endpoint(p.endpoint, lp.endpoint if lp else None, live.resolved))
+        peers.append(p)
+    return dataclasses.replace(cfg, peers=tuple(peers))
 
 
 def update_steps(cfg: InterfaceConfig, live: LiveState, mesh_name: str) -> tuple[Step, ...]:
     """A node whose interface runs: write the config, sync the peers (sessions of unchanged peers stay), then
-    reconcile what syncconf does not touch, each difference one step."""
-    steps = [Step(StepKind.WRITE_CONFIG, render(cfg, mesh_name)), Step(StepKind.SYNC_PEERS, syncconf_text(cfg))]
+    reconcile what syncconf does not touch, each difference one step. The config file keeps endpoint names (wg-quick
+    resolves them at boot); the syncconf input has the addresses the node resolved them to (`sync_config`)."""
+    steps = [Step(StepKind.WRITE_CONFIG, render(cfg, mesh_name)),
+             Step(StepKind.SYNC_PEERS, syncconf_text(sync_config(cfg, live)))]
     want_addrs = set(cfg.addresses)
     steps += [Step(StepKind.ADD_ADDRESS, a) for a in _sorted(want_addrs - live.addresses)]
     steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(live.addresses - want_addrs)]

@@ -180,6 +180,8 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
                 "peers": [
                     {
                         "peer": v.peer,
+                        "path": v.path or None,  # direct, via relay R (then handshake and counters are R's)
+                        "via": v.via,
                         "handshake": v.state.value,
                         "handshake_age_s": v.age,
                         "latest_handshake": v.latest_handshake or None,

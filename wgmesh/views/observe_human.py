@@ -114,10 +114,18 @@ def _handshake_text(v: status_core.PeerView) -> str:
     return {Handshake.SELF: "-"}.get(v.state, v.state.value)
 
 
+def _cell_text(v: status_core.PeerView) -> str:
+    """A matrix cell: the handshake's age, and `via R` for a pair that goes through the relay (the age is then
+    that of the row's own leg, its handshake with R)."""
+    text = _handshake_text(v)
+    return f"via {v.via} {text}" if v.via and v.path else text
+
+
 def status_matrix(report: StatusReport) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=f"Latest handshake (rows see columns; fresh < {status_core.FRESH_SECONDS // 60}m, stale older)",
+        title=f"Latest handshake (rows see columns; fresh < {status_core.FRESH_SECONDS // 60}m, stale older; "
+              "via R: through the relay R, the row's handshake with R)",
         title_justify="left",
         pad_edge=False,
     )
@@ -128,15 +136,15 @@ def status_matrix(report: StatusReport) -> Table:
         cells = [_t(r.node, "bold")]
         for n in report.nodes:
             v = report.view(r.node, n)
-            cells.append(_t(_handshake_text(v), _HANDSHAKE_STYLE[v.state]))
+            cells.append(_t(_cell_text(v), _HANDSHAKE_STYLE[v.state]))
         table.add_row(*cells)
     return table
 
 
 def status_details(report: StatusReport) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Peers", title_justify="left", pad_edge=False)
-    for name, justify in (("node", "left"), ("peer", "left"), ("handshake", "right"), ("endpoint", "left"),
-                          ("received", "right"), ("sent", "right")):
+    for name, justify in (("node", "left"), ("peer", "left"), ("path", "left"), ("handshake", "right"),
+                          ("endpoint", "left"), ("received", "right"), ("sent", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for v in report.views:
         if v.state in (Handshake.UNREACHABLE, Handshake.SELF):
@@ -145,6 +153,7 @@ def status_details(report: StatusReport) -> Table:
         table.add_row(
             _t(v.source),
             _t(v.peer),
+            _t(v.path or "-"),
             _t(_handshake_text(v), _HANDSHAKE_STYLE[v.state]),
             _t(v.endpoint or "-"),
             formats.format_bytes(v.rx_bytes) if has_peer else "-",

@@ -291,3 +291,49 @@ wgm_hook() {  # $1: PostUp | PostDown, $2: the command
     exit 1
   fi
 }
+
+# Re-resolution of endpoint names (scripts/reresolve.sh; core/routing.py reresolve): the script, and every 30 s a
+# pass of it: a systemd timer where systemd runs, else the loop the config's PostUp starts (and apply starts now).
+wgm_rr_script() { printf '%s' "/usr/local/lib/wgmesh/reresolve-$IF.sh"; }
+wgm_rr_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+wgm_install_reresolve() {  # stdin: the script (its IF and CONF lines included)
+  wgm_rr=$(wgm_rr_script)
+  wgm_rr_new=1
+  if [ -f "$wgm_rr" ]; then wgm_rr_new=; fi
+  mkdir -p "${wgm_rr%/*}"
+  cat >"$wgm_rr.wgmesh-tmp"
+  chmod 755 "$wgm_rr.wgmesh-tmp"
+  mv -f "$wgm_rr.wgmesh-tmp" "$wgm_rr"
+  if wgm_rr_systemd; then
+    wgm_rr_unit="/etc/systemd/system/wgmesh-reresolve-$IF"
+    printf '%s\n' "[Unit]" "Description=wgmesh: re-resolve the endpoint names of $IF's peers" \
+      "After=wg-quick@$IF.service" "" "[Service]" "Type=oneshot" "ExecStart=$wgm_rr" >"$wgm_rr_unit.service"
+    printf '%s\n' "[Unit]" "Description=wgmesh: re-resolve the endpoint names of $IF's peers every 30 s" "" \
+      "[Timer]" "OnBootSec=30" "OnUnitActiveSec=30" "AccuracySec=5" "" "[Install]" "WantedBy=timers.target" \
+      >"$wgm_rr_unit.timer"
+    chmod 644 "$wgm_rr_unit.service" "$wgm_rr_unit.timer"
+    systemctl daemon-reload
+    if ! wgm_rr_err=$(systemctl enable --now "wgmesh-reresolve-$IF.timer" 2>&1 >/dev/null); then
+      echo "cannot start wgmesh-reresolve-$IF.timer: $(printf '%s' "$wgm_rr_err" | tail -n 1)" >&2
+      exit 1
+    fi
+  else
+    "$wgm_rr" start </dev/null >/dev/null 2>&1 9>&-
+  fi
+  if [ -n "$wgm_rr_new" ]; then wgm_did 'wgm_remove_reresolve'; fi
+}
+
+wgm_remove_reresolve() {  # the loop or the timer, then the files; nothing when none is there
+  wgm_rr=$(wgm_rr_script)
+  if [ -x "$wgm_rr" ]; then "$wgm_rr" stop </dev/null >/dev/null 2>&1 9>&- || :; fi
+  wgm_rr_unit="/etc/systemd/system/wgmesh-reresolve-$IF"
+  if wgm_rr_systemd && [ -f "$wgm_rr_unit.timer" ]; then
+    systemctl disable --now "wgmesh-reresolve-$IF.timer" >/dev/null 2>&1 || :
+  fi
+  if [ -f "$wgm_rr_unit.timer" ] || [ -f "$wgm_rr_unit.service" ]; then
+    rm -f "$wgm_rr_unit.timer" "$wgm_rr_unit.service"
+    if wgm_rr_systemd; then systemctl daemon-reload >/dev/null 2>&1 || :; fi
+  fi
+  rm -f "$wgm_rr"
+}

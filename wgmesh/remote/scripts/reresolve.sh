@@ -1,0 +1,107 @@
+# shellcheck shell=sh
+# reresolve.sh: a node's re-resolution of its peers' endpoint names (wireguard-tools' contrib/reresolve-dns
+# behaviour). WireGuard resolves an endpoint name once; when the name moves (DDNS), the peer stays unreachable
+# until someone sets it again. For every [Peer] of $CONF whose Endpoint is a name, and whose latest handshake is
+# older than 135 s (or never happened), this sets the address the name resolves to now, if it differs. A name
+# that does not resolve is skipped (never `wg set` with a name: wg would retry it for ~72 s).
+#
+# Installed by apply (scripts/apply.sh wgm_install_reresolve) as /usr/local/lib/wgmesh/reresolve-IF.sh, with
+# `IF=...` and `CONF=...` lines ahead of this text; standalone (no lib.sh). Modes:
+#   (none)  one pass: what the systemd timer wgmesh-reresolve-IF.timer runs every 30 s
+#   loop    a pass every 30 s while the interface exists
+#   start   where no systemd runs: the loop, in the background (its PID in /run/wireguard/wgmesh-reresolve-IF.pid),
+#           unless it runs already; with systemd: nothing (the timer does it). The config's PostUp runs this.
+#   stop    end that loop (the config's PostDown runs this)
+# Plain POSIX sh: dash and busybox ash.
+
+set -u
+PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+rr_self=$0
+rr_pidfile=/run/wireguard/wgmesh-reresolve-$IF.pid
+rr_stale=135
+rr_every=30
+
+rr_names() {  # "PUBLICKEY HOST PORT" for each [Peer] of $CONF whose Endpoint host is a name
+  awk '
+    function flush() {
+      if (pk != "" && host != "" && host !~ /^\[/ && host !~ /^[0-9.]+$/) print pk, host, port
+      pk = ""; host = ""; port = ""
+    }
+    {
+      line = $0; sub(/#.*/, "", line); gsub(/[ \t\r]/, "", line)
+    }
+    line ~ /^\[/ { flush(); next }
+    tolower(line) ~ /^publickey=/ { pk = substr(line, index(line, "=") + 1) }
+    tolower(line) ~ /^endpoint=/ {
+      ep = substr(line, index(line, "=") + 1); n = split(ep, parts, ":")
+      if (n == 2) { host = parts[1]; port = parts[2] }
+    }
+    END { flush() }
+  ' "$CONF" 2>/dev/null
+}
+
+rr_resolve() {  # $1: a name; prints one address (IPv4 first, as apply chooses), nothing when it does not resolve
+  if command -v timeout >/dev/null 2>&1; then rr_t='timeout 5'; else rr_t=; fi
+  # shellcheck disable=SC2086 # $rr_t is empty or two words
+  rr_a=$($rr_t getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
+  # shellcheck disable=SC2086
+  [ -n "$rr_a" ] || rr_a=$($rr_t getent ahosts "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
+  printf '%s' "$rr_a"
+}
+
+rr_pass() {
+  rr_now=$(date +%s)
+  rr_hs=$(wg show "$IF" latest-handshakes 2>/dev/null) || return 0
+  rr_eps=$(wg show "$IF" endpoints 2>/dev/null) || return 0
+  rr_names | while read -r rr_pk rr_host rr_port; do
+    rr_t=$(printf '%s\n' "$rr_hs" | awk -v k="$rr_pk" '$1 == k { print $2 }')
+    [ -n "$rr_t" ] || continue  # not a peer of the interface
+    [ $((rr_now - rr_t)) -gt "$rr_stale" ] || continue  # a recent handshake: the endpoint works
+    rr_addr=$(rr_resolve "$rr_host")
+    [ -n "$rr_addr" ] || continue
+    case $rr_addr in *:*) rr_ep="[$rr_addr]:$rr_port" ;; *) rr_ep="$rr_addr:$rr_port" ;; esac
+    rr_cur=$(printf '%s\n' "$rr_eps" | awk -v k="$rr_pk" '$1 == k { print $2 }')
+    [ "$rr_cur" != "$rr_ep" ] || continue
+    if wg set "$IF" peer "$rr_pk" endpoint "$rr_ep" 2>/dev/null; then
+      echo "wgmesh-reresolve: $IF: $rr_host is now $rr_ep (was ${rr_cur:-none})" >&2
+    fi
+  done
+}
+
+rr_running() {  # the loop of the PID file runs (PIDs are reused: its command line must name this script)
+  [ -s "$rr_pidfile" ] || return 1
+  rr_pid=$(cat "$rr_pidfile" 2>/dev/null)
+  case $rr_pid in '' | *[!0-9]*) return 1 ;; esac
+  [ -r "/proc/$rr_pid/cmdline" ] && tr '\000' ' ' <"/proc/$rr_pid/cmdline" | grep -qF "$rr_self loop"
+}
+
+case ${1:-pass} in
+pass) rr_pass ;;
+loop)
+  while wg show "$IF" public-key >/dev/null 2>&1; do
+    rr_pass
+    sleep "$rr_every"
+  done
+  ;;
+start)
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then exit 0; fi
+  if rr_running; then exit 0; fi
+  mkdir -p "${rr_pidfile%/*}"
+  # detached: no terminal, no channel, no lock (fd 9), its own session where setsid exists
+  if command -v setsid >/dev/null 2>&1; then
+    setsid sh "$rr_self" loop </dev/null >/dev/null 2>&1 9>&- &
+  else
+    (trap '' HUP && exec sh "$rr_self" loop) </dev/null >/dev/null 2>&1 9>&- &
+  fi
+  echo $! >"$rr_pidfile"
+  ;;
+stop)
+  if rr_running; then kill "$rr_pid" 2>/dev/null || :; fi
+  rm -f "$rr_pidfile"
+  ;;
+*)
+  echo "usage: $rr_self [pass|loop|start|stop]" >&2
+  exit 2
+  ;;
+esac
+exit 0
