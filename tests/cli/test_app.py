@@ -15,7 +15,7 @@ from wgmesh.core import render as render_mod
 from wgmesh.meshfile import load
 from wgmesh.views.env import Environment
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "mesh.example"
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from wgmesh.views.env import Environment
 from wgmesh.views.formats import format_age, format_bytes
 from wgmesh.views.json import check_to_dict, status_to_dict
 
-FIXTURES = Path(__file__).parent / "fixtures" / "check"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "check"
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
 

@@ -13,7 +13,7 @@ from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
 from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node, user_hooks
 from wgmesh.meshfile import load, loads
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "mesh.example" / "mesh.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "mesh.example" / "mesh.yaml"
 KA = "76g31p64QmeSkdVYkRCDqqshYcBF71jU5GtKfq2gmWU="
 KB = "fiVvTzvLW+guc0/puGdPheeZRsT4FHHsU1WwyvhO9Xk="
 KC = "kboCx4oulgy0stckZnLMK1xFMRdj8ULP4vNc0WelB2E="

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from wgmesh import meshfile, scaffold
 from wgmesh.scaffold import ACTION_PATH, REPORT_PATH, WORKFLOW_PATH, init_repo, workflow_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_init_creates_a_valid_repo(tmp_path: Path) -> None:
