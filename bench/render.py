@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Render every config of an N-node full mesh with wgmesh and with wg-meshconf 2.5.1; compare wall times.
 
-    .venv/bin/python bench/render.py [--nodes 1000] [--keep DIR]
+    .venv/bin/python bench/render.py [--nodes 1000] [--skip-meshconf] [--plain-runs 5]
+
+Second baseline: `wgmesh render --all --out DIR` (the real command) against a plain writer of the same bytes:
+a Python process that gets each node's [Interface] part and the distinct [Peer] stanzas (JSON, O(N), made from
+wgmesh's own output) and writes DIR/NODE.conf as its part plus its peers' stanzas, as a hand-written generator
+without YAML, validation or model would; and the I/O floor, a process that copies the finished bytes from one
+file. Alternated, each run after `sync` into an empty folder, medians of --plain-runs (target: within 1.5x of the
+plain writer).
 
 Both tools get the SAME mesh: node-i with address 10.0.x.y, one routed /24 each, an endpoint
 node-i.example.com:51820 for 9 nodes in 10 (the tenth is behind NAT), and write DIR/NODE.conf for
@@ -21,8 +28,10 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,6 +145,86 @@ def find_meshconf(install: bool) -> list[str]:
     return [str(exe)]
 
 
+PLAIN = """
+import json, os, sys
+stanzas, files = json.load(open(sys.argv[1]))
+out = sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for name, head, runs in files:
+    parts = [head]
+    for run in runs:
+        parts.extend(stanzas[run[0]:run[1]])
+    with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+        f.write("".join(parts))
+"""
+
+COPY = """
+import json, os, sys
+blob = open(sys.argv[1], "rb").read()
+out = sys.argv[3]
+os.makedirs(out, exist_ok=True)
+pos = 0
+for name, size in json.load(open(sys.argv[2])):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(blob[pos:pos + size])
+    pos += size
+"""
+
+
+def _pieces(work: Path, names: list[str]) -> None:
+    """The plain writer's input: every distinct stanza once, and per file its head and its stanzas as runs of
+    consecutive stanza indices; the copier's: the files' bytes in one blob."""
+    table: dict[str, int] = {}
+    stanzas: list[str] = []
+    files = []
+    index = []
+    with open(work / "blob", "wb") as blob:
+        for name in names:
+            data = (work / "wgmesh-out" / name).read_bytes()
+            blob.write(data)
+            index.append((name, len(data)))
+            head, *peers = data.decode().split("\n# ")
+            runs: list[list[int]] = []
+            for p in ("\n# " + p for p in peers):
+                i = table.get(p)
+                if i is None:
+                    i = table[p] = len(stanzas)
+                    stanzas.append(p)
+                if runs and runs[-1][1] == i:
+                    runs[-1][1] = i + 1
+                else:
+                    runs.append([i, i + 1])
+            files.append((name, head, runs))
+    (work / "pieces.json").write_text(json.dumps([stanzas, files]))
+    (work / "index.json").write_text(json.dumps(index))
+
+
+def plain_floor(work: Path, runs: int) -> tuple[float, float, float]:
+    """Medians of `wgmesh render --all`, the plain writer and the copier of the same bytes, alternated."""
+    exe = Path(sys.executable).with_name("wgmesh")
+    wgmesh = [str(exe)] if exe.exists() else [sys.executable, "-m", "wgmesh"]
+    names = sorted(p.name for p in (work / "wgmesh-out").glob("*.conf"))
+    _pieces(work, names)
+    sides = (
+        ("cli-out", [*wgmesh, "render", "--all", "--out", "cli-out", "-f", "mesh.yaml"]),
+        ("plain-out", [sys.executable, "-c", PLAIN, "pieces.json", "plain-out"]),
+        ("copy-out", [sys.executable, "-c", COPY, "blob", "index.json", "copy-out"]),
+    )
+    times: dict[str, list[float]] = {out: [] for out, _ in sides}
+    for _ in range(runs):
+        for out, argv in sides:
+            shutil.rmtree(work / out, ignore_errors=True)
+            os.sync()
+            times[out].append(timed(argv, work))
+    for out, _ in sides:
+        got = sorted(p.name for p in (work / out).glob("*.conf"))
+        ref = work / "wgmesh-out"
+        same = got == names and all((work / out / n).read_bytes() == (ref / n).read_bytes() for n in names)
+        assert same, f"{out}: not the same files as wgmesh's"
+    cli, plain, copy = (statistics.median(times[out]) for out, _ in sides)
+    return cli, plain, copy
+
+
 def timed(argv: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -156,7 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000, help="mesh size (default 1000)")
     parser.add_argument("--no-install", action="store_true", help="do not create the wg-meshconf venv")
-    parser.add_argument("--skip-meshconf", action="store_true", help="time wgmesh only")
+    parser.add_argument("--skip-meshconf", action="store_true", help="leave wg-meshconf out")
+    parser.add_argument("--plain-runs", type=int, default=5, help="runs against the plain writer (0: none)")
     args = parser.parse_args()
     n = args.nodes
     meshconf = None if args.skip_meshconf else find_meshconf(not args.no_install)
@@ -179,6 +269,14 @@ def main() -> None:
             print(f"wg-meshconf : {theirs:8.2f} s  {files} files, {size / 1e6:.1f} MB, {peers} peer stanzas")
             assert (files, peers) == (ours_files, ours_peers), "the two tools did not render the same mesh"
             print(f"speed-up    : {theirs / ours:8.1f}x")
+        if args.plain_runs > 0:
+            cli, plain, copy = plain_floor(work, args.plain_runs)
+            print(f"wgmesh render --all : {cli:6.2f} s (median of {args.plain_runs}, alternated)")
+            print(f"plain writer        : {plain:6.2f} s (each node's part and its peers' stanzas, from JSON)")
+            print(f"I/O floor           : {copy:6.2f} s (the finished bytes copied from one file)")
+            print(f"wgmesh/I/O floor    : {cli / copy:6.2f}x")
+            verdict = "OK" if cli / plain <= 1.5 else "MISSED"
+            print(f"wgmesh/plain        : {cli / plain:6.2f}x (target <= 1.5x): {verdict}")
 
 
 if __name__ == "__main__":

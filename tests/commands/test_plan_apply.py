@@ -138,7 +138,8 @@ def test_plan_exit_codes(world: World, make, detailed: bool, expected: ExitStatu
     else:
         for n in NAMES:
             assert f"# node {n}: " in _out(env)
-        assert "Plan: 28 to add, 0 to change, 0 to destroy." in _out(env)
+        # interface, peers, routes, FORWARD rules, reresolve (azure's endpoint is a name); forwarding on
+        assert "Plan: 35 to add, 4 to change, 0 to destroy." in _out(env)
 
 
 @pytest.mark.parametrize("detailed", [False, True])
@@ -168,7 +169,7 @@ def test_plan_json(world: World) -> None:
     assert code == ExitStatus.ERROR
     doc = json.loads(_out(env))
     assert doc["format_version"] == "1" and doc["type"] == "plan"
-    assert doc["summary"] == {"add": 21, "change": 0, "destroy": 0, "errors": 1}
+    assert doc["summary"] == {"add": 26, "change": 3, "destroy": 0, "errors": 1}
     nodes = {n["node"]: n for n in doc["nodes"]}
     assert nodes["aliyun"]["error"] == "timed out" and nodes["aliyun"]["changes"] == []
     for n in ("aws", "azure", "gcp"):

@@ -85,8 +85,8 @@ Address = 10.9.0.3/24
 ListenPort = 51820
 MTU = 1380
 PostUp = wg set %i private-key /etc/wireguard/%i.key
-PostUp = [ ! -x /usr/local/lib/wgmesh/reresolve-%i.sh ] || /usr/local/lib/wgmesh/reresolve-%i.sh start # wgmesh
-PostDown = [ ! -x /usr/local/lib/wgmesh/reresolve-%i.sh ] || /usr/local/lib/wgmesh/reresolve-%i.sh stop # wgmesh
+PostUp = [ ! -x /etc/wireguard/wgmesh-reresolve-%i.sh ] || /etc/wireguard/wgmesh-reresolve-%i.sh start # wgmesh
+PostDown = [ ! -x /etc/wireguard/wgmesh-reresolve-%i.sh ] || /etc/wireguard/wgmesh-reresolve-%i.sh stop # wgmesh
 
 # hub
 [Peer]

@@ -245,15 +245,20 @@ def test_dns_endpoint_resolved_on_the_nodes(mesh: Lab, full_text: str, run_wgmes
         sections = _sections(plan.stdout)
         assert set(sections) == {"aws", "gcp", "aliyun"}
         for text in sections.values():
-            # the live endpoint is the address the node resolved the name to: only the config file differs
-            assert _change_lines(text) == ["~ interface wg0"]
+            # the live endpoint is the address the node resolved the name to: only the config file differs, and
+            # the node re-resolves the name from now on (issue 13)
+            assert _change_lines(text) == ["~ interface wg0", "+ reresolve wg0"]
             assert "config_file" in text and "endpoint" not in text
         _converge(run_wgmesh, mesh)
         assert f"Endpoint = {name}:51820" in _ok(_exec(mesh, "aws", "cat", "/etc/wireguard/wg0.conf"))
+        _ok(_exec(mesh, "aws", "test", "-x", "/etc/wireguard/wgmesh-reresolve-wg0.sh"))
         _assert_full_mesh(mesh, ["aws", "azure"])
     finally:
         mesh.mesh_path.write_text(full_text)
+    plan = _plan_exit(run_wgmesh, mesh)
+    assert "- reresolve wg0" in plan.stdout, plan.stdout  # the last name is gone: so is the re-resolution
     _converge(run_wgmesh, mesh)
+    assert _exec(mesh, "aws", "test", "-e", "/etc/wireguard/wgmesh-reresolve-wg0.sh").returncode == 1
 
 
 # ----------------------------------------------------------------------------------------- changes and drift

@@ -82,9 +82,10 @@ def test_fresh_mesh_plan_text() -> None:
     out = _out(_human(_plan({n: fresh(MESH, n) for n in NAMES})))
     assert out.startswith("wgmesh will perform the following actions (+ create, ~ update in place, - destroy):")
     assert [ln for ln in out.splitlines() if ln.startswith("  # node")] == [
-        f"  # node {n}: 8 to add, 1 to change, 0 to destroy" for n in NAMES
+        # + reresolve wg0 on the nodes whose peer azure has an endpoint name
+        f"  # node {n}: {8 if n == 'azure' else 9} to add, 1 to change, 0 to destroy" for n in NAMES
     ]
-    assert out.rstrip().endswith("Plan: 32 to add, 4 to change, 0 to destroy.")
+    assert out.rstrip().endswith("Plan: 35 to add, 4 to change, 0 to destroy.")
     aws = out.split("  # node aws")[1].split("  # node azure")[0]
     assert "  + interface wg0\n" in aws
     assert '      + addresses   = ["10.0.0.1/24"]\n' in aws
@@ -148,7 +149,7 @@ def test_errors_go_to_stderr_and_the_rest_is_still_shown() -> None:
     env = _human(_plan(states))
     assert "Error: node azure: cannot connect to root@192.0.2.2:22: Connection refused" in _err(env)
     assert "# node aws" in _out(env) and "# node azure" not in _out(env)
-    assert "Plan: 24 to add, 3 to change, 0 to destroy. 1 node could not be planned." in _out(env)
+    assert "Plan: 27 to add, 3 to change, 0 to destroy. 1 node could not be planned." in _out(env)
 
 
 def test_errors_alone_show_the_summary_not_no_changes() -> None:
@@ -201,7 +202,7 @@ def test_progress_only_on_a_terminal() -> None:
 
 
 def test_summary_line() -> None:
-    assert summary_line(_plan({n: fresh(MESH, n) for n in NAMES})) == "Plan: 32 to add, 4 to change, 0 to destroy."
+    assert summary_line(_plan({n: fresh(MESH, n) for n in NAMES})) == "Plan: 35 to add, 4 to change, 0 to destroy."
 
 
 # ------------------------------------------------------------------------------------------------ human results
@@ -214,7 +215,7 @@ def test_results_success() -> None:
     out = _out(env)
     assert "aliyun  changed (7 added, 0 changed, 0 destroyed)" in out
     assert "aws     changed (7 added" in out
-    assert "Apply complete! Resources: 32 added, 4 changed, 0 destroyed." in out
+    assert "Apply complete! Resources: 35 added, 4 changed, 0 destroyed." in out
     assert _err(env) == ""
 
 

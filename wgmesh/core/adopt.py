@@ -179,8 +179,10 @@ def build_entries(
     keys = check_reads(reads, ctx)
     known = set(keys.values()) | set(ctx.existing_keys)
     entries = []
+    names = {**ctx.existing_keys, **{key: n for n, key in keys.items()}}
+    kept_pairs: set[frozenset[str]] = set()
     for name, r in reads.items():
-        entries.append(_entry(name, r, reads, keys, ctx, endpoints.get(name), warnings))
+        entries.append(_entry(name, r, reads, keys, ctx, endpoints.get(name), warnings, names, kept_pairs))
         for key, peer in r.live.peers.items():
             if key not in known:
                 nets = ", ".join(str(n) for n in _sort_nets(peer.allowed_ips)) or "no AllowedIPs"
@@ -199,7 +201,13 @@ def _entry(
     ctx: Context,
     endpoint_override: str | None,
     warnings: list[str],
+    names: Mapping[str, str] | None = None,
+    kept_pairs: set[frozenset[str]] | None = None,
 ) -> Entry:
+    """`names`: public key -> node name, of every node imported or in mesh.yaml; `kept_pairs`: the pairs whose
+    preshared key an earlier entry keeps already (each pair is written once, on its first node)."""
+    names = names if names is not None else {}
+    kept_pairs = kept_pairs if kept_pairs is not None else set()
     key = keys[name]
     live = r.live
     addresses = sorted((a for a in live.addresses if _in_networks(a, ctx.networks)), key=_iface_key)
@@ -220,9 +228,10 @@ def _entry(
         endpoint, split = _common(declared)
         if split:
             warnings.append(f"{name}: its peers' configs give different endpoints; using {endpoint}")
+    dialed: int | None = None  # the port the peers dial
     if endpoint is not None:
         try:
-            parse_endpoint(endpoint)
+            dialed = parse_endpoint(endpoint).port
             fields["endpoint"] = endpoint
         except ValueError as e:
             warnings.append(f"{name}: endpoint {endpoint!r} is not usable ({e}); none imported")
@@ -241,8 +250,15 @@ def _entry(
         subnets.append(str(net))
     if subnets:
         fields["subnets"] = subnets
-    if live.listen_port is not None and live.listen_port != ctx.listen_port:
-        fields["listen_port"] = live.listen_port
+    listen = _listen_port(name, live.listen_port, r.conf, dialed, fields, warnings)
+    if listen is not None and listen != ctx.listen_port:
+        fields["listen_port"] = listen
+    kept = [p for p in _with_preshared_key(name, r, names, kept_pairs)]
+    if kept:
+        fields["shared_keys"] = dict.fromkeys(kept, "keep")
+        warnings.append(
+            f"{name}: a preshared key on its pair{'s' if len(kept) > 1 else ''} with {', '.join(kept)}: kept as it "
+            f"is (`shared_keys: {{{', '.join(f'{p}: keep' for p in kept)}}}`); wgmesh never reads or moves the value")
     if r.conf is not None:
         if r.conf.mtu is not None:
             fields["mtu"] = r.conf.mtu
@@ -265,6 +281,38 @@ def _entry(
         ssh["port"] = r.target.port
     fields["ssh"] = ssh
     return Entry(name, key, fields, key_file=live.key_file_exists)
+
+
+def _listen_port(
+    name: str, live: int | None, conf: WgQuick | None, dialed: int | None, fields: dict[str, Any], warnings: list[str]
+) -> int | None:
+    """The port the node should listen on. Where its peers dial another port than it listens on, say what was found
+    and choose the consistent fix: a config without ListenPort (WireGuard picked a random port) listens on the port
+    the peers dial; an explicit ListenPort that differs is a port forward (`port_forward: true`)."""
+    if live is None or dialed is None or dialed == live:
+        return live
+    if conf is None or conf.listen_port is None:
+        warnings.append(
+            f"{name}: listens on {live} (its config sets no ListenPort: a random port) while its peers dial "
+            f"{dialed}: imported as `listen_port: {dialed}`; the first apply moves it there")
+        return dialed
+    fields["port_forward"] = True
+    warnings.append(
+        f"{name}: listens on {live} (ListenPort in its config) while its peers dial {dialed}: imported as a port "
+        f"forward (`port_forward: true`); if no router forwards {dialed} to {live}, set `listen_port: {dialed}` "
+        "instead")
+    return live
+
+
+def _with_preshared_key(name: str, r: NodeRead, names: Mapping[str, str], kept: set[frozenset[str]]) -> list[str]:
+    """The mesh nodes whose pair with `name` has a preshared key on this node and is not kept by an entry yet."""
+    out = []
+    for key, peer in r.live.peers.items():
+        other = names.get(key)
+        if peer.has_preshared_key and other is not None and other != name and frozenset((name, other)) not in kept:
+            kept.add(frozenset((name, other)))
+            out.append(other)
+    return sorted(out)
 
 
 def _iface_key(a: IPInterface) -> tuple[int, Any]:

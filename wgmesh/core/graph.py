@@ -117,6 +117,8 @@ def _seen(report: StatusReport, a: str, b: str) -> tuple[Health, int | None]:
             view = report.view(src, dst)
         except KeyError:
             continue
+        if view.via:  # reached through a relay: not a direct handshake of this pair
+            continue
         health = _FROM_HANDSHAKE.get(view.state, Health.UNKNOWN)
         better = _RANK[health] > _RANK[best[0]]
         younger = health is best[0] and view.age is not None and (best[1] is None or view.age < best[1])

@@ -216,7 +216,7 @@ def _same_peer(p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNe
     """The live peer is as wanted, in every attribute `_peer_changes` shows (the common case: a quick yes)."""
     return (
         not p.relayed
-        and not lp.has_preshared_key
+        and (not lp.has_preshared_key or p.keep_preshared_key)
         and lp.persistent_keepalive == p.persistent_keepalive
         and lp.allowed_ips == frozenset(p.allowed_ips)
         and endpoint_matches(p.endpoint, lp.endpoint, live.resolved)
@@ -244,7 +244,8 @@ def _peer_changes(
             before["relays"] = relayed_before
             after.setdefault("relays", [])
         shown_after = dict(after)
-        shown_after["preshared_key"] = None
+        # wgmesh sets no preshared key: a live one is cleared, unless the pair keeps it (`shared_keys`)
+        shown_after["preshared_key"] = before["preshared_key"] if p.keep_preshared_key else None
         if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
             # Not a change: a roamed endpoint, or a name the node resolved to this address.
             shown_after["endpoint"] = before["endpoint"]

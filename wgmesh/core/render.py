@@ -18,7 +18,7 @@ KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
 # A node whose peers have endpoint names re-resolves them (remote/scripts/reresolve.sh, installed by apply): a
 # systemd timer where systemd runs; elsewhere a loop that the config's PostUp starts and PostDown stops (both
 # lines do nothing while the script is not installed, so `wg-quick up` never fails over it).
-RERESOLVE_SCRIPT = "/usr/local/lib/wgmesh/reresolve-%i.sh"
+RERESOLVE_SCRIPT = f"{KEY_DIR}/wgmesh-reresolve-%i.sh"  # next to IF.conf, as wgmesh-read-IF.sh (plan-key)
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class PeerConfig:
     endpoint: Endpoint | None
     persistent_keepalive: int  # 0 = off
     relayed: tuple[str, ...] = ()  # nodes reached through this peer, the relay (their addresses are in allowed_ips)
+    keep_preshared_key: bool = False  # the pair keeps the preshared key it has (`shared_keys: {PEER: keep}`)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class InterfaceConfig:
     masquerade: tuple[IPNetwork, ...] = ()  # subnets whose incoming mesh traffic it source-NATs
     relays_for: tuple[str, ...] = ()  # this node is the relay: the nodes without an endpoint it forwards between
     reresolve: bool = False  # some peer's endpoint is a name: the node re-resolves it (RERESOLVE_SCRIPT)
+    kept_preshared_keys: tuple[str, ...] = ()  # public keys of the peers whose pair keeps its preshared key
 
     @property
     def key_post_up(self) -> str:
@@ -53,11 +55,11 @@ class InterfaceConfig:
 
     @property
     def all_post_up(self) -> tuple[str, ...]:
-        return (KEY_POST_UP, *routing_hooks(self)[0], *reresolve_hooks(self)[0], *self.post_up)
+        return (KEY_POST_UP, *psk_hooks(self)[0], *routing_hooks(self)[0], *reresolve_hooks(self)[0], *self.post_up)
 
     @property
     def all_post_down(self) -> tuple[str, ...]:
-        return (*self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
+        return (*psk_hooks(self)[1], *self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
 
 
 # wgmesh's own firewall rules carry this comment (%i is the interface: wg-quick and apply replace it), so they
@@ -95,6 +97,24 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     return tuple(up), tuple(down)
 
 
+PSK_FILE = f"{KEY_DIR}/%i.psk"  # the kept preshared keys, `PUBLICKEY PRESHAREDKEY` lines, mode 600, on the node
+
+
+def psk_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A pair that keeps its preshared key (`shared_keys`) keeps it over a restart too: the config has no
+    PresharedKey line (wgmesh never sees the value), so the node keeps the runtime's in PSK_FILE (apply writes it,
+    step save_preshared_keys; PostDown writes it again), and PostUp puts it back. Nothing leaves the node."""
+    if not cfg.kept_preshared_keys:
+        return (), ()
+    up = (f'[ ! -f {PSK_FILE} ] || while read -r p k; do if wg show %i peers | grep -qxF -- "$p"; then '
+          f'printf "%s\\n" "$k" | wg set %i peer "$p" preshared-key /dev/stdin; fi; done < {PSK_FILE} {MANAGED_MARK}')
+    # every preshared key the runtime has: apply clears all but the kept ones (no public key in the line: read.sh
+    # redacts key-like text in the config it shows)
+    down = (f'{{ wg show %i preshared-keys | grep -v "(none)" || true; }} > {PSK_FILE}.new && '
+            f"mv -f {PSK_FILE}.new {PSK_FILE} {MANAGED_MARK}")
+    return (up,), (down,)
+
+
 def reresolve_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """PostUp starts the re-resolution loop where no systemd runs (the script decides), PostDown stops it."""
     if not cfg.reresolve:
@@ -128,7 +148,55 @@ def _peer(this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
     assert peer.public_key is not None
     keepalive = this.persistent_keepalive if this.endpoint is None and peer.endpoint is not None else 0
     allowed = peer.allowed_ips + tuple(ip for n in via for ip in n.allowed_ips)
-    return PeerConfig(peer.name, peer.public_key, allowed, peer.endpoint, keepalive, tuple(n.name for n in via))
+    return PeerConfig(peer.name, peer.public_key, allowed, peer.endpoint, keepalive, tuple(n.name for n in via),
+                      keeps_shared_key(this, peer))
+
+
+def keeps_shared_key(a: Node, b: Node) -> bool:
+    """The pair a-b keeps its preshared key: either node says so (`shared_keys: {OTHER: keep}`)."""
+    return b.name in a.keep_shared_keys or a.name in b.keep_shared_keys
+
+
+class _MeshFacts:
+    """What `_interface` asks of the whole mesh for every node, worked out once per mesh (render_all and plan
+    ask for every node: N walks over N nodes otherwise)."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        # enrolled nodes whose endpoint is a name
+        self.named = {id(n) for n in mesh.nodes if n.endpoint is not None and not n.endpoint.is_literal and n.enrolled}
+        self.order = {n.name: i for i, n in enumerate(mesh.nodes)}
+        self.nodes = mesh.nodes
+        self.named_by: dict[str, set[str]] = {}  # node -> the nodes whose shared_keys name it
+        for n in mesh.nodes:
+            for other in n.keep_shared_keys:
+                self.named_by.setdefault(other, set()).add(n.name)
+
+    def names_elsewhere(self, node: Node) -> bool:
+        """Some other enrolled node has an endpoint name."""
+        return len(self.named) > (id(node) in self.named)
+
+    def kept_keys(self, node: Node) -> tuple[str, ...]:
+        """The public keys of the enrolled peers whose pair with `node` keeps its preshared key, in file order."""
+        pair = set(node.keep_shared_keys) | self.named_by.get(node.name, set())
+        if not pair:
+            return ()
+        found = sorted(self.order[name] for name in pair if name in self.order)
+        return tuple(n.public_key for n in (self.nodes[i] for i in found)
+                     if n.enrolled and n is not node and n.public_key and keeps_shared_key(node, n))
+
+
+_FACTS: dict[int, tuple[Mesh, _MeshFacts]] = {}  # the last meshes asked about (a few: kept small)
+
+
+def _facts(mesh: Mesh) -> _MeshFacts:
+    got = _FACTS.get(id(mesh))
+    if got is not None and got[0] is mesh:
+        return got[1]
+    facts = _MeshFacts(mesh)
+    if len(_FACTS) >= 8:
+        _FACTS.clear()
+    _FACTS[id(mesh)] = (mesh, facts)
+    return facts
 
 
 def _find(mesh: Mesh, name: str) -> Node:
@@ -148,8 +216,9 @@ def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...], relay: Rel
     versions = {s.prefix.version for s in node.subnets}
     if relays_for:
         versions |= {ip.version for n in relay.nat for ip in n.allowed_ips}
-    names = any(n.endpoint is not None and not n.endpoint.is_literal and n.enrolled and n is not node
-                for n in mesh.nodes)
+    facts = _facts(mesh)
+    names = facts.names_elsewhere(node)
+    kept = facts.kept_keys(node)
     return InterfaceConfig(
         node=node.name,
         interface=mesh.interface,
@@ -163,6 +232,7 @@ def _interface(mesh: Mesh, node: Node, peers: tuple[PeerConfig, ...], relay: Rel
         masquerade=node.masqueraded,
         relays_for=relays_for,
         reresolve=names,
+        kept_preshared_keys=kept,
     )
 
 
@@ -179,7 +249,7 @@ class PeerEntries:
 
     def entry(self, this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
         """`_peer(this, peer, via)`, shared: without `via` it depends on `peer` and the keepalive only."""
-        if via:
+        if via or keeps_shared_key(this, peer):  # entries only this node has
             return _peer(this, peer, via)
         keepalive = this.persistent_keepalive if this.endpoint is None and peer.endpoint is not None else 0
         made = self._made.get((peer.name, keepalive))
@@ -287,31 +357,30 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
             continue
         head = header(mesh.name, node.name) + interface_section(_interface(mesh, node, (), relay))
         if node.endpoint is not None:
-            yield node.name, head + plain_body.without(index.get(node.name))
+            yield node.name, plain_body.without(head, index.get(node.name))
         elif node.persistent_keepalive != keepalive:  # a node keepalive unlike the mesh's (not from mesh.yaml)
             yield node.name, render_node(mesh, node.name)
         elif relay.relay is not None:
             assert relay.relay.public_key is not None
             via = relay.through_relay(node)
             r_peer = _peer(node, relay.relay, via)
-            yield node.name, head + before + peer_stanza(r_peer) + after
+            yield node.name, "".join((head, before, peer_stanza(r_peer), after))
         else:
-            yield node.name, head + nat_body.without(index.get(node.name))
+            yield node.name, nat_body.without(head, index.get(node.name))
 
 
 class _Joined:
-    """Concatenated stanzas with offsets, so 'all but one' is two slices."""
+    """The stanzas of every enrolled node: a node's file is its head and all of them but its own, one join (each
+    byte copied once; slicing one long text and adding the pieces copies it three times, ~10x slower)."""
 
     def __init__(self, parts: list[str]) -> None:
-        self.text = "".join(parts)
-        self.offsets = [0]
-        for p in parts:
-            self.offsets.append(self.offsets[-1] + len(p))
+        self.parts = parts
 
-    def without(self, i: int | None) -> str:
+    def without(self, head: str, i: int | None) -> str:
+        parts = self.parts
         if i is None:
-            return self.text
-        return self.text[: self.offsets[i]] + self.text[self.offsets[i + 1] :]
+            return "".join([head, *parts])
+        return "".join([head, *parts[:i], *parts[i + 1 :]])
 
 
 def syncconf_text(cfg: InterfaceConfig) -> str:

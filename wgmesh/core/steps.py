@@ -30,7 +30,8 @@ class StepKind(StrEnum):
     ADD_ROUTE = "add_route"  # value: a prefix routed through the interface
     DELETE_ROUTE = "delete_route"
     CLEAR_KEEPALIVE = "clear_keepalive"  # value: a peer's public key (syncconf keeps a keepalive left out)
-    CLEAR_PRESHARED_KEY = "clear_preshared_key"  # value: a peer's public key (likewise)
+    CLEAR_PRESHARED_KEY = "clear_preshared_key"  # value: a peer's public key (likewise), unless the pair keeps it
+    SAVE_PRESHARED_KEYS = "save_preshared_keys"  # the runtime's preshared keys into IF.psk on the node (never shown)
     SET_FORWARDING = "set_forwarding"  # value: the IP version (4 or 6) to forward, at runtime
     ADD_FORWARD_RULES = "add_forward_rules"  # wgmesh's FORWARD accept rules in and out of IF (iptables)
     DELETE_FORWARD_RULES = "delete_forward_rules"
@@ -127,6 +128,8 @@ def update_steps(cfg: InterfaceConfig, live: LiveState, mesh_name: str) -> tuple
             continue
         if p.persistent_keepalive == 0 and lp.persistent_keepalive:
             steps.append(Step(StepKind.CLEAR_KEEPALIVE, p.public_key))
-        if lp.has_preshared_key:
+        if lp.has_preshared_key and not p.keep_preshared_key:
             steps.append(Step(StepKind.CLEAR_PRESHARED_KEY, p.public_key))
+    if cfg.kept_preshared_keys:  # the kept ones, into the node's own file for the next `wg-quick up`
+        steps.append(Step(StepKind.SAVE_PRESHARED_KEYS))
     return tuple(steps)

@@ -37,7 +37,7 @@ from wgmesh.meshfile.schema import (
     show,
 )
 from wgmesh.meshfile.secrets import check_secrets, is_secret_name
-from wgmesh.meshfile.yamldoc import DEEP, key_pos, parse, read_text, start, val_pos
+from wgmesh.meshfile.yamldoc import DEEP, key_pos, parse_readonly, read_text, start, val_pos
 
 TOP: Pos = (1, 1)
 
@@ -360,7 +360,7 @@ def loads(text: str, path: str | Path = "mesh.yaml") -> tuple[Mesh, list[Diagnos
 
 
 def _validate(text: str, path: Path, report: Report) -> Mesh | None:
-    doc = parse(text, report)
+    doc = parse_readonly(text, report)  # plain YAML read fast; edits parse with the round trip (edit.py)
     if report.failed:
         return None
     if doc is None or (isinstance(doc, str) and not doc.strip()):

@@ -22,6 +22,7 @@ One apply run (RUN: a word the controller chooses, naming the run's files on the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -81,7 +82,17 @@ def _functions() -> str:
 
 _HEREDOC_TAGS = {StepKind.WRITE_CONFIG: "__WGMESH_CONF__", StepKind.SYNC_PEERS: "__WGMESH_SYNC__"}
 _NO_VALUE = {StepKind.INTERFACE_UP, StepKind.LINK_UP, StepKind.ENABLE_UNIT, StepKind.REMOVE_INTERFACE,
-             StepKind.ADD_FORWARD_RULES, StepKind.DELETE_FORWARD_RULES}
+             StepKind.ADD_FORWARD_RULES, StepKind.DELETE_FORWARD_RULES, StepKind.REMOVE_RERESOLVE,
+             StepKind.SAVE_PRESHARED_KEYS}
+
+
+def reresolve_script(interface: str) -> str:
+    """The node's re-resolution script (scripts/reresolve.sh) as apply installs it: standalone, its interface and
+    config file written in, and a version line (the sha256 of the text) for a read to compare."""
+    body = shell.source("reresolve.sh")
+    head = shell.assignments({"IF": interface, "CONF": f"{KEY_DIR}/{interface}.conf"})
+    version = hashlib.sha256((head + body).encode()).hexdigest()[:16]
+    return f"#!/bin/sh\n# wgmesh-reresolve-version: {version}\n{head}{body}"
 
 
 def _hook_lines(step: Step, interface: str) -> str:
@@ -102,6 +113,8 @@ def step_call(step: Step, interface: str = "") -> str:
     """The shell line that runs one plan step: `wgm_<kind>` with its value (a heredoc for texts)."""
     if step.kind is StepKind.RUN_HOOKS:
         return _hook_lines(step, interface)
+    if step.kind is StepKind.INSTALL_RERESOLVE:
+        return f"wgm_install_reresolve {shell.heredoc('__WGMESH_RERESOLVE__', reresolve_script(interface))}"
     fn = f"wgm_{step.kind.value}"
     if step.kind in _HEREDOC_TAGS:
         return f"{fn} {shell.heredoc(_HEREDOC_TAGS[step.kind], step.value)}"

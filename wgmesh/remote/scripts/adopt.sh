@@ -58,5 +58,10 @@ if [ -f "$CONF" ] && [ ! -e "$BACKUP" ]; then
       }' "$CONF"
   } | wgm_write "$BACKUP"
 fi
+# the running preshared keys stay on the node, in $KEY_DIR/$IF.psk (mode 600): wgmesh's config restores them at
+# `wg-quick up` (mesh.yaml says `keep` for those pairs); their values never leave the node
+if ip link show dev "$IF" >/dev/null 2>&1; then
+  { wg show "$IF" preshared-keys | grep -v '(none)' || :; } | wgm_write "$KEY_DIR/$IF.psk"
+fi
 printf '%s' "$CONF_TEXT" | wgm_write "$CONF"
 wgm_mark adopted "$adopt_from"

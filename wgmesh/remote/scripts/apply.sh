@@ -294,14 +294,13 @@ wgm_hook() {  # $1: PostUp | PostDown, $2: the command
 
 # Re-resolution of endpoint names (scripts/reresolve.sh; core/routing.py reresolve): the script, and every 30 s a
 # pass of it: a systemd timer where systemd runs, else the loop the config's PostUp starts (and apply starts now).
-wgm_rr_script() { printf '%s' "/usr/local/lib/wgmesh/reresolve-$IF.sh"; }
+wgm_rr_script() { printf '%s' "$KEY_DIR/wgmesh-reresolve-$IF.sh"; }
 wgm_rr_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
 
 wgm_install_reresolve() {  # stdin: the script (its IF and CONF lines included)
   wgm_rr=$(wgm_rr_script)
   wgm_rr_new=1
   if [ -f "$wgm_rr" ]; then wgm_rr_new=; fi
-  mkdir -p "${wgm_rr%/*}"
   cat >"$wgm_rr.wgmesh-tmp"
   chmod 755 "$wgm_rr.wgmesh-tmp"
   mv -f "$wgm_rr.wgmesh-tmp" "$wgm_rr"
@@ -336,4 +335,11 @@ wgm_remove_reresolve() {  # the loop or the timer, then the files; nothing when 
     if wgm_rr_systemd; then systemctl daemon-reload >/dev/null 2>&1 || :; fi
   fi
   rm -f "$wgm_rr"
+}
+
+# Kept preshared keys (mesh.yaml `shared_keys: {PEER: keep}`): the config has no PresharedKey line, so the node
+# keeps the runtime's in $KEY_DIR/$IF.psk (mode 600), which the config's PostUp puts back at `wg-quick up`. The
+# values go from `wg` into the file on the node: never into a variable, an argument or the output.
+wgm_save_preshared_keys() {
+  { wg show "$IF" preshared-keys | grep -v '(none)' || :; } | wgm_write "$KEY_DIR/$IF.psk"
 }

@@ -5,19 +5,21 @@
 # older than 135 s (or never happened), this sets the address the name resolves to now, if it differs. A name
 # that does not resolve is skipped (never `wg set` with a name: wg would retry it for ~72 s).
 #
-# Installed by apply (scripts/apply.sh wgm_install_reresolve) as /usr/local/lib/wgmesh/reresolve-IF.sh, with
+# Installed by apply (scripts/apply.sh wgm_install_reresolve) as /etc/wireguard/wgmesh-reresolve-IF.sh, with
 # `IF=...` and `CONF=...` lines ahead of this text; standalone (no lib.sh). Modes:
 #   (none)  one pass: what the systemd timer wgmesh-reresolve-IF.timer runs every 30 s
 #   loop    a pass every 30 s while the interface exists
-#   start   where no systemd runs: the loop, in the background (its PID in /run/wireguard/wgmesh-reresolve-IF.pid),
-#           unless it runs already; with systemd: nothing (the timer does it). The config's PostUp runs this.
+#   start   where no systemd runs: the loop, in the background (its PID in /run/wireguard/wgmesh-reresolve-IF.pid,
+#           what it set in wgmesh-reresolve-IF.log next to it), unless it runs already; with systemd: nothing (the
+#           timer does it; its messages go to the journal). The config's PostUp runs this.
 #   stop    end that loop (the config's PostDown runs this)
 # Plain POSIX sh: dash and busybox ash.
 
 set -u
 PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 rr_self=$0
-rr_pidfile=/run/wireguard/wgmesh-reresolve-$IF.pid
+rr_pidfile=${RERESOLVE_PIDFILE:-/run/wireguard/wgmesh-reresolve-$IF.pid}  # (tests set another)
+rr_log=${rr_pidfile%.pid}.log  # the loop's messages: one line per endpoint it set again
 rr_stale=135
 rr_every=30
 
@@ -89,15 +91,15 @@ start)
   mkdir -p "${rr_pidfile%/*}"
   # detached: no terminal, no channel, no lock (fd 9), its own session where setsid exists
   if command -v setsid >/dev/null 2>&1; then
-    setsid sh "$rr_self" loop </dev/null >/dev/null 2>&1 9>&- &
+    setsid sh "$rr_self" loop </dev/null >/dev/null 2>"$rr_log" 9>&- &
   else
-    (trap '' HUP && exec sh "$rr_self" loop) </dev/null >/dev/null 2>&1 9>&- &
+    (trap '' HUP && exec sh "$rr_self" loop) </dev/null >/dev/null 2>"$rr_log" 9>&- &
   fi
   echo $! >"$rr_pidfile"
   ;;
 stop)
   if rr_running; then kill "$rr_pid" 2>/dev/null || :; fi
-  rm -f "$rr_pidfile"
+  rm -f "$rr_pidfile" "$rr_log"
   ;;
 *)
   echo "usage: $rr_self [pass|loop|start|stop]" >&2

@@ -1,0 +1,418 @@
+"""A fast reader for plain mesh.yaml, for the commands that only read it (validate, render, plan...).
+
+ruamel's round-trip parser is pure Python at ~20-40 us per value: 5 s or more for a mesh of 10,000 nodes. Almost
+every mesh.yaml is plain YAML: block mappings and lists, one-line flow lists and mappings, plain and one-line
+quoted scalars, comments. `read()` reads exactly that, line by line, into the same objects ruamel's round trip
+makes (CommentedMap and CommentedSeq with the same line and column of every key, value and item, the same
+scalar types: str, int, ScalarInt, bool, None, Single/DoubleQuotedScalarString), so validation and its
+`mesh.yaml:LINE:COL` diagnostics cannot tell the two apart (tests/meshfile/test_big.py compares them).
+
+Anything else raises `Declined` with the line and the reason, before any work that depends on it: anchors,
+aliases, tags, merge keys, block scalars, multi-line scalars, escapes in double quotes, tabs, duplicate keys,
+keys that are not plain names, numbers that are not plain decimal integers, documents markers, a syntax error.
+The caller then lets ruamel's round trip read the document as before (its errors, its limits).
+
+The work is linear in the text (a dict look-up and a few string operations per line); nesting is bounded by
+MAX_NESTING and the number of values by `max_values`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarint import ScalarInt
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+MAX_NESTING = 16  # mesh.yaml needs 5 levels
+
+# Keys: plain names (node names, field names); anything else (quoted, "<<", "?") goes to the round trip.
+_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-]*):(?: +|$)")
+_FLOW_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-]*):(?= )")
+_DECIMAL = re.compile(r"[-+]?[0-9]+")
+# Characters the round trip's reader refuses, a byte-order mark, tabs and carriage returns: declined up front.
+_UNUSUAL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x84\x86-\x9f\ufeff\ud800-\udfff\ufffe\uffff]")
+# A plain scalar may not start with these (YAML indicators: flow, quotes, anchors, tags, block scalars, ...).
+_NOT_FIRST = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_FLOW_STOP = re.compile(r"[,\[\]{}#]")
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+
+
+class Declined(Exception):
+    """The document is not plain mesh.yaml: the round-trip parser reads it. `line` is 0-based."""
+
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(why)
+        self.line = line
+        self.why = why
+
+
+class TooMany(Exception):
+    """More than `max_values` values; `pos` is the (0-based) line and column of the first one over."""
+
+    def __init__(self, pos: tuple[int, int]) -> None:
+        super().__init__("too many values")
+        self.pos = pos
+
+
+_TABLE: dict[Any, list[tuple[Any, Any]]] | None = None
+
+
+def _implicit(value: str) -> str:
+    """The tag ruamel's resolver gives a plain scalar (YAML 1.2, as the round trip reads mesh.yaml)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = VersionedResolver().versioned_resolver
+    for tag, regexp in [*_TABLE.get(value[0] if value else "", []), *_TABLE.get(None, [])]:
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
+class _Reader:
+    def __init__(self, text: str, max_values: int) -> None:
+        self.text = text
+        self.lines = text.split("\n")
+        self.n = len(self.lines)
+        self.max_values = max_values
+        self.values = 0
+        self.nodes = 0
+        self.tags: dict[str, Any] = {}  # plain scalar -> its value (or _NOT_PLAIN): resolved once
+        self.indents: list[int] = [-1] * self.n  # -1: not computed; -2: blank or comment only
+
+    # ---------------------------------------------------------------------------------------- lines
+
+    def indent(self, i: int) -> int:
+        """The indentation of line i, or -2 for a line with nothing but spaces or a comment."""
+        got = self.indents[i]
+        if got == -1:
+            line = self.lines[i]
+            stripped = line.lstrip(" ")
+            got = -2 if not stripped or stripped[0] == "#" else len(line) - len(stripped)
+            self.indents[i] = got
+        return got
+
+    def next_content(self, i: int) -> int:
+        while i < self.n and self.indent(i) == -2:
+            i += 1
+        return i
+
+    def end_mark(self) -> tuple[int, int]:
+        return self.n - 1, len(self.lines[-1])
+
+    def count(self, line: int, col: int) -> None:
+        self.values += 1
+        if self.values > self.max_values:
+            raise TooMany((line, col))
+
+    # ---------------------------------------------------------------------------------------- document
+
+    def document(self) -> CommentedMap:
+        for i, line in enumerate(self.lines):
+            if line.startswith(("---", "...", "%")):
+                raise Declined(i, "a document marker or directive")
+        found = _UNUSUAL.search(self.text)
+        if found:
+            raise Declined(self.text.count("\n", 0, found.start()), "a tab, carriage return or control character")
+        i = self.next_content(0)
+        if i >= self.n:
+            raise Declined(0, "an empty document")
+        col = self.indent(i)
+        if not _KEY.match(self.lines[i], col):
+            raise Declined(i, "a top level that is not a mapping of plain keys")
+        doc, i = self.mapping(i, col, col, 1)
+        if i < self.n:
+            raise Declined(i, "content after the top-level mapping")
+        nodes = doc.get("nodes")
+        self.nodes = len(nodes) if isinstance(nodes, dict) else 0
+        return doc
+
+    # ---------------------------------------------------------------------------------------- block
+
+    def block(self, i: int, depth: int) -> tuple[Any, int]:
+        """The block collection that starts on content line i (a list if it starts with '- ')."""
+        col = self.indent(i)
+        line = self.lines[i]
+        if line.startswith("-", col) and (len(line) == col + 1 or line[col + 1] == " "):
+            return self.sequence(i, col, depth)
+        if not _KEY.match(line, col):
+            raise Declined(i, "a value that is neither a mapping of plain keys nor a list")
+        return self.mapping(i, col, col, depth)
+
+    def mapping(self, i: int, indent: int, first_col: int, depth: int) -> tuple[CommentedMap, int]:
+        """A block mapping whose keys sit at column `indent`; its first key is on line i at `first_col` (the
+        same, or further right after a list's '- ')."""
+        if depth > MAX_NESTING:
+            raise Declined(i, "nesting deeper than mesh.yaml needs")
+        m = CommentedMap()
+        m._yaml_set_line_col(i, first_col)
+        m.fa.set_block_style()
+        self.count(i, first_col)
+        col = first_col
+        while True:
+            line = self.lines[i]
+            km = _KEY.match(line, col)
+            if km is None:
+                raise Declined(i, "a line that is not `key: value`")
+            key = km.group(1)
+            if type(self.scalar_value(key, i)) is not str:
+                raise Declined(i, "a key that YAML reads as a number, a boolean or null")
+            if key in m:
+                raise Declined(i, "a duplicate key")
+            self.count(i, col)
+            vcol = km.end()
+            rest = line[vcol:]
+            if not rest or rest[0] == "#":  # the value is on the following lines, or null
+                if rest:  # a comment after `key:`: where the round trip puts a null there is its own affair
+                    j = self.next_content(i + 1)
+                    if j >= self.n or self.indent(j) <= indent:
+                        raise Declined(i, "an empty value followed by a comment")
+                j = self.next_content(i + 1)
+                jcol = self.indent(j) if j < self.n else -1
+                if j < self.n and (jcol > indent or (jcol == indent and self._dash(j, jcol))):
+                    value, nxt = self.block(j, depth + 1)
+                    vpos = (j, jcol)
+                else:
+                    if any(self.indent(k) == -2 and self.lines[k].strip() for k in range(i + 1, j)):
+                        raise Declined(i, "an empty value followed by a comment")
+                    value, nxt = None, j
+                    vpos = (j, jcol) if j < self.n else self.end_mark()
+                    self.count(*vpos)
+            else:
+                value = self.inline(i, vcol, depth)
+                vpos = (i, vcol)
+                nxt = self.next_content(i + 1)
+                if nxt < self.n and self.indent(nxt) > indent:
+                    raise Declined(nxt, "a value that continues on the next line")
+            m[key] = value
+            m._yaml_set_kv_line_col(key, [i, col, vpos[0], vpos[1]])
+            i = nxt
+            if i >= self.n:
+                return m, i
+            col = self.indent(i)
+            if col < indent:
+                return m, i
+            if col > indent:
+                raise Declined(i, "unexpected indentation")
+            if self._dash(i, col):  # a list item at the keys' column: ends an indentless list's mapping
+                return m, i
+
+    def _dash(self, i: int, col: int) -> bool:
+        line = self.lines[i]
+        return line.startswith("-", col) and (len(line) == col + 1 or line[col + 1] == " ")
+
+    def sequence(self, i: int, indent: int, depth: int) -> tuple[CommentedSeq, int]:
+        if depth > MAX_NESTING:
+            raise Declined(i, "nesting deeper than mesh.yaml needs")
+        s = CommentedSeq()
+        s._yaml_set_line_col(i, indent)
+        s.fa.set_block_style()
+        self.count(i, indent)
+        idx = 0
+        while True:
+            line = self.lines[i]
+            c = indent + 1
+            while c < len(line) and line[c] == " ":
+                c += 1
+            rest = line[c:]
+            if not rest or rest[0] == "#":
+                if rest:
+                    raise Declined(i, "a list item that is only a comment")
+                j = self.next_content(i + 1)
+                if j >= self.n or self.indent(j) <= indent:
+                    raise Declined(i, "an empty list item")
+                value, nxt = self.block(j, depth + 1)
+                ipos = (j, self.indent(j))
+            elif _KEY.match(line, c):  # `- key: value`: a mapping whose keys line up with this one
+                value, nxt = self.mapping(i, c, c, depth + 1)
+                ipos = (i, c)
+            else:
+                if rest.startswith("-") and (len(rest) == 1 or rest[1] == " "):
+                    raise Declined(i, "a list directly inside a list item")
+                value = self.inline(i, c, depth)
+                ipos = (i, c)
+                nxt = self.next_content(i + 1)
+                if nxt < self.n and self.indent(nxt) > indent:
+                    raise Declined(nxt, "a list item that continues on the next line")
+            s.append(value)
+            s._yaml_set_idx_line_col(idx, [ipos[0], ipos[1]])
+            idx += 1
+            i = nxt
+            if i >= self.n:
+                return s, i
+            col = self.indent(i)
+            if col < indent:
+                return s, i
+            if col > indent:
+                raise Declined(i, "unexpected indentation")
+            if not self._dash(i, col):
+                return s, i  # a key at the list's column: the list was an indentless value
+
+    # ---------------------------------------------------------------------------------------- one line
+
+    def inline(self, i: int, col: int, depth: int) -> Any:
+        """The value that starts at column col of line i and ends on it (then only spaces and a comment)."""
+        line = self.lines[i]
+        ch = line[col]
+        if ch == "[" or ch == "{":
+            value, end = self.flow(i, col, depth + 1)
+            self._rest_is_comment(i, end)
+            return value
+        if ch == "'" or ch == '"':
+            value, end = self.quoted(i, col)
+            self._rest_is_comment(i, end)
+            return value
+        if ch in _NOT_FIRST:
+            raise Declined(i, "a value that starts with a YAML indicator")
+        hashed = line.find(" #", col)
+        text = (line[col:] if hashed < 0 else line[col:hashed]).rstrip(" ")
+        if ": " in text or text.endswith(":"):
+            raise Declined(i, "a value that holds ': '")
+        self.count(i, col)
+        return self.scalar_value(text, i)
+
+    def _rest_is_comment(self, i: int, end: int) -> None:
+        rest = self.lines[i][end:]
+        stripped = rest.lstrip(" ")
+        if stripped and not (stripped[0] == "#" and len(stripped) < len(rest)):
+            raise Declined(i, "text after a closed value")
+
+    def scalar_value(self, text: str, i: int) -> Any:
+        """A plain scalar as the round trip constructs it (str, int, ScalarInt, bool, None)."""
+        got = self.tags.get(text, _MISSING)
+        if got is _MISSING:
+            got = self.tags[text] = _construct(text)
+        if got is _NOT_PLAIN:
+            raise Declined(i, "a value YAML reads as something other than text, a whole number, a boolean or null")
+        return got
+
+    def quoted(self, i: int, col: int) -> tuple[Any, int]:
+        line = self.lines[i]
+        q = line[col]
+        if q == '"':
+            end = line.find('"', col + 1)
+            if end < 0:
+                raise Declined(i, "a quoted value that goes on to the next line")
+            body = line[col + 1 : end]
+            if "\\" in body:
+                raise Declined(i, "an escape in double quotes")
+            self.count(i, col)
+            return DoubleQuotedScalarString(body), end + 1
+        parts = []
+        k = col + 1
+        while True:
+            end = line.find("'", k)
+            if end < 0:
+                raise Declined(i, "a quoted value that goes on to the next line")
+            parts.append(line[k:end])
+            if line.startswith("''", end):
+                parts.append("'")
+                k = end + 2
+                continue
+            break
+        self.count(i, col)
+        return SingleQuotedScalarString("".join(parts)), end + 1
+
+    def flow(self, i: int, col: int, depth: int) -> tuple[Any, int]:
+        """`[a, b]` or `{k: v, ...}` on one line, of scalars only; returns it and the column after it."""
+        if depth > MAX_NESTING:
+            raise Declined(i, "nesting deeper than mesh.yaml needs")
+        line = self.lines[i]
+        is_map = line[col] == "{"
+        close = "}" if is_map else "]"
+        out: Any = CommentedMap() if is_map else CommentedSeq()
+        out._yaml_set_line_col(i, col)
+        self.count(i, col)
+        k = self._skip(line, col + 1)
+        if k < len(line) and line[k] == close:
+            return out, k + 1  # (the round trip gives an empty one no flow style)
+        out.fa.set_flow_style()
+        idx = 0
+        while True:
+            if k >= len(line):
+                raise Declined(i, "a flow list or mapping that goes on to the next line")
+            if is_map:
+                km = _FLOW_KEY.match(line, k)
+                if km is None:
+                    raise Declined(i, "a flow mapping entry that is not `key: value`")
+                key = km.group(1)
+                if type(self.scalar_value(key, i)) is not str or key in out:
+                    raise Declined(i, "a flow mapping key that is not a plain name, or a duplicate")
+                self.count(i, k)
+                kpos = k
+                colon_end = km.end()
+                k = self._skip(line, colon_end)
+            vstart = k
+            if k < len(line) and line[k] in "'\"":
+                value, k = self.quoted(i, k)
+            elif is_map and k < len(line) and line[k] in ",}":
+                value = None  # `{k: , ...}`: null, placed right after the ':' as the round trip does
+                vstart = colon_end
+                self.count(i, vstart)
+            else:
+                stop = _FLOW_STOP.search(line, k)
+                end = stop.start() if stop else len(line)
+                if stop is None or line[end] == "#":
+                    raise Declined(i, "a flow list or mapping that goes on to the next line, or a comment in it")
+                text = line[k:end].rstrip(" ")
+                if not text or text[0] in _NOT_FIRST or ": " in text or text.endswith(":"):
+                    raise Declined(i, "a flow item that is not a plain or quoted scalar")
+                self.count(i, k)
+                value = self.scalar_value(text, i)
+                k = end
+            if is_map:
+                out[key] = value
+                out._yaml_set_kv_line_col(key, [i, kpos, i, vstart])
+            else:
+                out.append(value)
+                out._yaml_set_idx_line_col(idx, [i, vstart])
+                idx += 1
+            k = self._skip(line, k)
+            if k < len(line) and line[k] == close:
+                return out, k + 1
+            if k >= len(line) or line[k] != ",":
+                raise Declined(i, "a flow list or mapping that is not `[a, b]` or `{k: v}` on one line")
+            k = self._skip(line, k + 1)
+            if k < len(line) and line[k] in ",]}":
+                raise Declined(i, "an empty entry in a flow list or mapping")
+
+    @staticmethod
+    def _skip(line: str, k: int) -> int:
+        while k < len(line) and line[k] == " ":
+            k += 1
+        return k
+
+
+_MISSING = object()
+_NOT_PLAIN = object()
+
+
+def _construct(text: str) -> Any:
+    tag = _implicit(text)
+    if tag == _STR:
+        return text
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return text.lower() == "true"
+    if tag == _INT and _DECIMAL.fullmatch(text):
+        sign = -1 if text[0] == "-" else 1
+        digits = text.lstrip("+-")
+        if digits[0] == "0":  # leading zeros (and 0 itself): the round trip keeps the width
+            return ScalarInt(sign * int(digits), width=len(digits))
+        return sign * int(digits)
+    return _NOT_PLAIN
+
+
+def read(text: str, max_values: int) -> tuple[CommentedMap, int, int]:
+    """The round-trip document of plain YAML `text`, its number of values and of nodes (keys under `nodes:`).
+    Raises Declined for anything else, TooMany past `max_values`."""
+    reader = _Reader(text, max_values)
+    doc = reader.document()
+    return doc, reader.values, reader.nodes
