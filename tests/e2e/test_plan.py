@@ -102,14 +102,15 @@ def test_fresh_hosts_plan_every_node_exit_2(fresh: Lab, run_wgmesh: WgmeshRunner
         for other in others:
             assert f"+ route {fresh.host(other).subnet}" in text, (name, other)
     # 4 interfaces + 4*3 peers + 4*3 subnet routes
-    assert "Plan: 28 to add, 0 to change, 0 to destroy." in r.stdout
+    # per node: the interface, 3 peers, 3 routes and wgmesh's FORWARD rules; forwarding turned on
+    assert "Plan: 32 to add, 4 to change, 0 to destroy." in r.stdout
     _no_traceback(r)
 
 
 def test_fresh_hosts_plan_without_detailed_exitcode_exits_0(fresh: Lab, run_wgmesh: WgmeshRunner) -> None:
     r = run_wgmesh(fresh.dir, "plan")
     assert r.returncode == 0, r.stderr
-    assert "Plan: 28 to add" in r.stdout
+    assert "Plan: 32 to add" in r.stdout
 
 
 def test_fresh_hosts_plan_json(fresh: Lab, run_wgmesh: WgmeshRunner) -> None:
@@ -117,7 +118,7 @@ def test_fresh_hosts_plan_json(fresh: Lab, run_wgmesh: WgmeshRunner) -> None:
     assert r.returncode == 2, r.stderr
     doc = json.loads(r.stdout)
     assert doc["format_version"] == "1"
-    assert doc["summary"] == {"add": 28, "change": 0, "destroy": 0, "errors": 0}
+    assert doc["summary"] == {"add": 32, "change": 4, "destroy": 0, "errors": 0}
     assert [n["node"] for n in doc["nodes"]] == list(fresh.names)
     keys = {h.name: _exec(fresh, h.name, "sh", "-c", "wg pubkey < /etc/wireguard/wg0.key").stdout.strip()
             for h in fresh.hosts}
@@ -199,7 +200,7 @@ def test_unknown_host_keys_refused_then_accepted_on_first_use(fresh: Lab, run_wg
 
         accepted = run_wgmesh(fresh.dir, "plan", "--accept-new-host-keys", "--detailed-exitcode")
         assert accepted.returncode == 2, accepted.stdout + accepted.stderr
-        assert "Plan: 28 to add" in accepted.stdout
+        assert "Plan: 32 to add" in accepted.stdout
         learned = {tuple(ln.split()) for ln in fresh.known_hosts.read_text().splitlines() if ln.strip()}
         assert learned == {tuple(ln.split()) for ln in original.splitlines() if ln.strip()}
         for host in fresh.hosts:  # trust on first use is never silent
