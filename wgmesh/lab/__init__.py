@@ -22,8 +22,9 @@ sshd stops, WireGuard interfaces go, /run/wireguard empties, forwarding is off, 
 are flushed; then the host's sysctl.d and `wg-quick up IF` for each /etc/wireguard/IF.conf run.
 
 hosts.py is pure (names, addresses, state); texts.py the files it writes; boot.py what a reboot runs (pure);
-procs.py runs commands and knows our processes; users.py the logins; system.py the rest (namespaces, bridge,
-sshd: up, down, status, reboot); cli.py the typer sub-app. Nothing here imports the rest of wgmesh.
+procs.py runs commands and knows our processes; users.py the logins; netns.py namespaces, links and sshd;
+state.py the state file; system.py up, down and status; reboot.py a reboot; cli.py the typer sub-app. Nothing
+here imports the rest of wgmesh.
 """
 
 from wgmesh.lab.boot import Reboot, Step

@@ -1,4 +1,4 @@
-"""What `wgmesh lab reboot NAME` does to a host, as commands (pure; system.py runs them).
+"""What `wgmesh lab reboot NAME` does to a host, as commands (pure; reboot.py runs them).
 
 A reboot of a lab host: every process in its network namespace but the sshd listener stops (wireguard-go,
 what hooks left running, SSH sessions), its WireGuard interfaces go, /run/wireguard is emptied, forwarding is
