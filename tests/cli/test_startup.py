@@ -25,8 +25,8 @@ def _modules_after(code: str) -> tuple[list[str], str]:
         "import sys, json\n"
         f"{code}\n"
         "mods = sorted({m.split('.')[0] for m in sys.modules} & set(" + repr(HEAVY) + "))\n"
-        "mods += sorted(m for m in sys.modules if m.startswith(('wgmesh.commands', 'wgmesh.meshfile', 'wgmesh.remote.ssh',"
-        " 'wgmesh.views.human', 'wgmesh.views.json')))\n"
+        "mods += sorted(m for m in sys.modules if m.startswith(('wgmesh.commands', 'wgmesh.meshfile',"
+        " 'wgmesh.remote.ssh', 'wgmesh.views.human', 'wgmesh.views.json')))\n"
         "print('\\n@@' + json.dumps(mods))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60,
@@ -39,6 +39,7 @@ def _modules_after(code: str) -> tuple[list[str], str]:
 def test_importing_the_cli_imports_no_command_and_no_heavy_library() -> None:
     mods, _ = _modules_after("import wgmesh.cli.app")
     assert mods == []
+    mods, _ = _modules_after("import sys, wgmesh.cli.app\nassert 'wgmesh.remote.transport' not in sys.modules")
 
 
 def test_version_runs_on_typer_alone() -> None:
@@ -151,3 +152,26 @@ def test_wgmesh_lab_lists_and_runs_the_lab_commands() -> None:
         assert cmd in r.output
     r = CliRunner().invoke(app, ["lab", "status", "--help"])
     assert r.exit_code == 0 and "--dir" in r.output
+
+
+@pytest.mark.parametrize("cmd", ["validate", "render", "init", "plan", "apply", "check", "status", "enroll", "rotate",
+                                 "import", "graph", "plan-key"])
+def test_a_command_run_through_main_is_the_same_command(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """main() builds only the named command (a fast start): its help is the whole app's, word for word."""
+    from wgmesh.cli.app import _for, app, main
+
+    assert _for([cmd]) is not app and len(_for([cmd]).registered_commands) == 1
+    assert main([cmd, "--help"]) == 0
+    fast = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        app(args=[cmd, "--help"], prog_name="wgmesh")
+    assert fast == capsys.readouterr().out and f"Usage: wgmesh {cmd} " in fast
+    for args in ([], ["--help"], ["lab", "status"], ["node", "add"], ["nope"], [f"{cmd}x"]):
+        assert _for(args) is app
+
+
+def test_the_deadlines_in_the_help_are_the_transports() -> None:
+    from wgmesh.cli import options
+    from wgmesh.remote import transport
+
+    assert (options.READ_TIMEOUT, options.APPLY_TIMEOUT) == (transport.READ_TIMEOUT, transport.APPLY_TIMEOUT)

@@ -6,8 +6,10 @@ import ipaddress
 import pytest
 from meshes import converged, four, fresh, pubkey
 
+from wgmesh.core.changes import Action
 from wgmesh.core.model import Endpoint
-from wgmesh.core.plan import Action, build_plan, diff_node, endpoint_matches
+from wgmesh.core.peers import endpoint_matches
+from wgmesh.core.plan import build_plan, diff_node
 from wgmesh.core.state import LivePeer
 
 MESH = four()

@@ -16,8 +16,9 @@ from fakes import script_values
 from meshes import converged, four, fresh, pubkey
 from remote.stubs import SHELLS, Stubs, fake_wg, ip_calls, ip_state, stateful_ip, wg_synced
 
+from wgmesh.core.changes import Action
 from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh
-from wgmesh.core.plan import Action, diff_node
+from wgmesh.core.plan import diff_node
 from wgmesh.core.render import desired, syncconf_text
 from wgmesh.core.state import LivePeer, LiveState
 from wgmesh.remote import apply as remote_apply

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from meshes import converged, four, fresh, pubkey
 
+from wgmesh.core.changes import Action, Change
 from wgmesh.core.checks import Probe, check_report, targets
-from wgmesh.core.plan import Action, Change, NodeResult, Outcome, Plan, build_plan
+from wgmesh.core.plan import NodeResult, Outcome, Plan, build_plan
 from wgmesh.core.state import LiveState
 from wgmesh.core.status import status_report
 from wgmesh.views import make_view

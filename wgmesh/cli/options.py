@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT
+# remote.transport's READ_TIMEOUT and APPLY_TIMEOUT, for the help text: importing it (and the core modules it
+# imports) would cost every start, --help and --version included; tests/cli/test_startup.py keeps them equal.
+READ_TIMEOUT = 30.0
+APPLY_TIMEOUT = 120.0
 
 FileOpt = typer.Option(
     None, "--file", "-f", help="The mesh file [default: $WGMESH_FILE, else mesh.yaml].", show_default=False

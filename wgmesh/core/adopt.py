@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wgmesh.core.changes import Action
 from wgmesh.core.model import (
     DEFAULT_LISTEN_PORT,
     KEY_DIR,
@@ -19,7 +20,7 @@ from wgmesh.core.model import (
     parse_endpoint,
     parse_ssh_target,
 )
-from wgmesh.core.plan import Action, config_digest, diff_node
+from wgmesh.core.plan import config_digest, diff_node
 from wgmesh.core.render import is_managed_hook, render_node
 from wgmesh.core.state import REDACTED, LiveState, WgQuick
 

@@ -19,25 +19,23 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import lru_cache
+from typing import Any
 
 from wgmesh.core import routing
 from wgmesh.core.changes import Action, Change, Value
-from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.model import IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
+from wgmesh.core.peers import _ifaces, _peer_attrs, _peer_changes, _route_changes, unresolved_warnings
 from wgmesh.core.plankey import plan_key_notes
 from wgmesh.core.relay import relay_notes
 from wgmesh.core.render import (
     RERESOLVE_SCRIPT,
     InterfaceConfig,
-    PeerConfig,
     PeerEntries,
     desired,
     render,
-    resolve_hosts,
-    wanted_routes,
 )
-from wgmesh.core.state import LivePeer, LiveState, wanted_mtu
+from wgmesh.core.state import LiveState, wanted_mtu
 from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
 
 
@@ -83,70 +81,8 @@ class Plan:
         return (sum(c[0] for c in per_node), sum(c[1] for c in per_node), sum(c[2] for c in per_node))
 
 
-def _net(n: IPNetwork) -> str:
-    return str(n)
-
-
-def _nets(items: Iterable[IPNetwork]) -> list[str]:
-    if isinstance(items, tuple | frozenset):  # a peer's prefixes: the same ones on every node's plan
-        return list(_nets_of(items))
-    return [str(n) for n in sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen))]
-
-
-@lru_cache(maxsize=1 << 16)
-def _nets_of(items: tuple[IPNetwork, ...] | frozenset[IPNetwork]) -> tuple[str, ...]:
-    return tuple(str(n) for n in sorted(set(items), key=lambda n: (n.version, n.network_address, n.prefixlen)))
-
-
-@lru_cache(maxsize=1 << 16)
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An IP address, or None: parsed once, as plan compares the same endpoints on every node."""
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _ifaces(items: Iterable[IPInterface]) -> list[str]:
-    return [str(i) for i in sorted(set(items), key=lambda i: (i.version, i.ip, i.network.prefixlen))]
-
-
 def config_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _split_endpoint(text: str) -> tuple[str, int] | None:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
-
-
-def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[str, frozenset[str]]) -> bool:
-    """Does the live endpoint satisfy the declared one?
-
-    No declared endpoint: anything goes (the peer is behind NAT and roams). A declared IP literal must match
-    exactly; a declared name matches any address the node resolves that name to.
-    """
-    if want is None:
-        return True
-    if live is None:
-        return False
-    parsed = _split_endpoint(live)
-    if parsed is None:
-        return False
-    host, port = parsed
-    if port != want.port:
-        return False
-    live_ip = _ip(host.split("%", 1)[0])
-    if live_ip is None:
-        return host == want.host
-    want_ip = _ip(want.host)
-    if want_ip is not None:  # want.is_literal
-        return live_ip == want_ip
-    addresses = {ip for ip in map(_ip, resolved.get(want.host, frozenset())) if ip is not None}
-    mapped = live_ip.ipv4_mapped if isinstance(live_ip, ipaddress.IPv6Address) else None
-    return live_ip in addresses or (mapped is not None and mapped in addresses)
 
 
 def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) -> dict[str, Value]:
@@ -161,152 +97,6 @@ def _interface_attrs(cfg: InterfaceConfig, public_key: str | None, digest: str) 
     return attrs
 
 
-def _peer_attrs(p: PeerConfig) -> dict[str, Value]:
-    attrs: dict[str, Value] = {
-        "public_key": p.public_key,
-        "allowed_ips": _nets(p.allowed_ips),
-        "endpoint": str(p.endpoint) if p.endpoint else None,
-        "persistent_keepalive": p.persistent_keepalive,
-    }
-    if p.relayed:
-        attrs["relays"] = list(p.relayed)  # the nodes reached through this peer (core/relay.py)
-    return attrs
-
-
-def _relayed_live(lp: LivePeer, peer: str | None, hosts: Mapping[IPNetwork, str]) -> list[str]:
-    """The other nodes whose host address sits on a live peer entry: whom that peer relays today."""
-    found = {name for name in map(hosts.get, lp.allowed_ips) if name is not None and name != peer}
-    if not found:  # the common case, and the order below walks every node
-        return []
-    return [name for name in dict.fromkeys(hosts.values()) if name in found]
-
-
-def _live_peer_attrs(p: LivePeer) -> dict[str, Value]:
-    return {
-        "public_key": p.public_key,
-        "allowed_ips": _nets(p.allowed_ips),
-        "endpoint": p.endpoint,
-        "persistent_keepalive": p.persistent_keepalive,
-        "preshared_key": "(set)" if p.has_preshared_key else None,
-    }
-
-
-def unresolved(want: Endpoint | None, live: LiveState) -> bool:
-    """`want` is a name that the node was asked to resolve and could not."""
-    return want is not None and not want.is_literal and want.host in live.resolved and not live.resolved[want.host]
-
-
-def unresolved_warnings(mesh: Mesh, results: Mapping[str, LiveState | str]) -> list[str]:
-    """One warning per node and endpoint name of its peers that does not resolve there."""
-    out = []
-    for node in mesh.nodes:
-        live = results.get(node.name)
-        if not isinstance(live, LiveState) or node.decommission or node.public_key is None:
-            continue
-        for host in resolve_hosts(mesh, node):
-            if host in live.resolved and not live.resolved[host]:
-                peers = [n.name for n in mesh.nodes if n.endpoint is not None and n.endpoint.host == host]
-                out.append(f"{node.name}: {host} (the endpoint of {', '.join(peers)}) does not resolve on the node: "
-                           f"the peer keeps the endpoint it has; apply leaves it out of wg syncconf, and the node's "
-                           f"re-resolution tries again every 30 s")
-    return out
-
-
-def _same_peer(p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNetwork, str]) -> bool:
-    """The live peer is as wanted, in every attribute `_peer_changes` shows (the common case: a quick yes)."""
-    return (
-        not p.relayed
-        and (not lp.has_preshared_key or p.keep_preshared_key)
-        and lp.persistent_keepalive == p.persistent_keepalive
-        and lp.allowed_ips == frozenset(p.allowed_ips)
-        and endpoint_matches(p.endpoint, lp.endpoint, live.resolved)
-        and not _relayed_live(lp, p.name, hosts)
-    )
-
-
-def _peer_changes(
-    cfg: InterfaceConfig, live: LiveState, names: Mapping[str, str], hosts: Mapping[IPNetwork, str] | None = None
-) -> list[Change]:
-    """`hosts`: each node's host prefixes (its /32 and /128) -> its name, to say whom a peer relays."""
-    changes: list[Change] = []
-    want = {p.public_key: p for p in cfg.peers}
-    for key, p in want.items():
-        lp = live.peers.get(key)
-        if lp is not None and _same_peer(p, lp, live, hosts or {}):
-            continue  # what the comparison below finds too, without building what it shows
-        after = _peer_attrs(p)
-        if lp is None:
-            changes.append(Change(Action.CREATE, "peer", p.name, None, after))
-            continue
-        before = _live_peer_attrs(lp)
-        relayed_before = _relayed_live(lp, p.name, hosts or {})
-        if relayed_before or p.relayed:
-            before["relays"] = relayed_before
-            after.setdefault("relays", [])
-        shown_after = dict(after)
-        # wgmesh sets no preshared key: a live one is cleared, unless the pair keeps it (`shared_keys`)
-        shown_after["preshared_key"] = before["preshared_key"] if p.keep_preshared_key else None
-        if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
-            # Not a change: a roamed endpoint, or a name the node resolved to this address.
-            shown_after["endpoint"] = before["endpoint"]
-        elif lp.endpoint is not None and unresolved(p.endpoint, live):
-            # Not a change either: the name does not resolve on the node, which keeps the endpoint it has (the
-            # plan warns; syncconf never gets the name: core/steps.py sync_endpoint)
-            shown_after["endpoint"] = before["endpoint"]
-        if set(before["allowed_ips"] or []) == set(after["allowed_ips"] or []):  # type: ignore[arg-type]
-            shown_after["allowed_ips"] = before["allowed_ips"]
-        if before != shown_after:
-            changes.append(Change(Action.UPDATE, "peer", p.name, before, shown_after))
-    for key, lp in live.peers.items():
-        if key not in want:
-            name = names.get(key) or f"{key[:8]}…"
-            changes.append(Change(Action.DELETE, "peer", name, _live_peer_attrs(lp), None))
-    return _pair_replacements(changes, cfg, live.resolved)
-
-
-def _pair_replacements(
-    changes: list[Change], cfg: InterfaceConfig, resolved: Mapping[str, frozenset[str]]
-) -> list[Change]:
-    """A peer added while a peer with the same mesh address goes away is the same node with a new key
-    (a rotation, or a node rebuilt): show it as one replacement, as Terraform shows `-/+`."""
-    actions = {c.action for c in changes}
-    if Action.CREATE not in actions or Action.DELETE not in actions:
-        return changes  # nothing to pair (the tables below cost a walk over every peer)
-    peers = {p.name: p for p in cfg.peers}
-    hosts = {p.name: {n for n in p.allowed_ips if n.prefixlen == n.max_prefixlen} for p in cfg.peers}
-    out = list(changes)
-    for new in [c for c in changes if c.action is Action.CREATE]:
-        for old in [c for c in out if c.action is Action.DELETE]:
-            before_ips = {ipaddress.ip_network(x) for x in (old.before or {}).get("allowed_ips") or []}  # type: ignore[union-attr]
-            if hosts.get(new.name, set()) & before_ips:
-                after = dict(new.after or {})
-                before_endpoint = (old.before or {}).get("endpoint")
-                if endpoint_matches(peers[new.name].endpoint, before_endpoint, resolved):  # type: ignore[arg-type]
-                    after["endpoint"] = before_endpoint  # not a change: the same place, or a roaming peer
-                after["preshared_key"] = None
-                out[out.index(new)] = Change(Action.REPLACE, "peer", new.name, old.before, after)
-                out.remove(old)
-                break
-    return out
-
-
-def _route_changes(cfg: InterfaceConfig, live: LiveState) -> list[Change]:
-    want = wanted_routes(cfg)
-    have = live.routes if live.interface_exists else frozenset()
-    changes = [
-        Change(Action.CREATE, "route", _net(r), None, {"dev": cfg.interface})
-        for r in _nets_sorted(want - have)
-    ]
-    changes += [
-        Change(Action.DELETE, "route", _net(r), {"dev": cfg.interface}, None) for r in _nets_sorted(have - want)
-    ]
-    return changes
-
-
-def _nets_sorted(items: Iterable[IPNetwork]) -> list[IPNetwork]:
-    return sorted(items, key=lambda n: (n.version, n.network_address, n.prefixlen))
-
-
 @dataclass(frozen=True)
 class MeshIndex:
     """What the diff of every node needs of the whole mesh, made once per plan rather than once per node (a
@@ -315,6 +105,7 @@ class MeshIndex:
     names: dict[str, str]  # public key -> node name
     hosts: dict[IPNetwork, str]  # each node's host prefixes (its /32 and /128) -> its name
     entries: PeerEntries  # the peer entries of the desired configs (core/render.py)
+    known: dict[int, Any] = field(default_factory=dict)  # facts of those entries, for comparing them (_wanted_ips)
 
 
 def mesh_index(mesh: Mesh) -> MeshIndex:
@@ -410,7 +201,7 @@ def diff_node(
     changes = []
     if before != after:
         changes.append(Change(Action.UPDATE, "interface", iface, before, after))
-    changes += _peer_changes(cfg, live, index.names, index.hosts)
+    changes += _peer_changes(cfg, live, index.names, index.hosts, index.known)
     changes += _route_changes(cfg, live)
     changes += extra.changes
     steps = (*update_steps(cfg, live, mesh.name), *extra.steps) if changes else ()

@@ -11,14 +11,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from wgmesh.core.model import KEY_DIR, Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.hooks import (  # noqa: F401  (re-exported: other modules import them from render)
+    KEY_POST_UP,
+    MANAGED_MARK,
+    RERESOLVE_SCRIPT,
+    RULE_COMMENT,
+    is_managed_hook,
+    psk_hooks,
+    reresolve_hooks,
+    routing_hooks,
+    user_hooks,
+)
+from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
 from wgmesh.core.relay import Relaying, relaying
 
-KEY_POST_UP = f"wg set %i private-key {KEY_DIR}/%i.key"
 # A node whose peers have endpoint names re-resolves them (remote/scripts/reresolve.sh, installed by apply): a
 # systemd timer where systemd runs; elsewhere a loop that the config's PostUp starts and PostDown stops (both
 # lines do nothing while the script is not installed, so `wg-quick up` never fails over it).
-RERESOLVE_SCRIPT = f"{KEY_DIR}/wgmesh-reresolve-%i.sh"  # next to IF.conf, as wgmesh-read-IF.sh (plan-key)
 
 
 @dataclass(frozen=True)
@@ -60,87 +69,6 @@ class InterfaceConfig:
     @property
     def all_post_down(self) -> tuple[str, ...]:
         return (*psk_hooks(self)[1], *self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
-
-
-# wgmesh's own firewall rules carry this comment (%i is the interface: wg-quick and apply replace it), so they
-# are told apart from everyone else's, read back by plan and removed exactly.
-RULE_COMMENT = "wgmesh:%i"
-# ... and its other lines end with this comment (wg-quick drops everything from `#` on a line), so a user's
-# own `sysctl -w net.ipv4.ip_forward=1` hook stays the user's.
-MANAGED_MARK = "# wgmesh"
-_SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
-
-
-def forward_rule(direction: str) -> str:
-    """iptables arguments of wgmesh's FORWARD accept rule for traffic in (-i) or out (-o) of the interface."""
-    return f"FORWARD {direction} %i -m comment --comment {RULE_COMMENT} -j ACCEPT"
-
-
-def masquerade_rule(subnet: IPNetwork) -> str:
-    """iptables arguments (nat table) that source-NAT traffic into `subnet` coming from anywhere else."""
-    return f"POSTROUTING ! -s {subnet} -d {subnet} -m comment --comment {RULE_COMMENT} -j MASQUERADE"
-
-
-def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The PostUp and PostDown lines wgmesh adds for a node that routes subnets: forwarding on, and its
-    FORWARD accept and MASQUERADE rules (IPv4, iptables), so that `wg-quick up` at boot brings them back.
-    PostDown removes the rules and leaves forwarding as it is (other things on the node may need it)."""
-    up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
-    rules = []
-    if 4 in cfg.forwarding:
-        rules += [forward_rule("-i"), forward_rule("-o")]
-        up += [f"iptables -I {r}" for r in rules]
-    nat = [masquerade_rule(n) for n in cfg.masquerade if n.version == 4]
-    up += [f"iptables -t nat -I {r}" for r in nat]
-    down = [f"iptables -t nat -D {r} || true" for r in reversed(nat)]
-    down += [f"iptables -D {r} || true" for r in reversed(rules)]
-    return tuple(up), tuple(down)
-
-
-PSK_FILE = f"{KEY_DIR}/%i.psk"  # the kept preshared keys, `PUBLICKEY PRESHAREDKEY` lines, mode 600, on the node
-
-
-def psk_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A pair that keeps its preshared key (`shared_keys`) keeps it over a restart too: the config has no
-    PresharedKey line (wgmesh never sees the value), so the node keeps the runtime's in PSK_FILE (apply writes it,
-    step save_preshared_keys; PostDown writes it again), and PostUp puts it back. Nothing leaves the node."""
-    if not cfg.kept_preshared_keys:
-        return (), ()
-    up = (f'[ ! -f {PSK_FILE} ] || while read -r p k; do if wg show %i peers | grep -qxF -- "$p"; then '
-          f'printf "%s\\n" "$k" | wg set %i peer "$p" preshared-key /dev/stdin; fi; done < {PSK_FILE} {MANAGED_MARK}')
-    # every preshared key the runtime has: apply clears all but the kept ones (no public key in the line: read.sh
-    # redacts key-like text in the config it shows)
-    down = (f'{{ wg show %i preshared-keys | grep -v "(none)" || true; }} > {PSK_FILE}.new && '
-            f"mv -f {PSK_FILE}.new {PSK_FILE} {MANAGED_MARK}")
-    return (up,), (down,)
-
-
-def reresolve_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """PostUp starts the re-resolution loop where no systemd runs (the script decides), PostDown stops it."""
-    if not cfg.reresolve:
-        return (), ()
-    guard = f"[ ! -x {RERESOLVE_SCRIPT} ] || {RERESOLVE_SCRIPT}"
-    return (f"{guard} start {MANAGED_MARK}",), (f"{guard} stop {MANAGED_MARK}",)
-
-
-def is_managed_hook(line: str) -> bool:
-    """A PostUp/PostDown line wgmesh writes itself (the key loader, forwarding, its own rules)."""
-    return line == KEY_POST_UP or RULE_COMMENT in line or line.endswith(MANAGED_MARK)
-
-
-def user_hooks(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The PostUp and PostDown lines of a wg-quick config text that are not wgmesh's own, in order."""
-    up: list[str] = []
-    down: list[str] = []
-    for raw in text.splitlines():
-        key, sep, value = raw.partition("=")
-        name = key.strip().lower()
-        if not sep or name not in ("postup", "postdown"):
-            continue
-        value = value.strip()
-        if not is_managed_hook(value):
-            (up if name == "postup" else down).append(value)
-    return tuple(up), tuple(down)
 
 
 def _peer(this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
@@ -416,6 +344,7 @@ def endpoint_names(mesh: Mesh) -> Callable[[Node], list[str]]:
         return [h for h in everyone if h != mine]
 
     return names
+
 
 def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
     """AllowedIPs prefixes that need a route through the interface: those the interface's own

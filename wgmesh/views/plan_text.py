@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from wgmesh.core.plan import Action, Change, Plan, Value
+from wgmesh.core.changes import Action, Change, Value
+from wgmesh.core.plan import Plan
 
 NO_CHANGES = "No changes. Your mesh matches the configuration."
 

@@ -1,0 +1,99 @@
+"""The fast reader's vocabulary: what a plain scalar, a key and a flow item may look like, YAML 1.2 core tags for
+plain scalars, and the two ways the fast reader gives up (to the full parser)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarint import ScalarInt
+
+MAX_NESTING = 16  # mesh.yaml needs 5 levels
+
+
+# Keys: plain names (node names, field names); anything else (quoted, "<<", "?") goes to the round trip.
+_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-]*):(?: +|$)")
+
+
+_FLOW_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-]*):(?= )")
+
+
+_DECIMAL = re.compile(r"[-+]?[0-9]+")
+
+
+# Characters the round trip's reader refuses, a byte-order mark, tabs and carriage returns: declined up front.
+_UNUSUAL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x84\x86-\x9f\ufeff\ud800-\udfff\ufffe\uffff]")
+
+
+# A plain scalar may not start with these (YAML indicators: flow, quotes, anchors, tags, block scalars, ...).
+_NOT_FIRST = frozenset("-?:,[]{}#&*!|>'\"%@`")
+
+
+_FLOW_STOP = re.compile(r"[,\[\]{}#]")
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+_INT = "tag:yaml.org,2002:int"
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+_NULL = "tag:yaml.org,2002:null"
+
+
+class Declined(Exception):
+    """The document is not plain mesh.yaml: the round-trip parser reads it. `line` is 0-based."""
+
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(why)
+        self.line = line
+        self.why = why
+
+
+class TooMany(Exception):
+    """More than `max_values` values; `pos` is the (0-based) line and column of the first one over."""
+
+    def __init__(self, pos: tuple[int, int]) -> None:
+        super().__init__("too many values")
+        self.pos = pos
+
+
+_TABLE: dict[Any, list[tuple[Any, Any]]] | None = None
+
+
+def _implicit(value: str) -> str:
+    """The tag ruamel's resolver gives a plain scalar (YAML 1.2, as the round trip reads mesh.yaml)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = VersionedResolver().versioned_resolver
+    for tag, regexp in [*_TABLE.get(value[0] if value else "", []), *_TABLE.get(None, [])]:
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
+_MISSING = object()
+
+
+_NOT_PLAIN = object()
+
+
+def _construct(text: str) -> Any:
+    tag = _implicit(text)
+    if tag == _STR:
+        return text
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return text.lower() == "true"
+    if tag == _INT and _DECIMAL.fullmatch(text):
+        sign = -1 if text[0] == "-" else 1
+        digits = text.lstrip("+-")
+        if digits[0] == "0":  # leading zeros (and 0 itself): the round trip keeps the width
+            return ScalarInt(sign * int(digits), width=len(digits))
+        return sign * int(digits)
+    return _NOT_PLAIN
