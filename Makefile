@@ -7,10 +7,13 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
+# The unit suite waits more than it computes (in-process SSH servers, node scripts under two shells): 4 workers.
+# The end-to-end suite builds lab hosts as root and runs alone.
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	.venv/bin/pytest -ra
+	.venv/bin/pytest -ra -n 4 --ignore=tests/e2e
+	.venv/bin/pytest -ra tests/e2e
 
 lint: setup
 	.venv/bin/ruff check .
