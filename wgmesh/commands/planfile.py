@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wgmesh.commands.read import Reading
 from wgmesh.core.plan import Plan
+from wgmesh.meshfile import write_atomic
 from wgmesh.views.json import plan_to_dict
 
 KIND = "wgmesh-plan"
@@ -54,15 +53,7 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
         "plan": plan_to_dict(plan),
     }
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    path = path.resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path.resolve(), text, 0o600)  # it describes the hosts in detail: the owner's only
 
 
 def read(path: Path) -> SavedPlan:
