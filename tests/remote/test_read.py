@@ -992,3 +992,11 @@ def test_read_command_in_a_namespace_never_returns_a_secret(tmp_path: Path) -> N
     assert state.forwarding.get(4) is True
     if shutil.which("iptables"):
         assert (state.has_iptables, state.forward_rules, state.masquerade) == (True, True, nets("10.67.0.0/16"))
+
+
+def test_parse_clock_reads_the_nodes_epoch_seconds() -> None:
+    from wgmesh.remote.read import parse_clock
+
+    assert parse_clock("1796000000\n") == 1796000000
+    assert parse_clock("") is None
+    assert parse_clock("not a date\n") is None

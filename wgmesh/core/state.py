@@ -72,6 +72,9 @@ class LiveState:
     # `wgmesh plan-key` on the node (core/plankey.py): installed, outdated, incomplete or absent; None: not read.
     # Not WireGuard state: left out of normalized() and digest() (a saved plan does not go stale over it).
     plan_key: str | None = None
+    # the node's clock when it was read (epoch seconds; None: not read): the time that peers' handshakes are
+    # measured against (core/punch.py). Not state: left out of normalized() and digest().
+    clock: int | None = None
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:

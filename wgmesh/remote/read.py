@@ -250,7 +250,14 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         config_text=conf_text,
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
+        clock=parse_clock(sections.get("now", "")),
     )
+
+
+def parse_clock(body: str) -> int | None:
+    """`date +%s` on the node -> epoch seconds, or None."""
+    text = body.strip()
+    return int(text) if text.isdigit() and len(text) < 12 else None
 
 
 def parse_auto_mtu(body: str) -> int | None:

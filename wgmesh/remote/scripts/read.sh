@@ -4,7 +4,7 @@
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
-#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, end.
+#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, now, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
@@ -233,6 +233,12 @@ fi
 if [ -f "$read_pk_keys" ] && grep -F ' wgmesh-plan-key' "$read_pk_keys" 2>/dev/null | grep -qF "wgmesh-read-$IF.sh"; then
   echo key
 fi
+
+# ------------------------------------------------------------------------------------------ clock
+# The node's clock (epoch seconds), last: what handshake times are measured against (hole punching's "fresh").
+
+wgm_mark now
+date +%s
 
 wgm_mark end
 exit 0
