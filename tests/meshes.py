@@ -58,15 +58,20 @@ def four() -> Mesh:
     )
 
 
-def converged(mesh: Mesh, name: str, **changes: Any) -> LiveState:
-    """The live state a node has right after a successful apply; `changes` override fields."""
-    cfg = desired(mesh, name)
+def converged(mesh: Mesh, name: str, punch: Any = None, **changes: Any) -> LiveState:
+    """The live state a node has right after a successful apply; `changes` override fields. `punch`: the hole
+    punching the apply was made with (core/punch.py Punching)."""
+    from wgmesh.core.render import PeerEntries
+
+    cfg = desired(mesh, name, PeerEntries(mesh, punch) if punch is not None else None)
     n = mesh.node(name)
     peers = {}
     for p in cfg.peers:
         ep = None
         if p.endpoint is not None:
             ep = "203.0.113.2:51820" if not p.endpoint.is_literal else str(p.endpoint)
+        elif p.learned is not None:
+            ep = p.learned
         peers[p.public_key] = LivePeer(
             public_key=p.public_key,
             endpoint=ep,

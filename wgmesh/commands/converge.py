@@ -25,8 +25,11 @@ from wgmesh.commands.common import (
     ssh_transport,
 )
 from wgmesh.commands.read import Reading, comparable_state, plan_from_reading, read_nodes
+from wgmesh.core.changes import Change
 from wgmesh.core.model import Mesh
-from wgmesh.core.plan import NodePlan, NodeResult, Outcome, Plan, diff_node
+from wgmesh.core.plan import MeshIndex, NodePlan, NodeResult, Outcome, Plan, diff_node, plan_index
+from wgmesh.core.punch import PairPath, punching
+from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.apply import (
@@ -132,8 +135,10 @@ def apply_node(
     *,
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
     confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
+    index: MeshIndex | None = None,
 ) -> NodeResult:
     """Converge one node whose plan has changes (made from `live`). Never raises for a node-level failure.
+    `index`: the plan's (`plan_index`), so that the node is checked against the very config the plan wanted.
 
     Under the node lock the script prints the state; it goes on only if that is still `live`. Else another
     apply moved it and nothing changes: the node fails (STALE), or is unchanged if it already is what this
@@ -154,7 +159,7 @@ def apply_node(
             return None  # the script reads end-of-file: nothing changes
         if _guarded(mesh, now) != before:
             # moved since the plan: nothing changes here; fine if the node already is what this plan wants
-            done = diff_node(mesh, node, dataclasses.replace(now, resolved=live.resolved))
+            done = diff_node(mesh, node, dataclasses.replace(now, resolved=live.resolved), index=index)
             (already if not done.error and not done.changes else refused).append(STALE)
             return "stop\n"
         answered.append(True)
@@ -179,7 +184,7 @@ def apply_node(
     _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
     try:
         after = live_mod.parse_read_output(mesh.interface, after_text)
-        remaining = diff_node(mesh, node, after)
+        remaining = diff_node(mesh, node, after, index=index)
     except live_mod.ParseError as e:
         remaining = NodePlan(node.name, error=f"cannot read the node back: {e}")
     if remaining.error or remaining.changes:
@@ -218,6 +223,8 @@ def apply_plan(
     plan is an error are reported failed; one node's failure never stops the others."""
     from concurrent.futures import ThreadPoolExecutor
 
+    index = plan_index(mesh, states)
+
     def one(p: NodePlan) -> NodeResult:
         if p.error:
             r = NodeResult(p.node, Outcome.FAILED, p.error)
@@ -225,7 +232,7 @@ def apply_plan(
             r = NodeResult(p.node, Outcome.UNCHANGED, "; ".join(p.notes))
         else:
             r = apply_node(mesh, transport, p, states[p.node], lock_timeout=lock_timeout,
-                           confirm_timeout=confirm_timeout)
+                           confirm_timeout=confirm_timeout, index=index)
         if on_result:
             on_result(r)
         return r
@@ -323,7 +330,75 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
             confirm_timeout=opts.confirm_timeout,
         )
+        view.results(plan, results)
+        failed = any(r.outcome is Outcome.FAILED for r in results)
+        if not failed and not opts.json:
+            failed = _punch(mesh, transport, connect, view, opts)
     finally:
         transport.close()
-    view.results(plan, results)
-    return ExitStatus.ERROR if any(r.outcome is Outcome.FAILED for r in results) else ExitStatus.OK
+    return ExitStatus.ERROR if failed else ExitStatus.OK
+
+
+PUNCH_LEARN_WAIT = 3.0  # seconds for the nodes without an endpoint to shake hands with the public ones
+PUNCH_WAIT = 15.0  # seconds for punched pairs to shake hands (WireGuard retries a handshake every 5 s)
+PUNCH_POLL = 2.0
+
+
+def _punch_only(mesh: Mesh, plan: Plan) -> bool:
+    """The plan changes nothing but hole punching: peer entries of the nodes without an endpoint for each other
+    and for the relay, and their config files."""
+    r = relaying(mesh)
+    nat = {n.name for n in r.nat}
+    ours = nat | ({r.relay.name} if r.relay is not None else set())
+    for n in plan.nodes:
+        if n.error:
+            return False
+        for c in n.changes:
+            if n.node not in nat:
+                return False
+            if c.resource == "peer" and c.name in ours:
+                continue
+            if c.resource == "interface" and set(_changed(c)) <= {"config_file"}:
+                continue
+            return False
+    return True
+
+
+def _changed(c: Change) -> list[str]:
+    before, after = c.before or {}, c.after or {}
+    return [k for k in {*before, *after} if before.get(k) != after.get(k)]
+
+
+def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View, opts: ApplyOptions) -> bool:
+    """Hole punching within one apply (core/punch.py), after the apply converged every node: the public nodes now
+    see where the nodes without an endpoint are; tell each pair, wait for their handshakes, and move the pairs
+    that answered off the relay. Up to two rounds, each shown as a plan of its own; each only when its plan
+    changes nothing but that (anything else is the next apply's to show). Returns whether a round failed."""
+    r = relaying(mesh)
+    if not r.active:
+        return False
+    nodes = select_nodes(mesh, connect.targets)
+    wait = PUNCH_LEARN_WAIT
+    for _ in range(2):
+        deadline = time.monotonic() + wait
+        time.sleep(min(wait, PUNCH_POLL))
+        while True:
+            reading = read_nodes(mesh, transport, nodes)
+            plan = plan_from_reading(mesh, reading)
+            states: Mapping[str, LiveState | str] = {**reading.states, **reading.errors}
+            punching_now = punching(mesh, states)
+            waiting = any(p is PairPath.PUNCH for p in punching_now.paths.values())
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(PUNCH_POLL)
+        if not plan.has_changes or not _punch_only(mesh, plan):
+            return False
+        view.message("Hole punching: the nodes without an endpoint, as the public nodes see them")
+        view.plan(plan)
+        results = apply_plan(mesh, transport, list(plan.nodes), reading.states, parallelism=connect.parallelism,
+                             lock_timeout=opts.lock_timeout, confirm_timeout=opts.confirm_timeout)
+        view.results(plan, results)
+        if any(x.outcome is Outcome.FAILED for x in results):
+            return True
+        wait = PUNCH_WAIT
+    return False

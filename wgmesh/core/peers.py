@@ -93,7 +93,16 @@ def _peer_attrs(p: PeerConfig) -> dict[str, Value]:
     }
     if p.relayed:
         attrs["relays"] = list(p.relayed)  # the nodes reached through this peer (core/relay.py)
+    if p.path is not None:  # a pair of nodes without an endpoint (core/punch.py)
+        attrs["path"] = "direct" if p.path == "direct" else f"via relay {p.via}"
+        if p.learned is not None:
+            attrs["endpoint"] = p.learned
     return attrs
+
+
+def _live_path(lp: LivePeer, p: PeerConfig, hosts: Mapping[IPNetwork, str]) -> str:
+    """The path a live entry for a node without an endpoint gives: direct when it carries the node's addresses."""
+    return "direct" if any(hosts.get(ip) == p.name for ip in lp.allowed_ips) else f"via relay {p.via}"
 
 
 def _relayed_live(lp: LivePeer, peer: str | None, hosts: Mapping[IPNetwork, str]) -> list[str]:
@@ -144,6 +153,8 @@ def _same_peer(
         return False
     if lp.persistent_keepalive != p.persistent_keepalive:
         return False
+    if p.learned is not None and lp.endpoint != p.learned:
+        return False
     ips, relays = _wanted_ips(p, hosts, known)
     # with the same prefixes, the live entry relays whom `relays` says (_relayed_live over the same set)
     return lp.allowed_ips == ips and not relays and endpoint_matches(p.endpoint, lp.endpoint, live.resolved)
@@ -188,10 +199,14 @@ def _peer_changes(
         if relayed_before or p.relayed:
             before["relays"] = relayed_before
             after.setdefault("relays", [])
+        if p.path is not None:
+            before["path"] = _live_path(lp, p, hosts or {})
         shown_after = dict(after)
         # wgmesh sets no preshared key: a live one is cleared, unless the pair keeps it (`shared_keys`)
         shown_after["preshared_key"] = before["preshared_key"] if p.keep_preshared_key else None
-        if endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
+        if p.learned is not None:
+            pass  # hole punching: the endpoint the public nodes see the peer at (core/punch.py)
+        elif endpoint_matches(p.endpoint, lp.endpoint, live.resolved):
             # Not a change: a roamed endpoint, or a name the node resolved to this address.
             shown_after["endpoint"] = before["endpoint"]
         elif lp.endpoint is not None and unresolved(p.endpoint, live):

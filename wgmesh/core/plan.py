@@ -27,6 +27,7 @@ from wgmesh.core.model import IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
 from wgmesh.core.peers import _ifaces, _peer_attrs, _peer_changes, _route_changes, unresolved_warnings
 from wgmesh.core.plankey import plan_key_notes
+from wgmesh.core.punch import NONE, Punching, punching
 from wgmesh.core.relay import relay_notes
 from wgmesh.core.render import (
     RERESOLVE_SCRIPT,
@@ -108,12 +109,20 @@ class MeshIndex:
     known: dict[int, Any] = field(default_factory=dict)  # facts of those entries, for comparing them (_wanted_ips)
 
 
-def mesh_index(mesh: Mesh) -> MeshIndex:
+def mesh_index(mesh: Mesh, punch: Punching = NONE) -> MeshIndex:
+    """`punch`: the paths of the pairs of nodes without an endpoint, from the live state of the whole mesh
+    (`punching`); without it every such pair is on the relay."""
     return MeshIndex(
         names={n.public_key: n.name for n in mesh.nodes if n.public_key},
         hosts={ipaddress.ip_network(a): n.name for n in mesh.nodes for a in n.addresses},
-        entries=PeerEntries(mesh),
+        entries=PeerEntries(mesh, punch),
     )
+
+
+def plan_index(mesh: Mesh, results: Mapping[str, LiveState | str]) -> MeshIndex:
+    """The index of a plan made from `results` (every planned node's state, or why it could not be read): the
+    same for the plan and for the apply of it (verification included)."""
+    return mesh_index(mesh, punching(mesh, results))
 
 
 def diff_node(
@@ -177,7 +186,7 @@ def diff_node(
         changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
                         steps=(*create_steps(cfg, mesh.name), *extra.after_up), config_diff=config_diff,
-                        notes=tuple(relay_notes(mesh, node)))
+                        notes=tuple(relay_notes(mesh, node, _direct(cfg))))
 
     before: dict[str, Value] = {
         "public_key": live.public_key,
@@ -205,9 +214,13 @@ def diff_node(
     changes += _route_changes(cfg, live)
     changes += extra.changes
     steps = (*update_steps(cfg, live, mesh.name), *extra.steps) if changes else ()
-    notes = (*relay_notes(mesh, node), *extra.notes)
+    notes = (*relay_notes(mesh, node, _direct(cfg)), *extra.notes)
     return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, steps=steps,
                     notes=notes if changes else (), config_diff=config_diff if changes else ())
+
+
+def _direct(cfg: InterfaceConfig) -> list[str]:
+    return [p.name for p in cfg.peers if p.path == "direct"]
 
 
 def _config_diff(old: str | None, new: str) -> tuple[str, ...]:
@@ -229,6 +242,9 @@ def build_plan(
     plans of nodes already diffed (`diff_node` with this mesh, each as its state arrived), used as they are."""
     nodes: list[NodePlan] = []
     index: MeshIndex | None = None
+    punch = punching(mesh, results)
+    # a node whose config depends on what the whole mesh's state says (hole punching) is diffed again here
+    redo = {name for pair in punch.paths for name in pair}
     for node in mesh.nodes:
         if node.name not in results:
             continue
@@ -236,15 +252,15 @@ def build_plan(
         fp = (fingerprints or {}).get(node.name)
         if isinstance(got, str):
             nodes.append(NodePlan(node.name, error=got))
-        elif planned is not None and node.name in planned:
+        elif planned is not None and node.name in planned and node.name not in redo:
             nodes.append(planned[node.name])
         else:
-            index = index or mesh_index(mesh)
+            index = index or mesh_index(mesh, punch)
             nodes.append(diff_node(mesh, node, got, fp, index))
     key_notes = plan_key_notes({name: got for name, got in results.items() if not isinstance(got, str)})
     nodes = [replace(n, notes=(*n.notes, key_notes[n.node])) if n.node in key_notes and not n.error else n
              for n in nodes]
-    return Plan(tuple(nodes), (*warnings, *unresolved_warnings(mesh, results)))
+    return Plan(tuple(nodes), (*warnings, *unresolved_warnings(mesh, results), *punch.notes()))
 
 
 class Outcome(StrEnum):

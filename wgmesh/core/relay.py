@@ -63,19 +63,21 @@ def relaying(mesh: Mesh) -> Relaying:
     return Relaying(relay_node(mesh), tuple(n for n in mesh.nodes if n.enrolled and n.endpoint is None))
 
 
-def relay_notes(mesh: Mesh, node: Node) -> list[str]:
-    """What a plan says of relaying on `node`: whom it reaches through the relay, or whom it relays for."""
+def relay_notes(mesh: Mesh, node: Node, direct: Sequence[str] = ()) -> list[str]:
+    """What a plan says of relaying on `node`: whom it reaches through the relay, or whom it relays for. `direct`:
+    the nodes without an endpoint that `node` reaches directly (hole punched: core/punch.py)."""
     r = relaying(mesh)
     if r.relay is None or not r.active:
         return []
     if node.name == r.relay.name:
         return [f"relay for the nodes without an endpoint ({_names(r.nat)}): forwards between them on "
                 f"{mesh.interface} (forwarding on, FORWARD accept)"]
-    via = r.through_relay(node)
-    if not via:
-        return []
-    return [f"reaches {_names(via)} via relay {r.relay.name} (neither side has an endpoint; their addresses "
-            f"ride on peer {r.relay.name})"]
+    via = [n for n in r.through_relay(node) if n.name not in direct]
+    notes = [f"reaches {', '.join(direct)} directly (hole punched)"] if direct else []
+    if via:
+        notes.append(f"reaches {_names(via)} via relay {r.relay.name} (neither side has an endpoint; their "
+                     f"addresses ride on peer {r.relay.name})")
+    return notes
 
 
 def _names(nodes: Sequence[Node]) -> str:

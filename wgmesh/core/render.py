@@ -23,6 +23,7 @@ from wgmesh.core.hooks import (  # noqa: F401  (re-exported: other modules impor
     user_hooks,
 )
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork, Mesh, Node
+from wgmesh.core.punch import NONE, PUNCH_KEEPALIVE, PairPath, Punching
 from wgmesh.core.relay import Relaying, relaying
 
 # A node whose peers have endpoint names re-resolves them (remote/scripts/reresolve.sh, installed by apply): a
@@ -39,6 +40,11 @@ class PeerConfig:
     persistent_keepalive: int  # 0 = off
     relayed: tuple[str, ...] = ()  # nodes reached through this peer, the relay (their addresses are in allowed_ips)
     keep_preshared_key: bool = False  # the pair keeps the preshared key it has (`shared_keys: {PEER: keep}`)
+    # both nodes have no endpoint (core/punch.py): "punch" (no addresses yet: the relay carries them) or "direct";
+    # None for every other entry
+    path: str | None = None
+    learned: str | None = None  # punch: the endpoint the public nodes see the peer at, set at runtime (`wg set`)
+    via: str | None = None  # punch and direct: the relay the pair uses when it is not direct
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,16 @@ def _peer(this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
     allowed = peer.allowed_ips + tuple(ip for n in via for ip in n.allowed_ips)
     return PeerConfig(peer.name, peer.public_key, allowed, peer.endpoint, keepalive, tuple(n.name for n in via),
                       keeps_shared_key(this, peer))
+
+
+def _nat_peer(this: Node, peer: Node, path: PairPath, punch: Punching) -> PeerConfig:
+    """`this` node's own entry for `peer`, both without an endpoint, on a pair that punches or is direct."""
+    assert peer.public_key is not None
+    keepalive = this.persistent_keepalive or PUNCH_KEEPALIVE
+    direct = path is PairPath.DIRECT
+    return PeerConfig(peer.name, peer.public_key, peer.allowed_ips if direct else (), None, keepalive, (),
+                      keeps_shared_key(this, peer), path.value, None if direct else punch.learned(peer.name),
+                      punch.relay)
 
 
 def keeps_shared_key(a: Node, b: Node) -> bool:
@@ -169,9 +185,10 @@ class PeerEntries:
     once per keepalive variant and shared by every node that has it (plan calls `desired` for every node: N peer
     entries built once, not N² of them, each re-parsing its addresses)."""
 
-    def __init__(self, mesh: Mesh) -> None:
+    def __init__(self, mesh: Mesh, punch: Punching = NONE) -> None:
         self.mesh = mesh
         self.relay = relaying(mesh)
+        self.punch = punch  # the paths of the pairs of nodes without an endpoint, from live state (plan)
         self._made: dict[tuple[str, int], PeerConfig] = {}
         self._stanzas: dict[int, tuple[PeerConfig, str]] = {}  # id of an entry made here -> it, its stanza
 
@@ -199,15 +216,30 @@ def desired(mesh: Mesh, name: str, entries: PeerEntries | None = None) -> Interf
     shared when the configs of many nodes are wanted.
 
     A node without an endpoint reaches the other nodes without one through the relay (core/relay.py): they get
-    no peer entry of their own, their addresses and subnets ride on the relay's."""
+    no peer entry of their own, their addresses and subnets ride on the relay's; unless the plan found their pair
+    punching or direct (core/punch.py, in `entries`): then the other gets an entry of its own, with its addresses
+    when the pair is direct."""
     node = _find(mesh, name)
     relay = entries.relay if entries is not None else relaying(mesh)
+    punch = entries.punch if entries is not None else NONE
     entry = entries.entry if entries is not None else _peer
     via = relay.through_relay(node)
-    skip = {n.name for n in via} | {node.name}
-    peers = tuple(entry(node, p, via if relay.relay is p else ())
-                  for p in mesh.nodes if p.enrolled and p.name not in skip)
-    return _interface(mesh, node, peers, relay)
+    nat = {n.name for n in via}
+    paths = {n.name: punch.path(node.name, n.name) for n in via} if punch else {}
+    if paths:
+        via = tuple(n for n in via if paths[n.name] is not PairPath.DIRECT)
+    peers: list[PeerConfig] = []
+    for p in mesh.nodes:
+        if not p.enrolled or p is node:
+            continue
+        path = paths.get(p.name)
+        if path is not None and path is not PairPath.RELAY:
+            peers.append(_nat_peer(node, p, path, punch))
+        elif p.name in nat:
+            continue  # on the relay's entry
+        else:
+            peers.append(entry(node, p, via if relay.relay is p else ()))
+    return _interface(mesh, node, tuple(peers), relay)
 
 
 def header(mesh_name: str, node: str) -> str:
@@ -233,10 +265,13 @@ def peer_stanza(peer: PeerConfig) -> str:
     """One peer: a blank line, `# name` (and `# other: via relay name` for each node reached through it), then
     [Peer] and its fields."""
     via = "".join(f"# {n}: via relay {peer.name}\n" for n in peer.relayed)
-    text = (
-        f"\n# {peer.name}\n{via}[Peer]\nPublicKey = {peer.public_key}\n"
-        f"AllowedIPs = {', '.join(str(n) for n in peer.allowed_ips)}\n"
-    )
+    if peer.path == PairPath.PUNCH.value:
+        via += f"# hole punching: its addresses ride on relay {peer.via} until a direct handshake\n"
+    elif peer.path == PairPath.DIRECT.value:
+        via += "# direct: hole punched (no endpoint in the file: the tunnel learns it)\n"
+    text = f"\n# {peer.name}\n{via}[Peer]\nPublicKey = {peer.public_key}\n"
+    if peer.allowed_ips or peer.path is None:
+        text += f"AllowedIPs = {', '.join(str(n) for n in peer.allowed_ips)}\n"
     if peer.endpoint is not None:
         text += f"Endpoint = {peer.endpoint}\n"
     if peer.persistent_keepalive > 0:
@@ -316,8 +351,9 @@ def syncconf_text(cfg: InterfaceConfig) -> str:
     own key file. ListenPort is always set and FwMark is explicit, because syncconf zeroes what is left out."""
     lines = ["[Interface]", f"ListenPort = {cfg.listen_port}", "FwMark = off"]
     for p in cfg.peers:
-        lines += ["", "[Peer]", f"PublicKey = {p.public_key}",
-                  "AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips)]
+        lines += ["", "[Peer]", f"PublicKey = {p.public_key}"]
+        if p.allowed_ips or p.path is None:  # left out: syncconf replaces them with none
+            lines.append("AllowedIPs = " + ", ".join(str(n) for n in p.allowed_ips))
         if p.endpoint is not None:
             lines.append(f"Endpoint = {p.endpoint}")
         if p.persistent_keepalive:

@@ -30,6 +30,7 @@ class StepKind(StrEnum):
     ADD_ROUTE = "add_route"  # value: a prefix routed through the interface
     DELETE_ROUTE = "delete_route"
     CLEAR_KEEPALIVE = "clear_keepalive"  # value: a peer's public key (syncconf keeps a keepalive left out)
+    SET_ENDPOINT = "set_endpoint"  # value: `KEY ADDRESS:PORT`: hole punching's learned endpoint (`wg set`)
     CLEAR_PRESHARED_KEY = "clear_preshared_key"  # value: a peer's public key (likewise), unless the pair keeps it
     SAVE_PRESHARED_KEYS = "save_preshared_keys"  # the runtime's preshared keys into IF.psk on the node (never shown)
     SET_FORWARDING = "set_forwarding"  # value: the IP version (4 or 6) to forward, at runtime
@@ -62,7 +63,20 @@ def _sorted(items: Iterable[IPInterface | IPNetwork]) -> list[str]:
 def create_steps(cfg: InterfaceConfig, mesh_name: str) -> tuple[Step, ...]:
     """A node without the interface: write the config, then wg-quick brings everything up at once."""
     return (Step(StepKind.WRITE_CONFIG, render(cfg, mesh_name)), Step(StepKind.INTERFACE_UP),
-            Step(StepKind.ENABLE_UNIT))
+            *learned_endpoints(cfg, None), Step(StepKind.ENABLE_UNIT))
+
+
+def learned_endpoints(cfg: InterfaceConfig, live: LiveState | None) -> list[Step]:
+    """Hole punching (core/punch.py): the observed endpoint of each punching peer whose live entry has another
+    one, set at runtime (the config file and the syncconf input never carry it)."""
+    steps = []
+    for p in cfg.peers:
+        if p.learned is None:
+            continue
+        lp = live.peers.get(p.public_key) if live is not None else None
+        if lp is None or lp.endpoint != p.learned:
+            steps.append(Step(StepKind.SET_ENDPOINT, f"{p.public_key} {p.learned}"))
+    return steps
 
 
 def remove_steps(reresolve: bool = False) -> tuple[Step, ...]:
@@ -110,7 +124,7 @@ def update_steps(cfg: InterfaceConfig, live: LiveState, mesh_name: str) -> tuple
     reconcile what syncconf does not touch, each difference one step. The config file keeps endpoint names (wg-quick
     resolves them at boot); the syncconf input has the addresses the node resolved them to (`sync_config`)."""
     steps = [Step(StepKind.WRITE_CONFIG, render(cfg, mesh_name)),
-             Step(StepKind.SYNC_PEERS, syncconf_text(sync_config(cfg, live)))]
+             Step(StepKind.SYNC_PEERS, syncconf_text(sync_config(cfg, live))), *learned_endpoints(cfg, live)]
     want_addrs = set(cfg.addresses)
     steps += [Step(StepKind.ADD_ADDRESS, a) for a in _sorted(want_addrs - live.addresses)]
     steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(live.addresses - want_addrs)]

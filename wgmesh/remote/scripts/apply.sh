@@ -171,6 +171,8 @@ wgm_link_up() { ip link set up dev "$IF"; }
 
 wgm_clear_keepalive() { wg set "$IF" peer "$1" persistent-keepalive 0; }
 
+wgm_set_endpoint() { wg set "$IF" peer "${1%% *}" endpoint "${1#* }"; }  # KEY ADDRESS:PORT (hole punching)
+
 wgm_clear_preshared_key() { wg set "$IF" peer "$1" preshared-key /dev/null; }
 
 wgm_enable_unit() {  # so that the interface comes back at boot; a failure is the node's error
