@@ -76,7 +76,8 @@ def test_not_enrolled_nodes_have_no_pairs_and_decommissioned_ones_are_left_out()
 def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple[str, ...] = (),
           direct: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
     """A status report where `handshakes[(a, b)]` is when a last saw b (0: never); other peers: never.
-    `direct`: pairs that have a direct peer entry each way although mesh.yaml relays them (hole punched)."""
+    `direct`: pairs that have a direct peer entry each way, with the other's addresses, although mesh.yaml relays
+    them (hole punched: core/punch.py)."""
     results = {}
     by_name = {m.name: m for m in mesh.nodes}
     for n in mesh.nodes:
@@ -91,7 +92,7 @@ def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple
             if other is not None:
                 key = by_name[other].public_key
                 assert key is not None
-                extra[key] = LivePeer(key, None, frozenset(), 0, 0, 0, 0, False)
+                extra[key] = LivePeer(key, None, frozenset(by_name[other].allowed_ips), 0, 0, 0, 0, False)
         peers = {k: dataclasses.replace(p, latest_handshake=handshakes.get((n.name, names[k]), 0))
                  for k, p in {**state.peers, **extra}.items()}
         results[n.name] = dataclasses.replace(state, peers=peers)

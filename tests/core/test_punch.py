@@ -252,3 +252,18 @@ def test_apply_verification_uses_the_plans_paths() -> None:
     index = plan_index(m, states)
     after = converged(m, "gcp", index.entries.punch, clock=NOW)
     assert diff_node(m, m.node("gcp"), after, index=index).changes == ()
+
+
+def test_status_tells_a_punching_pair_from_a_hole_punched_one() -> None:
+    from wgmesh.core.status import status_report
+
+    m = nat_mesh()
+    names = list(m.node_names)
+    punch = punching(m, _states(m))
+    report = status_report(m, m.nodes, names, _states(m, punch, handshakes=NOW - 5), dict.fromkeys(names, NOW), NOW)
+    assert report.view("gcp", "aliyun").path == "via relay aws"  # its own entry punches; the traffic is relayed
+    direct = punching(m, _states(m, punch, handshakes=NOW - 5))
+    report = status_report(m, m.nodes, names, _states(m, direct, handshakes=NOW - 5), dict.fromkeys(names, NOW), NOW)
+    assert report.view("gcp", "aliyun").path == "hole punched"
+    assert report.view("gcp", "tencent").path == "via relay aws"
+    assert report.view("gcp", "aws").path == "direct"

@@ -44,13 +44,17 @@ of the relay (its leg of the path; the relay's view of `peer` is the other leg).
     rx_bytes: int = 0
     tx_bytes: int = 0
     via: str | None = None  # the relay: `source` reaches `peer` through it (core/relay.py)
+    punched: bool = False  # neither has an endpoint and the pair is direct: hole punched (core/punch.py)
 
     @property
     def path(self) -> str:
-        """`direct`, `via relay aws`, or empty where there is no path to speak of (self, unreachable, no peer)."""
+        """`direct`, `hole punched`, `via relay aws`, or empty where there is no path to speak of (self,
+        unreachable, no peer)."""
         if self.state in (Handshake.SELF, Handshake.UNREACHABLE, Handshake.NO_PEER):
             return ""
-        return f"via relay {self.via}" if self.via else "direct"
+        if self.via:
+            return f"via relay {self.via}"
+        return "hole punched" if self.punched else "direct"
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,13 @@ def node_status(
     views = []
     for n in others:
         peer = got.peers.get(n.public_key or "")
-        via = relay.path(me, n) if me is not None and peer is None else None
-        if via is not None and relay.relay is not None:  # no entry of its own: the pair rides on the relay's
+        via = relay.path(me, n) if me is not None else None
+        # a pair of nodes without an endpoint is direct (hole punched) when its own entry carries the addresses;
+        # else it rides on the relay's, whether or not it has an entry of its own (punching: core/punch.py)
+        punched = via is not None and peer is not None and bool(set(n.allowed_ips) & peer.allowed_ips)
+        if punched:
+            via = None
+        if via is not None and relay.relay is not None:
             peer = got.peers.get(relay.relay.public_key or "")
         if peer is None:
             views.append(PeerView(source, n.name, Handshake.NO_PEER))
@@ -123,7 +132,7 @@ def node_status(
         state, age = classify(peer.latest_handshake, t)
         views.append(
             PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
-                     via)
+                     via, punched)
         )
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
