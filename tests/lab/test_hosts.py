@@ -22,7 +22,8 @@ DIR = Path("/srv/meshlab")
 def test_four_nodes_are_the_classic_clouds_with_aliyun_behind_nat() -> None:
     spec = hosts.make_lab(0, DIR)
     assert spec.names == ("aws", "azure", "gcp", "aliyun")
-    assert [h.nat for h in spec.hosts] == [False, False, False, True]
+    assert [h.nat for h in spec.hosts] == [None, None, None, "cone"]
+    assert [h.router for h in spec.hosts] == [False, False, False, True]
     assert spec.host("aliyun").endpoint is None
     assert spec.host("aws").endpoint == "10.250.0.11:51820"
 

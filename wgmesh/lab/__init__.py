@@ -17,14 +17,23 @@ user `wgmlab{ID}` has passwordless sudo (mesh.yaml's `ssh.user`), IP forwarding 
 (`--root-login`) gives hosts that take root by key and forward (also after a reboot: their /etc/sysctl.d
 says so).
 
+NAT: `--nat NAME[:cone|:symmetric]` (default: aliyun in the 4-host lab, cone) puts a host behind a NAT router
+of its own, a namespace `wgmlab{ID}r-NAME` that holds the host's bridge address and links to the host, which
+sits at 172.31.INDEX.2/24 with its default route via the router (.1). The router masquerades (a symmetric NAT
+with --random-fully), forwards TCP port 22 to the host (the controller's SSH), and drops unsolicited inbound.
+mesh.yaml gives such a host no endpoint; its ssh host is the router's address.
+
+`move(dir, name)` (`wgmesh lab move NAME`) gives a host a new underlay address (the router's, behind NAT) and
+updates every host's /etc/hosts, the state, known_hosts and the node's ssh host in mesh.yaml.
+
 `reboot(dir, name)` (`wgmesh lab reboot NAME`) simulates a reboot of one host (see boot.py): everything but
 sshd stops, WireGuard interfaces go, /run/wireguard empties, forwarding is off, FORWARD and nat POSTROUTING
 are flushed; then the host's sysctl.d and `wg-quick up IF` for each /etc/wireguard/IF.conf run.
 
 hosts.py is pure (names, addresses, state); texts.py the files it writes; boot.py what a reboot runs (pure);
 procs.py runs commands and knows our processes; users.py the logins; netns.py namespaces, links and sshd;
-state.py the state file; system.py up, down and status; reboot.py a reboot; cli.py the typer sub-app. Nothing
-here imports the rest of wgmesh.
+state.py the state file; system.py up, down and status; reboot.py a reboot; move.py a move; cli.py the
+typer sub-app. Nothing here imports the rest of wgmesh.
 """
 
 from wgmesh.lab.boot import Reboot, Step
@@ -35,6 +44,7 @@ from wgmesh.lab.hosts import (
     MACHINE_HOST,
     MAX_ID,
     MAX_NODES,
+    NAT_KINDS,
     HostStatus,
     Lab,
     LabError,
@@ -47,11 +57,25 @@ from wgmesh.lab.hosts import (
     make_lab,
     netns_prefix,
     parse_names,
+    parse_nat,
+    router_prefix,
     state_path,
     sudoers_path,
 )
 from wgmesh.lab.procs import alive, pids_in_netns, proc_of
-from wgmesh.lab.system import down, down_id, load, missing_packages, reboot, runtime_owner, save, status, up
+from wgmesh.lab.system import (
+    Move,
+    down,
+    down_id,
+    load,
+    missing_packages,
+    move,
+    reboot,
+    runtime_owner,
+    save,
+    status,
+    up,
+)
 
 __all__ = [
     "HEADER",
@@ -60,11 +84,13 @@ __all__ = [
     "MACHINE_HOST",
     "MAX_ID",
     "MAX_NODES",
+    "NAT_KINDS",
     "HostStatus",
     "Lab",
     "LabError",
     "LabHost",
     "LabInUse",
+    "Move",
     "Proc",
     "Reboot",
     "Step",
@@ -77,11 +103,14 @@ __all__ = [
     "machine_prefix",
     "make_lab",
     "missing_packages",
+    "move",
     "netns_prefix",
     "parse_names",
+    "parse_nat",
     "pids_in_netns",
     "proc_of",
     "reboot",
+    "router_prefix",
     "runtime_owner",
     "save",
     "state_path",

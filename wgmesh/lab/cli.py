@@ -1,4 +1,4 @@
-"""`wgmesh lab up|down|status|reboot`: thin typer commands over wgmesh.lab (exported as `app`)."""
+"""`wgmesh lab up|down|status|reboot|move`: thin typer commands over wgmesh.lab (exported as `app`)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,10 @@ def _relative(path: Path) -> str:
 NodesOpt = typer.Option(None, "--nodes", "-n", help=f"Number of hosts (default 4, at most {labmod.MAX_NODES}).")
 NamesOpt = typer.Option(None, "--names", help="Host names, comma separated (default aws,azure,gcp,aliyun).")
 NatOpt = typer.Option(
-    None, "--nat", help="A host behind NAT: no endpoint in mesh.yaml (repeatable; default aliyun with 4 hosts)."
+    None,
+    "--nat",
+    help="NAME[:cone|:symmetric]: a host behind a NAT router of its own, no endpoint in mesh.yaml (repeatable; "
+    "plain NAME is cone; default aliyun (cone) with 4 hosts).",
 )
 DnsOpt = typer.Option(
     None, "--dns", help="Give this host's endpoint as a DNS name that the hosts resolve (repeatable)."
@@ -67,6 +70,12 @@ def _login(lab: labmod.Lab) -> str:
     return (
         f"Login: {lab.ssh_user}, passwordless sudo{sudoers}; root refused with cloud-init's banner; IP forwarding off."
     )
+
+
+def _nat(h: labmod.LabHost) -> str:
+    if h.router:
+        return f"{h.nat} NAT ({h.router_netns}; host {h.local_interface.ip})"
+    return "NAT" if h.nat else "-"
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -113,7 +122,7 @@ def up(
             str(h.address),
             str(h.subnet),
             f"machine {h.machine_ip}",
-            f"endpoint {h.endpoint}" if h.endpoint else "NAT",
+            f"endpoint {h.endpoint}" if h.endpoint else _nat(h),
         ]
         for h in lab.hosts
     ]
@@ -153,12 +162,14 @@ def status(directory: Path | None = DIR_OPTION) -> None:
         raise _fail(e) from None
     typer.echo(f"Lab {lab.id} in {lab.dir} (bridge {lab.bridge}, {lab.network}, {lab.mode})")
     typer.echo(_login(lab))
-    rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE, "SUBNET", "MACHINE"]]
+    rows = [["HOST", "ADDRESS", "SSHD", labmod.INTERFACE, "SUBNET", "MACHINE", "NAT"]]
     for h, spec in zip(hosts, lab.hosts, strict=True):
         machine = f"{spec.machine_ip} ({spec.machine_netns})" if h.machine else f"missing ({spec.machine_netns})"
-        rows.append(
-            [h.name, str(h.ip), "up" if h.sshd else "down", "up" if h.wireguard else "down", str(spec.subnet), machine]
-        )
+        nat = _nat(spec)
+        if spec.router and not h.router:
+            nat = f"{spec.nat} NAT: router missing ({spec.router_netns})"
+        wireguard = "up" if h.wireguard else "down"
+        rows.append([h.name, str(h.ip), "up" if h.sshd else "down", wireguard, str(spec.subnet), machine, nat])
     for line in _table(rows):
         typer.echo(line)
 
@@ -187,3 +198,25 @@ def reboot(name: str = NameArg, directory: Path | None = DIR_OPTION) -> None:
         typer.echo(f"Error: {name} came back with {len(result.failed)} failed step(s) ({took}).", err=True)
         raise typer.Exit(1)
     typer.echo(f"{name} is back ({took}).")
+
+
+MoveArg = typer.Argument(..., help="The host to move.")
+ToOpt = typer.Option(None, "--to", help="Its new underlay address [default: the first free one from .128].")
+
+
+@app.command()
+def move(name: str = MoveArg, directory: Path | None = DIR_OPTION, to: str | None = ToOpt) -> None:
+    """Give host NAME a new underlay address, as a dynamic IP changes (behind NAT: its router's address).
+    Every host's /etc/hosts follows (NAME's DNS name), and the lab's SSH records: its state, known_hosts and
+    the node's `ssh: {host: IP}` line in mesh.yaml (nothing else in mesh.yaml changes)."""
+    try:
+        result = labmod.move(_lab_dir(directory), name, to)
+    except labmod.LabError as e:
+        raise _fail(e) from None
+    typer.echo(f"Moved {name} from {result.old} to {result.new} (in {result.netns}); every host's /etc/hosts follows.")
+    if result.mesh_yaml:
+        typer.echo(f"mesh.yaml: {name}'s ssh host is now {result.new} (nothing else changed); known_hosts too.")
+    else:
+        typer.echo(f"mesh.yaml: no `ssh: {{host: {result.old}}}` line for {name}: left as is (known_hosts updated).")
+    if result.endpoint:
+        typer.echo(f"Note: mesh.yaml still says `{result.endpoint}` for {name} (a name endpoint would follow).")

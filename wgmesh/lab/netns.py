@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from wgmesh.lab.hosts import INTERFACE, Lab, LabError, LabHost, Proc, machine_prefix, netns_prefix
+from wgmesh.lab.hosts import INTERFACE, Lab, LabError, LabHost, Proc, machine_prefix, netns_prefix, router_prefix
 from wgmesh.lab.procs import check, proc_of, run
 
 SSHD_START_TIMEOUT = 5.0
@@ -25,8 +25,8 @@ def link_kinds() -> dict[str, str]:
 
 
 def lab_netns(lab_id: int) -> list[str]:
-    """The namespaces of lab `lab_id`: its hosts' and the machines' behind their subnets."""
-    prefixes = (netns_prefix(lab_id), machine_prefix(lab_id))
+    """The namespaces of lab `lab_id`: its hosts', the machines' behind their subnets and the NAT routers'."""
+    prefixes = (netns_prefix(lab_id), machine_prefix(lab_id), router_prefix(lab_id))
     try:
         return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefixes))
     except FileNotFoundError:
@@ -98,4 +98,16 @@ def machine_up(host: LabHost) -> bool:
         return False
     with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
         return any(a.get("local") == str(host.machine_ip) for a in json.loads(r.stdout)[0]["addr_info"])
+    return False
+
+
+def router_up(host: LabHost) -> bool:
+    """Its NAT router's namespace is there and holds the host's bridge address."""
+    if not host.router or not netns_exists(host.router_netns):
+        return False
+    r = run(["ip", "-n", host.router_netns, "-j", "-4", "addr", "show", "dev", "eth0"])
+    if r.returncode != 0:
+        return False
+    with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
+        return any(a.get("local") == str(host.ip) for a in json.loads(r.stdout)[0]["addr_info"])
     return False

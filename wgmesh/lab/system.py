@@ -3,7 +3,8 @@ hosts' /etc/wireguard among them, so no private key lands in the mesh repo); the
 /run/wgmesh-lab/ID/state.json and DIR/.lab/state.json.
 
 state.py reads and writes the state; netns.py knows the namespaces, links and each host's sshd; reboot.py
-simulates a host's reboot. Their public names are importable from here too."""
+simulates a host's reboot; move.py gives a host a new underlay address. Their public names are importable
+from here too."""
 
 from __future__ import annotations
 
@@ -41,7 +42,17 @@ from wgmesh.lab.hosts import (
     sudoers_path,
     system_problem,
 )
-from wgmesh.lab.netns import SSHD_START_TIMEOUT, lab_netns, link_kinds, machine_up, ns_argv, spawn_sshd, wg_up
+from wgmesh.lab.move import Move, move
+from wgmesh.lab.netns import (
+    SSHD_START_TIMEOUT,
+    lab_netns,
+    link_kinds,
+    machine_up,
+    ns_argv,
+    router_up,
+    spawn_sshd,
+    wg_up,
+)
 from wgmesh.lab.procs import alive, check, env, kill_all, pids_in_netns, proc_of, run, which
 from wgmesh.lab.reboot import BOOT_STEP_TIMEOUT, reboot
 from wgmesh.lab.state import id_lock, load, runtime_owner, runtime_state, save, write_atomic
@@ -52,18 +63,21 @@ from wgmesh.lab.texts import (
     render_mesh_yaml,
     render_sshd_config,
     render_sysctl_conf,
+    router_script,
     setup_script,
 )
 
 __all__ = [
     "BOOT_STEP_TIMEOUT",
     "SSHD_START_TIMEOUT",
+    "Move",
     "check_system",
     "down",
     "down_id",
     "lab_netns",
     "load",
     "missing_packages",
+    "move",
     "ns_argv",
     "reboot",
     "runtime_owner",
@@ -119,6 +133,9 @@ def _make_host(lab: Lab, host: LabHost, client_key: str) -> tuple[LabHost, str |
     comment = f"wgmesh-lab{lab.id}-{host.name}"
     check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], "ssh-keygen")
     (hd / "sshd_config").write_text(render_sshd_config(lab, host))
+    if host.router:
+        script = router_script(lab, host)
+        check(["ip", "netns", "exec", host.router_netns, "sh", "-c", script], f"{host.name}: setting up its NAT router")
     proc, out = spawn_sshd(lab, host, setup_script(lab, host))
     public_key = None
     if lab.keys:
@@ -296,6 +313,7 @@ def status(directory: Path) -> tuple[Lab, tuple[HostStatus, ...]]:
             sshd=h.sshd is not None and alive(h.sshd),
             wireguard=wg_up(h),
             machine=machine_up(h),
+            router=router_up(h),
         )
         for h in lab.hosts
     )

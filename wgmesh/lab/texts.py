@@ -58,7 +58,9 @@ def render_mesh_yaml(lab: Lab, public_keys: Mapping[str, str]) -> str:
         lines += [f"  {_yaml_key(h.name)}:", f"    address: {h.address}"]
         if h.name in public_keys:
             lines.append(f"    public_key: {public_keys[h.name]}")
-        if h.endpoint is None:
+        if h.router:
+            lines.append(f"    # behind a {h.nat} NAT (router {h.router_netns}, {h.ip}): no endpoint")
+        elif h.endpoint is None:
             lines.append("    # behind NAT: no endpoint")
         else:
             lines.append(f"    endpoint: {h.endpoint}")
@@ -71,7 +73,7 @@ def render_sshd_config(lab: Lab, host: LabHost) -> str:
     return "\n".join(
         [
             f"# sshd of wgmesh lab {lab.id} host {host.name} ({lab.mode})",
-            f"ListenAddress {host.ip}",
+            f"ListenAddress {host.local_interface.ip}",
             "Port 22",
             f"HostKey {hd / 'ssh_host_ed25519_key'}",
             f"PidFile {hd / 'sshd.pid'}",
@@ -130,8 +132,9 @@ def setup_script(lab: Lab, host: LabHost) -> str:
     """Shell run inside the host's namespaces (after the mounts) before sshd starts."""
     cmds = [
         "ip link set lo up",
-        f"ip addr add {host.ip}/{lab.network.prefixlen} dev eth0",
+        f"ip addr add {host.local_interface} dev eth0",
         "ip link set eth0 up",
+        *([f"ip route add default via {host.router_lan.ip}"] if host.router else []),
         "ip link add sub0 type bridge",
         f"ip addr add {host.subnet_interface} dev sub0",
         "ip link set sub0 up",
@@ -148,6 +151,38 @@ def setup_script(lab: Lab, host: LabHost) -> str:
         key = f"/etc/wireguard/{INTERFACE}.key"
         cmds += [f"(umask 077 && wg genkey > {key})", f"wg pubkey < {key}"]
     return "\n".join(cmds)
+
+
+def router_script(lab: Lab, host: LabHost) -> str:
+    """Shell run in the NAT router's namespace (which holds the bridge veth's other end as eth0) once the
+    host's namespace exists: its bridge address, a veth lan0 to the host's eth0, forwarding, masquerade (with
+    --random-fully, a new port per destination, for a symmetric NAT), SSH forwarded to the host (the
+    controller's way in), and unsolicited inbound dropped, as a home router does."""
+    ipt = "iptables -w 5"
+    masquerade = f"{ipt} -t nat -A POSTROUTING -o eth0 -j MASQUERADE"
+    if host.nat == "symmetric":
+        masquerade += " --random-fully"
+    private = host.local_interface.ip
+    return "\n".join(
+        [
+            "set -e",
+            "ip link set lo up",
+            f"ip addr add {host.ip}/{lab.network.prefixlen} dev eth0",
+            "ip link set eth0 up",
+            f"ip link add lan0 type veth peer name eth0 netns {host.netns}",
+            f"ip addr add {host.router_lan} dev lan0",
+            "ip link set lan0 up",
+            "sysctl -qw net.ipv4.ip_forward=1",
+            masquerade,
+            f"{ipt} -t nat -A PREROUTING -i eth0 -p tcp --dport 22 -j DNAT --to-destination {private}:22",
+            f"{ipt} -A FORWARD -i lan0 -o eth0 -j ACCEPT",
+            f"{ipt} -A FORWARD -i eth0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"{ipt} -A FORWARD -i eth0 -o lan0 -p tcp -d {private} --dport 22 -m conntrack --ctstate DNAT -j ACCEPT",
+            f"{ipt} -A FORWARD -i eth0 -j DROP",
+            f"{ipt} -A INPUT -i eth0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"{ipt} -A INPUT -i eth0 -j DROP",
+        ]
+    )
 
 
 def machine_setup(host: LabHost) -> list[str]:
@@ -180,13 +215,41 @@ def host_batch(lab: Lab) -> str:
         f"link set {lab.bridge} up",
     ]
     for h in lab.hosts:
+        lines.append(f"netns add {h.netns}")
+        if h.router:  # the bridge leg is the router's; router_script links the host to it
+            lines.append(f"netns add {h.router_netns}")
         lines += [
-            f"netns add {h.netns}",
-            f"link add {h.veth} type veth peer name eth0 netns {h.netns}",
+            f"link add {h.veth} type veth peer name eth0 netns {h.router_netns if h.router else h.netns}",
             f"link set {h.veth} master {lab.bridge} up",
             f"netns add {h.machine_netns}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def moved_known_hosts(text: str, old: str, new: str) -> str:
+    """known_hosts with the lines of host `old` (first field) now for `new`."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split(None, 1)
+        lines.append(f"{new} {fields[1]}" if len(fields) == 2 and fields[0] == old else line)
+    return "\n".join(lines) + "\n"
+
+
+def moved_mesh_yaml(text: str, name: str, old: str, new: str) -> str | None:
+    """mesh.yaml with node `name`'s `ssh: {host: OLD}` line (as render_mesh_yaml writes it) saying NEW,
+    everything else kept; None if that node has no such line (edited by hand)."""
+    lines = text.splitlines(keepends=True)
+    head, want = f"  {_yaml_key(name)}:", f"    ssh: {{host: {old}}}"
+    inside = False
+    for i, line in enumerate(lines):
+        if line.rstrip("\r\n") == head:
+            inside = True
+        elif inside and not line.startswith("    ") and line.strip():
+            return None
+        elif inside and line.rstrip("\r\n") == want:
+            lines[i] = line.replace(want, f"    ssh: {{host: {new}}}")
+            return "".join(lines)
+    return None
 
 
 def render_hosts(lab: Lab, host: LabHost) -> str:
