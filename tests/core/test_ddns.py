@@ -91,3 +91,16 @@ def test_the_re_resolution_is_a_resource_installed_once_and_removed_with_the_las
     plan = diff_node(literal, literal.node("aws"), converged(MESH, "aws"))
     assert [(c.action, c.kind) for c in plan.changes if c.kind == "reresolve"] == [(Action.DELETE, "reresolve")]
     assert StepKind.REMOVE_RERESOLVE in [s.kind for s in plan.steps]
+
+
+@pytest.mark.parametrize("state", ["absent", "outdated", "stopped"])
+def test_a_re_resolution_that_is_gone_old_or_not_running_is_drift_that_apply_repairs(state: str) -> None:
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", reresolve=state))
+    [change] = [c for c in plan.changes if c.kind == "reresolve"]
+    assert change.action is Action.UPDATE
+    assert (change.before or {})["state"] == state and (change.after or {})["state"] == "running"
+    assert StepKind.INSTALL_RERESOLVE in [s.kind for s in plan.steps]
+    assert diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", reresolve="running")).changes == ()
+    # a node without endpoint names has nothing to run: what is there is not read as drift
+    assert not [c for c in diff_node(MESH, MESH.node("azure"), converged(MESH, "azure", reresolve=state)).changes
+                if c.kind == "reresolve"]

@@ -855,7 +855,7 @@ def test_read_resolves_each_host_once_in_parallel(node: Stubs) -> None:
     assert sorted(log.read_text().split()) == ["a.example", "b.example", "c.example"]
     assert state.resolved == {"a.example": {"192.0.2.1"}, "b.example": frozenset(), "c.example": frozenset()}
     out = read(node)
-    assert "resolve" not in out
+    assert "@@wgmesh:resolve" not in out
 
 
 def test_read_key_file_config_and_systemd(node: Stubs) -> None:
@@ -1000,3 +1000,17 @@ def test_parse_clock_reads_the_nodes_epoch_seconds() -> None:
     assert parse_clock("1796000000\n") == 1796000000
     assert parse_clock("") is None
     assert parse_clock("not a date\n") is None
+
+
+def test_parse_reresolve_tells_running_stopped_outdated_and_absent() -> None:
+    from wgmesh.remote.apply import reresolve_version
+    from wgmesh.remote.read import parse_reresolve
+
+    current = reresolve_version("wg0")
+    assert parse_reresolve("wg0", f"script {current}\nrunning\n") == "running"
+    assert parse_reresolve("wg0", f"script {current}\n") == "stopped"
+    assert parse_reresolve("wg0", "script 0123456789abcdef\nrunning\n") == "outdated"
+    assert parse_reresolve("wg0", "script none\n") == "absent"
+    assert parse_reresolve("wg0", None) is None
+    assert parse_reresolve("wg0", "garbage") is None
+    assert reresolve_version("wg1") != current

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from wgmesh.core.changes import Action, Change
+from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.render import RERESOLVE_SCRIPT, InterfaceConfig, user_hooks
 from wgmesh.core.state import LiveState
 from wgmesh.core.steps import Step, StepKind
@@ -93,16 +93,21 @@ def reresolve(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
     """A node whose peers have endpoint names re-resolves them by itself (remote/scripts/reresolve.sh): wgmesh
     installs it when the node's config first gets the line that starts it, and removes it with the last name.
 
-    What the node has is taken from its config file (the read has it): the script and its timer are installed
-    with that line. (A read of the script's version and of the timer or loop would also show drift: not read yet.)"""
+    What the node has is taken from its config file (the script and its timer are installed with that line) and
+    from the read of the script itself (`live.reresolve`): a script that is missing, from another wgmesh version,
+    or whose timer or loop does not run is drift, installed and started again."""
     have = live.config_text is not None and RERESOLVE_SCRIPT in live.config_text
+    attrs: dict[str, Value] = {"every": f"{RERESOLVE_EVERY}s", "peers_stale_after": f"{RERESOLVE_STALE}s",
+                               "script": RERESOLVE_SCRIPT.replace("%i", cfg.interface)}
     if cfg.reresolve and not have:
-        attrs = {"every": f"{RERESOLVE_EVERY}s", "peers_stale_after": f"{RERESOLVE_STALE}s",
-                 "script": RERESOLVE_SCRIPT.replace("%i", cfg.interface)}
         out.changes.append(Change(Action.CREATE, "reresolve", cfg.interface, None, attrs))
         step = Step(StepKind.INSTALL_RERESOLVE)
         out.steps.append(step)
         out.after_up.append(step)
+    elif cfg.reresolve and live.reresolve in ("absent", "outdated", "stopped"):
+        out.changes.append(Change(Action.UPDATE, "reresolve", cfg.interface, {**attrs, "state": live.reresolve},
+                                  {**attrs, "state": "running"}))
+        out.steps.append(Step(StepKind.INSTALL_RERESOLVE))
     elif have and not cfg.reresolve:
         out.changes.append(Change(Action.DELETE, "reresolve", cfg.interface,
                                   {"script": RERESOLVE_SCRIPT.replace("%i", cfg.interface)}, None))

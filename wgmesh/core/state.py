@@ -75,6 +75,9 @@ class LiveState:
     # the node's clock when it was read (epoch seconds; None: not read): the time that peers' handshakes are
     # measured against (core/punch.py). Not state: left out of normalized() and digest().
     clock: int | None = None
+    # the re-resolution of endpoint names (remote/scripts/reresolve.sh) on the node: "running", "stopped",
+    # "outdated" (another wgmesh version's script) or "absent"; None: not read. Left out of normalized().
+    reresolve: str | None = None
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:

@@ -91,8 +91,13 @@ def reresolve_script(interface: str) -> str:
     config file written in, and a version line (the sha256 of the text) for a read to compare."""
     body = shell.source("reresolve.sh")
     head = shell.assignments({"IF": interface, "CONF": f"{KEY_DIR}/{interface}.conf"})
-    version = hashlib.sha256((head + body).encode()).hexdigest()[:16]
-    return f"#!/bin/sh\n# wgmesh-reresolve-version: {version}\n{head}{body}"
+    return f"#!/bin/sh\n# wgmesh-reresolve-version: {reresolve_version(interface)}\n{head}{body}"
+
+
+def reresolve_version(interface: str) -> str:
+    """The version line of `reresolve_script(interface)`: what a read compares with the node's script."""
+    head = shell.assignments({"IF": interface, "CONF": f"{KEY_DIR}/{interface}.conf"})
+    return hashlib.sha256((head + shell.source("reresolve.sh")).encode()).hexdigest()[:16]
 
 
 def _hook_lines(step: Step, interface: str) -> str:

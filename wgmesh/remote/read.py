@@ -251,7 +251,26 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
         clock=parse_clock(sections.get("now", "")),
+        reresolve=parse_reresolve(interface, sections.get("reresolve")),
     )
+
+
+def parse_reresolve(interface: str, body: str | None) -> str | None:
+    """The `reresolve` section -> "running", "stopped", "outdated" (another version's script) or "absent"; None
+    when the read had no such section."""
+    if body is None:
+        return None
+    lines = body.split()
+    if "script" not in lines or lines.index("script") + 1 >= len(lines):
+        return None
+    version = lines[lines.index("script") + 1]
+    if version == "none":
+        return "absent"
+    from wgmesh.remote.apply import reresolve_version
+
+    if version != reresolve_version(interface):
+        return "outdated"
+    return "running" if "running" in lines else "stopped"
 
 
 def parse_clock(body: str) -> int | None:

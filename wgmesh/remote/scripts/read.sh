@@ -4,7 +4,8 @@
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
-#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, now, end.
+#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, reresolve, now,
+#                     end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
@@ -232,6 +233,33 @@ if [ -z "$read_pk_keys" ]; then
 fi
 if [ -f "$read_pk_keys" ] && grep -F ' wgmesh-plan-key' "$read_pk_keys" 2>/dev/null | grep -qF "wgmesh-read-$IF.sh"; then
   echo key
+fi
+
+# ------------------------------------------------------------------------------------------ re-resolution
+# The endpoint names' re-resolution that apply installs (scripts/reresolve.sh): `script VERSION` (`script none`),
+# and `running` when its systemd timer is active, or, without systemd, its loop runs (the PID file's process
+# runs that script's loop).
+
+wgm_mark reresolve
+read_rr="$KEY_DIR/wgmesh-reresolve-$IF.sh"
+if [ -f "$read_rr" ]; then
+  read_rr_version=$(sed -n 's/^# wgmesh-reresolve-version: \([0-9a-f]\{1,64\}\)$/\1/p' "$read_rr" | head -n 1)
+  echo "script ${read_rr_version:-unknown}"
+  if [ -d /run/systemd/system ] && wgm_have systemctl; then
+    if systemctl is-active --quiet "wgmesh-reresolve-$IF.timer" 2>/dev/null; then echo running; fi
+  else
+    read_rr_pid=$(cat "/run/wireguard/wgmesh-reresolve-$IF.pid" 2>/dev/null) || read_rr_pid=
+    case $read_rr_pid in
+    '' | *[!0-9]*) ;;
+    *)
+      if [ -r "/proc/$read_rr_pid/cmdline" ] && tr '\000' ' ' <"/proc/$read_rr_pid/cmdline" | grep -qF "$read_rr loop"; then
+        echo running
+      fi
+      ;;
+    esac
+  fi
+else
+  echo "script none"
 fi
 
 # ------------------------------------------------------------------------------------------ clock

@@ -96,6 +96,7 @@ start)
     (trap '' HUP && exec sh "$rr_self" loop) </dev/null >/dev/null 2>"$rr_log" 9>&- &
   fi
   echo $! >"$rr_pidfile"
+  rr_running || sleep 1 # (until the child runs the loop: a read right after this sees it running)
   ;;
 stop)
   if rr_running; then kill "$rr_pid" 2>/dev/null || :; fi
