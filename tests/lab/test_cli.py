@@ -19,6 +19,10 @@ runner = CliRunner()
         (["up", "--id", "99"], "Error: lab id must be 0..50, not 99"),
         (["up", "--nodes", "3", "--names", "a,b"], "Error: --nodes 3 but --names lists 2 names"),
         (["up", "--nat", "mars"], "Error: --nat mars: no such host (hosts: aws, azure, gcp, aliyun)"),
+        (
+            ["up", "--nat", "gcp:full"],
+            "Error: --nat gcp:full: unknown NAT kind 'full' (use NAME, NAME:cone or NAME:symmetric)",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(args: list[str], message: str) -> None:
@@ -110,3 +114,9 @@ def test_reboot_prints_each_step_and_fails_on_a_failed_one(monkeypatch: pytest.M
     assert result.exit_code == 0
     assert result.output.splitlines()[0] == "Rebooting aws: stopped no process (sshd stays); no WireGuard interface."
     assert result.output.splitlines()[-1].startswith("aws is back (")
+
+
+def test_move_without_a_lab_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["move", "aws", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: no lab in {tmp_path}")

@@ -203,7 +203,7 @@ def test_state_records_mode_user_and_sudoers() -> None:
     made = dataclasses.replace(spec, user="wgmlab12", sudoers=Path("/etc/sudoers.d/wgmesh-lab12"))
     data = json.loads(hosts.lab_to_json(made))
     assert (data["version"], data["mode"], data["user"], data["sudoers"]) == (
-        2,
+        3,
         "cloud",
         "wgmlab12",
         "/etc/sudoers.d/wgmesh-lab12",
@@ -269,3 +269,110 @@ def test_system_problem(system: str, euid: int, missing: list[str], expected: st
             "apt-get install --no-install-recommends wireguard-tools wireguard-go openssh-server iproute2 "
             "iputils-ping sudo iptables" in problem
         )
+
+
+# ----------------------------------------------------------------------------- NAT routers, moves
+
+
+@pytest.mark.parametrize(
+    ("options", "kinds"),
+    [
+        ((), {}),
+        (("gcp",), {"gcp": "cone"}),
+        (("gcp:cone", "aliyun:symmetric"), {"gcp": "cone", "aliyun": "symmetric"}),
+        (("gcp", "gcp:cone"), {"gcp": "cone"}),  # the same twice is fine
+    ],
+)
+def test_nat_options(options: tuple[str, ...], kinds: dict[str, str]) -> None:
+    assert hosts.parse_nat(options) == kinds
+    spec = hosts.make_lab(3, DIR, nat=options)
+    assert {h.name: h.nat for h in spec.hosts if h.nat} == kinds
+    assert all(h.router == (h.name in kinds) for h in spec.hosts)
+    assert all((h.endpoint is None) == (h.name in kinds) for h in spec.hosts)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("gcp:full",), "--nat gcp:full: unknown NAT kind 'full' (use NAME, NAME:cone or NAME:symmetric)"),
+        (("gcp:",), "--nat gcp:: unknown NAT kind ''"),
+        (("gcp:cone", "gcp:symmetric"), "--nat gcp: given as both cone and symmetric"),
+        (("mars:symmetric",), "--nat mars: no such host (hosts: aws, azure, gcp, aliyun)"),
+    ],
+)
+def test_bad_nat_options_are_refused(options: tuple[str, ...], message: str) -> None:
+    with pytest.raises(LabError, match=re.escape(message)):
+        hosts.make_lab(0, DIR, nat=options)
+
+
+def test_a_host_behind_a_router_keeps_its_bridge_address_on_the_router() -> None:
+    lab = hosts.make_lab(7, DIR, nat=("gcp:symmetric",))
+    gcp, aws = lab.host("gcp"), lab.host("aws")
+    assert gcp.router_netns == "wgmlab7r-gcp" and hosts.router_prefix(7) == "wgmlab7r-"
+    assert gcp.ip == ipaddress.IPv4Address("10.250.7.13")  # the router's: SSH and the others reach it there
+    assert str(gcp.local_interface) == "172.31.2.2/24" and str(gcp.router_lan) == "172.31.2.1/24"
+    assert str(aws.local_interface) == "10.250.7.11/24"
+
+
+def test_no_prefix_of_a_lab_is_a_prefix_of_another_labs() -> None:
+    prefixes = [
+        f(i) for i in range(hosts.MAX_ID + 1) for f in (hosts.netns_prefix, hosts.machine_prefix, hosts.router_prefix)
+    ]
+    assert not [(a, b) for a in prefixes for b in prefixes if a != b and b.startswith(a)]
+
+
+def test_move_addresses() -> None:
+    lab = hosts.make_lab(7, DIR)
+    aws = lab.host("aws")
+    assert hosts.move_address(lab, aws) == ipaddress.IPv4Address("10.250.7.128")
+    moved = dataclasses.replace(aws, moved=ipaddress.IPv4Address("10.250.7.128"))
+    assert moved.ip == ipaddress.IPv4Address("10.250.7.128") and moved.home_ip == aws.ip
+    lab = lab.with_host(moved)
+    assert hosts.move_address(lab, moved) == ipaddress.IPv4Address("10.250.7.129")  # never where it is
+    assert hosts.move_address(lab, lab.host("azure")) == ipaddress.IPv4Address("10.250.7.129")  # taken
+    assert hosts.move_address(lab, moved, "10.250.7.11") == aws.ip  # back home
+    assert lab.host("aws").endpoint == "10.250.7.128:51820"
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("10.250.8.20", "--to 10.250.8.20: not a host address of the lab's 10.250.7.0/24"),
+        ("10.250.7.255", "not a host address"),
+        ("nowhere", "--to nowhere: not an IPv4 address"),
+        ("10.250.7.1", "--to 10.250.7.1: taken (the lab's gateway or another host)"),
+        ("10.250.7.12", "--to 10.250.7.12: taken"),
+        ("10.250.7.11", "aws is at 10.250.7.11 already"),
+    ],
+)
+def test_bad_move_addresses_are_refused(to: str, message: str) -> None:
+    lab = hosts.make_lab(7, DIR)
+    with pytest.raises(LabError, match=re.escape(message)):
+        hosts.move_address(lab, lab.host("aws"), to)
+
+
+def test_state_records_nat_kinds_and_moves() -> None:
+    spec = hosts.make_lab(12, DIR, nat=("gcp", "aliyun:symmetric"))
+    spec = spec.with_host(dataclasses.replace(spec.host("gcp"), moved=ipaddress.IPv4Address("10.250.12.200")))
+    data = json.loads(hosts.lab_to_json(spec))
+    assert [(h["nat"], h["moved"]) for h in data["hosts"]] == [
+        (None, None),
+        (None, None),
+        ("cone", "10.250.12.200"),
+        ("symmetric", None),
+    ]
+    assert hosts.lab_from_json(hosts.lab_to_json(spec)) == spec
+    with pytest.raises(LabError, match="NAT kind 'full' not understood"):
+        hosts.lab_from_json(json.dumps(data | {"hosts": [{"name": "a", "nat": "full", "sshd": None}]}))
+
+
+def test_state_of_version_2_keeps_its_nat_hosts_on_the_bridge() -> None:
+    """A lab made before the routers: its hosts without an endpoint have no router to find or delete."""
+    hosts_ = [{"name": "a", "nat": False, "dns": False, "sshd": None}, {"name": "b", "nat": True, "sshd": None}]
+    text = json.dumps({"version": 2, "id": 3, "dir": "/x", "keys": True, "mode": "cloud", "hosts": hosts_})
+    old = hosts.lab_from_json(text)
+    assert [(h.nat, h.router, h.endpoint) for h in old.hosts] == [
+        (None, False, "10.250.3.11:51820"),
+        (hosts.BRIDGE_NAT, False, None),
+    ]
+    assert str(old.host("b").local_interface) == "10.250.3.12/24"

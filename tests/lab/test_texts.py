@@ -269,3 +269,89 @@ def test_each_host_resolves_its_own_name_and_the_labs_dns_names() -> None:
     assert "127.0.1.1\tgcp" in lines  # sudo looks its host name up
     assert "127.0.1.1\taws" not in lines
     assert f"{spec.host('azure').ip}\tazure.wgmlab7.test" in lines
+
+
+# ----------------------------------------------------------------------------- NAT routers, moves
+
+
+def test_a_nat_host_sits_behind_its_router() -> None:
+    lab = hosts.make_lab(7, DIR, nat=("gcp", "aliyun:symmetric"))
+    gcp = lab.host("gcp")
+    batch = texts.host_batch(lab).splitlines()
+    assert "netns add wgmlab7r-gcp" in batch and "netns add wgmlab7r-aws" not in batch
+    # the bridge leg of a NAT'd host is its router's eth0; the others' is their own
+    assert "link add wgl7v2 type veth peer name eth0 netns wgmlab7r-gcp" in batch
+    assert "link add wgl7v0 type veth peer name eth0 netns wgmlab7-aws" in batch
+    assert batch.index("netns add wgmlab7-gcp") < batch.index("netns add wgmlab7r-gcp")
+    setup = texts.setup_script(lab, gcp).splitlines()
+    assert setup[1:4] == [
+        "ip addr add 172.31.2.2/24 dev eth0",
+        "ip link set eth0 up",
+        "ip route add default via 172.31.2.1",
+    ]
+    assert "ip route add default" not in texts.setup_script(lab, lab.host("aws"))
+    assert "ListenAddress 172.31.2.2\n" in texts.render_sshd_config(lab, gcp)
+    mesh = texts.render_mesh_yaml(lab, {})
+    assert "    # behind a cone NAT (router wgmlab7r-gcp, 10.250.7.13): no endpoint\n" in mesh
+    assert "    ssh: {host: 10.250.7.13}\n" in mesh  # the router forwards port 22
+    assert "10.250.7.13\tgcp.wgmlab7.test" in texts.render_hosts(lab, lab.host("aws"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "masquerade"), [("cone", "-j MASQUERADE"), ("symmetric", "-j MASQUERADE --random-fully")]
+)
+def test_the_router_masquerades_forwards_ssh_and_drops_unsolicited_inbound(kind: str, masquerade: str) -> None:
+    lab = hosts.make_lab(7, DIR, nat=(f"gcp:{kind}",))
+    script = texts.router_script(lab, lab.host("gcp")).splitlines()
+    ipt = "iptables -w 5"
+    assert script[:8] == [
+        "set -e",
+        "ip link set lo up",
+        "ip addr add 10.250.7.13/24 dev eth0",
+        "ip link set eth0 up",
+        "ip link add lan0 type veth peer name eth0 netns wgmlab7-gcp",
+        "ip addr add 172.31.2.1/24 dev lan0",
+        "ip link set lan0 up",
+        "sysctl -qw net.ipv4.ip_forward=1",
+    ]
+    assert f"{ipt} -t nat -A POSTROUTING -o eth0 {masquerade}" in script
+    assert f"{ipt} -t nat -A PREROUTING -i eth0 -p tcp --dport 22 -j DNAT --to-destination 172.31.2.2:22" in script
+    forward = [line for line in script if " -A FORWARD " in line]
+    assert forward == [
+        f"{ipt} -A FORWARD -i lan0 -o eth0 -j ACCEPT",
+        f"{ipt} -A FORWARD -i eth0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        f"{ipt} -A FORWARD -i eth0 -o lan0 -p tcp -d 172.31.2.2 --dport 22 -m conntrack --ctstate DNAT -j ACCEPT",
+        f"{ipt} -A FORWARD -i eth0 -j DROP",
+    ]
+    assert script[-2:] == [
+        f"{ipt} -A INPUT -i eth0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        f"{ipt} -A INPUT -i eth0 -j DROP",
+    ]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck")
+def test_the_router_script_passes_shellcheck() -> None:
+    lab = hosts.make_lab(7, DIR, nat=("gcp:symmetric",))
+    script = "#!/bin/sh\n" + texts.router_script(lab, lab.host("gcp")) + "\n"
+    r = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout
+
+
+def test_a_move_rewrites_only_the_nodes_ssh_host_and_its_known_hosts_line() -> None:
+    lab = hosts.make_lab(7, DIR, names=("aws", "no", "gcp"), nat=("gcp",))
+    mesh = texts.render_mesh_yaml(lab, {})
+    moved = texts.moved_mesh_yaml(mesh, "gcp", "10.250.7.13", "10.250.7.128")
+    assert moved is not None
+    assert [a for a, b in zip(mesh.splitlines(), moved.splitlines(), strict=True) if a != b] == [
+        "    ssh: {host: 10.250.7.13}"
+    ]
+    assert "    ssh: {host: 10.250.7.128}" in moved
+    # a quoted node name; a node whose line was edited by hand; an unknown node
+    assert texts.moved_mesh_yaml(mesh, "no", "10.250.7.12", "10.250.7.128") is not None
+    assert texts.moved_mesh_yaml(mesh.replace("{host: 10.250.7.13}", "{host: gcp}"), "gcp", "10.250.7.13", "x") is None
+    assert texts.moved_mesh_yaml(mesh, "aws", "10.250.7.13", "10.250.7.128") is None  # gcp's line, not aws's
+    assert texts.moved_mesh_yaml(mesh, "mars", "10.250.7.13", "10.250.7.128") is None
+    known = "10.250.7.11 ssh-ed25519 AAAA1\n10.250.7.13 ssh-ed25519 AAAA3\n10.250.7.130 ssh-ed25519 AAAA4\n"
+    assert texts.moved_known_hosts(known, "10.250.7.13", "10.250.7.128") == (
+        "10.250.7.11 ssh-ed25519 AAAA1\n10.250.7.128 ssh-ed25519 AAAA3\n10.250.7.130 ssh-ed25519 AAAA4\n"
+    )
