@@ -43,7 +43,8 @@ def move(directory: Path, name: str, to: str | None = None) -> Move:
     if not netns_exists(netns):
         raise LabError(f"{name}: the host is not running (no namespace {netns}): `wgmesh lab up` again")
     prefix = lab.network.prefixlen
-    batch = f"addr add {new}/{prefix} dev eth0\naddr del {old}/{prefix} dev eth0\n"
+    # the old one first: deleting a primary address deletes the secondaries of its subnet with it
+    batch = f"addr del {old}/{prefix} dev eth0\naddr add {new}/{prefix} dev eth0\n"
     check(["ip", "-n", netns, "-batch", "-"], f"{name}: moving {old} to {new}", input=batch)
     moved = dataclasses.replace(host, moved=None if new == host.home_ip else new)
     lab = lab.with_host(moved)
