@@ -106,7 +106,10 @@ def test_a_kept_pair_survives_a_restart_from_the_node_s_own_file() -> None:
     mesh, _, _ = _import(reads)
     text = render_node(mesh, "aws")
     assert "PostUp = [ ! -f /etc/wireguard/%i.psk ] || while read -r p k" in text
-    assert 'PostDown = { wg show %i preshared-keys | grep -v "(none)" || true; } > /etc/wireguard/%i.psk.new' in text
+    # saved before wg-quick deletes the interface, and never replaced by nothing when `wg show` fails
+    assert ('PreDown = k=$(wg show %i preshared-keys) && { printf "%s\\n" "$k" | grep -v "(none)" || true; } > '
+            "/etc/wireguard/%i.psk.new && mv -f") in text
+    assert "PostDown = k=" not in text
     assert "PresharedKey" not in text and ".psk" in render_node(mesh, "gcp"), "either side of the pair keeps it"
     assert ".psk" not in render_node(mesh, "azure")
     # an apply with changes on aws writes the runtime's kept keys into the node's file, never anywhere else

@@ -168,10 +168,6 @@ def test_the_guides_hand_made_mesh_is_adopted(lab: LabFactory, run_wgmesh: Wgmes
         assert not any(s in o for o in outputs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wgmesh's PostDown saves the kept preshared keys (`wg show %i preshared-keys > %i.psk`) but wg-quick runs "
-    "PostDown after deleting the interface: the read fails and empties wg0.psk, so the next `wg-quick up` (a "
-    "restart, systemd's stop at shutdown then a boot) comes up without them (core/hooks.py psk_hooks)"))
 def test_the_kept_preshared_keys_survive_a_restart(lab: LabFactory, run_wgmesh: WgmeshRunner) -> None:
     """After the adoption, `wg-quick down wg0; wg-quick up wg0` on a node (what a reboot with systemd does) puts the
     pair's preshared keys back from wg0.psk: the node still handshakes with its peers, which kept theirs."""

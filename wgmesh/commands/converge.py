@@ -339,9 +339,8 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
     return ExitStatus.ERROR if failed else ExitStatus.OK
 
 
-PUNCH_LEARN_WAIT = 3.0  # seconds for the nodes without an endpoint to shake hands with the public ones
-PUNCH_WAIT = 15.0  # seconds for punched pairs to shake hands (WireGuard retries a handshake every 5 s)
-PUNCH_POLL = 2.0
+PUNCH_WAIT = 15.0  # seconds a round waits for handshakes (WireGuard retries a handshake every 5 s)
+PUNCH_POLL = 2.0  # seconds between two reads of a round
 
 
 def _punch_only(mesh: Mesh, plan: Plan) -> bool:
@@ -356,12 +355,29 @@ def _punch_only(mesh: Mesh, plan: Plan) -> bool:
         for c in n.changes:
             if n.node not in nat:
                 return False
-            if c.resource == "peer" and c.name in ours:
+            if c.kind == "peer" and c.name in ours:
                 continue
-            if c.resource == "interface" and set(_changed(c)) <= {"config_file"}:
+            if c.kind == "interface" and set(_changed(c)) <= {"config_file"}:
                 continue
             return False
     return True
+
+
+def _pending(mesh: Mesh, results: Mapping[str, LiveState | str]) -> bool:
+    """Some pair of nodes without an endpoint may still change path soon: it punches and has not answered yet, or
+    it is on the relay only because a node of it has not been seen by the public nodes yet."""
+    punch = punching(mesh, results)
+    nat = relaying(mesh).nat
+    for i, a in enumerate(nat):
+        for b in nat[i + 1:]:
+            path = punch.path(a.name, b.name)
+            if path is PairPath.PUNCH:
+                return True
+            seen = [punch.seen.get(n.name) for n in (a, b)]
+            if path is PairPath.RELAY and not any(s is not None and s.symmetric for s in seen) \
+                    and not all(s is not None and s.endpoint for s in seen):
+                return True
+    return False
 
 
 def _changed(c: Change) -> list[str]:
@@ -378,27 +394,23 @@ def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View
     if not r.active:
         return False
     nodes = select_nodes(mesh, connect.targets)
-    wait = PUNCH_LEARN_WAIT
     for _ in range(2):
-        deadline = time.monotonic() + wait
-        time.sleep(min(wait, PUNCH_POLL))
+        deadline = time.monotonic() + PUNCH_WAIT
         while True:
+            time.sleep(PUNCH_POLL)
             reading = read_nodes(mesh, transport, nodes)
             plan = plan_from_reading(mesh, reading)
-            states: Mapping[str, LiveState | str] = {**reading.states, **reading.errors}
-            punching_now = punching(mesh, states)
-            waiting = any(p is PairPath.PUNCH for p in punching_now.paths.values())
-            if not waiting or time.monotonic() >= deadline:
+            if plan.has_changes or not _pending(mesh, {**reading.states, **reading.errors}) \
+                    or time.monotonic() >= deadline:
                 break
-            time.sleep(PUNCH_POLL)
         if not plan.has_changes or not _punch_only(mesh, plan):
             return False
-        view.message("Hole punching: the nodes without an endpoint, as the public nodes see them")
+        view.message("\nHole punching: the pairs of nodes without an endpoint, from where the public nodes see them "
+                     "and which direct paths answered (core/punch.py):")
         view.plan(plan)
         results = apply_plan(mesh, transport, list(plan.nodes), reading.states, parallelism=connect.parallelism,
                              lock_timeout=opts.lock_timeout, confirm_timeout=opts.confirm_timeout)
         view.results(plan, results)
         if any(x.outcome is Outcome.FAILED for x in results):
             return True
-        wait = PUNCH_WAIT
     return False

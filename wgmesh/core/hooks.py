@@ -59,15 +59,17 @@ PSK_FILE = f"{KEY_DIR}/%i.psk"  # the kept preshared keys, `PUBLICKEY PRESHAREDK
 def psk_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A pair that keeps its preshared key (`shared_keys`) keeps it over a restart too: the config has no
     PresharedKey line (wgmesh never sees the value), so the node keeps the runtime's in PSK_FILE (apply writes it,
-    step save_preshared_keys; PostDown writes it again), and PostUp puts it back. Nothing leaves the node."""
+    step save_preshared_keys; PreDown writes it again), and PostUp puts it back. Nothing leaves the node.
+    Returns (PostUp lines, PreDown lines): the save runs before wg-quick deletes the interface (a PostDown would
+    find none, and must never replace the file with nothing when `wg show` fails)."""
     if not cfg.kept_preshared_keys:
         return (), ()
     up = (f'[ ! -f {PSK_FILE} ] || while read -r p k; do if wg show %i peers | grep -qxF -- "$p"; then '
           f'printf "%s\\n" "$k" | wg set %i peer "$p" preshared-key /dev/stdin; fi; done < {PSK_FILE} {MANAGED_MARK}')
     # every preshared key the runtime has: apply clears all but the kept ones (no public key in the line: read.sh
     # redacts key-like text in the config it shows)
-    down = (f'{{ wg show %i preshared-keys | grep -v "(none)" || true; }} > {PSK_FILE}.new && '
-            f"mv -f {PSK_FILE}.new {PSK_FILE} {MANAGED_MARK}")
+    down = (f'k=$(wg show %i preshared-keys) && {{ printf "%s\\n" "$k" | grep -v "(none)" || true; }} > '
+            f"{PSK_FILE}.new && mv -f {PSK_FILE}.new {PSK_FILE} {MANAGED_MARK}")
     return (up,), (down,)
 
 

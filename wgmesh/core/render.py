@@ -74,7 +74,12 @@ class InterfaceConfig:
 
     @property
     def all_post_down(self) -> tuple[str, ...]:
-        return (*psk_hooks(self)[1], *self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
+        return (*self.post_down, *routing_hooks(self)[1], *reresolve_hooks(self)[1])
+
+    @property
+    def all_pre_down(self) -> tuple[str, ...]:
+        """wgmesh's PreDown lines: the kept preshared keys saved while the interface still exists."""
+        return psk_hooks(self)[1]
 
 
 def _peer(this: Node, peer: Node, via: tuple[Node, ...] = ()) -> PeerConfig:
@@ -257,6 +262,7 @@ def interface_section(cfg: InterfaceConfig) -> str:
     if cfg.mtu is not None:
         lines.append(f"MTU = {cfg.mtu}")
     lines.extend(f"PostUp = {c}" for c in cfg.all_post_up)
+    lines.extend(f"PreDown = {c}" for c in cfg.all_pre_down)
     lines.extend(f"PostDown = {c}" for c in cfg.all_post_down)
     return "\n".join(lines) + "\n"
 
