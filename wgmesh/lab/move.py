@@ -12,7 +12,7 @@ from pathlib import Path
 
 from wgmesh.lab.hosts import Lab, LabError, LabHost, move_address
 from wgmesh.lab.netns import netns_exists, spawn_sshd
-from wgmesh.lab.procs import alive, check, kill_all
+from wgmesh.lab.procs import alive, check, kill_all, run
 from wgmesh.lab.state import load, save, write_atomic
 from wgmesh.lab.texts import moved_known_hosts, moved_mesh_yaml, render_hosts, render_sshd_config
 
@@ -46,6 +46,11 @@ def move(directory: Path, name: str, to: str | None = None) -> Move:
     # the old one first: deleting a primary address deletes the secondaries of its subnet with it
     batch = f"addr del {old}/{prefix} dev eth0\naddr add {new}/{prefix} dev eth0\n"
     check(["ip", "-n", netns, "-batch", "-"], f"{name}: moving {old} to {new}", input=batch)
+    # whoever cached the old owner of either address (the machine, the other hosts and routers) asks again
+    for ns in [None, *(h.router_netns if h.router else h.netns for h in lab.hosts)]:
+        where = ["-n", ns] if ns else []
+        for addr in (old, new):
+            run(["ip", *where, "neigh", "flush", "to", str(addr), *([] if ns else ["dev", lab.bridge])])
     moved = dataclasses.replace(host, moved=None if new == host.home_ip else new)
     lab = lab.with_host(moved)
     if not host.router:  # sshd listens on the host's own address: a new listener (sessions stay)

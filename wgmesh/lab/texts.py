@@ -174,7 +174,8 @@ def router_script(lab: Lab, host: LabHost) -> str:
             "ip link set lan0 up",
             "sysctl -qw net.ipv4.ip_forward=1",
             masquerade,
-            f"{ipt} -t nat -A PREROUTING -i eth0 -p tcp --dport 22 -j DNAT --to-destination {private}:22",
+            f"{ipt} -t nat -A PREROUTING -i eth0 -m addrtype --dst-type LOCAL -p tcp --dport 22 "
+            f"-j DNAT --to-destination {private}:22",
             f"{ipt} -A FORWARD -i lan0 -o eth0 -j ACCEPT",
             f"{ipt} -A FORWARD -i eth0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
             f"{ipt} -A FORWARD -i eth0 -o lan0 -p tcp -d {private} --dport 22 -m conntrack --ctstate DNAT -j ACCEPT",
