@@ -1,0 +1,89 @@
+"""Every pair connects (issue 13's lab scenario): aws and azure public; gcp and aliyun behind cone NATs; tencent
+behind a symmetric NAT (lab NAT routers: MASQUERADE, `--random-fully` for the symmetric one, unsolicited inbound
+dropped, SSH forwarded). One apply converges everything, then punches: the cone-cone pair goes direct (hole
+punched), the pairs with tencent stay on relay aws, and plan says no changes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from e2e import labkit as labmod
+from wgmesh.lab import Lab
+
+pytestmark = pytest.mark.e2e
+
+LabFactory = Callable[..., Lab]
+WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+NO_CHANGES = "No changes. Your mesh matches the configuration."
+
+
+def _out(r: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
+
+
+def _ok(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, _out(r)
+    return r.stdout
+
+
+def _host(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
+    return labmod.host_exec(lab.dir, node, ["sh", "-c", script])
+
+
+def _forwarded(lab: Lab, node: str) -> int:
+    """Packets wgmesh's FORWARD accept rules on `node` let through."""
+    out = _ok(_host(lab, node, "iptables -L FORWARD -v -n -x"))
+    return sum(int(line.split()[0]) for line in out.splitlines() if "wgmesh:wg0" in line)
+
+
+def _ping(lab: Lab, src: str, dst: str) -> None:
+    _ok(_host(lab, src, f"ping -n -q -c 3 -i 0.2 -w 10 {lab.host(dst).address}"))
+
+
+@pytest.fixture(scope="module")
+def clouds(lab: LabFactory, run_wgmesh: WgmeshRunner) -> tuple[Lab, str]:
+    made = lab(names=["aws", "azure", "gcp", "aliyun", "tencent"], nat=["gcp", "aliyun", "tencent:symmetric"])
+    r = run_wgmesh(made.dir, "apply", "--auto-approve")
+    return made, _out(r)
+
+
+def test_one_apply_punches_the_cone_pair_and_keeps_the_symmetric_node_on_the_relay(
+    clouds: tuple[Lab, str], run_wgmesh: WgmeshRunner
+) -> None:
+    made, applied = clouds
+    assert applied.startswith("exit 0"), applied
+    assert "Hole punching:" in applied
+    assert re.search(r"~ peer aliyun\n(.*\n)*?\s+~ path\s+= \"via relay aws\" -> \"direct\"", applied), applied
+    assert "tencent is behind a symmetric NAT (aws sees " in applied
+
+    r = run_wgmesh(made.dir, "check")
+    assert r.returncode == 0, _out(r)
+    assert "Check passed: 20 pairs of 5 nodes" in r.stdout  # the 10 pairs, both ways
+
+    status = _ok(run_wgmesh(made.dir, "status"))
+    for a, b in (("gcp", "aliyun"), ("aliyun", "gcp")):
+        assert re.search(rf"\b{a}\s+{b}\s+hole punched\b", status), status
+    for a, b in (("gcp", "tencent"), ("tencent", "gcp"), ("aliyun", "tencent"), ("tencent", "aliyun")):
+        assert re.search(rf"\b{a}\s+{b}\s+via relay aws\b", status), status
+    for a, b in (("aws", "gcp"), ("azure", "tencent"), ("gcp", "azure")):
+        assert re.search(rf"\b{a}\s+{b}\s+direct\b", status), status
+
+    r = run_wgmesh(made.dir, "plan", "--detailed-exitcode")
+    assert r.returncode == 0 and NO_CHANGES in r.stdout, _out(r)
+    r = run_wgmesh(made.dir, "apply", "--auto-approve")  # a second apply: nothing to do, nothing punched again
+    assert r.returncode == 0 and NO_CHANGES in r.stdout and "Hole punching" not in r.stdout, _out(r)
+
+
+def test_the_punched_pair_bypasses_the_relay_and_the_symmetric_one_crosses_it(
+    clouds: tuple[Lab, str], run_wgmesh: WgmeshRunner
+) -> None:
+    made, _ = clouds
+    before = _forwarded(made, "aws")
+    _ping(made, "gcp", "aliyun")
+    assert _forwarded(made, "aws") == before, "gcp <-> aliyun is direct: nothing crosses the relay"
+    _ping(made, "gcp", "tencent")
+    assert _forwarded(made, "aws") >= before + 6, "gcp <-> tencent goes via relay aws (3 there, 3 back)"
