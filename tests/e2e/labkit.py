@@ -1,7 +1,8 @@
 """What end-to-end tests do to lab hosts beyond `wgmesh lab`: run a command inside a host or in the machine
 behind its subnet, bind-mount a file over one of its own in its sshd's mount namespace, stop and start its
-sshd, plain OpenSSH into it, ask whether a lab id is taken. It re-exports `wgmesh.lab`'s API, so a test module
-needs one import: `from e2e import labkit as labmod`."""
+sshd, plain OpenSSH into it (through its NAT router's forwarded port 22 for a host behind NAT), ask whether a
+lab id is taken. It re-exports `wgmesh.lab`'s API, so a test module needs one import:
+`from e2e import labkit as labmod`."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from wgmesh.lab import (
     MACHINE_HOST,
     MAX_ID,
     MAX_NODES,
+    NAT_KINDS,
     HostStatus,
     Lab,
     LabError,
     LabHost,
     LabInUse,
+    Move,
     Proc,
     Reboot,
     alive,
@@ -34,11 +37,13 @@ from wgmesh.lab import (
     machine_prefix,
     make_lab,
     missing_packages,
+    move,
     netns_prefix,
     parse_names,
     pids_in_netns,
     proc_of,
     reboot,
+    router_prefix,
     runtime_owner,
     save,
     state_path,
@@ -157,11 +162,13 @@ __all__ = [
     "MACHINE_HOST",
     "MAX_ID",
     "MAX_NODES",
+    "NAT_KINDS",
     "HostStatus",
     "Lab",
     "LabError",
     "LabHost",
     "LabInUse",
+    "Move",
     "Proc",
     "Reboot",
     "alive",
@@ -179,11 +186,13 @@ __all__ = [
     "machine_prefix",
     "make_lab",
     "missing_packages",
+    "move",
     "netns_prefix",
     "parse_names",
     "pids_in_netns",
     "proc_of",
     "reboot",
+    "router_prefix",
     "runtime_owner",
     "save",
     "ssh_argv",
