@@ -225,10 +225,20 @@ def test_cli_status_table(lab4: Lab) -> None:
     assert lines[0].startswith(f"Lab {lab4.id} in {lab4.dir}")
     assert lines[0].endswith(", cloud)")
     assert lines[1].startswith(f"Login: {lab4.ssh_user}, passwordless sudo")
-    assert lines[2].split() == ["HOST", "ADDRESS", "SSHD", "wg0", "SUBNET", "MACHINE"]
+    assert lines[2].split() == ["HOST", "ADDRESS", "SSHD", "wg0", "SUBNET", "MACHINE", "NAT"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
+    nat = {"aliyun": ["cone", "NAT", f"({lab4.host('aliyun').router_netns};", "host", "172.31.3.2)"]}
     assert rows == {
-        h.name: [str(h.ip), "up", "down", str(h.subnet), str(h.machine_ip), f"({h.machine_netns})"] for h in lab4.hosts
+        h.name: [
+            str(h.ip),
+            "up",
+            "down",
+            str(h.subnet),
+            str(h.machine_ip),
+            f"({h.machine_netns})",
+            *nat.get(h.name, ["-"]),
+        ]
+        for h in lab4.hosts
     }
 
 
