@@ -141,7 +141,9 @@ def _lock_free(box: Stubs) -> bool:
 
 
 def _run_files(box: Stubs) -> list[str]:
-    return sorted(p.name for p in (box.root / "run-wireguard").iterdir() if p.name != "wgmesh-wg0.lock")
+    """The run's files left on the node (the lock and the last confirmed apply's stamp are the node's own)."""
+    return sorted(p.name for p in (box.root / "run-wireguard").iterdir()
+                  if p.name not in ("wgmesh-wg0.lock", "wgmesh-wg0.applied"))
 
 
 def _wait(cond, timeout: float = 20) -> bool:  # type: ignore[no-untyped-def]
@@ -219,6 +221,8 @@ def test_go_changes_the_node_and_leaves_it_pending_under_the_lock(box: Stubs) ->
     confirmed = _run(box, confirm_script(MESH, run, lock_timeout=5))
     assert confirmed.exit_status == 0, confirmed.stderr
     assert parse_outcome(confirmed.stdout) == "confirmed"
+    stamp = (box.root / "run-wireguard" / "wgmesh-wg0.applied").read_text()
+    assert abs(int(stamp) - time.time()) < 30, "a confirmed run stamps when the node last changed"
     assert _wait(lambda: _lock_free(box)), "the woken timer ends and frees the lock"
     assert _run_files(box) == []
     assert ROUTE in ip_state(box)["routes"]  # type: ignore[operator]

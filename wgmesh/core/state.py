@@ -78,6 +78,9 @@ class LiveState:
     # the re-resolution of endpoint names (remote/scripts/reresolve.sh) on the node: "running", "stopped",
     # "outdated" (another wgmesh version's script) or "absent"; None: not read. Left out of normalized().
     reresolve: str | None = None
+    # when the last confirmed apply ended on the node (epoch seconds, its clock; None: none since it booted):
+    # a handshake older than that proves nothing of what the apply changed (status). Left out of normalized().
+    applied: int | None = None
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:

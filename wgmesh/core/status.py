@@ -45,6 +45,7 @@ of the relay (its leg of the path; the relay's view of `peer` is the other leg).
     tx_bytes: int = 0
     via: str | None = None  # the relay: `source` reaches `peer` through it (core/relay.py)
     punched: bool = False  # neither has an endpoint and the pair is direct: hole punched (core/punch.py)
+    before_apply: bool = False  # the handshake is older than `source`'s last apply: it proves nothing of it
 
     @property
     def path(self) -> str:
@@ -130,9 +131,10 @@ def node_status(
             views.append(PeerView(source, n.name, Handshake.NO_PEER))
             continue
         state, age = classify(peer.latest_handshake, t)
+        before = got.applied is not None and 0 < peer.latest_handshake < got.applied
         views.append(
             PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
-                     via, punched)
+                     via, punched, before)
         )
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
@@ -165,7 +167,8 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
     read), which node's UDP port must be reachable from which: the most common first-day failure is a security
     group, NSG, VPC firewall, ufw or firewalld dropping it. A pair where neither node has an endpoint goes through
     the relay (`relayed`): its legs, pairs with the relay, get their own hints."""
-    seen = {(v.source, v.peer): v.state for v in views}
+    seen = {(v.source, v.peer): (Handshake.NEVER if v.before_apply else v.state) for v in views}
+    before = {(v.source, v.peer) for v in views if v.before_apply}
     hints = []
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
@@ -175,13 +178,16 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
                 continue
+            # a handshake older than the last apply on that side counts as none: it proves nothing of the change
+            never = ("no handshake since the last apply" if {(a.name, b.name), (b.name, a.name)} & before
+                     else "never a handshake")
             if not dialed:
-                hints.append(f"{a.name} <-> {b.name}: never a handshake, and neither has an endpoint: "
+                hints.append(f"{a.name} <-> {b.name}: {never}, and neither has an endpoint: "
                              f"they can only meet through a relay, and no node has an endpoint to relay through")
                 continue
             ports = " and ".join(
                 f"{n.name}'s UDP port {n.endpoint.port if n.endpoint else n.listen_port} must be reachable from "
                 f"{(b if n is a else a).name}" for n in dialed)
-            hints.append(f"{a.name} <-> {b.name}: never a handshake: {ports} (check security groups, NSGs, "
+            hints.append(f"{a.name} <-> {b.name}: {never}: {ports} (check security groups, NSGs, "
                          f"VPC firewalls, ufw or firewalld on the way)")
     return tuple(hints)

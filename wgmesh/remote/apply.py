@@ -62,6 +62,7 @@ def _values(
         **shell.node_paths(i),
         "TMP": f"{KEY_DIR}/.{i}.conf.wgmesh-tmp",
         "LOG": f"{RUN_DIR}/wgmesh-{i}.log",
+        "APPLIED": f"{RUN_DIR}/wgmesh-{i}.applied",  # when the last confirmed apply ended (read.sh `applied`)
         "RUN": run,
         "PREV": f"{base}.prev",
         "SNAP": f"{base}.snapshot",

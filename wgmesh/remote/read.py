@@ -251,6 +251,7 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
         clock=parse_clock(sections.get("now", "")),
+        applied=parse_clock(sections.get("applied", "")),
         reresolve=parse_reresolve(interface, sections.get("reresolve")),
     )
 

@@ -180,10 +180,11 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
                 "peers": [
                     {
                         "peer": v.peer,
-                        "path": v.path or None,  # direct, via relay R (then handshake and counters are R's)
+                        "path": v.path or None,  # direct, hole punched, via relay R (handshake, counters: R's)
                         "via": v.via,
                         "handshake": v.state.value,
                         "handshake_age_s": v.age,
+                        "handshake_before_last_apply": v.before_apply,
                         "latest_handshake": v.latest_handshake or None,
                         "endpoint": v.endpoint,
                         "rx_bytes": v.rx_bytes,

@@ -6,12 +6,14 @@
 #      releasing the node lock): `@@wgmesh:confirmed`.
 # Lost: the timer reverted the run, or is reverting it: wait for the node lock (the timer holds it until it
 #      is done): `@@wgmesh:reverted`.
+# Won also stamps the time in $APPLIED (read.sh's `applied` section).
 # Exit 3: no record of the run on the node (it was restarted, or its files were removed). (SC2154: values.)
 # wgmesh-include: apply.sh
 
 if mv -f "$PENDING" "$PENDING.claimed" 2>/dev/null; then
   confirm_pid=$(cat "$PENDING.claimed")
   wgm_forget
+  date +%s >"$APPLIED" 2>/dev/null || : # when the node last changed: older handshakes prove nothing of it
   wgm_wake "$confirm_pid"
   wgm_mark confirmed
   exit 0

@@ -5,7 +5,7 @@
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
 #                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, reresolve, now,
-#                     end.
+#                     applied, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
@@ -267,6 +267,10 @@ fi
 
 wgm_mark now
 date +%s
+
+# when the last confirmed apply ended here (confirm.sh), if one did since the node booted (a tmpfs)
+wgm_mark applied
+cat "/run/wireguard/wgmesh-$IF.applied" 2>/dev/null || :
 
 wgm_mark end
 exit 0
