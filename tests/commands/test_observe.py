@@ -345,7 +345,7 @@ def test_status_json_document() -> None:
     assert [p["peer"] for p in aws["peers"]] == ["azure", "gcp", "aliyun"]
     assert aws["peers"][1] == {
         "peer": "gcp", "path": "direct", "via": None, "handshake": "fresh", "handshake_age_s": 30,
-        "latest_handshake": 1_700_000_000,
+        "handshake_before_last_apply": False, "latest_handshake": 1_700_000_000,
         "endpoint": "198.51.100.3:51820", "rx_bytes": 1000, "tx_bytes": 2000,
     }
     assert gcp["error"] == "no route to host" and gcp["link_up"] is None
