@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,63 @@ nodes:
       host: 192.0.2.3
 # end of file
 """
+
+
+# Hole punching (core/punch.py): aws, azure public; gcp, aliyun behind cone NATs; tencent behind a symmetric one.
+NOW = 1_800_000_000
+SEEN = {"gcp": "198.51.100.3:51820", "aliyun": "198.51.100.4:51820"}
+KEYS = {"aws": pubkey(1), "azure": pubkey(2), "gcp": pubkey(3), "aliyun": pubkey(4), "tencent": pubkey(5)}
+
+
+def clouds_behind_nats() -> Mesh:
+    """aws, azure public; gcp, aliyun behind cone NATs; tencent behind a symmetric one."""
+    return Mesh(
+        name="demo",
+        interface="wg0",
+        networks=(ipaddress.ip_network("10.0.0.0/24"),),
+        nodes=(
+            node(1, "aws"),
+            node(2, "azure"),
+            node(3, "gcp", endpoint=None, subnets=("192.168.30.0/24",)),
+            node(4, "aliyun", endpoint=None, subnets=("192.168.40.0/24",)),
+            node(5, "tencent", endpoint=None),
+        ),
+    )
+
+
+def _seen_by(observer: str, peer: str) -> str:
+    if peer == "tencent":  # a symmetric NAT: a new port for every destination
+        return f"198.51.100.5:{40001 if observer == 'aws' else 40002}"
+    return SEEN[peer]
+
+
+def public_state(mesh: Mesh, name: str, age: int = 10) -> LiveState:
+    """A public node that has shaken hands with everyone `age` seconds ago, seeing the NAT'd ones at their NAT."""
+    state = converged(mesh, name, clock=NOW)
+    peers = {}
+    for key, lp in state.peers.items():
+        peer = next(n for n, k in KEYS.items() if k == key)
+        endpoint = _seen_by(name, peer) if mesh.node(peer).endpoint is None else lp.endpoint
+        peers[key] = dataclasses.replace(lp, endpoint=endpoint, latest_handshake=NOW - age)
+    return dataclasses.replace(state, peers=peers)
+
+
+def _nat_state(mesh: Mesh, name: str, punch: Any = None, handshakes: Mapping[str, int] | None = None
+         ) -> LiveState:
+    """A NAT'd node converged under `punch`; `handshakes`: peer -> its latest handshake (else never)."""
+    state = converged(mesh, name, punch, clock=NOW)
+    peers = {}
+    for key, lp in state.peers.items():
+        peer = next(n for n, k in KEYS.items() if k == key)
+        peers[key] = dataclasses.replace(lp, latest_handshake=(handshakes or {}).get(peer, 0))
+    return dataclasses.replace(state, peers=peers)
+
+
+def punch_states(mesh: Mesh, punch: Any = None, handshakes: int = 0) -> dict[str, LiveState | str]:
+    """Every node read: the public ones see everyone; the NAT'd ones converged under `punch` (their entries for
+    each other with a handshake at `handshakes`, 0 = never)."""
+    out: dict[str, LiveState | str] = {n: public_state(mesh, n) for n in ("aws", "azure")}
+    for n in ("gcp", "aliyun", "tencent"):
+        hs = {"gcp": handshakes, "aliyun": handshakes} if n in ("gcp", "aliyun") else {}
+        out[n] = _nat_state(mesh, n, punch, {k: v for k, v in hs.items() if k != n})
+    return out

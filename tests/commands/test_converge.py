@@ -142,3 +142,46 @@ def test_nodes_without_changes_or_with_errors_run_nothing() -> None:
     assert results["aws"].outcome is Outcome.FAILED and "apply refuses this node" in results["aws"].message
     assert results["azure"].outcome is Outcome.UNCHANGED
     assert fake.scripts == []
+
+
+# ------------------------------------------------------------------------------------------- hole punching
+
+
+def test_apply_punches_only_when_the_plan_is_nothing_but_punching() -> None:
+    from meshes import NOW, clouds_behind_nats, punch_states
+
+    from wgmesh.core.punch import punching
+
+    m = clouds_behind_nats()
+    start = punch_states(m)  # the public nodes see gcp and aliyun: they punch
+    plan = build_plan(m, start)
+    assert plan.has_changes and apply._punch_only(m, plan)
+    assert apply._pending(m, start), "a punching pair may still go direct"
+    direct = punch_states(m, punching(m, start), handshakes=NOW - 5)
+    moved = build_plan(m, direct)
+    assert moved.has_changes and apply._punch_only(m, moved)
+    settled = punch_states(m, punching(m, direct), handshakes=NOW - 5)
+    assert not build_plan(m, settled).has_changes and not apply._pending(m, settled)
+    # anything else in the plan (a public node's change, say) is the next apply's to show
+    other = dict(start)
+    aws = other["aws"]
+    assert isinstance(aws, LiveState)
+    other["aws"] = dataclasses.replace(aws, listen_port=4000)
+    assert not apply._punch_only(m, build_plan(m, other))
+
+
+def test_a_node_not_seen_yet_is_pending_and_a_symmetric_one_is_not() -> None:
+    from meshes import KEYS, clouds_behind_nats, punch_states
+
+    m = clouds_behind_nats()
+    states = punch_states(m)
+    assert apply._pending(m, states)  # gcp-aliyun punches
+    unseen = dict(states)
+    for name in ("aws", "azure"):  # nobody has seen aliyun yet: gcp-aliyun waits for it
+        s = unseen[name]
+        assert isinstance(s, LiveState)
+        unseen[name] = dataclasses.replace(s, peers={k: dataclasses.replace(p, latest_handshake=0)
+                                                     if k == KEYS["aliyun"] else p for k, p in s.peers.items()})
+    assert apply._pending(m, unseen)
+    gone = dataclasses.replace(m, nodes=tuple(n for n in m.nodes if n.name != "aliyun"))
+    assert not apply._pending(gone, states), "gcp-tencent: tencent is symmetric, nothing to wait for"

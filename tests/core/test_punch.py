@@ -4,84 +4,23 @@ pairs punch, which go direct and which stay on the relay; no false change for a 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-from collections.abc import Mapping
 
-from meshes import converged, node, pubkey
+from meshes import KEYS, NOW, SEEN, converged, public_state, punch_states
+from meshes import clouds_behind_nats as nat_mesh
 
 from wgmesh.core.changes import Action
-from wgmesh.core.model import Mesh
 from wgmesh.core.plan import build_plan, diff_node, plan_index
-from wgmesh.core.punch import FRESH, PairPath, Punching, punching
+from wgmesh.core.punch import FRESH, PairPath, punching
 from wgmesh.core.render import PeerEntries, desired, render, render_node, syncconf_text
 from wgmesh.core.state import LiveState
 from wgmesh.core.steps import Step, StepKind
-
-NOW = 1_800_000_000
-SEEN = {"gcp": "198.51.100.3:51820", "aliyun": "198.51.100.4:51820"}
-KEYS = {"aws": pubkey(1), "azure": pubkey(2), "gcp": pubkey(3), "aliyun": pubkey(4), "tencent": pubkey(5)}
-
-
-def nat_mesh() -> Mesh:
-    """aws, azure public; gcp, aliyun behind cone NATs; tencent behind a symmetric one."""
-    return Mesh(
-        name="demo",
-        interface="wg0",
-        networks=(ipaddress.ip_network("10.0.0.0/24"),),
-        nodes=(
-            node(1, "aws"),
-            node(2, "azure"),
-            node(3, "gcp", endpoint=None, subnets=("192.168.30.0/24",)),
-            node(4, "aliyun", endpoint=None, subnets=("192.168.40.0/24",)),
-            node(5, "tencent", endpoint=None),
-        ),
-    )
-
-
-def _seen_by(observer: str, peer: str) -> str:
-    if peer == "tencent":  # a symmetric NAT: a new port for every destination
-        return f"198.51.100.5:{40001 if observer == 'aws' else 40002}"
-    return SEEN[peer]
-
-
-def _public(mesh: Mesh, name: str, age: int = 10) -> LiveState:
-    """A public node that has shaken hands with everyone `age` seconds ago, seeing the NAT'd ones at their NAT."""
-    state = converged(mesh, name, clock=NOW)
-    peers = {}
-    for key, lp in state.peers.items():
-        peer = next(n for n, k in KEYS.items() if k == key)
-        endpoint = _seen_by(name, peer) if mesh.node(peer).endpoint is None else lp.endpoint
-        peers[key] = dataclasses.replace(lp, endpoint=endpoint, latest_handshake=NOW - age)
-    return dataclasses.replace(state, peers=peers)
-
-
-def _nat(mesh: Mesh, name: str, punch: Punching | None = None, handshakes: Mapping[str, int] | None = None
-         ) -> LiveState:
-    """A NAT'd node converged under `punch`; `handshakes`: peer -> its latest handshake (else never)."""
-    state = converged(mesh, name, punch, clock=NOW)
-    peers = {}
-    for key, lp in state.peers.items():
-        peer = next(n for n, k in KEYS.items() if k == key)
-        peers[key] = dataclasses.replace(lp, latest_handshake=(handshakes or {}).get(peer, 0))
-    return dataclasses.replace(state, peers=peers)
-
-
-def _states(mesh: Mesh, punch: Punching | None = None, handshakes: int = 0) -> dict[str, LiveState | str]:
-    """Every node read: the public ones see everyone; the NAT'd ones converged under `punch` (their entries for
-    each other with a handshake at `handshakes`, 0 = never)."""
-    out: dict[str, LiveState | str] = {n: _public(mesh, n) for n in ("aws", "azure")}
-    for n in ("gcp", "aliyun", "tencent"):
-        hs = {"gcp": handshakes, "aliyun": handshakes} if n in ("gcp", "aliyun") else {}
-        out[n] = _nat(mesh, n, punch, {k: v for k, v in hs.items() if k != n})
-    return out
-
 
 # ------------------------------------------------------------------------------------------- deciding
 
 
 def test_cone_nats_punch_and_a_symmetric_nat_stays_on_the_relay() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m))
+    punch = punching(m, punch_states(m))
     assert punch.path("gcp", "aliyun") is PairPath.PUNCH
     assert punch.path("gcp", "tencent") is PairPath.RELAY and punch.path("aliyun", "tencent") is PairPath.RELAY
     assert punch.learned("gcp") == SEEN["gcp"] and punch.learned("tencent") is None
@@ -93,10 +32,10 @@ def test_cone_nats_punch_and_a_symmetric_nat_stays_on_the_relay() -> None:
 
 def test_nothing_seen_yet_or_seen_long_ago_is_no_punching() -> None:
     m = nat_mesh()
-    states = _states(m)
-    never = {n: (_public(m, n, age=NOW) if n in ("aws", "azure") else s) for n, s in states.items()}
+    states = punch_states(m)
+    never = {n: (public_state(m, n, age=NOW) if n in ("aws", "azure") else s) for n, s in states.items()}
     assert not punching(m, never)
-    stale = {n: (_public(m, n, age=FRESH + 1) if n in ("aws", "azure") else s) for n, s in states.items()}
+    stale = {n: (public_state(m, n, age=FRESH + 1) if n in ("aws", "azure") else s) for n, s in states.items()}
     assert not punching(m, stale)
     no_clock = {n: (dataclasses.replace(s, clock=None) if isinstance(s, LiveState) else s) for n, s in states.items()}
     assert not punching(m, no_clock)
@@ -104,7 +43,7 @@ def test_nothing_seen_yet_or_seen_long_ago_is_no_punching() -> None:
 
 def test_one_public_node_that_cannot_be_read_still_lets_the_other_tell() -> None:
     m = nat_mesh()
-    states = {**_states(m), "azure": "connection refused"}
+    states = {**punch_states(m), "azure": "connection refused"}
     punch = punching(m, states)
     assert punch.path("gcp", "aliyun") is PairPath.PUNCH
     assert not punch.seen["tencent"].symmetric  # one observer cannot tell: tencent punches too (and never answers)
@@ -113,7 +52,7 @@ def test_one_public_node_that_cannot_be_read_still_lets_the_other_tell() -> None
 
 def test_what_a_node_says_is_an_endpoint_is_checked_before_it_becomes_an_argument() -> None:
     m = nat_mesh()
-    states = _states(m)
+    states = punch_states(m)
     for name in ("aws", "azure"):
         s = states[name]
         assert isinstance(s, LiveState)
@@ -125,15 +64,15 @@ def test_what_a_node_says_is_an_endpoint_is_checked_before_it_becomes_an_argumen
 
 def test_a_fresh_handshake_on_the_pairs_own_entries_makes_it_direct_and_a_stale_one_punches_again() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m))
-    assert punching(m, _states(m, punch, handshakes=NOW - 20)).path("gcp", "aliyun") is PairPath.DIRECT
-    assert punching(m, _states(m, punch, handshakes=NOW - FRESH - 1)).path("gcp", "aliyun") is PairPath.PUNCH
+    punch = punching(m, punch_states(m))
+    assert punching(m, punch_states(m, punch, handshakes=NOW - 20)).path("gcp", "aliyun") is PairPath.DIRECT
+    assert punching(m, punch_states(m, punch, handshakes=NOW - FRESH - 1)).path("gcp", "aliyun") is PairPath.PUNCH
 
 
 def test_a_mesh_without_an_active_relay_punches_nothing() -> None:
     m = nat_mesh()
     one_nat = dataclasses.replace(m, nodes=m.nodes[:3])
-    assert not punching(one_nat, {n: s for n, s in _states(m).items() if n in ("aws", "azure", "gcp")})
+    assert not punching(one_nat, {n: s for n, s in punch_states(m).items() if n in ("aws", "azure", "gcp")})
 
 
 # ------------------------------------------------------------------------------------------- configs
@@ -141,7 +80,7 @@ def test_a_mesh_without_an_active_relay_punches_nothing() -> None:
 
 def test_a_punching_pair_has_entries_without_addresses_and_the_relay_still_carries_them() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m))
+    punch = punching(m, punch_states(m))
     cfg = desired(m, "gcp", PeerEntries(m, punch))
     peers = {p.name: p for p in cfg.peers}
     assert list(peers) == ["aws", "azure", "aliyun"]
@@ -158,7 +97,7 @@ def test_a_punching_pair_has_entries_without_addresses_and_the_relay_still_carri
 
 def test_a_direct_pair_carries_its_addresses_and_the_relay_no_longer_does() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m, punching(m, _states(m)), handshakes=NOW - 5))
+    punch = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
     cfg = desired(m, "gcp", PeerEntries(m, punch))
     peers = {p.name: p for p in cfg.peers}
     assert [str(n) for n in peers["aliyun"].allowed_ips] == ["10.0.0.4/32", "192.168.40.0/24"]
@@ -169,7 +108,7 @@ def test_a_direct_pair_carries_its_addresses_and_the_relay_no_longer_does() -> N
 
 def test_offline_render_and_the_public_nodes_do_not_depend_on_punching() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m, punching(m, _states(m)), handshakes=NOW - 5))
+    punch = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
     assert "aliyun" not in {p.name for p in desired(m, "gcp").peers}
     assert render_node(m, "gcp") == render(desired(m, "gcp"), m.name)
     for name in ("aws", "azure"):
@@ -181,7 +120,7 @@ def test_offline_render_and_the_public_nodes_do_not_depend_on_punching() -> None
 
 def test_the_plan_that_starts_punching() -> None:
     m = nat_mesh()
-    states = _states(m)
+    states = punch_states(m)
     index = plan_index(m, states)
     gcp = states["gcp"]
     assert isinstance(gcp, LiveState)
@@ -200,8 +139,8 @@ def test_the_plan_that_starts_punching() -> None:
 
 def test_a_punching_mesh_that_is_converged_has_no_changes() -> None:
     m = nat_mesh()
-    punch = punching(m, _states(m))
-    states = _states(m, punch)
+    punch = punching(m, punch_states(m))
+    states = punch_states(m, punch)
     assert punching(m, states) == punch
     plan = build_plan(m, states)
     assert not plan.has_changes, [(n.node, n.changes) for n in plan.nodes if n.changes]
@@ -209,7 +148,7 @@ def test_a_punching_mesh_that_is_converged_has_no_changes() -> None:
 
 def test_the_plan_that_moves_a_punched_pair_off_the_relay() -> None:
     m = nat_mesh()
-    states = _states(m, punching(m, _states(m)), handshakes=NOW - 5)
+    states = punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5)
     plan = {n.node: n for n in build_plan(m, states).nodes}
     changes = {c.name: c for c in plan["gcp"].changes if c.kind == "peer"}
     assert set(changes) == {"aws", "aliyun"}
@@ -225,8 +164,8 @@ def test_the_plan_that_moves_a_punched_pair_off_the_relay() -> None:
 
 def test_a_direct_pair_that_stays_fresh_is_no_change_even_when_its_endpoint_roams() -> None:
     m = nat_mesh()
-    direct = punching(m, _states(m, punching(m, _states(m)), handshakes=NOW - 5))
-    states = _states(m, direct, handshakes=NOW - 100)
+    direct = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
+    states = punch_states(m, direct, handshakes=NOW - 100)
     gcp = states["gcp"]
     assert isinstance(gcp, LiveState)
     roamed = {k: dataclasses.replace(v, endpoint="198.51.100.99:3333") if k == KEYS["aliyun"] else v
@@ -237,8 +176,8 @@ def test_a_direct_pair_that_stays_fresh_is_no_change_even_when_its_endpoint_roam
 
 def test_a_direct_pair_gone_stale_moves_back_to_the_relay() -> None:
     m = nat_mesh()
-    direct = punching(m, _states(m, punching(m, _states(m)), handshakes=NOW - 5))
-    states = _states(m, direct, handshakes=NOW - FRESH - 60)
+    direct = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
+    states = punch_states(m, direct, handshakes=NOW - FRESH - 60)
     plan = {n.node: n for n in build_plan(m, states).nodes}
     moved = next(c for c in plan["aliyun"].changes if c.name == "gcp")
     assert (moved.before or {})["path"] == "direct" and (moved.after or {})["path"] == "via relay aws"
@@ -248,7 +187,7 @@ def test_a_direct_pair_gone_stale_moves_back_to_the_relay() -> None:
 def test_apply_verification_uses_the_plans_paths() -> None:
     """What apply reads back after converging a punching node is no change under the plan's index."""
     m = nat_mesh()
-    states = _states(m)
+    states = punch_states(m)
     index = plan_index(m, states)
     after = converged(m, "gcp", index.entries.punch, clock=NOW)
     assert diff_node(m, m.node("gcp"), after, index=index).changes == ()
@@ -259,11 +198,12 @@ def test_status_tells_a_punching_pair_from_a_hole_punched_one() -> None:
 
     m = nat_mesh()
     names = list(m.node_names)
-    punch = punching(m, _states(m))
-    report = status_report(m, m.nodes, names, _states(m, punch, handshakes=NOW - 5), dict.fromkeys(names, NOW), NOW)
+    punch = punching(m, punch_states(m))
+    clocks = dict.fromkeys(names, NOW)
+    report = status_report(m, m.nodes, names, punch_states(m, punch, handshakes=NOW - 5), clocks, NOW)
     assert report.view("gcp", "aliyun").path == "via relay aws"  # its own entry punches; the traffic is relayed
-    direct = punching(m, _states(m, punch, handshakes=NOW - 5))
-    report = status_report(m, m.nodes, names, _states(m, direct, handshakes=NOW - 5), dict.fromkeys(names, NOW), NOW)
+    direct = punching(m, punch_states(m, punch, handshakes=NOW - 5))
+    report = status_report(m, m.nodes, names, punch_states(m, direct, handshakes=NOW - 5), clocks, NOW)
     assert report.view("gcp", "aliyun").path == "hole punched"
     assert report.view("gcp", "tencent").path == "via relay aws"
     assert report.view("gcp", "aws").path == "direct"
