@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +223,61 @@ def test_sixteen_nodes_are_checked_in_seconds(lab: LabFactory, run_wgmesh: Wgmes
     doc = json.loads(r.stdout)
     assert len(doc["pairs"]) == 16 * 15 and doc["ok"] is True
     assert elapsed < 10, f"16-node check took {elapsed:.1f} s"
+
+
+def _extra_processes(made: Lab, before: set[int]) -> list[str]:
+    """Processes in the lab's namespaces that were not there before and are not the lab's own (sshd,
+    wireguard-go): a probe, or its ping, that outlived its check."""
+    names = [h.netns for h in made.hosts] + [h.machine_netns for h in made.hosts]
+    out = []
+    for pid in labmod.pids_in_netns(names):
+        if pid in before:
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if not comm.startswith("sshd") and comm != "wireguard-go":
+            out.append(f"{pid} {comm}")
+    return out
+
+
+def test_a_check_that_hits_its_deadline_leaves_nothing_running(
+    lab: LabFactory, run_wgmesh: WgmeshRunner, observe: Observe
+) -> None:
+    """12 hosts: check passes right after apply (first handshakes included). Then one host's wireguard-go is
+    stopped (a hung peer: every ping to it goes unanswered, 10 attempts each) and check runs with a 6 s
+    deadline: the nodes stop their probes before it, the check names the probes that ran out of time, and no
+    probe or ping is left in any host; the next command does not wait for them."""
+    made = lab(nodes=12)
+    names = [h.name for h in made.hosts]
+    run_wgmesh(made.dir, "apply", "--auto-approve", "--parallelism", "12", check=True, timeout=300)
+    r = observe(made.dir, "check", "--json", "--parallelism", "12")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["ok"] is True
+
+    hung = names[4]
+    netns = made.host(hung).netns
+    (wg,) = [p for p in labmod.pids_in_netns([netns]) if Path(f"/proc/{p}/comm").read_text().strip() == "wireguard-go"]
+    names_ns = [h.netns for h in made.hosts] + [h.machine_netns for h in made.hosts]
+    before = set(labmod.pids_in_netns(names_ns))
+    os.kill(wg, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = observe(made.dir, "check", "--json", "--parallelism", "12", "--command-timeout", "6")
+        elapsed = time.monotonic() - started
+        assert r.returncode == 1, r.stdout + r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["errors"] == [], "every node answered before the deadline"
+        late = [p for p in doc["probes"] if not p["ok"]]
+        assert late and all(hung in (p["from"], p["to"]) for p in late)
+        assert {p["error"] for p in late} == {"no reply before the check's deadline on the node (--command-timeout)"}
+        assert elapsed < 15, f"check took {elapsed:.1f} s with a 6 s deadline"
+        deadline = time.monotonic() + 3
+        while (left := _extra_processes(made, before)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], "probe processes outlived the check"
+    finally:
+        os.kill(wg, signal.SIGCONT)
+    r = run_wgmesh(made.dir, "plan", "--detailed-exitcode", "--parallelism", "12", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

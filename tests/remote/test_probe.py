@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,7 @@ from remote.stubs import FAKE_IP, FAKE_PING, Stubs
 
 from wgmesh.core import checks
 from wgmesh.core.checks import Probe, Target, targets
-from wgmesh.remote import probe
+from wgmesh.remote import probe, shell
 from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
 from wgmesh.remote.read import parse_read_output
 from wgmesh.remote.transport import CommandResult
@@ -152,7 +155,8 @@ def test_the_later_node_of_a_pair_gives_the_earlier_a_head_start(node: Stubs) ->
     node.stub("sleep", f'echo "$1" >> {slept}\n')
     ts = (t("a", "10.0.0.1", after_peer=True), t("c", "10.0.0.3"))
     got = run_probes(node, probe_script(ts))
-    assert slept.read_text().split() == [str(checks.HEAD_START)]
+    # (the script's own quarter-second polls of the running wave aside)
+    assert [x for x in slept.read_text().split() if x != "0.25"] == [str(checks.HEAD_START)]
     assert all(p.ok for p in parse_probe_output("b", ts, got.stdout, "wg0"))
 
 
@@ -172,6 +176,143 @@ def test_a_node_without_ping_or_ip(node: Stubs) -> None:
     node.stub("ping", FAKE_PING)  # ping but no ip: the route is unknown, the answer still counts
     (p,) = parse_probe_output("a", ts, run_probes(node, probe_script(ts)).stdout, "wg0")
     assert (p.ok, p.device) == (True, None)
+
+
+# A ping that counts how many pings run at once (PEAK_LOG gets the count each one saw), answers after 0.2 s.
+COUNTING_PING = r"""#!/bin/sh
+for a; do addr=$a; done
+echo "$addr" >> "$FAKE_LOG"
+mkdir -p "$FAKE_LOG.running"
+: > "$FAKE_LOG.running/$$"
+ls "$FAKE_LOG.running" | wc -l >> "$FAKE_LOG.peak"
+sleep 0.2
+rm -f "$FAKE_LOG.running/$$"
+echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=0.5 ms"
+"""
+
+
+def test_probes_run_in_waves_of_at_most_wave(node: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node with more targets than WAVE pings WAVE of them at a time (48 lab hosts x 141 targets at once
+    came near the kernel's 32768 process ids), the first wave first: every peer's mesh address."""
+    probe_node(node)
+    node.stub("ping", COUNTING_PING)
+    monkeypatch.setattr(probe, "WAVE", 3)
+    ts = tuple(t("b", f"10.0.0.{i}") for i in range(2, 9))
+    got = run_probes(node, probe_script(ts))
+    assert got.exit_status == 0, got.stderr
+    assert [line for line in got.stdout.splitlines() if line.startswith("@@wgmesh:wave")] == [
+        "@@wgmesh:wave 1", "@@wgmesh:wave 2", "@@wgmesh:wave 3"]
+    assert all(p.ok for p in parse_probe_output("a", ts, got.stdout, "wg0"))
+    peaks = [int(x) for x in (node.root / "pings.log.peak").read_text().split()]
+    assert len(peaks) == 7 and max(peaks) <= 3
+    assert sorted((node.root / "pings.log").read_text().split()[:3]) == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+def test_the_deadline_stops_retries_and_later_waves(node: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past DEADLINE a probe sends no more pings and no wave starts; the script still reports everything, so
+    the check names the probes that ran out of time instead of losing the node's answers."""
+    probe_node(node)
+    # no reply takes PING_WAIT (1 s) on a real node: the same here, so that 10 attempts would take 10 s
+    node.stub("ping", 'for a; do addr=$a; done\necho "$addr" >> "$FAKE_LOG"\n'
+              'case " $FAKE_DOWN " in *" $addr "*) sleep 1; exit 1;; esac\n'
+              'echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=0.5 ms"\n')
+    monkeypatch.setattr(probe, "WAVE", 2)
+    ts = (t("b", "10.0.0.2"), t("c", "10.0.0.3"), t("d", "10.0.0.4"))
+    started = time.monotonic()
+    got = run_probes(node, probe_script(ts, deadline=2), FAKE_DOWN="10.0.0.3")
+    took = time.monotonic() - started
+    assert got.exit_status == 0, got.stderr
+    assert took < 6, f"the deadline did not stop the retries ({took:.1f} s)"
+    ok, late, unsent = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert ok.ok
+    assert not late.ok and 1 <= late.attempts < checks.ATTEMPTS
+    assert late.error == "no reply before the check's deadline on the node (--command-timeout)"
+    assert (unsent.ok, unsent.attempts) == (False, 0)
+    assert unsent.error == "not sent: the check's deadline on the node had passed (--command-timeout)"
+    assert "10.0.0.4" not in (node.root / "pings.log").read_text().split()
+
+
+def test_a_full_neighbour_table_is_retried_and_explained(node: Stubs) -> None:
+    """ENOBUFS ("No buffer space available") is the kernel refusing the packet for now: retried like a lost
+    reply; when it lasts, the reason says where to look (48 lab hosts on one kernel fill its ARP table)."""
+    probe_node(node)
+    node.stub("ping", 'for a; do addr=$a; done\necho "$addr" >> "$FAKE_LOG"\n'
+              'n=$(grep -cxF "$addr" "$FAKE_LOG")\n'
+              'case " $FAKE_DOWN " in *" $addr "*) n=0;; esac\n'
+              'if [ "$n" -lt 3 ]; then echo "ping: sendmsg: No buffer space available" >&2; exit 2; fi\n'
+              'echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=0.5 ms"\n')
+    ts = (t("b", "10.0.0.2"), t("c", "10.0.0.3"))
+    got = run_probes(node, probe_script(ts), FAKE_DOWN="10.0.0.3")
+    flaky, full = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert (flaky.ok, flaky.attempts) == (True, 3)
+    assert (full.ok, full.attempts) == (False, checks.ATTEMPTS)
+    assert full.error is not None and full.error.startswith("sendmsg: No buffer space available (")
+    assert "net.ipv4.neigh.default.gc_thresh3" in full.error
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_hang_up_stops_the_probes_and_their_pings(node: Stubs, tmp_path: Path) -> None:
+    """The controller gave up (its deadline, ^C): the next `wait` line cannot be written, and the script stops
+    its probes and their pings within about a second, not after their attempts."""
+    probe_node(node)
+    pids = tmp_path / "pids"
+    node.stub("ping", f'echo $$ >> {pids}\nexec sleep 30\n')
+    ts = (t("b", "10.0.0.2"), t("c", "10.0.0.3"))
+    local = probe_script(ts).replace(shell.SYSTEM_PATH, str(node.base))
+    env = {"PATH": f"{node.bin}:{node.base}", "HOME": str(node.root), "TMPDIR": str(node.root),
+           "FAKE_LOG": str(node.root / "pings.log")}
+    proc = subprocess.Popen(node.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(local)
+        proc.stdin.close()
+        while "@@wgmesh:wave 1" not in proc.stdout.readline():
+            pass
+        deadline = time.monotonic() + 10
+        while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.stdout.close()  # the controller hangs up
+        proc.wait(timeout=5)
+        pings = [int(x) for x in pids.read_text().split()]
+        assert len(pings) == 2
+        deadline = time.monotonic() + 3
+        while any(_alive(p) for p in pings) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in pings), "a ping outlived the script"
+        assert [p.name for p in node.root.iterdir() if p.name.startswith("tmp")] == []
+    finally:
+        proc.kill()
+        for p in [int(x) for x in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_a_stuck_probe_is_stopped_when_its_wave_has_taken_too_long(
+    node: Stubs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe_node(node)
+    pids = tmp_path / "pids"
+    node.stub("ping", f'for a; do addr=$a; done\ncase $addr in 10.0.0.3) echo $$ >> {pids}; exec sleep 30;; esac\n'
+              'echo "64 bytes from $addr: icmp_seq=1 ttl=64 time=0.5 ms"\n')
+    monkeypatch.setattr(probe, "WAVE_TICKS", 4)
+    ts = (t("b", "10.0.0.2"), t("c", "10.0.0.3"))
+    started = time.monotonic()
+    got = run_probes(node, probe_script(ts))
+    assert time.monotonic() - started < 5
+    ok, stuck = parse_probe_output("a", ts, got.stdout, "wg0")
+    assert ok.ok and (stuck.ok, stuck.error) == (False, "the probe did not finish")
+    (ping,) = [int(x) for x in pids.read_text().split()]
+    deadline = time.monotonic() + 3
+    while _alive(ping) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(ping), "the stuck ping outlived the script"
 
 
 def test_no_targets(node: Stubs) -> None:

@@ -30,10 +30,6 @@ from wgmesh.remote import read as live
 from wgmesh.remote.transport import CommandResult, Transport, check_timeout
 from wgmesh.views.env import Environment
 
-# The probe script waits at most ATTEMPTS * PING_WAIT seconds per probe, all probes at once.
-CHECK_SCRIPT_TIMEOUT = checks.ATTEMPTS * checks.PING_WAIT + 15.0
-
-
 STATUS_SCRIPT_TIMEOUT = 30.0
 
 
@@ -59,13 +55,27 @@ def _failed_run(got: CommandResult) -> str:
     return f"the script failed on the node: {tail[0]}"
 
 
+def check_limit(targets: int, command_timeout: float | None = None) -> float:
+    """The deadline of check's command on a node with this many targets: --command-timeout when given, else
+    the transport's (a fixed part and a little per target), and never less than the node's waves can take."""
+    if command_timeout:
+        return command_timeout
+    return max(check_timeout(targets), checks.waves(targets) * checks.wave_seconds() + 15.0)
+
+
 def _probe_results(
-    mesh: Mesh, transport: Transport, sources: Sequence[Node], nodes: Sequence[Node]
+    mesh: Mesh, transport: Transport, sources: Sequence[Node], nodes: Sequence[Node],
+    command_timeout: float | None = None,
 ) -> dict[str, tuple[checks.Probe, ...] | str]:
+    """Each node's probes, or why there are none. The node stops its probes a little before the command's
+    deadline (checks.node_deadline) and prints what it has, so a slow node still reports its answers and names
+    the probes that ran out of time; no probe of it outlives the script."""
     errors: dict[str, tuple[checks.Probe, ...] | str] = dict(transport.connect(sources))
     plans = {n.name: checks.targets(n, nodes) for n in sources if n.name not in errors}
-    scripts = {name: probe.probe_script(t) for name, t in plans.items()}
-    ran = transport.run_many(scripts, check_timeout(max((len(t) for t in plans.values()), default=0)))
+    limit = check_limit(max((len(t) for t in plans.values()), default=0), command_timeout)
+    deadline = checks.node_deadline(limit)
+    scripts = {name: probe.probe_script(t, deadline) for name, t in plans.items()}
+    ran = transport.run_many(scripts, limit)
     out: dict[str, tuple[checks.Probe, ...] | str] = dict(errors)
     for name, got in ran.items():
         if isinstance(got, str):
@@ -91,7 +101,7 @@ def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory 
         return ExitStatus.OK
     transport = open_transport(factory, opts.connect, view, env)
     try:
-        results = _probe_results(mesh, transport, sources, nodes)
+        results = _probe_results(mesh, transport, sources, nodes, opts.connect.command_timeout)
     finally:
         transport.close()
     report = checks.check_report([n.name for n in nodes], [n.name for n in sources], results, skipped)

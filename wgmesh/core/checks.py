@@ -38,6 +38,39 @@ ATTEMPTS = 10
 HEAD_START = 0.3
 
 
+# At most WAVE probes run at once on a node (each is a few processes: the job, `ip`, `ping`); a node with more
+# targets pings them in waves, each waited for. The first wave holds every peer's mesh address (targets()
+# lists those first, up to 64 of them), so every handshake starts at once and the later waves, the subnets
+# behind those peers, find their tunnels up. 48 lab hosts x 141 targets at once on one kernel came near its
+# 32768 process ids.
+WAVE = 64
+
+
+# A probe the node stopped (no more retries) or never started because the check's deadline on the node had
+# passed ends with this result status (coreutils `timeout`'s).
+LATE_EXIT = 124
+
+
+# The node stops its probes this long before the controller's deadline (at most a third of it), so that what
+# it has still arrives: the check then names the probes that ran out of time instead of failing the node.
+NODE_MARGIN = 5.0
+
+
+def waves(targets: int) -> int:
+    """How many waves a node with this many targets runs."""
+    return -(-max(0, targets) // WAVE)
+
+
+def wave_seconds() -> float:
+    """The longest a wave takes: a probe's head start and every attempt without a reply, and some slack."""
+    return HEAD_START + ATTEMPTS * (PING_WAIT + 0.5)
+
+
+def node_deadline(limit: float) -> int:
+    """Whole seconds the probes may take on a node whose command has `limit` seconds (at least 1)."""
+    return max(1, int(limit - min(NODE_MARGIN, limit / 3)))
+
+
 def checked_nodes(mesh: Mesh) -> tuple[list[Node], dict[str, str]]:
     """The nodes that take part in the mesh, and {name: why not} for the others."""
     nodes: list[Node] = []

@@ -20,7 +20,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from wgmesh.core.checks import ATTEMPTS, FORMAT_VERSION, HEAD_START, PING_WAIT, Probe, Target
+from wgmesh.core.checks import (
+    ATTEMPTS,
+    FORMAT_VERSION,
+    HEAD_START,
+    LATE_EXIT,
+    PING_WAIT,
+    WAVE,
+    Probe,
+    Target,
+    wave_seconds,
+)
 from wgmesh.core.model import IPAddress
 from wgmesh.remote import shell
 
@@ -40,8 +50,8 @@ class CheckParseError(ValueError):
     """Output of a probe script that cannot be understood."""
 
 
-def probe_script(targets: Sequence[Target]) -> str:
-    """scripts/probe.sh: pings every target at once. Each probe prints one block:
+def probe_script(targets: Sequence[Target], deadline: int = 0) -> str:
+    """scripts/probe.sh: pings the targets in parallel, WAVE at a time. Each probe prints one block:
 
         @@wgmesh:ping INDEX ADDRESS
         @@wgmesh:source SOURCE        (subnet-to-subnet: the node's address inside target.from_subnet)
@@ -51,17 +61,26 @@ def probe_script(targets: Sequence[Target]) -> str:
         <ping's output>
         @@wgmesh:result EXIT ATTEMPTS
 
-    between `@@wgmesh:check 1` and `@@wgmesh:end`; `@@wgmesh:noping` when the node has no ping command;
-    `@@wgmesh:nosource PREFIX` in place of source, route and attempts when the node has no address inside
-    target.from_subnet. A target whose node pings this one first (`after_peer`) is pinged HEAD_START seconds
-    later.
+    between `@@wgmesh:check 1` and `@@wgmesh:end` (`@@wgmesh:wave N` lines before them mark the waves started);
+    `@@wgmesh:noping` when the node has no ping command; `@@wgmesh:nosource PREFIX` in place of source, route
+    and attempts when the node has no address inside target.from_subnet. A target whose node pings this one
+    first (`after_peer`) is pinged HEAD_START seconds later. `deadline`: whole seconds the probes may take on
+    the node (0: no limit); past it a probe is not retried and no wave starts (`result LATE_EXIT N`).
     """
     rows = [
         f"{i} {t.address} {t.address.version} {HEAD_START if t.after_peer else 0} {t.from_subnet or '-'}"
         for i, t in enumerate(targets)
     ]
-    return shell.script("probe", FORMAT=FORMAT_VERSION, ATTEMPTS=ATTEMPTS, PING_WAIT=PING_WAIT,
-                        TARGETS="\n".join(rows))
+    return shell.script("probe", FORMAT=FORMAT_VERSION, ATTEMPTS=ATTEMPTS, PING_WAIT=PING_WAIT, WAVE=WAVE,
+                        WAVE_TICKS=WAVE_TICKS, DEADLINE=max(0, deadline), LATE=LATE_EXIT, TARGETS="\n".join(rows))
+
+
+_ENOBUFS = "No buffer space available"
+
+
+# A wave's probes still running after this many quarter seconds (longer than their attempts can take) are
+# stopped by the script.
+WAVE_TICKS = int(4 * (wave_seconds() + 5))
 
 
 def _reason(exit_status: int, output: str) -> str:
@@ -71,7 +90,11 @@ def _reason(exit_status: int, output: str) -> str:
         return f"{m.group(2).lower()} (from {m.group(1)})"
     said = [line.strip() for line in output.splitlines() if line.strip().startswith("ping:")]
     if said:
-        return said[-1].removeprefix("ping:").strip()[:200]
+        reason = said[-1].removeprefix("ping:").strip()[:200]
+        if _ENOBUFS in reason:  # the lab's 48 hosts on one kernel overflowed its (shared) ARP table
+            reason += (" (the kernel dropped the packet: a full neighbour table? see `dmesg` and "
+                       "net.ipv4.neigh.default.gc_thresh3)")
+        return reason
     if exit_status == 1:
         return "no reply"
     return f"ping exited with status {exit_status}"
@@ -96,6 +119,10 @@ def probe_result(
     if result is None:
         return Probe(source, target, False, None, "the probe did not finish", 0, dev, from_address)
     exit_status, attempts = result
+    if exit_status == LATE_EXIT:
+        error = ("no reply before the check's deadline on the node" if attempts else
+                 "not sent: the check's deadline on the node had passed") + " (--command-timeout)"
+        return Probe(source, target, False, None, error, attempts, dev, from_address)
     if exit_status == 0:
         if dev is not None and dev != interface:
             return Probe(source, target, False, _rtt(output), f"answered through {dev}, not {interface}",
