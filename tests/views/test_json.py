@@ -89,6 +89,19 @@ def test_json_results_document_and_side_channels() -> None:
     assert doc["type"] == "apply" and doc["format_version"] == "1"
     assert doc["results"] == [{"node": n, "outcome": "changed", "message": "ok"} for n in NAMES]
     assert _err(env) == "hello\nWarning: careful\n"
+    assert "hole_punching" not in doc
+
+
+def test_json_apply_holds_the_hole_punching_rounds_in_its_one_document() -> None:
+    plan = _plan({n: fresh(MESH, n) for n in NAMES})
+    punched = _plan({n: fresh(MESH, n) for n in NAMES[:2]})
+    env = _env()
+    JsonView(env).results(plan, [NodeResult(n, Outcome.CHANGED, "ok") for n in NAMES],
+                          [(punched, [NodeResult(NAMES[0], Outcome.CHANGED, "1 added")])])
+    doc = json.loads(_out(env))
+    [round_] = doc["hole_punching"]
+    assert round_["results"] == [{"node": NAMES[0], "outcome": "changed", "message": "1 added"}]
+    assert [n["node"] for n in round_["nodes"]] == NAMES[:2]
 
 
 

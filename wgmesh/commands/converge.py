@@ -330,10 +330,14 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
             confirm_timeout=opts.confirm_timeout,
         )
-        view.results(plan, results)
+        if not opts.json:
+            view.results(plan, results)
         failed = any(r.outcome is Outcome.FAILED for r in results)
-        if not failed and not opts.json:
-            failed = _punch(mesh, transport, connect, view, opts)
+        rounds: list[tuple[Plan, list[NodeResult]]] = []
+        if not failed and plan.has_changes:  # a node changed: the paths of the nodes without an endpoint may too
+            failed = _punch(mesh, transport, connect, view, opts, rounds)
+        if opts.json:  # one document: the plan, its results, and the punching rounds
+            view.results(plan, results, rounds)
     finally:
         transport.close()
     return ExitStatus.ERROR if failed else ExitStatus.OK
@@ -385,11 +389,13 @@ def _changed(c: Change) -> list[str]:
     return [k for k in {*before, *after} if before.get(k) != after.get(k)]
 
 
-def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View, opts: ApplyOptions) -> bool:
+def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View, opts: ApplyOptions,
+           rounds: list[tuple[Plan, list[NodeResult]]]) -> bool:
     """Hole punching within one apply (core/punch.py), after the apply converged every node: the public nodes now
     see where the nodes without an endpoint are; tell each pair, wait for their handshakes, and move the pairs
     that answered off the relay. Up to two rounds, each shown as a plan of its own; each only when its plan
-    changes nothing but that (anything else is the next apply's to show). Returns whether a round failed."""
+    changes nothing but that (anything else is the next apply's to show). Each round is shown as it happens, and
+    added to `rounds` (the JSON document holds them). Returns whether a round failed."""
     r = relaying(mesh)
     if not r.active:
         return False
@@ -405,12 +411,15 @@ def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View
                 break
         if not plan.has_changes or not _punch_only(mesh, plan):
             return False
-        view.message("\nHole punching: the pairs of nodes without an endpoint, from where the public nodes see them "
-                     "and which direct paths answered (core/punch.py):")
-        view.plan(plan)
+        if not opts.json:
+            view.message("\nHole punching: the pairs of nodes without an endpoint, from where the public nodes see "
+                         "them and which direct paths answered (core/punch.py):")
+            view.plan(plan)
         results = apply_plan(mesh, transport, list(plan.nodes), reading.states, parallelism=connect.parallelism,
                              lock_timeout=opts.lock_timeout, confirm_timeout=opts.confirm_timeout)
-        view.results(plan, results)
+        rounds.append((plan, results))
+        if not opts.json:
+            view.results(plan, results)
         if any(x.outcome is Outcome.FAILED for x in results):
             return True
     return False

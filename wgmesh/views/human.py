@@ -123,7 +123,10 @@ class HumanView:
     def apply_cancelled(self) -> None:
         self.message("Apply cancelled.")
 
-    def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
+    def results(
+        self, plan: Plan, results: Sequence[NodeResult], rounds: Sequence[tuple[Plan, Sequence[NodeResult]]] = ()
+    ) -> None:
+        """(`rounds`, apply's hole punching, are shown as they happen: plan() and results() each.)"""
         self.out.print()
         width = max((len(r.node) for r in results), default=0)
         for r in results:

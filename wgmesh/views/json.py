@@ -55,9 +55,12 @@ class JsonView:
     def apply_cancelled(self) -> None:
         self._side("Apply cancelled.")
 
-    def results(self, plan: Plan, results: Sequence[NodeResult]) -> None:
-        doc = {"type": "apply", **plan_to_dict(plan)}
-        doc["results"] = [{"node": r.node, "outcome": r.outcome.value, "message": r.message} for r in results]
+    def results(
+        self, plan: Plan, results: Sequence[NodeResult], rounds: Sequence[tuple[Plan, Sequence[NodeResult]]] = ()
+    ) -> None:
+        doc = {"type": "apply", **plan_to_dict(plan), "results": _results(results)}
+        if rounds:  # apply's hole punching (core/punch.py): a plan and its results per round, in the one document
+            doc["hole_punching"] = [{**plan_to_dict(p), "results": _results(rs)} for p, rs in rounds]
         self._dump(doc)
 
     def check(self, report: CheckReport) -> None:
@@ -280,3 +283,6 @@ def render_to_dict(report: RenderReport) -> dict[str, Any]:
         return {**head, "out": str(report.out), "nodes": items}
     return {**head, **items[0]}
 
+
+def _results(results: Sequence[NodeResult]) -> list[dict[str, str]]:
+    return [{"node": r.node, "outcome": r.outcome.value, "message": r.message} for r in results]
