@@ -185,3 +185,14 @@ def test_a_node_not_seen_yet_is_pending_and_a_symmetric_one_is_not() -> None:
     assert apply._pending(m, unseen)
     gone = dataclasses.replace(m, nodes=tuple(n for n in m.nodes if n.name != "aliyun"))
     assert not apply._pending(gone, states), "gcp-tencent: tencent is symmetric, nothing to wait for"
+
+
+def test_a_targeted_plan_of_a_nat_node_also_reads_the_public_nodes() -> None:
+    from meshes import clouds_behind_nats
+
+    m = clouds_behind_nats()
+    nodes = {n.name: n for n in m.nodes}
+    assert [n.name for n in apply._observers(m, [nodes["gcp"]])] == ["aws", "azure"]
+    assert [n.name for n in apply._observers(m, [nodes["gcp"], nodes["aws"]])] == ["azure"]
+    assert apply._observers(m, [nodes["aws"]]) == [], "a public node's config does not depend on punching"
+    assert apply._observers(MESH, [MESH.node("aliyun")]) == [], "one node without an endpoint: no relay, no punching"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wgmesh.commands import planfile
 from wgmesh.commands.common import (
@@ -26,7 +27,7 @@ from wgmesh.commands.common import (
 )
 from wgmesh.commands.read import Reading, comparable_state, plan_from_reading, read_nodes
 from wgmesh.core.changes import Change
-from wgmesh.core.model import Mesh
+from wgmesh.core.model import Mesh, Node
 from wgmesh.core.plan import MeshIndex, NodePlan, NodeResult, Outcome, Plan, diff_node, plan_index
 from wgmesh.core.punch import PairPath, punching
 from wgmesh.core.relay import relaying
@@ -218,12 +219,13 @@ def apply_plan(
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
     confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
     on_result: Callable[[NodeResult], None] | None = None,
+    observed: Mapping[str, LiveState] | None = None,
 ) -> list[NodeResult]:
     """Apply every node's plan in parallel. Nodes without changes are reported unchanged; nodes whose
     plan is an error are reported failed; one node's failure never stops the others."""
     from concurrent.futures import ThreadPoolExecutor
 
-    index = plan_index(mesh, states)
+    index = plan_index(mesh, observed if observed is not None else states)  # the plan's (see `_read`)
 
     def one(p: NodePlan) -> NodeResult:
         if p.error:
@@ -265,20 +267,55 @@ class ApplyOptions:
     confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT  # a node reverts a change not confirmed within it
 
 
+def _observers(mesh: Mesh, nodes: list[Node]) -> list[Node]:
+    """The nodes to read besides the planned ones, for hole punching (core/punch.py): a plan of some nodes only
+    (`--target`) that include a node without an endpoint also reads the public nodes, which see where it is, so
+    that the targeted plan makes the decisions a whole plan makes (read only: never planned, never changed)."""
+    r = relaying(mesh)
+    planned = {n.name for n in nodes}
+    if not r.active or not any(n.name in planned for n in r.nat):
+        return []
+    return [n for n in mesh.nodes if n.enrolled and n.endpoint is not None and n.name not in planned]
+
+
+@dataclass(frozen=True)
+class _Read:
+    reading: Reading  # of the planned nodes
+    plan: Plan
+    observed: dict[str, LiveState]  # every node read, observers included: what the plan's paths come from
+
+
+def _read_plan(mesh: Mesh, transport: Transport, nodes: list[Node]) -> _Read:
+    extra = _observers(mesh, nodes)
+    reading = read_nodes(mesh, transport, [*nodes, *extra])
+    plan = plan_from_reading(mesh, reading)
+    observed = dict(reading.states)
+    if extra:
+        out = {n.name for n in extra}
+
+        def keep(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k not in out}
+
+        reading = Reading(keep(reading.states), keep(reading.errors), keep(reading.fingerprints),
+                          keep(reading.comparable), keep(reading.plans))
+        plan = dataclasses.replace(plan, nodes=tuple(n for n in plan.nodes if n.node not in out))
+    return _Read(reading, plan, observed)
+
+
 def _read(
     mesh: Mesh, opts: ConnectOptions, view: View, env: Environment, factory: TransportFactory
-) -> tuple[Transport, Reading, Plan]:
+) -> tuple[Transport, _Read]:
     nodes = select_nodes(mesh, opts.targets)
     transport = open_transport(factory, opts, view, env)
-    reading = read_nodes(mesh, transport, nodes)
-    return transport, reading, plan_from_reading(mesh, reading)
+    return transport, _read_plan(mesh, transport, nodes)
 
 
 def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    transport, reading, plan = _read(mesh, opts.connect, view, env, factory)
+    transport, got = _read(mesh, opts.connect, view, env, factory)
     transport.close()
+    reading, plan = got.reading, got.plan
     view.plan(plan)
     if opts.out is not None:
         planfile.write(opts.out, opts.file, opts.connect.targets, reading, plan)
@@ -309,7 +346,8 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
         connect = ConnectOptions(
             connect.parallelism, connect.timeout, connect.accept_new_host_keys, saved.targets, connect.command_timeout
         )
-    transport, reading, plan = _read(mesh, connect, view, env, factory)
+    transport, got = _read(mesh, connect, view, env, factory)
+    reading, plan = got.reading, got.plan
     try:
         if saved is not None:
             reasons = planfile.staleness(saved, opts.file, reading)
@@ -328,7 +366,7 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
         results = apply_plan(
             mesh, transport, list(plan.nodes), reading.states,
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
-            confirm_timeout=opts.confirm_timeout,
+            confirm_timeout=opts.confirm_timeout, observed=got.observed,
         )
         if not opts.json:
             view.results(plan, results)
@@ -404,9 +442,9 @@ def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View
         deadline = time.monotonic() + PUNCH_WAIT
         while True:
             time.sleep(PUNCH_POLL)
-            reading = read_nodes(mesh, transport, nodes)
-            plan = plan_from_reading(mesh, reading)
-            if plan.has_changes or not _pending(mesh, {**reading.states, **reading.errors}) \
+            got = _read_plan(mesh, transport, nodes)
+            plan = got.plan
+            if plan.has_changes or not _pending(mesh, got.observed) \
                     or time.monotonic() >= deadline:
                 break
         if not plan.has_changes or not _punch_only(mesh, plan):
@@ -415,8 +453,9 @@ def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View
             view.message("\nHole punching: the pairs of nodes without an endpoint, from where the public nodes see "
                          "them and which direct paths answered (core/punch.py):")
             view.plan(plan)
-        results = apply_plan(mesh, transport, list(plan.nodes), reading.states, parallelism=connect.parallelism,
-                             lock_timeout=opts.lock_timeout, confirm_timeout=opts.confirm_timeout)
+        results = apply_plan(mesh, transport, list(plan.nodes), got.reading.states, parallelism=connect.parallelism,
+                             lock_timeout=opts.lock_timeout, confirm_timeout=opts.confirm_timeout,
+                             observed=got.observed)
         rounds.append((plan, results))
         if not opts.json:
             view.results(plan, results)
