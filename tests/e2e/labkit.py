@@ -203,3 +203,31 @@ __all__ = [
     "sudoers_path",
     "up",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the e2e tests share for `wgmesh` runs and commands in hosts
+
+NO_CHANGES = "No changes. Your mesh matches the configuration."
+
+
+def described(r: subprocess.CompletedProcess[str]) -> str:
+    """A finished command's exit code, stdout and stderr, for an assertion message."""
+    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> str:
+    """The stdout of a command that must have succeeded."""
+    assert r.returncode == 0, described(r)
+    return r.stdout
+
+
+def sh(lab: Lab, node: str, script: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """A shell script run inside a lab host (as root, in its namespaces)."""
+    return host_exec(lab.dir, node, ["sh", "-c", script], input=input)
+
+
+def forwarded(lab: Lab, node: str) -> int:
+    """Packets wgmesh's FORWARD accept rules on `node` let through (0 when it has none)."""
+    out = ok(sh(lab, node, "iptables -L FORWARD -v -n -x"))
+    return sum(int(line.split()[0]) for line in out.splitlines() if "wgmesh:wg0" in line)

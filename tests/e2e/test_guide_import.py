@@ -20,20 +20,17 @@ import pytest
 from ruamel.yaml import YAML
 
 from e2e import labkit as labmod
+from e2e.labkit import NO_CHANGES
+from e2e.labkit import described as _out
 from wgmesh.lab import Lab
 
 pytestmark = pytest.mark.e2e
 
 LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
-NO_CHANGES = "No changes. Your mesh matches the configuration."
 PORT = 51820
 PSK_PAIRS = (frozenset(("aws", "azure")), frozenset(("aws", "gcp")), frozenset(("azure", "gcp")))
 UNDERLAY = "eth0"  # the lab host's own underlay interface (the veth from the lab's bridge), as on a cloud VM
-
-
-def _out(r: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
 
 
 def _on(lab: Lab, node: str, script: str, input: str | None = None) -> str:

@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e import labkit as labmod
+from e2e.labkit import NO_CHANGES
+from e2e.labkit import described as _out
+from e2e.labkit import ok as _ok
+from e2e.labkit import sh as _host
 from wgmesh import meshfile
 from wgmesh.lab import Lab
 
@@ -17,20 +20,6 @@ pytestmark = pytest.mark.e2e
 
 LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
-NO_CHANGES = "No changes. Your mesh matches the configuration."
-
-
-def _out(r: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
-
-
-def _ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, _out(r)
-    return r.stdout
-
-
-def _host(lab: Lab, node: str, script: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return labmod.host_exec(lab.dir, node, ["sh", "-c", script], input=input)
 
 
 def _psk(lab: Lab, node: str, peer_key: str) -> str:

@@ -11,33 +11,17 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e import labkit as labmod
+from e2e.labkit import NO_CHANGES
+from e2e.labkit import described as _out
+from e2e.labkit import forwarded as _forwarded
+from e2e.labkit import ok as _ok
+from e2e.labkit import sh as _host
 from wgmesh.lab import Lab
 
 pytestmark = pytest.mark.e2e
 
 LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
-NO_CHANGES = "No changes. Your mesh matches the configuration."
-
-
-def _out(r: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
-
-
-def _ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, _out(r)
-    return r.stdout
-
-
-def _host(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
-    return labmod.host_exec(lab.dir, node, ["sh", "-c", script])
-
-
-def _forwarded(lab: Lab, node: str) -> int:
-    """Packets wgmesh's FORWARD accept rules on `node` let through."""
-    out = _ok(_host(lab, node, "iptables -L FORWARD -v -n -x"))
-    return sum(int(line.split()[0]) for line in out.splitlines() if "wgmesh:wg0" in line)
 
 
 def _ping(lab: Lab, src: str, dst: str) -> None:

@@ -15,13 +15,15 @@ from collections.abc import Callable
 import pytest
 
 from e2e import labkit as labmod
+from e2e.labkit import described as _out
+from e2e.labkit import ok as _ok
+from e2e.labkit import sh as _host
 from wgmesh.lab import Lab
 
 pytestmark = pytest.mark.e2e
 
 LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
-NO_CHANGES = "No changes. Your mesh matches the configuration."
 PORT = 40000  # the listeners'
 SOURCE = 40001  # the senders' (bound, so a cone NAT keeps it)
 
@@ -52,19 +54,6 @@ for _ in sys.argv[1:]:
     except TimeoutError:
         print("no reply", flush=True)
 """
-
-
-def _out(r: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
-
-
-def _ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, _out(r)
-    return r.stdout
-
-
-def _host(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
-    return labmod.host_exec(lab.dir, node, ["sh", "-c", script])
 
 
 def _listen(lab: Lab, node: str, port: int = PORT, timeout: float = 5) -> subprocess.Popen[str]:

@@ -21,31 +21,21 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from e2e import labkit as labmod
+from e2e.labkit import NO_CHANGES
+from e2e.labkit import described as _out
+from e2e.labkit import ok as _ok
+from e2e.labkit import sh as _host
 from wgmesh.lab import Lab
 
 pytestmark = pytest.mark.e2e
 
 LabFactory = Callable[..., Lab]
 WgmeshRunner = Callable[..., "subprocess.CompletedProcess[str]"]
-NO_CHANGES = "No changes. Your mesh matches the configuration."
 HOOK = "touch /run/wireguard/hook-%i"
 MARKER = "/run/wireguard/hook-wg0"
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def _out(r: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout}--- stderr\n{r.stderr}"
-
-
-def _host(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
-    return labmod.host_exec(lab.dir, node, ["sh", "-c", script])
-
-
-def _ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, _out(r)
-    return r.stdout
 
 
 def _reach(lab: Lab, src: str, target: str, deadline: int = 10) -> bool:
