@@ -1014,3 +1014,21 @@ def test_parse_reresolve_tells_running_stopped_outdated_and_absent() -> None:
     assert parse_reresolve("wg0", None) is None
     assert parse_reresolve("wg0", "garbage") is None
     assert reresolve_version("wg1") != current
+
+
+def test_read_reports_the_re_resolution_script_it_finds(node: Stubs) -> None:
+    """The `reresolve` section: no script, this wgmesh's script (not running: no systemd, no loop here), another
+    version's."""
+    from wgmesh.remote.apply import reresolve_script
+
+    full_node(node)
+    key_dir = node.root / "etc-wireguard"
+    key_dir.mkdir(parents=True, exist_ok=True)
+    assert parse_read_output("wg0", read(node)).reresolve == "absent"
+    script = key_dir / "wgmesh-reresolve-wg0.sh"
+    script.write_text(reresolve_script("wg0"))
+    assert parse_read_output("wg0", read(node)).reresolve == "stopped"
+    script.write_text("#!/bin/sh\n# wgmesh-reresolve-version: 0123456789abcdef\n")
+    assert parse_read_output("wg0", read(node)).reresolve == "outdated"
+    state = parse_read_output("wg0", read(node))
+    assert state.clock is not None and abs(state.clock - time.time()) < 60, "the node's clock is read too"
