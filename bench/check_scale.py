@@ -14,9 +14,10 @@ then takes the lab down, whatever happened, and prints one table row per size.
 The lab's hosts share one kernel, and its neighbour (ARP) table is one table for every network namespace,
 1024 entries by default (net.ipv4.neigh.default.gc_thresh3): 48 hosts, each talking to the 47 others over
 the lab bridge, need about 48 x 48. Past it the kernel refuses new entries ("neighbor table overflow!" in
-dmesg) and pings fail with "sendmsg: No buffer space available". A real mesh has one kernel per node; the
-bench raises the three thresholds for its run (at least 2 x (N + 1)^2 entries) and puts back the old
-values at the end (--keep-neigh leaves them alone, to see the failure).
+dmesg) and pings fail with "sendmsg: No buffer space available". A real mesh has one kernel per node;
+`wgmesh lab up` raises the three thresholds for the labs up on the machine (2 x (H + 1)^2 entries for H
+hosts) and the last `lab down` puts them back, so the bench prints what the lab did and checks at the end
+that the machine's values are back.
 Run as root: `.venv/bin/python bench/check_scale.py [--nodes 48]`.
 """
 
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from benchlib import free_id, labmod, wgmesh_argv
 NODES = "48"
 LAB_OWN = ("sshd", "sshd-session", "sshd-auth", "wireguard-go")  # what the lab itself runs in a host
 NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
+NEIGH_STATS = {"ipv4": "/proc/net/stat/arp_cache", "ipv6": "/proc/net/stat/ndisc_cache"}
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Result:
     left_after_check: dict[str, int] = field(default_factory=dict)
     left_at_end: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    peak_entries: dict[str, int] = field(default_factory=dict)  # neighbour table entries during the check
 
 
 def _run(argv: list[str], timeout: float = 600, **kw: object) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -87,9 +91,28 @@ def _neigh() -> list[int]:
     return [int(Path(NEIGH.format(i)).read_text()) for i in (1, 2, 3)]
 
 
-def _set_neigh(values: list[int]) -> None:
-    for i, v in zip((1, 2, 3), values, strict=True):
-        Path(NEIGH.format(i)).write_text(f"{v}\n")
+def _entries(path: str) -> int:
+    """The kernel's neighbour table entries (the first column of any CPU's line: one count for the table)."""
+    return int(Path(path).read_text().splitlines()[1].split()[0], 16)
+
+
+class PeakEntries(threading.Thread):
+    """Samples the neighbour tables' entries every 50 ms until stopped; `peak` is the most seen."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+        self.peak = dict.fromkeys(NEIGH_STATS, 0)
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.05):
+            for family, path in NEIGH_STATS.items():
+                self.peak[family] = max(self.peak[family], _entries(path))
+
+    def stop(self) -> dict[str, int]:
+        self.stopped.set()
+        self.join()
+        return self.peak
 
 
 def bench_size(nodes: int, args: argparse.Namespace) -> Result:
@@ -100,7 +123,8 @@ def bench_size(nodes: int, args: argparse.Namespace) -> Result:
     print(f"lab {lab_id}: {nodes} hosts in {lab_dir}", flush=True)
     lab = None
     try:
-        lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=nodes))
+        lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=nodes), note=lambda line: print(f"  {line}"))
+        print(f"  neighbour table thresholds now {_neigh()}", flush=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
         par = ["--parallelism", str(nodes)]
         r, res.apply_s = _run([*wgmesh_argv(), "apply", "--auto-approve", *par], cwd=lab_dir, env=env)
@@ -109,7 +133,10 @@ def bench_size(nodes: int, args: argparse.Namespace) -> Result:
         print(f"  apply   {res.apply_s:6.1f} s", flush=True)
         before = set(_pids(lab))
 
+        sampler = PeakEntries()
+        sampler.start()
         r, res.check_s = _run([*wgmesh_argv(), "check", "--json", *par], cwd=lab_dir, env=env)
+        res.peak_entries = sampler.stop()
         res.left_after_check = leftovers(lab, before)
         res.check_rc = r.returncode
         try:
@@ -128,6 +155,7 @@ def bench_size(nodes: int, args: argparse.Namespace) -> Result:
               f"pairs ok, {res.probes} probes; left right after: {res.left_after_check or 'nothing'}", flush=True)
         for reason, n in res.reasons.items():
             print(f"      {n:5} x {reason}")
+        print(f"  neighbour table entries at most (machine-wide, during the check): {res.peak_entries}", flush=True)
 
         r, res.status_s = _run([*wgmesh_argv(), "status", *par], cwd=lab_dir, env=env)
         res.status_rc = r.returncode
@@ -160,8 +188,6 @@ def main() -> int:
     ap.add_argument("--id", type=int, default=None, help="lab id (default: the first free one in 40..49)")
     ap.add_argument("--nodes", default=NODES, help=f"lab sizes, comma separated (default {NODES}; at most "
                     f"{labmod.MAX_NODES})")
-    ap.add_argument("--keep-neigh", action="store_true",
-                    help="leave the kernel's neighbour table thresholds as they are")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (the lab uses network namespaces)")
@@ -170,17 +196,11 @@ def main() -> int:
         raise SystemExit(f"the lab takes at most {labmod.MAX_NODES} hosts")
 
     old = _neigh()
-    need = 2 * (max(sizes) + 1) ** 2
-    raised = None
-    if not args.keep_neigh and old[2] < need:
-        raised = [max(old[0], need // 4), max(old[1], need), max(old[2], 2 * need)]
-        _set_neigh(raised)
-        print(f"neighbour table thresholds {old} -> {raised} for the run", flush=True)
-    try:
-        summary = [bench_size(n, args) for n in sizes]
-    finally:
-        if raised is not None and _neigh() == raised:  # put back, unless someone changed them meanwhile
-            _set_neigh(old)
+    print(f"neighbour table thresholds {old} (gc_thresh1..3)", flush=True)
+    summary = [bench_size(n, args) for n in sizes]
+    after = _neigh()
+    print(f"neighbour table thresholds after the last lab down: {after}"
+          f"{'' if after == old else ' (another lab is up on the machine, or someone changed them)'}")
     print()
     head = ("hosts", "pairs", "probes", "apply s", "check s", "exit", "failed pairs", "status s", "plan s (exit)",
             "left after check", "left at end")

@@ -31,9 +31,9 @@ sshd stops, WireGuard interfaces go, /run/wireguard empties, forwarding is off, 
 are flushed; then the host's sysctl.d and `wg-quick up IF` for each /etc/wireguard/IF.conf run.
 
 hosts.py is pure (names, addresses, state); texts.py the files it writes; boot.py what a reboot runs (pure);
-procs.py runs commands and knows our processes; users.py the logins; netns.py namespaces, links and sshd;
-state.py the state file; system.py up, down and status; reboot.py a reboot; move.py a move; cli.py the
-typer sub-app. Nothing here imports the rest of wgmesh.
+neigh.py the kernel's neighbour table that the labs up need (pure); procs.py runs commands and knows our
+processes; users.py the logins; netns.py namespaces, links and sshd; state.py the state file; system.py up,
+down and status; reboot.py a reboot; move.py a move; cli.py the typer sub-app. Nothing here imports the rest of wgmesh.
 """
 
 from wgmesh.lab.boot import Reboot, Step

@@ -97,6 +97,7 @@ def up(
 ) -> None:
     """Create the hosts and DIR/mesh.yaml (replaces a lab already in DIR)."""
     started = time.monotonic()
+    notes: list[str] = []
     try:
         spec = labmod.make_lab(
             lab_id,
@@ -108,7 +109,7 @@ def up(
             dns=tuple(dns or ()),
             root_login=root_login,
         )
-        lab = labmod.up(spec, install=install)
+        lab = labmod.up(spec, install=install, note=notes.append)
     except labmod.LabError as e:
         raise _fail(e) from None
     typer.echo(
@@ -129,6 +130,8 @@ def up(
     for line in _table(rows):
         typer.echo(f"  {line}")
     typer.echo(_login(lab))
+    for line in notes:
+        typer.echo(line)
     typer.echo(f"Next: cd {_relative(lab.dir)} && wgmesh plan")
     typer.echo(f"Stop: wgmesh lab down --dir {_relative(lab.dir)}")
 

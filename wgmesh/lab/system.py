@@ -1,6 +1,8 @@
 """The lab on the machine: up, down and status. Runtime files of lab ID live under /run/wgmesh-lab/ID (the
 hosts' /etc/wireguard among them, so no private key lands in the mesh repo); the state is in
-/run/wgmesh-lab/ID/state.json and DIR/.lab/state.json.
+/run/wgmesh-lab/ID/state.json and DIR/.lab/state.json. `up` raises the kernel's neighbour table thresholds
+when they are too small for the hosts of every lab up (neigh.py), recording the machine's values in
+/run/wgmesh-lab/neigh.json; the last lab's `down` puts them back.
 
 state.py reads and writes the state; netns.py knows the namespaces, links and each host's sshd; reboot.py
 simulates a host's reboot; move.py gives a host a new underlay address. Their public names are importable
@@ -17,10 +19,11 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wgmesh.lab import users
+from wgmesh.lab import neigh, users
 from wgmesh.lab.hosts import (
     COMMANDS,
     HEADER,
@@ -115,6 +118,65 @@ def check_system(install: bool = False, root_login: bool = False) -> None:
         raise LabError(problem)
 
 
+# --------------------------------------------------------------------------- the neighbour table
+
+
+PROC_SYS = Path("/proc/sys")
+
+
+def _neigh_record() -> Path:
+    return RUN_ROOT / neigh.RECORD_NAME
+
+
+def _labs_up() -> list[int]:
+    return neigh.lab_ids(p.name for p in RUN_ROOT.iterdir() if p.is_dir()) if RUN_ROOT.is_dir() else []
+
+
+def _sysctls() -> dict[str, int]:
+    return {k: int((PROC_SYS / neigh.sysctl_path(k)).read_text()) for k in neigh.KEYS}
+
+
+def _write_sysctls(values: dict[str, int]) -> None:
+    for key, value in values.items():
+        (PROC_SYS / neigh.sysctl_path(key)).write_text(f"{value}\n")
+
+
+def _read_record() -> neigh.Record | None:
+    try:
+        return neigh.record_from_json(_neigh_record().read_text())
+    except OSError:
+        return None
+
+
+def _raise_neigh() -> str | None:
+    """Under the lock, with the new lab's runtime state saved: raise the kernel's neighbour table thresholds
+    if they are too small for the hosts of every lab up, recording the machine's values first (once).
+    Returns the line that says so, or None."""
+    hosts = sum(len(lab.hosts) for lab in map(runtime_state, _labs_up()) if lab is not None)
+    try:
+        current = _sysctls()
+        new = neigh.to_raise(current, hosts)
+        if not new:
+            return None
+        record = neigh.record_after_raise(_read_record(), current, new)
+        write_atomic(_neigh_record(), neigh.record_to_json(record), 0o600)
+        _write_sysctls(dict(sorted(new.items(), reverse=True)))  # gc_thresh3 first
+    except OSError as e:  # a read-only /proc/sys: the lab works, a big one may not
+        return f"Could not raise the kernel's neighbour table ({e}): {hosts} lab hosts may hit its limit"
+    return neigh.raised_message(current, new, hosts)
+
+
+def _restore_neigh() -> None:
+    """Once no lab is up on the machine: put back the neighbour table thresholds that `up` recorded."""
+    with id_lock():
+        if _labs_up() or not _neigh_record().exists():
+            return
+        record = _read_record()
+        if record is not None:
+            _write_sysctls(neigh.to_restore(record, _sysctls()))
+        _neigh_record().unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- up
 
 
@@ -164,8 +226,9 @@ def _gitignore(directory: Path) -> None:
         path.write_text("".join(f"{line}\n" for line in [*have, *want]))
 
 
-def _claim(lab: Lab) -> None:
-    """Under the lock: make sure the id is free (or ours), then record the lab as its owner."""
+def _claim(lab: Lab) -> str | None:
+    """Under the lock: make sure the id is free (or ours), then record the lab as its owner and make the
+    kernel's neighbour table big enough for every lab up; returns the line that says it was raised."""
     with id_lock():
         owner = runtime_owner(lab.id)
         if owner is not None and owner != lab.dir:
@@ -188,6 +251,7 @@ def _claim(lab: Lab) -> None:
             raise LabInUse(f"{lab.network} is already in use ({'; '.join(conflicts)}): pick another --id")
         lab.runtime.mkdir(parents=True, mode=0o700)
         save(lab)
+        return _raise_neigh()
 
 
 def _add_user(lab: Lab) -> Lab:
@@ -201,8 +265,9 @@ def _add_user(lab: Lab) -> Lab:
     return lab
 
 
-def up(lab: Lab, *, install: bool = False) -> Lab:
-    """Bring the lab up (replacing a lab already in lab.dir); returns it with the sshd PIDs."""
+def up(lab: Lab, *, install: bool = False, note: Callable[[str], object] | None = None) -> Lab:
+    """Bring the lab up (replacing a lab already in lab.dir); returns it with the sshd PIDs. `note` gets the
+    line that says the kernel's neighbour table was raised for the labs up, if it was."""
     check_system(install, lab.root_login)
     lab = dataclasses.replace(lab, dir=lab.dir.resolve(), user=None, sudoers=None)
     if lab.mesh_path.exists() and not lab.mesh_path.read_text().startswith(HEADER):
@@ -212,7 +277,9 @@ def up(lab: Lab, *, install: bool = False) -> Lab:
     lab.dir.mkdir(parents=True, exist_ok=True)
     for d in (Path("/etc/wireguard"), Path("/run/wireguard"), Path("/run/sshd"), Path("/etc/sysctl.d")):
         d.mkdir(parents=True, exist_ok=True)
-    _claim(lab)
+    raised = _claim(lab)
+    if raised is not None and note is not None:
+        note(raised)
     try:
         check(["ip", "-batch", "-"], "creating the lab network", input=host_batch(lab))
         client_key = _client_key(lab)
@@ -231,6 +298,8 @@ def up(lab: Lab, *, install: bool = False) -> Lab:
         # take down whatever was made: _down_id finds processes by namespace, accounts by the state
         with contextlib.suppress(Exception):
             _down_id(lab.id, lab)
+        with contextlib.suppress(Exception):
+            _restore_neigh()
         shutil.rmtree(lab.dir / ".lab", ignore_errors=True)
         raise
     return lab
@@ -276,7 +345,8 @@ def _down_id(lab_id: int, recorded_lab: Lab | None = None) -> bool:
 def down(directory: Path) -> bool:
     """Take down the lab of mesh repo `directory`; False if there was none. Idempotent.
 
-    Leaves the mesh repo files (mesh.yaml, known_hosts, id_ed25519) in place.
+    Leaves the mesh repo files (mesh.yaml, known_hosts, id_ed25519) in place; the last lab on the machine to
+    go down puts back the kernel's neighbour table thresholds that `up` raised.
     """
     directory = Path(directory).resolve()
     path = state_path(directory)
@@ -290,6 +360,7 @@ def down(directory: Path) -> bool:
     if lab is not None and runtime_owner(lab.id) in (directory, None):
         _down_id(lab.id, lab)
     shutil.rmtree(directory / ".lab", ignore_errors=True)
+    _restore_neigh()
     return True
 
 
@@ -301,6 +372,7 @@ def down_id(lab_id: int) -> bool:
     found = _down_id(lab_id)
     if owner is not None:
         shutil.rmtree(owner / ".lab", ignore_errors=True)
+    _restore_neigh()
     return found
 
 
