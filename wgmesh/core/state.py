@@ -6,6 +6,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from wgmesh.core.model import IPInterface, IPNetwork
@@ -91,6 +93,7 @@ def wanted_mtu(configured: int | None, state: LiveState) -> int | None:
 
 def normalized(state: LiveState) -> dict[str, Any]:
     """The state as plain JSON-able data, sorted, without handshakes and traffic counters."""
+    prefixes = _prefix_strings
     return {
         "interface": state.interface,
         "interface_exists": state.interface_exists,
@@ -101,11 +104,11 @@ def normalized(state: LiveState) -> dict[str, Any]:
             {
                 "public_key": p.public_key,
                 "endpoint": p.endpoint,
-                "allowed_ips": sorted(str(n) for n in p.allowed_ips),
+                "allowed_ips": list(prefixes(p.allowed_ips)),
                 "persistent_keepalive": p.persistent_keepalive,
                 "has_preshared_key": p.has_preshared_key,
             }
-            for p in sorted(state.peers.values(), key=lambda p: p.public_key)
+            for p in sorted(state.peers.values(), key=_by_public_key)
         ],
         "addresses": sorted(str(a) for a in state.addresses),
         "mtu": state.mtu,
@@ -122,6 +125,16 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "forward_rules": state.forward_rules,
         "masquerade": sorted(str(n) for n in state.masquerade),
     }
+
+
+_by_public_key = attrgetter("public_key")
+
+
+@lru_cache(maxsize=1 << 16)
+def _prefix_strings(prefixes: frozenset[IPNetwork]) -> tuple[str, ...]:
+    """A peer's allowed-ips as `normalized` shows them, worked out once per distinct set: every node reports each
+    peer's (and the dump's parser hands them all the same set object, so the lookup is by identity)."""
+    return tuple(sorted(str(n) for n in prefixes))
 
 
 def digest(doc: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import shlex
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from wgmesh.core.model import IPInterface, IPNetwork
@@ -24,6 +25,11 @@ _DUMP_IFACE_FIELDS = 4
 _DUMP_PEER_FIELDS = 8
 _LINK_LOCAL = (ipaddress.ip_network("fe80::/10"), ipaddress.ip_network("169.254.0.0/16"))
 _MULTICAST = (ipaddress.ip_network("ff00::/8"), ipaddress.ip_network("224.0.0.0/4"))
+# Every node of a mesh reports the same public keys, endpoints and allowed-ips of its peers (N-1 of them each):
+# the values of a peer line are checked and parsed once per distinct value, in memos shared by all the nodes of
+# a run (bounded; lru_cache is thread-safe: the nodes are parsed in the workers that read them). Only public
+# values: never a private or preshared key (the dump's interface private key is dropped unread).
+_MEMO_SIZE = 1 << 16
 
 
 class ParseError(ValueError):
@@ -40,13 +46,21 @@ def is_key(value: str) -> bool:
     return len(raw) == 32 and base64.b64encode(raw).decode() == value
 
 
+@lru_cache(maxsize=_MEMO_SIZE)
+def _is_public_key(value: str) -> bool:
+    """`is_key`, remembered: for the public keys of the dump only."""
+    return is_key(value)
+
+
 def _public_key(value: str, what: str, line_no: int) -> str:
-    if not is_key(value):
+    if not _is_public_key(value):
         raise ParseError(f"wg dump line {line_no}: {what} is not a WireGuard key")
     return value
 
 
 def _int(value: str, what: str, line_no: int) -> int:
+    if value.isascii() and value.isdigit():  # the common case, without the checks below
+        return int(value)
     try:
         number = int(value, 10)
     except ValueError:
@@ -68,6 +82,14 @@ def _fwmark(value: str, line_no: int) -> int | None:
 def _endpoint(value: str, line_no: int) -> str | None:
     if value == NONE:
         return None
+    if not _is_endpoint(value):
+        raise ParseError(f"wg dump line {line_no}: endpoint {value!r} is not address:port")
+    return value
+
+
+@lru_cache(maxsize=_MEMO_SIZE)
+def _is_endpoint(value: str) -> bool:
+    """`value` is ADDRESS:PORT or [ADDRESS]:PORT (an IPv6 address may carry a %zone)."""
     host, sep, port = value.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -78,18 +100,26 @@ def _endpoint(value: str, line_no: int) -> str | None:
         version = ipaddress.ip_address(host.split("%", 1)[0]).version
     except ValueError:
         version = 0
-    if not sep or not port.isdigit() or version != want_version or not 0 < int(port) < 65536:
-        raise ParseError(f"wg dump line {line_no}: endpoint {value!r} is not address:port")
-    return value
+    return bool(sep) and port.isdigit() and version == want_version and 0 < int(port) < 65536
 
 
 def _allowed_ips(value: str, line_no: int) -> frozenset[IPNetwork]:
     if value == NONE:
         return frozenset()
+    prefixes = _prefixes(value)
+    if prefixes is None:
+        raise ParseError(f"wg dump line {line_no}: allowed-ips {value!r} is not a list of prefixes")
+    return prefixes
+
+
+@lru_cache(maxsize=_MEMO_SIZE)
+def _prefixes(value: str) -> frozenset[IPNetwork] | None:
+    """The prefixes of a comma-separated list, or None when one is not a prefix. The same (immutable) set for
+    every node that reports the value."""
     try:
         return frozenset(ipaddress.ip_network(p, strict=False) for p in value.split(","))
     except ValueError:
-        raise ParseError(f"wg dump line {line_no}: allowed-ips {value!r} is not a list of prefixes") from None
+        return None
 
 
 def _interface_line(fields: list[str], line_no: int) -> InterfaceDump:
