@@ -42,9 +42,13 @@ def render(
             raise Failure("--all needs --out DIR: one file per node, DIR/NODE.conf")
         out.mkdir(parents=True, exist_ok=True)
         written = []
+        # each file written as soon as it is rendered; its text is kept only for --json, which prints them all
+        # (the human view says how many: a 1,000-node mesh's 155 MB stay out of memory)
         for name, text in r.render_all(mesh):
-            (out / f"{name}.conf").write_text(text)
-            written.append(RenderedConfig(name, text, out / f"{name}.conf"))
+            path = out / f"{name}.conf"
+            with open(path, "wb") as f:
+                f.write(text.encode())
+            written.append(RenderedConfig(name, text if json else "", path))
         view.render(RenderReport(tuple(written), all_nodes=True, out=out, warnings=found))
         return ExitStatus.OK
     if node is None:

@@ -303,6 +303,8 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
     without keepalive); a node's peer list is then the mesh-wide text minus its own stanza. A node without an
     endpoint, when there is a relay, gets the stanzas of the nodes with one, the relay's built for it.
     """
+    from dataclasses import replace
+
     enrolled = [n for n in mesh.nodes if n.enrolled]
     relay = relaying(mesh)
     keepalive = mesh.persistent_keepalive
@@ -317,10 +319,12 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
     plain_body, nat_body = _Joined(plain), _Joined(nat)
     index = {n.name: i for i, n in enumerate(enrolled)}
     before = after = ""  # relayed: the stanzas of the nodes with an endpoint before and after the relay's
+    ips: dict[str, tuple[IPNetwork, ...]] = {}  # the relayed nodes' prefixes, parsed once (not once per node)
     if relay.relay is not None:
         public = [(n, nat[i]) for i, n in enumerate(enrolled) if n.endpoint is not None]
         r = next(i for i, (n, _) in enumerate(public) if n is relay.relay)
         before, after = "".join(t for _, t in public[:r]), "".join(t for _, t in public[r + 1:])
+        ips = {n.name: n.allowed_ips for n in relay.nat}
     for node in mesh.nodes:
         if node.decommission:
             continue
@@ -332,7 +336,10 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
         elif relay.relay is not None:
             assert relay.relay.public_key is not None
             via = relay.through_relay(node)
-            r_peer = _peer(node, relay.relay, via)
+            # _peer(node, relay.relay, via), with the prefixes of `via` parsed once for the whole mesh
+            r_peer = _peer(node, relay.relay)
+            r_peer = replace(r_peer, allowed_ips=r_peer.allowed_ips + tuple(ip for n in via for ip in ips[n.name]),
+                             relayed=tuple(n.name for n in via))
             yield node.name, "".join((head, before, peer_stanza(r_peer), after))
         else:
             yield node.name, nat_body.without(head, index.get(node.name))

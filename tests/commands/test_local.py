@@ -1,0 +1,48 @@
+"""commands/local.py render --all: each file written as it is rendered, the bytes of render_all; --json still
+prints every config."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wgmesh.commands import local
+from wgmesh.core.render import render_all
+from wgmesh.meshfile import load
+from wgmesh.views.env import Environment
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "mesh.example"
+
+
+@pytest.fixture
+def mesh_file(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLE, tmp_path / "mesh")
+    return tmp_path / "mesh" / "mesh.yaml"
+
+
+def _env() -> Environment:
+    return Environment(io.StringIO(), io.StringIO(), environ={"NO_COLOR": "1"})
+
+
+def test_render_all_writes_the_bytes_of_render_all(mesh_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "aws.conf").write_text("an older, longer file that is replaced entirely\n" * 100)
+    env = _env()
+    assert local.render(mesh_file, None, True, out, env) == 0
+    want = dict(render_all(load(mesh_file)[0]))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {f"{n}.conf": t.encode() for n, t in want.items()}
+    assert env.stdout.getvalue() == f"Wrote {len(want)} config(s) to {out}/\n"
+
+
+def test_render_all_json_prints_every_config(mesh_file: Path, tmp_path: Path) -> None:
+    env = _env()
+    assert local.render(mesh_file, None, True, tmp_path / "out", env, json=True) == 0
+    doc = json.loads(env.stdout.getvalue())
+    want = dict(render_all(load(mesh_file)[0]))
+    assert {n["node"]: n["config"] for n in doc["nodes"]} == want
+    assert all(Path(n["path"]).read_text() == want[n["node"]] for n in doc["nodes"])
