@@ -13,7 +13,10 @@ authentication), running the read, parsing, planning, printing. The farms run th
 process: their CPU is not the controller's. Sizes alternate round by round; medians of --runs.
 
 What should stay flat is CPU per node. A full mesh's node reports N-1 peers, so part of the work per node
-grows with N whatever the code (its output is ~130 bytes a peer): the table shows that part apart, as a
+grows with N whatever the code (its output is ~250 bytes a peer: the dump line, the config's stanza): the table
+shows that part apart. `us/peer` is CPU/node over the N-1 peer entries a node reports (connecting included, so
+it falls as N grows); `marginal` is what each peer entry added from the size before (CPU/node difference over
+the peers' difference): the per-peer cost, which is flat when nothing grows faster than the data; and a
 least-squares fit CPU/node = connect + per_peer * (N-1).
 """
 
@@ -75,6 +78,7 @@ class Farm:
         from wgmesh import meshfile
 
         self.n = n
+        self.bytes = 0  # the read output a node sends, on average
         self.dir = work / f"mesh-{n}"
         out_dir = self.dir / "answers"
         out_dir.mkdir(parents=True)
@@ -101,7 +105,9 @@ class Farm:
         (self.dir / "known_hosts").write_text("".join(f"[127.0.0.1]:{p} {host_pub}\n" for p in ports))
         mesh, _ = meshfile.load(self.dir / "mesh.yaml")
         for node, port in zip(mesh.nodes, ports, strict=True):
-            (out_dir / f"{port}.out").write_text(read_output(converged(mesh, node.name)))
+            answer = read_output(converged(mesh, node.name))
+            (out_dir / f"{port}.out").write_text(answer)
+            self.bytes += len(answer.encode()) / n
 
     def plan(self, parallelism: int, tree: str | None = None) -> dict[str, float]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")}
@@ -156,23 +162,30 @@ def main() -> int:
         finally:
             for farm in farms:
                 farm.stop()
+    read = {farm.n: farm.bytes for farm in farms}
     print(f"wgmesh plan --parallelism {args.parallelism}, controller CPU (user+sys, RUSAGE_SELF), medians of "
           f"{args.runs}; the nodes are an SSH farm in another process")
     for tree in trees:
         print(f"-- wgmesh from {tree or 'this tree'}")
-        print(f"{'nodes':>6} {'wall':>8} {'CPU':>8} {'CPU/node':>9} {'vs first':>9}")
+        print(f"{'nodes':>6} {'read/node':>10} {'wall':>8} {'CPU':>8} {'CPU/node':>9} {'vs first':>9} "
+              f"{'us/peer':>8} {'marginal':>9}")
         per_node = {}
         first = None
-        for n in sizes:
+        for i, n in enumerate(sizes):
             cpu = statistics.median(r["cpu"] for r in results[(tree, n)])
             wall = statistics.median(r["wall"] for r in results[(tree, n)])
             per_node[n] = cpu / n
             first = first or per_node[n]
-            print(f"{n:6} {wall:7.2f}s {cpu:7.2f}s {per_node[n] * 1000:7.2f}ms {per_node[n] / first:8.2f}x")
+            marginal = ""
+            if i > 0:  # what each peer entry added since the size before
+                m = sizes[i - 1]
+                marginal = f"{(per_node[n] - per_node[m]) / (n - m) * 1e6:6.1f}us"
+            print(f"{n:6} {read[n] / 1000:8.1f}KB {wall:7.2f}s {cpu:7.2f}s {per_node[n] * 1000:7.2f}ms "
+                  f"{per_node[n] / first:8.2f}x {per_node[n] / (n - 1) * 1e6:6.1f}us {marginal:>9}")
         if len(sizes) >= 2:
             a, b = _fit([n - 1 for n in sizes], [per_node[n] for n in sizes])
             print(f"fit: CPU/node = {a * 1000:.2f} ms + {b * 1e6:.1f} us x peers "
-                  f"(the per-peer part: parsing and comparing N-1 peers, ~130 bytes each)")
+                  f"(the per-peer part: reading, parsing and comparing N-1 peers)")
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0
 

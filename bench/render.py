@@ -8,7 +8,9 @@ a Python process that gets each node's [Interface] part and the distinct [Peer] 
 wgmesh's own output) and writes DIR/NODE.conf as its part plus its peers' stanzas, as a hand-written generator
 without YAML, validation or model would; and the I/O floor, a process that copies the finished bytes from one
 file. Alternated, each run after `sync` into an empty folder, medians of --plain-runs (target: within 1.5x of the
-plain writer).
+plain writer), in wall time and in CPU time (the child's user+sys: steadier than wall time on a shared machine).
+The three write the same bytes to the same number of files with the same durability: none of them fsyncs
+(render --all writes plain files, like any generator; mesh.yaml's edits are the atomic, fsynced writes).
 
 Both tools get the SAME mesh: node-i with address 10.0.x.y, one routed /24 each, an endpoint
 node-i.example.com:51820 for 9 nodes in 10 (the tenth is behind NAT), and write DIR/NODE.conf for
@@ -199,8 +201,9 @@ def _pieces(work: Path, names: list[str]) -> None:
     (work / "index.json").write_text(json.dumps(index))
 
 
-def plain_floor(work: Path, runs: int) -> tuple[float, float, float]:
-    """Medians of `wgmesh render --all`, the plain writer and the copier of the same bytes, alternated."""
+def plain_floor(work: Path, runs: int) -> dict[str, tuple[float, float]]:
+    """Medians (wall, CPU) of `wgmesh render --all`, the plain writer and the copier of the same bytes,
+    alternated; keyed cli, plain, copy."""
     exe = Path(sys.executable).with_name("wgmesh")
     wgmesh = [str(exe)] if exe.exists() else [sys.executable, "-m", "wgmesh"]
     names = sorted(p.name for p in (work / "wgmesh-out").glob("*.conf"))
@@ -210,19 +213,19 @@ def plain_floor(work: Path, runs: int) -> tuple[float, float, float]:
         ("plain-out", [sys.executable, "-c", PLAIN, "pieces.json", "plain-out"]),
         ("copy-out", [sys.executable, "-c", COPY, "blob", "index.json", "copy-out"]),
     )
-    times: dict[str, list[float]] = {out: [] for out, _ in sides}
+    times: dict[str, list[tuple[float, float]]] = {out: [] for out, _ in sides}
     for _ in range(runs):
         for out, argv in sides:
             shutil.rmtree(work / out, ignore_errors=True)
             os.sync()
-            times[out].append(timed(argv, work))
+            times[out].append(timed_cpu(argv, work))
     for out, _ in sides:
         got = sorted(p.name for p in (work / out).glob("*.conf"))
         ref = work / "wgmesh-out"
         same = got == names and all((work / out / n).read_bytes() == (ref / n).read_bytes() for n in names)
         assert same, f"{out}: not the same files as wgmesh's"
-    cli, plain, copy = (statistics.median(times[out]) for out, _ in sides)
-    return cli, plain, copy
+    return {out.removesuffix("-out"): (statistics.median(w for w, _ in times[out]),
+                                       statistics.median(c for _, c in times[out])) for out, _ in sides}
 
 
 def timed(argv: list[str], cwd: Path) -> float:
@@ -232,6 +235,20 @@ def timed(argv: list[str], cwd: Path) -> float:
     if done.returncode != 0:
         sys.exit(f"{Path(argv[0]).name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return elapsed
+
+
+def timed_cpu(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time and the child's CPU time (user+sys)."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            err.seek(0)
+            sys.exit(f"{Path(argv[0]).name} failed ({child.returncode}):\n{err.read().decode()[-3000:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def tree_stats(directory: Path) -> tuple[int, int, int]:
@@ -270,13 +287,18 @@ def main() -> None:
             assert (files, peers) == (ours_files, ours_peers), "the two tools did not render the same mesh"
             print(f"speed-up    : {theirs / ours:8.1f}x")
         if args.plain_runs > 0:
-            cli, plain, copy = plain_floor(work, args.plain_runs)
-            print(f"wgmesh render --all : {cli:6.2f} s (median of {args.plain_runs}, alternated)")
-            print(f"plain writer        : {plain:6.2f} s (each node's part and its peers' stanzas, from JSON)")
-            print(f"I/O floor           : {copy:6.2f} s (the finished bytes copied from one file)")
+            got = plain_floor(work, args.plain_runs)
+            (cli, cli_cpu), (plain, plain_cpu), (copy, copy_cpu) = got["cli"], got["plain"], got["copy"]
+            print(f"medians of {args.plain_runs}, alternated: wall time, CPU time (user+sys)")
+            print(f"wgmesh render --all : {cli:6.2f} s {cli_cpu:6.2f} s CPU")
+            print(f"plain writer        : {plain:6.2f} s {plain_cpu:6.2f} s CPU (each node's part and its peers' "
+                  f"stanzas, from JSON)")
+            print(f"I/O floor           : {copy:6.2f} s {copy_cpu:6.2f} s CPU (the finished bytes copied from one "
+                  f"file)")
             print(f"wgmesh/I/O floor    : {cli / copy:6.2f}x")
             verdict = "OK" if cli / plain <= 1.5 else "MISSED"
-            print(f"wgmesh/plain        : {cli / plain:6.2f}x (target <= 1.5x): {verdict}")
+            print(f"wgmesh/plain        : {cli / plain:6.2f}x (target <= 1.5x): {verdict}; "
+                  f"CPU time {cli_cpu / plain_cpu:.2f}x")
 
 
 if __name__ == "__main__":

@@ -136,16 +136,16 @@ def _interface_line(fields: list[str], line_no: int) -> InterfaceDump:
 def _peer_line(fields: list[str], line_no: int) -> LivePeer:
     if len(fields) != _DUMP_PEER_FIELDS:
         raise ParseError(f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}")
-    keepalive = fields[7]
-    return LivePeer(
-        public_key=_public_key(fields[0], "peer public key", line_no),
-        endpoint=_endpoint(fields[2], line_no),
-        allowed_ips=_allowed_ips(fields[3], line_no),
-        persistent_keepalive=0 if keepalive == "off" else _int(keepalive, "keepalive", line_no),
-        latest_handshake=_int(fields[4], "latest handshake", line_no),
-        rx_bytes=_int(fields[5], "rx bytes", line_no),
-        tx_bytes=_int(fields[6], "tx bytes", line_no),
-        has_preshared_key=fields[1] != NONE,
+    key, preshared, endpoint, allowed_ips, handshake, rx_bytes, tx_bytes, keepalive = fields
+    return LivePeer(  # positional, in LivePeer's order: a node's dump has a line per peer
+        _public_key(key, "peer public key", line_no),
+        _endpoint(endpoint, line_no),
+        _allowed_ips(allowed_ips, line_no),
+        0 if keepalive == "off" else _int(keepalive, "keepalive", line_no),
+        _int(handshake, "latest handshake", line_no),
+        _int(rx_bytes, "rx bytes", line_no),
+        _int(tx_bytes, "tx bytes", line_no),
+        preshared != NONE,
     )
 
 
