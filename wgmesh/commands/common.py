@@ -9,11 +9,9 @@ from enum import IntEnum
 from pathlib import Path
 
 from wgmesh import meshfile
-from wgmesh.commands import planfile
 from wgmesh.core.model import Mesh, Node
 from wgmesh.meshfile import Diagnostic
-from wgmesh.remote.ssh import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, SshTransport
-from wgmesh.remote.transport import Transport
+from wgmesh.remote.transport import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, Transport
 from wgmesh.views import make_view
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
@@ -47,6 +45,8 @@ def ssh_transport(
     on_host_key_added: Callable[[str], None] | None = None,
 ) -> Transport:
     """The real transport. `environ` (the command's Environment) may name an SSH key: WGMESH_SSH_IDENTITY."""
+    from wgmesh.remote.ssh import SshTransport  # paramiko: only for the commands that connect
+
     identity = None if environ is None else environ.get("WGMESH_SSH_IDENTITY")
     return SshTransport(
         parallelism=opts.parallelism,
@@ -97,7 +97,7 @@ def guard(fn: Callable[[], ExitStatus], env: Environment) -> ExitStatus:
             env.stderr.write(f"{safe(d)}\n")
         n = sum(1 for d in e.diagnostics if d.severity == "error")
         env.stderr.write(f"{n} error{'s' if n != 1 else ''}; nothing was changed on any host.\n")
-    except (Failure, UsageError, planfile.PlanFileError) as e:
+    except (Failure, UsageError) as e:  # (a saved plan's PlanFileError is a Failure)
         env.stderr.write(f"Error: {safe(e)}\n")  # a message may quote a node
     except KeyboardInterrupt:
         env.stderr.write("Interrupted.\n")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wgmesh.commands.common import Failure
 from wgmesh.commands.read import Reading
 from wgmesh.core.plan import Plan
 from wgmesh.meshfile import write_atomic
@@ -24,7 +25,7 @@ KIND = "wgmesh-plan"
 FORMAT_VERSION = "1"
 
 
-class PlanFileError(Exception):
+class PlanFileError(Failure):
     pass
 
 

@@ -35,7 +35,14 @@ from wgmesh.core.model import Node, Ssh
 from wgmesh.remote.channel import OUTPUT_CAP, READY_LINE, READY_MARK, OverCap, deadline_message, one_line, outcome
 from wgmesh.remote.channel import exchange as _exchange  # called by this name: tests/e2e/test_plan.py tees it
 from wgmesh.remote.known_hosts import KnownHosts, PinnedPolicy, UnknownHostKey, fingerprint, known_hosts_name
-from wgmesh.remote.transport import DEFAULT_COMMAND_TIMEOUT, CommandResult, SshError, node_command
+from wgmesh.remote.transport import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_PARALLELISM,
+    DEFAULT_TIMEOUT,
+    CommandResult,
+    SshError,
+    node_command,
+)
 
 if TYPE_CHECKING:
     import paramiko
@@ -50,8 +57,6 @@ __all__ = [
     "one_line",
 ]
 
-DEFAULT_PARALLELISM = 10
-DEFAULT_TIMEOUT = 10.0
 KEEPALIVE = 5  # seconds between SSH keepalives on an idle connection
 DROP_TIMEOUT = 20  # seconds of unacknowledged data (keepalives included) after which the kernel drops the socket
 

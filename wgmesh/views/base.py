@@ -3,14 +3,16 @@ escaped) and `JsonView` (one versioned JSON document on stdout, side messages on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from wgmesh.core.checks import CheckReport
-from wgmesh.core.plan import NodeResult, Plan
-from wgmesh.core.status import StatusReport
-from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+if TYPE_CHECKING:  # (annotations only: a command that draws no plan does not import the planner)
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from wgmesh.core.checks import CheckReport
+    from wgmesh.core.plan import NodeResult, Plan
+    from wgmesh.core.status import StatusReport
+    from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
 
 
 class View(Protocol):
