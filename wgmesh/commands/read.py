@@ -7,6 +7,7 @@ desired configs, the names of keys and addresses, the endpoint names to resolve)
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,13 +65,25 @@ class _Read:
 
 def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Reading:
     """Connect to every node in parallel and read its live state in one round trip each."""
+    nodes = list(nodes)
+    # The states of every node are held at once, made of many small acyclic objects: the cyclic garbage
+    # collector would walk all of them again and again while they pile up (a cost that grows with N²).
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_nodes(mesh, transport, nodes)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node]) -> Reading:
     from wgmesh.core import state as state_mod
     from wgmesh.core.plan import diff_node, mesh_index
     from wgmesh.core.render import endpoint_names
     from wgmesh.remote import read as live
     from wgmesh.remote.transport import READ_TIMEOUT
 
-    nodes = list(nodes)
     errors = dict(transport.connect(nodes))
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
