@@ -14,9 +14,7 @@ The lab is taken down at the end, whatever happened. Run as root: `.venv/bin/pyt
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import check, free_id, labmod, wgmesh_argv
+from benchlib import check, clean_env, free_id, labmod, load_average, require_root, run_wgmesh, teardown
 
 NAMES = ("a", "b", "c", "d")
 INTERVAL = 0.01
@@ -66,16 +64,15 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=None,
                     help="seconds of pinging per measurement (default: from the first apply's duration)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (the lab uses network namespaces)")
+    require_root()
 
     lab_id = args.id if args.id is not None else free_id()
     work = Path(tempfile.mkdtemp(prefix="wgmesh-bench-disruption-"))
     lab_dir = work / "mesh"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+    env = clean_env()
 
     def wgmesh(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*wgmesh_argv(), *a], cwd=lab_dir, env=env, capture_output=True, text=True, timeout=300)
+        return run_wgmesh(lab_dir, env, *a)
 
     print(f"lab {lab_id}: hosts {', '.join(NAMES)} in {lab_dir}", flush=True)
     try:
@@ -122,13 +119,10 @@ def main() -> int:
                                     b_addr], capture_output=True).returncode == 0
         print(f"baseline, wg-quick down/up on b ({timing['restart']:.2f} s): {sent2 - got2} of {sent2} pings lost"
               f"{'' if recovered else ' (and no answer 30 s later)'}", flush=True)
-        print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        print(load_average())
         return 0 if sent - got <= TARGET else 1
     finally:
-        try:
-            labmod.down(lab_dir)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        teardown(lab_dir, work)
 
 
 if __name__ == "__main__":

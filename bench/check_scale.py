@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import free_id, labmod, wgmesh_argv
+from benchlib import clean_env, free_id, labmod, load_average, require_root, teardown, wgmesh_argv
 
 NODES = "48"
 LAB_OWN = ("sshd", "sshd-session", "sshd-auth", "wireguard-go")  # what the lab itself runs in a host
@@ -125,7 +123,7 @@ def bench_size(nodes: int, args: argparse.Namespace) -> Result:
     try:
         lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=nodes), note=lambda line: print(f"  {line}"))
         print(f"  neighbour table thresholds now {_neigh()}", flush=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+        env = clean_env()
         par = ["--parallelism", str(nodes)]
         r, res.apply_s = _run([*wgmesh_argv(), "apply", "--auto-approve", *par], cwd=lab_dir, env=env)
         if r.returncode != 0:
@@ -170,13 +168,10 @@ def bench_size(nodes: int, args: argparse.Namespace) -> Result:
             print("\n".join((r.stdout + r.stderr).splitlines()[-10:]))
         res.left_at_end = leftovers(lab, before)
         print(f"  left at the end: {res.left_at_end or 'nothing'}")
-        print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+        print(f"  {load_average()}", flush=True)
         return res
     finally:
-        try:
-            labmod.down(lab_dir)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        teardown(lab_dir, work)
 
 
 def _left(d: dict[str, int]) -> str:
@@ -189,8 +184,7 @@ def main() -> int:
     ap.add_argument("--nodes", default=NODES, help=f"lab sizes, comma separated (default {NODES}; at most "
                     f"{labmod.MAX_NODES})")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (the lab uses network namespaces)")
+    require_root()
     sizes = [int(x) for x in args.nodes.split(",")]
     if max(sizes) > labmod.MAX_NODES:
         raise SystemExit(f"the lab takes at most {labmod.MAX_NODES} hosts")

@@ -16,16 +16,14 @@ happened. Run as root: `.venv/bin/python bench/nat_rtt.py`.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import check, free_id, labmod, wgmesh_argv
+from benchlib import check, clean_env, free_id, labmod, load_average, require_root, run_wgmesh, teardown
 
 NAMES = ("aws", "azure", "gcp", "aliyun", "tencent")
 TARGETS = ("azure", "aliyun", "tencent")  # direct (baseline), hole punched, relayed
@@ -69,16 +67,15 @@ def main() -> int:
     ap.add_argument("--id", type=int, default=None, help="lab id (default: the first free one in 40..49)")
     ap.add_argument("--count", type=int, default=COUNT, help=f"pings per pair (default {COUNT})")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (the lab uses network namespaces)")
+    require_root()
 
     lab_id = args.id if args.id is not None else free_id()
     work = Path(tempfile.mkdtemp(prefix="wgmesh-bench-nat-rtt-"))
     lab_dir = work / "mesh"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+    env = clean_env()
 
     def wgmesh(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*wgmesh_argv(), *a], cwd=lab_dir, env=env, capture_output=True, text=True, timeout=300)
+        return run_wgmesh(lab_dir, env, *a)
 
     nat = ["gcp", "aliyun", "tencent:symmetric"]
     print(f"lab {lab_id}: aws, azure public; gcp, aliyun (cone), tencent (symmetric) behind NAT routers; "
@@ -99,13 +96,10 @@ def main() -> int:
         for pair, path, median, mean, n in rows:
             ratio = "1.00x (baseline: direct)" if pair == rows[0][0] else f"{median / base:.2f}x"
             print(f"{pair:<16} {path:<16} {median:>7.3f} ms {mean:>7.3f} ms {n:>5}/{args.count}  {ratio}")
-        print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        print(load_average())
         return 0
     finally:
-        try:
-            labmod.down(lab_dir)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        teardown(lab_dir, work)
 
 
 if __name__ == "__main__":

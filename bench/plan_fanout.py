@@ -18,9 +18,7 @@ The lab is taken down at the end, whatever happened. Run as root: `.venv/bin/pyt
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import check, free_id, labmod, wgmesh_argv
+from benchlib import check, clean_env, free_id, labmod, load_average, require_root, teardown, wgmesh_argv
 
 from wgmesh.remote import read as live
 
@@ -72,7 +70,7 @@ def bench_size(nodes: int, args: argparse.Namespace, ansible: Path | None) -> di
     print(f"lab {lab_id}: {nodes} hosts in {lab_dir}", flush=True)
     try:
         lab = labmod.up(labmod.make_lab(lab_id, lab_dir, nodes=nodes, root_login=True))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+        env = clean_env()
         check(_run([*wgmesh_argv(), "apply", "--auto-approve", "--parallelism", str(nodes)], cwd=lab_dir, env=env),
               "wgmesh apply")
 
@@ -146,13 +144,10 @@ def bench_size(nodes: int, args: argparse.Namespace, ansible: Path | None) -> di
         if "ansible -m raw" in results:
             a = results["ansible -m raw"]
             print(f"  wgmesh/ansible = {w / a:.2f}x  (target < 1.0x): {'OK' if w < a else 'MISSED'}")
-        print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+        print(f"  {load_average()}", flush=True)
         return results
     finally:
-        try:
-            labmod.down(lab_dir)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        teardown(lab_dir, work)
 
 
 def main() -> int:
@@ -164,8 +159,7 @@ def main() -> int:
     ap.add_argument("--no-ansible", action="store_true", help="leave Ansible out")
     args = ap.parse_args()
 
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (the lab uses network namespaces)")
+    require_root()
     sizes = [int(x) for x in args.nodes.split(",")]
     if max(sizes) > labmod.MAX_NODES:
         raise SystemExit(f"the lab takes at most {labmod.MAX_NODES} hosts")
