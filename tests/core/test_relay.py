@@ -7,7 +7,7 @@ import dataclasses
 import ipaddress
 
 import pytest
-from meshes import converged, node, pubkey
+from meshes import clouds_behind_nats, converged, pubkey
 
 from wgmesh.core.changes import Action
 from wgmesh.core.model import Mesh
@@ -19,21 +19,12 @@ from wgmesh.core.steps import Step, StepKind
 
 
 def nat_mesh(*, relay: str | None = None, subnets: bool = True) -> Mesh:
-    """aws, azure public (no subnets of their own); gcp, aliyun and tencent behind NAT."""
-    s = (lambda x: (x,)) if subnets else (lambda x: ())
-    return Mesh(
-        name="demo",
-        interface="wg0",
-        networks=(ipaddress.ip_network("10.0.0.0/24"),),
-        nodes=(
-            node(1, "aws"),
-            node(2, "azure"),
-            node(3, "gcp", endpoint=None, subnets=s("192.168.30.0/24")),
-            node(4, "aliyun", endpoint=None, subnets=s("192.168.40.0/24")),
-            node(5, "tencent", endpoint=None),
-        ),
-        relay=relay,
-    )
+    """aws, azure public (no subnets of their own); gcp, aliyun and tencent behind NAT (gcp and aliyun route
+    192.168.30.0/24 and .40.0/24 unless not `subnets`)."""
+    m = dataclasses.replace(clouds_behind_nats(), relay=relay)
+    if subnets:
+        return m
+    return dataclasses.replace(m, nodes=tuple(dataclasses.replace(n, subnets=()) for n in m.nodes))
 
 
 def _with(mesh: Mesh, name: str, **kw):  # type: ignore[no-untyped-def]
