@@ -47,7 +47,7 @@ def test_mesh_example_as_its_own_repo_passes_actionlint_with_its_action(tmp_path
     repo = tmp_path / "mesh-repo"
     shutil.copytree(ROOT / "mesh.example", repo, symlinks=False)  # the links become the templates' text
     assert (repo / ".github/actions/wgmesh-setup/action.yml").is_file()
-    assert (repo / ".github/actions/wgmesh-setup/report.sh").is_file()
+    assert (repo / ".github/actions/wgmesh-setup/report.bash").is_file()
     subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=60)
     r = subprocess.run([_actionlint(), "-no-color"], cwd=repo, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

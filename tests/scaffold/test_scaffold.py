@@ -1,5 +1,5 @@
 """`wgmesh init`: the scaffolded repo validates, refuses to overwrite, and ships the CI workflow, the composite
-action its jobs share and report.sh (their markdown). The workflow's steps run end to end in
+action its jobs share and report.bash (their markdown). The workflow's steps run end to end in
 tests/e2e/test_workflow.py; here each script runs alone with a stand-in wgmesh."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_init_creates_a_valid_repo(tmp_path: Path) -> None:
     created = init_repo(repo)
     assert sorted(p.relative_to(repo).as_posix() for p in created) == [
         ".github/actions/wgmesh-setup/action.yml",
-        ".github/actions/wgmesh-setup/report.sh",
+        ".github/actions/wgmesh-setup/report.bash",
         ".github/workflows/wgmesh.yml",
         ".gitignore",
         "known_hosts",
@@ -68,7 +68,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("path", "template"),
-    [(WORKFLOW_PATH, "wgmesh.yml"), (ACTION_PATH, "wgmesh-setup.yml"), (REPORT_PATH, "report.sh")],
+    [(WORKFLOW_PATH, "wgmesh.yml"), (ACTION_PATH, "wgmesh-setup.yml"), (REPORT_PATH, "report.bash")],
 )
 def test_example_files_are_the_templates_themselves(path: Path, template: str) -> None:
     """One copy: mesh.example's workflow and action are links to the templates `wgmesh init` writes."""
@@ -165,7 +165,7 @@ def _step(job: str, name: str) -> dict:
 
 
 def _run_step(tmp_path: Path, job: str, name: str, wgmesh_exit: int, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    """Run one step's real script with a stand-in `wgmesh` that exits with `wgmesh_exit`, the real report.sh."""
+    """Run one step's real script with a stand-in `wgmesh` that exits with `wgmesh_exit`, the real report.bash."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "wgmesh"
@@ -175,12 +175,12 @@ def _run_step(tmp_path: Path, job: str, name: str, wgmesh_exit: int, env: dict[s
         f"echo 'Plan: 1 to add, 0 to change, 0 to destroy.'\nexit {wgmesh_exit}\n"
     )
     fake.chmod(0o755)
-    (tmp_path / "report.sh").write_text(scaffold.report_text())
+    (tmp_path / "report.bash").write_text(scaffold.report_text())
     for f in ("step_summary.md", "output", "env"):
         (tmp_path / f).write_text("")
     full = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(tmp_path / "step_summary.md"),
             "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_ENV": str(tmp_path / "env"),
-            "WGMESH_REPORT": str(tmp_path / "report.sh"), **(env or {})}
+            "WGMESH_REPORT": str(tmp_path / "report.bash"), **(env or {})}
     return subprocess.run(["bash", "-e", "-c", _step(job, name)["run"]], cwd=tmp_path, env=full, capture_output=True,
                           text=True)
 
@@ -239,7 +239,7 @@ def test_report_sh_passes_shellcheck() -> None:
     assert done.returncode == 0, done.stdout
 
 
-# ---------------------------------------------------------------------------------------------- report.sh
+# ---------------------------------------------------------------------------------------------- report.bash
 
 HOSTILE = "node evil: ```\n</pre><img src=x onerror=alert(1)> [click](https://evil.example) @everyone & more"
 
@@ -247,7 +247,7 @@ HOSTILE = "node evil: ```\n</pre><img src=x onerror=alert(1)> [click](https://ev
 def _report(tmp_path: Path, *args: str, files: dict[str, str]) -> str:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    script = tmp_path / "report.sh"
+    script = tmp_path / "report.bash"
     script.write_text(scaffold.report_text())
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/mesh",
            "HEAD_SHA": "a" * 40}

@@ -14,7 +14,7 @@ GITIGNORE = ".gitignore"
 WORKFLOW_PATH = Path(".github/workflows/wgmesh.yml")
 ACTION_DIR = Path(".github/actions/wgmesh-setup")  # the steps every job of the workflow shares
 ACTION_PATH = ACTION_DIR / "action.yml"
-REPORT_PATH = ACTION_DIR / "report.sh"  # the markdown of the plan comment, the drift issue and the summaries
+REPORT_PATH = ACTION_DIR / "report.bash"  # the markdown of the plan comment, the drift issue and the summaries
 
 TEMPLATES = resources.files("wgmesh.scaffold") / "templates"  # the only copy of each starter file
 
@@ -37,8 +37,8 @@ def action_text() -> str:
 
 
 def report_text() -> str:
-    """report.sh next to the action: the markdown of the jobs."""
-    return _template("report.sh")
+    """report.bash next to the action: the markdown of the jobs."""
+    return _template("report.bash")
 
 
 def mesh_name_for(directory: Path) -> str:

@@ -1,0 +1,1 @@
+../../../../wgmesh/scaffold/templates/report.bash

@@ -1,1 +1,0 @@
-../../../../wgmesh/scaffold/templates/report.sh
