@@ -12,7 +12,8 @@
   `machine_exec`/`machine_ping` for the machine behind it, `reboot(lab.dir, node)` (`wgmesh lab reboot`),
   `bind_in_host` to change a file for one host's logins, `ssh_argv` for plain OpenSSH,
   `stop_sshd`/`start_sshd`, and re-exports wgmesh.lab.
-- `lab4`: one default 4-node lab (aws, azure, gcp, aliyun behind NAT) shared by the module.
+- `lab4`: one default 4-node lab (aws, azure, gcp; aliyun behind a cone NAT router) shared by the module.
+  `nat=["gcp", "tencent:symmetric"]` puts hosts behind NAT routers of their own (cone unless `:symmetric`).
 - `run_wgmesh`: `run_wgmesh(cwd, *args, input=None, env=None, timeout=120, check=False)` runs the real
   `wgmesh` command (`python -m wgmesh`) in `cwd` and returns the CompletedProcess (text).
 
