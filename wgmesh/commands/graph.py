@@ -9,7 +9,6 @@ the same.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +20,10 @@ from wgmesh.commands.common import (
     load_mesh,
     open_transport,
 )
+from wgmesh.commands.observe import read_status
 from wgmesh.core import checks
 from wgmesh.core import status as status_core
 from wgmesh.core.graph import build_graph
-from wgmesh.core.model import Mesh, Node
-from wgmesh.core.state import LiveState
-from wgmesh.remote import probe
-from wgmesh.remote import read as live
-from wgmesh.remote.transport import READ_TIMEOUT, Transport
 from wgmesh.views import make_view
 from wgmesh.views.env import Environment
 from wgmesh.views.graph import FORMATS
@@ -40,29 +35,6 @@ class GraphOptions:
     live: bool = False
     format: str = "mermaid"
     connect: ConnectOptions = field(default_factory=ConnectOptions)
-
-
-def read_status(
-    mesh: Mesh, transport: Transport, nodes: Sequence[Node]
-) -> tuple[dict[str, LiveState | str], dict[str, int | None]]:
-    """Each node's live state (or why it could not be read) and its clock, in one round trip per node."""
-    results: dict[str, LiveState | str] = dict(transport.connect(nodes))
-    script = probe.status_script(mesh.interface)
-    ran = transport.run_many({n.name: script for n in nodes if n.name not in results}, READ_TIMEOUT)
-    clocks: dict[str, int | None] = {}
-    for name, got in ran.items():
-        if isinstance(got, str):
-            results[name] = got
-        elif got.exit_status != 0:
-            tail = got.stderr.strip().splitlines()[-1:] or [f"exit status {got.exit_status}"]
-            results[name] = f"the script failed on the node: {tail[0]}"
-        else:
-            clocks[name] = probe.parse_clock(got.stdout)
-            try:
-                results[name] = live.parse_read_output(mesh.interface, got.stdout)
-            except live.ParseError as e:
-                results[name] = f"cannot understand the node's output: {e}"
-    return results, clocks
 
 
 def run_graph(opts: GraphOptions, env: Environment, factory: TransportFactory | None = None) -> ExitStatus:

@@ -109,9 +109,11 @@ def run_check(opts: ObserveOptions, env: Environment, factory: TransportFactory 
     return ExitStatus.OK if report.ok else ExitStatus.ERROR
 
 
-def _read_status(
+def read_status(
     mesh: Mesh, transport: Transport, sources: Sequence[Node]
 ) -> tuple[dict[str, live.LiveState | str], dict[str, int | None]]:
+    """Each node's live state (or why it could not be read) and its clock, in one round trip per node (status and
+    graph --live)."""
     results: dict[str, live.LiveState | str] = dict(transport.connect(sources))
     script = probe.status_script(mesh.interface)
     ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT)
@@ -138,7 +140,7 @@ def run_status(opts: ObserveOptions, env: Environment, factory: TransportFactory
     sources = _sources(mesh, opts.connect.targets, nodes, skipped)
     transport = open_transport(factory, opts.connect, view, env)
     try:
-        results, clocks = _read_status(mesh, transport, sources)
+        results, clocks = read_status(mesh, transport, sources)
     finally:
         transport.close()
     names = [n.name for n in sources]
