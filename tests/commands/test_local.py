@@ -46,3 +46,4 @@ def test_render_all_json_prints_every_config(mesh_file: Path, tmp_path: Path) ->
     want = dict(render_all(load(mesh_file)[0]))
     assert {n["node"]: n["config"] for n in doc["nodes"]} == want
     assert all(Path(n["path"]).read_text() == want[n["node"]] for n in doc["nodes"])
+

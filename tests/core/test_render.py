@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgmesh.core.model import Endpoint, Mesh, Node, Ssh, Subnet
-from wgmesh.core.render import KEY_POST_UP, PeerConfig, desired, render, render_all, render_node, user_hooks
+from wgmesh.core.render import (
+    KEY_POST_UP,
+    PeerConfig,
+    desired,
+    render,
+    render_all,
+    render_all_pieces,
+    render_node,
+    user_hooks,
+)
 from wgmesh.meshfile import load, loads
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "mesh.example" / "mesh.yaml"
@@ -172,6 +181,17 @@ def test_render_all_equals_render_node_and_skips_decommissioned(small: Mesh) -> 
     assert list(rendered) == ["hub", "v6", "nat", "new"]
     for name, text in rendered.items():
         assert text == render_node(small, name)
+
+
+def test_render_all_pieces_share_each_stanza_between_files() -> None:
+    """A big mesh's files are not copied per node: every file's peer pieces are the same bytes objects, and each
+    file's pieces are its text."""
+    mesh, _ = load(EXAMPLE)
+    pieces = dict(render_all_pieces(mesh))
+    assert {n: b"".join(p).decode() for n, p in pieces.items()} == dict(render_all(mesh))
+    aws_stanza = next(p for p in pieces["azure"] if p.startswith(b"\n# aws\n"))
+    assert any(p is aws_stanza for p in pieces["gcp"])
+    assert not any(p.startswith(b"\n# aws\n") for p in pieces["aws"])
 
 
 def test_example_renders_every_node_without_private_key() -> None:

@@ -29,6 +29,7 @@ from wgmesh.lab import (
     Proc,
     Reboot,
     alive,
+    argv_of,
     bridge_name,
     down,
     down_id,
@@ -231,3 +232,8 @@ def forwarded(lab: Lab, node: str) -> int:
     """Packets wgmesh's FORWARD accept rules on `node` let through (0 when it has none)."""
     out = ok(sh(lab, node, "iptables -L FORWARD -v -n -x"))
     return sum(int(line.split()[0]) for line in out.splitlines() if "wgmesh:wg0" in line)
+
+
+def waiting_for_lock(lab: Lab, node: str) -> bool:
+    """A command on `node` waits for the apply lock (its `flock -w` runs)."""
+    return any((argv_of(pid) or [])[:2] == [b"flock", b"-w"] for pid in pids_in_netns([lab.host(node).netns]))

@@ -435,18 +435,7 @@ def test_two_applies_at_once(mesh: Lab, full_text: str, run_wgmesh: WgmeshRunner
 
 def _sshd_pids(lab: Lab, node: str) -> list[labmod.Proc]:
     procs = (labmod.proc_of(p) for p in labmod.pids_in_netns([lab.host(node).netns]))
-    return [p for p in procs if p is not None and Path(f"/proc/{p.pid}/comm").read_text().strip() == "sshd"]
-
-
-def _waiting_for_lock(lab: Lab, node: str) -> bool:
-    for pid in labmod.pids_in_netns([lab.host(node).netns]):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[:2] == [b"flock", b"-w"]:
-            return True
-    return False
+    return [p for p in procs if p is not None and labmod.comm(p.pid) == "sshd"]
 
 
 def test_sshd_stopped_during_apply(mesh: Lab, run_wgmesh: WgmeshRunner) -> None:
@@ -460,7 +449,7 @@ def test_sshd_stopped_during_apply(mesh: Lab, run_wgmesh: WgmeshRunner) -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not _waiting_for_lock(mesh, "gcp"):
+        while not labmod.waiting_for_lock(mesh, "gcp"):
             assert apply.poll() is None and time.monotonic() < deadline, "apply never reached gcp's lock"
             time.sleep(0.05)
         labmod.stop_sshd(mesh.dir, "gcp")

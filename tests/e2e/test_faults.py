@@ -167,11 +167,8 @@ def _sshd_sessions(lab: labmod.Lab, node: str) -> list[int]:
     listener = labmod.load(lab.dir).host(node).sshd
     pids = []
     for pid in labmod.pids_in_netns([lab.host(node).netns]):
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
-        if comm.startswith("sshd") and (listener is None or pid != listener.pid):
+        comm = labmod.comm(pid)
+        if comm is not None and comm.startswith("sshd") and (listener is None or pid != listener.pid):
             pids.append(pid)
     return pids
 
@@ -353,17 +350,6 @@ def _hold_lock(lab: labmod.Lab, node: str, seconds: float) -> threading.Thread:
     return t
 
 
-def _waiting_for_lock(lab: labmod.Lab, node: str) -> bool:
-    for pid in labmod.pids_in_netns([lab.host(node).netns]):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[:2] == [b"flock", b"-w"]:
-            return True
-    return False
-
-
 def test_f4_packet_loss_on_one_link_mid_apply_names_that_node_within_the_deadline(
     mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
 ) -> None:
@@ -376,7 +362,7 @@ def test_f4_packet_loss_on_one_link_mid_apply_names_that_node_within_the_deadlin
     proc = _popen_wgmesh(mesh.dir, "apply", "--auto-approve", "--command-timeout", "45")
     try:
         deadline = time.monotonic() + 30
-        while not _waiting_for_lock(mesh, HOSTILE):
+        while not labmod.waiting_for_lock(mesh, HOSTILE):
             assert proc.poll() is None and time.monotonic() < deadline, "apply never reached gcp's lock"
             time.sleep(0.05)
         with _loss(mesh, HOSTILE):

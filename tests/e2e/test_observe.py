@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -233,9 +232,8 @@ def _extra_processes(made: Lab, before: set[int]) -> list[str]:
     for pid in labmod.pids_in_netns(names):
         if pid in before:
             continue
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
+        comm = labmod.comm(pid)
+        if comm is None:
             continue
         if not comm.startswith("sshd") and comm != "wireguard-go":
             out.append(f"{pid} {comm}")
@@ -258,7 +256,7 @@ def test_a_check_that_hits_its_deadline_leaves_nothing_running(
 
     hung = names[4]
     netns = made.host(hung).netns
-    (wg,) = [p for p in labmod.pids_in_netns([netns]) if Path(f"/proc/{p}/comm").read_text().strip() == "wireguard-go"]
+    (wg,) = [p for p in labmod.pids_in_netns([netns]) if labmod.comm(p) == "wireguard-go"]
     names_ns = [h.netns for h in made.hosts] + [h.machine_netns for h in made.hosts]
     before = set(labmod.pids_in_netns(names_ns))
     os.kill(wg, signal.SIGSTOP)

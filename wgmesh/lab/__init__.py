@@ -62,7 +62,7 @@ from wgmesh.lab.hosts import (
     state_path,
     sudoers_path,
 )
-from wgmesh.lab.procs import alive, pids_in_netns, proc_of
+from wgmesh.lab.procs import alive, argv_of, comm, pids_in_netns, proc_of
 from wgmesh.lab.system import (
     Move,
     down,
@@ -95,7 +95,9 @@ __all__ = [
     "Reboot",
     "Step",
     "alive",
+    "argv_of",
     "bridge_name",
+    "comm",
     "down",
     "down_id",
     "lab_user",

@@ -56,6 +56,22 @@ def parse_stat_start(stat: str) -> tuple[str, int]:
     return fields[0], int(fields[19])
 
 
+def comm(pid: int) -> str | None:
+    """Process `pid`'s name, or None once it has exited (a listed process may end before it is read)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def argv_of(pid: int) -> list[bytes] | None:
+    """Process `pid`'s command line, or None once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+
+
 def proc_of(pid: int) -> Proc | None:
     """The live (non-zombie) process `pid`, or None."""
     try:

@@ -11,17 +11,10 @@ from pathlib import Path
 from wgmesh.lab import boot
 from wgmesh.lab.hosts import Lab, LabError, LabHost
 from wgmesh.lab.netns import netns_exists, ns_argv
-from wgmesh.lab.procs import alive, check, kill_all, pids_in_netns, proc_of, run, which
+from wgmesh.lab.procs import alive, check, comm, kill_all, pids_in_netns, proc_of, run, which
 from wgmesh.lab.state import load
 
 BOOT_STEP_TIMEOUT = 60.0
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
 
 
 def _in_host(lab: Lab, host: LabHost, argv: Sequence[str], phase: str) -> boot.Step:
@@ -57,7 +50,7 @@ def reboot(directory: Path, name: str) -> boot.Reboot:
     sockets = [p.stem for p in run_wg.glob("*.sock")]
     before = boot.wireguard_links(_host_links(host), sockets)
     procs = [p for p in (proc_of(pid) for pid in pids_in_netns([host.netns])) if p is not None and p != keep]
-    stopped = tuple(f"{_comm(p.pid)} {p.pid}" for p in procs)
+    stopped = tuple(f"{comm(p.pid) or '?'} {p.pid}" for p in procs)
     kill_all(procs)
     left = boot.wireguard_links(_host_links(host), sockets)  # wireguard-go's tun goes with its process
     for entry in run_wg.iterdir():  # /run is empty after a reboot
