@@ -31,6 +31,7 @@ from wgmesh.lab import (
     alive,
     argv_of,
     bridge_name,
+    comm,
     down,
     down_id,
     lab_user,
@@ -173,8 +174,10 @@ __all__ = [
     "Proc",
     "Reboot",
     "alive",
+    "argv_of",
     "bind_in_host",
     "bridge_name",
+    "comm",
     "down",
     "down_id",
     "host_exec",
@@ -203,6 +206,7 @@ __all__ = [
     "stop_sshd",
     "sudoers_path",
     "up",
+    "waiting_for_lock",
 ]
 
 

@@ -63,28 +63,33 @@ class _Read:
     plan: NodePlan | None = None
 
 
-def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node]) -> Reading:
-    """Connect to every node in parallel and read its live state in one round trip each."""
+def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node], release: bool = False) -> Reading:
+    """Connect to every node in parallel and read its live state in one round trip each. With a transport that
+    connects one node at a time (`connect_node`), each worker connects to its node and reads it at once; with
+    `release` (a command with nothing more to run on the nodes: plan) it then closes that connection, so at most
+    `parallelism` connections are open at any time instead of all of them."""
     nodes = list(nodes)
     # The states of every node are held at once, made of many small acyclic objects: the cyclic garbage
     # collector would walk all of them again and again while they pile up (a cost that grows with N²).
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return _read_nodes(mesh, transport, nodes)
+        return _read_nodes(mesh, transport, nodes, release)
     finally:
         if gc_was:
             gc.enable()
 
 
-def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node]) -> Reading:
+def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bool) -> Reading:
     from wgmesh.core import state as state_mod
     from wgmesh.core.plan import diff_node, mesh_index
     from wgmesh.core.render import endpoint_names
     from wgmesh.remote import read as live
     from wgmesh.remote.transport import READ_TIMEOUT
 
-    errors = dict(transport.connect(nodes))
+    connect_node: Callable[[Node], str | None] | None = getattr(transport, "connect_node", None)
+    pipelined = connect_node is not None and isinstance(getattr(transport, "parallelism", None), int)
+    errors = {} if pipelined else dict(transport.connect(nodes))
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
     scripts = {name: live.read_command(mesh.interface, hosts(n)) for name, n in todo.items()}
@@ -99,7 +104,15 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node]) -> Reading:
         fingerprint = state_mod.digest(comparable)
         return _Read(parsed, None, comparable, fingerprint, diff_node(mesh, todo[name], parsed, fingerprint, index))
 
-    done = _run_and_finish(transport, scripts, READ_TIMEOUT, finish)
+    connect = None
+    if pipelined:
+        assert connect_node is not None
+
+        def connect(name: str) -> str | None:
+            return connect_node(todo[name])
+
+    done = _run_and_finish(transport, scripts, READ_TIMEOUT, finish, connect,
+                           getattr(transport, "release", None) if release else None)
     states: dict[str, LiveState] = {}
     comparable: dict[str, dict[str, Any]] = {}
     fingerprints: dict[str, str] = {}
@@ -115,11 +128,17 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node]) -> Reading:
 
 
 def _run_and_finish(
-    transport: Transport, scripts: dict[str, str], timeout: float, finish: Callable[[str, CommandResult | str], _Read]
+    transport: Transport,
+    scripts: dict[str, str],
+    timeout: float,
+    finish: Callable[[str, CommandResult | str], _Read],
+    connect: Callable[[str], str | None] | None = None,
+    release: Callable[[str], None] | None = None,
 ) -> dict[str, _Read]:
     """Run one script per node and `finish` each result where it arrives: in the transport's own parallelism,
     one worker per node at a time (the real transport says how many: `parallelism`); else (a transport that
-    only offers `run_many`) after all of them, in order."""
+    only offers `run_many`) after all of them, in order. `connect`: the worker connects to its node first (its
+    error is the node's); `release`: it closes the node's connection once the script has run."""
     parallelism = getattr(transport, "parallelism", None)
     if not isinstance(parallelism, int) or not scripts:
         return {name: finish(name, got) for name, got in transport.run_many(scripts, timeout).items()}
@@ -128,12 +147,17 @@ def _run_and_finish(
 
     def one(name: str) -> _Read:
         got: CommandResult | str
+        if connect is not None and (error := connect(name)) is not None:
+            return _Read(error=error)
         try:
             got = transport.run(name, scripts[name], timeout)
         except SshError as e:
             got = str(e)
         except Exception as e:  # unforeseen: still this node's error, never the run's (as run_many)
             got = f"the command failed on the controller: {type(e).__name__}: {one_line(str(e))}"
+        finally:
+            if release is not None:
+                release(name)
         return finish(name, got)
 
     with ThreadPoolExecutor(max_workers=min(max(1, parallelism), len(scripts))) as pool:

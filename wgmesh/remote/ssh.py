@@ -112,24 +112,36 @@ class SshTransport:
 
     def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
         nodes = list(nodes)
-        errors: dict[str, str] = {}
         _paramiko()  # once, before the threads
-        for n in nodes:
-            self._ssh[n.name] = n.ssh
         with ThreadPoolExecutor(max_workers=min(self.parallelism, max(1, len(nodes)))) as pool:
-            futures = {n.name: (n, pool.submit(self._connect_with_retry, n)) for n in nodes}
-            for name, (n, fut) in futures.items():
-                try:
-                    self._clients[name] = fut.result()
-                    self.on_progress(name, "connected")
-                except SshError as e:
-                    errors[name] = str(e)
-                    self.on_progress(name, "failed")
-                except Exception as e:  # a bug or an unforeseen failure: this node's error, never the run's
-                    where = f"{n.ssh.user}@{n.ssh.host}:{n.ssh.port}"
-                    errors[name] = f"cannot connect to {where}: {type(e).__name__}: {one_line(str(e))}"
-                    self.on_progress(name, "failed")
-        return errors
+            futures = {n.name: pool.submit(self.connect_node, n) for n in nodes}
+            got = {name: fut.result() for name, fut in futures.items()}
+        return {name: error for name, error in got.items() if error is not None}
+
+    def connect_node(self, node: Node) -> str | None:
+        """Connect to one node and keep the connection for its commands; the reason it failed, or None."""
+        _paramiko()
+        self._ssh[node.name] = node.ssh
+        try:
+            self._clients[node.name] = self._connect_with_retry(node)
+        except SshError as e:
+            self.on_progress(node.name, "failed")
+            return str(e)
+        except Exception as e:  # a bug or an unforeseen failure: this node's error, never the run's
+            self.on_progress(node.name, "failed")
+            return f"cannot connect to {node.ssh.user}@{node.ssh.host}:{node.ssh.port}: {type(e).__name__}: " \
+                   f"{one_line(str(e))}"
+        self.on_progress(node.name, "connected")
+        return None
+
+    def release(self, node: str) -> None:
+        """Close the node's connection: a command with nothing more to run there (plan, once it has read the
+        node) keeps no idle connection, whose paramiko thread wakes 10 times a second while the others are read.
+        `reconnect` opens a new one."""
+        client = self._clients.pop(node, None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def _connect_with_retry(self, node: Node) -> paramiko.SSHClient:
         self.on_progress(node.name, "connecting")
