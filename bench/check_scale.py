@@ -67,13 +67,6 @@ def _run(argv: list[str], timeout: float = 600, **kw: object) -> tuple[subproces
     return r, time.perf_counter() - t
 
 
-def _comm(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
-
-
 def _pids(lab: labmod.Lab) -> list[int]:
     return labmod.pids_in_netns([h.netns for h in lab.hosts] + [h.machine_netns for h in lab.hosts])
 
@@ -81,7 +74,7 @@ def _pids(lab: labmod.Lab) -> list[int]:
 def leftovers(lab: labmod.Lab, before: set[int]) -> dict[str, int]:
     """{command name: how many} of the processes in the lab's namespaces that are not the lab's own and were
     not there before the check (apply leaves its confirm timer, a `sleep`, for a while)."""
-    found = (_comm(pid) for pid in _pids(lab) if pid not in before)
+    found = (labmod.comm(pid) for pid in _pids(lab) if pid not in before)
     return dict(collections.Counter(c for c in found if c is not None and c not in LAB_OWN))
 
 

@@ -12,6 +12,7 @@ plan), only the node side is cheaper.
 
 from __future__ import annotations
 
+import logging
 import selectors
 import socket
 import sys
@@ -83,4 +84,8 @@ def serve(count: int, host_key: Path, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    # a client that closes its connection once it has read its answer (plan does) can leave the server's last
+    # packets unread: paramiko logs each "Socket exception: Connection reset by peer" (no handler: to stderr)
+    logging.getLogger("paramiko.transport").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko.transport").propagate = False
     serve(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

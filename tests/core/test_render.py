@@ -276,6 +276,15 @@ def test_a_node_that_routes_subnets_forwards_and_accepts_forwarded_traffic_at_ev
     assert "sysctl" not in render_node(small, "nat") and "iptables" not in render_node(small, "nat")
 
 
+def test_user_hooks_read_keys_as_wg_quick_does() -> None:
+    text = ("[Interface]\r\n  postup=echo a \r\nPOSTDOWN\t =  echo b\n# PostUp = commented\nPostUpX = no\n"
+            f"PostUp = {KEY_POST_UP}\nPreUp = echo c\n[Peer]\nPublicKey = k\nPostDown = echo d\n")
+    assert user_hooks(text) == (("echo a",), ("echo b", "echo d"))
+    assert user_hooks("") == ((), ())
+    assert user_hooks("# café\nPostUp = echo é\nPublicKey = aPoStb=\n") == (("echo é",), ())  # not ASCII
+    assert user_hooks("PublicKey = aPoStb=\n  PostDown=x") == ((), ("x",))
+
+
 def test_masquerade_rules_per_subnet() -> None:
     old = "    subnets: [192.168.1.0/24]"
     mesh, _ = loads(SMALL.replace(old, "    masquerade: true\n" + old))

@@ -640,6 +640,9 @@ def test_parse_conf_text() -> None:
     assert parse_conf_text("") == ""
     with pytest.raises(ParseError, match="config text section malformed"):
         parse_conf_text("|[Interface]\nListenPort = 1")
+    assert parse_conf_text("\n|[Peer]\n  \t\n||x\n") == "[Peer]\n|x\n"  # blank lines between are no part of it
+    with pytest.raises(ParseError, match="config text section malformed"):
+        parse_conf_text("|[Peer]\n  x |y")
 
 
 def test_parse_read_output_routing_and_config_text_captured() -> None:

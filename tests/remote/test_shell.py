@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from remote.stubs import Stubs
 
 from wgmesh.remote import shell
@@ -83,15 +85,43 @@ def test_lock_path_and_node_paths() -> None:
 def test_sections() -> None:
     text = "noise\n@@wgmesh:v1\n@@wgmesh:resolve a.example\r\n1.2.3.4 STREAM\r\n\n@@wgmesh:end\n"
     assert sections(text) == [
-        Section("v1", "", (), 2),
-        Section("resolve", "a.example", ("1.2.3.4 STREAM", ""), 3),
-        Section("end", "", ("",), 6),
+        Section("v1", "", None, 2),
+        Section("resolve", "a.example", "1.2.3.4 STREAM\n", 3),
+        Section("end", "", "", 6),
     ]
+    assert [s.lines for s in sections(text)] == [(), ("1.2.3.4 STREAM", ""), ("",)]
     found = sections("@@wgmesh:ping 3 10.0.0.1\nx\n@@wgmesh:\n")
     assert found[0].args == ["3", "10.0.0.1"] and found[0].marker == "@@wgmesh:ping 3 10.0.0.1"
     assert found[0].body == "x" and found[1].name == ""
     assert sections("") == [] and sections("no markers\n") == []
     assert sections(" @@wgmesh:x\n@@wgmesh-key:y\n") == []
+
+
+def _sections_line_by_line(text: str) -> list[Section]:
+    """The definition `sections` keeps: every line, in order; a marker line starts a section."""
+    out: list[Section] = []
+    head: tuple[str, str, int] | None = None
+    lines: list[str] = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.startswith("@@wgmesh:"):
+            if head is not None:
+                lines.append(line)
+            continue
+        if head is not None:
+            out.append(Section(head[0], head[1], "\n".join(lines) if lines else None, head[2]))
+        name, _, rest = line[len("@@wgmesh:") :].partition(" ")
+        head, lines = (name, rest.strip(), n), []
+    if head is not None:
+        out.append(Section(head[0], head[1], "\n".join(lines) if lines else None, head[2]))
+    return out
+
+
+@given(st.lists(st.sampled_from(["@@wgmesh:", "@@wgmesh:a b ", "x", " ", "\n", "\r", "\r\n", "@@wgmesh"]),
+                max_size=30).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_sections_are_the_line_by_line_reading(text: str) -> None:
+    assert sections(text) == _sections_line_by_line(text)
 
 
 # ------------------------------------------------------------------------------------------ lib.sh

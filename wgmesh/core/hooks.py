@@ -3,6 +3,8 @@ rules for routed subnets and relays, kept preshared keys, endpoint re-resolution
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from wgmesh.core.model import KEY_DIR, IPNetwork
@@ -86,16 +88,36 @@ def is_managed_hook(line: str) -> bool:
     return line == KEY_POST_UP or RULE_COMMENT in line or line.endswith(MANAGED_MARK)
 
 
+# a PostUp or PostDown line of a wg-quick config, its key in any case (wg-quick's own reading), its value
+_HOOK_LINE = re.compile(r"^[^\S\n]*(post(?:up|down))[^\S\n]*=(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _hook_lines(text: str) -> Iterator[re.Match[str]]:
+    """_HOOK_LINE's matches in `text`. ASCII text (any config wg-quick reads well): only the lines where "post"
+    occurs are matched, found by str.find in the lowered text (a C scan, where the pattern is tried at every
+    line start)."""
+    if not text.isascii():
+        yield from _HOOK_LINE.finditer(text)
+        return
+    lowered = text.lower()
+    at = lowered.find("post")
+    while at != -1:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = len(text) if end == -1 else end
+        m = _HOOK_LINE.match(text[start:end])
+        if m is not None:
+            yield m
+        at = lowered.find("post", end)
+
+
 def user_hooks(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The PostUp and PostDown lines of a wg-quick config text that are not wgmesh's own, in order."""
+    """The PostUp and PostDown lines of a wg-quick config text that are not wgmesh's own, in order. One scan of
+    the text (a node's config has a stanza per peer: thousands of lines, a handful of hooks)."""
     up: list[str] = []
     down: list[str] = []
-    for raw in text.splitlines():
-        key, sep, value = raw.partition("=")
-        name = key.strip().lower()
-        if not sep or name not in ("postup", "postdown"):
-            continue
-        value = value.strip()
+    for m in _hook_lines(text):
+        value = m.group(2).strip()
         if not is_managed_hook(value):
-            (up if name == "postup" else down).append(value)
+            (up if m.group(1).lower() == "postup" else down).append(value)
     return tuple(up), tuple(down)

@@ -146,7 +146,7 @@ def unresolved_warnings(mesh: Mesh, results: Mapping[str, LiveState | str]) -> l
 
 
 def _same_peer(
-    p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNetwork, str], known: dict[int, Any] | None = None
+    p: PeerConfig, lp: LivePeer, live: LiveState, hosts: Mapping[IPNetwork, str], known: dict[Any, Any] | None = None
 ) -> bool:
     """The live peer is as wanted, in every attribute `_peer_changes` shows (the common case: a quick yes)."""
     if p.relayed or (lp.has_preshared_key and not p.keep_preshared_key):
@@ -157,11 +157,29 @@ def _same_peer(
         return False
     ips, relays = _wanted_ips(p, hosts, known)
     # with the same prefixes, the live entry relays whom `relays` says (_relayed_live over the same set)
-    return lp.allowed_ips == ips and not relays and endpoint_matches(p.endpoint, lp.endpoint, live.resolved)
+    return not relays and _same_set(lp.allowed_ips, ips, known) and endpoint_matches(p.endpoint, lp.endpoint,
+                                                                                      live.resolved)
+
+
+def _same_set(a: frozenset[IPNetwork], b: frozenset[IPNetwork], known: dict[Any, Any] | None) -> bool:
+    """a == b, remembered in `known` for a pair of sets that many nodes share: the parser gives every node that
+    reports a value the same set (remote/read_parsers.py), the plan every node the same wanted entry, and
+    comparing prefixes costs their Python-level hashing and equality each time."""
+    if a is b:
+        return True
+    if known is None:
+        return a == b
+    key = (id(a), id(b))
+    got = known.get(key)
+    if got is not None and got[0] is a and got[1] is b:
+        return bool(got[2])
+    same = a == b
+    known[key] = (a, b, same)  # holds both: their ids stay theirs for the plan's life
+    return same
 
 
 def _wanted_ips(
-    p: PeerConfig, hosts: Mapping[IPNetwork, str], known: dict[int, Any] | None
+    p: PeerConfig, hosts: Mapping[IPNetwork, str], known: dict[Any, Any] | None
 ) -> tuple[frozenset[IPNetwork], bool]:
     """p's prefixes as a set, and whether one is another node's host prefix; remembered in `known` for an entry
     that many nodes share (the id is checked against the entry itself, which `known` keeps alive)."""
@@ -180,7 +198,7 @@ def _peer_changes(
     live: LiveState,
     names: Mapping[str, str],
     hosts: Mapping[IPNetwork, str] | None = None,
-    known: dict[int, Any] | None = None,
+    known: dict[Any, Any] | None = None,
 ) -> list[Change]:
     """`hosts`: each node's host prefixes (its /32 and /128) -> its name, to say whom a peer relays. `known`: what
     was worked out of the peer entries that the nodes of one plan share (MeshIndex.known)."""
@@ -250,8 +268,8 @@ def _pair_replacements(
     return out
 
 
-def _route_changes(cfg: InterfaceConfig, live: LiveState) -> list[Change]:
-    want = wanted_routes(cfg)
+def _route_changes(cfg: InterfaceConfig, live: LiveState, known: dict[Any, Any] | None = None) -> list[Change]:
+    want = wanted_routes(cfg, known)
     have = live.routes if live.interface_exists else frozenset()
     changes = [
         Change(Action.CREATE, "route", _net(r), None, {"dev": cfg.interface})

@@ -106,7 +106,7 @@ class MeshIndex:
     names: dict[str, str]  # public key -> node name
     hosts: dict[IPNetwork, str]  # each node's host prefixes (its /32 and /128) -> its name
     entries: PeerEntries  # the peer entries of the desired configs (core/render.py)
-    known: dict[int, Any] = field(default_factory=dict)  # facts of those entries, for comparing them (_wanted_ips)
+    known: dict[Any, Any] = field(default_factory=dict)  # facts of those entries (_wanted_ips, _same_set)
 
 
 def mesh_index(mesh: Mesh, punch: Punching = NONE) -> MeshIndex:
@@ -182,7 +182,7 @@ def diff_node(
     if not live.interface_exists:
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
         changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
-        changes += _route_changes(cfg, live)
+        changes += _route_changes(cfg, live, index.known)
         changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
                         steps=(*create_steps(cfg, mesh.name), *extra.after_up), config_diff=config_diff,
@@ -211,7 +211,7 @@ def diff_node(
     if before != after:
         changes.append(Change(Action.UPDATE, "interface", iface, before, after))
     changes += _peer_changes(cfg, live, index.names, index.hosts, index.known)
-    changes += _route_changes(cfg, live)
+    changes += _route_changes(cfg, live, index.known)
     changes += extra.changes
     steps = (*update_steps(cfg, live, mesh.name), *extra.steps) if changes else ()
     notes = (*relay_notes(mesh, node, _direct(cfg)), *extra.notes)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from wgmesh.core.hooks import (  # noqa: F401  (re-exported: other modules import them from render)
     KEY_POST_UP,
@@ -395,15 +396,26 @@ def endpoint_names(mesh: Mesh) -> Callable[[Node], list[str]]:
     return names
 
 
-def wanted_routes(cfg: InterfaceConfig) -> frozenset[IPNetwork]:
+def wanted_routes(cfg: InterfaceConfig, known: dict[Any, Any] | None = None) -> frozenset[IPNetwork]:
     """AllowedIPs prefixes that need a route through the interface: those the interface's own
-    addresses (connected routes) do not cover. This is what wg-quick adds at `up`."""
+    addresses (connected routes) do not cover. This is what wg-quick adds at `up`. `known` (a plan's
+    MeshIndex.known): each shared peer entry's prefixes to route, worked out once for every node with the same
+    connected networks (prefixes hash and compare in Python: once per entry, not once per node and entry)."""
     connected = tuple(a.network for a in cfg.addresses)
     out: set[IPNetwork] = set()
+    if known is None:
+        for peer in cfg.peers:
+            out.update(p for p in peer.allowed_ips if not _covered(p, connected))
+        return frozenset(out)
+    same = known.setdefault(("connected", connected), connected)  # one object per distinct networks
     for peer in cfg.peers:
-        for prefix in peer.allowed_ips:
-            if not _covered(prefix, connected):
-                out.add(prefix)
+        key = (id(peer), id(same))
+        got = known.get(key)
+        if got is None or got[0] is not peer:
+            got = (peer, tuple(p for p in peer.allowed_ips if not _covered(p, connected)))
+            known[key] = got  # holds the entry: its id stays its own for the plan's life
+        if got[1]:
+            out.update(got[1])
     return frozenset(out)
 
 

@@ -181,15 +181,20 @@ def _iptables(interface: str, body: str) -> tuple[bool, bool, frozenset[IPNetwor
     return True, forward, masquerade
 
 
+_CONF_LINE = re.compile(r"^\|(.*)$", re.MULTILINE)
+_NOT_CONF_LINE = re.compile(r"^(?!\|)[^\S\n]*\S", re.MULTILINE)  # a line with text, not behind `|`
+
+
 def parse_conf_text(body: str) -> str:
-    """The conftext section -> IF.conf's text (each line was printed behind `|`; keys already redacted)."""
-    lines = []
-    for line in body.split("\n"):
-        if line.startswith("|"):
-            lines.append(line[1:])
-        elif line.strip():
-            raise ParseError("read output: config text section malformed")
-    return "".join(f"{line}\n" for line in lines)
+    """The conftext section -> IF.conf's text (each line was printed behind `|`; keys already redacted; blank
+    lines between them are no part of it)."""
+    marked = "\n" + body
+    if marked.count("\n|") == marked.count("\n"):  # every line behind `|` (the usual): no scan of each line
+        return marked.replace("\n|", "\n")[1:] + "\n"
+    if _NOT_CONF_LINE.search(body):
+        raise ParseError("read output: config text section malformed")
+    lines = _CONF_LINE.findall(body)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def parse_read_output(interface: str, text: str) -> LiveState:

@@ -23,6 +23,8 @@ from importlib import resources
 from wgmesh.core.model import KEY_DIR, RUN_DIR
 
 MARK = "@@wgmesh:"
+_NEW_MARK = "\n" + MARK  # a marker line after the first line
+_LINE_END_CR = re.compile("\r+$", re.MULTILINE)
 
 LOCK_EXIT = 75  # wgm_lock: another run holds the lock (EX_TEMPFAIL)
 NO_FLOCK_EXIT = 69  # wgm_lock: the node has no flock (EX_UNAVAILABLE)
@@ -105,7 +107,7 @@ class Section:
 
     name: str
     rest: str  # what follows the name on the marker line ("" when nothing does)
-    lines: tuple[str, ...]
+    text: str | None  # the lines after it, joined by newlines; None when there is none (not even an empty one)
     line_no: int  # of the marker line, from 1
 
     @property
@@ -118,25 +120,40 @@ class Section:
 
     @property
     def body(self) -> str:
-        return "\n".join(self.lines)
+        return self.text or ""
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return () if self.text is None else tuple(self.text.split("\n"))
 
 
 def sections(text: str) -> list[Section]:
     """Every section of a script's output, in order. Lines before the first marker are dropped; `\\r` at the
-    end of a line is too. Pure and total: what the sections mean is for each script's parser to say."""
+    end of a line is too. Pure and total: what the sections mean is for each script's parser to say.
+
+    Found with str.find (a C scan) for the marker lines, each section's text a slice: a node's output is thousands of
+    lines (a peer's dump line, its config stanza), and a Python loop over each of them was a cost per peer of
+    every plan."""
+    if "\r" in text:
+        text = _LINE_END_CR.sub("", text)
+    starts = [0] if text.startswith(MARK) else []
+    at = text.find(_NEW_MARK)
+    while at != -1:
+        starts.append(at + 1)
+        at = text.find(_NEW_MARK, at + 1)
     out: list[Section] = []
-    head: tuple[str, str, int] | None = None
-    lines: list[str] = []
-    for n, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line.startswith(MARK):
-            if head is not None:
-                lines.append(line)
-            continue
-        if head is not None:
-            out.append(Section(head[0], head[1], tuple(lines), head[2]))
-        name, _, rest = line[len(MARK) :].partition(" ")
-        head, lines = (name, rest.strip(), n), []
-    if head is not None:
-        out.append(Section(head[0], head[1], tuple(lines), head[2]))
+    line_no, pos = 1, 0
+    for i, start in enumerate(starts):
+        line_no += text.count("\n", pos, start)
+        pos = start
+        end = text.find("\n", start)
+        name, _, rest = text[start + len(MARK) : len(text) if end == -1 else end].partition(" ")
+        body: str | None
+        if end == -1:  # the marker ends the text
+            body = None
+        elif i + 1 < len(starts):
+            body = text[end + 1 : starts[i + 1] - 1] if end + 1 < starts[i + 1] else None
+        else:
+            body = text[end + 1 :]
+        out.append(Section(name, rest.strip(), body, line_no))
     return out
