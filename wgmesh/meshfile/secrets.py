@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from wgmesh.meshfile.diagnostics import Pos, Report
@@ -18,6 +19,7 @@ _FIX = (
 )
 
 
+@lru_cache(maxsize=1024)
 def is_secret_name(key: str) -> bool:
     """A key name that holds a private or preshared key (PrivateKey, wg-private-key, psk...)."""
     norm = re.sub(r"[^a-z0-9]", "", key.lower())
@@ -29,35 +31,58 @@ def check_secrets(doc: Any, report: Report) -> None:
         report.error(pos, path, f"{kind} in clear: {_FIX}")
 
 
+# Where a value sits: its container's place (None for the document), the container, and its key or index. The
+# path and the line are worked out only for a value that is reported (a 1,000-node file has thousands of values).
+_Place = tuple[Any, Any, Any] | None
+
+
 def _walk(doc: Any) -> Iterator[tuple[str, Pos, str]]:
-    stack: list[tuple[Any, str, Pos]] = [(doc, "", (1, 1))]
+    stack: list[tuple[Any, _Place]] = [(doc, None)]
     seen: set[int] = set()
     while stack:
-        obj, path, pos = stack.pop()
-        if id(obj) in seen:
-            continue
+        obj, place = stack.pop()
         if isinstance(obj, dict):
+            if id(obj) in seen:
+                continue
             seen.add(id(obj))
-            yield from _walk_mapping(obj, path, pos, stack)
+            here = (place, obj)
+            for k in reversed(list(obj)):
+                if isinstance(k, str) and is_secret_name(k):
+                    kind = "preshared key" if "pre" in k.lower() or "psk" in k.lower() else "private key"
+                    yield _path(place, k), key_pos(obj, k, _pos(place)), kind
+                    continue
+                stack.append((obj[k], (here, k, False)))
         elif isinstance(obj, list):
+            if id(obj) in seen:
+                continue
             seen.add(id(obj))
+            here = (place, obj)
             for i in reversed(range(len(obj))):
-                stack.append((obj[i], f"{path}[{i}]", item_pos(obj, i, pos)))
+                stack.append((obj[i], (here, i, True)))
         elif isinstance(obj, str) and _mentions_secret_key(obj):
-            yield path, pos, "a private or preshared key"
+            yield _path(place), _pos(place), "a private or preshared key"
 
 
-def _walk_mapping(obj: dict, path: str, pos: Pos, stack: list[tuple[Any, str, Pos]]) -> Iterator[tuple[str, Pos, str]]:
-    items = []
-    for k in obj:
-        sub = f"{path}.{k}" if path else str(k)
-        items.append((k, sub, key_pos(obj, k, pos), val_pos(obj, k, pos)))
-    for k, sub, kpos, vpos in reversed(items):
-        if isinstance(k, str) and is_secret_name(k):
-            kind = "preshared key" if "pre" in k.lower() or "psk" in k.lower() else "private key"
-            yield sub, kpos, kind
-            continue
-        stack.append((obj[k], sub, vpos))
+def _path(place: _Place, key: Any = None) -> str:
+    """`nodes.a.post_up[1]`: the place's path, and `key` under it."""
+    parts: list[str] = [] if key is None else [f".{key}"]
+    while place is not None:
+        (parent, _), k, index = place
+        parts.append(f"[{k}]" if index else f".{k}")
+        place = parent
+    return "".join(reversed(parts)).removeprefix(".")
+
+
+def _pos(place: _Place) -> Pos:
+    """The line and column of the value at `place` (each container's own when a value has none)."""
+    chain = []
+    while place is not None:
+        chain.append(place)
+        place = place[0][0]
+    pos: Pos = (1, 1)
+    for (_, container), k, index in reversed(chain):
+        pos = item_pos(container, k, pos) if index else val_pos(container, k, pos)
+    return pos
 
 
 def _mentions_secret_key(text: str) -> bool:
