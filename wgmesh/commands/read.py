@@ -70,13 +70,17 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node], release:
     `parallelism` connections are open at any time instead of all of them."""
     nodes = list(nodes)
     # The states of every node are held at once, made of many small acyclic objects: the cyclic garbage
-    # collector would walk all of them again and again while they pile up (a cost that grows with N²).
+    # collector would walk all of them again and again while they pile up (a cost that grows with N²). It is
+    # paused meanwhile; then what was made is frozen (gc.freeze: left out of every later collection) before it
+    # runs again, else its first pass walks the whole pile once more. The command ends soon after: what is
+    # frozen is freed at exit.
     gc_was = gc.isenabled()
     gc.disable()
     try:
         return _read_nodes(mesh, transport, nodes, release)
     finally:
         if gc_was:
+            gc.freeze()
             gc.enable()
 
 
