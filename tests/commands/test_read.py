@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import threading
+import time
 
 import pytest
 from fakes import FakeTransport
-from meshes import converged, four, fresh, pubkey
+from meshes import converged, four, fresh, node, pubkey
 
 from wgmesh.commands import read as engine
 from wgmesh.commands.common import UsageError, select_nodes
 from wgmesh.commands.read import comparable_state, read_nodes
+from wgmesh.core.model import Mesh, Node
 from wgmesh.core.render import resolve_hosts
-from wgmesh.remote.transport import CommandResult
+from wgmesh.remote.transport import CommandResult, SshError
 
 MESH = four()
 
@@ -62,3 +66,68 @@ def test_plan_from_reading_orders_nodes_as_the_mesh() -> None:
     plan = engine.plan_from_reading(MESH, reading)
     assert [n.node for n in plan.nodes] == ["aws", "azure", "gcp"]
     assert [n.node for n in plan.errors] == ["azure"]
+
+
+def many(n: int) -> Mesh:
+    return Mesh(name="m", interface="wg0", networks=(ipaddress.ip_network("10.0.0.0/24"),),
+                nodes=tuple(node(i + 1, f"n{i + 1}") for i in range(n)))
+
+
+class _Pipelined(FakeTransport):
+    """A transport that connects one node at a time (as SshTransport does), counting open connections."""
+
+    parallelism = 2
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.events: list[tuple[str, str]] = []
+        self.open: set[str] = set()
+        self.most_open = 0
+        self.lock = threading.Lock()
+
+    def connect(self, nodes: object) -> dict[str, str]:
+        raise AssertionError("a pipelined read connects node by node")
+
+    def connect_node(self, node: Node) -> str | None:
+        with self.lock:
+            self.events.append(("connect", node.name))
+            if node.name in self.unreachable:
+                return self.unreachable[node.name]
+            self.connected.append(node.name)
+            self.open.add(node.name)
+            self.most_open = max(self.most_open, len(self.open))
+        time.sleep(0.01)  # let the workers overlap
+        return None
+
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
+        with self.lock:
+            self.events.append(("run", node))
+        if node not in self.open:
+            raise SshError("not connected")
+        return super().run(node, script, timeout)
+
+    def release(self, node: str) -> None:
+        with self.lock:
+            self.events.append(("release", node))
+            self.open.discard(node)
+
+
+def test_plan_reads_each_node_on_its_own_connection_and_closes_it() -> None:
+    mesh = many(8)
+    fake = _Pipelined({n.name: converged(mesh, n.name) for n in mesh.nodes},
+                      unreachable={"n3": "cannot connect to root@n3:22: refused"})
+    reading = read_nodes(mesh, fake, mesh.nodes, release=True)
+    assert reading.errors == {"n3": "cannot connect to root@n3:22: refused"}
+    assert set(reading.states) == {n.name for n in mesh.nodes} - {"n3"}
+    for n in mesh.nodes:
+        mine = [kind for kind, node in fake.events if node == n.name]
+        assert mine == (["connect"] if n.name == "n3" else ["connect", "run", "release"]), n.name
+    assert fake.open == set() and fake.most_open <= fake.parallelism
+
+
+def test_apply_keeps_the_connections_it_read_on() -> None:
+    mesh = many(4)
+    fake = _Pipelined({n.name: converged(mesh, n.name) for n in mesh.nodes})
+    read_nodes(mesh, fake, mesh.nodes)
+    assert fake.open == {n.name for n in mesh.nodes}
+    assert not any(kind == "release" for kind, _ in fake.events)
