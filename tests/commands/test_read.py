@@ -131,3 +131,13 @@ def test_apply_keeps_the_connections_it_read_on() -> None:
     read_nodes(mesh, fake, mesh.nodes)
     assert fake.open == {n.name for n in mesh.nodes}
     assert not any(kind == "release" for kind, _ in fake.events)
+
+
+def test_a_plan_that_is_not_saved_fingerprints_nothing() -> None:
+    states = {"aws": converged(MESH, "aws"), "gcp": fresh(MESH, "gcp")}
+    reading = read_nodes(MESH, FakeTransport(states), [MESH.node("aws"), MESH.node("gcp")], fingerprint=False)
+    assert set(reading.states) == set(reading.plans) == {"aws", "gcp"}
+    assert reading.fingerprints == {} and reading.comparable == {}
+    saved = read_nodes(MESH, FakeTransport(states), [MESH.node("aws"), MESH.node("gcp")])
+    assert set(saved.fingerprints) == set(saved.comparable) == {"aws", "gcp"}
+    assert reading.plans["gcp"].changes == saved.plans["gcp"].changes != ()

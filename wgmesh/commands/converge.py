@@ -285,10 +285,13 @@ class _Read:
     observed: dict[str, LiveState]  # every node read, observers included: what the plan's paths come from
 
 
-def _read_plan(mesh: Mesh, transport: Transport, nodes: list[Node], release: bool = False) -> _Read:
-    """`release`: nothing more runs on the nodes after the read (plan): their connections close as they are read."""
+def _read_plan(
+    mesh: Mesh, transport: Transport, nodes: list[Node], release: bool = False, fingerprint: bool = True
+) -> _Read:
+    """`release`: nothing more runs on the nodes after the read (plan): their connections close as they are read.
+    `fingerprint`: the states are fingerprinted for a saved plan (read_nodes)."""
     extra = _observers(mesh, nodes)
-    reading = read_nodes(mesh, transport, [*nodes, *extra], release)
+    reading = read_nodes(mesh, transport, [*nodes, *extra], release, fingerprint)
     plan = plan_from_reading(mesh, reading)
     observed = dict(reading.states)
     if extra:
@@ -304,17 +307,23 @@ def _read_plan(mesh: Mesh, transport: Transport, nodes: list[Node], release: boo
 
 
 def _read(
-    mesh: Mesh, opts: ConnectOptions, view: View, env: Environment, factory: TransportFactory, release: bool = False
+    mesh: Mesh,
+    opts: ConnectOptions,
+    view: View,
+    env: Environment,
+    factory: TransportFactory,
+    release: bool = False,
+    fingerprint: bool = True,
 ) -> tuple[Transport, _Read]:
     nodes = select_nodes(mesh, opts.targets)
     transport = open_transport(factory, opts, view, env)
-    return transport, _read_plan(mesh, transport, nodes, release)
+    return transport, _read_plan(mesh, transport, nodes, release, fingerprint)
 
 
 def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    transport, got = _read(mesh, opts.connect, view, env, factory, release=True)
+    transport, got = _read(mesh, opts.connect, view, env, factory, release=True, fingerprint=opts.out is not None)
     transport.close()
     reading, plan = got.reading, got.plan
     view.plan(plan)

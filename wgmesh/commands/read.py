@@ -63,11 +63,14 @@ class _Read:
     plan: NodePlan | None = None
 
 
-def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node], release: bool = False) -> Reading:
+def read_nodes(
+    mesh: Mesh, transport: Transport, nodes: Iterable[Node], release: bool = False, fingerprint: bool = True
+) -> Reading:
     """Connect to every node in parallel and read its live state in one round trip each. With a transport that
     connects one node at a time (`connect_node`), each worker connects to its node and reads it at once; with
     `release` (a command with nothing more to run on the nodes: plan) it then closes that connection, so at most
-    `parallelism` connections are open at any time instead of all of them."""
+    `parallelism` connections are open at any time instead of all of them. Without `fingerprint` (a plan that is
+    not saved) no state is fingerprinted: `fingerprints` and `comparable` stay empty."""
     nodes = list(nodes)
     # The states of every node are held at once, made of many small acyclic objects: the cyclic garbage
     # collector would walk all of them again and again while they pile up (a cost that grows with N²). It is
@@ -77,14 +80,14 @@ def read_nodes(mesh: Mesh, transport: Transport, nodes: Iterable[Node], release:
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return _read_nodes(mesh, transport, nodes, release)
+        return _read_nodes(mesh, transport, nodes, release, fingerprint)
     finally:
         if gc_was:
             gc.freeze()
             gc.enable()
 
 
-def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bool) -> Reading:
+def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bool, fingerprint: bool) -> Reading:
     from wgmesh.core import state as state_mod
     from wgmesh.core.plan import diff_node, mesh_index
     from wgmesh.core.render import endpoint_names
@@ -104,9 +107,11 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
         parsed = _parse(mesh, got)
         if isinstance(parsed, str):
             return _Read(error=parsed)
+        if not fingerprint:
+            return _Read(parsed, None, None, None, diff_node(mesh, todo[name], parsed, None, index))
         comparable = _comparable(parsed, declared)
-        fingerprint = state_mod.digest(comparable)
-        return _Read(parsed, None, comparable, fingerprint, diff_node(mesh, todo[name], parsed, fingerprint, index))
+        digest = state_mod.digest(comparable)
+        return _Read(parsed, None, comparable, digest, diff_node(mesh, todo[name], parsed, digest, index))
 
     connect = None
     if pipelined:
@@ -126,8 +131,10 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
             errors[name] = r.error or "no answer"
             continue
         states[name] = r.state
-        assert r.comparable is not None and r.fingerprint is not None and r.plan is not None
-        comparable[name], fingerprints[name], plans[name] = r.comparable, r.fingerprint, r.plan
+        assert r.plan is not None
+        plans[name] = r.plan
+        if r.comparable is not None and r.fingerprint is not None:
+            comparable[name], fingerprints[name] = r.comparable, r.fingerprint
     return Reading(states, errors, fingerprints, comparable, plans)
 
 
