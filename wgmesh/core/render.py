@@ -309,7 +309,7 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes]]]:
 
     Fast for big meshes: each enrolled node's stanza is built and encoded once in both variants (with and
     without keepalive), and the same bytes objects are every file's pieces: a node's peer list is the mesh-wide
-    list minus its own stanza, nothing copied per file (a writer hands the pieces to writev). A node without an
+    list minus its own stanza, nothing rendered or encoded per file (a writer joins them once). A node without an
     endpoint, when there is a relay, gets the stanzas of the nodes with one, the relay's built for it.
     """
     from dataclasses import replace
