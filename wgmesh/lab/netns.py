@@ -90,24 +90,20 @@ def wg_up(host: LabHost) -> bool:
     return False
 
 
-def machine_up(host: LabHost) -> bool:
-    if not netns_exists(host.machine_netns):
-        return False
-    r = run(["ip", "-n", host.machine_netns, "-j", "-4", "addr", "show", "dev", "eth0"])
+def _eth0_holds(netns: str, ip: object) -> bool:
+    """The namespace's eth0 has IPv4 address `ip`."""
+    r = run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", "eth0"])
     if r.returncode != 0:
         return False
     with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
-        return any(a.get("local") == str(host.machine_ip) for a in json.loads(r.stdout)[0]["addr_info"])
+        return any(a.get("local") == str(ip) for a in json.loads(r.stdout)[0]["addr_info"])
     return False
+
+
+def machine_up(host: LabHost) -> bool:
+    return netns_exists(host.machine_netns) and _eth0_holds(host.machine_netns, host.machine_ip)
 
 
 def router_up(host: LabHost) -> bool:
     """Its NAT router's namespace is there and holds the host's bridge address."""
-    if not host.router or not netns_exists(host.router_netns):
-        return False
-    r = run(["ip", "-n", host.router_netns, "-j", "-4", "addr", "show", "dev", "eth0"])
-    if r.returncode != 0:
-        return False
-    with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
-        return any(a.get("local") == str(host.ip) for a in json.loads(r.stdout)[0]["addr_info"])
-    return False
+    return bool(host.router) and netns_exists(host.router_netns) and _eth0_holds(host.router_netns, host.ip)
