@@ -50,6 +50,23 @@ def test_one_public_node_that_cannot_be_read_still_lets_the_other_tell() -> None
     assert punch.path("gcp", "tencent") is PairPath.PUNCH
 
 
+def test_a_node_only_one_of_two_readable_public_nodes_has_seen_waits_on_the_relay() -> None:
+    # CI saw this: right after apply, aws had shaken hands with tencent (symmetric NAT) and azure not yet; tencent's
+    # one sighting looked like a cone, its pairs punched, and the next round took them back
+    m = nat_mesh()
+    states = punch_states(m)
+    azure = states["azure"]
+    assert isinstance(azure, LiveState)
+    peers = dict(azure.peers)
+    peers[KEYS["tencent"]] = dataclasses.replace(peers[KEYS["tencent"]], latest_handshake=0)
+    states["azure"] = dataclasses.replace(azure, peers=peers)
+    punch = punching(m, states)
+    assert punch.learned("tencent") is None and not punch.seen["tencent"].symmetric
+    assert punch.path("gcp", "tencent") is PairPath.RELAY and punch.path("aliyun", "tencent") is PairPath.RELAY
+    assert punch.path("gcp", "aliyun") is PairPath.PUNCH  # both seen by both
+    assert not punch.notes()
+
+
 def test_what_a_node_says_is_an_endpoint_is_checked_before_it_becomes_an_argument() -> None:
     m = nat_mesh()
     states = punch_states(m)

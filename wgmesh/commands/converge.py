@@ -392,6 +392,7 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
 
 
 PUNCH_WAIT = 15.0  # seconds a round waits for handshakes (WireGuard retries a handshake every 5 s)
+PUNCH_ROUNDS = 3  # relay -> punch, punch -> direct, and one more for a node the public nodes saw late
 PUNCH_POLL = 2.0  # seconds between two reads of a round
 
 
@@ -441,14 +442,14 @@ def _punch(mesh: Mesh, transport: Transport, connect: ConnectOptions, view: View
            rounds: list[tuple[Plan, list[NodeResult]]]) -> bool:
     """Hole punching within one apply (core/punch.py), after the apply converged every node: the public nodes now
     see where the nodes without an endpoint are; tell each pair, wait for their handshakes, and move the pairs
-    that answered off the relay. Up to two rounds, each shown as a plan of its own; each only when its plan
+    that answered off the relay. Up to PUNCH_ROUNDS rounds, each shown as a plan of its own; each only when its plan
     changes nothing but that (anything else is the next apply's to show). Each round is shown as it happens, and
     added to `rounds` (the JSON document holds them). Returns whether a round failed."""
     r = relaying(mesh)
     if not r.active:
         return False
     nodes = select_nodes(mesh, connect.targets)
-    for _ in range(2):
+    for _ in range(PUNCH_ROUNDS):
         deadline = time.monotonic() + PUNCH_WAIT
         while True:
             time.sleep(PUNCH_POLL)

@@ -8,7 +8,9 @@ to anyone leaves from that port. Two such nodes that are each given the other's 
 keepalive, open a direct path: each one's first packets open its own NAT for the other's (UDP hole punching).
 When two public nodes see different ports (or addresses) for the same node, its NAT picks a new port for every
 destination (a symmetric NAT, `MASQUERADE --random-fully`): a direct path never opens, and its pairs stay on the
-relay.
+relay. Telling the two apart takes two sightings: while only one of two (or more) readable public nodes has seen a
+node, its endpoint is not known yet and its pairs wait on the relay (a lone sighting of a symmetric NAT looks like a
+cone). With a single readable public node, its one sighting is all there is.
 
 A pair of nodes without an endpoint is, on each of the two nodes:
 - RELAY:  no peer entry for the other; its addresses ride on the relay's entry (nothing observed yet, or a
@@ -48,15 +50,18 @@ class PairPath(StrEnum):
 
 @dataclass(frozen=True)
 class Seen:
-    """Where the public nodes see a NAT'd node: `endpoints` observer -> ADDRESS:PORT (fresh handshakes only)."""
+    """Where the public nodes see a NAT'd node: `endpoints` observer -> ADDRESS:PORT (fresh handshakes only), and
+    how many sightings make the endpoint known (`needed`: two, or one when only one public node could be read)."""
 
     endpoints: Mapping[str, str]
+    needed: int = 1
 
     @property
     def endpoint(self) -> str | None:
-        """The one endpoint every observer sees, or None (none seen, or they disagree)."""
+        """The one endpoint every observer sees, once enough have seen it; else None (too few sightings, or they
+        disagree)."""
         found = set(self.endpoints.values())
-        return next(iter(found)) if len(found) == 1 else None
+        return next(iter(found)) if len(found) == 1 and len(self.endpoints) >= self.needed else None
 
     @property
     def symmetric(self) -> bool:
@@ -121,6 +126,7 @@ def _fresh(handshake: int, clock: int | None) -> bool:
 def observe(mesh: Mesh, states: Mapping[str, LiveState]) -> dict[str, Seen]:
     """For each enrolled node without an endpoint: where the nodes with an endpoint see it (fresh only)."""
     public = [n for n in mesh.nodes if n.enrolled and n.endpoint is not None and n.name in states]
+    needed = min(2, len(public))
     out: dict[str, Seen] = {}
     for node in mesh.nodes:
         if not node.enrolled or node.endpoint is not None or not node.public_key:
@@ -132,7 +138,7 @@ def observe(mesh: Mesh, states: Mapping[str, LiveState]) -> dict[str, Seen]:
             endpoint = _endpoint(lp.endpoint) if lp is not None else None
             if lp is not None and endpoint and _fresh(lp.latest_handshake, live.clock):
                 seen[p.name] = endpoint
-        out[node.name] = Seen(seen)
+        out[node.name] = Seen(seen, needed)
     return out
 
 
