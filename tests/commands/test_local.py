@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -47,3 +48,19 @@ def test_render_all_json_prints_every_config(mesh_file: Path, tmp_path: Path) ->
     assert {n["node"]: n["config"] for n in doc["nodes"]} == want
     assert all(Path(n["path"]).read_text() == want[n["node"]] for n in doc["nodes"])
 
+
+
+def test_a_short_writev_goes_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.writev
+    calls = []
+
+    def at_most_7(fd: int, buffers: list[memoryview]) -> int:  # a file system that takes 7 bytes at a time
+        calls.append(len(buffers))
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:7]])
+
+    monkeypatch.setattr(local.os, "writev", at_most_7)
+    pieces = [b"head\n", memoryview(b"0123456789abcdef")[2:12], b"", memoryview(b"tail\n")]
+    with open(tmp_path / "f", "wb") as f:
+        local._write_all(f.fileno(), pieces)
+    assert (tmp_path / "f").read_bytes() == b"head\n23456789abtail\n"
+    assert len(calls) == 3

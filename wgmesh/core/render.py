@@ -268,9 +268,9 @@ def interface_section(cfg: InterfaceConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def peer_stanza(peer: PeerConfig) -> str:
+def peer_stanza(peer: PeerConfig, allowed_text: str | None = None) -> str:
     """One peer: a blank line, `# name` (and `# other: via relay name` for each node reached through it), then
-    [Peer] and its fields."""
+    [Peer] and its fields. `allowed_text`: its AllowedIPs already written out (the same prefixes, in order)."""
     via = "".join(f"# {n}: via relay {peer.name}\n" for n in peer.relayed)
     if peer.path == PairPath.PUNCH.value:
         via += f"# hole punching: its addresses ride on relay {peer.via} until a direct handshake\n"
@@ -278,7 +278,9 @@ def peer_stanza(peer: PeerConfig) -> str:
         via += "# direct: hole punched (no endpoint in the file: the tunnel learns it)\n"
     text = f"\n# {peer.name}\n{via}[Peer]\nPublicKey = {peer.public_key}\n"
     if peer.allowed_ips or peer.path is None:
-        text += f"AllowedIPs = {', '.join(str(n) for n in peer.allowed_ips)}\n"
+        if allowed_text is None:
+            allowed_text = ", ".join(str(n) for n in peer.allowed_ips)
+        text += f"AllowedIPs = {allowed_text}\n"
     if peer.endpoint is not None:
         text += f"Endpoint = {peer.endpoint}\n"
     if peer.persistent_keepalive > 0:
@@ -303,13 +305,14 @@ def render_all(mesh: Mesh) -> Iterator[tuple[str, str]]:
         yield name, b"".join(pieces).decode()
 
 
-def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes]]]:
+def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes | memoryview]]]:
     """(name, pieces) for every node that is not decommissioned: its file's UTF-8 bytes in pieces, whose
     concatenation is render_node()'s text, encoded.
 
     Fast for big meshes: each enrolled node's stanza is built and encoded once in both variants (with and
-    without keepalive), and the same bytes objects are every file's pieces: a node's peer list is the mesh-wide
-    list minus its own stanza, nothing rendered or encoded per file (a writer joins them once). A node without an
+    without keepalive), each variant's stanzas joined once into one bytes object, and every file's pieces are
+    views of it: a node's peer list is the mesh-wide list minus its own stanza (the views before and after it),
+    nothing rendered, encoded or copied per file (a writer hands the views to `os.writev`). A node without an
     endpoint, when there is a relay, gets the stanzas of the nodes with one, the relay's built for it.
     """
     from dataclasses import replace
@@ -326,19 +329,23 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes]]]:
         plain.append(text.encode())
         nat.append((text + ka_line).encode() if n.endpoint is not None else plain[-1])
     index = {n.name: i for i, n in enumerate(enrolled)}
+    plain_all, nat_all = _Joined(plain), _Joined(nat)
     before = after = b""  # relayed: the stanzas of the nodes with an endpoint before and after the relay's
     ips: dict[str, tuple[IPNetwork, ...]] = {}  # the relayed nodes' prefixes, parsed once (not once per node)
+    ips_text: dict[str, str] = {}  # and written out once (a relay entry carries the prefixes of every other one)
     if relay.relay is not None:
         public = [(n, nat[i]) for i, n in enumerate(enrolled) if n.endpoint is not None]
         r = next(i for i, (n, _) in enumerate(public) if n is relay.relay)
         before, after = b"".join(t for _, t in public[:r]), b"".join(t for _, t in public[r + 1:])
         ips = {n.name: n.allowed_ips for n in relay.nat}
+        ips_text = {n.name: ", ".join(str(ip) for ip in n.allowed_ips) for n in relay.nat}
+        relay_text = ", ".join(str(ip) for ip in relay.relay.allowed_ips)
     for node in mesh.nodes:
         if node.decommission:
             continue
         head = (header(mesh.name, node.name) + interface_section(_interface(mesh, node, (), relay))).encode()
         if node.endpoint is not None:
-            yield node.name, _without(head, plain, index.get(node.name))
+            yield node.name, plain_all.without(head, index.get(node.name))
         elif node.persistent_keepalive != keepalive:  # a node keepalive unlike the mesh's (not from mesh.yaml)
             yield node.name, [render_node(mesh, node.name).encode()]
         elif relay.relay is not None:
@@ -348,16 +355,26 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes]]]:
             r_peer = _peer(node, relay.relay)
             r_peer = replace(r_peer, allowed_ips=r_peer.allowed_ips + tuple(ip for n in via for ip in ips[n.name]),
                              relayed=tuple(n.name for n in via))
-            yield node.name, [head, before, peer_stanza(r_peer).encode(), after]
+            text = ", ".join(t for t in (relay_text, *(ips_text[n.name] for n in via)) if t)
+            yield node.name, [head, before, peer_stanza(r_peer, text).encode(), after]
         else:
-            yield node.name, _without(head, nat, index.get(node.name))
+            yield node.name, nat_all.without(head, index.get(node.name))
 
 
-def _without(head: bytes, stanzas: list[bytes], i: int | None) -> list[bytes]:
-    """A node's file: its head, then every enrolled node's stanza but its own (i)."""
-    if i is None:
-        return [head, *stanzas]
-    return [head, *stanzas[:i], *stanzas[i + 1 :]]
+class _Joined:
+    """Stanzas joined once, and where each starts: any file's peers are at most two views of the one copy."""
+
+    def __init__(self, stanzas: list[bytes]) -> None:
+        self.blob = memoryview(b"".join(stanzas))
+        self.starts = [0]
+        for t in stanzas:
+            self.starts.append(self.starts[-1] + len(t))
+
+    def without(self, head: bytes, i: int | None) -> list[bytes | memoryview]:
+        """A node's file: its head, then every enrolled node's stanza but its own (i)."""
+        if i is None:
+            return [head, self.blob]
+        return [head, self.blob[: self.starts[i]], self.blob[self.starts[i + 1] :]]
 
 
 def syncconf_text(cfg: InterfaceConfig) -> str:
