@@ -12,6 +12,7 @@ import binascii
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -294,11 +295,27 @@ class Node:
         """Has a public key and is not being decommissioned: it takes part in peer lists."""
         return self.public_key is not None and not self.decommission
 
-    @property
+    @cached_property
     def allowed_ips(self) -> tuple[IPNetwork, ...]:
-        """What peers route to this node: its addresses as host routes, then its subnets."""
-        hosts = tuple(ipaddress.ip_network(a) for a in self.addresses)
+        """What peers route to this node: its addresses as host routes, then its subnets (worked out once: a
+        plan and render --all ask for it once per peer)."""
+        hosts = tuple(_host_network(a) for a in self.addresses)
         return hosts + tuple(s.prefix for s in self.subnets)
+
+
+def _host_network(addr: IPAddress) -> IPNetwork:
+    """ADDR/32 (or /128), built from the address's integer (the ipaddress constructors given an address object
+    parse its text again)."""
+    if addr.version == 4:
+        return ipaddress.IPv4Network((int(addr), 32))
+    return ipaddress.IPv6Network((int(addr), 128))
+
+
+def _interface_of(addr: IPAddress, prefixlen: int) -> IPInterface:
+    """ADDR/PREFIXLEN as an interface, built from the address's integer."""
+    if addr.version == 4:
+        return ipaddress.IPv4Interface((int(addr), prefixlen))
+    return ipaddress.IPv6Interface((int(addr), prefixlen))
 
 
 @dataclass(frozen=True)
@@ -336,10 +353,10 @@ class Mesh:
         for addr in node.addresses:
             for net in self.networks:
                 if net.version == addr.version and addr in net:
-                    out.append(ipaddress.ip_interface(f"{addr}/{net.prefixlen}"))
+                    out.append(_interface_of(addr, net.prefixlen))
                     break
             else:
-                out.append(ipaddress.ip_interface(f"{addr}/{addr.max_prefixlen}"))
+                out.append(_interface_of(addr, addr.max_prefixlen))
         return tuple(out)
 
     def key_path(self) -> str:
