@@ -2,10 +2,12 @@
 
 ruamel's round-trip parser is pure Python at ~20-40 us per value: 5 s or more for a mesh of 10,000 nodes. Almost
 every mesh.yaml is plain YAML: block mappings and lists, one-line flow lists and mappings, plain and one-line
-quoted scalars, comments. `read()` reads exactly that, line by line, into the same objects ruamel's round trip
-makes (CommentedMap and CommentedSeq with the same line and column of every key, value and item, the same
-scalar types: str, int, ScalarInt, bool, None, Single/DoubleQuotedScalarString), so validation and its
-`mesh.yaml:LINE:COL` diagnostics cannot tell the two apart (tests/meshfile/test_big.py compares them).
+quoted scalars, comments. `read()` reads exactly that, line by line, into what validation sees of ruamel's round
+trip: mappings and lists (FastMap, FastSeq: a dict and a list with ruamel's `lc` positions and `fa` flow style,
+not CommentedMap and CommentedSeq, whose every look-up runs Python code) with the same line and column of every
+key, value and item, and the same scalar types (str, int, ScalarInt, bool, None, Single/DoubleQuotedScalarString),
+so validation and its `mesh.yaml:LINE:COL` diagnostics cannot tell the two apart (tests/meshfile/test_big.py
+compares them). Nothing edits what it reads: the edits go through the round trip.
 
 Anything else raises `Declined` with the line and the reason, before any work that depends on it: anchors,
 aliases, tags, merge keys, block scalars, multi-line scalars, escapes in double quotes, tabs, duplicate keys,
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from wgmesh.meshfile.fastscalars import (
@@ -36,6 +37,55 @@ from wgmesh.meshfile.fastscalars import (
     TooMany,
     _construct,
 )
+
+
+class FastMap(dict[Any, Any]):
+    """A mapping read by fastyaml: a dict, and what validation asks of ruamel's CommentedMap: `lc.line`, `lc.col`,
+    `lc.data` (key -> [key line, key column, value line, value column], 0-based; None while empty) and
+    `fa.flow_style()` (True flow, False block, None unset)."""
+
+    __slots__ = ("_flow", "col", "data", "line")
+
+    def __init__(self, line: int, col: int, flow: bool | None) -> None:
+        super().__init__()
+        self.line, self.col, self._flow = line, col, flow
+        self.data: dict[Any, list[int]] | None = None
+
+    @property
+    def lc(self) -> FastMap:
+        return self
+
+    @property
+    def fa(self) -> FastMap:
+        return self
+
+    def flow_style(self) -> bool | None:
+        return self._flow
+
+    def set_flow_style(self) -> None:
+        self._flow = True
+
+    def at(self, key: Any, where: list[int]) -> None:
+        if self.data is None:
+            self.data = {}
+        self.data[key] = where
+
+
+class FastSeq(list[Any]):
+    """A list read by fastyaml, with CommentedSeq's `lc` (`lc.data`: index -> [line, column]) and `fa`."""
+
+    __slots__ = ("_flow", "col", "data", "line")
+
+    def __init__(self, line: int, col: int, flow: bool | None) -> None:
+        super().__init__()
+        self.line, self.col, self._flow = line, col, flow
+        self.data: dict[Any, list[int]] | None = None
+
+    lc = FastMap.lc
+    fa = FastMap.fa
+    flow_style = FastMap.flow_style
+    set_flow_style = FastMap.set_flow_style
+    at = FastMap.at
 
 
 class _Reader:
@@ -76,7 +126,7 @@ class _Reader:
 
     # ---------------------------------------------------------------------------------------- document
 
-    def document(self) -> CommentedMap:
+    def document(self) -> FastMap:
         for i, line in enumerate(self.lines):
             if line.startswith(("---", "...", "%")):
                 raise Declined(i, "a document marker or directive")
@@ -108,14 +158,12 @@ class _Reader:
             raise Declined(i, "a value that is neither a mapping of plain keys nor a list")
         return self.mapping(i, col, col, depth)
 
-    def mapping(self, i: int, indent: int, first_col: int, depth: int) -> tuple[CommentedMap, int]:
+    def mapping(self, i: int, indent: int, first_col: int, depth: int) -> tuple[FastMap, int]:
         """A block mapping whose keys sit at column `indent`; its first key is on line i at `first_col` (the
         same, or further right after a list's '- ')."""
         if depth > MAX_NESTING:
             raise Declined(i, "nesting deeper than mesh.yaml needs")
-        m = CommentedMap()
-        m._yaml_set_line_col(i, first_col)
-        m.fa.set_block_style()
+        m = FastMap(i, first_col, False)
         self.count(i, first_col)
         col = first_col
         while True:
@@ -154,7 +202,7 @@ class _Reader:
                 if nxt < self.n and self.indent(nxt) > indent:
                     raise Declined(nxt, "a value that continues on the next line")
             m[key] = value
-            m._yaml_set_kv_line_col(key, [i, col, vpos[0], vpos[1]])
+            m.at(key, [i, col, vpos[0], vpos[1]])
             i = nxt
             if i >= self.n:
                 return m, i
@@ -170,12 +218,10 @@ class _Reader:
         line = self.lines[i]
         return line.startswith("-", col) and (len(line) == col + 1 or line[col + 1] == " ")
 
-    def sequence(self, i: int, indent: int, depth: int) -> tuple[CommentedSeq, int]:
+    def sequence(self, i: int, indent: int, depth: int) -> tuple[FastSeq, int]:
         if depth > MAX_NESTING:
             raise Declined(i, "nesting deeper than mesh.yaml needs")
-        s = CommentedSeq()
-        s._yaml_set_line_col(i, indent)
-        s.fa.set_block_style()
+        s = FastSeq(i, indent, False)
         self.count(i, indent)
         idx = 0
         while True:
@@ -204,7 +250,7 @@ class _Reader:
                 if nxt < self.n and self.indent(nxt) > indent:
                     raise Declined(nxt, "a list item that continues on the next line")
             s.append(value)
-            s._yaml_set_idx_line_col(idx, [ipos[0], ipos[1]])
+            s.at(idx, [ipos[0], ipos[1]])
             idx += 1
             i = nxt
             if i >= self.n:
@@ -289,13 +335,12 @@ class _Reader:
         line = self.lines[i]
         is_map = line[col] == "{"
         close = "}" if is_map else "]"
-        out: Any = CommentedMap() if is_map else CommentedSeq()
-        out._yaml_set_line_col(i, col)
+        out: Any = FastMap(i, col, None) if is_map else FastSeq(i, col, None)
         self.count(i, col)
         k = self._skip(line, col + 1)
         if k < len(line) and line[k] == close:
             return out, k + 1  # (the round trip gives an empty one no flow style)
-        out.fa.set_flow_style()
+        out.set_flow_style()
         idx = 0
         while True:
             if k >= len(line):
@@ -331,10 +376,10 @@ class _Reader:
                 k = end
             if is_map:
                 out[key] = value
-                out._yaml_set_kv_line_col(key, [i, kpos, i, vstart])
+                out.at(key, [i, kpos, i, vstart])
             else:
                 out.append(value)
-                out._yaml_set_idx_line_col(idx, [i, vstart])
+                out.at(idx, [i, vstart])
                 idx += 1
             k = self._skip(line, k)
             if k < len(line) and line[k] == close:
@@ -352,7 +397,7 @@ class _Reader:
         return k
 
 
-def read(text: str, max_values: int) -> tuple[CommentedMap, int, int]:
+def read(text: str, max_values: int) -> tuple[FastMap, int, int]:
     """The round-trip document of plain YAML `text`, its number of values and of nodes (keys under `nodes:`).
     Raises Declined for anything else, TooMany past `max_values`."""
     reader = _Reader(text, max_values)
