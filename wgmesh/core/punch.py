@@ -33,10 +33,13 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from wgmesh.core.model import Mesh, Node
 from wgmesh.core.relay import relaying
-from wgmesh.core.state import LiveState
+
+if TYPE_CHECKING:  # (render imports this module: it needs no live state)
+    from wgmesh.core.state import LiveState
 
 FRESH = 300  # seconds: a handshake at most this old proves a path (and an observed endpoint) current
 PUNCH_KEEPALIVE = 25  # seconds: the keepalive of a direct entry when the node's own keepalive is off
@@ -160,7 +163,7 @@ def punching(mesh: Mesh, results: Mapping[str, LiveState | str]) -> Punching:
     relay = relaying(mesh)
     if not relay.active:
         return NONE
-    states = {name: got for name, got in results.items() if isinstance(got, LiveState)}
+    states = {name: got for name, got in results.items() if not isinstance(got, str)}  # str: why it was not read
     seen = observe(mesh, states)
     paths: dict[frozenset[str], PairPath] = {}
     nat = relay.nat

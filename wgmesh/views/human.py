@@ -8,20 +8,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wgmesh.core.checks import CheckReport
-from wgmesh.core.plan import NodeResult, Outcome, Plan
-from wgmesh.core.status import StatusReport
 from wgmesh.views.env import Environment
 from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
 from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
 from wgmesh.views.text import markup, safe, safe_lines
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the plan, check and status types only annotate: validate and render import none of them)
     from rich.console import Console
+
+    from wgmesh.core.checks import CheckReport
+    from wgmesh.core.plan import NodeResult, Plan
+    from wgmesh.core.status import StatusReport
 
 __all__ = ["NO_CHANGES", "HumanView", "change_lines", "quote_key", "summary_line"]
 
-_OUTCOME_STYLES = {Outcome.CHANGED: "green", Outcome.UNCHANGED: "dim", Outcome.FAILED: "bold red"}
+_OUTCOME_STYLES = {"changed": "green", "unchanged": "dim", "failed": "bold red"}  # core.plan.Outcome's values
 
 _KEY_SOURCES = {
     "kept": "{key} already held its key",
@@ -127,6 +128,8 @@ class HumanView:
         self, plan: Plan, results: Sequence[NodeResult], rounds: Sequence[tuple[Plan, Sequence[NodeResult]]] = ()
     ) -> None:
         """(`rounds`, apply's hole punching, are shown as they happen: plan() and results() each.)"""
+        from wgmesh.core.plan import Outcome
+
         self.out.print()
         width = max((len(r.node) for r in results), default=0)
         for r in results:

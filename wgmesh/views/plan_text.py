@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from wgmesh.core.changes import Action, Change, Value
-from wgmesh.core.plan import Plan
+
+if TYPE_CHECKING:  # (only annotates: validate and render do not import the planner)
+    from wgmesh.core.plan import Plan
 
 NO_CHANGES = "No changes. Your mesh matches the configuration."
 
