@@ -57,6 +57,17 @@ def test_validate_needs_no_ssh_no_rich_and_no_pydantic() -> None:
     assert "ruamel" in mods
 
 
+def test_render_all_imports_no_planner_and_no_live_state(tmp_path: Path) -> None:
+    mesh = ROOT / "mesh.example" / "mesh.yaml"
+    check = "\nassert not {'wgmesh.core.plan', 'wgmesh.core.state', 'wgmesh.core.status'} & set(sys.modules)"
+    mods, out = _modules_after(f"from wgmesh.cli.app import main\nrc = main(['render', '--all', '--out', "
+                               f"{str(tmp_path)!r}, '-f', {str(mesh)!r}])\nassert rc == 0, rc{check}")
+    assert "Wrote 4 config(s)" in out and len(list(tmp_path.glob("*.conf"))) == 4
+    assert not {"paramiko", "pydantic", "nacl"} & set(mods)
+    mods, _ = _modules_after(f"from wgmesh.cli.app import main\nrc = main(['validate', '-f', {str(mesh)!r}])\n"
+                             f"assert rc == 0, rc{check}")
+
+
 def test_ssh_commands_still_find_paramiko_lazily() -> None:
     mods, _ = _modules_after("import wgmesh.remote.ssh")
     assert "paramiko" not in mods
