@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from wgmesh.commands import local
+from wgmesh.commands.common import Failure
 from wgmesh.core.render import render_all
 from wgmesh.meshfile import load
 from wgmesh.views.env import Environment
@@ -64,3 +65,17 @@ def test_a_short_writev_goes_on_from_where_it_stopped(tmp_path: Path, monkeypatc
         local._write_all(f.fileno(), pieces)
     assert (tmp_path / "f").read_bytes() == b"head\n23456789abtail\n"
     assert len(calls) == 3
+
+
+def test_render_all_raises_the_first_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "azure.conf").mkdir(parents=True)  # a folder where a file goes
+    with pytest.raises(Failure, match=r"cannot write .*/azure\.conf: Is a directory"):
+        local.render(mesh_file, None, True, out, _env())
+    assert (out / "aws.conf").read_text() == dict(render_all(load(mesh_file)[0]))["aws"]
+    assert not (out / "gcp.conf").exists()  # the writing stopped at the error
+
+
+def test_render_node_says_which_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(Failure, match=r"cannot write .*/aws\.conf: No such file or directory"):
+        local.render(mesh_file, "aws", False, tmp_path / "missing" / "aws.conf", _env())
