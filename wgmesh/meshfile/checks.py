@@ -181,9 +181,12 @@ def overlapping(items: list[tuple[IPNetwork, Any]]) -> Iterator[tuple[Any, Any]]
     for version in (4, 6):
         blocks = sorted(
             (
-                (int(net.network_address), -int(net.broadcast_address), i, int(net.broadcast_address), tag)
+                (start, -end, i, end, tag)
                 for i, (net, tag) in enumerate(items)
                 if net.version == version
+                # the block's first and last address as integers (not the address objects ipaddress would make)
+                for start in (int(net.network_address),)
+                for end in (start | ((1 << (net.max_prefixlen - net.prefixlen)) - 1),)
             ),
             key=lambda b: b[:3],
         )

@@ -62,17 +62,29 @@ class TooMany(Exception):
         self.pos = pos
 
 
-_TABLE: dict[Any, list[tuple[Any, Any]]] | None = None
+_TABLE: dict[Any, list[tuple[str, re.Pattern[str]]]] | None = None
+
+
+def _table() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """ruamel's YAML 1.2 implicit resolvers by first character, its patterns compiled as plain `re` patterns
+    (ruamel keeps them behind a lazy proxy whose every attribute look-up runs Python code)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = {first: [(str(tag), re.compile(regexp.pattern, regexp.flags)) for tag, regexp in resolvers]
+                  for first, resolvers in VersionedResolver().versioned_resolver.items()}
+    return _TABLE
 
 
 def _implicit(value: str) -> str:
     """The tag ruamel's resolver gives a plain scalar (YAML 1.2, as the round trip reads mesh.yaml)."""
-    global _TABLE
-    if _TABLE is None:
-        _TABLE = VersionedResolver().versioned_resolver
-    for tag, regexp in [*_TABLE.get(value[0] if value else "", []), *_TABLE.get(None, [])]:
+    table = _table()
+    first = table.get(value[0] if value else "")
+    rest = table.get(None)
+    if first is None and rest is None:  # most names, keys and addresses: no resolver starts with their first character
+        return _STR
+    for tag, regexp in [*(first or ()), *(rest or ())]:
         if regexp.match(value):
-            return str(tag)
+            return tag
     return _STR
 
 
