@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ipaddress import ip_interface, ip_network
 
+import pytest
+
 from wgmesh.core.state import LivePeer, LiveState, digest, normalized
 
 K1 = "aj6Hv5ZOCpNOowMFVU7K9L53JCmRmhi5P9FMXuUkmiY="
@@ -32,3 +34,18 @@ def test_documents_do_not_share_lists() -> None:
     a["peers"][1]["endpoint"] = "changed"
     assert b["peers"][0]["allowed_ips"] == ["10.0.0.2/32"] and b["peers"][1]["endpoint"] is None
     assert normalized(state("10.0.0.2/32")) == b
+
+
+def test_live_peer_is_the_dataclass_built_the_usual_way() -> None:
+    import dataclasses
+
+    from wgmesh.core.state import live_peer
+
+    ips = frozenset([ip_network("10.0.0.2/32")])
+    values = ("k" * 43 + "=", "198.51.100.1:51820", ips, 25, 1_700_000_000, 5, 6, True)
+    fast, usual = live_peer(*values), LivePeer(*values)
+    assert type(fast) is LivePeer and fast == usual and hash(fast) == hash(usual) and repr(fast) == repr(usual)
+    assert dataclasses.astuple(fast) == values
+    assert dataclasses.replace(fast, endpoint=None) == dataclasses.replace(usual, endpoint=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.endpoint = None  # type: ignore[misc]

@@ -67,6 +67,17 @@ def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[
         return True
     if live is None:
         return False
+    if _ip(want.host) is not None:  # a literal: the answer depends on the two texts only, the same on every node
+        return _literal_matches(want.host, want.port, live)
+    return _matches(want, live, resolved)
+
+
+@lru_cache(maxsize=1 << 16)
+def _literal_matches(host: str, port: int, live: str) -> bool:
+    return _matches(Endpoint(host, port), live, {})
+
+
+def _matches(want: Endpoint, live: str, resolved: Mapping[str, frozenset[str]]) -> bool:
     parsed = _split_endpoint(live)
     if parsed is None:
         return False

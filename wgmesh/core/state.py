@@ -36,6 +36,27 @@ class LivePeer:
     has_preshared_key: bool
 
 
+_new = object.__new__
+
+
+def live_peer(public_key: str, endpoint: str | None, allowed_ips: frozenset[IPNetwork], persistent_keepalive: int,
+              latest_handshake: int, rx_bytes: int, tx_bytes: int, has_preshared_key: bool) -> LivePeer:
+    """`LivePeer(...)` for the dump parser, which makes one per peer of every node (N² for a full mesh): the same
+    object, its fields set in its __dict__ at once rather than by the frozen dataclass's __init__, which calls
+    object.__setattr__ once per field (0.5 us a peer). Equal to, and hashed like, one built the usual way."""
+    peer = _new(LivePeer)
+    d = peer.__dict__
+    d["public_key"] = public_key
+    d["endpoint"] = endpoint
+    d["allowed_ips"] = allowed_ips
+    d["persistent_keepalive"] = persistent_keepalive
+    d["latest_handshake"] = latest_handshake
+    d["rx_bytes"] = rx_bytes
+    d["tx_bytes"] = tx_bytes
+    d["has_preshared_key"] = has_preshared_key
+    return peer
+
+
 @dataclass(frozen=True)
 class LiveState:
     interface: str

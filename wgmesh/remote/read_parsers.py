@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from wgmesh.core.model import IPInterface, IPNetwork
-from wgmesh.core.state import InterfaceDump, LivePeer
+from wgmesh.core.state import InterfaceDump, LivePeer, live_peer
 
 HIDDEN = "(hidden)"
 NONE = "(none)"
@@ -137,14 +137,15 @@ def _peer_line(fields: list[str], line_no: int) -> LivePeer:
     if len(fields) != _DUMP_PEER_FIELDS:
         raise ParseError(f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}")
     key, preshared, endpoint, allowed_ips, handshake, rx_bytes, tx_bytes, keepalive = fields
-    return LivePeer(  # positional, in LivePeer's order: a node's dump has a line per peer
+    # (a node's dump has a line per peer: the plain decimal numbers are read inline, anything else by _int)
+    return live_peer(  # positional, in LivePeer's order
         _public_key(key, "peer public key", line_no),
         _endpoint(endpoint, line_no),
         _allowed_ips(allowed_ips, line_no),
         0 if keepalive == "off" else _int(keepalive, "keepalive", line_no),
-        _int(handshake, "latest handshake", line_no),
-        _int(rx_bytes, "rx bytes", line_no),
-        _int(tx_bytes, "tx bytes", line_no),
+        int(handshake) if handshake.isascii() and handshake.isdigit() else _int(handshake, "latest handshake", line_no),
+        int(rx_bytes) if rx_bytes.isascii() and rx_bytes.isdigit() else _int(rx_bytes, "rx bytes", line_no),
+        int(tx_bytes) if tx_bytes.isascii() and tx_bytes.isdigit() else _int(tx_bytes, "tx bytes", line_no),
         preshared != NONE,
     )
 
