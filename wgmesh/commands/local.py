@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,8 +79,7 @@ class _Writer:
     the first error stops the writing and is raised there (the files before it are written)."""
 
     def __init__(self) -> None:
-        self.jobs: deque[tuple[Path, Sequence[bytes | memoryview]] | None] = deque()
-        self.ready = threading.Semaphore(0)
+        self.jobs: queue.SimpleQueue[tuple[Path, Sequence[bytes | memoryview]] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="wgmesh-render-writer", daemon=True)
 
@@ -91,15 +90,10 @@ class _Writer:
     def write(self, path: Path, pieces: Sequence[bytes | memoryview]) -> None:
         if self.error is not None:
             raise self.error
-        self.jobs.append((path, pieces))
-        self.ready.release()
+        self.jobs.put((path, pieces))
 
     def _run(self) -> None:
-        while True:
-            self.ready.acquire()
-            job = self.jobs.popleft()
-            if job is None:
-                return
+        while (job := self.jobs.get()) is not None:
             if self.error is not None:
                 continue
             try:
@@ -109,8 +103,7 @@ class _Writer:
                 self.error = e
 
     def __exit__(self, *exc: object) -> None:
-        self.jobs.append(None)
-        self.ready.release()
+        self.jobs.put(None)
         self.thread.join()
         if self.error is not None and exc[0] is None:
             raise self.error
