@@ -84,7 +84,8 @@ def _results(stdout: str) -> dict[str, str]:
     return out
 
 
-def _ping(lab: Lab, src: str, dst: str) -> bool:
+def _ping(lab: Lab, src: str, dst: str, after: float = 0) -> bool:
+    time.sleep(after)
     argv = ["ip", "netns", "exec", lab.host(src).netns, "ping", "-n", "-q", "-c", "1", "-w", "8", dst]
     return subprocess.run(argv, capture_output=True, timeout=20).returncode == 0
 
@@ -98,8 +99,11 @@ def _assert_full_mesh(lab: Lab, names: list[str]) -> None:
         if dst != src
         for target in (str(lab.host(dst).address), str(lab.host(dst).subnet.network_address + 1))
     ]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        got = list(pool.map(lambda p: _ping(lab, p[0], p[2]), pairs))
+    # Each source starts 0.5 s after the one before it (names' order), as `wgmesh check` does: both ends of a
+    # pair sending their first packet at once collide their handshakes until WireGuard's retry 5 s later.
+    order = {n: i for i, n in enumerate(names)}
+    with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+        got = list(pool.map(lambda p: _ping(lab, p[0], p[2], after=0.5 * order[p[0]]), pairs))
         # A first handshake can be lost while a peer is still coming up (WireGuard retries after 5 s):
         # a pair passes if it answers within two rounds.
         retry = [p for p, ok in zip(pairs, got, strict=True) if not ok]
