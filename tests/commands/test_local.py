@@ -73,7 +73,26 @@ def test_render_all_raises_the_first_file_it_could_not_write(mesh_file: Path, tm
     with pytest.raises(Failure, match=r"cannot write .*/azure\.conf: Is a directory"):
         local.render(mesh_file, None, True, out, _env())
     assert (out / "aws.conf").read_text() == dict(render_all(load(mesh_file)[0]))["aws"]
-    assert not (out / "gcp.conf").exists()  # the writing stopped at the error
+
+
+def test_render_all_names_the_earliest_of_several_files_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for name in ("aliyun", "gcp"):  # the last two: the writer threads may meet them in either order
+        (out / f"{name}.conf").mkdir(parents=True)
+    for _ in range(20):
+        with pytest.raises(Failure, match=r"cannot write .*/gcp\.conf: Is a directory"):
+            local.render(mesh_file, None, True, out, _env())
+        assert (out / "azure.conf").read_text() == dict(render_all(load(mesh_file)[0]))["azure"]
+
+
+def test_the_writer_skips_the_files_after_an_error(tmp_path: Path) -> None:
+    writer = local._Writer()
+    writer.errors[1] = OSError("file 1 failed")  # as a writer thread records it
+    with pytest.raises(OSError, match="file 1 failed"), writer:
+        for i in range(4):
+            writer.count = i
+            writer.jobs.put((i, tmp_path / str(i), [b"x"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1"]  # up to the failed file; 2 and 3 skipped
 
 
 def test_render_node_says_which_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
