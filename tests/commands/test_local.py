@@ -87,7 +87,7 @@ def test_render_all_names_the_earliest_of_several_files_it_could_not_write(mesh_
 
 def test_the_writer_skips_the_files_after_an_error(tmp_path: Path) -> None:
     writer = local._Writer()
-    writer.errors[1] = OSError("file 1 failed")  # as a writer thread records it
+    writer.failed = (1, OSError("file 1 failed"))  # as a writer thread records it
     with pytest.raises(OSError, match="file 1 failed"), writer:
         for i in range(4):
             writer.count = i

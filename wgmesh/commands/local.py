@@ -84,7 +84,8 @@ class _Writer:
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue[tuple[int, Path, Sequence[bytes | memoryview]] | None] = queue.SimpleQueue()
         self.count = 0
-        self.errors: dict[int, BaseException] = {}  # {the file's place in order: its error}
+        self.lock = threading.Lock()
+        self.failed: tuple[int, BaseException] | None = None  # the earliest file (its place in order) that failed
         self.threads = [
             threading.Thread(target=self._run, name=f"wgmesh-render-writer-{i}", daemon=True)
             for i in range(self.THREADS)
@@ -96,29 +97,31 @@ class _Writer:
         return self
 
     def write(self, path: Path, pieces: Sequence[bytes | memoryview]) -> None:
-        if self.errors:
-            raise self.errors[min(self.errors)]
+        if (failed := self.failed) is not None:
+            raise failed[1]
         self.jobs.put((self.count, path, pieces))
         self.count += 1
 
     def _run(self) -> None:
         while (job := self.jobs.get()) is not None:
             index, path, pieces = job
-            if self.errors and min(self.errors) < index:
+            if (failed := self.failed) is not None and failed[0] < index:
                 continue
             try:
                 with open(path, "wb") as f:
                     _write_all(f.fileno(), pieces)
             except BaseException as e:  # raised in the caller's thread
-                self.errors[index] = e
+                with self.lock:
+                    if self.failed is None or index < self.failed[0]:
+                        self.failed = (index, e)
 
     def __exit__(self, *exc: object) -> None:
         for _ in self.threads:
             self.jobs.put(None)
         for t in self.threads:
             t.join()
-        if self.errors and exc[0] is None:
-            raise self.errors[min(self.errors)]
+        if self.failed is not None and exc[0] is None:
+            raise self.failed[1]
 
 
 def _write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
