@@ -186,3 +186,17 @@ def test_the_deadlines_in_the_help_are_the_transports() -> None:
     from wgmesh.remote import transport
 
     assert (options.READ_TIMEOUT, options.APPLY_TIMEOUT) == (transport.READ_TIMEOUT, transport.APPLY_TIMEOUT)
+
+
+def test_the_console_script_collects_garbage_less_often_and_never_walks_the_imports() -> None:
+    """run() (the `wgmesh` script, not main(), which tests and library callers use) freezes what the imports made
+    and raises the first collection threshold; collection stays on."""
+    probe = (
+        "import gc, sys, wgmesh.cli.app as app\n"
+        "app.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 1_000, gc.isenabled()) or 0\n"
+        "try:\n    app.run()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:3] == ["20000", "True", "True"]

