@@ -200,3 +200,24 @@ def test_the_console_script_collects_garbage_less_often_and_never_walks_the_impo
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:3] == ["20000", "True", "True"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "teardown"),
+    [
+        ("", False),  # a local command: output flushed, no teardown
+        ("import paramiko", True),  # paramiko's atexit joins its transports' threads
+        ("import threading; threading.Thread(target=__import__('time').sleep, args=(0.3,)).start()", True),
+    ],
+)
+def test_the_console_script_skips_the_teardown_only_without_ssh_and_threads(setup: str, teardown: bool) -> None:
+    probe = (
+        f"import atexit, sys, wgmesh.cli.app as app\n{setup}\n"
+        "atexit.register(lambda: print('teardown'))\n"
+        "app.main = lambda: print('output', end='') or 3\n"
+        "app.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == ("outputteardown\n" if teardown else "output")

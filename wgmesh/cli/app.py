@@ -257,7 +257,24 @@ def run() -> None:
     imported: ~8% of a `render --all` of 1,000 nodes). Collections still run; memory stays bounded."""
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
-    sys.exit(main())
+    _exit(main())
+
+
+def _exit(code: int) -> None:
+    """End the process with `code`. A command that used no SSH and left no thread running ends without the
+    interpreter's teardown (freeing every module and object one by one: 15 ms of a `render --all` of 1,000 nodes),
+    once its output is flushed: its files are closed and mesh.yaml's writes are synced by then. Anything else
+    (paramiko joins its transports' threads at exit, a thread still running, output that cannot be flushed) ends
+    the ordinary way."""
+    threading = sys.modules.get("threading")
+    if "paramiko" in sys.modules or (threading is not None and threading.active_count() > 1):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
 
 
 def __getattr__(name: str) -> Any:
