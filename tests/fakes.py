@@ -77,16 +77,18 @@ def _routes(state: LiveState, version: int) -> str:
     return json.dumps(routes)
 
 
-def _iptables(state: LiveState) -> str:
-    """The iptables section: `present` and wgmesh's rules for the interface (as `iptables -S` prints them)."""
-    if not state.has_iptables:
+def _iptables(state: LiveState, version: int = 4) -> str:
+    """The iptables (4) or ip6tables (6) section: `present` and wgmesh's rules for the interface (as `-S` prints
+    them)."""
+    if not (state.has_iptables if version == 4 else state.has_ip6tables):
         return "absent"
     comment = f'-m comment --comment "wgmesh:{state.interface}"'
     lines = ["present"]
-    if state.forward_rules:
+    if state.forward_rules if version == 4 else state.forward_rules6:
         lines += [f"-A FORWARD -i {state.interface} {comment} -j ACCEPT",
                   f"-A FORWARD -o {state.interface} {comment} -j ACCEPT"]
-    lines += [f"-A POSTROUTING ! -s {n} -d {n} {comment} -j MASQUERADE" for n in sorted(state.masquerade, key=str)]
+    lines += [f"-A POSTROUTING ! -s {n} -d {n} {comment} -j MASQUERADE"
+              for n in sorted(state.masquerade, key=str) if n.version == version]
     return "\n".join(lines)
 
 
@@ -116,6 +118,8 @@ def read_output(state: LiveState) -> str:
     sections.append(("forwarding", "\n".join(f"{v} {int(on)}" for v, on in sorted(state.forwarding.items()))))
     if state.has_iptables is not None:
         sections.append(("iptables", _iptables(state)))
+    if state.has_ip6tables is not None:
+        sections.append(("ip6tables", _iptables(state, 6)))
     if state.auto_mtu is not None:
         sections.append(("automtu", str(state.auto_mtu)))
     for host, addrs in state.resolved.items():

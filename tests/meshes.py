@@ -102,10 +102,12 @@ def converged(mesh: Mesh, name: str, punch: Any = None, **changes: Any) -> LiveS
         config_sha256=config_digest(render(cfg, mesh.name)),
         resolved={"azure.example.com": frozenset({"203.0.113.2"})},
         wg_quick_unit_enabled=None,
-        forwarding={4: bool(cfg.forwarding), 6: False},
+        forwarding={4: bool(cfg.forwarding), 6: 6 in cfg.forwarding},
         has_iptables=True,
         forward_rules=4 in cfg.forwarding,
-        masquerade=frozenset(n for n in cfg.masquerade if n.version == 4),
+        masquerade=frozenset(cfg.masquerade),
+        has_ip6tables=True,
+        forward_rules6=6 in cfg.forwarding,
         config_text=render(cfg, mesh.name),
     )
     return dataclasses.replace(state, **changes)
@@ -116,7 +118,8 @@ def fresh(mesh: Mesh, name: str) -> LiveState:
     return converged(
         mesh, name, interface_exists=False, public_key=None, listen_port=None, peers={}, addresses=frozenset(),
         mtu=None, link_up=False, routes=frozenset(), config_exists=False, config_sha256=None,
-        forwarding={4: False, 6: False}, forward_rules=False, masquerade=frozenset(), config_text=None,
+        forwarding={4: False, 6: False}, forward_rules=False, masquerade=frozenset(), forward_rules6=False,
+        config_text=None,
     )
 
 # A hand-written mesh.yaml with comments, odd indentation and both list styles (mesh.yaml edits keep them).

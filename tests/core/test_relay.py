@@ -175,7 +175,7 @@ def test_the_relay_plans_forwarding_and_its_rules() -> None:
     plan = diff_node(m, m.node("aws"), before)
     assert [(c.action.value, c.kind, c.name) for c in plan.changes if c.kind in ("forwarding", "firewall")] == [
         ("update", "forwarding", "ipv4"), ("create", "firewall", "forward wg0")]
-    assert Step(StepKind.SET_FORWARDING, "4") in plan.steps and Step(StepKind.ADD_FORWARD_RULES) in plan.steps
+    assert Step(StepKind.SET_FORWARDING, "4") in plan.steps and Step(StepKind.ADD_FORWARD_RULES, "4") in plan.steps
     assert any(n.startswith("relay for the nodes without an endpoint (gcp, aliyun, tencent)") for n in plan.notes)
 
 

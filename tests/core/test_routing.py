@@ -9,6 +9,7 @@ import json
 from meshes import converged, four
 
 from wgmesh.core.changes import Action
+from wgmesh.core.model import Subnet
 from wgmesh.core.plan import diff_node
 from wgmesh.core.steps import Step, StepKind
 
@@ -49,11 +50,11 @@ def test_unknown_forwarding_is_not_a_change() -> None:
 def test_missing_forward_rules_are_added_and_stale_ones_removed() -> None:
     plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", forward_rules=False))
     assert _extra(plan) == [("create", "firewall", "forward wg0")]
-    assert Step(StepKind.ADD_FORWARD_RULES) in plan.steps
+    assert Step(StepKind.ADD_FORWARD_RULES, "4") in plan.steps
     no_subnets = _with(MESH, "aws", subnets=())
     plan = diff_node(no_subnets, no_subnets.node("aws"), converged(MESH, "aws"))
     assert ("delete", "firewall", "forward wg0") in _extra(plan)
-    assert Step(StepKind.DELETE_FORWARD_RULES) in plan.steps
+    assert Step(StepKind.DELETE_FORWARD_RULES, "4") in plan.steps
 
 
 def test_masquerade_added_and_removed_with_the_field() -> None:
@@ -70,6 +71,54 @@ def test_masquerade_added_and_removed_with_the_field() -> None:
 def test_rules_without_iptables_are_the_nodes_error() -> None:
     plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", has_iptables=False, forward_rules=False))
     assert plan.error is not None and "iptables" in plan.error and not plan.steps
+
+
+SUBNET6 = ipaddress.ip_network("fd00:99:10::/64")
+
+
+def _ipv6_subnet(masquerade: bool | None = None):  # type: ignore[no-untyped-def]
+    aws = MESH.node("aws")
+    return _with(MESH, "aws", subnets=(*aws.subnets, Subnet(SUBNET6, None, masquerade)))
+
+
+def test_an_ipv6_subnet_gets_forwarding_and_ip6tables_rules_of_its_own() -> None:
+    """A node routing an IPv6 subnet forwards IPv6 and has wgmesh's FORWARD accept rules in ip6tables too (a
+    FORWARD policy of DROP is as common there: Docker sets it); a converged node has nothing to do."""
+    mesh = _ipv6_subnet()
+    before = converged(MESH, "aws")  # the IPv4-only node, before the IPv6 subnet
+    plan = diff_node(mesh, mesh.node("aws"), before)
+    assert _extra(plan) == [("update", "forwarding", "ipv6"), ("create", "firewall", "forward wg0 ipv6")]
+    assert [s for s in plan.steps if s.kind in (StepKind.SET_FORWARDING, StepKind.ADD_FORWARD_RULES)] == [
+        Step(StepKind.SET_FORWARDING, "6"), Step(StepKind.ADD_FORWARD_RULES, "6")]
+    added = [line for line in plan.config_diff if line.startswith("+PostUp")]
+    assert "+PostUp = ip6tables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in added
+    assert "+PostUp = ip6tables -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT" in added
+    assert "+PostDown = ip6tables -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true" in plan.config_diff
+    assert diff_node(mesh, mesh.node("aws"), converged(mesh, "aws")).changes == ()
+    back = diff_node(MESH, MESH.node("aws"), converged(mesh, "aws"))
+    assert ("delete", "firewall", "forward wg0 ipv6") in _extra(back)
+    assert Step(StepKind.DELETE_FORWARD_RULES, "6") in back.steps
+    assert Step(StepKind.DELETE_FORWARD_RULES, "4") not in back.steps
+
+
+def test_an_ipv6_subnet_is_masqueraded_with_ip6tables() -> None:
+    mesh = _ipv6_subnet(masquerade=True)
+    plan = diff_node(mesh, mesh.node("aws"), converged(_ipv6_subnet(), "aws"))
+    assert _extra(plan) == [("create", "masquerade", str(SUBNET6))]
+    assert Step(StepKind.ADD_MASQUERADE, str(SUBNET6)) in plan.steps
+    assert (f"+PostUp = ip6tables -t nat -I POSTROUTING ! -s {SUBNET6} -d {SUBNET6} -m comment --comment "
+            "wgmesh:%i -j MASQUERADE") in plan.config_diff
+    back = diff_node(_ipv6_subnet(), mesh.node("aws"), converged(mesh, "aws"))
+    assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET6)) in back.steps
+
+
+def test_an_ipv6_subnet_without_ip6tables_is_the_nodes_error() -> None:
+    mesh = _ipv6_subnet()
+    plan = diff_node(mesh, mesh.node("aws"), converged(mesh, "aws", has_ip6tables=False, forward_rules6=False))
+    assert plan.error is not None and not plan.steps
+    assert plan.error.startswith("ip6tables is not installed, and this node routes IPv6 subnets")
+    # an IPv4-only node needs no ip6tables
+    assert diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", has_ip6tables=False)).error is None
 
 
 def test_a_changed_hook_shows_in_the_config_diff_and_runs_old_down_then_new_up() -> None:

@@ -57,6 +57,71 @@ def test_dual_stack_apply_converges_and_pings_over_ipv6(dual: labmod.Lab, run_wg
     assert "fd00:99:10::/64" not in _sh(dual, dual.hosts[0].name, "ip -6 route show dev wg0")
 
 
+SUBNET6, GATEWAY6, MACHINE6 = "fd00:99:10::/64", "fd00:99:10::1", "fd00:99:10::10"
+
+
+def _reaches(made: labmod.Lab, node: str, address: str, wait: int = 3) -> bool:
+    return labmod.host_exec(made.dir, node, ["ping", "-6", "-n", "-q", "-c", "1", "-W", str(wait), address],
+                            timeout=wait + 10).returncode == 0
+
+
+def _machine(made: labmod.Lab, node: str, *argv: str) -> None:
+    r = labmod.machine_exec(made, node, list(argv))
+    assert r.returncode == 0, f"{node}'s machine: {' '.join(argv)}: {r.stdout}{r.stderr}"
+
+
+def test_an_ipv6_subnet_is_forwarded_through_a_drop_policy_and_masqueraded(
+    dual: labmod.Lab, run_wgmesh: WgmeshRunner
+) -> None:
+    """The first node routes an IPv6 subnet with a machine in it, its ip6tables FORWARD policy DROP (as Docker
+    sets it): wgmesh's IPv6 accept rules let the mesh reach the machine, their loss is drift that apply
+    repairs, and `masquerade: true` on the IPv6 subnet answers for a machine with no route back."""
+    east, west, home = (h.name for h in dual.hosts)
+    mesh = dual.dir / "mesh.yaml"
+    original = mesh.read_text()
+    rule = "-A FORWARD -i wg0 -m comment --comment \"wgmesh:wg0\" -j ACCEPT"
+    assert rule in _sh(dual, east, "ip6tables -S FORWARD"), "apply put wgmesh's IPv6 FORWARD rules in place"
+    assert "wgmesh" not in _sh(dual, west, "ip6tables -S FORWARD"), "only a node that routes IPv6 has them"
+    _sh(dual, east, f"ip -6 addr add {GATEWAY6}/64 dev sub0 nodad && ip6tables -P FORWARD DROP")
+    _machine(dual, east, "ip", "-6", "addr", "add", f"{MACHINE6}/64", "dev", "eth0", "nodad")
+    _machine(dual, east, "ip", "-6", "route", "add", "default", "via", GATEWAY6)
+    try:
+        assert _reaches(dual, west, MACHINE6) and _reaches(dual, home, MACHINE6)
+
+        # the rules deleted by hand: no way through the DROP policy; plan says so, apply puts them back
+        _sh(dual, east, "ip6tables -D FORWARD -i wg0 -m comment --comment wgmesh:wg0 -j ACCEPT")
+        assert not _reaches(dual, west, MACHINE6, wait=1)
+        plan = run_wgmesh(dual.dir, "plan", "--detailed-exitcode")
+        assert plan.returncode == 2 and "forward wg0 ipv6" in plan.stdout, plan.stdout + plan.stderr
+        applied = run_wgmesh(dual.dir, "apply", "--auto-approve")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert _reaches(dual, west, MACHINE6)
+
+        # no route back from the machine: only masquerade (ip6tables' nat table) gets the replies home
+        _machine(dual, east, "ip", "-6", "route", "del", "default")
+        assert not _reaches(dual, west, MACHINE6, wait=1)
+        mesh.write_text(original.replace(f", {SUBNET6}]", f', {{prefix: "{SUBNET6}", masquerade: true}}]', 1))
+        plan = run_wgmesh(dual.dir, "plan", "--detailed-exitcode")
+        assert plan.returncode == 2 and f"+ masquerade {SUBNET6}" in plan.stdout, plan.stdout + plan.stderr
+        applied = run_wgmesh(dual.dir, "apply", "--auto-approve")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "MASQUERADE" in _sh(dual, east, "ip6tables -t nat -S POSTROUTING")
+        assert "MASQUERADE" not in _sh(dual, east, "iptables -t nat -S POSTROUTING")
+        assert _reaches(dual, west, MACHINE6) and _reaches(dual, home, MACHINE6)
+        assert run_wgmesh(dual.dir, "plan", "--detailed-exitcode").returncode == 0
+
+        # the field gone: so is the rule
+        mesh.write_text(original)
+        applied = run_wgmesh(dual.dir, "apply", "--auto-approve")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "MASQUERADE" not in _sh(dual, east, "ip6tables -t nat -S POSTROUTING")
+        assert not _reaches(dual, west, MACHINE6, wait=1)
+    finally:
+        mesh.write_text(original)
+        _sh(dual, east, f"ip6tables -P FORWARD ACCEPT; ip -6 addr del {GATEWAY6}/64 dev sub0 || true")
+        labmod.machine_exec(dual, east, ["ip", "-6", "addr", "del", f"{MACHINE6}/64", "dev", "eth0"])
+
+
 def test_dropping_ipv6_removes_addresses_and_routes(dual: labmod.Lab, run_wgmesh: WgmeshRunner) -> None:
     mesh = dual.dir / "mesh.yaml"
     text = mesh.read_text().replace(", fd00:99:10::/64]", "]")
@@ -68,3 +133,5 @@ def test_dropping_ipv6_removes_addresses_and_routes(dual: labmod.Lab, run_wgmesh
     assert run_wgmesh(dual.dir, "plan", "--detailed-exitcode").returncode == 0
     for host in dual.hosts:
         assert "fd00:" not in _sh(dual, host.name, "ip -6 addr show dev wg0; ip -6 route show dev wg0")
+    # and the node that routed the IPv6 subnet no longer has wgmesh's IPv6 FORWARD rules
+    assert "wgmesh" not in _sh(dual, dual.hosts[0].name, "ip6tables -S FORWARD")

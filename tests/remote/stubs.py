@@ -324,3 +324,41 @@ def wg_synced(stubs: Stubs) -> str:
     """What the last `wg syncconf IF /dev/stdin` read ("" when there was none)."""
     path = stubs.root / "wg-synced.txt"
     return path.read_text() if path.exists() else ""
+
+
+STATEFUL_IPTABLES = """
+import json, sys
+args = sys.argv[1:]
+with open(LOG, "a") as log:
+    log.write(" ".join(args) + "\\n")
+table = "filter"
+if args[:2] == ["-t", "nat"]:
+    table, args = "nat", args[2:]
+op, rule = args[0], " ".join(args[1:])
+state = json.load(open(STATE))
+rules = state.setdefault(table, [])
+if op == "-C":
+    sys.exit(0 if rule in rules else 1)
+elif op == "-I":
+    rules.insert(0, rule)
+elif op == "-D":
+    if rule not in rules:
+        sys.exit("iptables: Bad rule (does a matching rule exist in that chain?).")
+    rules.remove(rule)
+else:
+    sys.exit(f"stub iptables: not supported: {' '.join(sys.argv[1:])}")
+json.dump(state, open(STATE, "w"))
+"""
+
+
+def stateful_iptables(stubs: Stubs, *tools: str) -> None:
+    """Stateful `iptables` / `ip6tables`: -C, -I and -D of whole rules, per table, each tool its own rules."""
+    for tool in tools:
+        (stubs.root / f"{tool}-state.json").write_text("{}")
+        _python_stub(stubs, tool, STATEFUL_IPTABLES, STATE=stubs.root / f"{tool}-state.json",
+                     LOG=stubs.root / f"{tool}-calls.log")
+
+
+def iptables_state(stubs: Stubs, tool: str) -> dict[str, list[str]]:
+    """The rules the stateful TOOL has now, {table: [rule, ...]} (newest first, as -I puts them)."""
+    return json.loads((stubs.root / f"{tool}-state.json").read_text())

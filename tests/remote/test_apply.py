@@ -14,10 +14,20 @@ from pathlib import Path
 import pytest
 from fakes import script_values
 from meshes import converged, four, fresh, pubkey
-from remote.stubs import SHELLS, Stubs, fake_wg, ip_calls, ip_state, stateful_ip, wg_synced
+from remote.stubs import (
+    SHELLS,
+    Stubs,
+    fake_wg,
+    ip_calls,
+    ip_state,
+    iptables_state,
+    stateful_ip,
+    stateful_iptables,
+    wg_synced,
+)
 
 from wgmesh.core.changes import Action
-from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh
+from wgmesh.core.model import KEY_DIR, RUN_DIR, Mesh, Subnet
 from wgmesh.core.plan import diff_node
 from wgmesh.core.render import desired, syncconf_text
 from wgmesh.core.state import LivePeer, LiveState
@@ -370,6 +380,30 @@ def test_mtu_rollback_after_the_run_restores_the_old_mtu(node: Stubs) -> None:
     rolled = _controller(node, MTU_MESH, rollback_script)
     assert (rolled["rc"], rolled["outcome"]) == (0, "rolledback"), rolled["stderr"]
     assert rolled["state"]["mtu"] == 1420  # type: ignore[index]
+
+
+SUBNET6 = ipaddress.ip_network("fd00:99:10::/64")
+
+
+def test_ipv6_subnet_rules_go_to_ip6tables_and_roll_back(node: Stubs) -> None:
+    """An IPv6 subnet with masquerade: its FORWARD accept rules and MASQUERADE rule are ip6tables', iptables is
+    left as it was; the run's undo record removes exactly them again."""
+    aws = MESH.node("aws")
+    v6 = _with_node(MESH, "aws", subnets=(*aws.subnets, Subnet(SUBNET6, None, True)))
+    planned = dataclasses.replace(converged(MESH, "aws"), forwarding={4: True, 6: True})
+    stateful_iptables(node, "iptables", "ip6tables")
+    before = iptables_state(node, "iptables")
+    got = _run_update(node, v6, planned, _node(planned), then="")
+    assert got["rc"] == 0, got["stderr"]
+    comment = "-m comment --comment wgmesh:wg0"
+    assert iptables_state(node, "ip6tables") == {
+        "filter": [f"FORWARD -i wg0 {comment} -j ACCEPT", f"FORWARD -o wg0 {comment} -j ACCEPT"],
+        "nat": [f"POSTROUTING ! -s {SUBNET6} -d {SUBNET6} {comment} -j MASQUERADE"],
+    }
+    assert iptables_state(node, "iptables") == before
+    rolled = _controller(node, v6, rollback_script)
+    assert (rolled["rc"], rolled["outcome"]) == (0, "rolledback"), rolled["stderr"]
+    assert iptables_state(node, "ip6tables") == {"filter": [], "nat": []}
 
 
 def test_a_confirmed_run_keeps_its_change_and_leaves_nothing_behind(node: Stubs) -> None:

@@ -564,6 +564,21 @@ def test_parse_iptables_captured(interface: str, forward: bool, masquerade: tupl
     assert parse_iptables(interface, IPTABLES.splitlines()) == (forward, nets(*masquerade))
 
 
+IP6TABLES = fixture("ip6tables_forward.txt") + fixture("ip6tables_nat.txt")  # the same chains, ip6tables -S
+
+
+@pytest.mark.parametrize(
+    ("interface", "forward", "masquerade"),
+    [
+        ("wg0", True, ("fd00:99:20::/64", "2001:db8:20::/48")),
+        ("wg01", True, ("fd00:99:30::/64",)),
+        ("wg1", False, ()),
+    ],
+)
+def test_parse_ip6tables_captured(interface: str, forward: bool, masquerade: tuple[str, ...]) -> None:
+    assert parse_iptables(interface, IP6TABLES.splitlines()) == (forward, nets(*masquerade))
+
+
 C = '-m comment --comment "wgmesh:wg0"'
 IN, OUT = f"-A FORWARD -i wg0 {C} -j ACCEPT", f"-A FORWARD -o wg0 {C} -j ACCEPT"
 
@@ -685,6 +700,8 @@ def test_output_without_routing_sections_knows_nothing_of_them() -> None:
     [
         (lambda t: replace_section(t, "iptables", "maybe"), "iptables section malformed"),
         (lambda t: replace_section(t, "iptables", ""), "iptables section malformed"),
+        (lambda t: t.replace("\n@@wgmesh:end", "\n@@wgmesh:ip6tables\nmaybe\n@@wgmesh:end"),
+         "ip6tables section malformed"),
         (lambda t: replace_section(t, "conftext", "[Interface]"), "config text section malformed"),
     ],
 )
@@ -741,7 +758,8 @@ def test_read_of_a_captured_node_gives_the_captured_state(node: Stubs) -> None:
         assert secret not in out
     got, want = parse_read_output("wg0", out), parse_read_output("wg0", fixture("read_a_wg0.txt"))
     same = {"key_file_exists": False, "key_file_public_key": None, "config_exists": False, "config_sha256": None,
-            "resolved": {}, "os_family": got.os_family, "missing": ()}
+            "resolved": {}, "os_family": got.os_family, "missing": (),
+            "has_ip6tables": None}  # (the capture predates read.sh's ip6tables section)
     # captured moments apart: counters and handshakes may differ, nothing else
     assert normalized(dataclasses.replace(want, **same)) == normalized(dataclasses.replace(got, **same))
     assert (got.missing, got.interface_exists, got.mtu, got.link_up) == ((), True, 1380, True)
@@ -762,12 +780,17 @@ def test_read_redacts_secrets_on_the_node(node: Stubs, name: str) -> None:
     assert not state.interface_exists  # ip knows no such link
 
 
-def routing_node(node: Stubs, *, forward4: str = "1", forward6: str = "0", rules: str = "") -> None:
-    """`sysctl` answering the two forwarding settings, `iptables` listing `rules` in both tables."""
+def routing_node(node: Stubs, *, forward4: str = "1", forward6: str = "0", rules: str = "",
+                 rules6: str | None = None) -> None:
+    """`sysctl` answering the two forwarding settings, `iptables` listing `rules` in both tables (and
+    `ip6tables` listing `rules6`, when given)."""
     answering(node, "sysctl", {"-n net.ipv4.ip_forward": forward4 + "\n",
                                "-n net.ipv6.conf.all.forwarding": forward6 + "\n"})
     answering(node, "iptables", {"-w 5 -S FORWARD": "-P FORWARD ACCEPT\n" + rules,
                                  "-w 5 -t nat -S POSTROUTING": "-P POSTROUTING ACCEPT\n" + rules})
+    if rules6 is not None:
+        answering(node, "ip6tables", {"-w 5 -S FORWARD": "-P FORWARD ACCEPT\n" + rules6,
+                                      "-w 5 -t nat -S POSTROUTING": "-P POSTROUTING ACCEPT\n" + rules6})
 
 
 def test_read_routing(node: Stubs) -> None:
@@ -778,6 +801,27 @@ def test_read_routing(node: Stubs) -> None:
     assert (state.has_iptables, state.forward_rules) == (True, True)
     assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16")
     assert calls(node, "iptables") == [["-w", "5", "-S", "FORWARD"], ["-w", "5", "-t", "nat", "-S", "POSTROUTING"]]
+    assert state.has_ip6tables is False and not state.forward_rules6  # (no ip6tables on this node)
+
+
+def test_read_routing_ipv6(node: Stubs) -> None:
+    """ip6tables read as iptables is: its own section, wgmesh's IPv6 rules; both tables' MASQUERADE subnets."""
+    full_node(node)
+    routing_node(node, forward4="1", forward6="1", rules=IPTABLES, rules6=IP6TABLES)
+    state = parse_read_output("wg0", read(node))
+    assert state.forwarding == {4: True, 6: True}
+    assert (state.has_iptables, state.forward_rules, state.has_ip6tables, state.forward_rules6) == (
+        True, True, True, True)
+    assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16", "fd00:99:20::/64", "2001:db8:20::/48")
+    assert calls(node, "ip6tables") == [["-w", "5", "-S", "FORWARD"], ["-w", "5", "-t", "nat", "-S", "POSTROUTING"]]
+
+
+def test_read_routing_ipv6_without_wgmeshs_rules(node: Stubs) -> None:
+    full_node(node)
+    routing_node(node, forward6="1", rules=IPTABLES, rules6="-A FORWARD -i wg0 -j ACCEPT\n")
+    state = parse_read_output("wg0", read(node))
+    assert (state.forward_rules, state.has_ip6tables, state.forward_rules6) == (True, True, False)
+    assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16")
     assert calls(node, "sysctl") == [["-n", "net.ipv4.ip_forward"], ["-n", "net.ipv6.conf.all.forwarding"]]
 
 

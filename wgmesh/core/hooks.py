@@ -27,6 +27,7 @@ MANAGED_MARK = "# wgmesh"
 
 
 _SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
+RULE_TOOL = {4: "iptables", 6: "ip6tables"}  # the tool of wgmesh's rules for each IP version
 
 
 def forward_rule(direction: str) -> str:
@@ -41,17 +42,16 @@ def masquerade_rule(subnet: IPNetwork) -> str:
 
 def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The PostUp and PostDown lines wgmesh adds for a node that routes subnets: forwarding on, and its
-    FORWARD accept and MASQUERADE rules (IPv4, iptables), so that `wg-quick up` at boot brings them back.
-    PostDown removes the rules and leaves forwarding as it is (other things on the node may need it)."""
+    FORWARD accept and MASQUERADE rules (iptables for IPv4, ip6tables for IPv6), so that `wg-quick up` at boot
+    brings them back. PostDown removes the rules and leaves forwarding as it is (other things on the node may
+    need it)."""
     up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
-    rules = []
-    if 4 in cfg.forwarding:
-        rules += [forward_rule("-i"), forward_rule("-o")]
-        up += [f"iptables -I {r}" for r in rules]
-    nat = [masquerade_rule(n) for n in cfg.masquerade if n.version == 4]
-    up += [f"iptables -t nat -I {r}" for r in nat]
-    down = [f"iptables -t nat -D {r} || true" for r in reversed(nat)]
-    down += [f"iptables -D {r} || true" for r in reversed(rules)]
+    rules = [(RULE_TOOL[v], forward_rule(d)) for v in (4, 6) if v in cfg.forwarding for d in ("-i", "-o")]
+    up += [f"{tool} -I {r}" for tool, r in rules]
+    nat = [(RULE_TOOL[n.version], masquerade_rule(n)) for n in sorted(cfg.masquerade, key=lambda n: n.version)]
+    up += [f"{tool} -t nat -I {r}" for tool, r in nat]
+    down = [f"{tool} -t nat -D {r} || true" for tool, r in reversed(nat)]
+    down += [f"{tool} -D {r} || true" for tool, r in reversed(rules)]
     return tuple(up), tuple(down)
 
 

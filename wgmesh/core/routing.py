@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from wgmesh.core.changes import Action, Change, Value
+from wgmesh.core.hooks import RULE_TOOL
 from wgmesh.core.render import RERESOLVE_SCRIPT, InterfaceConfig, user_hooks
 from wgmesh.core.state import LiveState
 from wgmesh.core.steps import Step, StepKind
@@ -38,27 +39,34 @@ def forwarding(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
 
 
 def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
-    """wgmesh's FORWARD accept rules (the node routes IPv4 subnets, or relays) and MASQUERADE rules (per subnet)."""
-    want_forward = 4 in cfg.forwarding
-    want_masq = {n for n in cfg.masquerade if n.version == 4}
-    if (want_forward or want_masq) and live.has_iptables is False:
-        why = "relays for the nodes without an endpoint" if cfg.relays_for and not want_masq else "routes subnets"
-        out.error = (f"iptables is not installed, and this node {why}: wgmesh needs it for the FORWARD "
-                     "accept rules and masquerade; install iptables (package iptables)")
-        return
+    """wgmesh's FORWARD accept rules (per IP version the node routes subnets of, or relays: iptables for IPv4,
+    ip6tables for IPv6) and MASQUERADE rules (per subnet, with the tool of its version)."""
+    want_masq = set(cfg.masquerade)
+    have = {4: live.has_iptables, 6: live.has_ip6tables}
+    for v in (4, 6):
+        masq_v = any(n.version == v for n in want_masq)
+        if (v in cfg.forwarding or masq_v) and have[v] is False:
+            if cfg.relays_for and not masq_v:
+                why = "relays " + ("IPv6 traffic " if v == 6 else "") + "for the nodes without an endpoint"
+            else:
+                why = "routes " + ("IPv6 " if v == 6 else "") + "subnets"
+            out.error = (f"{RULE_TOOL[v]} is not installed, and this node {why}: wgmesh needs it for the FORWARD "
+                         f"accept rules and masquerade; install {RULE_TOOL[v]} (package iptables)")
+            return
     iface = cfg.interface
-    if want_forward and not live.forward_rules:
-        out.changes.append(Change(Action.CREATE, "firewall", f"forward {iface}", None,
-                                  {"accept": f"in and out of {iface}"}))
-        out.steps.append(Step(StepKind.ADD_FORWARD_RULES))
-    elif live.forward_rules and not want_forward:
-        out.changes.append(Change(Action.DELETE, "firewall", f"forward {iface}",
-                                  {"accept": f"in and out of {iface}"}, None))
-        out.steps.append(Step(StepKind.DELETE_FORWARD_RULES))
-    for n in sorted(want_masq - live.masquerade, key=str):
+    for v, present in ((4, live.forward_rules), (6, live.forward_rules6)):
+        name = f"forward {iface}" if v == 4 else f"forward {iface} ipv6"
+        if v in cfg.forwarding and not present:
+            out.changes.append(Change(Action.CREATE, "firewall", name, None, {"accept": f"in and out of {iface}"}))
+            out.steps.append(Step(StepKind.ADD_FORWARD_RULES, str(v)))
+        elif present and v not in cfg.forwarding:
+            out.changes.append(Change(Action.DELETE, "firewall", name, {"accept": f"in and out of {iface}"}, None))
+            out.steps.append(Step(StepKind.DELETE_FORWARD_RULES, str(v)))
+    have_masq = set(live.masquerade)
+    for n in sorted(want_masq - have_masq, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.CREATE, "masquerade", str(n), None, {"source_nat": "to this node"}))
         out.steps.append(Step(StepKind.ADD_MASQUERADE, str(n)))
-    for n in sorted(live.masquerade - want_masq, key=str):
+    for n in sorted(have_masq - want_masq, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.DELETE, "masquerade", str(n), {"source_nat": "to this node"}, None))
         out.steps.append(Step(StepKind.DELETE_MASQUERADE, str(n)))
 

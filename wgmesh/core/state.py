@@ -79,13 +79,15 @@ class LiveState:
     missing: tuple[str, ...] = ()
     os_family: str | None = None
     # routing (subnets): IP forwarding per IP version as the kernel has it now ({4: True, 6: False}; a version
-    # the node did not report is absent), whether the node has iptables (the tool of wgmesh's rules), whether
-    # wgmesh's FORWARD accept rules for IF (in and out, comment `wgmesh:IF`) are in place, and the subnets
-    # that have wgmesh's MASQUERADE rule for IF
+    # the node did not report is absent), whether the node has iptables (the tool of wgmesh's IPv4 rules), whether
+    # wgmesh's FORWARD accept rules for IF (in and out, comment `wgmesh:IF`) are in place, the same for ip6tables
+    # and IPv6, and the subnets (of both versions) that have wgmesh's MASQUERADE rule for IF
     forwarding: Mapping[int, bool] = field(default_factory=dict)
     has_iptables: bool | None = None
     forward_rules: bool = False
     masquerade: frozenset[IPNetwork] = frozenset()
+    has_ip6tables: bool | None = None
+    forward_rules6: bool = False
     # IF.conf as it is on the node, every PrivateKey and PresharedKey value redacted on the node (None: no file)
     config_text: str | None = None
     # the MTU `wg-quick up` would give the interface from a config without MTU (route MTU - 80, read.sh's
@@ -145,6 +147,8 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "has_iptables": state.has_iptables,
         "forward_rules": state.forward_rules,
         "masquerade": sorted(str(n) for n in state.masquerade),
+        "has_ip6tables": state.has_ip6tables,
+        "forward_rules6": state.forward_rules6,
     }
 
 

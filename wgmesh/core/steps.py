@@ -34,9 +34,9 @@ class StepKind(StrEnum):
     CLEAR_PRESHARED_KEY = "clear_preshared_key"  # value: a peer's public key (likewise), unless the pair keeps it
     SAVE_PRESHARED_KEYS = "save_preshared_keys"  # the runtime's preshared keys into IF.psk on the node (never shown)
     SET_FORWARDING = "set_forwarding"  # value: the IP version (4 or 6) to forward, at runtime
-    ADD_FORWARD_RULES = "add_forward_rules"  # wgmesh's FORWARD accept rules in and out of IF (iptables)
+    ADD_FORWARD_RULES = "add_forward_rules"  # value: 4 or 6: wgmesh's FORWARD accept rules in and out of IF
     DELETE_FORWARD_RULES = "delete_forward_rules"
-    ADD_MASQUERADE = "add_masquerade"  # value: a subnet whose incoming mesh traffic is source-NATed
+    ADD_MASQUERADE = "add_masquerade"  # value: a subnet (IPv4 or IPv6) whose incoming mesh traffic is source-NATed
     DELETE_MASQUERADE = "delete_masquerade"
     RUN_HOOKS = "run_hooks"  # value: JSON {old_down, new_up, new_down, old_up}: the user's changed hooks
     ENABLE_UNIT = "enable_unit"  # systemctl enable wg-quick@IF, where systemd runs

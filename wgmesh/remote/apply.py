@@ -83,8 +83,7 @@ def _functions() -> str:
 
 _HEREDOC_TAGS = {StepKind.WRITE_CONFIG: "__WGMESH_CONF__", StepKind.SYNC_PEERS: "__WGMESH_SYNC__"}
 _NO_VALUE = {StepKind.INTERFACE_UP, StepKind.LINK_UP, StepKind.ENABLE_UNIT, StepKind.REMOVE_INTERFACE,
-             StepKind.ADD_FORWARD_RULES, StepKind.DELETE_FORWARD_RULES, StepKind.REMOVE_RERESOLVE,
-             StepKind.SAVE_PRESHARED_KEYS}
+             StepKind.REMOVE_RERESOLVE, StepKind.SAVE_PRESHARED_KEYS}
 
 
 def reresolve_script(interface: str) -> str:

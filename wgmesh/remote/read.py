@@ -170,11 +170,12 @@ def parse_forwarding(body: str) -> dict[int, bool]:
     return out
 
 
-def _iptables(interface: str, body: str) -> tuple[bool, bool, frozenset[IPNetwork]]:
-    """The iptables section -> (the node has iptables, wgmesh's forward rules are there, masqueraded subnets)."""
+def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, bool, frozenset[IPNetwork]]:
+    """The iptables (or ip6tables) section -> (the node has the tool, wgmesh's forward rules are there,
+    masqueraded subnets)."""
     rows = [line for _, line in numbered_lines(body)]
     if not rows or rows[0].strip() not in ("present", "absent"):
-        raise ParseError("read output: iptables section malformed")
+        raise ParseError(f"read output: {tool} section malformed")
     if rows[0].strip() == "absent":
         return False, False, frozenset()
     forward, masquerade = parse_iptables(interface, rows[1:])
@@ -228,6 +229,11 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
     masquerade: frozenset[IPNetwork] = frozenset()
     if "iptables" in sections:
         has_iptables, forward_rules, masquerade = _iptables(interface, sections["iptables"])
+    has_ip6tables: bool | None = None
+    forward_rules6 = False
+    if "ip6tables" in sections:
+        has_ip6tables, forward_rules6, masquerade6 = _iptables(interface, sections["ip6tables"], "ip6tables")
+        masquerade |= masquerade6
     conf_text = parse_conf_text(sections["conftext"]) if conf_exists and "conftext" in sections else None
     return LiveState(
         interface=interface,
@@ -252,6 +258,8 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         has_iptables=has_iptables,
         forward_rules=forward_rules,
         masquerade=masquerade,
+        has_ip6tables=has_ip6tables,
+        forward_rules6=forward_rules6,
         config_text=conf_text,
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),

@@ -226,7 +226,7 @@ wgm_arm() {  # start revert.sh detached (own session, no terminal, no channel); 
   wgm_timer=$(cat "$PENDING")
 }
 
-# Routing (core/routing.py): forwarding and wgmesh's own iptables rules, told apart by their comment
+# Routing (core/routing.py): forwarding and wgmesh's own iptables (IPv4) and ip6tables (IPv6) rules, told apart by their comment
 # `wgmesh:IF`. The rendered config has the same as PostUp lines, for `wg-quick up` at boot.
 wgm_set_forwarding() {  # $1: 4 or 6
   if [ "$1" = 6 ]; then wgm_key=net.ipv6.conf.all.forwarding; else wgm_key=net.ipv4.ip_forward; fi
@@ -237,43 +237,52 @@ wgm_set_forwarding() {  # $1: 4 or 6
   fi
 }
 
-wgm_forward_rule() {  # $1: -C | -I | -D, $2: -i | -o
-  iptables "$1" FORWARD "$2" "$IF" -m comment --comment "wgmesh:$IF" -j ACCEPT
+wgm_tool() {  # $1: 4 or 6, or a subnet: the tool of wgmesh's rules for its IP version
+  case $1 in
+    6 | *:*) printf ip6tables ;;
+    *) printf iptables ;;
+  esac
 }
 
-wgm_add_forward_rules() {
+wgm_forward_rule() {  # $1: iptables | ip6tables, $2: -C | -I | -D, $3: -i | -o
+  "$1" "$2" FORWARD "$3" "$IF" -m comment --comment "wgmesh:$IF" -j ACCEPT
+}
+
+wgm_add_forward_rules() {  # $1: 4 or 6
+  wgm_t=$(wgm_tool "$1")
   for wgm_dir in -o -i; do
-    if ! wgm_forward_rule -C "$wgm_dir" 2>/dev/null; then
-      wgm_forward_rule -I "$wgm_dir"
-      wgm_did "iptables -D FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+    if ! wgm_forward_rule "$wgm_t" -C "$wgm_dir" 2>/dev/null; then
+      wgm_forward_rule "$wgm_t" -I "$wgm_dir"
+      wgm_did "$wgm_t -D FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
     fi
   done
 }
 
-wgm_delete_forward_rules() {
+wgm_delete_forward_rules() {  # $1: 4 or 6
+  wgm_t=$(wgm_tool "$1")
   for wgm_dir in -i -o; do
-    while wgm_forward_rule -C "$wgm_dir" 2>/dev/null; do
-      wgm_forward_rule -D "$wgm_dir"
-      wgm_did "iptables -I FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+    while wgm_forward_rule "$wgm_t" -C "$wgm_dir" 2>/dev/null; do
+      wgm_forward_rule "$wgm_t" -D "$wgm_dir"
+      wgm_did "$wgm_t -I FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
     done
   done
 }
 
-wgm_masquerade_rule() {  # $1: -C | -I | -D, $2: the subnet
-  iptables -t nat "$1" POSTROUTING ! -s "$2" -d "$2" -m comment --comment "wgmesh:$IF" -j MASQUERADE
+wgm_masquerade_rule() {  # $1: -C | -I | -D, $2: the subnet (iptables or ip6tables by its version)
+  "$(wgm_tool "$2")" -t nat "$1" POSTROUTING ! -s "$2" -d "$2" -m comment --comment "wgmesh:$IF" -j MASQUERADE
 }
 
 wgm_add_masquerade() {
   if ! wgm_masquerade_rule -C "$1" 2>/dev/null; then
     wgm_masquerade_rule -I "$1"
-    wgm_did "iptables -t nat -D POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+    wgm_did "$(wgm_tool "$1") -t nat -D POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
   fi
 }
 
 wgm_delete_masquerade() {
   while wgm_masquerade_rule -C "$1" 2>/dev/null; do
     wgm_masquerade_rule -D "$1"
-    wgm_did "iptables -t nat -I POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+    wgm_did "$(wgm_tool "$1") -t nat -I POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
   done
 }
 

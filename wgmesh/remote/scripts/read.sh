@@ -129,8 +129,9 @@ fi
 
 # ------------------------------------------------------------------------------------------ routing
 # IP forwarding now (`4 VALUE`, `6 VALUE`; a version the kernel does not have prints nothing), by sysctl or
-# from /proc/sys. Then whether iptables is here and wgmesh's rules for IF: the lines of `iptables -S` for
-# FORWARD and nat POSTROUTING that carry the comment `wgmesh:IF` (read.py keeps exactly that comment).
+# from /proc/sys. Then, for iptables (IPv4) and ip6tables (IPv6), whether the tool is here and wgmesh's rules
+# for IF: the lines of `-S` for FORWARD and nat POSTROUTING that carry the comment `wgmesh:IF` (read.py keeps
+# exactly that comment).
 
 wgm_mark forwarding
 for read_sysctl in 4:net.ipv4.ip_forward 6:net.ipv6.conf.all.forwarding; do
@@ -143,16 +144,20 @@ for read_sysctl in 4:net.ipv4.ip_forward 6:net.ipv6.conf.all.forwarding; do
   if [ -n "$read_value" ]; then echo "${read_sysctl%%:*} $read_value"; fi
 done
 
-wgm_mark iptables
-if wgm_have iptables; then
-  echo present
-  {
-    iptables -w 5 -S FORWARD 2>/dev/null || :
-    iptables -w 5 -t nat -S POSTROUTING 2>/dev/null || :
-  } | grep -F -e "wgmesh:$IF" || :
-else
-  echo absent
-fi
+read_rules() {  # $1: iptables | ip6tables
+  wgm_mark "$1"
+  if wgm_have "$1"; then
+    echo present
+    {
+      "$1" -w 5 -S FORWARD 2>/dev/null || :
+      "$1" -w 5 -t nat -S POSTROUTING 2>/dev/null || :
+    } | grep -F -e "wgmesh:$IF" || :
+  else
+    echo absent
+  fi
+}
+read_rules iptables
+read_rules ip6tables
 
 # ------------------------------------------------------------------------------------------ MTU
 # What `wg-quick up` gives IF from a config without MTU (its set_mtu_up): the largest MTU of the routes to the
