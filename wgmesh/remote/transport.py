@@ -47,16 +47,15 @@ def node_command(ssh: Ssh, stop_after: float | None = None) -> str:
     "a password is required" instead), and the script still travels on stdin, never in `ps`.
 
     With `stop_after` (seconds), the node stops the script and everything it started once that time has passed
-    (`timeout`: SIGTERM to their process group, SIGKILL KILL_AFTER later), where the node has a `timeout` that
-    takes `-k` (coreutils; busybox since 1.30); without one the script runs as before. For read-only commands
-    only: a command that may
+    (`timeout`: SIGTERM to their process group, SIGKILL KILL_AFTER later), where the node has `timeout`
+    (coreutils, busybox); without it the script runs as before. For read-only commands only: a command that may
     start something meant to outlive it in its process group (apply's `wg-quick up` starts wireguard-go) gets
     no such deadline on the node.
     """
     shell = "/bin/sh -s"
     if stop_after is not None:
         seconds = max(1, math.ceil(stop_after))
-        shell = (f"/bin/sh -c 'if timeout -k 1 1 true >/dev/null 2>&1; then exec timeout -k {KILL_AFTER} {seconds} "
+        shell = (f"/bin/sh -c 'if command -v timeout >/dev/null 2>&1; then exec timeout -k {KILL_AFTER} {seconds} "
                  "/bin/sh -s; fi; exec /bin/sh -s'")
     return f"sudo -n {shell}" if ssh.use_sudo else shell
 
