@@ -184,7 +184,7 @@ class FakeTransport:
                 self.connected.append(n.name)
         return errors
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         if node not in self.connected:
             raise SshError("not connected")
         kind = script_kind(script)
@@ -246,9 +246,7 @@ class FakeTransport:
         if queue:
             raise queue.pop(0)
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         out: dict[str, CommandResult | str] = {}
         for node, script in scripts.items():
             try:

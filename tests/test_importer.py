@@ -278,7 +278,7 @@ class FakeNodes:
         self.connected += list(nodes)
         return {n.name: "cannot connect: Connection refused" for n in self.connected if n.name in self.down}
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         kind = fakes.script_kind(script)
         if kind == "import":
             state, conf = self.reads[node]
@@ -293,9 +293,7 @@ class FakeNodes:
             return CommandResult(5, "", "cannot find the private key of wg0\n")
         return CommandResult(0, f"{MARK}adopted config\n", "")
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         return {n: self.run(n, s) for n, s in scripts.items()}
 
     def close(self) -> None:

@@ -58,7 +58,7 @@ class LocalNodes:
         self.connected += names
         return {n: "cannot connect to root@nowhere:22: Connection refused" for n in names if n in self.down}
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         self.scripts[node] = script
         local = script.replace("/etc/wireguard", str(self.key_dir(node))).replace(
             "/run/wireguard", str(self.root / node / "run-wireguard"))
@@ -66,9 +66,7 @@ class LocalNodes:
         self.received += [r.stdout, r.stderr]
         return r
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         return {n: self.run(n, s) for n, s in scripts.items()}
 
     def close(self) -> None:

@@ -391,14 +391,12 @@ class LocalTransport:
         self.connected = [n for n in names if n not in self.refuse]
         return {n: self.refuse[n] for n in names if n in self.refuse}
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         self.scripts[node] = script
         assert self.stubs is not None
         return self.stubs.run(script, {"FAKE_LOG": str(self.stubs.root / "pings.log"), **self.env.get(node, {})})
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         assert set(scripts) <= set(self.connected)
         return {n: self.run(n, s, timeout) for n, s in scripts.items()}
 
@@ -545,9 +543,7 @@ class CannedTransport(LocalTransport):
         super().__init__(None, {}, {})
         self.outputs = outputs
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         self.scripts.update(scripts)
         return {n: self.outputs[n] for n in scripts}
 

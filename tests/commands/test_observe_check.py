@@ -31,9 +31,7 @@ class Recording:
     def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
         return {}
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         self.scripts = dict(scripts)
         self.timeout = timeout
         return {n: "no answer" for n in scripts}

@@ -99,7 +99,7 @@ class _Pipelined(FakeTransport):
         time.sleep(0.01)  # let the workers overlap
         return None
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         with self.lock:
             self.events.append(("run", node))
         if node not in self.open:

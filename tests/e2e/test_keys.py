@@ -65,15 +65,13 @@ class Recorder:
     def connect(self, nodes: list[Node]) -> dict[str, str]:
         return self.inner.connect(nodes)
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         self.sent.append(script)
         r = self.inner.run(node, script, timeout)
         self.received += [r.stdout, r.stderr]
         return r
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         with ThreadPoolExecutor(max_workers=10) as pool:
             futures = {n: pool.submit(self.run, n, s, timeout) for n, s in scripts.items()}
         return {n: f.result() for n, f in futures.items()}

@@ -23,7 +23,7 @@ import wgmesh.remote.channel as channel_mod
 import wgmesh.remote.known_hosts as known_hosts_mod
 from wgmesh.core.model import Node, Ssh
 from wgmesh.remote.ssh import OUTPUT_CAP, SshTransport, fingerprint, one_line
-from wgmesh.remote.transport import NODE_GRACE, CommandResult, SshError, node_command
+from wgmesh.remote.transport import CommandResult, SshError, node_command
 
 BANNER = b'Please login as the user "ubuntu" rather than the user "root".\r\n\n'
 
@@ -211,66 +211,6 @@ def connect(server: Server, identity: str, tmp_path: Path) -> Iterator[Callable[
 )
 def test_node_command_per_user_and_flag(user: str, sudo: bool | None, command: str) -> None:
     assert node_command(Ssh(host="h", user=user, sudo=sudo)) == command
-
-
-def test_a_read_is_stopped_on_the_node_after_its_deadline() -> None:
-    stop = ("/bin/sh -c 'if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 36 /bin/sh -s; fi; "
-            "exec /bin/sh -s'")
-    assert node_command(Ssh(host="h"), 35.2) == stop  # whole seconds, rounded up
-    assert node_command(Ssh(host="h", user="ubuntu"), 35.2) == "sudo -n " + stop
-
-
-def _as_login_shell(
-    command: str, script: str, path: str | None = None
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    """The command line as sshd has the user's shell run it, the script on its stdin; and how long it took."""
-    env = {"PATH": path if path is not None else "/usr/sbin:/usr/bin:/sbin:/bin"}
-    started = time.monotonic()
-    r = subprocess.run(["/bin/sh", "-c", command], input=script, capture_output=True, text=True, env=env,
-                       timeout=30, check=False)
-    return r, time.monotonic() - started
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def test_the_node_stops_a_hung_read_and_what_it_started(tmp_path: Path) -> None:
-    """The real command line: after `stop_after`, the script and the processes it started are stopped (SIGTERM to
-    their process group), a background one included; a script that ends in time is not touched."""
-    if subprocess.run(["sh", "-c", "command -v timeout"], capture_output=True, check=False).returncode != 0:
-        pytest.skip("no timeout on this machine")
-    pidfile = tmp_path / "bg.pid"
-    script = f"sleep 20 & echo $! > {pidfile}\necho started\nsleep 20\necho never\n"
-    r, took = _as_login_shell(node_command(Ssh(host="h"), 1), script)
-    assert (r.returncode, r.stdout) == (124, "started\n"), r.stderr
-    assert took < 5, took
-    background = int(pidfile.read_text())
-    for _ in range(50):
-        if not _running(background):
-            break
-        time.sleep(0.05)
-    assert not _running(background), "the script's background process outlived it"
-    r, _ = _as_login_shell(node_command(Ssh(host="h"), 10), "echo done; exit 3\n")
-    assert (r.returncode, r.stdout) == (3, "done\n")
-
-
-def test_a_node_without_timeout_runs_the_read_as_before(tmp_path: Path) -> None:
-    r, _ = _as_login_shell(node_command(Ssh(host="h"), 1), "echo read; exit 2\n", path=str(tmp_path))
-    assert (r.returncode, r.stdout, r.stderr) == (2, "read\n", "")
-
-
-def test_stop_on_node_asks_the_node_for_the_deadline_and_its_grace(
-    server: Server, connect: Callable[..., SshTransport]
-) -> None:
-    t = connect()
-    assert t.run("n", "echo hi\n", 10, stop_on_node=True).stdout == "hi\n"
-    assert t.run_many({"n": "echo hi\n"}, 7, stop_on_node=True)["n"] == CommandResult(0, "hi\n", "")
-    assert server.commands == [("root", node_command(Ssh(host="h"), 10 + NODE_GRACE)),
-                               ("root", node_command(Ssh(host="h"), 7 + NODE_GRACE))]
 
 
 @pytest.mark.parametrize(("user", "sudo"), [("root", None), ("ubuntu", None), ("ubuntu", False)])

@@ -194,7 +194,7 @@ def _ssh_node(t: Target, s: _Setup) -> Node:
 def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: View) -> dict[str, NodeRead]:
     errors = dict(transport.connect([_ssh_node(t, s) for t in targets]))
     scripts = {t.name: import_script(s.ctx.interface) for t in targets if t.name not in errors}
-    results = transport.run_many(scripts, READ_TIMEOUT, stop_on_node=True)
+    results = transport.run_many(scripts, READ_TIMEOUT)
     reads: dict[str, NodeRead] = {}
     for t in targets:
         got = results.get(t.name)
@@ -228,7 +228,7 @@ def _with_resolved(transport: Transport, mesh: Mesh, states: dict[str, LiveState
     if not scripts:
         return states
     out = dict(states)
-    for name, got in transport.run_many(scripts, READ_TIMEOUT, stop_on_node=True).items():
+    for name, got in transport.run_many(scripts, READ_TIMEOUT).items():
         if isinstance(got, str) or got.exit_status != 0:
             continue
         try:

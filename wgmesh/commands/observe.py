@@ -75,7 +75,7 @@ def _probe_results(
     limit = check_limit(max((len(t) for t in plans.values()), default=0), command_timeout)
     deadline = checks.node_deadline(limit)
     scripts = {name: probe.probe_script(t, deadline) for name, t in plans.items()}
-    ran = transport.run_many(scripts, limit, stop_on_node=True)
+    ran = transport.run_many(scripts, limit)
     out: dict[str, tuple[checks.Probe, ...] | str] = dict(errors)
     for name, got in ran.items():
         if isinstance(got, str):
@@ -116,8 +116,7 @@ def read_status(
     graph --live)."""
     results: dict[str, live.LiveState | str] = dict(transport.connect(sources))
     script = probe.status_script(mesh.interface)
-    ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT,
-                             stop_on_node=True)
+    ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT)
     clocks: dict[str, int | None] = {}
     for name, got in ran.items():
         if isinstance(got, str):

@@ -152,8 +152,7 @@ def _run_and_finish(
     error is the node's); `release`: it closes the node's connection once the script has run."""
     parallelism = getattr(transport, "parallelism", None)
     if not isinstance(parallelism, int) or not scripts:
-        ran = transport.run_many(scripts, timeout, stop_on_node=True)
-        return {name: finish(name, got) for name, got in ran.items()}
+        return {name: finish(name, got) for name, got in transport.run_many(scripts, timeout).items()}
     from wgmesh.remote.ssh import one_line
     from wgmesh.remote.transport import SshError
 
@@ -162,7 +161,7 @@ def _run_and_finish(
         if connect is not None and (error := connect(name)) is not None:
             return _Read(error=error)
         try:
-            got = transport.run(name, scripts[name], timeout, stop_on_node=True)
+            got = transport.run(name, scripts[name], timeout)
         except SshError as e:
             got = str(e)
         except Exception as e:  # unforeseen: still this node's error, never the run's (as run_many)

@@ -39,7 +39,6 @@ from wgmesh.remote.transport import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_PARALLELISM,
     DEFAULT_TIMEOUT,
-    NODE_GRACE,
     CommandResult,
     SshError,
     node_command,
@@ -258,11 +257,10 @@ class SshTransport:
 
     # -------------------------------------------------------------------------------- running
 
-    def run(self, node: str, script: str, timeout: float | None = None, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
         """Run `script` on `node` through `node_command`, within the deadline (--command-timeout replaces
-        the caller's). Raises SshError naming the reason and the fix when the script did not run to the end.
-        `stop_on_node`: a read-only script, which the node stops itself NODE_GRACE seconds after the deadline."""
-        return self._command(node, script, timeout, None, stop_on_node)
+        the caller's). Raises SshError naming the reason and the fix when the script did not run to the end."""
+        return self._command(node, script, timeout, None)
 
     def converse(
         self, node: str, first: str, decide: Callable[[str], str | None], timeout: float | None = None
@@ -289,8 +287,7 @@ class SshTransport:
             raise SshError(f"cannot connect to {where}: {type(e).__name__}: {one_line(str(e))}") from None
 
     def _command(
-        self, node: str, script: str, timeout: float | None, decide: Callable[[str], str | None] | None,
-        stop_on_node: bool = False,
+        self, node: str, script: str, timeout: float | None, decide: Callable[[str], str | None] | None
     ) -> CommandResult:
         """The one wrapper of every node command (see the module's docstring)."""
         paramiko = _paramiko()
@@ -320,7 +317,7 @@ class SshTransport:
         watchdog.start()
         try:
             try:
-                chan.exec_command(node_command(ssh, limit + NODE_GRACE if stop_on_node else None))
+                chan.exec_command(node_command(ssh))
             except paramiko.SSHException:
                 if expired.is_set() or not transport.is_active():
                     raise
@@ -345,14 +342,12 @@ class SshTransport:
             raise SshError(f"connection to {node} lost while the command ran")
         return outcome(node, ssh, got, lost=not transport.is_active())
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float | None = None, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float | None = None) -> dict[str, CommandResult | str]:
         """Run one script per node in parallel; a failure is returned as its message."""
 
         def one(name: str) -> CommandResult | str:
             try:
-                return self.run(name, scripts[name], timeout, stop_on_node)
+                return self.run(name, scripts[name], timeout)
             except SshError as e:
                 return str(e)
             except Exception as e:  # unforeseen: still this node's error, never the run's

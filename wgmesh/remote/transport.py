@@ -7,7 +7,6 @@ and the deadline of each kind of command.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,8 +25,6 @@ DEFAULT_COMMAND_TIMEOUT = APPLY_TIMEOUT  # a caller that names no deadline still
 # its standard input: the controller's answer, followed by the rest of the script.
 ASK_MARK = "@@wgmesh:ask"
 CHECK_PER_TARGET = 0.5  # check: every probe runs at once, but each costs a few processes on the node
-NODE_GRACE = 5  # a read the node stops itself stops this long after the controller's deadline (which names it)
-KILL_AFTER = 5  # and is killed this long after that, if it ignored the first signal
 
 
 def apply_timeout(lock_timeout: float) -> float:
@@ -40,24 +37,13 @@ def check_timeout(targets: int) -> float:
     return ATTEMPTS * PING_WAIT + HEAD_START + 15.0 + CHECK_PER_TARGET * max(0, targets)
 
 
-def node_command(ssh: Ssh, stop_after: float | None = None) -> str:
+def node_command(ssh: Ssh) -> str:
     """The one command line wgmesh runs on a node; the script comes on its stdin.
 
     A node whose effective user is not root gets `sudo -n`: never a password prompt (sudo fails at once with
     "a password is required" instead), and the script still travels on stdin, never in `ps`.
-
-    With `stop_after` (seconds), the node stops the script and everything it started once that time has passed
-    (`timeout`: SIGTERM to their process group, SIGKILL KILL_AFTER later), where the node has `timeout`
-    (coreutils, busybox); without it the script runs as before. For read-only commands only: a command that may
-    start something meant to outlive it in its process group (apply's `wg-quick up` starts wireguard-go) gets
-    no such deadline on the node.
     """
-    shell = "/bin/sh -s"
-    if stop_after is not None:
-        seconds = max(1, math.ceil(stop_after))
-        shell = (f"/bin/sh -c 'if command -v timeout >/dev/null 2>&1; then exec timeout -k {KILL_AFTER} {seconds} "
-                 "/bin/sh -s; fi; exec /bin/sh -s'")
-    return f"sudo -n {shell}" if ssh.use_sudo else shell
+    return "sudo -n /bin/sh -s" if ssh.use_sudo else "/bin/sh -s"
 
 
 class SshError(Exception):
@@ -78,16 +64,13 @@ class Transport(Protocol):
         """Open connections; returns {node name: error message} for the nodes that failed."""
         ...
 
-    def run(self, node: str, script: str, timeout: float, stop_on_node: bool = False) -> CommandResult:
+    def run(self, node: str, script: str, timeout: float) -> CommandResult:
         """Run a script on a connected node within `timeout` seconds; raises SshError when the connection
         fails, the deadline passes, the output is too large, or the node did not run the script (sudo wants a
-        password, a forced command answered). `stop_on_node`: a read-only script, which the node itself stops
-        (with what it started) NODE_GRACE seconds after the deadline (see node_command)."""
+        password, a forced command answered)."""
         ...
 
-    def run_many(
-        self, scripts: Mapping[str, str], timeout: float, stop_on_node: bool = False
-    ) -> dict[str, CommandResult | str]:
+    def run_many(self, scripts: Mapping[str, str], timeout: float) -> dict[str, CommandResult | str]:
         """One script per node, in parallel, each within `timeout`; a node's failure comes back as its message."""
         ...
 
