@@ -562,7 +562,7 @@ def test_run_status_human_and_json(tmp_path: Path) -> None:
         e = env_io()
         status = guard(lambda: observe.run_status(opts, e, lambda _o, _p: transport), e)  # noqa: B023
         assert status is ExitStatus.ERROR
-        assert transport.scripts["aws"] == probe.status_script("wg0")
+        assert transport.scripts["aws"] == probe.status_script("wg0", 30.0)  # the node stops it 35 s on
         out = e.stdout.getvalue()  # type: ignore[attr-defined]
         if as_json:
             doc = json.loads(out)

@@ -77,7 +77,8 @@ class Node:
         if original is not None:
             env["SSH_ORIGINAL_COMMAND"] = original
         argv = [*self.stubs.argv[:-1], str(local)]  # `busybox sh FILE` or `/bin/sh FILE`
-        return subprocess.run(argv, input=data, text=True, capture_output=True, env=env, timeout=30, check=False)
+        return subprocess.run(argv, input=data, text=True, capture_output=True, env=env, timeout=30, check=False,
+                              start_new_session=True)  # its own session, as sshd runs it
 
 
 @pytest.fixture

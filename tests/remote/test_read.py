@@ -844,6 +844,19 @@ def test_read_routing_without_iptables_or_sysctl(node: Stubs) -> None:
     assert state.forwarding == expected
 
 
+def test_a_read_with_a_deadline_is_stopped_by_the_node_a_little_after_it(node: Stubs) -> None:
+    """The controller's deadline reaches the node (the read stops itself NODE_GRACE seconds later: lib.sh's
+    wgm_stop_after), and a read that resolves names in parallel waits for its lookups, not for that watcher."""
+    assert "\nSTOP_AFTER=35\n" in read_command("wg0", deadline=30.0)
+    assert "\nSTOP_AFTER=36\n" in read_command("wg0", deadline=30.2)  # whole seconds, rounded up
+    assert "\nSTOP_AFTER=''\n" in read_command("wg0")  # the read inside apply's scripts: never
+    full_node(node)
+    started = time.monotonic()
+    r = node.run(read_command("wg0", ["a.example", "b.example"], key_dir=str(node.root / "etc"), deadline=30.0))
+    assert r.exit_status == 0 and time.monotonic() - started < 5, r.stderr
+    assert {"a.example", "b.example"} <= set(parse_read_output("wg0", r.stdout).resolved)
+
+
 def test_read_routing_when_iptables_fails(node: Stubs) -> None:
     """iptables that cannot list (no permission, no kernel support): no rules are seen, the read goes on."""
     full_node(node)

@@ -216,3 +216,53 @@ def test_write_failure_stops_the_script_and_leaves_no_temporary(node: Stubs, tmp
     assert r.exit_status != 0 and "after" not in r.stdout
     assert dest.read_text() == "old\n"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["wg0.conf"]
+
+
+# ------------------------------------------------------------------------------------------ wgm_stop_after
+
+
+def _running(pid: int) -> bool:
+    """The process is there and not a zombie (a killed one waits for its parent to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_stop_after_stops_a_hung_script_and_the_command_it_waits_on(node: Stubs) -> None:
+    """A read that hangs in a command (here `hang`, as a `wg` stuck on its socket) is stopped with that command,
+    SECONDS on: the node does not keep it after the controller gave up."""
+    pidfile = node.root / "hang.pid"
+    node.stub("hang", f"echo $$ > {pidfile}\nexec sleep 30\n")
+    started = time.monotonic()
+    r = node.run(lib("wgm_stop_after 1\necho started\nhang\necho never\n"))
+    took = time.monotonic() - started
+    hung = int(pidfile.read_text())
+    try:
+        assert (r.exit_status, r.stdout) == (-signal.SIGTERM, "started\n"), r.stderr
+        assert 0.9 < took < 5, took
+        for _ in range(40):
+            if not _running(hung):
+                break
+            time.sleep(0.05)
+        assert not _running(hung), "the hung command outlived the script"
+    finally:
+        if _running(hung) and Path(f"/proc/{hung}/comm").read_text().strip() == "sleep":
+            os.kill(hung, signal.SIGKILL)
+
+
+def test_stop_after_leaves_nothing_behind_a_script_that_ends_in_time(node: Stubs) -> None:
+    """The watcher ends within about a second of the script and holds none of its output (the script's end, and
+    so the command's, is not delayed)."""
+    started = time.monotonic()
+    r = node.run(lib("wgm_stop_after 30\necho $$\n"))
+    assert r.exit_status == 0 and time.monotonic() - started < 1, r.stderr
+    group = int(r.stdout)  # the script leads its own process group (a session of its own, as under sshd)
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the watcher outlived the script by more than a second"
+        time.sleep(0.05)

@@ -83,7 +83,7 @@ from wgmesh.core.render import render_node, resolve_hosts
 from wgmesh.core.state import LiveState
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.adopt import BACKUP_SUFFIX, adopt_script, import_script, parse_adopt_output, parse_import_output
-from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport
+from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport, deadline_of
 from wgmesh.views import make_view
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
@@ -193,7 +193,8 @@ def _ssh_node(t: Target, s: _Setup) -> Node:
 
 def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: View) -> dict[str, NodeRead]:
     errors = dict(transport.connect([_ssh_node(t, s) for t in targets]))
-    scripts = {t.name: import_script(s.ctx.interface) for t in targets if t.name not in errors}
+    deadline = deadline_of(transport, READ_TIMEOUT)
+    scripts = {t.name: import_script(s.ctx.interface, deadline=deadline) for t in targets if t.name not in errors}
     results = transport.run_many(scripts, READ_TIMEOUT)
     reads: dict[str, NodeRead] = {}
     for t in targets:
@@ -221,7 +222,7 @@ def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: 
 def _with_resolved(transport: Transport, mesh: Mesh, states: dict[str, LiveState]) -> dict[str, LiveState]:
     """Endpoints given as names: have each node resolve them (as plan does) so the residual diff is exact."""
     scripts = {
-        name: live_mod.read_command(mesh.interface, hosts)
+        name: live_mod.read_command(mesh.interface, hosts, deadline=deadline_of(transport, READ_TIMEOUT))
         for name in states
         if (hosts := resolve_hosts(mesh, mesh.node(name)))
     }

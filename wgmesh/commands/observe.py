@@ -27,7 +27,7 @@ from wgmesh.core import status as status_core
 from wgmesh.core.model import Mesh, Node
 from wgmesh.remote import probe
 from wgmesh.remote import read as live
-from wgmesh.remote.transport import CommandResult, Transport, check_timeout
+from wgmesh.remote.transport import CommandResult, Transport, check_timeout, deadline_of
 from wgmesh.views.env import Environment
 
 STATUS_SCRIPT_TIMEOUT = 30.0
@@ -115,7 +115,7 @@ def read_status(
     """Each node's live state (or why it could not be read) and its clock, in one round trip per node (status and
     graph --live)."""
     results: dict[str, live.LiveState | str] = dict(transport.connect(sources))
-    script = probe.status_script(mesh.interface)
+    script = probe.status_script(mesh.interface, deadline_of(transport, STATUS_SCRIPT_TIMEOUT))
     ran = transport.run_many({n.name: script for n in sources if n.name not in results}, STATUS_SCRIPT_TIMEOUT)
     clocks: dict[str, int | None] = {}
     for name, got in ran.items():

@@ -92,14 +92,15 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
     from wgmesh.core.plan import diff_node, mesh_index
     from wgmesh.core.render import endpoint_names
     from wgmesh.remote import read as live
-    from wgmesh.remote.transport import READ_TIMEOUT
+    from wgmesh.remote.transport import READ_TIMEOUT, deadline_of
 
     connect_node: Callable[[Node], str | None] | None = getattr(transport, "connect_node", None)
     pipelined = connect_node is not None and isinstance(getattr(transport, "parallelism", None), int)
     errors = {} if pipelined else dict(transport.connect(nodes))
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
-    scripts = {name: live.read_command(mesh.interface, hosts(n)) for name, n in todo.items()}
+    deadline = deadline_of(transport, READ_TIMEOUT)  # the node stops a read itself a little after it
+    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline) for name, n in todo.items()}
     declared = _declared(mesh)
     index: MeshIndex = mesh_index(mesh)
 

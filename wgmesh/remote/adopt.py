@@ -101,9 +101,11 @@ def _peer_setting(peer: dict[str, Any], key: str, value: str) -> None:
         peer["keepalive"] = 0 if value.lower() == "off" else _int_or_none(value)
 
 
-def import_script(interface: str, *, key_dir: str = KEY_DIR) -> str:
-    """scripts/import.sh: the wg-quick config (secrets removed on the node), then everything `plan` reads."""
-    return shell.script("import", **shell.node_paths(interface, key_dir=key_dir), REDACTED=REDACTED, HOSTS="")
+def import_script(interface: str, *, key_dir: str = KEY_DIR, deadline: float | None = None) -> str:
+    """scripts/import.sh: the wg-quick config (secrets removed on the node), then everything `plan` reads (which
+    the node stops itself a little after `deadline`, the controller's)."""
+    return shell.script("import", **shell.node_paths(interface, key_dir=key_dir), REDACTED=REDACTED, HOSTS="",
+                        STOP_AFTER=shell.stop_after(deadline))
 
 
 def parse_import_output(interface: str, stdout: str) -> tuple[LiveState, WgQuick | None]:

@@ -39,6 +39,11 @@ _SPLIT = "# wgmesh-plankey-split\n"  # where plankey.sh puts the `# authorized_k
 MAX_PUBKEY_FILE = 16 * 1024
 
 
+# The installed read stops itself this long after it began (plus shell.NODE_GRACE): it cannot know the
+# controller's --command-timeout, so the longest deadline anyone gives a read (READ_TIMEOUT is 30 s).
+INSTALLED_READ_DEADLINE = 300.0
+
+
 def script_path(interface: str, key_dir: str = KEY_DIR) -> str:
     return f"{key_dir}/wgmesh-read-{interface}.sh"
 
@@ -62,7 +67,7 @@ def read_script(interface: str, hosts: Iterable[str] = (), *, key_dir: str = KEY
     )
     values = shell.assignments(
         {**shell.node_paths(interface, key_dir=key_dir), "HOSTS": "\n".join(names),
-         "PLANREAD_VERSION": script_version()}
+         "PLANREAD_VERSION": script_version(), "STOP_AFTER": shell.stop_after(INSTALLED_READ_DEADLINE)}
     )
     body = values + shell.source("lib.sh") + shell.source("plankey-read.sh") + shell.source("read.sh")
     return head, body

@@ -212,9 +212,10 @@ def parse_probe_output(source: str, targets: Sequence[Target], text: str, interf
     )
 
 
-def status_script(interface: str) -> str:
-    """scripts/status.sh: the node's clock (seconds since the epoch), then the read of remote/read.py."""
-    return shell.script("status", **shell.node_paths(interface), HOSTS="")
+def status_script(interface: str, deadline: float | None = None) -> str:
+    """scripts/status.sh: the node's clock (seconds since the epoch), then the read of remote/read.py (which the
+    node stops itself a little after `deadline`, the controller's)."""
+    return shell.script("status", **shell.node_paths(interface), HOSTS="", STOP_AFTER=shell.stop_after(deadline))
 
 
 def parse_clock(text: str) -> int | None:

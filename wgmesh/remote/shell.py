@@ -91,6 +91,15 @@ def lock_path(interface: str, run_dir: str = RUN_DIR) -> str:
     return f"{run_dir}/wgmesh-{interface}.lock"
 
 
+NODE_GRACE = 5  # seconds: a read the node stops itself (wgm_stop_after) outlives the controller's deadline by this
+
+
+def stop_after(deadline: float | None) -> str:
+    """The STOP_AFTER value of a read-only script (lib.sh's wgm_stop_after): the controller's deadline for it,
+    in whole seconds, plus NODE_GRACE, so that the controller gives up and names the node first; "" for none."""
+    return "" if deadline is None else str(int(-(-deadline // 1)) + NODE_GRACE)
+
+
 def node_paths(interface: str, *, key_dir: str = KEY_DIR) -> dict[str, str]:
     """The values naming a node's WireGuard files: IF, KEY_DIR, KEY (IF.key), CONF (IF.conf)."""
     return {"IF": interface, "KEY_DIR": key_dir, "KEY": f"{key_dir}/{interface}.key",

@@ -37,6 +37,12 @@ def check_timeout(targets: int) -> float:
     return ATTEMPTS * PING_WAIT + HEAD_START + 15.0 + CHECK_PER_TARGET * max(0, targets)
 
 
+def deadline_of(transport: object, timeout: float) -> float:
+    """The deadline `transport` gives a command asked for with `timeout`: its --command-timeout replaces it."""
+    override = getattr(transport, "command_timeout", None)
+    return float(override) if isinstance(override, (int, float)) and override > 0 else timeout
+
+
 def node_command(ssh: Ssh) -> str:
     """The one command line wgmesh runs on a node; the script comes on its stdin.
 

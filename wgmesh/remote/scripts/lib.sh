@@ -30,6 +30,12 @@
 #   wgm_write FILE           write stdin to FILE atomically: a temporary file in FILE's folder, mode 600,
 #                            flushed, renamed over FILE. Always feed it explicitly (`... | wgm_write F`, or a
 #                            heredoc): unredirected, it would read the rest of the script.
+#   wgm_stop_after SECONDS   for a read-only script: if it still runs SECONDS from now, stop it and every command
+#                            it started (SIGTERM to its process group, SIGKILL 5 s later), so that a hung `wg`
+#                            or DNS lookup does not pile up on a node the controller has given up on. A watcher
+#                            in the background, holding none of the script's files, that ends within a second
+#                            of the script. Not for a script that starts what must outlive it in its process
+#                            group (apply's `wg-quick up` may start wireguard-go).
 #
 # Exit statuses: 75 lock held (LOCK_EXIT), 69 no flock (NO_FLOCK_EXIT); scripts document their own.
 
@@ -79,4 +85,19 @@ wgm_write() {
   fi
   rm -f "$wgm_write_tmp"
   return 1
+}
+
+wgm_stop_after() {
+  (
+    trap '' TERM # (kill -TERM 0 below signals this watcher too)
+    wgm_left=$1
+    while [ "$wgm_left" -gt 0 ]; do
+      sleep 1
+      kill -0 "$$" 2>/dev/null || exit 0
+      wgm_left=$((wgm_left - 1))
+    done
+    kill -TERM 0
+    sleep 5
+    kill -KILL 0
+  ) </dev/null >/dev/null 2>&1 &
 }

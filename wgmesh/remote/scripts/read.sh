@@ -2,7 +2,8 @@
 # read.sh: everything `plan` needs from a node, in one round trip; remote/read.py parses it.
 #
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
-#         HOSTS (endpoint names to resolve on the node, one per line; may be empty).
+#         HOSTS (endpoint names to resolve on the node, one per line; may be empty),
+#         STOP_AFTER (seconds after which the node stops the read itself: lib.sh's wgm_stop_after; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
 #                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, reresolve, now,
 #                     applied, end.
@@ -10,6 +11,7 @@
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
 
+if [ -n "${STOP_AFTER-}" ]; then wgm_stop_after "$STOP_AFTER"; fi
 wgm_mark v1
 
 # ------------------------------------------------------------------------------------------ preflight
@@ -200,6 +202,7 @@ fi
 
 if [ -n "${HOSTS:-}" ]; then
   if wgm_have timeout; then read_timeout='timeout 5'; else read_timeout=; fi
+  read_jobs=
   while IFS= read -r read_host; do
     [ -n "$read_host" ] || continue
     (
@@ -207,10 +210,13 @@ if [ -n "${HOSTS:-}" ]; then
       read_addrs=$($read_timeout getent ahosts "$read_host" 2>/dev/null) || :
       printf '%s\n%s\n' "$(wgm_mark resolve "$read_host")" "$read_addrs"
     ) &
+    read_jobs="$read_jobs $!"
   done <<EOF
 $HOSTS
 EOF
-  wait
+  # these lookups only: a bare `wait` would wait for wgm_stop_after's watcher too
+  # shellcheck disable=SC2086 # a list of process ids
+  if [ -n "$read_jobs" ]; then wait $read_jobs; fi
 fi
 
 # ------------------------------------------------------------------------------------------ plan key
