@@ -110,6 +110,13 @@ def test_an_ipv6_subnet_is_forwarded_through_a_drop_policy_and_masqueraded(
         assert _reaches(dual, west, MACHINE6) and _reaches(dual, home, MACHINE6)
         assert run_wgmesh(dual.dir, "plan", "--detailed-exitcode").returncode == 0
 
+        # a reboot (the lab empties both tables): the config's PostUp lines bring the IPv6 rules back, no apply
+        r = run_wgmesh(dual.dir, "lab", "reboot", east, "--dir", str(dual.dir))
+        assert r.returncode == 0 and f"{east} is back" in r.stdout, r.stdout + r.stderr
+        assert _sh(dual, east, "ip6tables -S FORWARD").count("wgmesh:wg0") == 2
+        assert "MASQUERADE" in _sh(dual, east, "ip6tables -t nat -S POSTROUTING")
+        assert run_wgmesh(dual.dir, "plan", "--detailed-exitcode").returncode == 0
+
         # the field gone: so is the rule
         mesh.write_text(original)
         applied = run_wgmesh(dual.dir, "apply", "--auto-approve")
