@@ -62,11 +62,10 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
         elif present and v not in cfg.forwarding:
             out.changes.append(Change(Action.DELETE, "firewall", name, {"accept": f"in and out of {iface}"}, None))
             out.steps.append(Step(StepKind.DELETE_FORWARD_RULES, str(v)))
-    have_masq = set(live.masquerade)
-    for n in sorted(want_masq - have_masq, key=lambda n: (n.version, str(n))):
+    for n in sorted(want_masq - live.masquerade, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.CREATE, "masquerade", str(n), None, {"source_nat": "to this node"}))
         out.steps.append(Step(StepKind.ADD_MASQUERADE, str(n)))
-    for n in sorted(have_masq - want_masq, key=lambda n: (n.version, str(n))):
+    for n in sorted(live.masquerade - want_masq, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.DELETE, "masquerade", str(n), {"source_nat": "to this node"}, None))
         out.steps.append(Step(StepKind.DELETE_MASQUERADE, str(n)))
 

@@ -39,8 +39,8 @@ _SPLIT = "# wgmesh-plankey-split\n"  # where plankey.sh puts the `# authorized_k
 MAX_PUBKEY_FILE = 16 * 1024
 
 
-# The installed read stops itself this long after it began (plus shell.NODE_GRACE): it cannot know the
-# controller's --command-timeout, so the longest deadline anyone gives a read (READ_TIMEOUT is 30 s).
+# The installed read stops itself this long after it began (plus shell.NODE_GRACE). It cannot know the
+# controller's --command-timeout, so it allows far more than a read's default deadline (READ_TIMEOUT, 30 s).
 INSTALLED_READ_DEADLINE = 300.0
 
 

@@ -15,6 +15,7 @@ lib.sh documents its functions and the variables it reads at its top. Node-side 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ NODE_GRACE = 5  # seconds: a read the node stops itself (wgm_stop_after) outlive
 def stop_after(deadline: float | None) -> str:
     """The STOP_AFTER value of a read-only script (lib.sh's wgm_stop_after): the controller's deadline for it,
     in whole seconds, plus NODE_GRACE, so that the controller gives up and names the node first; "" for none."""
-    return "" if deadline is None else str(int(-(-deadline // 1)) + NODE_GRACE)
+    return "" if deadline is None else str(math.ceil(deadline) + NODE_GRACE)
 
 
 def node_paths(interface: str, *, key_dir: str = KEY_DIR) -> dict[str, str]:

@@ -226,8 +226,8 @@ wgm_arm() {  # start revert.sh detached (own session, no terminal, no channel); 
   wgm_timer=$(cat "$PENDING")
 }
 
-# Routing (core/routing.py): forwarding and wgmesh's own iptables (IPv4) and ip6tables (IPv6) rules, told apart by their comment
-# `wgmesh:IF`. The rendered config has the same as PostUp lines, for `wg-quick up` at boot.
+# Routing (core/routing.py): forwarding and wgmesh's own iptables (IPv4) and ip6tables (IPv6) rules, told apart
+# by their comment `wgmesh:IF`. The rendered config has the same as PostUp lines, for `wg-quick up` at boot.
 wgm_set_forwarding() {  # $1: 4 or 6
   if [ "$1" = 6 ]; then wgm_key=net.ipv6.conf.all.forwarding; else wgm_key=net.ipv4.ip_forward; fi
   wgm_old=$(sysctl -n "$wgm_key")

@@ -5,8 +5,8 @@
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty),
 #         STOP_AFTER (seconds after which the node stops the read itself: lib.sh's wgm_stop_after; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
-#                     systemd, forwarding, iptables, automtu, resolve NAME (one per name), plankey, reresolve, now,
-#                     applied, end.
+#                     systemd, forwarding, iptables, ip6tables, automtu, resolve NAME (one per name), plankey,
+#                     reresolve, now, applied, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
