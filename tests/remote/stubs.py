@@ -114,8 +114,7 @@ class Stubs:
                 "LANG": "C.UTF-8", **(env or {})}
         # a session of its own, as sshd gives each command: a read's wgm_stop_after signals its process group
         r = subprocess.run(self.argv, input=local, text=True, capture_output=True, env=full, timeout=timeout,
-                           start_new_session=True,
-                           check=False)
+                           start_new_session=True, check=False)
         return CommandResult(r.returncode, r.stdout, r.stderr)
 
 
