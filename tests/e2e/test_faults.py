@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from e2e import labkit as labmod
+from wgmesh.lab.procs import proc_of
 
 pytestmark = pytest.mark.e2e
 
@@ -314,24 +315,15 @@ exec "$REAL" "$@"
         took = time.monotonic() - started
         # the node stops the abandoned read itself, the hung `wg` with it, NODE_GRACE (5 s) after the deadline
         hung = int((here / "hang.pid").read_text())
-        while _running(hung) and time.monotonic() - started < 4 + 5 + 10:
+        while proc_of(hung) is not None and time.monotonic() - started < 4 + 5 + 10:
             time.sleep(0.2)
         stopped = time.monotonic() - started
-        assert not _running(hung), f"the hung `wg show` still runs on {HOSTILE} {stopped:.0f}s after the plan began"
+        assert proc_of(hung) is None, f"the hung `wg show` still runs on {HOSTILE} {stopped:.0f}s after the plan began"
     assert r.returncode == 1, r.stdout + r.stderr
     assert took < 15, took
     assert stopped >= 4 + 5 - 1, f"stopped after {stopped:.1f}s: before the controller's deadline and its grace"
     errors = {n["node"]: n["error"] for n in json.loads(r.stdout)["nodes"]}
     assert errors == {"aws": None, "azure": None, HOSTILE: "no answer within 4s (--command-timeout)"}
-
-
-def _running(pid: int) -> bool:
-    """The process is there and not a zombie (a killed one waits for its parent to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from remote.stubs import FAKE_IP, FAKE_PING, Stubs
 
 from wgmesh.core import checks
 from wgmesh.core.checks import Probe, Target, targets
+from wgmesh.lab.procs import proc_of
 from wgmesh.remote import probe, shell
 from wgmesh.remote.probe import CheckParseError, parse_clock, parse_probe_output, probe_result, probe_script
 from wgmesh.remote.read import parse_read_output
@@ -251,10 +252,7 @@ def test_a_full_neighbour_table_is_retried_and_explained(node: Stubs) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] not in ("Z", "X")
-    except OSError:
-        return False
+    return proc_of(pid) is not None  # there, and not a zombie
 
 
 def test_a_hang_up_stops_the_probes_and_their_pings(node: Stubs, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from remote.stubs import Stubs
 
+from wgmesh.lab.procs import proc_of
 from wgmesh.remote import shell
 from wgmesh.remote.shell import Section, heredoc, script, sections
 
@@ -221,12 +222,8 @@ def test_write_failure_stops_the_script_and_leaves_no_temporary(node: Stubs, tmp
 # ------------------------------------------------------------------------------------------ wgm_stop_after
 
 
-def _running(pid: int) -> bool:
-    """The process is there and not a zombie (a killed one waits for its parent to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+def _alive(pid: int) -> bool:
+    return proc_of(pid) is not None  # there, and not a zombie
 
 
 def test_stop_after_stops_a_hung_script_and_the_command_it_waits_on(node: Stubs) -> None:
@@ -242,12 +239,12 @@ def test_stop_after_stops_a_hung_script_and_the_command_it_waits_on(node: Stubs)
         assert (r.exit_status, r.stdout) == (-signal.SIGTERM, "started\n"), r.stderr
         assert 0.9 < took < 5, took
         for _ in range(40):
-            if not _running(hung):
+            if not _alive(hung):
                 break
             time.sleep(0.05)
-        assert not _running(hung), "the hung command outlived the script"
+        assert not _alive(hung), "the hung command outlived the script"
     finally:
-        if _running(hung) and Path(f"/proc/{hung}/comm").read_text().strip() == "sleep":
+        if _alive(hung) and Path(f"/proc/{hung}/comm").read_text().strip() == "sleep":
             os.kill(hung, signal.SIGKILL)
 
 
