@@ -41,6 +41,7 @@ from wgmesh.remote.transport import (
     DEFAULT_TIMEOUT,
     CommandResult,
     SshError,
+    deadline_of,
     node_command,
 )
 
@@ -292,7 +293,7 @@ class SshTransport:
         """The one wrapper of every node command (see the module's docstring)."""
         paramiko = _paramiko()
 
-        limit = self.command_timeout or timeout or DEFAULT_COMMAND_TIMEOUT
+        limit = deadline_of(self, timeout or DEFAULT_COMMAND_TIMEOUT)
         deadline = time.monotonic() + limit
         client = self._clients.get(node)
         if client is None:
