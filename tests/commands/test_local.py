@@ -1,5 +1,5 @@
-"""commands/local.py render --all: each file written as it is rendered, the bytes of render_all; --json still
-prints every config."""
+"""commands/local.py render --all: the bytes of render_all, written on two threads; the earliest error named;
+--json still prints every config."""
 
 from __future__ import annotations
 
@@ -85,14 +85,19 @@ def test_render_all_names_the_earliest_of_several_files_it_could_not_write(mesh_
         assert (out / "azure.conf").read_text() == dict(render_all(load(mesh_file)[0]))["azure"]
 
 
-def test_the_writer_skips_the_files_after_an_error(tmp_path: Path) -> None:
-    writer = local._Writer()
-    writer.failed = (1, OSError("file 1 failed"))  # as a writer thread records it
-    with pytest.raises(OSError, match="file 1 failed"), writer:
-        for i in range(4):
-            writer.count = i
-            writer.jobs.put((i, tmp_path / str(i), [b"x"]))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1"]  # up to the failed file; 2 and 3 skipped
+def test_the_writer_starts_no_file_after_an_error(tmp_path: Path) -> None:
+    (tmp_path / "1").mkdir()  # a folder where file 1 goes
+    files = [(tmp_path / str(i), [b"x"]) for i in range(4)]
+    with pytest.raises(IsADirectoryError):
+        local.write_files(files, writers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1"]  # up to the failed file; 2 and 3 not started
+
+
+def test_the_writer_raises_an_error_that_is_not_an_os_error_in_the_caller(tmp_path: Path) -> None:
+    files = [(tmp_path / str(i), [b"x"] if i != 5 else [object()]) for i in range(8)]  # not bytes: a TypeError
+    with pytest.raises(TypeError):
+        local.write_files(files, writers=2)  # type: ignore[list-item]
+    assert {"0", "1", "2", "3", "4", "5"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_render_node_says_which_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
