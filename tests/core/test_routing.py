@@ -113,6 +113,22 @@ def test_an_ipv6_subnet_is_masqueraded_with_ip6tables() -> None:
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET6)) in back.steps
 
 
+def test_the_node_wide_masquerade_is_ipv4_and_an_ipv6_subnet_asks_for_its_own() -> None:
+    """`masquerade: true` on the node source-NATs its IPv4 subnets only (as before IPv6 subnets had rules: an
+    upgrade starts no NAT66); an IPv6 subnet's own `masquerade: true` does, and its `false` beats the node's."""
+    aws = MESH.node("aws")
+    node_wide = _with(_ipv6_subnet(), "aws", masquerade=True)
+    assert node_wide.node("aws").masqueraded == tuple(s.prefix for s in aws.subnets)
+    plan = diff_node(node_wide, node_wide.node("aws"), converged(_ipv6_subnet(), "aws"))
+    assert ("create", "masquerade", str(SUBNET6)) not in _extra(plan)
+    assert not any("ip6tables -t nat" in line for line in plan.config_diff)
+    own = _with(_ipv6_subnet(masquerade=True), "aws", masquerade=True)
+    assert SUBNET6 in own.node("aws").masqueraded
+    v4_off = _with(MESH, "aws", masquerade=True,
+                   subnets=tuple(Subnet(s.prefix, s.probe, False) for s in aws.subnets))
+    assert v4_off.node("aws").masqueraded == ()
+
+
 def test_an_ipv6_subnet_without_ip6tables_is_the_nodes_error() -> None:
     mesh = _ipv6_subnet()
     plan = diff_node(mesh, mesh.node("aws"), converged(mesh, "aws", has_ip6tables=False, forward_rules6=False))

@@ -252,7 +252,7 @@ class Subnet:
 
     prefix: IPNetwork
     probe: IPAddress | None = None
-    masquerade: bool | None = None  # None: the node's `masquerade`
+    masquerade: bool | None = None  # None: the node's `masquerade` (for an IPv4 subnet; an IPv6 one: no)
 
     @property
     def probe_address(self) -> IPAddress:
@@ -277,7 +277,7 @@ class Node:
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     decommission: bool = False
-    masquerade: bool = False  # source-NAT mesh traffic into the node's subnets (a subnet may say otherwise)
+    masquerade: bool = False  # source-NAT mesh traffic into the node's IPv4 subnets (a subnet may say otherwise)
     # the endpoint's port is forwarded to listen_port by a router in front of the node (a different port is
     # then not a mistake)
     port_forward: bool = False
@@ -287,8 +287,11 @@ class Node:
 
     @property
     def masqueraded(self) -> tuple[IPNetwork, ...]:
-        """The subnets whose incoming mesh traffic this node source-NATs to its own address."""
-        return tuple(s.prefix for s in self.subnets if (self.masquerade if s.masquerade is None else s.masquerade))
+        """The subnets whose incoming mesh traffic this node source-NATs to its own address: a subnet's own
+        `masquerade`, else the node's for an IPv4 subnet. NAT66 is asked for per subnet: the node-wide field meant
+        IPv4 before IPv6 subnets had rules, and an upgrade must not start translating a node's IPv6 traffic."""
+        return tuple(s.prefix for s in self.subnets
+                     if (s.masquerade if s.masquerade is not None else self.masquerade and s.prefix.version == 4))
 
     @property
     def enrolled(self) -> bool:
