@@ -66,7 +66,7 @@ def test_the_error_without_a_known_family_and_with_an_unwritable_folder() -> Non
 
 def test_every_family_knows_every_tool() -> None:
     for _install, packages in nodeos.PACKAGES.values():
-        assert set(packages) == {nodeos.WG, nodeos.WG_QUICK, nodeos.IP, nodeos.FLOCK}
+        assert set(packages) == {nodeos.WG, nodeos.WG_QUICK, nodeos.IP, nodeos.FLOCK, nodeos.IPTABLES, nodeos.IP6TABLES}
 
 
 # ------------------------------------------------------------------------------------------ the plan

@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import json
 
+import pytest
 from meshes import converged, four
 
 from wgmesh.core.changes import Action
@@ -134,8 +135,22 @@ def test_an_ipv6_subnet_without_ip6tables_is_the_nodes_error() -> None:
     plan = diff_node(mesh, mesh.node("aws"), converged(mesh, "aws", has_ip6tables=False, forward_rules6=False))
     assert plan.error is not None and not plan.steps
     assert plan.error.startswith("ip6tables is not installed, and this node routes IPv6 subnets")
+    assert plan.error.endswith("install it (Debian's package iptables)")  # its OS unknown
     # an IPv4-only node needs no ip6tables
     assert diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", has_ip6tables=False)).error is None
+
+
+@pytest.mark.parametrize(("family", "v", "hint"), [
+    ("alpine", 6, "apk add ip6tables"),  # Alpine packs ip6tables apart
+    ("alpine", 4, "apk add iptables"),
+    ("debian", 6, "apt-get install iptables"),
+    ("fedora", 6, "dnf install iptables"),
+])
+def test_the_missing_firewall_tool_is_named_with_the_nodes_package(family: str, v: int, hint: str) -> None:
+    mesh = _ipv6_subnet() if v == 6 else MESH
+    state = converged(mesh, "aws", os_family=family, **{"has_ip6tables" if v == 6 else "has_iptables": False})
+    plan = diff_node(mesh, mesh.node("aws"), state)
+    assert plan.error is not None and plan.error.endswith(f"install it ({hint})")
 
 
 def test_a_changed_hook_shows_in_the_config_diff_and_runs_old_down_then_new_up() -> None:

@@ -16,6 +16,9 @@ IP_JSON = "ip-json"  # an ip that cannot print JSON (iproute2 older than 4.14)
 FLOCK = "flock"
 CONF_DIR = "confdir"  # /etc/wireguard is not writable (and cannot be created)
 KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR)
+# The firewall tools, needed only where the plan asks for rules (core.routing names them).
+IPTABLES = "iptables"
+IP6TABLES = "ip6tables"
 
 _WHAT = {
     WG: "wg",
@@ -29,14 +32,15 @@ _WHAT = {
 # OS family -> (install command, {what: package}).
 PACKAGES: dict[str, tuple[str, dict[str, str]]] = {
     "debian": ("apt-get install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
-                                   FLOCK: "util-linux"}),
+                                   FLOCK: "util-linux", IPTABLES: "iptables", IP6TABLES: "iptables"}),
     "fedora": ("dnf install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute",
-                               FLOCK: "util-linux"}),
-    "alpine": ("apk add", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2", FLOCK: "flock"}),
+                               FLOCK: "util-linux", IPTABLES: "iptables", IP6TABLES: "iptables"}),
+    "alpine": ("apk add", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2", FLOCK: "flock",
+                           IPTABLES: "iptables", IP6TABLES: "ip6tables"}),
     "arch": ("pacman -S", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
-                           FLOCK: "util-linux"}),
+                           FLOCK: "util-linux", IPTABLES: "iptables", IP6TABLES: "iptables"}),
     "suse": ("zypper install", {WG: "wireguard-tools", WG_QUICK: "wireguard-tools", IP: "iproute2",
-                                FLOCK: "util-linux"}),
+                                FLOCK: "util-linux", IPTABLES: "iptables", IP6TABLES: "iptables"}),
 }
 
 # /etc/os-release ID or ID_LIKE word -> family.
@@ -60,6 +64,15 @@ def family(os_id: str | None, id_like: tuple[str, ...] = ()) -> str | None:
 
 def _package(what: str, fam: str) -> str:
     return PACKAGES[fam][1][IP if what in (IP_BUSYBOX, IP_JSON) else what]
+
+
+def install_hint(what: str, os_family: str | None) -> str:
+    """How to get `what` (a key of PACKAGES' tables) on that OS family: `apk add ip6tables`; Debian's package
+    name, said to be that, when the family is unknown."""
+    if os_family in PACKAGES:
+        command, packages = PACKAGES[os_family]
+        return f"{command} {packages[what]}"
+    return f"Debian's package {PACKAGES['debian'][1][what]}"
 
 
 def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | None:

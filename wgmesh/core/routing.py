@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from wgmesh.core import nodeos
 from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.hooks import RULE_TOOL
 from wgmesh.core.render import RERESOLVE_SCRIPT, InterfaceConfig, user_hooks
@@ -50,8 +51,9 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
                 why = "relays " + ("IPv6 traffic " if v == 6 else "") + "for the nodes without an endpoint"
             else:
                 why = "routes " + ("IPv6 " if v == 6 else "") + "subnets"
-            out.error = (f"{RULE_TOOL[v]} is not installed, and this node {why}: wgmesh needs it for the FORWARD "
-                         f"accept rules and masquerade; install {RULE_TOOL[v]} (package iptables)")
+            tool = RULE_TOOL[v]
+            out.error = (f"{tool} is not installed, and this node {why}: wgmesh needs it for the FORWARD accept "
+                         f"rules and masquerade; install it ({nodeos.install_hint(tool, live.os_family)})")
             return
     iface = cfg.interface
     for v, present in ((4, live.forward_rules), (6, live.forward_rules6)):
