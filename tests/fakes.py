@@ -87,6 +87,8 @@ def _iptables(state: LiveState, version: int = 4) -> str:
     if state.forward_rules if version == 4 else state.forward_rules6:
         lines += [f"-A FORWARD -i {state.interface} {comment} -j ACCEPT",
                   f"-A FORWARD -o {state.interface} {comment} -j ACCEPT"]
+    elif version in state.stray_forward_rules:
+        lines.append(f"-A FORWARD -o {state.interface} {comment} -j ACCEPT")
     lines += [f"-A POSTROUTING ! -s {n} -d {n} {comment} -j MASQUERADE"
               for n in sorted(state.masquerade, key=str) if n.version == version]
     return "\n".join(lines)

@@ -114,6 +114,20 @@ def test_an_ipv6_subnet_is_masqueraded_with_ip6tables() -> None:
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET6)) in back.steps
 
 
+def test_a_forward_rule_left_alone_is_deleted_with_the_subnet_or_completed_while_it_stays() -> None:
+    """One of wgmesh's two FORWARD rules deleted by hand: while the node routes that version, apply adds the
+    other back; once it does not, the one left is deleted (it used to stay, an ACCEPT rule plan never showed)."""
+    routed = _ipv6_subnet()
+    stray = converged(routed, "aws", forward_rules6=False, stray_forward_rules=frozenset({6}))
+    plan = diff_node(routed, routed.node("aws"), stray)
+    assert _extra(plan) == [("create", "firewall", "forward wg0 ipv6")]
+    assert Step(StepKind.ADD_FORWARD_RULES, "6") in plan.steps
+    gone = diff_node(MESH, MESH.node("aws"), stray)
+    assert ("delete", "firewall", "forward wg0 ipv6") in _extra(gone)
+    assert Step(StepKind.DELETE_FORWARD_RULES, "6") in gone.steps
+    assert Step(StepKind.DELETE_FORWARD_RULES, "4") not in gone.steps
+
+
 def test_the_node_wide_masquerade_is_ipv4_and_an_ipv6_subnet_asks_for_its_own() -> None:
     """`masquerade: true` on the node source-NATs its IPv4 subnets only (as before IPv6 subnets had rules: an
     upgrade starts no NAT66); an IPv6 subnet's own `masquerade: true` does, and its `false` beats the node's."""

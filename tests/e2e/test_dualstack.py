@@ -130,7 +130,12 @@ def test_an_ipv6_subnet_is_forwarded_through_a_drop_policy_and_masqueraded(
 
 
 def test_dropping_ipv6_removes_addresses_and_routes(dual: labmod.Lab, run_wgmesh: WgmeshRunner) -> None:
+    """Dropping IPv6 from the mesh takes its addresses, routes and firewall rules away: also the one FORWARD rule
+    left after the other was deleted by hand (it used to stay, an ACCEPT rule no plan showed)."""
     mesh = dual.dir / "mesh.yaml"
+    router = dual.hosts[0].name
+    _sh(dual, router, "ip6tables -D FORWARD -i wg0 -m comment --comment wgmesh:wg0 -j ACCEPT")
+    assert _sh(dual, router, "ip6tables -S FORWARD").count("wgmesh:wg0") == 1
     text = mesh.read_text().replace(", fd00:99:10::/64]", "]")
     for i in range(1, len(dual.hosts) + 1):
         text = text.replace(f"[10.0.0.{i}, fd00:10::{i}]", f"10.0.0.{i}")

@@ -554,13 +554,13 @@ IPTABLES = fixture("iptables_forward.txt") + fixture("iptables_nat.txt")  # both
     [
         # Docker's chains, a hand-written `-i wg0` ACCEPT, wg01's rules (wg0 is a prefix of its comment) and a
         # MASQUERADE commented "wgmesh:wg0 by hand" are all someone else's
-        ("wg0", True, ("192.168.20.0/24", "10.20.0.0/16")),
-        ("wg01", True, ("192.168.30.0/24",)),
-        ("wg1", False, ()),
-        ("docker0", False, ()),
+        ("wg0", 2, ("192.168.20.0/24", "10.20.0.0/16")),
+        ("wg01", 2, ("192.168.30.0/24",)),
+        ("wg1", 0, ()),
+        ("docker0", 0, ()),
     ],
 )
-def test_parse_iptables_captured(interface: str, forward: bool, masquerade: tuple[str, ...]) -> None:
+def test_parse_iptables_captured(interface: str, forward: int, masquerade: tuple[str, ...]) -> None:
     assert parse_iptables(interface, IPTABLES.splitlines()) == (forward, nets(*masquerade))
 
 
@@ -570,12 +570,12 @@ IP6TABLES = fixture("ip6tables_forward.txt") + fixture("ip6tables_nat.txt")  # t
 @pytest.mark.parametrize(
     ("interface", "forward", "masquerade"),
     [
-        ("wg0", True, ("fd00:99:20::/64", "2001:db8:20::/48")),
-        ("wg01", True, ("fd00:99:30::/64",)),
-        ("wg1", False, ()),
+        ("wg0", 2, ("fd00:99:20::/64", "2001:db8:20::/48")),
+        ("wg01", 2, ("fd00:99:30::/64",)),
+        ("wg1", 0, ()),
     ],
 )
-def test_parse_ip6tables_captured(interface: str, forward: bool, masquerade: tuple[str, ...]) -> None:
+def test_parse_ip6tables_captured(interface: str, forward: int, masquerade: tuple[str, ...]) -> None:
     assert parse_iptables(interface, IP6TABLES.splitlines()) == (forward, nets(*masquerade))
 
 
@@ -586,30 +586,30 @@ IN, OUT = f"-A FORWARD -i wg0 {C} -j ACCEPT", f"-A FORWARD -o wg0 {C} -j ACCEPT"
 @pytest.mark.parametrize(
     ("lines", "forward", "masquerade"),
     [
-        ((IN, OUT), True, ()),
-        ((OUT, IN), True, ()),
-        ((IN,), False, ()),  # both directions, or forwarded traffic goes one way only
-        ((OUT,), False, ()),
-        ((IN, OUT.replace("ACCEPT", "DROP")), False, ()),
-        ((IN, f"-A FORWARD -o wg1 {C} -j ACCEPT"), False, ()),
-        ((IN, f"-A FORWARD ! -o wg0 {C} -j ACCEPT"), False, ()),
-        ((IN, f"-A FORWARD -s 10.0.0.0/8 -o wg0 {C} -j ACCEPT"), False, ()),
-        ((IN, "-A FORWARD -o wg0 -m comment --comment wgmesh:wg0 -j ACCEPT"), True, ()),  # unquoted: same words
-        ((IN, f"-I FORWARD -o wg0 {C} -j ACCEPT"), False, ()),  # not an -S line
-        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), False,
+        ((IN, OUT), 2, ()),
+        ((OUT, IN), 2, ()),
+        ((IN,), 1, ()),  # one of the two: not in place (forwarded traffic would go one way only)
+        ((OUT,), 1, ()),
+        ((IN, OUT.replace("ACCEPT", "DROP")), 1, ()),
+        ((IN, f"-A FORWARD -o wg1 {C} -j ACCEPT"), 1, ()),
+        ((IN, f"-A FORWARD ! -o wg0 {C} -j ACCEPT"), 1, ()),
+        ((IN, f"-A FORWARD -s 10.0.0.0/8 -o wg0 {C} -j ACCEPT"), 1, ()),
+        ((IN, "-A FORWARD -o wg0 -m comment --comment wgmesh:wg0 -j ACCEPT"), 2, ()),  # unquoted: same words
+        ((IN, f"-I FORWARD -o wg0 {C} -j ACCEPT"), 1, ()),  # not an -S line
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), 0,
          ("192.168.20.0/24",)),
-        ((f"-A POSTROUTING ! -s fd20::/64 -d fd20::/64 {C} -j MASQUERADE",), False, ("fd20::/64",)),
-        ((f"-A POSTROUTING -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
-        ((f"-A POSTROUTING ! -s 192.168.0.0/16 -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
-        ((f"-A POSTROUTING -d 192.168.20.0/24 {C} -j MASQUERADE",), False, ()),
-        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j SNAT --to-source 10.0.0.1",), False, ()),
-        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 -o eth0 {C} -j MASQUERADE",), False, ()),
-        ((f"-A POSTROUTING ! -s nonsense -d nonsense {C} -j MASQUERADE",), False, ()),
+        ((f"-A POSTROUTING ! -s fd20::/64 -d fd20::/64 {C} -j MASQUERADE",), 0, ("fd20::/64",)),
+        ((f"-A POSTROUTING -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE",), 0, ()),
+        ((f"-A POSTROUTING ! -s 192.168.0.0/16 -d 192.168.20.0/24 {C} -j MASQUERADE",), 0, ()),
+        ((f"-A POSTROUTING -d 192.168.20.0/24 {C} -j MASQUERADE",), 0, ()),
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j SNAT --to-source 10.0.0.1",), 0, ()),
+        ((f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 -o eth0 {C} -j MASQUERADE",), 0, ()),
+        ((f"-A POSTROUTING ! -s nonsense -d nonsense {C} -j MASQUERADE",), 0, ()),
         (('-A FORWARD -i wg0 -m comment --comment "wgmesh:wg0 -j ACCEPT', "", "-P FORWARD DROP", "-A", "garbage"),
-         False, ()),
+         0, ()),
     ],
 )
-def test_parse_iptables_counts_only_wgmeshs_own_rules(lines: tuple[str, ...], forward: bool,
+def test_parse_iptables_counts_only_wgmeshs_own_rules(lines: tuple[str, ...], forward: int,
                                                       masquerade: tuple[str, ...]) -> None:
     assert parse_iptables("wg0", lines) == (forward, nets(*masquerade))
 
@@ -823,6 +823,15 @@ def test_read_routing_ipv6_without_wgmeshs_rules(node: Stubs) -> None:
     assert (state.forward_rules, state.has_ip6tables, state.forward_rules6) == (True, True, False)
     assert state.masquerade == nets("192.168.20.0/24", "10.20.0.0/16")
     assert calls(node, "sysctl") == [["-n", "net.ipv4.ip_forward"], ["-n", "net.ipv6.conf.all.forwarding"]]
+
+
+def test_read_routing_one_of_the_two_forward_rules_is_a_stray(node: Stubs) -> None:
+    """One of wgmesh's FORWARD rules, the other deleted by hand: not in place, and named (plan deletes it when
+    the node no longer forwards that version)."""
+    full_node(node)
+    routing_node(node, forward6="1", rules=IPTABLES, rules6=f"-A FORWARD -o wg0 {C} -j ACCEPT\n")
+    state = parse_read_output("wg0", read(node))
+    assert (state.forward_rules, state.forward_rules6, state.stray_forward_rules) == (True, False, frozenset({6}))
 
 
 def test_read_routing_prints_only_wgmeshs_lines(node: Stubs) -> None:

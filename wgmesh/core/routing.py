@@ -58,11 +58,13 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
     iface = cfg.interface
     for v, present in ((4, live.forward_rules), (6, live.forward_rules6)):
         name = f"forward {iface}" if v == 4 else f"forward {iface} ipv6"
+        stray = v in live.stray_forward_rules  # one of the two: added back when wanted, else deleted
         if v in cfg.forwarding and not present:
             out.changes.append(Change(Action.CREATE, "firewall", name, None, {"accept": f"in and out of {iface}"}))
             out.steps.append(Step(StepKind.ADD_FORWARD_RULES, str(v)))
-        elif present and v not in cfg.forwarding:
-            out.changes.append(Change(Action.DELETE, "firewall", name, {"accept": f"in and out of {iface}"}, None))
+        elif (present or stray) and v not in cfg.forwarding:
+            old = f"in and out of {iface}" if present else f"one way of {iface} (the other rule is gone)"
+            out.changes.append(Change(Action.DELETE, "firewall", name, {"accept": old}, None))
             out.steps.append(Step(StepKind.DELETE_FORWARD_RULES, str(v)))
     for n in sorted(want_masq - live.masquerade, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.CREATE, "masquerade", str(n), None, {"source_nat": "to this node"}))

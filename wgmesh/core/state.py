@@ -88,6 +88,9 @@ class LiveState:
     masquerade: frozenset[IPNetwork] = frozenset()
     has_ip6tables: bool | None = None
     forward_rules6: bool = False
+    # the IP versions where only one of those two rules is there (the other deleted by hand): not in place, and
+    # still wgmesh's to delete when the node no longer forwards that version
+    stray_forward_rules: frozenset[int] = frozenset()
     # IF.conf as it is on the node, every PrivateKey and PresharedKey value redacted on the node (None: no file)
     config_text: str | None = None
     # the MTU `wg-quick up` would give the interface from a config without MTU (route MTU - 80, read.sh's
@@ -149,6 +152,7 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "masquerade": sorted(str(n) for n in state.masquerade),
         "has_ip6tables": state.has_ip6tables,
         "forward_rules6": state.forward_rules6,
+        "stray_forward_rules": sorted(state.stray_forward_rules),
     }
 
 

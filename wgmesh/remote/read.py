@@ -175,14 +175,14 @@ def parse_forwarding(body: str) -> dict[int, bool]:
     return out
 
 
-def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, bool, frozenset[IPNetwork]]:
-    """The iptables (or ip6tables) section -> (the node has the tool, wgmesh's forward rules are there,
-    masqueraded subnets)."""
+def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, int, frozenset[IPNetwork]]:
+    """The iptables (or ip6tables) section -> (the node has the tool, how many of wgmesh's two forward rules are
+    there, masqueraded subnets)."""
     rows = [line for _, line in numbered_lines(body)]
     if not rows or rows[0].strip() not in ("present", "absent"):
         raise ParseError(f"read output: {tool} section malformed")
     if rows[0].strip() == "absent":
-        return False, False, frozenset()
+        return False, 0, frozenset()
     forward, masquerade = parse_iptables(interface, rows[1:])
     return True, forward, masquerade
 
@@ -230,12 +230,11 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
     # Routing and the config text: an output without these sections (a fake, an older capture) says nothing
     # of them, which is not the same as "off" or "absent".
     has_iptables: bool | None = None
-    forward_rules = False
+    forward_rules = forward_rules6 = 0  # how many of the two
     masquerade: frozenset[IPNetwork] = frozenset()
     if "iptables" in sections:
         has_iptables, forward_rules, masquerade = _iptables(interface, sections["iptables"])
     has_ip6tables: bool | None = None
-    forward_rules6 = False
     if "ip6tables" in sections:
         has_ip6tables, forward_rules6, masquerade6 = _iptables(interface, sections["ip6tables"], "ip6tables")
         masquerade |= masquerade6
@@ -261,10 +260,11 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         os_family=os_family,
         forwarding=parse_forwarding(sections.get("forwarding", "")),
         has_iptables=has_iptables,
-        forward_rules=forward_rules,
+        forward_rules=forward_rules == 2,
         masquerade=masquerade,
         has_ip6tables=has_ip6tables,
-        forward_rules6=forward_rules6,
+        forward_rules6=forward_rules6 == 2,
+        stray_forward_rules=frozenset(v for v, n in ((4, forward_rules), (6, forward_rules6)) if n == 1),
         config_text=conf_text,
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),

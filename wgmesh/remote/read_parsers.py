@@ -289,9 +289,10 @@ def _prefix(value: str | None) -> IPNetwork | None:
         return None
 
 
-def parse_iptables(interface: str, lines: Iterable[str]) -> tuple[bool, frozenset[IPNetwork]]:
-    """Lines of `iptables -S FORWARD` and `iptables -t nat -S POSTROUTING` -> (wgmesh's two FORWARD accept
-    rules for the interface are both there, the subnets S that have its rule
+def parse_iptables(interface: str, lines: Iterable[str]) -> tuple[int, frozenset[IPNetwork]]:
+    """Lines of `iptables -S FORWARD` and `iptables -t nat -S POSTROUTING` -> (how many of wgmesh's two FORWARD
+    accept rules for the interface are there: 0, 1 (the other deleted by hand) or 2, the subnets S that have its
+    rule
     `-A POSTROUTING ! -s S -d S -m comment --comment wgmesh:IF -j MASQUERADE`).
 
     Only rules whose comment is exactly `wgmesh:IF` count, and only in the form wgmesh writes them; every
@@ -315,4 +316,4 @@ def parse_iptables(interface: str, lines: Iterable[str]) -> tuple[bool, frozense
             src, dst = _prefix(source[0]), _prefix(dest[0])
             if src is not None and src == dst and source[1] and not dest[1]:
                 masquerade.add(src)
-    return accept_in and accept_out, frozenset(masquerade)
+    return accept_in + accept_out, frozenset(masquerade)
