@@ -130,3 +130,20 @@ def test_every_reporting_command_has_json() -> None:
     for cmd in ("plan", "apply", "check", "status", "enroll", "rotate", "import", "validate", "render", "init"):
         r = CliRunner().invoke(app, [cmd, "--help"])
         assert r.exit_code == 0 and "--json" in r.output, cmd
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("plan", "--command-timeout", "1e19"), "--command-timeout"),
+        (("plan", "--command-timeout", "86401"), "--command-timeout"),
+        (("plan", "--timeout", "1e19"), "--timeout"),
+        (("apply", "--lock-timeout", "99999999999999999999"), "--lock-timeout"),
+        (("apply", "--confirm-timeout", "86401"), "--confirm-timeout"),
+    ],
+)
+def test_a_timeout_past_what_can_be_counted_is_a_usage_error(repo: Path, args: tuple[str, ...], option: str) -> None:
+    """A timeout longer than a day (an hour to connect) is refused before anything connects: sockets, timers and
+    the node scripts' arithmetic cannot count to 1e19 seconds (a read would stop itself at once)."""
+    code, _, err = _run(*args, "-f", str(repo / "mesh.yaml"))
+    assert code == 2 and option in err and "less than or equal to" in err, err

@@ -248,6 +248,14 @@ def test_stop_after_stops_a_hung_script_and_the_command_it_waits_on(node: Stubs)
             os.kill(hung, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("seconds", ["99999999999999999999", "1e19", "", "5s"])
+def test_stop_after_a_value_it_cannot_count_down_stops_nothing(node: Stubs, seconds: str) -> None:
+    """A value the shell's arithmetic cannot take (too big, not digits) starts no watcher: the script is not
+    stopped at once, as a failed `[ -gt ]` that ended the countdown would do."""
+    r = node.run(lib(f"wgm_stop_after '{seconds}'\nsleep 1.2\necho done\n"))
+    assert (r.exit_status, r.stdout) == (0, "done\n"), r.stderr
+
+
 def test_stop_after_leaves_nothing_behind_a_script_that_ends_in_time(node: Stubs) -> None:
     """The watcher ends within about a second of the script and holds none of its output (the script's end, and
     so the command's, is not delayed)."""

@@ -18,6 +18,7 @@ from wgmesh.cli import observe as cli_observe
 from wgmesh.cli import pipeline as cli_pipeline
 from wgmesh.cli.environment import environment, mesh_file
 from wgmesh.cli.options import (
+    MAX_WAIT,
     AcceptNew,
     CommandTimeout,
     FileOpt,
@@ -182,9 +183,10 @@ def apply(
     parallelism: int = Parallelism,
     timeout: float = Timeout,
     command_timeout: float | None = CommandTimeout,
-    lock_timeout: int = typer.Option(60, "--lock-timeout", min=0, help="Seconds to wait for another apply."),
+    lock_timeout: int = typer.Option(60, "--lock-timeout", min=0, max=MAX_WAIT,
+                                     help="Seconds to wait for another apply."),
     confirm_timeout: int = typer.Option(
-        60, "--confirm-timeout", min=5,
+        60, "--confirm-timeout", min=5, max=MAX_WAIT,
         help="Seconds a changed node waits for wgmesh to reach it again over a new SSH connection; without "
              "that confirmation it restores its previous config by itself (so an apply cannot lock you out).",
     ),

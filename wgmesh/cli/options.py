@@ -15,11 +15,15 @@ FileOpt = typer.Option(
 NoColor = typer.Option(False, "--no-color", help="Plain text output (also under NO_COLOR or without a terminal).")
 Target = typer.Option([], "--target", "-t", help="Only this node (repeatable); its peers are still every node.")
 Parallelism = typer.Option(10, "--parallelism", min=1, help="Nodes to work on at once.")
-Timeout = typer.Option(10.0, "--timeout", min=0.1, help="SSH connect timeout in seconds.")
+# Upper bounds: longer than anyone waits, and what sockets, timers and the node scripts' arithmetic can count to
+MAX_TIMEOUT = 3600.0  # --timeout (connecting)
+MAX_WAIT = 86400  # --command-timeout, --lock-timeout, --confirm-timeout: a day
+Timeout = typer.Option(10.0, "--timeout", min=0.1, max=MAX_TIMEOUT, help="SSH connect timeout in seconds.")
 CommandTimeout = typer.Option(
     None,
     "--command-timeout",
     min=1.0,
+    max=float(MAX_WAIT),
     metavar="S",
     envvar="WGMESH_COMMAND_TIMEOUT",
     help=f"Deadline in seconds for each command on a node (default: {READ_TIMEOUT:g} for reads, {APPLY_TIMEOUT:g} "

@@ -88,6 +88,8 @@ wgm_write() {
 }
 
 wgm_stop_after() {
+  # a value that is not a count of seconds the shell can do arithmetic on stops nothing
+  case $1 in '' | *[!0-9]* | ??????????*) return 0 ;; esac
   (
     trap '' TERM # (kill -TERM 0 below signals this watcher too)
     wgm_left=$1
