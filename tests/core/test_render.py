@@ -69,12 +69,12 @@ ListenPort = 51820
 MTU = 1380
 PostUp = wg set %i private-key /etc/wireguard/%i.key
 PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh
-PostUp = iptables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT
-PostUp = iptables -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT
+PostUp = iptables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT
+PostUp = iptables -w 5 -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT
 PostUp = sysctl -w net.ipv4.ip_forward=1
 PostDown = echo down %i
-PostDown = iptables -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true
-PostDown = iptables -D FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT || true
+PostDown = iptables -w 5 -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true
+PostDown = iptables -w 5 -D FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT || true
 
 # v6
 [Peer]
@@ -272,7 +272,7 @@ def test_a_node_that_routes_subnets_forwards_and_accepts_forwarded_traffic_at_ev
     removed again at `down` (forwarding is left on). A node without subnets gets none of it."""
     hub = render_node(small, "hub")
     assert "PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh\n" in hub
-    assert hub.index("PostUp = iptables -I FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
+    assert hub.index("PostUp = iptables -w 5 -I FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
     assert "iptables -t nat" not in hub  # no masquerade unless asked
     assert "sysctl" not in render_node(small, "nat") and "iptables" not in render_node(small, "nat")
 
@@ -291,6 +291,6 @@ def test_masquerade_rules_per_subnet() -> None:
     mesh, _ = loads(SMALL.replace(old, "    masquerade: true\n" + old))
     hub = render_node(mesh, "hub")
     rule = "POSTROUTING ! -s 192.168.1.0/24 -d 192.168.1.0/24 -m comment --comment wgmesh:%i -j MASQUERADE"
-    assert f"PostUp = iptables -t nat -I {rule}\n" in hub
-    assert f"PostDown = iptables -t nat -D {rule} || true\n" in hub
+    assert f"PostUp = iptables -w 5 -t nat -I {rule}\n" in hub
+    assert f"PostDown = iptables -w 5 -t nat -D {rule} || true\n" in hub
     assert user_hooks(hub) == (("sysctl -w net.ipv4.ip_forward=1",), ("echo down %i",))

@@ -63,7 +63,7 @@ def test_masquerade_added_and_removed_with_the_field() -> None:
     plan = diff_node(masq, masq.node("aws"), converged(MESH, "aws"))
     assert ("create", "masquerade", str(SUBNET)) in _extra(plan)
     assert Step(StepKind.ADD_MASQUERADE, str(SUBNET)) in plan.steps
-    assert any(line.startswith("+PostUp = iptables -t nat -I POSTROUTING") for line in plan.config_diff)
+    assert any(line.startswith("+PostUp = iptables -w 5 -t nat -I POSTROUTING") for line in plan.config_diff)
     back = diff_node(MESH, MESH.node("aws"), converged(masq, "aws"))
     assert ("delete", "masquerade", str(SUBNET)) in _extra(back)
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET)) in back.steps
@@ -92,9 +92,10 @@ def test_an_ipv6_subnet_gets_forwarding_and_ip6tables_rules_of_its_own() -> None
     assert [s for s in plan.steps if s.kind in (StepKind.SET_FORWARDING, StepKind.ADD_FORWARD_RULES)] == [
         Step(StepKind.SET_FORWARDING, "6"), Step(StepKind.ADD_FORWARD_RULES, "6")]
     added = [line for line in plan.config_diff if line.startswith("+PostUp")]
-    assert "+PostUp = ip6tables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in added
-    assert "+PostUp = ip6tables -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT" in added
-    assert "+PostDown = ip6tables -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true" in plan.config_diff
+    assert "+PostUp = ip6tables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in added
+    assert "+PostUp = ip6tables -w 5 -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT" in added
+    down = "+PostDown = ip6tables -w 5 -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true"
+    assert down in plan.config_diff
     again = diff_node(mesh, mesh.node("aws"), converged(mesh, "aws"))  # wgmesh's ip6tables lines are not hooks
     assert again.changes == () and again.steps == ()
     back = diff_node(MESH, MESH.node("aws"), converged(mesh, "aws"))
@@ -108,7 +109,7 @@ def test_an_ipv6_subnet_is_masqueraded_with_ip6tables() -> None:
     plan = diff_node(mesh, mesh.node("aws"), converged(_ipv6_subnet(), "aws"))
     assert _extra(plan) == [("create", "masquerade", str(SUBNET6))]
     assert Step(StepKind.ADD_MASQUERADE, str(SUBNET6)) in plan.steps
-    assert (f"+PostUp = ip6tables -t nat -I POSTROUTING ! -s {SUBNET6} -d {SUBNET6} -m comment --comment "
+    assert (f"+PostUp = ip6tables -w 5 -t nat -I POSTROUTING ! -s {SUBNET6} -d {SUBNET6} -m comment --comment "
             "wgmesh:%i -j MASQUERADE") in plan.config_diff
     back = diff_node(_ipv6_subnet(), mesh.node("aws"), converged(mesh, "aws"))
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET6)) in back.steps

@@ -332,6 +332,8 @@ import json, sys
 args = sys.argv[1:]
 with open(LOG, "a") as log:
     log.write(" ".join(args) + "\\n")
+if args[:1] == ["-w"]:  # wgmesh waits for the xtables lock: `-w 5`
+    args = args[2:]
 table = "filter"
 if args[:2] == ["-t", "nat"]:
     table, args = "nat", args[2:]

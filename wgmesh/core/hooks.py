@@ -28,6 +28,10 @@ MANAGED_MARK = "# wgmesh"
 
 _SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 RULE_TOOL = {4: "iptables", 6: "ip6tables"}  # the tool of wgmesh's rules for each IP version
+# Every iptables call waits up to 5 s for the xtables lock (legacy iptables) rather than failing at once when
+# another tool holds it: at boot, Docker or firewalld may be setting up their rules beside wg-quick's PostUp,
+# and one failed PostUp line takes the whole interface down. (iptables-nft takes the option and ignores it.)
+RULE_WAIT = "-w 5"
 
 
 def forward_rule(direction: str) -> str:
@@ -47,11 +51,11 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     need it)."""
     up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
     rules = [(RULE_TOOL[v], forward_rule(d)) for v in (4, 6) if v in cfg.forwarding for d in ("-i", "-o")]
-    up += [f"{tool} -I {r}" for tool, r in rules]
+    up += [f"{tool} {RULE_WAIT} -I {r}" for tool, r in rules]
     nat = [(RULE_TOOL[n.version], masquerade_rule(n)) for n in sorted(cfg.masquerade, key=lambda n: n.version)]
-    up += [f"{tool} -t nat -I {r}" for tool, r in nat]
-    down = [f"{tool} -t nat -D {r} || true" for tool, r in reversed(nat)]
-    down += [f"{tool} -D {r} || true" for tool, r in reversed(rules)]
+    up += [f"{tool} {RULE_WAIT} -t nat -I {r}" for tool, r in nat]
+    down = [f"{tool} {RULE_WAIT} -t nat -D {r} || true" for tool, r in reversed(nat)]
+    down += [f"{tool} {RULE_WAIT} -D {r} || true" for tool, r in reversed(rules)]
     return tuple(up), tuple(down)
 
 

@@ -245,7 +245,7 @@ wgm_tool() {  # $1: 4 or 6, or a subnet: the tool of wgmesh's rules for its IP v
 }
 
 wgm_forward_rule() {  # $1: iptables | ip6tables, $2: -C | -I | -D, $3: -i | -o
-  "$1" "$2" FORWARD "$3" "$IF" -m comment --comment "wgmesh:$IF" -j ACCEPT
+  "$1" -w 5 "$2" FORWARD "$3" "$IF" -m comment --comment "wgmesh:$IF" -j ACCEPT
 }
 
 wgm_add_forward_rules() {  # $1: 4 or 6
@@ -253,7 +253,7 @@ wgm_add_forward_rules() {  # $1: 4 or 6
   for wgm_dir in -o -i; do
     if ! wgm_forward_rule "$wgm_t" -C "$wgm_dir" 2>/dev/null; then
       wgm_forward_rule "$wgm_t" -I "$wgm_dir"
-      wgm_did "$wgm_t -D FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+      wgm_did "$wgm_t -w 5 -D FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
     fi
   done
 }
@@ -263,26 +263,26 @@ wgm_delete_forward_rules() {  # $1: 4 or 6
   for wgm_dir in -i -o; do
     while wgm_forward_rule "$wgm_t" -C "$wgm_dir" 2>/dev/null; do
       wgm_forward_rule "$wgm_t" -D "$wgm_dir"
-      wgm_did "$wgm_t -I FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
+      wgm_did "$wgm_t -w 5 -I FORWARD $wgm_dir \"\$IF\" -m comment --comment \"wgmesh:\$IF\" -j ACCEPT"
     done
   done
 }
 
 wgm_masquerade_rule() {  # $1: -C | -I | -D, $2: the subnet (iptables or ip6tables by its version)
-  "$(wgm_tool "$2")" -t nat "$1" POSTROUTING ! -s "$2" -d "$2" -m comment --comment "wgmesh:$IF" -j MASQUERADE
+  "$(wgm_tool "$2")" -w 5 -t nat "$1" POSTROUTING ! -s "$2" -d "$2" -m comment --comment "wgmesh:$IF" -j MASQUERADE
 }
 
 wgm_add_masquerade() {
   if ! wgm_masquerade_rule -C "$1" 2>/dev/null; then
     wgm_masquerade_rule -I "$1"
-    wgm_did "$(wgm_tool "$1") -t nat -D POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+    wgm_did "$(wgm_tool "$1") -w 5 -t nat -D POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
   fi
 }
 
 wgm_delete_masquerade() {
   while wgm_masquerade_rule -C "$1" 2>/dev/null; do
     wgm_masquerade_rule -D "$1"
-    wgm_did "$(wgm_tool "$1") -t nat -I POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
+    wgm_did "$(wgm_tool "$1") -w 5 -t nat -I POSTROUTING ! -s $1 -d $1 -m comment --comment \"wgmesh:\$IF\" -j MASQUERADE"
   done
 }
 
