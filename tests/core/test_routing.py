@@ -11,7 +11,7 @@ from meshes import converged, four
 
 from wgmesh.core.changes import Action
 from wgmesh.core.model import Subnet
-from wgmesh.core.plan import diff_node
+from wgmesh.core.plan import config_digest, diff_node
 from wgmesh.core.steps import Step, StepKind
 
 MESH = four()
@@ -127,6 +127,22 @@ def test_a_forward_rule_left_alone_is_deleted_with_the_subnet_or_completed_while
     assert ("delete", "firewall", "forward wg0 ipv6") in _extra(gone)
     assert Step(StepKind.DELETE_FORWARD_RULES, "6") in gone.steps
     assert Step(StepKind.DELETE_FORWARD_RULES, "4") not in gone.steps
+
+
+def test_a_config_with_the_rule_lines_of_before_the_lock_wait_is_rewritten_without_running_hooks() -> None:
+    """Configs written before the rule lines waited for the xtables lock (`-w 5`): the new lines are a config
+    change, once; still wgmesh's own lines (their comment), so no hook runs and no rule is taken down."""
+    mesh = _with(MESH, "aws", masquerade=True)
+    state = converged(mesh, "aws")
+    assert state.config_text is not None and " -w 5 " in state.config_text
+    older = state.config_text.replace(" -w 5 ", " ")
+    plan = diff_node(mesh, mesh.node("aws"), dataclasses.replace(state, config_text=older,
+                                                                 config_sha256=config_digest(older)))
+    assert "+PostUp = iptables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in plan.config_diff
+    assert "-PostUp = iptables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in plan.config_diff
+    assert not [s for s in plan.steps if s.kind in (StepKind.RUN_HOOKS, StepKind.DELETE_FORWARD_RULES,
+                                                    StepKind.DELETE_MASQUERADE)]
+    assert _extra(plan) == []
 
 
 def test_the_node_wide_masquerade_is_ipv4_and_an_ipv6_subnet_asks_for_its_own() -> None:
