@@ -70,9 +70,8 @@ def install_hint(what: str, os_family: str | None) -> str:
     """How to get `what` (a key of PACKAGES' tables) on that OS family: `apk add ip6tables`; Debian's package
     name, said to be that, when the family is unknown."""
     if os_family in PACKAGES:
-        command, packages = PACKAGES[os_family]
-        return f"{command} {packages[what]}"
-    return f"Debian's package {PACKAGES['debian'][1][what]}"
+        return f"{PACKAGES[os_family][0]} {_package(what, os_family)}"
+    return f"Debian's package {_package(what, 'debian')}"
 
 
 def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | None:
