@@ -187,6 +187,14 @@ def test_all_errors_are_reported_not_only_the_first() -> None:
     assert lines == sorted(lines)
 
 
+def test_an_empty_required_value_is_named_on_its_own_line() -> None:
+    """`address:` with nothing after it: the error is on that line (an empty value has no place of its own; the
+    next token, on the next line, is not where the fix goes)."""
+    with pytest.raises(MeshError) as info:
+        loads(base_text(**{"name: demo": "name:", "    address: 10.0.0.2": "    address:"}))
+    assert [(d.line, d.col, d.path) for d in info.value.errors] == [(3, 3, "mesh.name"), (11, 5, "nodes.b.address")]
+
+
 def test_example_validates_without_warnings() -> None:
     mesh, warnings = load(EXAMPLE)
     assert warnings == []

@@ -7,6 +7,7 @@ what they quote of mesh.yaml is short and has its control characters escaped (a 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,10 +17,17 @@ MAX_PATH = 120  # characters of a field path shown in a message
 MAX_MESSAGE = 400
 MAX_DIAGNOSTICS = 200  # per file; beyond them one line says how many more there are
 
+# A WireGuard key as base64 (32 bytes: 43 characters, the last of them carrying 4 bits, then "="): a public or a
+# private key, which no message shows (a private key pasted as a field name, a node name or a list).
+KEYLIKE_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+KEY_SHOWN_AS = "(a key, not shown)"
+
 
 def clean(text: str, limit: int) -> str:
-    """One line of printable text: control characters escaped, at most `limit` characters."""
+    """One line of printable text: control characters escaped, key-like text replaced, at most `limit`
+    characters."""
     out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    out = KEYLIKE_RE.sub(KEY_SHOWN_AS, out)
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 

@@ -36,7 +36,7 @@ from wgmesh.meshfile.schema import (
     VERSION,
     show,
 )
-from wgmesh.meshfile.secrets import check_secrets, is_secret_name
+from wgmesh.meshfile.secrets import check_comment_secrets, check_secrets, is_secret_name
 from wgmesh.meshfile.yamldoc import DEEP, key_pos, parse_readonly, read_text, start, val_pos
 
 TOP: Pos = (1, 1)
@@ -370,4 +370,5 @@ def _validate(text: str, path: Path, report: Report) -> Mesh | None:
         report.error(start(doc, (1, 1)), "", "the top level must be a mapping with keys version, mesh, ssh and nodes")
         return None
     check_secrets(doc, report)
+    check_comment_secrets(text, report)
     return Document(report, path).mesh(doc)

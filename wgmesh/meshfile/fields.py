@@ -24,9 +24,9 @@ from wgmesh.core.model import (
 )
 from wgmesh.core.proxycommand import parse_proxy_command
 from wgmesh.meshfile import paths
-from wgmesh.meshfile.diagnostics import Pos, Report
+from wgmesh.meshfile.diagnostics import KEYLIKE_RE, Pos, Report
 from wgmesh.meshfile.schema import SUBNET_KEYS, show, suggest
-from wgmesh.meshfile.secrets import KEYLIKE_RE, is_secret_name
+from wgmesh.meshfile.secrets import is_secret_name
 from wgmesh.meshfile.yamldoc import item_pos, key_pos, val_pos
 
 MISSING = object()
@@ -86,8 +86,8 @@ class Fields:
             if (id(m), k) not in self.suggested:
                 self.report.error(pos, sub, f'missing required field "{k}": add e.g. `{k}: {example}`')
             return MISSING
-        if m[k] is None:
-            self.report.error(val_pos(m, k, pos), sub, f"no value: set it, e.g. `{k}: {example}`")
+        if m[k] is None:  # (an empty value has no place of its own: the key's line, not the next token's)
+            self.report.error(key_pos(m, k, pos), sub, f"no value: set it, e.g. `{k}: {example}`")
             return MISSING
         return m[k]
 

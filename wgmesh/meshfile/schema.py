@@ -7,7 +7,7 @@ import difflib
 import re
 from typing import Any
 
-from wgmesh.meshfile.secrets import KEYLIKE_RE
+from wgmesh.meshfile.diagnostics import KEYLIKE_RE
 
 VERSION = 1
 

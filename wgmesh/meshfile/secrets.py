@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from wgmesh.meshfile.diagnostics import Pos, Report
+from wgmesh.meshfile.diagnostics import KEYLIKE_RE, Pos, Report
 from wgmesh.meshfile.yamldoc import item_pos, key_pos, val_pos
 
-KEYLIKE_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _SECRET_WORDS = ("privatekey", "privkey", "presharedkey", "psk", "secretkey")
 _SECRET_MENTION_RE = re.compile(r"private|preshared|psk", re.IGNORECASE)
 _FIX = (
@@ -29,6 +28,37 @@ def is_secret_name(key: str) -> bool:
 def check_secrets(doc: Any, report: Report) -> None:
     for path, pos, kind in _walk(doc):
         report.error(pos, path, f"{kind} in clear: {_FIX}")
+
+
+_HASH_TO_END = re.compile(r"#[^\n]*")
+
+
+def check_comment_secrets(text: str, report: Report) -> None:
+    """A key-shaped token next to words like 'PrivateKey' in a comment (a config pasted in, commented out) is a
+    private key in the repo as much as a value is; a key-shaped token alone may be a public key, and stays."""
+    for m in _HASH_TO_END.finditer(text):
+        if not _mentions_secret_key(m.group()):  # (a superset: the comment starts at this `#` or after it)
+            continue
+        start = text.rfind("\n", 0, m.start()) + 1
+        at = _comment_start(text[start : m.end()])
+        if at is not None and _mentions_secret_key(text[start + at : m.end()]):
+            line = text.count("\n", 0, start) + 1
+            report.error((line, at + 1), "", f"a private or preshared key in a comment: {_FIX}")
+
+
+def _comment_start(line: str) -> int | None:
+    """Where the YAML comment of `line` starts (its `#`), or None: a `#` at the start or after a blank, outside
+    quotes."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"" and (i == 0 or line[i - 1] in " \t:[{,-"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return i
+    return None
 
 
 # Where a value sits: its container's place (None for the document), the container, and its key or index. The
