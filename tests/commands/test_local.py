@@ -100,6 +100,13 @@ def test_the_writer_raises_an_error_that_is_not_an_os_error_in_the_caller(tmp_pa
     assert {"0", "1", "2", "3", "4", "5"} <= {p.name for p in tmp_path.iterdir()}
 
 
+def test_render_all_says_when_out_is_no_folder(mesh_file: Path) -> None:
+    with pytest.raises(Failure, match=r"cannot create the folder .*mesh\.yaml: File exists"):
+        local.render(mesh_file, None, True, mesh_file, _env())
+    with pytest.raises(Failure, match=r"cannot create the folder .*mesh\.yaml/sub: Not a directory"):
+        local.render(mesh_file, None, True, mesh_file / "sub", _env())
+
+
 def test_render_node_says_which_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
     with pytest.raises(Failure, match=r"cannot write .*/aws\.conf: No such file or directory"):
         local.render(mesh_file, "aws", False, tmp_path / "missing" / "aws.conf", _env())

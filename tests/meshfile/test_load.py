@@ -195,6 +195,30 @@ def test_an_empty_required_value_is_named_on_its_own_line() -> None:
     assert [(d.line, d.col, d.path) for d in info.value.errors] == [(3, 3, "mesh.name"), (11, 5, "nodes.b.address")]
 
 
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("iptables -A INPUT -m comment --comment '#22' -j ACCEPT", "it would run \"iptables -A INPUT -m comment "
+         "--comment '\"; put the command in a script on the node"),
+        ("echo a # b", "it would run 'echo a'"),
+        ('"echo a\\x00b"', "a control character"),
+        ('"echo \\e[2J"', "a control character"),
+    ],
+)
+def test_a_hook_wg_quick_would_cut_or_that_holds_a_control_character_is_refused(command: str, message: str) -> None:
+    """wg-quick cuts every config line at its first `#` (`${line%%\\#*}`), in quotes or not: the command would run
+    cut short, silently, and an unclosed quote fails PostUp, which takes the interface down."""
+    value = command if command.startswith('"') else f"'{command}'" if "'" not in command else f'"{command}"'
+    with pytest.raises(MeshError) as info:
+        loads(base_text(**{"    endpoint: b.example.com:51820": f"    endpoint: b.example.com:51820\n    post_up: "
+                                                                    f"{value}"}))
+    (error,) = info.value.errors
+    assert error.path == "nodes.b.post_up" and message in error.message, error.message
+    mesh, _ = loads(base_text(**{"    endpoint: b.example.com:51820":
+                                 "    endpoint: b.example.com:51820\n    post_up: \"echo\\ta\""}))
+    assert mesh.node("b").post_up == ("echo\ta",)  # a tab is a blank to the shell
+
+
 def test_example_validates_without_warnings() -> None:
     mesh, warnings = load(EXAMPLE)
     assert warnings == []

@@ -43,7 +43,10 @@ def render(
             raise Failure("give either a NODE or --all, not both")
         if out is None:
             raise Failure("--all needs --out DIR: one file per node, DIR/NODE.conf")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise Failure(f"cannot create the folder {out}: {e.strerror}") from None
         # every file's pieces first (views of the shared stanzas: no file's bytes are built), then the writes
         rendered = [(name, out / f"{name}.conf", pieces) for name, pieces in r.render_all_pieces(mesh)]
         try:

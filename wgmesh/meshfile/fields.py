@@ -314,6 +314,12 @@ class Fields:
                 self.report.error(p, sub, "empty command: remove it")
             elif "\n" in x or "\r" in x:
                 self.report.error(p, sub, "a command must be one line: split it into a list of commands")
+            elif "#" in x:  # wg-quick cuts every config line at its first `#`, quoted or not
+                self.report.error(p, sub, f"wg-quick drops everything from '#' on: it would run "
+                                  f"{show(x.split('#', 1)[0].rstrip())}; put the command in a script on the node "
+                                  "and call that")
+            elif not x.replace("\t", " ").isprintable():
+                self.report.error(p, sub, "a control character (NUL, an escape, ...) in the command: remove it")
             else:
                 out.append(str(x))
         return tuple(out)
