@@ -219,6 +219,28 @@ def test_a_hook_wg_quick_would_cut_or_that_holds_a_control_character_is_refused(
     assert mesh.node("b").post_up == ("echo\ta",)  # a tab is a blank to the shell
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("name: demo", "name: 2001-13-45", 3, "(month must be in 1..12): quote values that look like dates"),
+        ("name: demo", "name: demo\n  mtu: !!int abc", 4, "(invalid literal for int() with base 10: 'abc')"),
+    ],
+)
+def test_a_value_yaml_cannot_construct_is_named_near_its_line(old: str, new: str, line: int, message: str) -> None:
+    with pytest.raises(MeshError) as info:
+        loads(base_text(**{old: new}))
+    (error,) = info.value.errors
+    assert error.line == line and "a value on this line or further down could not be read" in error.message
+    assert message in error.message
+
+
+def test_a_number_past_what_python_reads_is_the_fields_error() -> None:
+    with pytest.raises(MeshError) as info:
+        loads(base_text(**{"name: demo": "name: demo\n  mtu: " + "9" * 5000}))
+    (error,) = info.value.errors
+    assert (error.line, error.path) == (4, "mesh.mtu") and "whole number from 576 to 9000" in error.message
+
+
 def test_example_validates_without_warnings() -> None:
     mesh, warnings = load(EXAMPLE)
     assert warnings == []

@@ -88,6 +88,9 @@ def _implicit(value: str) -> str:
     return _STR
 
 
+_MAX_DIGITS = 4300  # sys.get_int_max_str_digits()' default
+
+
 _MISSING = object()
 
 
@@ -105,6 +108,8 @@ def _construct(text: str) -> Any:
     if tag == _INT and _DECIMAL.fullmatch(text):
         sign = -1 if text[0] == "-" else 1
         digits = text.lstrip("+-")
+        if len(digits) > _MAX_DIGITS:  # more than Python turns into an int: the field says it is no number it takes
+            return text
         if digits[0] == "0":  # leading zeros (and 0 itself): the round trip keeps the width
             return ScalarInt(sign * int(digits), width=len(digits))
         return sign * int(digits)

@@ -179,7 +179,8 @@ def parse_readonly(text: str, report: Report) -> Any:
         report.error((e.pos[0] + 1, e.pos[1] + 1), "", too_many(HARD_MAX_VALUES))
         return None
     except fastyaml.Declined as e:
-        doc = parse(text, report)
+        doc = parse(text, report, (e.line + 1, 0))  # (where the fast reader stopped: the line a value without a
+        # position of its own is on, when one is all that is wrong)
         if report.failed and (size > MAX_BYTES or lines > MAX_LINES):  # say why the bigger limits did not apply
             report.error((e.line + 1, 0), "", f"{e.why}: a mesh.yaml over {MAX_BYTES // 1_000_000} MB or {MAX_LINES} "
                          "lines must keep to plain YAML (mappings, lists, one-line scalars, comments)")
@@ -201,8 +202,9 @@ def parse_readonly(text: str, report: Report) -> Any:
     return doc
 
 
-def parse(text: str, report: Report) -> Any:
-    """The round-trip document, or None with the problem in `report`. Never raises."""
+def parse(text: str, report: Report, unplaced: Pos = (1, 0)) -> Any:
+    """The round-trip document, or None with the problem in `report`. Never raises. `unplaced`: where to put an
+    error ruamel gives no position for (a value its constructor refuses, such as the date 2001-13-45)."""
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         report.error((0, 0), "", TOO_BIG)
         return None
@@ -222,7 +224,10 @@ def parse(text: str, report: Report) -> Any:
     except RecursionError:
         report.error((1, 0), "", DEEP)
     except Exception as e:  # ruamel raises plain ValueError etc. for some scalars (e.g. bad timestamps)
-        report.error((1, 0), "", f"YAML could not be read ({type(e).__name__}): check the syntax")
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        where = "a value" if unplaced == (1, 0) else "a value on this line or further down"
+        report.error(unplaced, "", f"{where} could not be read ({why}): quote values that look like dates or "
+                     "numbers but are not, and remove YAML tags (!!int, !!float, ...)")
     return None
 
 
