@@ -378,12 +378,14 @@ class Runner:
     """One event of the workflow in `repo`; `secrets` are the repository's, `environments` each environment's."""
 
     def __init__(self, repo: Path, work: Path, gh: FakeGh, event_name: str, event: dict[str, Any],
-                 secrets: dict[str, str], environments: dict[str, dict[str, str]], variables: dict[str, str]) -> None:
+                 secrets: dict[str, str], environments: dict[str, dict[str, str]], variables: dict[str, str],
+                 sha: str | None = None) -> None:
         self.repo, self.work, self.gh = repo, work, gh
         self.workflow = _yaml.load((repo / scaffold.WORKFLOW_PATH).read_text())
         self.github = {
             "event_name": event_name, "event": event, "repository": REPOSITORY, "token": "ghs_fake_token",
-            "sha": "0123456789abcdef0123456789abcdef01234567", "ref": "refs/heads/main", "run_id": "4242",
+            "sha": sha or _git(repo, "rev-parse", "HEAD"), "ref": "refs/heads/main", "ref_name": "main",
+            "run_id": "4242",
         }
         self.secrets, self.environments, self.variables = secrets, environments, variables
 
@@ -494,9 +496,10 @@ class World:
     environments: dict[str, dict[str, str]]
     offsets: dict[str, int] = field(default_factory=dict)
 
-    def runner(self, event_name: str, event: dict[str, Any]) -> Runner:
+    def runner(self, event_name: str, event: dict[str, Any], sha: str | None = None) -> Runner:
+        """The event for the commit `sha` (default: the repo's newest)."""
         return Runner(self.lab.dir, self.work, self.gh, event_name, event, self.secrets, self.environments,
-                      {"WGMESH_PIP_SPEC": "git+https://github.com/acme/wgmesh@v0.1.0"})
+                      {"WGMESH_PIP_SPEC": "git+https://github.com/acme/wgmesh@v0.1.0"}, sha)
 
     def _logs(self) -> dict[str, Path]:
         lab = labmod.load(self.lab.dir)
@@ -527,6 +530,13 @@ def world(lab: Callable[..., Lab], run_wgmesh: WgmeshRunner, tmp_path_factory: p
     r = run_wgmesh(made.dir, "apply", "--auto-approve", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     work = tmp_path_factory.mktemp("workflow")
+    # a git repo with its remote, as actions/checkout leaves one (the apply job compares its commit with main's)
+    _git(made.dir, "init", "-q", "-b", "main")
+    _git(made.dir, "add", "mesh.yaml", ".github")
+    _git(made.dir, "commit", "-q", "-m", "the mesh")
+    _git(work, "init", "-q", "--bare", "origin.git")
+    _git(made.dir, "remote", "add", "origin", str(work / "origin.git"))
+    _git(made.dir, "push", "-q", "origin", "main")
     plan_key = work / "plan_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(plan_key)], check=True)
     r = run_wgmesh(made.dir, "plan-key", str(plan_key.with_suffix(".pub")))
@@ -548,6 +558,12 @@ def world(lab: Callable[..., Lab], run_wgmesh: WgmeshRunner, tmp_path_factory: p
         with_text = Path("/etc/sudoers.d/wgmesh-plan")
         if with_text.exists() and f"plan key of {made.ssh_user} " in with_text.read_text():
             with_text.unlink()
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def _pull_request_event(sha: str) -> dict[str, Any]:
@@ -651,6 +667,23 @@ def test_push_applies_with_the_admin_key_and_writes_a_table(world: World, run_wg
     assert w.gh.take_calls() == []
     r = run_wgmesh(w.lab.dir, "plan", "--detailed-exitcode")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_rerun_of_an_older_apply_run_changes_nothing(world: World) -> None:
+    """Re-running the apply run of a commit that is no longer main's newest would take the nodes back to it: the
+    job stops before any key is installed, naming both commits; the newest commit's run applies."""
+    w = world
+    old = _git(w.lab.dir, "rev-parse", "HEAD")
+    _git(w.lab.dir, "commit", "-q", "--allow-empty", "-m", "a newer commit")
+    _git(w.lab.dir, "push", "-q", "origin", "main")
+    new = _git(w.lab.dir, "rev-parse", "HEAD")
+    w.mark_logs()
+    run = w.runner("push", {"ref": "refs/heads/main"}, sha=old).run("apply")
+    check = run.step("Newest commit only")
+    assert check.status == 1 and f"{old} is no longer the newest commit of main ({new} is)" in check.output, run.log()
+    assert not run.identities and not run.key_file_left and w.logins() == []
+    again = w.runner("push", {"ref": "refs/heads/main"}).run("apply")
+    assert again.ok and again.step("Newest commit only").status == 0, again.log()
 
 
 def test_schedule_opens_updates_and_closes_one_drift_issue(world: World, run_wgmesh: WgmeshRunner) -> None:
