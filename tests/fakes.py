@@ -176,6 +176,8 @@ class FakeTransport:
     reconnect_errors: dict[str, list[Exception]] = field(default_factory=dict)
     reconnects: list[str] = field(default_factory=list)
     before_apply: dict[str, LiveState] = field(default_factory=dict)  # what a rollback restores
+    # an apply script that fails after `go` (it undid its steps; the node is then in `after`, else unchanged)
+    fail_after_go: dict[str, CommandResult] = field(default_factory=dict)
 
     def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
         errors = {}
@@ -238,6 +240,9 @@ class FakeTransport:
         self.before_apply[node] = now
         state = self.after.get(node, now)
         self.states[node] = state
+        if node in self.fail_after_go:
+            failed = self.fail_after_go[node]
+            return CommandResult(failed.exit_status, asked + failed.stdout, failed.stderr)
         return CommandResult(0, f"{asked}{VERIFY_MARK}\n{read_output(state)}", "")
 
     def reconnect(self, node: str) -> None:

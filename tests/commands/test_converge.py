@@ -96,6 +96,22 @@ def test_one_node_failing_does_not_stop_the_others() -> None:
     assert fake.kinds("gcp") == ["apply"], "a failed script rolled itself back: no confirm, no second rollback"
 
 
+def test_a_script_that_failed_after_go_is_read_again_and_compared_with_before() -> None:
+    """The script undid its steps; whether that is all of it only a new read tells (a PostUp that fails in
+    `wg-quick up` leaves what the lines before it did): as before, or what still differs."""
+    states, _ = _each_missing_peer()
+    failed = CommandResult(1, "", "[#] false\nwgmesh: a step failed; this apply's steps were undone\n")
+    fake = _connected(FakeTransport(dict(states), fail_after_go={"gcp": failed, "aws": failed},
+                                    after={"aws": dataclasses.replace(states["aws"], forwarding={4: True})}))
+    plans = [p for p in _plans(states) if p.node in ("gcp", "aws")]
+    results = {r.node: r for r in apply_plan(MESH, fake, plans, states, parallelism=1)}
+    assert results["gcp"].outcome is Outcome.FAILED
+    assert results["gcp"].message == ("apply failed (exit 1): [#] false; wgmesh: a step failed; this apply's steps "
+                                      "were undone; read again: as before the apply")
+    assert results["aws"].message.endswith("read again, the node still differs from before the apply (forwarding)")
+    assert fake.kinds("gcp") == ["apply", "read"] and fake.kinds("aws") == ["apply", "read"]
+
+
 def test_verification_failure_runs_the_rollback() -> None:
     states, after = _each_missing_peer()
     after["gcp"] = states["gcp"]  # the node did not take the change

@@ -271,7 +271,7 @@ exec "$REAL" "$@"
     assert "\x1b" not in out
     line = _results(r.stdout)[HOSTILE]
     assert line.startswith("failed (apply failed (exit 1): \\x1b[2J\\x1b[H\\x1b[1;32mNo changes."), line
-    assert "rolled back" in line
+    assert "this apply's steps were undone; read again: as before the apply" in line
 
 
 # ----------------------------------------------------------------------------------------- F9: floods
@@ -483,6 +483,28 @@ exec "$REAL" "$@"
 
 
 # ----------------------------------------------------------------------------------------- item 5
+
+
+def test_a_post_up_that_fails_in_wg_quick_up_is_reported_with_what_it_left(
+    mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
+) -> None:
+    """gcp's interface down and its forwarding off; its new post_up fails in `wg-quick up`, which deletes the
+    interface without running PostDown: the PostUp lines before it (forwarding on, wgmesh's FORWARD rules) stay.
+    The result says so from a read after the undo, not that the node is as it was."""
+    _ok(_exec(mesh, HOSTILE, "wg-quick", "down", "wg0"))
+    _ok(_exec(mesh, HOSTILE, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"))
+    mesh.mesh_path.write_text(_add_to_node(original, HOSTILE, '    post_up: "false"\n'))
+    try:
+        r = run_wgmesh(mesh.dir, "apply", "--auto-approve", "--no-color", timeout=180)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        line = _results(r.stdout)[HOSTILE]
+        assert "this apply's steps were undone; read again, the node still differs from before the apply (" in line
+        assert "forwarding" in line.rpartition("(")[2], line
+        assert _ok(_exec(mesh, HOSTILE, "sysctl", "-n", "net.ipv4.ip_forward")).strip() == "1"  # as it says
+    finally:
+        mesh.mesh_path.write_text(original)
+        _converge(run_wgmesh, mesh)
 
 
 def test_a_hook_that_blocks_ssh_is_reverted_by_the_node(

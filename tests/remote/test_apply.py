@@ -341,7 +341,7 @@ def test_reconcile_failure_undoes_only_what_this_run_did(node: Stubs) -> None:
     planned = _route(_route(converged(MTU_MESH, "aws", mtu=1420), drop="192.168.20.0/24"), drop="192.168.30.0/24")
     now = _node(planned)
     got = _run_update(node, MTU_MESH, planned, now, fail="route add 192.168.30.0/24")
-    assert got["rc"] != 0 and "rolled back" in got["stderr"]  # type: ignore[operator]
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
     assert got["state"] == now
     assert got["changes"] == [
         "link set mtu 1380 dev wg0",

@@ -330,7 +330,7 @@ def test_a_failing_step_rolls_back_and_leaves_no_file(box: Stubs) -> None:
             break
     proc.stdin.write("go\n" + _local(box, script.rest))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "rolled back" in err
+    assert proc.returncode != 0 and "steps were undone" in err
     assert ROUTE not in ip_state(box)["routes"]  # type: ignore[operator]
     assert not (box.root / "etc-wireguard" / "wg0.conf").exists()
     assert _run_files(box) == []
@@ -356,7 +356,7 @@ def test_a_killed_run_leaves_no_file(box: Stubs) -> None:
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode != 0 and "rolled back" in err, (out, err)
+    assert proc.returncode != 0 and "steps were undone" in err, (out, err)
     assert _run_files(box) == [] and _lock_free(box)
 
 

@@ -43,7 +43,7 @@ from wgmesh.remote.apply import (
     parse_outcome,
     rollback_script,
 )
-from wgmesh.remote.transport import CommandResult, Transport, apply_timeout
+from wgmesh.remote.transport import READ_TIMEOUT, CommandResult, Transport, apply_timeout
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
 
@@ -77,6 +77,22 @@ def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) 
     if now != before:
         return f"rolled back, but the node still differs from before the apply ({_differs(before, now)})"
     return "rolled back to the previous config"
+
+
+def _read_back(mesh: Mesh, transport: Transport, node: str, before: Mapping[str, object]) -> str:
+    """After a failed apply script undid its steps: the node read again and compared with the state before. (A
+    `wg-quick up` that fails in a PostUp line deletes the interface without its PostDown lines: what the lines
+    before the failing one did stays, and no undo of the script's knows it.)"""
+    try:
+        got = transport.run(node, live_mod.read_command(mesh.interface), READ_TIMEOUT)
+        if got.exit_status != 0:
+            raise live_mod.ParseError(f"the read failed (exit {got.exit_status})")
+        now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, got.stdout))
+    except Exception as e:  # SshError, ParseError: said, not raised (the apply's own failure is the message)
+        return f"the node could not be read again after it: {e}"
+    if now != before:
+        return f"read again, the node still differs from before the apply ({_differs(before, now)})"
+    return "read again: as before the apply"
 
 
 def _reach(transport: Transport, node: str, script: str, *, timeout: float,
@@ -181,7 +197,10 @@ def apply_node(
         return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, _failure(result),
                           before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))
     if result.exit_status != 0:
-        return NodeResult(node.name, Outcome.FAILED, _failure(result))
+        failed = _failure(result)
+        if answered:  # the script undid its steps: whether that is all of it, only a new read tells
+            failed += f"; {_read_back(mesh, transport, node.name, before)}"
+        return NodeResult(node.name, Outcome.FAILED, failed)
     _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
     try:
         after = live_mod.parse_read_output(mesh.interface, after_text)

@@ -31,7 +31,7 @@ wgm_rollback() {  # the EXIT trap of a failing step: undo what this run did so f
   wgm_restore_snapshot
   wgm_forget
   rm -f "$TMP" "$LOG"
-  echo "wgmesh: a step failed; the node was rolled back to its previous config" >&2
+  echo "wgmesh: a step failed; this apply's steps were undone" >&2 # (the controller reads the node again)
 }
 
 wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or nothing changes
