@@ -11,7 +11,7 @@ import ipaddress
 import json
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wgmesh.core.model import Node
 from wgmesh.core.state import LiveState
@@ -127,6 +127,8 @@ def read_output(state: LiveState) -> str:
     for host, addrs in state.resolved.items():
         body = "\n".join(f"{a:<15} STREAM {host}" for a in sorted(addrs, key=ipaddress.ip_address))
         sections.append((f"resolve {host}", body))
+    if state.pending_runs:
+        sections.append(("pending", "\n".join(state.pending_runs)))
     sections.append(("end", ""))
     out = []
     for name, body in sections:
@@ -205,7 +207,10 @@ class FakeTransport:
             state = self.after.get(node, self.states[node])
             self.states[node] = state
             return CommandResult(0, f"{VERIFY_MARK}\n{read_output(state)}", "")
-        if kind == "confirm":
+        if kind == "confirm":  # (another apply's pending run, once confirmed, is no longer pending)
+            run, state = script_values(script).get("RUN"), self.states.get(node)
+            if state is not None and run in state.pending_runs:
+                self.states[node] = replace(state, pending_runs=tuple(r for r in state.pending_runs if r != run))
             return CommandResult(0, f"{MARK}confirmed\n", "")
         if kind == "rollback":
             self.states[node] = self.before_apply.get(node, self.states[node])

@@ -258,3 +258,43 @@ def test_run_apply_gives_the_node_its_confirm_timeout(tmp_path: Path, unreachabl
 
 def test_default_confirm_timeout() -> None:
     assert DEFAULT_CONFIRM_TIMEOUT == 60 == ApplyOptions(file=Path("m")).confirm_timeout
+
+
+# ------------------------------------------------------------------------------ another apply's pending change
+
+
+def test_a_pending_apply_is_planned_and_confirmed_first() -> None:
+    """A controller stopped between its apply and its confirmation: the node keeps the change only if someone
+    confirms it. The plan shows that (converged otherwise), and apply confirms it, without an apply script."""
+    state = dataclasses.replace(converged(MESH, "aws"), pending_runs=("0a1b2c",))
+    plan = next(p for p in build_plan(MESH, {"aws": state}).nodes if p.node == "aws")
+    assert [(c.action.value, c.kind, c.name) for c in plan.changes] == [("update", "pending", "apply 0a1b2c")]
+    fake = FakeTransport({"aws": state})
+    fake.connect(MESH.nodes)
+    result = apply_node(MESH, fake, plan, state)
+    assert (result.outcome, result.message) == (Outcome.CHANGED, "confirmed the pending apply 0a1b2c")
+    assert fake.kinds("aws") == ["confirm"]
+    assert script_values(fake.scripts[0][2])["RUN"] == "0a1b2c"
+
+
+def test_a_pending_apply_is_confirmed_before_the_changes_of_this_one() -> None:
+    fake, states, _ = _setup(["gcp"])
+    states["gcp"] = dataclasses.replace(states["gcp"], pending_runs=("0a1b2c",))
+    fake.states["gcp"] = states["gcp"]
+    (plan,) = [p for p in build_plan(MESH, states).nodes if p.node == "gcp"]
+    result = _one(fake, states, [plan], "gcp")
+    assert result.outcome is Outcome.CHANGED, result.message
+    assert fake.kinds("gcp") == ["confirm", "apply", "confirm"]  # theirs, then this apply and its own confirmation
+    assert fake.decisions == [("gcp", "go")]  # the state under the lock is the plan's, pending run confirmed
+
+
+def test_a_pending_apply_the_node_undid_meanwhile_fails_the_node() -> None:
+    state = dataclasses.replace(converged(MESH, "aws"), pending_runs=("0a1b2c",))
+    plan = next(p for p in build_plan(MESH, {"aws": state}).nodes if p.node == "aws")
+    fake = FakeTransport({"aws": state})
+    fake.connect(MESH.nodes)
+    fake.answers[("aws", "confirm")] = [CommandResult(0, f"{MARK}reverted\n", "")]
+    result = apply_node(MESH, fake, plan, state)
+    assert result.outcome is Outcome.FAILED
+    assert result.message == ("the pending apply 0a1b2c was not confirmed (the node undid it by itself): run "
+                              "wgmesh plan again")

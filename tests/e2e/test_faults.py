@@ -507,6 +507,46 @@ def test_a_post_up_that_fails_in_wg_quick_up_is_reported_with_what_it_left(
         _converge(run_wgmesh, mesh)
 
 
+# the controller killed (SIGKILL) at the moment it would confirm a node's verified change
+_KILLED_AT_CONFIRM = """
+import os, signal
+from wgmesh.commands import converge
+converge._confirm = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+from wgmesh.cli.app import run
+run()
+"""
+
+
+def test_a_change_left_unconfirmed_by_a_killed_controller_is_planned_and_confirmed(
+    mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
+) -> None:
+    """A controller killed between gcp's verified change and its confirmation: gcp would undo the change by
+    itself. plan shows that as a change (before, it said "No changes" until the node reverted), and the next
+    apply confirms it over its own connection, so the change outlives the first run's revert timer."""
+    mesh.mesh_path.write_text(_add_to_node(original, HOSTILE, "    mtu: 1380\n"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+        killed = subprocess.run([sys.executable, "-c", _KILLED_AT_CONFIRM, "apply", "--auto-approve",
+                                 "--confirm-timeout", "20", "-t", HOSTILE], cwd=mesh.dir, env=env,
+                                capture_output=True, text=True, timeout=120)
+        reverts_at = time.monotonic() + 20
+        assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+        assert _mtu(mesh, HOSTILE) == 1380  # changed, awaiting its confirmation
+        plan = _plan(run_wgmesh, mesh)
+        assert plan.returncode == 2 and re.search(r"~ pending apply [a-z0-9]+", plan.stdout), plan.stdout
+        assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout, plan.stdout
+        applied = run_wgmesh(mesh.dir, "apply", "--auto-approve", "--no-color")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert _results(applied.stdout)[HOSTILE].startswith("changed (confirmed the pending apply "), applied.stdout
+        time.sleep(max(0.0, reverts_at - time.monotonic()) + 3)
+        assert _mtu(mesh, HOSTILE) == 1380, "the first run's revert timer undid a confirmed change"
+        assert _plan(run_wgmesh, mesh).returncode == 0
+        _assert_nothing_left(mesh)
+    finally:
+        mesh.mesh_path.write_text(original)
+        _converge(run_wgmesh, mesh)
+
+
 def test_a_hook_that_blocks_ssh_is_reverted_by_the_node(
     mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
 ) -> None:

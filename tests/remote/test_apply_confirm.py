@@ -32,6 +32,7 @@ from wgmesh.remote import apply as remote_apply
 from wgmesh.remote import shell
 from wgmesh.remote.adopt import adopt_script
 from wgmesh.remote.apply import ApplyScript, apply_script, confirm_script, parse_outcome, rollback_script
+from wgmesh.remote.read import parse_pending, read_command
 from wgmesh.remote.shell import SYSTEM_PATH
 from wgmesh.remote.transport import ASK_MARK, CommandResult
 
@@ -228,6 +229,23 @@ def test_go_changes_the_node_and_leaves_it_pending_under_the_lock(box: Stubs) ->
     assert ROUTE in ip_state(box)["routes"]  # type: ignore[operator]
     time.sleep(0.3)
     assert ROUTE in ip_state(box)["routes"], "a confirmed run is never reverted"  # type: ignore[operator]
+
+
+def test_a_run_awaiting_its_confirmation_is_read_as_pending_until_it_is_confirmed(box: Stubs) -> None:
+    """read.sh names the runs whose change awaits confirmation (a controller stopped in between): plan shows
+    them, and apply confirms them before anything else."""
+    script = _script()
+    result, _ = _converse(box, script, "go")
+    assert result.exit_status == 0, result.stderr
+
+    def pending() -> tuple[str, ...]:
+        out = _run(box, read_command("wg0")).stdout
+        (section,) = [s for s in shell.sections(out) if s.name == "pending"]
+        return parse_pending(section.text or "")
+
+    assert pending() == (script.run,)
+    assert parse_outcome(_run(box, confirm_script(MESH, script.run, lock_timeout=5)).stdout) == "confirmed"
+    assert pending() == ()
 
 
 def test_an_unconfirmed_run_is_reverted_by_the_node(box: Stubs) -> None:

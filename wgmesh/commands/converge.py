@@ -32,6 +32,7 @@ from wgmesh.core.plan import MeshIndex, NodePlan, NodeResult, Outcome, Plan, dif
 from wgmesh.core.punch import PairPath, punching
 from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
+from wgmesh.core.steps import StepKind
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.apply import (
     DEFAULT_CONFIRM_TIMEOUT,
@@ -77,6 +78,23 @@ def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) 
     if now != before:
         return f"rolled back, but the node still differs from before the apply ({_differs(before, now)})"
     return "rolled back to the previous config"
+
+
+def _confirm_pending(mesh: Mesh, transport: Transport, node: str, runs: list[str], *, lock_timeout: int) -> str | None:
+    """Confirm the pending change of each of `runs` (applies whose controller stopped before confirming them) over
+    this apply's own connection, itself proof that the node is reachable after them: None when all are
+    confirmed, else why not. One the node undid meanwhile (its timer came first) means the plan was made from a
+    state that is gone."""
+    for run in runs:
+        try:
+            got = transport.run(node, confirm_script(mesh, run, lock_timeout=lock_timeout), apply_timeout(lock_timeout))
+        except Exception as e:  # SshError: this node's error
+            return f"cannot confirm the pending apply {run}: {e}"
+        outcome = parse_outcome(got.stdout) if got.exit_status == 0 else None
+        if outcome != "confirmed":
+            what = "the node undid it by itself" if outcome == "reverted" or got.exit_status == 3 else _failure(got)
+            return f"the pending apply {run} was not confirmed ({what}): run wgmesh plan again"
+    return None
 
 
 def _read_back(mesh: Mesh, transport: Transport, node: str, before: Mapping[str, object]) -> str:
@@ -162,6 +180,14 @@ def apply_node(
     plan wants. After the change the node waits `confirm_timeout` seconds for a confirmation over a new
     connection, and reverts by itself without one."""
     node = mesh.node(plan.node)
+    pending = [s.value for s in plan.steps if s.kind is StepKind.CONFIRM_PENDING]
+    if pending:  # another apply's change that awaits its confirmation: this plan was made from it, so keep it
+        refused_pending = _confirm_pending(mesh, transport, node.name, pending, lock_timeout=lock_timeout)
+        if refused_pending:
+            return NodeResult(node.name, Outcome.FAILED, refused_pending)
+        live = dataclasses.replace(live, pending_runs=())
+        if all(s.kind is StepKind.CONFIRM_PENDING for s in plan.steps):
+            return NodeResult(node.name, Outcome.CHANGED, f"confirmed the pending apply {', '.join(pending)}")
     script = apply_script(mesh, node, plan, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout)
     before = _guarded(mesh, live)
     refused: list[str] = []
@@ -204,6 +230,8 @@ def apply_node(
     _, _, after_text = result.stdout.partition(VERIFY_MARK + "\n")
     try:
         after = live_mod.parse_read_output(mesh.interface, after_text)
+        # this run awaits its confirmation, as it should (after the check): not a pending change to plan for
+        after = dataclasses.replace(after, pending_runs=tuple(r for r in after.pending_runs if r != script.run))
         remaining = diff_node(mesh, node, after, index=index)
     except live_mod.ParseError as e:
         remaining = NodePlan(node.name, error=f"cannot read the node back: {e}")

@@ -37,7 +37,7 @@ from wgmesh.core.render import (
     render,
 )
 from wgmesh.core.state import LiveState, wanted_mtu
-from wgmesh.core.steps import Step, create_steps, remove_steps, update_steps
+from wgmesh.core.steps import Step, StepKind, create_steps, remove_steps, update_steps
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,31 @@ def plan_index(mesh: Mesh, results: Mapping[str, LiveState | str]) -> MeshIndex:
     return mesh_index(mesh, punching(mesh, results))
 
 
+PENDING_BEFORE = {"confirmation": "awaited: the node undoes this apply by itself unless it is confirmed"}
+PENDING_AFTER = {"confirmation": "confirmed"}
+
+
 def diff_node(
     mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None, index: MeshIndex | None = None
 ) -> NodePlan:
     """The plan for one node that was read successfully. `index`: `mesh_index(mesh)`, shared by the nodes of a
-    plan (made here when not given)."""
+    plan (made here when not given).
+
+    An apply whose change still awaits its confirmation (its controller stopped in between) is a change of its
+    own, first: the state read is what the node keeps only if that apply is confirmed, so apply confirms it
+    before anything else (or it would be undone under the plan's feet); plan made from it says so."""
+    plan = _diff_node(mesh, node, live, fingerprint, index)
+    if not live.pending_runs or plan.error:
+        return plan
+    pending = tuple(Change(Action.UPDATE, "pending", f"apply {run}", PENDING_BEFORE, PENDING_AFTER)
+                    for run in live.pending_runs)
+    return replace(plan, changes=(*pending, *plan.changes),
+                   steps=(*(Step(StepKind.CONFIRM_PENDING, run) for run in live.pending_runs), *plan.steps))
+
+
+def _diff_node(
+    mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None, index: MeshIndex | None = None
+) -> NodePlan:
     preflight = preflight_error(live.missing, live.os_family)
     if preflight:  # the node lacks a tool wgmesh needs there: nothing changes on it
         return NodePlan(node.name, error=preflight, fingerprint=fingerprint)

@@ -109,6 +109,9 @@ class LiveState:
     # when the last confirmed apply ended on the node (epoch seconds, its clock; None: none since it booted):
     # a handshake older than that proves nothing of what the apply changed (status). Left out of normalized().
     applied: int | None = None
+    # the run ids of applies whose change awaits confirmation: the node undoes each by itself unless it is
+    # confirmed (a controller stopped between its apply and its confirmation)
+    pending_runs: tuple[str, ...] = ()
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:
@@ -153,6 +156,7 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "has_ip6tables": state.has_ip6tables,
         "forward_rules6": state.forward_rules6,
         "stray_forward_rules": sorted(state.stray_forward_rules),
+        "pending_runs": sorted(state.pending_runs),
     }
 
 

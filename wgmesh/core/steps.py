@@ -43,6 +43,9 @@ class StepKind(StrEnum):
     REMOVE_INTERFACE = "remove_interface"  # decommission: down, disabled, config removed, key kept
     INSTALL_RERESOLVE = "install_reresolve"  # the node re-resolves its peers' endpoint names (scripts/reresolve.sh)
     REMOVE_RERESOLVE = "remove_reresolve"
+    # value: a run id: confirm that apply's pending change, before the lock (its revert timer holds it; the
+    # controller sends confirm.sh for the run, not a step of apply.sh)
+    CONFIRM_PENDING = "confirm_pending"
 
 
 @dataclass(frozen=True)

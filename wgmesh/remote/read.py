@@ -175,6 +175,14 @@ def parse_forwarding(body: str) -> dict[int, bool]:
     return out
 
 
+_RUN_ID = re.compile(r"[a-z0-9]{1,32}")  # remote.apply's run ids
+
+
+def parse_pending(body: str) -> tuple[str, ...]:
+    """The pending section -> the run ids of the applies awaiting confirmation (anything else is not one)."""
+    return tuple(sorted({r for r in (line.strip() for line in body.splitlines()) if _RUN_ID.fullmatch(r)}))
+
+
 def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, int, frozenset[IPNetwork]]:
     """The iptables (or ip6tables) section -> (the node has the tool, how many of wgmesh's two forward rules are
     there, masqueraded subnets)."""
@@ -270,6 +278,7 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
         clock=parse_clock(sections.get("now", "")),
         applied=parse_clock(sections.get("applied", "")),
+        pending_runs=parse_pending(sections.get("pending", "")),
         reresolve=parse_reresolve(interface, sections.get("reresolve")),
     )
 

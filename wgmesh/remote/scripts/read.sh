@@ -6,7 +6,7 @@
 #         STOP_AFTER (seconds after which the node stops the read itself: lib.sh's wgm_stop_after; may be empty).
 # Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
 #                     systemd, forwarding, iptables, ip6tables, automtu, resolve NAME (one per name), plankey,
-#                     reresolve, now, applied, end.
+#                     reresolve, now, applied, pending, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
 # are replaced by awk on the node, before anything is printed (in the `wg show` dump and in IF.conf's
 # text); error text of `wg` is kept as it is.
@@ -282,6 +282,15 @@ date +%s
 # when the last confirmed apply ended here (confirm.sh), if one did since the node booted (a tmpfs)
 wgm_mark applied
 cat "/run/wireguard/wgmesh-$IF.applied" 2>/dev/null || :
+
+# applies whose change awaits the controller's confirmation (apply.sh: the node undoes each by itself unless
+# confirm.sh claims it): one run id per line
+wgm_mark pending
+for read_pending in "/run/wireguard/wgmesh-$IF".*.confirm; do
+  [ -f "$read_pending" ] || continue
+  read_pending=${read_pending##*/"wgmesh-$IF".}
+  echo "${read_pending%.confirm}"
+done
 
 wgm_mark end
 exit 0
