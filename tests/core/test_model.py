@@ -89,7 +89,7 @@ def test_parse_endpoint_ok(text: str, expected: Endpoint) -> None:
 @pytest.mark.parametrize(
     "text",
     ["aws", "aws:", "aws:0", "aws:65536", "2001:db8::1:51820", "[2001:db8::1]", "[10.0.0.1]:5", "a b:1",
-     "-x.com:1", "999.1.1.1:5", "[fe80::1%eth0]:5", "host:+5", "host:٥"],
+     "-x.com:1", "999.1.1.1:5", "[fe80::1%eth0]:5", "host:+5", "host:٥", "[2001:db8::1]:٥١٨٢٠"],
 )  # fmt: skip
 def test_parse_endpoint_refuses(text: str) -> None:
     with pytest.raises(ValueError):

@@ -75,7 +75,7 @@ def parse_endpoint(text: str) -> Endpoint:
 
 
 def _endpoint_v6(text: str) -> tuple[str, str]:
-    m = re.fullmatch(r"\[([^\]]*)\]:(\d{1,5})", text)
+    m = re.fullmatch(r"\[([^\]]*)\]:([0-9]{1,5})", text)  # (ASCII digits, as for host:port)
     if m is None:
         raise ValueError("write an IPv6 endpoint as [2001:db8::1]:51820")
     if not is_ip(m.group(1), 6):
