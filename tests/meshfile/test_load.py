@@ -241,6 +241,24 @@ def test_a_number_past_what_python_reads_is_the_fields_error() -> None:
     assert (error.line, error.path) == (4, "mesh.mtu") and "whole number from 576 to 9000" in error.message
 
 
+def test_a_mesh_name_yaml_reads_as_no_text_says_to_quote_it() -> None:
+    for value in ("123", "true", "2001-12-14"):
+        with pytest.raises(MeshError) as info:
+            loads(base_text(**{"name: demo": f"name: {value}"}))
+        (error,) = info.value.errors
+        assert (error.line, error.path) == (3, "mesh.name") and error.message.startswith("must be text (got "), error
+        assert error.message.endswith("): quote it")
+
+
+def test_node_names_that_differ_only_in_case_are_a_warning() -> None:
+    """`render --all` writes a.conf and A.conf: one file on a case-insensitive file system (macOS)."""
+    text = base_text(**{"  b:\n": "  A:\n"})
+    mesh, warnings = loads(text)
+    assert mesh.node_names == ("a", "A")
+    assert [(w.line, w.path) for w in warnings] == [(10, "nodes.A")]
+    assert "differs from node a only in case" in warnings[0].message
+
+
 def test_example_validates_without_warnings() -> None:
     mesh, warnings = load(EXAMPLE)
     assert warnings == []

@@ -114,6 +114,8 @@ class Document:
         name = self.f.required(m, "name", "mesh", pos, "demo")
         if name is not MISSING and isinstance(name, str) and NAME_RE.fullmatch(name):
             draft.name = str(name)
+        elif name is not MISSING and not isinstance(name, str):  # 123, true, 2001-12-14: YAML read no text
+            self.report.error(val_pos(m, "name", pos), "mesh.name", f"must be text (got {show(name)}): quote it")
         elif name is not MISSING:
             self.report.error(
                 val_pos(m, "name", pos),
@@ -199,6 +201,13 @@ class Document:
                     "invalid node name: use 1-63 letters, digits, '_', '.', '-', starting with a letter or digit",
                 )
             drafts.append(self.node(nodes, name, kpos, mesh))
+        seen: dict[str, str] = {}
+        for d in drafts:  # render --all writes NAME.conf: one file on a case-insensitive file system (macOS)
+            other = seen.setdefault(d.name.lower(), d.name)
+            if other != d.name:
+                self.report.warn(d.pos, f"nodes.{d.name}", f"differs from node {other} only in case: `wgmesh render "
+                                 "--all` writes both NAME.conf files, one file where names ignore case (macOS); "
+                                 "rename one")
         return drafts
 
     def node(self, nodes: dict, name: str, pos: Pos, mesh: MeshDraft) -> NodeDraft:
