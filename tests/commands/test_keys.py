@@ -161,6 +161,31 @@ def test_enroll_two_nodes_with_the_same_key_writes_nothing(tmp_path: Path) -> No
     assert f.read_text() == before
 
 
+def test_enroll_that_cannot_write_mesh_yaml_names_the_nodes_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys are made on the nodes, the file cannot be written (a read-only checkout, a full disk): the error
+    names the nodes whose keys it does not record and says to run enroll again (it reads the same keys)."""
+    t = LocalNodes(tmp_path / "nodes")
+    f = tmp_path / "mesh.yaml"
+    f.write_text(MESH.format(c_key=pubkey(3)))
+    before = f.read_text()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted", str(f))
+
+    monkeypatch.setattr(keys, "_write_keys", refused)
+    with pytest.raises(Failure) as info:
+        keys.run_enroll(keys.KeyOptions(f, names=("a", "b")), env(), factory(t))
+    assert str(info.value) == (f"cannot write {f}: Operation not permitted; the node(s) a b have keys that it does "
+                               "not record: run `wgmesh enroll a b` again once it can be written")
+    assert f.read_text() == before
+    monkeypatch.undo()
+    assert keys.run_enroll(keys.KeyOptions(f, names=("a", "b")), env(), factory(t)) == ExitStatus.OK
+    mesh, _ = meshfile.load(f)
+    assert mesh.node("a").public_key == public_of(t.key_dir("a") / "wg0.key")
+
+
 @pytest.mark.parametrize(
     ("opts", "message"),
     [

@@ -133,6 +133,10 @@ def run_enroll(opts: KeyOptions, env: Environment, factory: TransportFactory | N
             _write_keys(opts.file, changed)
         except meshfile.EditError as e:
             failure = Failure(f"{e}; nothing was written to {opts.file}")
+        except OSError as e:  # the nodes have their keys: enroll reads them again once the file can be written
+            names = " ".join(changed)
+            failure = Failure(f"cannot write {opts.file}: {e.strerror or e}; the node(s) {names} have keys that it "
+                              f"does not record: run `wgmesh enroll {names}` again once it can be written")
     view.keys(_keys_report("enroll", mesh, opts.file, targets, reports, errors, bool(changed) and not failure))
     if failure is not None:
         raise failure
@@ -146,7 +150,8 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
     targets = _select(mesh, opts, "rotate")
     for node in targets:
         if node.decommission:
-            raise Failure(f"{node.name} is being decommissioned (decommission: true): there is no key to rotate")
+            raise Failure(f"{node.name} is being decommissioned (decommission: true): its key leaves the mesh with "
+                          "it; remove `decommission: true` first to rotate it")
         if node.public_key is None:
             raise Failure(f"{node.name} is not enrolled (no public_key in {opts.file}): run `wgmesh enroll "
                           f"{node.name}` first")
