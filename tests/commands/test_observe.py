@@ -189,6 +189,15 @@ def test_failures_are_named_lines_and_the_broken_node_is_the_suspect() -> None:
     assert r.suspects() == ["gcp"]
 
 
+def test_a_suspect_needs_failed_pairs_both_ways() -> None:
+    """Only aws's probes (`--target aws`), its pair with gcp failing: nothing is known of gcp -> aws, so gcp is
+    no node that fails "both ways"."""
+    probes = tuple(Probe("aws", x, x.node != "gcp", 1.0, None if x.node != "gcp" else "no reply", 1, "wg0")
+                   for x in AWS_TARGETS)
+    r = check_report(FOUR.node_names, ["aws"], {"aws": probes})
+    assert not r.ok and r.suspects() == []
+
+
 def test_all_good_is_ok_and_has_no_suspects() -> None:
     probes = tuple(Probe("aws", x, True, 1.0, None, 1, "wg0") for x in AWS_TARGETS)
     r = check_report(FOUR.node_names, ["aws"], {"aws": probes})
@@ -445,7 +454,7 @@ def test_run_check_all_pass(tmp_path: Path, probe_node: Stubs) -> None:
     assert set(rows) == {"aws", "azure", "gcp", "aliyun"}
     assert all(rows[n].count("ok 0.50 ms") == 3 for n in rows)
     # 3 mesh addresses and 3 subnet probes of the others, and those 3 probes again from the node's own subnet
-    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered through wg0." in out
+    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered, routed through wg0." in out
     assert "FAILED" not in out
 
 

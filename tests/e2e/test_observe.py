@@ -81,7 +81,7 @@ def test_check_after_apply_passes_and_names_every_node(mesh4: Lab, observe: Obse
             else:
                 assert cell.startswith("ok ") and cell.endswith(" ms"), (name, other, cell)
     # 12 mesh addresses, 12 subnet probes, and 12 probes from the other nodes' subnet addresses
-    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered through wg0." in r.stdout
+    assert "Check passed: 12 pairs of 4 nodes, 36 probes, all answered, routed through wg0." in r.stdout
 
     r = observe(mesh4.dir, "check", "--json")
     assert r.returncode == 0, r.stderr

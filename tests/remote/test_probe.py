@@ -165,7 +165,7 @@ def test_script_reports_probes_leaving_by_another_device(node: Stubs) -> None:
     probe_node(node)
     ts = (t("b", "10.0.0.2"),)
     probes = parse_probe_output("a", ts, run_probes(node, probe_script(ts), FAKE_DEV="eth0").stdout, "wg0")
-    assert probes == (Probe("a", ts[0], False, 0.5, "answered through eth0, not wg0", 1, "eth0"),)
+    assert probes == (Probe("a", ts[0], False, 0.5, "answered, but routed through eth0, not wg0", 1, "eth0"),)
 
 
 def test_a_node_without_ping_or_ip(node: Stubs) -> None:
@@ -402,7 +402,7 @@ GHOSTS = (t("ghost", "10.0.0.77"), t("ghost", "192.168.50.1"), t("ghost", "fd00:
             "aws",
             (t("gcp", "10.250.21.13"), t("ghost", "10.250.21.200")),
             [
-                (False, 0.075, "answered through eth0, not wg0", 1, "eth0"),
+                (False, 0.075, "answered, but routed through eth0, not wg0", 1, "eth0"),
                 # the last attempts waited long enough for the neighbour lookup to fail
                 (False, None, "routed through eth0, not wg0 (destination host unreachable (from 10.250.21.11))",
                  8, "eth0"),
@@ -435,7 +435,7 @@ def test_reason_names_who_said_the_host_is_unreachable() -> None:
          "ping: unknown host\nping: sendto: Operation not permitted\n",
          (False, None, "sendto: Operation not permitted", 1, "wg0")),
         ((0, 2), "10.0.0.2 via 10.0.0.9 dev wg1 src 10.0.0.1", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms",
-         (False, 3.5, "answered through wg1, not wg0", 2, "wg1")),
+         (False, 3.5, "answered, but routed through wg1, not wg0", 2, "wg1")),
         ((0, 1), "sh: 1: ip: not found", "64 bytes from 10.0.0.2: icmp_seq=1 time=3.5 ms", (True, 3.5, None, 1, None)),
     ],
 )

@@ -251,14 +251,16 @@ class CheckReport:
         return list(dict.fromkeys(lines))
 
     def suspects(self) -> list[str]:
-        """Nodes with which no checked pair works, in either direction, while some other pair does."""
+        """Nodes with which no checked pair works, in either direction, while some other pair does: pairs in both
+        directions checked (a check of one node's probes, `--target`, tells nothing of the way back)."""
         pairs = [p for p in self.pairs() if p.cell in (Cell.OK, Cell.FAILED)]
         if not any(p.cell is Cell.OK for p in pairs):
             return []
         out = []
         for n in self.nodes:
             involved = [p for p in pairs if n in (p.source, p.dest)]
-            if involved and all(p.cell is Cell.FAILED for p in involved):
+            both_ways = any(p.source == n for p in involved) and any(p.dest == n for p in involved)
+            if both_ways and all(p.cell is Cell.FAILED for p in involved):
                 out.append(n)
         return out
 

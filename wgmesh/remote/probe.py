@@ -125,7 +125,7 @@ def probe_result(
         return Probe(source, target, False, None, error, attempts, dev, from_address)
     if exit_status == 0:
         if dev is not None and dev != interface:
-            return Probe(source, target, False, _rtt(output), f"answered through {dev}, not {interface}",
+            return Probe(source, target, False, _rtt(output), f"answered, but routed through {dev}, not {interface}",
                          attempts, dev, from_address)
         return Probe(source, target, True, _rtt(output), None, attempts, dev, from_address)
     error = _reason(exit_status, output)

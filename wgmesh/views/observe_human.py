@@ -96,8 +96,8 @@ def print_check(env: Environment, report: CheckReport) -> None:
     else:
         out.print(
             _t(
-                f"Check passed: {len(pairs)} pairs of {len(report.nodes)} nodes, {probes} probes, all answered "
-                f"through {_devices(report)}.",
+                f"Check passed: {len(pairs)} pairs of {len(report.nodes)} nodes, {probes} probes, all answered, "
+                f"routed through {_devices(report)}.",
                 "bold green",
             )
         )
