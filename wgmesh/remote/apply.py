@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import shlex
 
@@ -41,7 +40,6 @@ VERIFY_MARK = "@@wgmesh:verify"
 STOPPED_EXIT = 3  # apply.sh wgm_wait_go: the controller did not say `go`; nothing was changed
 DEFAULT_CONFIRM_TIMEOUT = 60  # seconds a node waits for the controller's confirmation before it reverts
 ANSWER_TIMEOUT = 60  # seconds the apply script waits, under the lock, for the controller's `go` before it ends
-_RUN = re.compile(r"[a-z0-9]{1,32}")
 assert ASK_MARK.startswith(shell.MARK)
 
 
@@ -54,7 +52,7 @@ def _values(
     mesh: Mesh, lock_timeout: int, run: str = "0", confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT
 ) -> dict[str, str | int]:
     """The values every apply-family script gets: the node-side paths, the run's files, the lock."""
-    if not _RUN.fullmatch(run):
+    if not shell.RUN_ID.fullmatch(run):
         raise ValueError(f"run id {run!r} must be [a-z0-9]{{1,32}}")
     i = mesh.interface
     base = f"{RUN_DIR}/wgmesh-{i}.{run}"

@@ -175,12 +175,9 @@ def parse_forwarding(body: str) -> dict[int, bool]:
     return out
 
 
-_RUN_ID = re.compile(r"[a-z0-9]{1,32}")  # remote.apply's run ids
-
-
 def parse_pending(body: str) -> tuple[str, ...]:
     """The pending section -> the run ids of the applies awaiting confirmation (anything else is not one)."""
-    return tuple(sorted({r for r in (line.strip() for line in body.splitlines()) if _RUN_ID.fullmatch(r)}))
+    return tuple(sorted({r for r in (line.strip() for line in body.splitlines()) if shell.RUN_ID.fullmatch(r)}))
 
 
 def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, int, frozenset[IPNetwork]]:

@@ -24,6 +24,7 @@ from importlib import resources
 from wgmesh.core.model import KEY_DIR, RUN_DIR
 
 MARK = "@@wgmesh:"
+RUN_ID = re.compile(r"[a-z0-9]{1,32}")  # an apply run's name in its files' names on the node (remote.apply)
 _NEW_MARK = "\n" + MARK  # a marker line after the first line
 _LINE_END_CR = re.compile("\r+$", re.MULTILINE)
 
