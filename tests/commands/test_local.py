@@ -50,6 +50,37 @@ def test_render_all_json_prints_every_config(mesh_file: Path, tmp_path: Path) ->
     assert all(Path(n["path"]).read_text() == want[n["node"]] for n in doc["nodes"])
 
 
+def test_render_all_does_not_write_through_a_symbolic_link(mesh_file: Path, tmp_path: Path) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.write_text("not a config\n")
+    (out / "azure.conf").symlink_to(victim)
+    with pytest.raises(Failure, match=r"cannot write .*/azure\.conf: it is a symbolic link \(wgmesh does not write "
+                                      r"through links: remove it\); the files before it are written"):
+        local.render(mesh_file, None, True, out, _env())
+    assert victim.read_text() == "not a config\n"
+    assert (out / "azure.conf").is_symlink()
+
+
+def test_a_file_that_could_not_be_written_whole_is_named_and_removed(
+    mesh_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.writev
+
+    def full_at_gcp(fd: int, buffers: list[memoryview]) -> int:  # the disk fills up during gcp.conf
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/gcp.conf"):
+            real(fd, [bytes(buffers[0])[:10]])
+            raise OSError(28, "No space left on device")
+        return real(fd, buffers)
+
+    monkeypatch.setattr(local.os, "writev", full_at_gcp)
+    out = tmp_path / "out"
+    with pytest.raises(Failure, match=r"cannot write .*/gcp\.conf: No space left on device \(the file is removed, "
+                                      r"not left cut short\); the files before it are written"):
+        local.render(mesh_file, None, True, out, _env())
+    assert not (out / "gcp.conf").exists()
+    assert (out / "azure.conf").read_text() == dict(render_all(load(mesh_file)[0]))["azure"]
+
 
 def test_a_short_writev_goes_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.writev

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import threading
 from collections.abc import Sequence
@@ -52,7 +54,7 @@ def render(
         try:
             write_files([(path, pieces) for _, path, pieces in rendered])
         except OSError as e:
-            raise Failure(f"cannot write {e.filename}: {e.strerror} (the files before it are written)") from None
+            raise Failure(f"cannot write {e.filename}: {e.strerror}; the files before it are written") from None
         # their texts are joined only for --json, which prints them all (the human view says how many: a
         # 1,000-node mesh's 155 MB stay out of memory)
         written = [RenderedConfig(n, b"".join(pieces).decode() if json else "", path) for n, path, pieces in rendered]
@@ -91,11 +93,7 @@ def write_files(files: Sequence[tuple[Path, Sequence[bytes | memoryview]]], writ
                 return
             path, pieces = files[i]
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-                try:
-                    _write_all(fd, pieces)
-                finally:
-                    os.close(fd)
+                _write_file(path, pieces)
             except BaseException as e:  # raised in the caller's thread
                 failed.append((i, e))
 
@@ -109,6 +107,28 @@ def write_files(files: Sequence[tuple[Path, Sequence[bytes | memoryview]]], writ
             t.join()
     if failed:
         raise min(failed, key=lambda f: f[0])[1]
+
+
+def _write_file(path: Path, pieces: Sequence[bytes | memoryview]) -> None:
+    """One file, never through a symbolic link (O_NOFOLLOW: a link planted as NODE.conf would have the config
+    written over whatever it points to). A file that could not be written whole is removed, not left cut
+    short; the error names the file (writev's own errors carry no name)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(e.errno, "it is a symbolic link (wgmesh does not write through links: remove it)",
+                          str(path)) from None
+        raise
+    try:
+        try:
+            _write_all(fd, pieces)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise OSError(e.errno, f"{e.strerror} (the file is removed, not left cut short)", str(path)) from None
 
 
 def _write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
