@@ -129,3 +129,39 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert "no such file" in r.output
 
 
+
+
+def test_an_edit_of_a_linked_mesh_yaml_lands_where_the_link_points(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = _file(shared)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "mesh.yaml").symlink_to("../shared/mesh.yaml")
+    add(repo / "mesh.yaml", NodeSpec("azure", ssh_host="198.51.100.2"))
+    assert (repo / "mesh.yaml").is_symlink()
+    assert "azure" in load(real)[0].node_names
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert [p.name for p in shared.iterdir()] == ["mesh.yaml"]  # no temporary file left beside it
+
+
+def test_edits_at_once_each_keep_the_others(tmp_path: Path) -> None:
+    """Ten `node add` processes at once: each edit reads the file as the one before left it (the folder's lock),
+    so all ten nodes are in it, with ten different addresses."""
+    p = _file(tmp_path)
+    before = set(load(p)[0].node_names)
+    pids = []
+    for i in range(10):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                add(p, NodeSpec(f"n{i}", ssh_host=f"198.51.100.{i + 10}"))
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    assert all(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in pids)
+    mesh = load(p)[0]
+    assert set(mesh.node_names) == before | {f"n{i}" for i in range(10)}
+    assert len({str(a) for n in mesh.nodes for a in n.addresses}) == len(mesh.nodes)

@@ -339,9 +339,10 @@ def _finish(opts: ImportOptions, view: View, setup: _Setup, entries: Sequence[En
     if done:
         # an existing file is edited as it is now: it may have changed while the nodes answered
         try:
-            text = entries_text(setup.base_text if setup.creating else meshfile.read_text(opts.file), done)
-            meshfile.validated(text, opts.file)
-            meshfile.write_text(opts.file, text)
+            with meshfile.editing(opts.file):
+                text = entries_text(setup.base_text if setup.creating else meshfile.read_text(opts.file), done)
+                meshfile.validated(text, opts.file)
+                meshfile.write_text(opts.file, text)
         except (meshfile.EditError, OSError) as exc:
             failure = Failure(f"cannot write {opts.file}: {exc}")
     view.import_result(dataclasses.replace(report, adopted=tuple(sources), failed=failed,

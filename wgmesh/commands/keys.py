@@ -94,9 +94,10 @@ def _run_on(
 
 def _write_keys(path: Path, keys: dict[str, str]) -> None:
     """Edit the file as it is now (it may have changed while the nodes answered), validate, write."""
-    new_text = meshfile.set_public_keys_text(meshfile.read_text(path), keys)
-    meshfile.validated(new_text, path)
-    meshfile.write_text(path, new_text)
+    with meshfile.editing(path):
+        new_text = meshfile.set_public_keys_text(meshfile.read_text(path), keys)
+        meshfile.validated(new_text, path)
+        meshfile.write_text(path, new_text)
 
 
 def _finish(verb: str, errors: dict[str, str]) -> ExitStatus:

@@ -10,7 +10,16 @@ from typing import Any
 
 from wgmesh.core.addresses import free_addresses
 from wgmesh.core.model import Mesh
-from wgmesh.meshfile import EditError, add_node_text, load, read_text, remove_node_text, validated, write_text
+from wgmesh.meshfile import (
+    EditError,
+    add_node_text,
+    editing,
+    load,
+    read_text,
+    remove_node_text,
+    validated,
+    write_text,
+)
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,11 @@ def describe(mesh: Mesh, name: str) -> str:
 
 def add(path: Path, spec: NodeSpec) -> list[str]:
     """`wgmesh node add`: edit, validate, write. Returns the lines to print."""
-    mesh, _warnings = load(path)
-    text = read_text(path)
-    new_text, new_mesh = plan_add(text, path, mesh, spec)
-    write_text(path, new_text)
+    with editing(path):
+        mesh, _warnings = load(path)
+        text = read_text(path)
+        new_text, new_mesh = plan_add(text, path, mesh, spec)
+        write_text(path, new_text)
     return [
         f"+ node {spec.name}: {describe(new_mesh, spec.name)}",
         f"Added {spec.name} to {path}. Next: `wgmesh enroll {spec.name}` makes its key on the node, "
@@ -98,13 +108,14 @@ def add(path: Path, spec: NodeSpec) -> list[str]:
 
 def remove(path: Path, name: str) -> list[str]:
     """`wgmesh node remove`: edit, validate, write. Returns the lines to print."""
-    mesh, _warnings = load(path)
-    text = read_text(path)
-    if name not in mesh.node_names:
-        raise EditError(f"no node {name!r} in {path} (nodes: {', '.join(mesh.node_names) or 'none'})")
-    line = f"- node {name}: {describe(mesh, name)}"
-    new_text, _new_mesh = plan_remove(text, path, mesh, name)
-    write_text(path, new_text)
+    with editing(path):
+        mesh, _warnings = load(path)
+        text = read_text(path)
+        if name not in mesh.node_names:
+            raise EditError(f"no node {name!r} in {path} (nodes: {', '.join(mesh.node_names) or 'none'})")
+        line = f"- node {name}: {describe(mesh, name)}"
+        new_text, _new_mesh = plan_remove(text, path, mesh, name)
+        write_text(path, new_text)
     return [
         line,
         f"Removed {name} from {path}. The next `wgmesh apply` removes it from every peer; its own interface "

@@ -13,8 +13,11 @@ no blank line between, describe the node and go with it; every other comment sta
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -384,5 +387,24 @@ def read_text(path: Path) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write atomically (temporary file in the same folder, fsync, rename), keeping the file's mode."""
-    yamldoc.write_atomic(path, text, yamldoc.file_mode(path))
+    """Write atomically (temporary file in the same folder, fsync, rename), keeping the file's mode. A mesh.yaml
+    that is a symbolic link is written where it points (the link stays a link), as an editor would."""
+    real = Path(os.path.realpath(path))
+    yamldoc.write_atomic(real, text, yamldoc.file_mode(real))
+
+
+@contextlib.contextmanager
+def editing(path: Path) -> Iterator[None]:
+    """Hold mesh.yaml for one read, edit and write: an exclusive lock on the folder of the real file, which
+    every wgmesh edit takes, so that two edits at once (two `node add`, an enroll beside a `node add`) each see
+    the other's result instead of writing over it. The lock goes with the process (flock)."""
+    folder = Path(os.path.realpath(path)).parent
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise EditError(f"{path}: cannot open its folder {folder}: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
