@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import io
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -485,3 +486,65 @@ def test_import_json_is_one_document(tmp_path: Path) -> None:
     assert importer.run_import(dry, e, lambda o, p: FakeNodes(reads)) == ExitStatus.OK
     doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
     assert doc["dry_run"] is True and doc["written"] is False
+
+
+def test_a_node_whose_config_would_change_keeps_it_until_the_first_apply(tmp_path: Path) -> None:
+    """Importing part of a hand-made mesh: aws's config lists a peer that is not imported. Writing wgmesh's config
+    there at once would drop that peer at aws's next start, before any apply; so aws keeps its own config (the
+    first apply replaces it, as plan shows), the others, whose configs would not change, get wgmesh's."""
+    _, reads = hand_mesh()
+    fake = FakeNodes(reads)
+    f = tmp_path / "mesh.yaml"
+    e = env()
+    targets = ("aws=192.0.2.1", "azure=192.0.2.2", "gcp=admin@192.0.2.3:2222")  # not aliyun
+    assert importer.run_import(importer.ImportOptions(f, targets), e, lambda o, p: fake) == ExitStatus.OK
+    wrote = {n: fakes.script_values(s)["WRITE_CONF"] for n, s in fake.adopted.items()}
+    assert wrote == {"aws": "0", "azure": "0", "gcp": "0"}, "each of them has aliyun as a peer"
+    text = out(e)
+    assert "aws: the first plan will still show - peer" in text
+    assert ("  aws: copied its private key from the PrivateKey line of /etc/wireguard/wg0.conf to "
+            "/etc/wireguard/wg0.key (on the node); left its /etc/wireguard/wg0.conf as it is, since wgmesh's would "
+            "change it (above): the first apply replaces it") in text
+    assert "imported 3 node(s). Next: `wgmesh plan` (it shows what the first apply changes on aws, azure, gcp)" \
+        in text
+
+
+def test_a_node_with_settings_wgmesh_leaves_out_keeps_its_config(tmp_path: Path) -> None:
+    _, reads = hand_mesh()
+    state, conf = reads["gcp"]
+    reads["gcp"] = (state, (conf or "").replace("[Interface]\n", "[Interface]\nDNS = 10.0.0.53\n"))
+    fake = FakeNodes(reads)
+    e = env()
+    assert importer.run_import(importer.ImportOptions(tmp_path / "mesh.yaml", TARGETS, json=True), e,
+                               lambda o, p: fake) == 0
+    assert {n: fakes.script_values(s)["WRITE_CONF"] for n, s in fake.adopted.items()} == {
+        "aws": "1", "azure": "1", "gcp": "0", "aliyun": "1"}
+    doc = json.loads(e.stdout.getvalue())
+    assert {n["node"]: n["config"] for n in doc["nodes"]} == {
+        "aws": "written", "azure": "written", "gcp": "kept", "aliyun": "written"}
+
+
+@pytest.mark.parametrize("table", ["off", "1234"])
+def test_table_off_with_its_own_route_hooks_is_refused(table: str) -> None:
+    """`Table = off` and PostUp lines that add the routes: wgmesh's config lets wg-quick route the AllowedIPs, and
+    a kept `ip route add` then fails `wg-quick up` at the next start; import stops before anything changes."""
+    mesh = four()
+    reads = hand_built(mesh)
+    text = render_node(mesh, "aws").replace(
+        "[Interface]\n", f"[Interface]\nTable = {table}\nPostUp = ip route add 192.168.20.0/24 dev %i\n")
+    reads["aws"] = dataclasses.replace(reads["aws"], conf=remote_adopt.parse_wg_quick(text))
+    with pytest.raises(importer.ImportProblem, match=rf"aws: its wg0.conf sets `Table = {table}` .* and has PostUp "
+                                                     r"lines.*take `Table` and the route lines out of wg0.conf"):
+        importer.build_entries(reads, CTX)
+
+
+@pytest.mark.parametrize("line", ["Table = auto", "Table = main", "table=off"])
+def test_table_without_hooks_or_the_default_table_is_imported(line: str) -> None:
+    mesh = four()
+    reads = hand_built(mesh)
+    conf = remote_adopt.parse_wg_quick(render_node(mesh, "aws").replace("[Interface]\n", f"[Interface]\n{line}\n"))
+    reads["aws"] = dataclasses.replace(reads["aws"], conf=conf)
+    _, warnings = imported(reads)
+    default = line.split("=")[1].strip() in ("auto", "main")
+    assert (conf.table, conf.ignored) == ((None, ()) if default else ("off", ("Table",)))
+    assert any(w.startswith("aws: wg0.conf sets Table") for w in warnings) is not default

@@ -181,7 +181,7 @@ def test_import_document_is_written_once_at_the_end() -> None:
     assert (doc["type"], doc["ok"], doc["written"], doc["creating"], doc["dry_run"]) == (
         "import", True, True, True, False)
     assert doc["nodes"] == [{"node": "aws", "public_key": pubkey(1), "entry": entry.fields,
-                             "key_source": "interface", "error": None}]
+                             "key_source": "interface", "config": "written", "error": None}]
     assert doc["warnings"] == ["w"] and doc["residual"] == [{"node": "aws", "change": "~ peer x"}]
 
 

@@ -80,7 +80,7 @@ from wgmesh.core.model import (
     SshTarget,
 )
 from wgmesh.core.render import render_node, resolve_hosts
-from wgmesh.core.state import LiveState
+from wgmesh.core.state import LiveState, WgQuick
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.adopt import BACKUP_SUFFIX, adopt_script, import_script, parse_adopt_output, parse_import_output
 from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport, deadline_of
@@ -291,23 +291,30 @@ def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory 
         except (ImportProblem, meshfile.EditError) as e:
             raise Failure(f"{e}; nothing was imported or changed") from None
         states = _with_resolved(transport, mesh, {e.name: reads[e.name].live for e in entries})
+        left = {e.name: residual(mesh, e.name, states[e.name]) for e in entries}
+        # wgmesh's config replaces the node's own only where that changes nothing, now or at its next start: no
+        # change left for the first plan, no setting wgmesh leaves out. Elsewhere the node keeps its config (a
+        # restart must not drop what mesh.yaml does not list yet) and the first apply replaces it, as planned.
+        keep_conf = tuple(e.name for e in entries if left[e.name] or (reads[e.name].conf or WgQuick()).ignored)
         report = ImportReport(
             opts.file,
             setup.creating,
             opts.dry_run,
             tuple(ImportEntry(e.name, describe(mesh, e.name), e.public_key, e.fields) for e in entries),
             tuple(warnings),
-            tuple((e.name, line) for e in entries for line in residual(mesh, e.name, states[e.name])),
+            tuple((e.name, line) for e in entries for line in left[e.name]),
             key_path=mesh.key_path(),
             conf_path=mesh.conf_path(),
             backup_suffix=BACKUP_SUFFIX,
+            config_kept=keep_conf,
         )
         view.import_entries(report)
         if opts.dry_run:
             view.import_result(report)
             return ExitStatus.OK
         confs = {e.name: render_node(mesh, e.name) for e in entries}
-        results = transport.run_many({e.name: adopt_script(mesh.interface, e.public_key, confs[e.name])
+        results = transport.run_many({e.name: adopt_script(mesh.interface, e.public_key, confs[e.name],
+                                                           write_conf=e.name not in keep_conf)
                                       for e in entries}, APPLY_TIMEOUT)
     finally:
         transport.close()
@@ -344,7 +351,9 @@ def _finish(opts: ImportOptions, view: View, setup: _Setup, entries: Sequence[En
                 meshfile.validated(text, opts.file)
                 meshfile.write_text(opts.file, text)
         except (meshfile.EditError, OSError) as exc:
-            failure = Failure(f"cannot write {opts.file}: {exc}")
+            failure = Failure(f"cannot write {opts.file}: {exc}; {', '.join(e.name for e in done)} took part already "
+                              f"(each one's key is in {setup.ctx.interface}.key on it): once the file can be "
+                              "written, run the same import again, which finds the keys in place")
     view.import_result(dataclasses.replace(report, adopted=tuple(sources), failed=failed,
                                            written=bool(done) and failure is None))
     if failure is not None:

@@ -261,9 +261,18 @@ def _entry(
             f"{name}: a preshared key on its pair{'s' if len(kept) > 1 else ''} with {', '.join(kept)}: kept as it "
             f"is (`shared_keys: {{{', '.join(f'{p}: keep' for p in kept)}}}`); wgmesh never reads or moves the value")
     if r.conf is not None:
+        post_up = _commands(name, "PostUp", r.conf.post_up, warnings)  # the node's own (not wgmesh's lines)
+        hooks = [h for h in ("PreUp", "PostUp") if h in r.conf.ignored or (h == "PostUp" and post_up)]
+        if r.conf.table is not None and hooks:
+            raise ImportProblem(
+                f"{name}: its {ctx.interface}.conf sets `Table = {r.conf.table}` (wg-quick routes none of its peers' "
+                f"AllowedIPs) and has {' and '.join(hooks)} lines, which route instead, presumably. wgmesh's config "
+                "lets wg-quick route every peer's AllowedIPs, and a route line kept beside that fails `wg-quick up` "
+                f"(\"File exists\") at the next start. On the node, take `Table` and the route lines out of "
+                f"{ctx.interface}.conf, then import again"
+            )
         if r.conf.mtu is not None:
             fields["mtu"] = r.conf.mtu
-        post_up = _commands(name, "PostUp", r.conf.post_up, warnings)
         post_down = _commands(name, "PostDown", r.conf.post_down, warnings)
         if post_up:
             fields["post_up"] = post_up

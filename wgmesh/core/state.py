@@ -194,4 +194,5 @@ class WgQuick:
     post_up: tuple[str, ...] = ()
     post_down: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()  # [Interface] settings wgmesh does not manage (DNS, Table, ...)
+    table: str | None = None  # `Table = off` or a table: wg-quick does not route AllowedIPs in the main table
     peers: tuple[QuickPeer, ...] = ()

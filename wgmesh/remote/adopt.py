@@ -65,6 +65,7 @@ def parse_wg_quick(text: str) -> WgQuick:
         post_up=tuple(iface["post_up"]),
         post_down=tuple(iface["post_down"]),
         ignored=tuple(dict.fromkeys(iface["ignored"])),
+        table=iface.get("table"),
         peers=tuple(
             QuickPeer(p["public_key"], p.get("endpoint"), tuple(p["allowed_ips"]), p.get("keepalive"))
             for p in peers
@@ -86,7 +87,12 @@ def _interface_setting(iface: dict[str, Any], key: str, shown: str, value: str) 
         iface["post_down"].append(value)
     elif key == "saveconfig" and value.lower() != "true":
         pass
+    elif key == "table" and value.lower() in ("auto", "main"):
+        pass  # what wgmesh's config does too: wg-quick routes each peer's AllowedIPs in the main table
     else:
+        if key == "table":
+            iface["table"] = value
+
         iface["ignored"].append(_KNOWN_NAMES.get(key, shown))
 
 
@@ -121,14 +127,17 @@ def parse_import_output(interface: str, stdout: str) -> tuple[LiveState, WgQuick
     return live, parse_wg_quick("\n".join(body[1:])) if body[0] == "present" else None
 
 
-def adopt_script(interface: str, public_key: str, conf_text: str, *, key_dir: str = KEY_DIR) -> str:
+def adopt_script(
+    interface: str, public_key: str, conf_text: str, *, write_conf: bool = True, key_dir: str = KEY_DIR
+) -> str:
     """scripts/adopt.sh: make sure IF.key holds the running key (moving it there if needed), back up the old
-    config without its PrivateKey, write wgmesh's config. Prints `@@wgmesh:adopted kept|config|interface`."""
+    config without its PrivateKey, write wgmesh's config (unless `write_conf` is false: the node's own config
+    stays until the first apply). Prints `@@wgmesh:adopted kept|config|interface`."""
     if not validate_key(public_key):
         raise ValueError("public_key is not a WireGuard public key")
     paths = shell.node_paths(interface, key_dir=key_dir)
     return shell.script("adopt", **paths, BACKUP=paths["CONF"] + BACKUP_SUFFIX, EXPECT=public_key,
-                        CONF_TEXT=conf_text, REDACTED=REDACTED)
+                        CONF_TEXT=conf_text, WRITE_CONF=int(write_conf), REDACTED=REDACTED)
 
 
 def parse_adopt_output(stdout: str) -> str:

@@ -204,14 +204,23 @@ class HumanView:
         key, conf = report.key_path, report.conf_path
         for node, source in report.adopted:
             moved = _KEY_SOURCES[source].format(key=key, conf=conf)
-            self._line(f"  {node}: {moved}; wrote wgmesh's {conf} (the previous one, without a PrivateKey "
-                         f"line, is {conf}{report.backup_suffix})")
+            if node in report.config_kept:
+                moved = moved.replace("moved its", "copied its")  # the config keeps its line until the apply
+                self._line(f"  {node}: {moved}; left its {conf} as it is, since wgmesh's would change it (above): "
+                             f"the first apply replaces it (a copy without its PrivateKey line is "
+                             f"{conf}{report.backup_suffix})")
+            else:
+                self._line(f"  {node}: {moved}; wrote wgmesh's {conf} (the previous one, without a PrivateKey "
+                             f"line, is {conf}{report.backup_suffix})")
         for name, why in report.failed.items():
             self.error(f"{name}: {why}")
         if report.written:
             verb = "Created" if report.creating else "Updated"
+            kept = [n for n, _ in report.adopted if n in report.config_kept]
+            then = (f"it shows what the first apply changes on {', '.join(kept)}" if kept
+                    else "it should show no changes for them")
             self._line(f"{verb} {report.file}: imported {len(report.adopted)} node(s). Next: `wgmesh plan` "
-                         "(it should show no changes for them).")
+                         f"({then}).")
 
     # ------------------------------------------------------------------------------------------ local commands
 

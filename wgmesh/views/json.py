@@ -243,6 +243,7 @@ def import_to_dict(report: ImportReport) -> dict[str, Any]:
                 "public_key": e.public_key,
                 "entry": dict(e.fields),
                 "key_source": adopted.get(e.node),
+                "config": None if e.node not in adopted else "kept" if e.node in report.config_kept else "written",
                 "error": report.failed.get(e.node),
             }
             for e in report.entries

@@ -115,3 +115,4 @@ class ImportReport:
     adopted: tuple[tuple[str, str], ...] = ()  # (node, where its key came from: kept, config, interface)
     failed: Mapping[str, str] = field(default_factory=dict)
     written: bool = False
+    config_kept: tuple[str, ...] = ()  # nodes whose own config stays until the first apply (it would change)

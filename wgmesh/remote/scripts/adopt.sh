@@ -5,8 +5,9 @@
 # write wgmesh's config.
 #
 # Values: IF, KEY (IF.key), CONF (IF.conf), BACKUP (where the old config goes), EXPECT (the interface's
-#         public key), CONF_TEXT (wgmesh's config for the node, without a PrivateKey), REDACTED (what replaces
-#         key-like text in the backup).
+#         public key), CONF_TEXT (wgmesh's config for the node, without a PrivateKey), WRITE_CONF (1: write it;
+#         0: leave the node's config as it is, for the first apply to replace), REDACTED (what replaces key-like
+#         text in the backup).
 # Output: `@@wgmesh:adopted kept|config|interface`: where KEY came from.
 # Exit: 3 no wg; 4 KEY holds another key; 5 the private key is nowhere to be found.
 
@@ -63,5 +64,7 @@ fi
 if ip link show dev "$IF" >/dev/null 2>&1; then
   { wg show "$IF" preshared-keys | grep -v '(none)' || :; } | wgm_write "$KEY_DIR/$IF.psk"
 fi
-printf '%s' "$CONF_TEXT" | wgm_write "$CONF"
+if [ "$WRITE_CONF" = 1 ]; then
+  printf '%s' "$CONF_TEXT" | wgm_write "$CONF"
+fi
 wgm_mark adopted "$adopt_from"
