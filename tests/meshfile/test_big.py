@@ -60,7 +60,7 @@ def test_the_fast_reader_reads_as_the_round_trip(text: str) -> None:
     "a: 1\r\n", '"a": 1\n', "a: 1\na: 2\n", "a: 1.5\n", "a: 2001-12-14\n", "a: 1_000\n", "a: 0x1f\n", "a: [[1]]\n",
     "a: [a\n  , b]\n", 'a: "x\\ny"\n', "---\na: 1\n", "- a\n", "a: b: c\n", "true: 1\n", "a: =\n", "a:  # c\nb: 1\n",
     "", "# only a comment\n", "a: 'x\n  y'\n", "? a\n: b\n", "a: {b: [1]}\n", "a: -\n", "a:\n# c\n", "x: {k:}\n",
-    "k: -5\n", "x: [a, b,]\n",
+    "k: -5\n", "x: [a, b,]\n", "a: echo hi\x85rm x\n", "a: 'x\x85y'\n",  # NEL: a line break to the round trip
 ])
 def test_anything_else_goes_to_the_round_trip(text: str) -> None:
     assert not same_as_round_trip(text)

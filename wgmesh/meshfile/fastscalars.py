@@ -23,7 +23,7 @@ _DECIMAL = re.compile(r"[-+]?[0-9]+")
 
 
 # Characters the round trip's reader refuses, a byte-order mark, tabs and carriage returns: declined up front.
-_UNUSUAL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x84\x86-\x9f\ufeff\ud800-\udfff\ufffe\uffff]")
+_UNUSUAL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ufeff\ud800-\udfff\ufffe\uffff]")
 
 
 # A plain scalar may not start with these (YAML indicators: flow, quotes, anchors, tags, block scalars, ...).
