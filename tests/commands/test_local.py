@@ -141,3 +141,18 @@ def test_render_all_says_when_out_is_no_folder(mesh_file: Path) -> None:
 def test_render_node_says_which_file_it_could_not_write(mesh_file: Path, tmp_path: Path) -> None:
     with pytest.raises(Failure, match=r"cannot write .*/aws\.conf: No such file or directory"):
         local.render(mesh_file, "aws", False, tmp_path / "missing" / "aws.conf", _env())
+
+
+def test_a_decommissioned_node_has_no_config_to_render(mesh_file: Path, tmp_path: Path) -> None:
+    text = mesh_file.read_text()
+    mesh_file.write_text(text.replace("  gcp:\n", "  gcp:\n    decommission: true\n", 1))
+    with pytest.raises(Failure, match=r"^gcp has `decommission: true`: there is no config to render"):
+        local.render(mesh_file, "gcp", False, None, _env())
+    out = tmp_path / "out"
+    env = _env()
+    assert local.render(mesh_file, None, True, out, env) == 0
+    assert "gcp.conf" not in {p.name for p in out.iterdir()}
+    assert env.stdout.getvalue().splitlines()[1].startswith("No config for gcp (decommission: true: apply takes")
+    env = _env()
+    assert local.render(mesh_file, None, True, out, env, json=True) == 0
+    assert json.loads(env.stdout.getvalue())["decommissioned"] == ["gcp"]

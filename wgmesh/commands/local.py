@@ -58,12 +58,16 @@ def render(
         # their texts are joined only for --json, which prints them all (the human view says how many: a
         # 1,000-node mesh's 155 MB stay out of memory)
         written = [RenderedConfig(n, b"".join(pieces).decode() if json else "", path) for n, path, pieces in rendered]
-        view.render(RenderReport(tuple(written), all_nodes=True, out=out, warnings=found))
+        gone = tuple(n.name for n in mesh.nodes if n.decommission)
+        view.render(RenderReport(tuple(written), all_nodes=True, out=out, warnings=found, decommissioned=gone))
         return ExitStatus.OK
     if node is None:
         raise Failure(f"name a node to render ({', '.join(mesh.node_names)}), or use --all --out DIR")
     if node not in mesh.node_names:
         raise Failure(f"no node {node!r} in {file} (nodes: {', '.join(mesh.node_names)})")
+    if mesh.node(node).decommission:
+        raise Failure(f"{node} has `decommission: true`: there is no config to render (apply takes its interface "
+                      "down and removes its config); remove that line to render the config it would run")
     text = r.render_node(mesh, node)
     if out is not None:
         try:

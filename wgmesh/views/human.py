@@ -243,6 +243,10 @@ class HumanView:
         self._findings(report)
         if report.all_nodes:
             self.env.stdout.write(f"Wrote {len(report.configs)} config(s) to {report.out}/\n")
+            if report.decommissioned:
+                self.env.stdout.write(f"No config for {', '.join(report.decommissioned)} (decommission: true: apply "
+                                      "takes the interface down and removes its config); a file of it already in "
+                                      f"{report.out}/ is left as it is\n")
             return
         for c in report.configs:
             self.env.stdout.write(f"Wrote {c.path}\n" if c.path is not None else c.config)

@@ -281,7 +281,7 @@ def render_to_dict(report: RenderReport) -> dict[str, Any]:
     ]
     head = {"format_version": FORMAT_VERSION, "type": "render"}
     if report.all_nodes:
-        return {**head, "out": str(report.out), "nodes": items}
+        return {**head, "out": str(report.out), "nodes": items, "decommissioned": list(report.decommissioned)}
     return {**head, **items[0]}
 
 

@@ -51,6 +51,7 @@ class RenderReport:
     all_nodes: bool = False
     out: Path | None = None
     warnings: tuple[Finding, ...] = ()
+    decommissioned: tuple[str, ...] = ()  # --all: nodes with no config to write (apply removes theirs)
 
 
 @dataclass(frozen=True)
