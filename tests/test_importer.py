@@ -488,6 +488,31 @@ def test_import_json_is_one_document(tmp_path: Path) -> None:
     assert doc["dry_run"] is True and doc["written"] is False
 
 
+def test_import_json_says_why_nothing_was_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, reads = hand_mesh()
+    e = env()
+    opts = importer.ImportOptions(tmp_path / "mesh.yaml", TARGETS, json=True)
+    with pytest.raises(Failure):
+        importer.run_import(opts, e, lambda o, p: FakeNodes(reads, down=["azure"]))
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert (doc["type"], doc["ok"], doc["written"]) == ("import", False, False)
+    assert doc["error"] == "cannot read azure; nothing was imported or changed"
+    assert doc["nodes"] == [{"node": "azure", "error": "cannot connect: Connection refused"}]
+    e = env()
+    f = tmp_path / "full" / "mesh.yaml"
+    f.parent.mkdir()
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(importer.meshfile, "write_text", full)
+    with pytest.raises(Failure, match=r"cannot write .*; aws, azure, gcp, aliyun took part already .*run the same "
+                                      r"import again"):
+        importer.run_import(importer.ImportOptions(f, TARGETS, json=True), e, lambda o, p: FakeNodes(reads))
+    doc = json.loads(e.stdout.getvalue())  # type: ignore[attr-defined]
+    assert (doc["ok"], doc["written"]) == (False, False) and doc["error"].startswith("cannot write")
+
+
 def test_a_node_whose_config_would_change_keeps_it_until_the_first_apply(tmp_path: Path) -> None:
     """Importing part of a hand-made mesh: aws's config lists a peer that is not imported. Writing wgmesh's config
     there at once would drop that peer at aws's next start, before any apply; so aws keeps its own config (the

@@ -215,8 +215,16 @@ def _read_all(transport: Transport, targets: Sequence[Target], s: _Setup, view: 
     if errors:
         for name, why in errors.items():
             view.error(f"{name}: {why}")
-        raise Failure(f"cannot read {', '.join(errors)}; nothing was imported or changed")
+        raise _Unread(f"cannot read {', '.join(errors)}; nothing was imported or changed", errors)
     return reads
+
+
+class _Unread(Failure):
+    """Nodes that could not be read (each one named, with why)."""
+
+    def __init__(self, message: str, errors: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.errors = dict(errors)
 
 
 def _with_resolved(transport: Transport, mesh: Mesh, states: dict[str, LiveState]) -> dict[str, LiveState]:
@@ -281,15 +289,21 @@ def run_import(opts: ImportOptions, env: Environment, factory: TransportFactory 
     setup = _setup(opts, view)
     transport = open_transport(factory or ssh_transport, opts.connect, view, env)
     try:
-        reads = _read_all(transport, targets, setup, view)
         try:
-            check_reads(reads, setup.ctx)
-            setup = _complete(setup, reads, opts)
-            entries, warnings = build_entries(reads, setup.ctx, overrides)
-            text = entries_text(setup.base_text, entries)
-            mesh = meshfile.validated(text, opts.file)
-        except (ImportProblem, meshfile.EditError) as e:
-            raise Failure(f"{e}; nothing was imported or changed") from None
+            reads = _read_all(transport, targets, setup, view)
+            try:
+                check_reads(reads, setup.ctx)
+                setup = _complete(setup, reads, opts)
+                entries, warnings = build_entries(reads, setup.ctx, overrides)
+                text = entries_text(setup.base_text, entries)
+                mesh = meshfile.validated(text, opts.file)
+            except (ImportProblem, meshfile.EditError) as e:
+                raise Failure(f"{e}; nothing was imported or changed") from None
+        except Failure as e:
+            if opts.json:  # the document says why too (the Error line still goes to stderr)
+                view.import_result(ImportReport(opts.file, setup.creating, opts.dry_run, (),
+                                                failed=getattr(e, "errors", {}), error=str(e)))
+            raise
         states = _with_resolved(transport, mesh, {e.name: reads[e.name].live for e in entries})
         left = {e.name: residual(mesh, e.name, states[e.name]) for e in entries}
         # wgmesh's config replaces the node's own only where that changes nothing, now or at its next start: no
@@ -355,7 +369,8 @@ def _finish(opts: ImportOptions, view: View, setup: _Setup, entries: Sequence[En
                               f"(each one's key is in {setup.ctx.interface}.key on it): once the file can be "
                               "written, run the same import again, which finds the keys in place")
     view.import_result(dataclasses.replace(report, adopted=tuple(sources), failed=failed,
-                                           written=bool(done) and failure is None))
+                                           written=bool(done) and failure is None,
+                                           error=None if failure is None else str(failure)))
     if failure is not None:
         raise failure
     if failed:

@@ -229,10 +229,12 @@ def keys_to_dict(report: KeysReport) -> dict[str, Any]:
 def import_to_dict(report: ImportReport) -> dict[str, Any]:
     """The `wgmesh import --json` document: the entries, what each node did, and whether mesh.yaml was written."""
     adopted = dict(report.adopted)
+    entered = {e.node for e in report.entries}
     return {
         "format_version": FORMAT_VERSION,
         "type": "import",
-        "ok": not report.failed,
+        "ok": not report.failed and report.error is None,
+        "error": report.error,
         "file": str(report.file),
         "creating": report.creating,
         "dry_run": report.dry_run,
@@ -247,7 +249,7 @@ def import_to_dict(report: ImportReport) -> dict[str, Any]:
                 "error": report.failed.get(e.node),
             }
             for e in report.entries
-        ],
+        ] + [{"node": n, "error": why} for n, why in report.failed.items() if n not in entered],
         "warnings": list(report.warnings),
         "residual": [{"node": n, "change": line} for n, line in report.residual],
     }

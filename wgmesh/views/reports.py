@@ -117,3 +117,4 @@ class ImportReport:
     failed: Mapping[str, str] = field(default_factory=dict)
     written: bool = False
     config_kept: tuple[str, ...] = ()  # nodes whose own config stays until the first apply (it would change)
+    error: str | None = None  # why nothing was imported (a node unread, a node that cannot be imported)
