@@ -272,6 +272,17 @@ def test_windows_line_endings_are_kept() -> None:
     assert add_node_text(crlf, "azure", {"address": "10.0.0.2"}).startswith(crlf.split("# end of file")[0])
 
 
+def test_line_endings_and_byte_order_mark_survive_the_round_trip_fallback() -> None:
+    """A flow-style node makes the key edit fall back to ruamel's round trip, which writes LF and drops the mark:
+    the result gets the file's CRLF and its mark back (not a file with both endings, every line changed)."""
+    text = "\ufeff" + FLOW_NODES.replace("\n", "\r\n").replace("nodes:", "# the mesh\r\nnodes:", 1)
+    after = set_public_keys_text(text, {"b": pubkey(9)})
+    assert after.startswith("\ufeff") and "\n" not in after.replace("\r\n", "") and "\r\r" not in after
+    assert "# the mesh\r\n" in after
+    assert _load(after.removeprefix("\ufeff")).node("b").public_key == pubkey(9)
+    assert set_public_keys_text(FLOW_NODES, {"b": pubkey(9)}).count("\r") == 0
+
+
 # ------------------------------------------------------------------------------------------ round trip
 
 

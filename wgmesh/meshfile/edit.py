@@ -239,7 +239,14 @@ def _edit(
             ok = False
         if ok:
             return candidate
-    return dumps_document(expected)
+    # the round trip writes "\n" (comments keep a "\r" of their own) and drops a byte-order mark: give the text
+    # back the file's line endings and mark, so that an edit is not a change of every line
+    out = dumps_document(expected).replace("\r\n", "\n")
+    if newline == "\r\n":
+        out = out.replace("\n", "\r\n")
+    if text.startswith("\ufeff") and not out.startswith("\ufeff"):
+        out = "\ufeff" + out
+    return out
 
 
 def _nodes(doc: Any) -> CommentedMap | None:
