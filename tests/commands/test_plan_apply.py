@@ -446,3 +446,25 @@ def test_the_ssh_identity_comes_from_the_environment() -> None:
     seen: list[ConnectOptions] = []
     assert open_transport(_factory(FakeTransport({}), seen), ConnectOptions(), HumanView(env), env) is not None
     assert seen == [ConnectOptions()]
+
+
+def test_a_saved_plan_takes_no_target(world: World, tmp_path: Path) -> None:
+    states, after = _drifted(world)
+    saved = _saved(world, states, tmp_path)
+    fake = FakeTransport(dict(states), after=after)
+    code, env = _apply(world, fake, saved_plan=saved, connect=ConnectOptions(targets=("azure",)))
+    assert code == ExitStatus.ERROR
+    assert "--target cannot be given with a saved plan: it applies the nodes it was made for (all)" in _err(env)
+    assert fake.connected == []
+
+
+def test_a_saved_plan_for_a_node_since_removed_is_stale_not_a_bad_target(world: World, tmp_path: Path) -> None:
+    states, after = _drifted(world)
+    out = tmp_path / "p.json"
+    assert _plan(world, FakeTransport(dict(states)), out=out, connect=ConnectOptions(targets=("gcp",)))[0] == 0
+    world.path.write_text(world.path.read_text().replace("  gcp:", "  gcp-new:"))
+    fake = FakeTransport(dict(states), after=after)
+    code, env = _apply(world, fake, saved_plan=out)
+    assert code == ExitStatus.ERROR
+    assert "Saved plan is stale: mesh.yaml changed since the plan was made" in _err(env) and "--target" not in _err(env)
+    assert fake.connected == [], "no node is read for a plan that mesh.yaml already made stale"

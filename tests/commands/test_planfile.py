@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -65,3 +66,31 @@ def test_bad_files_are_refused(tmp_path: Path, content: str, message: str) -> No
     bad.write_text(content)
     with pytest.raises(planfile.PlanFileError, match=message):
         planfile.read(bad)
+
+
+def test_a_plan_that_now_differs_is_stale_though_no_node_moved(saved: tuple[Path, Path]) -> None:
+    """What a plan shows also depends on what no fingerprint records (handshake ages decide whether a hole is
+    punched): the plan made at apply time must be the saved one, change for change."""
+    out, mesh_path = saved
+    got = planfile.read(out)
+    same = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp")})
+    assert planfile.staleness(got, mesh_path, same, plan_from_reading(MESH, same)) == []
+    other = dataclasses.replace(MESH, nodes=tuple(dataclasses.replace(n, mtu=1380) for n in MESH.nodes))
+    reasons = planfile.staleness(got, mesh_path, same, plan_from_reading(other, same))
+    assert reasons == ["node aws: the plan now differs from the saved one (now: create interface wg0, create peer "
+                       "azure, create peer gcp, create peer aliyun, create route 192.168.20.0/24, create route "
+                       "192.168.30.0/24, create route 192.168.40.0/24, update forwarding ipv4, create firewall "
+                       "forward wg0, create reresolve wg0)",
+                       "node gcp: the plan now differs from the saved one (now: update interface wg0)"]
+
+
+def test_a_moved_peer_is_named_not_numbered(saved: tuple[Path, Path]) -> None:
+    out, mesh_path = saved
+    got = planfile.read(out)
+    gcp = converged(MESH, "gcp")
+    azure = MESH.node("azure").public_key
+    peers = {k: dataclasses.replace(p, endpoint="192.0.2.99:51820") if k == azure else p for k, p in gcp.peers.items()}
+    moved = _reading({"aws": fresh(MESH, "aws"), "gcp": dataclasses.replace(gcp, peers=peers)})
+    names = {n.public_key: n.name for n in MESH.nodes if n.public_key}
+    reasons = planfile.staleness(got, mesh_path, moved, names=names)
+    assert reasons == ["node gcp: live state changed (peer azure.endpoint)"]

@@ -400,6 +400,12 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
     saved = planfile.read(opts.saved_plan) if opts.saved_plan else None
     connect = opts.connect
     if saved is not None:
+        if connect.targets:  # as Terraform: a saved plan is applied whole, for the nodes it was made for
+            raise Failure("--target cannot be given with a saved plan: it applies the nodes it was made for"
+                          f" ({', '.join(saved.targets) or 'all'}); make a new plan with --target instead")
+        why = planfile.mesh_changed(saved, opts.file)
+        if why:  # before any node is read (the plan's targets may not even be in mesh.yaml now)
+            raise Failure(f"Saved plan is stale: {why}. Run wgmesh plan again.")
         connect = ConnectOptions(
             connect.parallelism, connect.timeout, connect.accept_new_host_keys, saved.targets, connect.command_timeout
         )
@@ -407,7 +413,8 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
     reading, plan = got.reading, got.plan
     try:
         if saved is not None:
-            reasons = planfile.staleness(saved, opts.file, reading)
+            names = {n.public_key: n.name for n in mesh.nodes if n.public_key}
+            reasons = planfile.staleness(saved, opts.file, reading, plan, names)
             if reasons:
                 raise Failure("Saved plan is stale: " + "; ".join(reasons) + ". Run wgmesh plan again.")
         if not opts.json:  # the JSON document of an apply holds the plan: one document on stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class SavedPlan:
     fingerprints: dict[str, str]
     states: dict[str, Any]
     errors: dict[str, str]
+    changes: dict[str, Any] | None = None  # per node, the changes the saved plan showed (None: not recorded)
 
 
 def mesh_digest(path: Path) -> str:
@@ -75,27 +77,54 @@ def read(path: Path) -> SavedPlan:
             fingerprints=dict(doc["fingerprints"]),
             states=dict(doc["states"]),
             errors=dict(doc.get("errors", {})),
+            changes=_changes(doc["plan"]) if isinstance(doc.get("plan"), dict) else None,
         )
     except (KeyError, TypeError) as e:
         raise PlanFileError(f"{path}: damaged saved plan ({e})") from None
 
 
-def staleness(saved: SavedPlan, mesh_path: Path, reading: Reading) -> list[str]:
-    """Why a saved plan no longer applies; empty when it still does."""
-    reasons: list[str] = []
+def _changes(plan_doc: dict[str, Any]) -> dict[str, Any]:
+    """{node: its changes} of a plan's JSON document, as JSON reads them back."""
+    nodes = json.loads(json.dumps(plan_doc.get("nodes") or []))
+    return {n["node"]: n.get("changes") or [] for n in nodes if isinstance(n, dict) and "node" in n}
+
+
+def mesh_changed(saved: SavedPlan, mesh_path: Path) -> str | None:
+    """Why the plan is stale from mesh.yaml alone (checked before any node is read), or None."""
     if mesh_digest(mesh_path) != saved.mesh_sha256:
-        reasons.append(f"{mesh_path.name} changed since the plan was made")
+        return f"{mesh_path.name} changed since the plan was made"
+    return None
+
+
+def staleness(
+    saved: SavedPlan, mesh_path: Path, reading: Reading, plan: Plan | None = None,
+    names: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Why a saved plan no longer applies; empty when it still does. `plan`: the plan made now from `reading`,
+    which must show the saved plan's changes exactly (a plan also depends on what no fingerprint records, such as
+    handshake ages: a hole punched or not); `names`: public key -> node name, to name peers that moved."""
+    reasons: list[str] = []
+    why = mesh_changed(saved, mesh_path)
+    if why:
+        reasons.append(why)
     for name in sorted(set(saved.fingerprints) | set(reading.fingerprints) | set(reading.errors)):
         if name in reading.errors:
             continue  # reported as a node error by apply
         before = saved.fingerprints.get(name)
         now = reading.fingerprints.get(name)
         if before != now:
-            reasons.append(f"node {name}: {_what_moved(saved.states.get(name), reading, name)}")
+            reasons.append(f"node {name}: {_what_moved(saved.states.get(name), reading, name, names or {})}")
+    if not reasons and plan is not None and saved.changes is not None:
+        now_changes = _changes(plan_to_dict(plan))
+        for name in sorted(set(saved.changes) | set(now_changes)):
+            if saved.changes.get(name, []) != now_changes.get(name, []):
+                shown = ", ".join(dict.fromkeys(f"{c.get('action')} {c.get('kind')} {c.get('name')}".rstrip()
+                                                for c in now_changes.get(name, []))) or "no change"
+                reasons.append(f"node {name}: the plan now differs from the saved one (now: {shown})")
     return reasons
 
 
-def _what_moved(before: Any, reading: Reading, name: str) -> str:
+def _what_moved(before: Any, reading: Reading, name: str, names: Mapping[str, str]) -> str:
     after = reading.comparable.get(name)
     if before is None or after is None:
         return "was not readable when the plan was made" if before is None else "cannot be read now"
@@ -103,7 +132,15 @@ def _what_moved(before: Any, reading: Reading, name: str) -> str:
 
     diff = DeepDiff(before, json.loads(json.dumps(after)), ignore_order=True, verbose_level=1)
     # root['peers'][2]['endpoint'] -> peers[2].endpoint
-    paths = sorted({re.sub(r"\['([^']*)'\]", r".\1", str(p).replace("root", "", 1)).lstrip(".")
+    peers = [p.get("public_key") if isinstance(p, dict) else None for p in (after.get("peers") or [])]
+
+    def peer_name(m: re.Match[str]) -> str:  # peers[2] -> peer gcp (the index says nothing to an operator)
+        i = int(m.group(1))
+        key = peers[i] if i < len(peers) else None
+        return f"peer {names[key]}" if key in names else m.group(0)
+
+    paths = sorted({re.sub(r"^peers\[(\d+)\]", peer_name,
+                           re.sub(r"\['([^']*)'\]", r".\1", str(p).replace("root", "", 1)).lstrip("."))
                     for group in diff.values() for p in group})
     shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
     return f"live state changed ({shown})" if shown else "live state changed"
