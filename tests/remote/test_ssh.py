@@ -273,6 +273,23 @@ def test_forced_command_exit_142_without_early_sign(
         connect(names=("aws",)).run("aws", "echo hi\n", 30)
 
 
+def test_the_plan_key_used_for_more_than_the_read_names_the_key_not_the_user(
+    server: Server, connect: Callable[..., SshTransport]
+) -> None:
+    def plan_key(chan: paramiko.Channel, command: str) -> None:  # what scripts/plankey-read.sh says to apply.sh
+        chan.sendall_stderr(b"wgmesh read-only plan key: this key cannot run apply.sh; use the admin key for "
+                            b"anything else\n")
+        chan.send_exit_status(2)
+        chan.close()
+
+    server.behaviours["ubuntu"] = plan_key
+    with pytest.raises(SshError) as e:
+        connect(user="ubuntu", names=("aws",)).run("aws", "echo hi\n", 30)
+    msg = str(e.value)
+    assert msg.startswith("the key used to log in as ubuntu on aws is wgmesh's read-only plan key")
+    assert "set ssh.identity_file or WGMESH_SSH_IDENTITY to it" in msg and "ssh.user" not in msg
+
+
 def test_a_command_that_never_ends_is_stopped_at_its_deadline(connect: Callable[..., SshTransport]) -> None:
     t = connect()
     started = time.monotonic()

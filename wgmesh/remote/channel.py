@@ -35,6 +35,9 @@ _PRE_MAX = 64 * 1024  # output before READY_MARK (a chatty .bashrc) that we wait
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+")
 _SUGGESTED_USER = re.compile(r"""log\s*in\s+as\s+(?:the\s+user\s+)?["'`]?([a-z_][a-z0-9_.-]{0,31})\b""", re.I)
 
+# What the plan key's forced command (scripts/plankey-read.sh) answers to anything but wgmesh's read.
+PLAN_KEY_ANSWER = "wgmesh read-only plan key:"
+
 
 def one_line(text: str, limit: int = 200) -> str:
     """Text from a node, safe to show: control characters gone, one line, at most `limit` characters."""
@@ -214,6 +217,12 @@ def outcome(node: str, ssh: Ssh, got: Exchange, *, lost: bool) -> CommandResult:
         raise SshError(f"connection to {node} lost while the command ran")
     said = one_line(got.pre.decode(errors="replace") or err)
     status = f" (exit status {got.status})" if got.exited else ""
+    if said.startswith(PLAN_KEY_ANSWER):  # the user is right, the key is not: the CI plan key, used for more
+        raise SshError(
+            f"the key used to log in as {user} on {node} is wgmesh's read-only plan key, which runs wgmesh's read "
+            f"only (it answered: '{said}'); this command needs the admin key: set ssh.identity_file or "
+            "WGMESH_SSH_IDENTITY to it"
+        )
     m = _SUGGESTED_USER.search(said)
     suggested = m.group(1) if m and m.group(1).lower() not in ("the", "a", "an", user) else None
     fix = (
