@@ -510,3 +510,8 @@ def test_missing_identity_file_is_named(tmp_path: Path) -> None:
     t = SshTransport(identity_override=str(tmp_path / "nope"))
     with pytest.raises(SshError, match=r"identity file .*nope does not exist"):
         t._connect(_node("n", 22, tmp_path / "known_hosts").ssh)
+
+
+def test_the_plan_key_answer_is_what_its_script_prints() -> None:
+    script = (Path(channel_mod.__file__).parent / "scripts" / "plankey-read.sh").read_text()
+    assert f"printf '{channel_mod.PLAN_KEY_ANSWER} %s;" in script
