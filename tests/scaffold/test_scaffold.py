@@ -320,3 +320,13 @@ def test_report_apply_table(tmp_path: Path) -> None:
 def test_mesh_name_for(tmp_path: Path) -> None:
     assert scaffold.mesh_name_for(tmp_path / "prod-eu") == "prod-eu"
     assert scaffold.mesh_name_for(tmp_path / "!!!") == "mesh"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed (GitHub's runners have it)")
+@pytest.mark.parametrize("content", ["", "\n", "null\n", '{"type": "apply"}\n', "not json\n"])
+def test_report_apply_without_results_says_it_failed_before_any_change(tmp_path: Path, content: str) -> None:
+    """`apply --json` that wrote nothing (jq 1.6, Debian 12's, reads an empty file as no input and exits 0)."""
+    out = _report(tmp_path, "apply", "1", "apply.json", "graph.mmd", "err.txt",
+                  files={"apply.json": content, "graph.mmd": "", "err.txt": "Error: cannot read mesh.yaml\n"})
+    assert out.startswith("### wgmesh apply failed (exit status 1) before any node was changed\n")
+    assert "Error: cannot read mesh.yaml" in out and "| node |" not in out

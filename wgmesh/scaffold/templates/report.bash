@@ -89,7 +89,8 @@ drift() {
 
 apply() {
   local code=$1 doc=$2 graph=$3 errors=${4:-}
-  if ! jq -e '.results' "$doc" >/dev/null 2>&1; then
+  # a document with a list of results, or none (an empty file: jq 1.6 reads no input and exits 0 even with -e)
+  if [ "$(jq -r 'if (.results | type) == "array" then "yes" else "no" end' "$doc" 2>/dev/null)" != yes ]; then
     echo "### wgmesh apply failed (exit status $code) before any node was changed"
     echo
     run_line
