@@ -82,7 +82,7 @@ def test_install_sends_one_script_per_node_with_the_key_and_the_read_script(repo
     kind, data, _ = PUB.split()
     for v in values.values():
         assert (v["ACTION"], v["KEY_TYPE"], v["KEY_DATA"], v["AUTHORIZED_KEYS"]) == ("install", kind, data, "")
-        assert v["SCRIPT"] == "/etc/wireguard/wgmesh-read-wg0.sh" and v["SUDOERS"] == "/etc/sudoers.d/wgmesh-plan"
+        assert v["SCRIPT"] == "/etc/wireguard/wgmesh-read-wg0.sh" and v["SUDOERS"] == "/etc/sudoers.d/wgmesh-plan-wg0"
         assert f"# wgmesh-read-version: {plankey.script_version()}" in v["READ_HEAD"]
     # each node's read script resolves its peers' endpoint names, as plan's read does
     assert "HOSTS=aws.example.com" in values["gcp"]["READ_BODY"] and "HOSTS=''" in values["aws"]["READ_BODY"]

@@ -37,7 +37,7 @@ def _keygen(directory: Path, name: str = "plan_key") -> Path:
 
 def _drop_sudoers(lab: Lab) -> None:
     """The machine-wide drop-in, if it is ours and names this lab's user (a failed test must not leave it)."""
-    path = Path(plankey.SUDOERS)
+    path = Path(plankey.sudoers_path("wg0"))
     with contextlib.suppress(OSError):
         if path.read_text().startswith(f"# wgmesh plan-key: the read-only plan key of {lab.ssh_user} "):
             path.unlink()
@@ -93,9 +93,9 @@ def test_plan_key_on_cloud_like_hosts(cloud: Lab, run_wgmesh: WgmeshRunner) -> N
             assert st.stdout.split() == ["0", "755"], st.stderr
             keys = labmod.host_exec(lab.dir, h.name, ["cat", str(lab.home / ".ssh" / "authorized_keys")]).stdout
             assert f'restrict,command="sudo -n {SCRIPT}" ssh-ed25519 ' in keys and keys.count("wgmesh-plan-key") == 1
-        drop_in = Path(plankey.SUDOERS).read_text()
+        drop_in = Path(plankey.sudoers_path("wg0")).read_text()
         assert f'{lab.ssh_user} ALL=(root) NOPASSWD: {SCRIPT} ""' in drop_in
-        assert subprocess.run(["visudo", "-cf", plankey.SUDOERS], capture_output=True).returncode == 0
+        assert subprocess.run(["visudo", "-cf", plankey.sudoers_path("wg0")], capture_output=True).returncode == 0
 
         # the admin plan shows it on every node; the plan key's plan is the same, word for word
         admin = run_wgmesh(lab.dir, "plan", "--detailed-exitcode")
@@ -156,7 +156,7 @@ def test_plan_key_on_cloud_like_hosts(cloud: Lab, run_wgmesh: WgmeshRunner) -> N
         assert labmod.host_exec(lab.dir, h.name, ["test", "-e", SCRIPT]).returncode != 0
         keys = labmod.host_exec(lab.dir, h.name, ["cat", str(lab.home / ".ssh" / "authorized_keys")]).stdout
         assert "wgmesh-plan-key" not in keys and keys.strip()  # the admin key's line stays
-    assert not Path(plankey.SUDOERS).exists()
+    assert not Path(plankey.sudoers_path("wg0")).exists()
     admin = run_wgmesh(lab.dir, "plan", "--detailed-exitcode")
     assert admin.returncode == 0 and "plan key" not in admin.stdout, admin.stdout + admin.stderr
 
@@ -167,7 +167,8 @@ def test_plan_key_on_root_login_hosts(lab: Callable[..., Lab], run_wgmesh: Wgmes
     with _plan_key(made, run_wgmesh) as key:
         keys = labmod.host_exec(made.dir, "one", ["cat", "/root/.ssh/authorized_keys"]).stdout
         assert f'restrict,command="{SCRIPT}" ssh-ed25519 ' in keys
-        assert not Path(plankey.SUDOERS).exists() or made.ssh_user not in Path(plankey.SUDOERS).read_text()
+        drop_in = Path(plankey.sudoers_path("wg0"))
+        assert not drop_in.exists() or made.ssh_user not in drop_in.read_text()
         admin = run_wgmesh(made.dir, "plan", "--detailed-exitcode")
         ro = run_wgmesh(made.dir, "plan", "--detailed-exitcode", env=_as_plan_key(key))
         assert admin.returncode == 0 and admin.stdout.count(NOTE) == 2, admin.stdout + admin.stderr

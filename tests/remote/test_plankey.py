@@ -61,12 +61,19 @@ class Node:
 
     @property
     def sudoers(self) -> Path:
+        return self.sudoers_d / "wgmesh-plan-wg0"
+
+    @property
+    def legacy_sudoers(self) -> Path:
         return self.sudoers_d / "wgmesh-plan"
 
-    def plankey(self, action: str, user: str | None = None, key: str = PLAN, hosts: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-        text = plankey.plankey_script("wg0", action, key=_key(key) if action == "install" else None,
+    def plankey(self, action: str, user: str | None = None, key: str = PLAN, hosts: tuple[str, ...] = (),  # type: ignore[no-untyped-def]
+                interface: str = "wg0"):
+        text = plankey.plankey_script(interface, action, key=_key(key) if action == "install" else None,
                                       authorized_keys=str(self.keys), hosts=hosts, key_dir=str(self.key_dir))
-        text = text.replace(f"SUDOERS={plankey.SUDOERS}", f"SUDOERS={self.sudoers}")
+        text = text.replace(f"\nSUDOERS={plankey.sudoers_path(interface)}\n",
+                            f"\nSUDOERS={self.sudoers_d / plankey.sudoers_path(interface).rsplit('/', 1)[1]}\n")
+        text = text.replace(f"\nLEGACY_SUDOERS={plankey.LEGACY_SUDOERS}\n", f"\nLEGACY_SUDOERS={self.legacy_sudoers}\n")
         return self.stubs.run(text, env={"SUDO_USER": user} if user else {})
 
     def forced(self, data: str, original: str | None = "/bin/sh -s") -> subprocess.CompletedProcess[str]:
@@ -169,6 +176,42 @@ def test_remove_takes_everything_away_and_keeps_the_rest(box: Node) -> None:
     assert box.plankey("remove").exit_status == 0  # again: nothing to do, no error
 
 
+def test_each_interface_has_its_own_plan_key_and_sudoers_file(box: Node) -> None:
+    """Two meshes on one node (wg0, wg1): installing or removing one's plan key leaves the other's line and
+    sudoers file; one key cannot be both (sshd runs the first line of a key)."""
+    box.stubs.stub("sudo", "exit 0\n")
+    box.stubs.host("visudo")
+    other = _ed25519(3, "wgmesh-plan-wg1")
+    assert box.plankey("install", user="nobody").exit_status == 0
+    assert box.plankey("install", user="nobody", key=other, interface="wg1").exit_status == 0
+    lines = box.keys.read_text().splitlines()
+    assert len(lines) == 3 and "wgmesh-read-wg0.sh" in lines[1] and "wgmesh-read-wg1.sh" in lines[2]
+    assert box.sudoers.exists() and (box.sudoers_d / "wgmesh-plan-wg1").exists()
+    r = box.plankey("install", user="nobody", key=PLAN, interface="wg1")  # wg0's key for wg1 too
+    assert r.exit_status == plankey.REFUSED_EXIT
+    assert "this key is already the plan key of another interface's mesh on this node" in r.stderr
+    assert box.keys.read_text().splitlines() == lines, "nothing changed"
+    assert box.plankey("remove", user="nobody", interface="wg1").exit_status == 0
+    assert box.keys.read_text().splitlines() == lines[:2] and box.sudoers.exists()
+    assert not (box.sudoers_d / "wgmesh-plan-wg1").exists()
+
+
+def test_the_one_sudoers_file_of_an_older_version_goes_with_its_interface(box: Node) -> None:
+    box.stubs.stub("sudo", "exit 0\n")
+    box.stubs.host("visudo")
+    box.legacy_sudoers.write_text(f"# wgmesh plan-key: the read-only plan key of nobody\nnobody ALL=(root) NOPASSWD: "
+                                  f'{box.script_file} ""\n')
+    assert box.plankey("install", user="nobody", key=_ed25519(3, "x"), interface="wg1").exit_status == 0
+    assert box.legacy_sudoers.exists(), "it allows wg0's script, not wg1's"
+    assert box.plankey("install", user="nobody").exit_status == 0
+    assert not box.legacy_sudoers.exists() and box.sudoers.exists()
+
+
+def test_the_interface_names_a_sudoers_file_sudo_reads() -> None:
+    assert plankey.sudoers_path("wg0") == "/etc/sudoers.d/wgmesh-plan-wg0"
+    assert plankey.sudoers_path("wg.mesh+1") == "/etc/sudoers.d/wgmesh-plan-wg_mesh_1"  # no '.': sudo skips those
+
+
 # ---------------------------------------------------------------------------------------------- the forced command
 
 
@@ -176,7 +219,7 @@ def test_the_installed_script_serves_the_read_as_plan_parses_it(box: Node) -> No
     assert box.plankey("install", hosts=("a.example",)).exit_status == 0
     got = box.forced(_sent(read_command("wg0", ["a.example"], key_dir=str(box.key_dir))))
     assert got.returncode == 0, got.stderr
-    assert got.stdout.startswith(f"@@wgmesh:ready\n@@wgmesh:served {plankey.script_version()}\n")
+    assert got.stdout.startswith(f"@@wgmesh:ready\n@@wgmesh:served {plankey.script_version()} wg0\n")
     state = parse_read_output("wg0", got.stdout.split("@@wgmesh:ready\n", 1)[1])
     assert state.plan_key == "installed" and not state.interface_exists
     assert "a.example" in state.resolved  # the names baked in at install time are resolved
@@ -225,6 +268,13 @@ def test_anything_else_is_refused_before_a_byte_is_printed(box: Node, original: 
 def test_output_of_a_script_from_another_version_is_refused() -> None:
     out = "@@wgmesh:served 0123456789abcdef\n@@wgmesh:v1\n@@wgmesh:end\n"
     with pytest.raises(ParseError, match=r"from another wgmesh version .* run `wgmesh plan-key KEY.pub` again"):
+        parse_read_output("wg0", out)
+
+
+def test_output_of_another_interfaces_plan_key_is_refused() -> None:
+    out = f"@@wgmesh:served {plankey.script_version()} wg1\n@@wgmesh:v1\n@@wgmesh:end\n"
+    with pytest.raises(ParseError, match=r"is the plan key of interface wg1 on this node, not of wg0: each mesh on a "
+                                         r"node needs a plan key of its own"):
         parse_read_output("wg0", out)
 
 

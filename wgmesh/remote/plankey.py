@@ -24,7 +24,13 @@ from wgmesh.core.model import KEY_DIR
 from wgmesh.remote import shell
 
 TAG = "wgmesh-plan-key"  # the comment of the key's authorized_keys line
-SUDOERS = "/etc/sudoers.d/wgmesh-plan"
+LEGACY_SUDOERS = "/etc/sudoers.d/wgmesh-plan"  # one file for every interface, before plan keys were per interface
+
+
+def sudoers_path(interface: str) -> str:
+    """The sudoers drop-in of one interface's plan key. sudo skips a file whose name has a '.' or ends in '~':
+    any character of an interface name other than a-z A-Z 0-9 _ - becomes '_'."""
+    return "/etc/sudoers.d/wgmesh-plan-" + re.sub(r"[^A-Za-z0-9_-]", "_", interface)
 REFUSED_EXIT = 3
 KEY_TYPES = (
     "ssh-ed25519",
@@ -134,7 +140,8 @@ def plankey_script(
         IF=interface,
         KEY_DIR=paths["KEY_DIR"],
         SCRIPT=script_path(interface, key_dir),
-        SUDOERS=SUDOERS,
+        SUDOERS=sudoers_path(interface),
+        LEGACY_SUDOERS=LEGACY_SUDOERS,
         AUTHORIZED_KEYS=authorized_keys or "",
         KEY_TYPE=key.type if key else "",
         KEY_DATA=key.data if key else "",
@@ -198,7 +205,18 @@ def plan_key_state(body: str | None) -> str | None:
 
 def served_version(found: Iterable[shell.Section]) -> str | None:
     """The version of the installed read script that produced this output, or None (wgmesh's own script)."""
+    served = _served(found)
+    return served[0] if served else None
+
+
+def served_interface(found: Iterable[shell.Section]) -> str | None:
+    """The interface the installed read script serves (None: wgmesh's own script, or one that does not say)."""
+    served = _served(found)
+    return served[1] if served and len(served) > 1 else None
+
+
+def _served(found: Iterable[shell.Section]) -> list[str] | None:
     for s in found:
         if s.name == "served":
-            return s.rest.strip()
+            return s.rest.split() or [""]
     return None

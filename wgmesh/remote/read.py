@@ -215,7 +215,7 @@ def parse_read_output(interface: str, text: str) -> LiveState:
 
 def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:
     """`parse_read_output` over sections already split (status and import print theirs first)."""
-    _check_served(found)
+    _check_served(found, interface)
     sections, resolves = _read_sections(found)
     missing, os_family = parse_preflight(sections["preflight"])
     iface, peers = parse_dump(sections["wg"])
@@ -325,11 +325,18 @@ def _plan_key(body: str | None) -> str | None:
     return plankey.plan_key_state(body)
 
 
-def _check_served(found: Sequence[shell.Section]) -> None:
-    """Refuse the output of an installed read script from another wgmesh version: its sections may no longer
-    be what this parser expects, and a plan from them could show changes that are not there."""
+def _check_served(found: Sequence[shell.Section], interface: str) -> None:
+    """Refuse the output of an installed read script from another wgmesh version (its sections may no longer
+    be what this parser expects, and a plan from them could show changes that are not there), or one that reads
+    another interface (the login's plan key is another mesh's)."""
     from wgmesh.remote import plankey
 
+    other = plankey.served_interface(found)
+    if other is not None and other != interface:
+        raise ParseError(
+            f"the key this read logged in with is the plan key of interface {other} on this node, not of {interface}: "
+            "each mesh on a node needs a plan key of its own (`wgmesh plan-key` with another key)"
+        )
     served = plankey.served_version(found)
     if served is not None and served != plankey.script_version():
         raise ParseError(

@@ -11,8 +11,8 @@
 #        `sudo -n /bin/sh -s`; sudo keeps the variable through the sudoers drop-in's env_keep), and the first
 #        256 bytes of stdin: wgmesh's transport sends `echo '@@wgmesh:ready'`, then the script, whose first line
 #        is `# wgmesh NAME.sh`. Nothing else of stdin is read, nothing of it is run.
-# Prints: `@@wgmesh:ready` (what the transport waits for), `@@wgmesh:served VERSION` (remote/read.py refuses
-#         the output of a script from another wgmesh version), for status the clock, then read.sh's sections.
+# Prints: `@@wgmesh:ready` (what the transport waits for), `@@wgmesh:served VERSION IF` (remote/read.py refuses
+#         the output of a script from another wgmesh version, or of another interface's), for status the clock, then read.sh's sections.
 
 planread_refuse() {
   printf 'wgmesh read-only plan key: %s; use the admin key for anything else\n' "$1" >&2
@@ -43,7 +43,7 @@ case $planread_head in
 esac
 
 echo '@@wgmesh:ready'
-wgm_mark served "$PLANREAD_VERSION"
+wgm_mark served "$PLANREAD_VERSION" "$IF"
 if [ "$planread_what" = status ]; then
   wgm_mark clock
   date +%s

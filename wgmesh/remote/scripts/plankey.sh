@@ -5,15 +5,19 @@
 # Install, in this order, so that the key never works before its script does:
 #   1. $SCRIPT ($KEY_DIR/wgmesh-read-$IF.sh): READ_HEAD, a line `# authorized_keys: PATH`, READ_BODY; root's,
 #      mode 0755, written atomically, in a folder only root may write (checked);
-#   2. when the login user is not root: $SUDOERS (/etc/sudoers.d/wgmesh-plan), validated with `visudo -cf`
+#   2. when the login user is not root: $SUDOERS (/etc/sudoers.d/wgmesh-plan-IF), validated with `visudo -cf`
 #      before it is moved into place, letting exactly that user run exactly $SCRIPT, without arguments, as root;
-#   3. the login user's authorized_keys: every `wgmesh-plan-key` line replaced by
-#      `restrict,command="[sudo -n ]$SCRIPT" KEY_TYPE KEY_DATA wgmesh-plan-key` (atomic, owner and mode kept:
-#      sshd ignores a file the user cannot read or others can write).
-# Remove, in the reverse order: the authorized_keys lines, the sudoers file (if it is ours), the script.
+#   3. the login user's authorized_keys: the `wgmesh-plan-key` line that runs $SCRIPT (this interface's) replaced
+#      by `restrict,command="[sudo -n ]$SCRIPT" KEY_TYPE KEY_DATA wgmesh-plan-key` (atomic, owner and mode kept:
+#      sshd ignores a file the user cannot read or others can write). Other interfaces' lines stay: each mesh on
+#      a node has its plan key, and a key that is another interface's plan key already is refused (sshd runs the
+#      first line of a key: one key cannot serve two scripts).
+# Remove, in the reverse order: the authorized_keys line, the sudoers file (if it is ours), the script.
+# $LEGACY_SUDOERS, the one file of every interface before plan keys were per interface, goes when it allows
+# $SCRIPT.
 #
 # The login user is the one wgmesh logs in as: SUDO_USER under `sudo -n /bin/sh -s`, else the current user.
-# Values: ACTION (install | remove), IF, KEY_DIR, SCRIPT, SUDOERS, AUTHORIZED_KEYS (the login user's file, ''
+# Values: ACTION (install | remove), IF, KEY_DIR, SCRIPT, SUDOERS, LEGACY_SUDOERS, AUTHORIZED_KEYS (the login user's file, ''
 #         for ~/.ssh/authorized_keys, or on remove the file the installed script names; relative: to the home),
 #         KEY_TYPE and KEY_DATA (the plan key, on install), READ_HEAD and READ_BODY (the script, on install).
 # Output: `@@wgmesh:plankey installed|removed USER root|sudo AUTHORIZED_KEYS`.
@@ -46,7 +50,20 @@ if [ -L "$plankey_keys" ]; then
   plankey_keys=$(readlink -f "$plankey_keys")
 fi
 
-# plankey_edit FILE [LINE]: FILE without its `wgmesh-plan-key` lines, then LINE; atomic, owner and mode kept.
+# plankey_lines MODE FILE: this interface's plan key line is a `wgmesh-plan-key` line whose forced command runs
+# $SCRIPT. MODE drop: print FILE without it; mine: exit 0 if FILE has it; other: exit 0 if another interface's
+# plan key line holds KEY_DATA.
+plankey_lines() {
+  awk -v mode="$1" -v tag="$plankey_tag" -v script="$SCRIPT" -v key="${KEY_DATA:-}" '
+    { mine = ($NF == tag && index($0, script "\"") > 0) }
+    mode == "drop" { if (!mine) print; next }
+    mode == "mine" { if (mine) found = 1; next }
+    mode == "other" && !mine && $NF == tag { for (i = 1; i <= NF; i++) if ($i == key) found = 1 }
+    END { if (mode != "drop") exit !found }' "$2"
+}
+
+# plankey_edit FILE [LINE]: FILE without this interface's `wgmesh-plan-key` line, then LINE; atomic, owner and
+# mode kept.
 plankey_edit() {
   plankey_tmp="${1%/*}/.${1##*/}.wgmesh-tmp.$$"
   if [ -f "$1" ]; then
@@ -57,7 +74,7 @@ plankey_edit() {
     plankey_mode=600
   fi
   if {
-    if [ -f "$1" ]; then awk -v tag="$plankey_tag" '$NF != tag' "$1"; fi
+    if [ -f "$1" ]; then plankey_lines drop "$1"; fi
     if [ "$#" -gt 1 ]; then printf '%s\n' "$2"; fi
   } >"$plankey_tmp" && chown "$plankey_owner" "$plankey_tmp" && chmod "$plankey_mode" "$plankey_tmp" &&
     mv -f "$plankey_tmp" "$1"; then
@@ -77,15 +94,20 @@ plankey_put() {
   wgm_die "cannot write $1" 3
 }
 
-plankey_ours() {
-  [ -f "$SUDOERS" ] && head -n 1 "$SUDOERS" | grep -q "^$plankey_header"
+plankey_ours() { # FILE: a sudoers file wgmesh wrote
+  [ -f "$1" ] && head -n 1 "$1" | grep -q "^$plankey_header"
+}
+
+plankey_legacy() { # the one sudoers file of every interface, written for this interface's script
+  if plankey_ours "$LEGACY_SUDOERS" && grep -qF "$SCRIPT" "$LEGACY_SUDOERS"; then rm -f "$LEGACY_SUDOERS"; fi
 }
 
 if [ "$ACTION" = remove ]; then
-  if [ -f "$plankey_keys" ] && awk -v tag="$plankey_tag" '$NF == tag { found = 1 } END { exit !found }' "$plankey_keys"; then
+  if [ -f "$plankey_keys" ] && plankey_lines mine "$plankey_keys"; then
     plankey_edit "$plankey_keys"
   fi
-  if plankey_ours; then rm -f "$SUDOERS"; fi
+  if plankey_ours "$SUDOERS"; then rm -f "$SUDOERS"; fi
+  plankey_legacy
   rm -f "$SCRIPT"
   wgm_mark plankey removed "$plankey_user" - "$plankey_keys"
   exit 0
@@ -96,6 +118,9 @@ fi
 if [ -f "$plankey_keys" ] && awk -v tag="$plankey_tag" -v key="$KEY_DATA" \
   '$NF != tag { for (i = 1; i <= NF; i++) if ($i == key) found = 1 } END { exit !found }' "$plankey_keys"; then
   wgm_die "this key already logs in as $plankey_user without restriction ($plankey_keys): a plan key must be a key of its own (ssh-keygen -t ed25519 -f wgmesh-plan-key)" 3
+fi
+if [ -f "$plankey_keys" ] && plankey_lines other "$plankey_keys"; then
+  wgm_die "this key is already the plan key of another interface's mesh on this node ($plankey_keys): one key serves one mesh (sshd runs the first line of a key); make another key for this one (ssh-keygen -t ed25519 -f wgmesh-plan-key-$IF)" 3
 fi
 mkdir -p "$KEY_DIR"
 for plankey_folder in "$KEY_DIR" "${KEY_DIR%/*}"; do
@@ -135,9 +160,10 @@ if [ "$plankey_via" = sudo ]; then
   fi
   plankey_put "$SUDOERS" 440 <"$plankey_draft"
   rm -f "$plankey_draft"
-elif plankey_ours; then
+elif plankey_ours "$SUDOERS"; then
   rm -f "$SUDOERS" # a plan key of another login user before: not needed by root
 fi
+plankey_legacy
 
 plankey_sshdir=${plankey_keys%/*}
 if [ ! -d "$plankey_sshdir" ]; then
