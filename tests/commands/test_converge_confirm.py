@@ -87,7 +87,7 @@ def test_the_check_is_made_on_the_state_under_the_lock_with_the_rest_sent_only_o
     (sent,) = [s for n, k, s in fake.scripts if k == "apply"]
     first, _, rest = sent.partition("\ngo\n")
     assert "wgm_wait_go" in first and "wgm_begin" not in first.split("wgm_wait_go")[-1]
-    assert rest.startswith("wgm_expect_interface present\nwgm_begin\n") and f"echo {VERIFY_MARK}" in rest
+    assert rest.startswith("wgm_steps() {\nwgm_expect_interface present\nwgm_begin\n") and f"echo {VERIFY_MARK}" in rest
 
 
 def test_what_the_plan_ignores_is_no_reason_to_refuse() -> None:

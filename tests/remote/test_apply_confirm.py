@@ -163,7 +163,7 @@ def test_the_state_under_the_lock_comes_before_the_question(box: Stubs) -> None:
     script = _script()
     assert script.first.rstrip().endswith(f"wgm_mark {ASK_MARK.removeprefix('@@wgmesh:')}\nwgm_wait_go")
     assert "\nwgm_begin\n" not in script.first and "\nwgm_lock\n" in script.first
-    assert script.rest.startswith("wgm_expect_interface present\nwgm_begin\n")
+    assert script.rest.startswith("wgm_steps() {\nwgm_expect_interface present\nwgm_begin\n")
     result, before = _converse(box, script, "stop")
     assert before.startswith("@@wgmesh:v1\n") and "@@wgmesh:end\n" in before  # read.sh's sections
     assert result.exit_status == remote_apply.STOPPED_EXIT
@@ -195,6 +195,48 @@ def test_a_controller_that_never_answers_does_not_keep_the_lock(box: Stubs) -> N
     assert time.monotonic() - started < 10
     assert _lock_free(box) and _run_files(box) == []
     assert not any(c.startswith(("route", "address", "link set")) for c in ip_calls(box))
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        pipe.close()  # type: ignore[union-attr]
+
+
+def _cut_after_the_first_step(rest: str) -> str:
+    """The steps as far as the line after the config file's text (the first step): a connection that ended there."""
+    end = rest.index("\n__WGMESH_CONF__\n") + len("\n__WGMESH_CONF__\n")
+    assert "wgm_finish" not in rest[:end]
+    return rest[:end]
+
+
+def test_a_connection_that_ends_while_the_steps_arrive_changes_nothing(box: Stubs) -> None:
+    """The shell runs `sh -s`'s lines as they come: the steps are one function, run once all of it is there."""
+    script = _script()
+    cut = ApplyScript(script.run, script.first, _cut_after_the_first_step(script.rest))
+    result, _ = _converse(box, cut, "go")
+    assert result.exit_status != 0
+    assert not (box.root / "etc-wireguard" / "wg0.conf").exists(), "the first step did not run"
+    assert not any(c.startswith(("route", "address", "link set")) for c in ip_calls(box))
+    assert _run_files(box) == [] and _lock_free(box)
+
+
+def test_steps_that_stop_arriving_do_not_keep_the_lock(box: Stubs) -> None:
+    """After `go`, the connection stalls in the middle of the steps (sshd keeps the session): the script ends by
+    itself after ANSWER_TIMEOUT, changing nothing."""
+    script = _script()
+    first = script.first.replace(f"ANSWER_TIMEOUT={remote_apply.ANSWER_TIMEOUT}\n", "ANSWER_TIMEOUT=1\n")
+    proc = subprocess.Popen(box.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(box), text=True)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(_local(box, first))
+    proc.stdin.flush()
+    for line in proc.stdout:
+        if line == ASK_MARK + "\n":
+            break
+    proc.stdin.write("go\n" + _local(box, _cut_after_the_first_step(script.rest)))
+    proc.stdin.flush()  # and stdin stays open: the rest never comes
+    started = time.monotonic()
+    assert proc.wait(timeout=20) != 0
+    assert time.monotonic() - started < 10
+    assert not (box.root / "etc-wireguard" / "wg0.conf").exists()
+    assert _lock_free(box) and _run_files(box) == []
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         pipe.close()  # type: ignore[union-attr]
 

@@ -164,12 +164,15 @@ def apply_script(
         "wgm_wait_go",
     ]
     kinds = {s.kind for s in plan.steps}
-    rest = []
+    # one function, called once all of it has arrived: a connection cut while the steps arrive changes nothing
+    # (the shell runs the lines of `sh -s` as they come, but a function only once its closing line is read)
+    rest = ["wgm_steps() {"]
     if StepKind.REMOVE_INTERFACE not in kinds:
         rest.append(f"wgm_expect_interface {'absent' if StepKind.INTERFACE_UP in kinds else 'present'}")
     rest.append("wgm_begin")
     rest += [step_call(s, mesh.interface) for s in plan.steps if s.kind is not StepKind.CONFIRM_PENDING]
     rest.append("wgm_finish")
+    rest += ["}", "wgm_arrived", "wgm_steps"]
     rest.append("set +e")
     rest.append(f"echo {VERIFY_MARK}")
     rest.append(live_mod.read_command(mesh.interface, resolve_hosts(mesh, node)))

@@ -9,6 +9,9 @@
 # One apply, on the node:
 # 1. wgm_lock; the state under the lock is printed and the controller compares it with the state its plan was
 #    made from: wgm_wait_go reads its answer (`go`, or anything else: nothing changes).
+#    After `go` come the steps, as one function (wgm_steps), and the call of it: the shell runs nothing of a
+#    function before its closing line, so a connection that stalls or ends while the steps arrive changes
+#    nothing (a watchdog ends a stalled script after ANSWER_TIMEOUT seconds, as before `go`).
 # 2. wgm_begin: the EXIT trap first (any failing step rolls back: wgm_rollback), then the previous IF.conf
 #    ($PREV) and the runtime (`wg showconf` without its PrivateKey and PresharedKey lines: $SNAP), in the tmpfs
 #    /run/wireguard, mode 600, named after the run. Every reconcile step checks whether the node still needs it
@@ -43,11 +46,18 @@ wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or 
   IFS= read -r wgm_answer || :
   kill "$wgm_watchdog" 2>/dev/null || :
   case $wgm_answer in
-  go) ;;
+  go)
+    # the steps come next, as one function (wgm_steps) that runs only once its last line is here: until
+    # wgm_arrived, a connection that stalls or ends has changed nothing, and the script ends in time too
+    (sleep "${ANSWER_TIMEOUT:-60}" && kill "$$") </dev/null >/dev/null 2>&1 9>&- &
+    wgm_watchdog=$!
+    ;;
   stop) wgm_die "changed by another apply since this plan: run plan again" 3 ;;
   *) wgm_die "the controller did not answer (connection lost?): nothing was changed" 3 ;;
   esac
 }
+
+wgm_arrived() { kill "$wgm_watchdog" 2>/dev/null || :; }  # the whole of wgm_steps is here: it may run
 
 wgm_restore_snapshot() {  # the runtime as $SNAP has it; its PrivateKey comes from $KEY, as in wgm_sync_peers
   [ -s "$SNAP" ] || return 0
