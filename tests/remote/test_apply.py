@@ -134,7 +134,7 @@ def test_scripts_end_with_the_verify_read() -> None:
     plan = diff_node(MESH, MESH.node("azure"), fresh(MESH, "azure"))
     script = apply_script(MESH, MESH.node("azure"), plan).rest
     head, _, tail = script.partition(f"echo {remote_apply.VERIFY_MARK}\n")
-    assert head.rstrip().endswith("wgm_finish\nset +e")
+    assert head.rstrip().endswith("wgm_finish\n}\nwgm_arrived\nwgm_steps\nset +e")
     assert tail.startswith("# wgmesh read.sh")
     assert "wgm_mark end" in tail
 
