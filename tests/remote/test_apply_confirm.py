@@ -32,7 +32,7 @@ from wgmesh.remote import apply as remote_apply
 from wgmesh.remote import shell
 from wgmesh.remote.adopt import adopt_script
 from wgmesh.remote.apply import ApplyScript, apply_script, confirm_script, parse_outcome, rollback_script
-from wgmesh.remote.read import parse_pending, read_command
+from wgmesh.remote.read import parse_pending, parse_settling, read_command
 from wgmesh.remote.shell import SYSTEM_PATH
 from wgmesh.remote.transport import ASK_MARK, CommandResult
 
@@ -288,6 +288,31 @@ def test_a_run_awaiting_its_confirmation_is_read_as_pending_until_it_is_confirme
     assert pending() == (script.run,)
     assert parse_outcome(_run(box, confirm_script(MESH, script.run, lock_timeout=5)).stdout) == "confirmed"
     assert pending() == ()
+
+
+def test_a_run_being_undone_is_read_as_settling_and_plan_waits(box: Stubs) -> None:
+    """Its revert timer claimed it (no confirmation in time) and is undoing it: what a read sees now is about to
+    change, so the plan of that node is an error saying to plan again, not "No changes"."""
+    script = _script()
+    result, _ = _converse(box, script, "go")
+    assert result.exit_status == 0, result.stderr
+    pending = box.root / "run-wireguard" / f"wgmesh-wg0.{script.run}.confirm"
+    pending.rename(pending.with_name(pending.name + ".claimed"))  # as revert.sh claims it, before it undoes
+    out = _run(box, read_command("wg0")).stdout
+    (section,) = [s for s in shell.sections(out) if s.name == "pending"]
+    assert parse_pending(section.text or "") == ()
+    assert parse_settling(section.text or "") == (script.run,)
+    state = dataclasses.replace(converged(MESH, "aws"), settling_runs=(script.run,))
+    plan = diff_node(MESH, MESH.node("aws"), state)
+    assert plan.error and plan.error.startswith(f"the node is settling apply {script.run} right now")
+    assert not plan.changes and not plan.steps
+    claimed = pending.with_name(pending.name + ".claimed")
+    timer = int(claimed.read_text())
+    os.kill(timer, signal.SIGKILL)  # a timer killed before it could settle: the file settles nothing
+    assert _wait(lambda: not Path(f"/proc/{timer}").exists() or "Z" in Path(f"/proc/{timer}/stat").read_text())
+    out = _run(box, read_command("wg0")).stdout
+    (section,) = [s for s in shell.sections(out) if s.name == "pending"]
+    assert parse_settling(section.text or "") == ()
 
 
 def test_an_unconfirmed_run_is_reverted_by_the_node(box: Stubs) -> None:

@@ -138,6 +138,10 @@ def diff_node(
     An apply whose change still awaits its confirmation (its controller stopped in between) is a change of its
     own, first: the state read is what the node keeps only if that apply is confirmed, so apply confirms it
     before anything else (or it would be undone under the plan's feet); plan made from it says so."""
+    if live.settling_runs:  # what it reads now may be undone in a moment: no plan from it
+        return NodePlan(node.name, fingerprint=fingerprint, error=(
+            f"the node is settling apply {', '.join(live.settling_runs)} right now (confirming it, or undoing it "
+            "because its confirmation came too late): run wgmesh plan again in a few seconds"))
     plan = _diff_node(mesh, node, live, fingerprint, index)
     if not live.pending_runs or plan.error:
         return plan

@@ -112,6 +112,8 @@ class LiveState:
     # the run ids of applies whose change awaits confirmation: the node undoes each by itself unless it is
     # confirmed (a controller stopped between its apply and its confirmation)
     pending_runs: tuple[str, ...] = ()
+    # runs being confirmed or undone on the node right now (their revert timer or a confirmation claimed them)
+    settling_runs: tuple[str, ...] = ()
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:
@@ -157,6 +159,7 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "forward_rules6": state.forward_rules6,
         "stray_forward_rules": sorted(state.stray_forward_rules),
         "pending_runs": sorted(state.pending_runs),
+        "settling_runs": sorted(state.settling_runs),
     }
 
 

@@ -180,6 +180,12 @@ def parse_pending(body: str) -> tuple[str, ...]:
     return tuple(sorted({r for r in (line.strip() for line in body.splitlines()) if shell.RUN_ID.fullmatch(r)}))
 
 
+def parse_settling(body: str) -> tuple[str, ...]:
+    """The pending section's `settling RUN` lines -> the runs being confirmed or undone right now."""
+    runs = (line.split()[1] for line in body.splitlines() if len(line.split()) == 2 and line.split()[0] == "settling")
+    return tuple(sorted({r for r in runs if shell.RUN_ID.fullmatch(r)}))
+
+
 def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, int, frozenset[IPNetwork]]:
     """The iptables (or ip6tables) section -> (the node has the tool, how many of wgmesh's two forward rules are
     there, masqueraded subnets)."""
@@ -276,6 +282,7 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         clock=parse_clock(sections.get("now", "")),
         applied=parse_clock(sections.get("applied", "")),
         pending_runs=parse_pending(sections.get("pending", "")),
+        settling_runs=parse_settling(sections.get("pending", "")),
         reresolve=parse_reresolve(interface, sections.get("reresolve")),
     )
 

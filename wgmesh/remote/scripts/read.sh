@@ -284,12 +284,25 @@ wgm_mark applied
 cat "/run/wireguard/wgmesh-$IF.applied" 2>/dev/null || :
 
 # applies whose change awaits the controller's confirmation (apply.sh: the node undoes each by itself unless
-# confirm.sh claims it): one run id per line
+# confirm.sh claims it): one run id per line; `settling RUN` for a run claimed right now (confirm.sh confirming
+# it, or its revert timer undoing it: the node is about to be what it was, or stay what it is)
 wgm_mark pending
 for read_pending in "/run/wireguard/wgmesh-$IF".*.confirm; do
   [ -f "$read_pending" ] || continue
   read_pending=${read_pending##*/"wgmesh-$IF".}
   echo "${read_pending%.confirm}"
+done
+for read_pending in "/run/wireguard/wgmesh-$IF".*.confirm.claimed; do
+  [ -f "$read_pending" ] || continue
+  read_run=${read_pending##*/"wgmesh-$IF".}
+  read_run=${read_run%.confirm.claimed}
+  # only while its revert timer (the PID in the file) still runs: a file whose timer was killed settles nothing
+  read_pid=$(cat "$read_pending" 2>/dev/null) || read_pid=
+  case $read_pid in '' | *[!0-9]*) continue ;; esac
+  if [ -r "/proc/$read_pid/cmdline" ] &&
+    tr '\000' ' ' <"/proc/$read_pid/cmdline" | grep -qF "wgmesh-$IF.$read_run.revert.sh"; then
+    echo "settling $read_run"
+  fi
 done
 
 wgm_mark end
