@@ -142,9 +142,10 @@ def _lock_free(box: Stubs) -> bool:
 
 
 def _run_files(box: Stubs) -> list[str]:
-    """The run's files left on the node (the lock and the last confirmed apply's stamp are the node's own)."""
+    """The run's files left on the node (the lock, the last confirmed apply's stamp and the empty mark of the last
+    confirmed run, which the next run removes, are the node's own)."""
     return sorted(p.name for p in (box.root / "run-wireguard").iterdir()
-                  if p.name not in ("wgmesh-wg0.lock", "wgmesh-wg0.applied"))
+                  if p.name not in ("wgmesh-wg0.lock", "wgmesh-wg0.applied") and not p.name.endswith(".confirmed"))
 
 
 def _wait(cond, timeout: float = 20) -> bool:  # type: ignore[no-untyped-def]
@@ -288,6 +289,27 @@ def test_a_run_awaiting_its_confirmation_is_read_as_pending_until_it_is_confirme
     assert pending() == (script.run,)
     assert parse_outcome(_run(box, confirm_script(MESH, script.run, lock_timeout=5)).stdout) == "confirmed"
     assert pending() == ()
+
+
+def test_a_run_another_connection_confirmed_first_is_confirmed(box: Stubs) -> None:
+    """Two applies confirm the same pending run (one of them the next apply, one the run's own, late): the one that
+    loses the claim says `confirmed` too (the change stays), not `no record of this apply`; the next run removes
+    the mark."""
+    script = _script()
+    result, _ = _converse(box, script, "go")
+    assert result.exit_status == 0, result.stderr
+    confirm = confirm_script(MESH, script.run, lock_timeout=5)
+    assert parse_outcome(_run(box, confirm).stdout) == "confirmed"
+    late = _run(box, confirm)
+    assert late.exit_status == 0 and parse_outcome(late.stdout) == "confirmed", late.stderr
+    assert _wait(lambda: _lock_free(box))
+    mark = box.root / "run-wireguard" / f"wgmesh-wg0.{script.run}.confirmed"
+    assert mark.exists() and mark.read_text() == ""
+    nothing = _run(box, confirm_script(MESH, "other1", lock_timeout=5))
+    assert nothing.exit_status == 3 and "no record of this apply" in nothing.stderr  # a run never known: an error
+    result, _ = _converse(box, _script(), "go")
+    assert result.exit_status == 0, result.stderr
+    assert not mark.exists(), "the next run removes the mark"
 
 
 def test_a_run_being_undone_is_read_as_settling_and_plan_waits(box: Stubs) -> None:

@@ -5,7 +5,8 @@
 # Won: the undo record and the snapshot are forgotten and the timer is woken (it finds the claim gone and ends,
 #      releasing the node lock): `@@wgmesh:confirmed`.
 # Lost: the timer reverted the run, or is reverting it: wait for the node lock (the timer holds it until it
-#      is done): `@@wgmesh:reverted`.
+#      is done): `@@wgmesh:reverted`. Or another connection confirmed it first ($CONFIRMED, an empty mark the
+#      next run removes): the change stays, `@@wgmesh:confirmed`.
 # Won also stamps the time in $APPLIED (read.sh's `applied` section).
 # Exit 3: no record of the run on the node (it was restarted, or its files were removed). (SC2154: values.)
 # wgmesh-include: apply.sh
@@ -13,6 +14,7 @@
 if mv -f "$PENDING" "$PENDING.claimed" 2>/dev/null; then
   confirm_pid=$(cat "$PENDING.claimed")
   wgm_forget
+  : >"$CONFIRMED"
   date +%s >"$APPLIED" 2>/dev/null || : # when the node last changed: older handshakes prove nothing of it
   wgm_wake "$confirm_pid"
   wgm_mark confirmed
@@ -22,6 +24,10 @@ wgm_lock
 if [ -f "$REVERTED" ]; then
   rm -f "$REVERTED"
   wgm_mark reverted
+  exit 0
+fi
+if [ -f "$CONFIRMED" ]; then
+  wgm_mark confirmed
   exit 0
 fi
 wgm_die "no record of this apply on the node ($PENDING): was it restarted?" 3
