@@ -220,6 +220,19 @@ def test_results_success() -> None:
     assert _err(env) == ""
 
 
+def test_results_count_what_was_done_not_what_was_planned() -> None:
+    """A node another apply changed meanwhile is `unchanged`: its planned changes are not in the summary."""
+    plan = _plan({n: fresh(MESH, n) for n in NAMES})
+    env = _env()
+    results = [NodeResult(n, Outcome.UNCHANGED if n == "aws" else Outcome.CHANGED, "") for n in NAMES]
+    HumanView(env).results(plan, results)
+    aws = next(n for n in plan.nodes if n.node == "aws").counts()
+    total = plan.counts()
+    want = tuple(t - a for t, a in zip(total, aws, strict=True))
+    assert want != total
+    assert f"Apply complete! Resources: {want[0]} added, {want[1]} changed, {want[2]} destroyed." in _out(env)
+
+
 def test_results_failure_names_the_nodes() -> None:
     plan = _plan({n: fresh(MESH, n) for n in NAMES})
     env = _env()

@@ -136,7 +136,10 @@ class HumanView:
             msg = f" ({r.message})" if r.message else ""
             self._print(_OUTCOME_STYLES[r.outcome], f"{r.node.ljust(width)}  {r.outcome.value}{msg}")
         failed = [r for r in results if r.outcome is Outcome.FAILED]
-        add, change, destroy = plan.counts()
+        # what was done, not what was planned: a node another apply changed meanwhile is `unchanged`
+        done = {r.node for r in results if r.outcome is Outcome.CHANGED}
+        counts = [n.counts() for n in plan.nodes if n.node in done]
+        add, change, destroy = (sum(c[i] for c in counts) for i in range(3))
         self.out.print()
         if failed:
             self.error(f"apply failed on {len(failed)} node(s): {', '.join(r.node for r in failed)}. "
