@@ -212,3 +212,41 @@ def test_a_targeted_plan_of_a_nat_node_also_reads_the_public_nodes() -> None:
     assert [n.name for n in apply._observers(m, [nodes["gcp"], nodes["aws"]])] == ["azure"]
     assert apply._observers(m, [nodes["aws"]]) == [], "a public node's config does not depend on punching"
     assert apply._observers(MESH, [MESH.node("aliyun")]) == [], "one node without an endpoint: no relay, no punching"
+
+
+def test_ctrl_c_lets_the_started_nodes_finish_and_starts_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Terraform: Ctrl-C while aws is being applied says so at once; aws finishes (changed, confirmed); azure,
+    gcp and aliyun are not started and are failed saying why."""
+    import signal
+    import threading
+
+    states, after = _each_missing_peer()
+    fake = _connected(FakeTransport(dict(states), after=after))
+    started, release = threading.Event(), threading.Event()
+    real = apply.apply_node
+
+    def slow(*args, **kw):  # type: ignore[no-untyped-def]
+        started.set()
+        assert release.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(apply, "apply_node", slow)
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    said: list[str] = []
+
+    def ctrl_c() -> None:
+        assert started.wait(10)
+        signal.pthread_kill(main, signal.SIGINT)  # a real signal: it interrupts the main thread's wait
+
+    def interrupted() -> None:
+        said.append("interrupt")
+        release.set()
+
+    threading.Thread(target=ctrl_c).start()
+    results = apply_plan(MESH, fake, _plans(states), states, parallelism=1, on_interrupt=interrupted)
+    assert said == ["interrupt"]
+    assert (results[0].node, results[0].outcome) == ("aws", Outcome.CHANGED), results[0].message
+    assert [(r.node, r.outcome, r.message) for r in results[1:]] == [
+        (n, Outcome.FAILED, apply.NOT_STARTED) for n in NAMES[1:]]
+    assert fake.kinds("aws") == ["apply", "confirm"] and all(fake.kinds(n) == [] for n in NAMES[1:])

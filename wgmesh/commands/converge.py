@@ -267,15 +267,26 @@ def apply_plan(
     confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT,
     on_result: Callable[[NodeResult], None] | None = None,
     observed: Mapping[str, LiveState] | None = None,
+    on_interrupt: Callable[[], None] | None = None,
 ) -> list[NodeResult]:
     """Apply every node's plan in parallel. Nodes without changes are reported unchanged; nodes whose
-    plan is an error are reported failed; one node's failure never stops the others."""
-    from concurrent.futures import ThreadPoolExecutor
+    plan is an error are reported failed; one node's failure never stops the others.
+
+    Ctrl-C (KeyboardInterrupt) while nodes are being applied: as Terraform, the nodes already started finish
+    (verified and confirmed, or rolled back: stopping one in the middle is what the revert timer is for, not a
+    way to stop), `on_interrupt` says so at once, no other node is started (each one is failed with
+    NOT_STARTED), and the results are returned as usual. A second Ctrl-C stops waiting."""
+    import signal
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor, wait
 
     index = plan_index(mesh, observed if observed is not None else states)  # the plan's (see `_read`)
+    stopping = threading.Event()
 
     def one(p: NodePlan) -> NodeResult:
-        if p.error:
+        if stopping.is_set() and p.changes and not p.error:
+            r = NodeResult(p.node, Outcome.FAILED, NOT_STARTED)
+        elif p.error:
             r = NodeResult(p.node, Outcome.FAILED, p.error)
         elif not p.changes:
             r = NodeResult(p.node, Outcome.UNCHANGED, "; ".join(p.notes))
@@ -286,8 +297,31 @@ def apply_plan(
             on_result(r)
         return r
 
+    # Ctrl-C waits while the nodes are handed to the pool (SIGINT blocked in this thread, and so in the pool's
+    # threads, made meanwhile): a node is either handed over, and finishes or sees `stopping`, or not at all
+    masked = threading.current_thread() is threading.main_thread()
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(plans) or 1))) as pool:
-        return list(pool.map(one, plans))
+        futures: list[Future[NodeResult]] = []
+        try:
+            if masked:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                for p in plans:
+                    futures.append(pool.submit(one, p))
+            finally:
+                if masked:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            wait(futures)
+        except KeyboardInterrupt:
+            stopping.set()
+            futures += [pool.submit(one, p) for p in plans[len(futures):]]  # (a Ctrl-C from before the mask)
+            if on_interrupt:
+                on_interrupt()
+            wait(futures)  # the started nodes finish; the others see `stopping` and start nothing
+        return [f.result() for f in futures]
+
+
+NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"
 
 
 
@@ -431,6 +465,10 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             mesh, transport, list(plan.nodes), reading.states,
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
             confirm_timeout=opts.confirm_timeout, observed=got.observed,
+            on_interrupt=lambda: view.message(
+                "\nInterrupt received: the nodes being applied finish (verified and confirmed, or rolled back); "
+                "no other node is started. Ctrl-C again stops waiting (the nodes still finish, or undo their "
+                "change by themselves)."),
         )
         if not opts.json:
             view.results(plan, results)
