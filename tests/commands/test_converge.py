@@ -13,7 +13,7 @@ from meshes import converged, four, fresh, pubkey
 from wgmesh.commands import converge as apply
 from wgmesh.commands.converge import apply_plan
 from wgmesh.core.model import Mesh
-from wgmesh.core.plan import Outcome, build_plan
+from wgmesh.core.plan import NOT_STARTED, Outcome, build_plan
 from wgmesh.core.state import LiveState
 from wgmesh.remote import apply as remote_apply
 from wgmesh.remote.apply import rollback_script
@@ -248,5 +248,5 @@ def test_ctrl_c_lets_the_started_nodes_finish_and_starts_no_other(monkeypatch: p
     assert said == ["interrupt"]
     assert (results[0].node, results[0].outcome) == ("aws", Outcome.CHANGED), results[0].message
     assert [(r.node, r.outcome, r.message) for r in results[1:]] == [
-        (n, Outcome.FAILED, apply.NOT_STARTED) for n in NAMES[1:]]
+        (n, Outcome.FAILED, NOT_STARTED) for n in NAMES[1:]]
     assert fake.kinds("aws") == ["apply", "confirm"] and all(fake.kinds(n) == [] for n in NAMES[1:])

@@ -13,7 +13,7 @@ from meshes import converged, four, fresh, pubkey
 
 from wgmesh.core.changes import Action, Change
 from wgmesh.core.checks import Probe, check_report, targets
-from wgmesh.core.plan import NodeResult, Outcome, Plan, build_plan
+from wgmesh.core.plan import NOT_STARTED, NodeResult, Outcome, Plan, build_plan
 from wgmesh.core.state import LiveState
 from wgmesh.core.status import status_report
 from wgmesh.views import make_view
@@ -431,3 +431,14 @@ def test_both_views_implement_every_method_of_the_protocol() -> None:
             ours = inspect.signature(getattr(View, name)).parameters
             theirs = inspect.signature(getattr(cls, name)).parameters
             assert list(theirs) == list(ours), (cls.__name__, name)
+
+
+def test_an_interrupted_apply_says_so_not_fix_the_cause() -> None:
+    plan = _plan({n: fresh(MESH, n) for n in NAMES})
+    env = _env()
+    results = [NodeResult(n, Outcome.CHANGED if n == "aws" else Outcome.FAILED, "" if n == "aws" else NOT_STARTED)
+               for n in NAMES]
+    HumanView(env).results(plan, results)
+    others = ", ".join(n for n in NAMES if n != "aws")
+    assert f"apply was interrupted: {others} not applied; run wgmesh apply again to apply them." in _err(env)
+    assert "Fix the cause" not in _err(env)

@@ -28,7 +28,7 @@ from wgmesh.commands.common import (
 from wgmesh.commands.read import Reading, comparable_state, plan_from_reading, read_nodes
 from wgmesh.core.changes import Change
 from wgmesh.core.model import Mesh, Node
-from wgmesh.core.plan import MeshIndex, NodePlan, NodeResult, Outcome, Plan, diff_node, plan_index
+from wgmesh.core.plan import NOT_STARTED, MeshIndex, NodePlan, NodeResult, Outcome, Plan, diff_node, plan_index
 from wgmesh.core.punch import PairPath, punching
 from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
@@ -320,8 +320,6 @@ def apply_plan(
             wait(futures)  # the started nodes finish; the others see `stopping` and start nothing
         return [f.result() for f in futures]
 
-
-NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"
 
 
 

@@ -287,6 +287,9 @@ def build_plan(
     return Plan(tuple(nodes), (*warnings, *unresolved_warnings(mesh, results), *punch.notes()))
 
 
+NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"  # a FAILED result
+
+
 class Outcome(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"

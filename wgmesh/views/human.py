@@ -128,7 +128,7 @@ class HumanView:
         self, plan: Plan, results: Sequence[NodeResult], rounds: Sequence[tuple[Plan, Sequence[NodeResult]]] = ()
     ) -> None:
         """(`rounds`, apply's hole punching, are shown as they happen: plan() and results() each.)"""
-        from wgmesh.core.plan import Outcome
+        from wgmesh.core.plan import NOT_STARTED, Outcome
 
         self.out.print()
         width = max((len(r.node) for r in results), default=0)
@@ -141,7 +141,10 @@ class HumanView:
         counts = [n.counts() for n in plan.nodes if n.node in done]
         add, change, destroy = (sum(c[i] for c in counts) for i in range(3))
         self.out.print()
-        if failed:
+        if failed and all(r.message == NOT_STARTED for r in failed):
+            self.error(f"apply was interrupted: {', '.join(r.node for r in failed)} not applied; run wgmesh apply "
+                       "again to apply them.")
+        elif failed:
             self.error(f"apply failed on {len(failed)} node(s): {', '.join(r.node for r in failed)}. "
                        "Fix the cause and run wgmesh apply again; the other nodes converged.")
         else:
