@@ -10,7 +10,7 @@ from meshes import clouds_behind_nats as nat_mesh
 
 from wgmesh.core.changes import Action
 from wgmesh.core.plan import build_plan, diff_node, plan_index
-from wgmesh.core.punch import FRESH, PairPath, punching
+from wgmesh.core.punch import FRESH, MISSED_REKEY, PairPath, punching
 from wgmesh.core.render import PeerEntries, desired, render, render_node, syncconf_text
 from wgmesh.core.state import LiveState
 from wgmesh.core.steps import Step, StepKind
@@ -189,6 +189,47 @@ def test_a_direct_pair_that_stays_fresh_is_no_change_even_when_its_endpoint_roam
               for k, v in gcp.peers.items()}
     states["gcp"] = dataclasses.replace(gcp, peers=roamed)
     assert not build_plan(m, states).has_changes
+
+
+def _moved(states: dict[str, LiveState | str], name: str, endpoint: str) -> None:
+    """The public nodes see NAT'd `name` at a new address: its NAT mapped it anew (a new public IP, a new port)."""
+    for public in ("aws", "azure"):
+        st = states[public]
+        assert isinstance(st, LiveState)
+        key = KEYS[name]
+        states[public] = dataclasses.replace(st, peers={**st.peers, key: dataclasses.replace(st.peers[key],
+                                                                                           endpoint=endpoint)})
+
+
+def _punched_at(states: dict[str, LiveState | str], a: str, b: str) -> None:
+    """Each entry of the pair points where `wg set` put it: the other's observed endpoint."""
+    for this, other in ((a, b), (b, a)):
+        st = states[this]
+        assert isinstance(st, LiveState)
+        key = KEYS[other]
+        states[this] = dataclasses.replace(st, peers={**st.peers, key: dataclasses.replace(st.peers[key],
+                                                                                         endpoint=SEEN[other])})
+
+
+def test_a_direct_pair_left_behind_by_a_new_nat_mapping_punches_again_after_a_missed_rekey() -> None:
+    """aliyun's NAT gives it a new address: the public nodes see it there, gcp's direct entry still points at the
+    old one and nothing reaches it. Once the pair has missed a rekey, the plan punches again with the new endpoint
+    (not "No changes" until the handshake is FRESH seconds old)."""
+    m = nat_mesh()
+    direct = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
+    for age, path in ((100, PairPath.DIRECT), (MISSED_REKEY + 20, PairPath.PUNCH)):
+        states = punch_states(m, direct, handshakes=NOW - age)
+        _punched_at(states, "gcp", "aliyun")
+        _moved(states, "aliyun", "203.0.113.44:1024")
+        got = punching(m, states)
+        assert got.path("gcp", "aliyun") is path, age
+    plan = {n.node: n for n in build_plan(m, states).nodes}
+    moved = next(c for c in plan["gcp"].changes if c.name == "aliyun")
+    assert (moved.before or {})["path"] == "direct" and (moved.after or {})["endpoint"] == "203.0.113.44:1024"
+    # the same pair with the public nodes seeing aliyun where gcp's entry points: a missed rekey alone is no change
+    states = punch_states(m, direct, handshakes=NOW - MISSED_REKEY - 20)
+    _punched_at(states, "gcp", "aliyun")
+    assert punching(m, states).path("gcp", "aliyun") is PairPath.DIRECT
 
 
 def test_a_direct_pair_gone_stale_moves_back_to_the_relay() -> None:

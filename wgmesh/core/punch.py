@@ -20,7 +20,12 @@ A pair of nodes without an endpoint is, on each of the two nodes:
           `wg syncconf` input: syncconf would overwrite what the tunnel learns). Its handshakes prove the path;
 - DIRECT: that entry carries the other's addresses: the relay is out of the pair's way. A pair is direct while
           its direct entry has a fresh handshake (within FRESH seconds of the node's clock); one that goes stale
-          moves back to the relay (and punches again).
+          moves back to the relay (and punches again). So does one whose entry still points where the other was
+          while the public nodes see the other elsewhere now (its NAT gave it a new address or port: a new
+          public IP, a new listen port), once the pair has missed a rekey (its handshake older than MISSED_REKEY):
+          nothing reaches the old address, and waiting for FRESH would leave the pair dead for minutes with a
+          plan of "No changes". (A direct entry that roamed to a new address while the public nodes still see the
+          old one is the other way round, and fine: packets came in on the direct path.)
 
 The decision is made from what the plan read of every node, once per plan, the same on both nodes of a pair: it
 never flaps on a pair that is fine, because a direct path with keepalive has a handshake at least every ~2
@@ -42,6 +47,9 @@ if TYPE_CHECKING:  # (render imports this module: it needs no live state)
     from wgmesh.core.state import LiveState
 
 FRESH = 300  # seconds: a handshake at most this old proves a path (and an observed endpoint) current
+# seconds: a direct path with keepalive shakes hands again at least every ~165 s (WireGuard: REKEY_AFTER_TIME 120 s
+# for the initiator, REJECT_AFTER_TIME - KEEPALIVE - REKEY_TIMEOUT for the responder); older is a missed rekey
+MISSED_REKEY = 180
 PUNCH_KEEPALIVE = 25  # seconds: the keepalive of a direct entry when the node's own keepalive is off
 
 
@@ -157,6 +165,22 @@ def _direct_handshake(a: Node, b: Node, states: Mapping[str, LiveState]) -> bool
     return False
 
 
+def _left_behind(a: Node, b: Node, states: Mapping[str, LiveState], seen: Mapping[str, Seen]) -> bool:
+    """Either side's entry for the other points where the other was, while the public nodes see it elsewhere now,
+    and the pair has missed a rekey: the direct path lost the other when its NAT mapping changed."""
+    for this, other in ((a, b), (b, a)):
+        live = states.get(this.name)
+        learned = seen[other.name].endpoint if other.name in seen else None
+        if live is None or other.public_key is None or learned is None or live.clock is None:
+            continue
+        lp = live.peers.get(other.public_key)
+        endpoint = _endpoint(lp.endpoint) if lp is not None else None
+        if lp is not None and endpoint is not None and endpoint != learned \
+                and live.clock - lp.latest_handshake > MISSED_REKEY:
+            return True
+    return False
+
+
 def punching(mesh: Mesh, results: Mapping[str, LiveState | str]) -> Punching:
     """The path of every pair of enrolled nodes without an endpoint, from what the plan read (`results`: each
     node's state, or why it could not be read)."""
@@ -169,7 +193,7 @@ def punching(mesh: Mesh, results: Mapping[str, LiveState | str]) -> Punching:
     nat = relay.nat
     for i, a in enumerate(nat):
         for b in nat[i + 1:]:
-            if _direct_handshake(a, b, states):
+            if _direct_handshake(a, b, states) and not _left_behind(a, b, states, seen):
                 paths[frozenset((a.name, b.name))] = PairPath.DIRECT
             elif all(seen.get(n.name) is not None and seen[n.name].endpoint is not None for n in (a, b)):
                 paths[frozenset((a.name, b.name))] = PairPath.PUNCH
