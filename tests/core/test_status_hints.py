@@ -6,7 +6,7 @@ import dataclasses
 
 from meshes import converged, four
 
-from wgmesh.core.status import status_report
+from wgmesh.core.status import REKEY_DUE, status_report
 
 MESH = four()  # aws, azure, gcp with endpoints; aliyun behind NAT
 
@@ -46,10 +46,41 @@ def test_a_handshake_older_than_the_last_apply_does_not_count() -> None:
     results = {n: converged(MESH, n) for n in MESH.node_names}
     results["aws"] = dataclasses.replace(results["aws"], applied=1700000050)
     results["azure"] = dataclasses.replace(results["azure"], applied=1700000050)
-    report = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=1700000060)
+    later = 1700000050 + REKEY_DUE + 10  # a live pair would have shaken hands again by now
+    report = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=later)
     assert [h.split(":")[0] for h in report.hints] == ["aws <-> azure"]
     assert report.hints[0].startswith("aws <-> azure: no handshake since the last apply: aws's UDP port")
     assert report.view("aws", "gcp").before_apply and not report.view("gcp", "aws").before_apply  # gcp: no apply
     # one side with a handshake after its apply: the pair works
     results["aws"] = dataclasses.replace(results["aws"], applied=1699999000)
-    assert status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=1700000060).hints == ()
+    assert status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=later).hints == ()
+
+
+def test_right_after_an_apply_old_handshakes_get_no_firewall_hint() -> None:
+    """10 s after an apply (an MTU change, say), every pair's handshake is older than it while the tunnels carry
+    traffic: no pair is blamed on a firewall; one line says when to look again."""
+    results = {n: dataclasses.replace(converged(MESH, n), applied=1700000050) for n in MESH.node_names}
+    report = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=1700000060)
+    assert report.hints == (
+        "the last apply on aliyun, aws, azure, gcp was under 3 minutes ago: a handshake from before it proves "
+        "nothing of what it changed, and a live pair shakes hands again within 3 minutes: run status again then "
+        "(or `wgmesh check` now)",)
+    assert report.view("aws", "azure").before_apply and report.view("aws", "azure").apply_recent
+
+
+def test_a_hole_punched_pair_without_a_recent_handshake_gets_a_hint() -> None:
+    """Two nodes behind NAT, direct (hole punched), whose direct path went quiet: the relay legs look fine, so
+    say it of the pair itself (before, such pairs got no hint at all)."""
+    from meshes import NOW, punch_states
+    from meshes import clouds_behind_nats as nat_mesh
+
+    from wgmesh.core.punch import punching
+
+    m = nat_mesh()
+    direct = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
+    fine = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=NOW - 60), {}, now=NOW)
+    assert not any("hole punched" in h for h in fine.hints)
+    quiet = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=NOW - 400), {}, now=NOW)
+    assert [h for h in quiet.hints if "hole punched" in h] == [
+        "gcp <-> aliyun: hole punched, but no recent handshake on the direct path: run wgmesh plan and apply (it "
+        "punches again, or moves the pair back to the relay)"]

@@ -22,6 +22,11 @@ class Handshake(StrEnum):
     SELF = "self"
 
 
+# seconds after an apply by which a live pair has shaken hands again (WireGuard rekeys a session in use every
+# 120-165 s): a handshake older than the apply proves nothing of it, but says nothing against it before this
+REKEY_DUE = 180
+
+
 def classify(latest_handshake: int, now: int) -> tuple[Handshake, int | None]:
     """A handshake time (epoch seconds, 0 = never) -> (class, age in seconds)."""
     if latest_handshake <= 0:
@@ -46,6 +51,8 @@ of the relay (its leg of the path; the relay's view of `peer` is the other leg).
     via: str | None = None  # the relay: `source` reaches `peer` through it (core/relay.py)
     punched: bool = False  # neither has an endpoint and the pair is direct: hole punched (core/punch.py)
     before_apply: bool = False  # the handshake is older than `source`'s last apply: it proves nothing of it
+    # ... and that apply was under REKEY_DUE seconds ago: a live pair has not had to shake hands again yet
+    apply_recent: bool = False
 
     @property
     def path(self) -> str:
@@ -132,9 +139,10 @@ def node_status(
             continue
         state, age = classify(peer.latest_handshake, t)
         before = got.applied is not None and 0 < peer.latest_handshake < got.applied
+        recent = before and got.applied is not None and t - got.applied < REKEY_DUE
         views.append(
             PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
-                     via, punched, before)
+                     via, punched, before, recent)
         )
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
@@ -167,13 +175,26 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
     read), which node's UDP port must be reachable from which: the most common first-day failure is a security
     group, NSG, VPC firewall, ufw or firewalld dropping it. A pair where neither node has an endpoint goes through
     the relay (`relayed`): its legs, pairs with the relay, get their own hints."""
-    seen = {(v.source, v.peer): (Handshake.NEVER if v.before_apply else v.state) for v in views}
-    before = {(v.source, v.peer) for v in views if v.before_apply}
+    # a handshake from before an apply proves nothing of it, but only once a live pair must have shaken hands
+    # again (REKEY_DUE after the apply): until then a pair that carries traffic gets no firewall hint
+    seen = {(v.source, v.peer): (Handshake.NEVER if v.before_apply and not v.apply_recent else v.state)
+            for v in views}
+    before = {(v.source, v.peer) for v in views if v.before_apply and not v.apply_recent}
     hints = []
+    recent = sorted({v.source for v in views if v.apply_recent})
+    if recent:
+        hints.append(f"the last apply on {', '.join(recent)} was under {REKEY_DUE // 60} minutes ago: a handshake "
+                     "from before it proves nothing of what it changed, and a live pair shakes hands again within "
+                     f"{REKEY_DUE // 60} minutes: run status again then (or `wgmesh check` now)")
+    punched = {frozenset((v.source, v.peer)) for v in views if v.punched}
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
             dialed = [n for n in (a, b) if n.endpoint is not None]
             if not dialed and relayed:
+                pair = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
+                if frozenset((a.name, b.name)) in punched and pair and pair <= {Handshake.NEVER, Handshake.STALE}:
+                    hints.append(f"{a.name} <-> {b.name}: hole punched, but no recent handshake on the direct path: "
+                                 "run wgmesh plan and apply (it punches again, or moves the pair back to the relay)")
                 continue
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
