@@ -231,6 +231,8 @@ def test_ctrl_c_lets_the_started_nodes_finish_and_starts_no_other(monkeypatch: p
         return real(*args, **kw)
 
     monkeypatch.setattr(apply, "apply_node", slow)
+    # Python's own Ctrl-C handler, as the wgmesh command has it (a test before may have left another one)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     main = threading.main_thread().ident
     assert main is not None and threading.get_ident() == main
     said: list[str] = []
@@ -244,7 +246,10 @@ def test_ctrl_c_lets_the_started_nodes_finish_and_starts_no_other(monkeypatch: p
         release.set()
 
     threading.Thread(target=ctrl_c).start()
-    results = apply_plan(MESH, fake, _plans(states), states, parallelism=1, on_interrupt=interrupted)
+    try:
+        results = apply_plan(MESH, fake, _plans(states), states, parallelism=1, on_interrupt=interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert said == ["interrupt"]
     assert (results[0].node, results[0].outcome) == ("aws", Outcome.CHANGED), results[0].message
     assert [(r.node, r.outcome, r.message) for r in results[1:]] == [

@@ -7,7 +7,7 @@ import ipaddress
 import json
 
 import pytest
-from meshes import converged, four
+from meshes import converged, four, fresh
 
 from wgmesh.core.changes import Action
 from wgmesh.core.model import Subnet
@@ -209,4 +209,12 @@ def test_the_unit_is_enabled_where_systemd_runs_and_a_note_says_what_boot_does_e
     assert Step(StepKind.ENABLE_UNIT) in plan.steps
     drifted = converged(MESH, "azure", wg_quick_unit_enabled=None, link_up=False)
     plan = diff_node(MESH, MESH.node("azure"), drifted)
+    assert any("no systemd" in n and "wg-quick up wg0" in n for n in plan.notes)
+
+
+def test_the_first_plan_of_a_node_without_systemd_says_what_boot_does() -> None:
+    """The plan that creates the interface is the one an operator reviews first: it says so too."""
+    new = dataclasses.replace(fresh(MESH, "azure"), wg_quick_unit_enabled=None)
+    plan = diff_node(MESH, MESH.node("azure"), new)
+    assert plan.creates_interface
     assert any("no systemd" in n and "wg-quick up wg0" in n for n in plan.notes)

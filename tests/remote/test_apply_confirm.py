@@ -215,7 +215,8 @@ def test_a_connection_that_ends_while_the_steps_arrive_changes_nothing(box: Stub
     assert result.exit_status != 0
     assert not (box.root / "etc-wireguard" / "wg0.conf").exists(), "the first step did not run"
     assert not any(c.startswith(("route", "address", "link set")) for c in ip_calls(box))
-    assert _run_files(box) == [] and _lock_free(box)
+    assert _run_files(box) == []
+    assert _wait(lambda: _lock_free(box), 5)  # (once seen held a moment after the exit, on a loaded machine)
 
 
 def test_steps_that_stop_arriving_do_not_keep_the_lock(box: Stubs) -> None:

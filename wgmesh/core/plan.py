@@ -210,7 +210,7 @@ def _diff_node(
         changes += extra.changes  # forwarding, rules, unit: wg-quick up does them (PostUp), shown for review
         return NodePlan(node.name, tuple(changes), fingerprint=fingerprint, creates_interface=True,
                         steps=(*create_steps(cfg, mesh.name), *extra.after_up), config_diff=config_diff,
-                        notes=tuple(relay_notes(mesh, node, _direct(cfg))))
+                        notes=(*relay_notes(mesh, node, _direct(cfg)), *extra.notes))  # (no systemd: say so)
 
     before: dict[str, Value] = {
         "public_key": live.public_key,
