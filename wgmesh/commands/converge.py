@@ -275,7 +275,8 @@ def apply_plan(
     Ctrl-C (KeyboardInterrupt) while nodes are being applied: as Terraform, the nodes already started finish
     (verified and confirmed, or rolled back: stopping one in the middle is what the revert timer is for, not a
     way to stop), `on_interrupt` says so at once, no other node is started (each one is failed with
-    NOT_STARTED), and the results are returned as usual. A second Ctrl-C stops waiting."""
+    NOT_STARTED), and the results are returned as usual. (A second Ctrl-C leaves the results unprinted; the
+    started nodes still finish: their threads are waited for.)"""
     import signal
     import threading
     from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -319,8 +320,6 @@ def apply_plan(
                 on_interrupt()
             wait(futures)  # the started nodes finish; the others see `stopping` and start nothing
         return [f.result() for f in futures]
-
-
 
 
 APPROVE_PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted."
@@ -465,8 +464,7 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             confirm_timeout=opts.confirm_timeout, observed=got.observed,
             on_interrupt=lambda: view.message(
                 "\nInterrupt received: the nodes being applied finish (verified and confirmed, or rolled back); "
-                "no other node is started. Ctrl-C again stops waiting (the nodes still finish, or undo their "
-                "change by themselves)."),
+                "no other node is started."),
         )
         if not opts.json:
             view.results(plan, results)
