@@ -302,10 +302,8 @@ def _result(node: Stubs, script: str, fail: str = "") -> dict[str, object]:
 
 
 def _leftovers(node: Stubs) -> list[str]:
-    """The run's files still on the node (none once it is confirmed, rolled back or reverted; the empty mark of a
-    confirmed run, which the next run removes, is no file of the run's)."""
-    return sorted(p.name for p in (node.root / "run-wireguard").iterdir()
-                  if f".{RUN}." in p.name and not (p.name.endswith(".confirmed") and p.stat().st_size == 0))
+    """The run's files still on the node (none once it is confirmed, rolled back or reverted)."""
+    return sorted(p.name for p in (node.root / "run-wireguard").iterdir() if f".{RUN}." in p.name)
 
 
 def test_reconcile_run_converges_the_node(node: Stubs) -> None:

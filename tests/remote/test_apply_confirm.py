@@ -142,10 +142,9 @@ def _lock_free(box: Stubs) -> bool:
 
 
 def _run_files(box: Stubs) -> list[str]:
-    """The run's files left on the node (the lock, the last confirmed apply's stamp and the empty mark of the last
-    confirmed run, which the next run removes, are the node's own)."""
+    """The run's files left on the node (the lock and the last confirmed apply's stamp are the node's own)."""
     return sorted(p.name for p in (box.root / "run-wireguard").iterdir()
-                  if p.name not in ("wgmesh-wg0.lock", "wgmesh-wg0.applied") and not p.name.endswith(".confirmed"))
+                  if p.name not in ("wgmesh-wg0.lock", "wgmesh-wg0.applied"))
 
 
 def _wait(cond, timeout: float = 20) -> bool:  # type: ignore[no-untyped-def]
@@ -266,8 +265,9 @@ def test_go_changes_the_node_and_leaves_it_pending_under_the_lock(box: Stubs) ->
     confirmed = _run(box, confirm_script(MESH, run, lock_timeout=5))
     assert confirmed.exit_status == 0, confirmed.stderr
     assert parse_outcome(confirmed.stdout) == "confirmed"
-    stamp = (box.root / "run-wireguard" / "wgmesh-wg0.applied").read_text()
+    stamp, stamped_run = (box.root / "run-wireguard" / "wgmesh-wg0.applied").read_text().split()
     assert abs(int(stamp) - time.time()) < 30, "a confirmed run stamps when the node last changed"
+    assert stamped_run == run
     assert _wait(lambda: _lock_free(box)), "the woken timer ends and frees the lock"
     assert _run_files(box) == []
     assert ROUTE in ip_state(box)["routes"]  # type: ignore[operator]
@@ -294,8 +294,8 @@ def test_a_run_awaiting_its_confirmation_is_read_as_pending_until_it_is_confirme
 
 def test_a_run_another_connection_confirmed_first_is_confirmed(box: Stubs) -> None:
     """Two applies confirm the same pending run (one of them the next apply, one the run's own, late): the one that
-    loses the claim says `confirmed` too (the change stays), not `no record of this apply`; the next run removes
-    the mark."""
+    loses the claim says `confirmed` too (the change stays), not `no record of this apply`. The node's stamp of
+    its last confirmed apply names the run (read.sh's `applied` is still its time)."""
     script = _script()
     result, _ = _converse(box, script, "go")
     assert result.exit_status == 0, result.stderr
@@ -303,14 +303,14 @@ def test_a_run_another_connection_confirmed_first_is_confirmed(box: Stubs) -> No
     assert parse_outcome(_run(box, confirm).stdout) == "confirmed"
     late = _run(box, confirm)
     assert late.exit_status == 0 and parse_outcome(late.stdout) == "confirmed", late.stderr
-    assert _wait(lambda: _lock_free(box))
-    mark = box.root / "run-wireguard" / f"wgmesh-wg0.{script.run}.confirmed"
-    assert mark.exists() and mark.read_text() == ""
+    assert _wait(lambda: _lock_free(box)) and _run_files(box) == []
+    stamp = (box.root / "run-wireguard" / "wgmesh-wg0.applied").read_text().split()
+    assert stamp[1] == script.run and abs(int(stamp[0]) - time.time()) < 30
+    out = _run(box, read_command("wg0")).stdout
+    (applied,) = [s for s in shell.sections(out) if s.name == "applied"]
+    assert (applied.text or "").strip() == stamp[0]
     nothing = _run(box, confirm_script(MESH, "other1", lock_timeout=5))
     assert nothing.exit_status == 3 and "no record of this apply" in nothing.stderr  # a run never known: an error
-    result, _ = _converse(box, _script(), "go")
-    assert result.exit_status == 0, result.stderr
-    assert not mark.exists(), "the next run removes the mark"
 
 
 def test_a_run_being_undone_is_read_as_settling_and_plan_waits(box: Stubs) -> None:

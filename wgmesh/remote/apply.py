@@ -67,7 +67,6 @@ def _values(
         "UNDO": f"{base}.undo",
         "PENDING": f"{base}.confirm",
         "REVERTED": f"{base}.reverted",
-        "CONFIRMED": f"{base}.confirmed",  # an empty mark, kept until the next run: a later confirm finds it
         "REVERT_SH": f"{base}.revert.sh",
         "CONFIRM_TIMEOUT": int(confirm_timeout),
         "ANSWER_TIMEOUT": ANSWER_TIMEOUT,

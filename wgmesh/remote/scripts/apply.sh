@@ -4,7 +4,7 @@
 # run's record, its revert timer and its undo, shared by rollback.sh, revert.sh and confirm.sh (which include it).
 #
 # Expects (values, quoted): IF CONF KEY TMP LOG, and per run (RUN, a word the controller chose): PREV SNAP UNDO
-# PENDING REVERTED CONFIRMED REVERT_SH, REVERT (the text of revert.sh), CONFIRM_TIMEOUT and ANSWER_TIMEOUT; `set -eu`.
+# PENDING REVERTED REVERT_SH, REVERT (the text of revert.sh), CONFIRM_TIMEOUT and ANSWER_TIMEOUT; `set -eu`.
 #
 # One apply, on the node:
 # 1. wgm_lock; the state under the lock is printed and the controller compares it with the state its plan was
@@ -19,8 +19,7 @@
 # 3. wgm_finish: the undo record ($UNDO, no key material) and the revert timer (wgm_arm: revert.sh, detached,
 #    holding the node lock): unless confirm.sh claims $PENDING within CONFIRM_TIMEOUT seconds, the node undoes
 #    the run by itself. From there the run's files are the timer's, confirm.sh's or rollback.sh's to remove.
-# Nothing of a run outlives it: its files are removed when it fails, is confirmed, rolled back or reverted (but
-# for an empty mark that it was confirmed or reverted, which the next run removes).
+# Nothing of a run outlives it: its files are removed when it fails, is confirmed, rolled back or reverted.
 
 wgm_undo=:
 wgm_conf_undo=:
@@ -107,7 +106,7 @@ wgm_begin() {
   # files of runs that ended without their cleanup (killed): no run is pending while we hold the lock
   rm -f "${UNDO%/*}/wgmesh-$IF".*.undo "${UNDO%/*}/wgmesh-$IF".*.snapshot "${UNDO%/*}/wgmesh-$IF".*.prev \
     "${UNDO%/*}/wgmesh-$IF".*.revert.sh "${UNDO%/*}/wgmesh-$IF".*.confirm "${UNDO%/*}/wgmesh-$IF".*.reverted \
-    "${UNDO%/*}/wgmesh-$IF".*.confirm.claimed "${UNDO%/*}/wgmesh-$IF".*.confirmed
+    "${UNDO%/*}/wgmesh-$IF".*.confirm.claimed
   wgm_conf_undo='rm -f "$CONF"'
   if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
   if ip link show dev "$IF" >/dev/null 2>&1; then

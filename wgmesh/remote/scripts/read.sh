@@ -281,7 +281,10 @@ date +%s
 
 # when the last confirmed apply ended here (confirm.sh), if one did since the node booted (a tmpfs)
 wgm_mark applied
-cat "/run/wireguard/wgmesh-$IF.applied" 2>/dev/null || :
+if [ -f "/run/wireguard/wgmesh-$IF.applied" ]; then
+  read -r read_applied _ <"/run/wireguard/wgmesh-$IF.applied" || :
+  echo "${read_applied:-}"
+fi
 
 # applies whose change awaits the controller's confirmation (apply.sh: the node undoes each by itself unless
 # confirm.sh claims it): one run id per line; `settling RUN` for a run claimed right now (confirm.sh confirming
