@@ -216,41 +216,41 @@ def test_a_targeted_plan_of_a_nat_node_also_reads_the_public_nodes() -> None:
 
 def test_ctrl_c_lets_the_started_nodes_finish_and_starts_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
     """As Terraform: Ctrl-C while aws is being applied says so at once; aws finishes (changed, confirmed); azure,
-    gcp and aliyun are not started and are failed saying why."""
-    import signal
+    gcp and aliyun are not started and are failed saying why. (The KeyboardInterrupt is raised where the main
+    thread waits, as Python raises it there on SIGINT: a real signal sent from a test thread was not always seen
+    in time under pytest-xdist; the real Ctrl-C was checked by hand on lab hosts.)"""
+    import concurrent.futures
     import threading
 
     states, after = _each_missing_peer()
     fake = _connected(FakeTransport(dict(states), after=after))
     started, release = threading.Event(), threading.Event()
-    real = apply.apply_node
+    real_apply, real_wait = apply.apply_node, concurrent.futures.wait
 
     def slow(*args, **kw):  # type: ignore[no-untyped-def]
         started.set()
         assert release.wait(10)
-        return real(*args, **kw)
+        return real_apply(*args, **kw)
+
+    waits: list[int] = []
+
+    def ctrl_c_in_the_first_wait(fs, *args, **kw):  # type: ignore[no-untyped-def]
+        waits.append(len(fs))
+        if len(waits) == 1:
+            assert started.wait(10)
+            raise KeyboardInterrupt
+        return real_wait(fs, *args, **kw)
 
     monkeypatch.setattr(apply, "apply_node", slow)
-    # Python's own Ctrl-C handler, as the wgmesh command has it (a test before may have left another one)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    main = threading.main_thread().ident
-    assert main is not None and threading.get_ident() == main
+    monkeypatch.setattr(concurrent.futures, "wait", ctrl_c_in_the_first_wait)
     said: list[str] = []
-
-    def ctrl_c() -> None:
-        assert started.wait(10)
-        signal.pthread_kill(main, signal.SIGINT)  # a real signal: it interrupts the main thread's wait
 
     def interrupted() -> None:
         said.append("interrupt")
         release.set()
 
-    threading.Thread(target=ctrl_c).start()
-    try:
-        results = apply_plan(MESH, fake, _plans(states), states, parallelism=1, on_interrupt=interrupted)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert said == ["interrupt"]
+    results = apply_plan(MESH, fake, _plans(states), states, parallelism=1, on_interrupt=interrupted)
+    assert said == ["interrupt"] and waits == [len(NAMES), len(NAMES)]
     assert (results[0].node, results[0].outcome) == ("aws", Outcome.CHANGED), results[0].message
     assert [(r.node, r.outcome, r.message) for r in results[1:]] == [
         (n, Outcome.FAILED, NOT_STARTED) for n in NAMES[1:]]

@@ -547,6 +547,43 @@ def test_a_change_left_unconfirmed_by_a_killed_controller_is_planned_and_confirm
         _converge(run_wgmesh, mesh)
 
 
+def test_ctrl_c_during_apply_lets_the_started_node_finish_and_starts_no_other(
+    mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
+) -> None:
+    """SIGINT (Ctrl-C) while aws is being applied, one node at a time: as Terraform, apply says so, aws finishes
+    (verified and confirmed), azure and gcp are not started and are reported so, exit 1; their change is still in
+    the next plan, and nothing of a run is left on any node."""
+    slow = original
+    for name in NAMES:
+        slow = _add_to_node(slow, name, '    post_up: ["sleep 3"]\n')
+    mesh.mesh_path.write_text(slow)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")} | {"NO_COLOR": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "wgmesh", "apply", "--auto-approve", "--parallelism", "1"],
+                                cwd=mesh.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # the signal goes to this process only
+        deadline = time.monotonic() + 60
+        while not re.search(r"wgmesh-wg0\.[a-z0-9]+\.prev", _ok(_exec(mesh, "aws", "ls", "-A", "/run/wireguard"))):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # aws is being changed (its run's files are there), its hook sleeps
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        assert "Interrupt received: the nodes being applied finish" in out, out
+        results = _results(out)
+        assert results["aws"].startswith("changed"), out
+        assert results["azure"] == results["gcp"] == (
+            "failed (not applied: the apply was interrupted (Ctrl-C) before it started this node)"), out
+        assert "apply was interrupted: azure, gcp not applied; run wgmesh apply again to apply them." in err, err
+        plan = _plan(run_wgmesh, mesh)
+        assert plan.returncode == 2 and "# node aws" not in plan.stdout, plan.stdout
+        assert "# node azure" in plan.stdout and "# node gcp" in plan.stdout, plan.stdout
+        _assert_nothing_left(mesh)
+    finally:
+        mesh.mesh_path.write_text(original)
+        _converge(run_wgmesh, mesh)
+
+
 def test_a_hook_that_blocks_ssh_is_reverted_by_the_node(
     mesh: labmod.Lab, original: str, run_wgmesh: WgmeshRunner
 ) -> None:
