@@ -207,9 +207,24 @@ def test_the_one_sudoers_file_of_an_older_version_goes_with_its_interface(box: N
     assert not box.legacy_sudoers.exists() and box.sudoers.exists()
 
 
-def test_the_interface_names_a_sudoers_file_sudo_reads() -> None:
+def test_the_interface_names_a_sudoers_file_sudo_reads_and_no_other_interface_shares() -> None:
     assert plankey.sudoers_path("wg0") == "/etc/sudoers.d/wgmesh-plan-wg0"
-    assert plankey.sudoers_path("wg.mesh+1") == "/etc/sudoers.d/wgmesh-plan-wg_mesh_1"  # no '.': sudo skips those
+    assert plankey.sudoers_path("wg.mesh+1") == "/etc/sudoers.d/wgmesh-plan-wg_2emesh_2b1"  # no '.': sudo skips those
+    names = ["wg.5", "wg_5", "wg+5", "wg=5", "wg-5", "wg_2e5", "wg_5f5"]
+    paths = [plankey.sudoers_path(n) for n in names]
+    assert len(set(paths)) == len(names), paths
+    assert all("." not in p.rsplit("/", 1)[1] and not p.endswith("~") for p in paths)
+
+
+def test_the_older_sudoers_file_goes_also_when_its_path_was_escaped(box: Node) -> None:
+    r"""sudoers has `\=` for an `=` in a path: the older file written for wg=5's script is found all the same."""
+    box.stubs.stub("sudo", "exit 0\n")
+    box.stubs.host("visudo")
+    escaped = str(box.key_dir / "wgmesh-read-wg\\=5.sh")
+    box.legacy_sudoers.write_text(f"# wgmesh plan-key: the read-only plan key of nobody\nnobody ALL=(root) NOPASSWD: "
+                                  f'{escaped} ""\n')
+    assert box.plankey("remove", user="nobody", interface="wg=5").exit_status == 0
+    assert not box.legacy_sudoers.exists()
 
 
 # ---------------------------------------------------------------------------------------------- the forced command

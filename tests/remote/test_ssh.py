@@ -243,7 +243,9 @@ def test_sudo_wanting_a_password_is_named_with_the_fix(server: Server, connect: 
     assert time.monotonic() - started < 5
     assert str(e.value) == (
         "sudo on web1 wants a password for ubuntu: give ubuntu passwordless sudo (a sudoers line "
-        '"ubuntu ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if ubuntu already has the rights'
+        '"ubuntu ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if ubuntu already has the rights (with the '
+        "read-only plan key, never that: its own sudoers file is missing; run `wgmesh plan-key KEY.pub` again with "
+        "the admin key)"
     )
     assert server.commands == [("ubuntu", "sudo -n /bin/sh -s")]
 
@@ -287,7 +289,9 @@ def test_the_plan_key_used_for_more_than_the_read_names_the_key_not_the_user(
         connect(user="ubuntu", names=("aws",)).run("aws", "echo hi\n", 30)
     msg = str(e.value)
     assert msg.startswith("the key used to log in as ubuntu on aws is wgmesh's read-only plan key")
-    assert "set ssh.identity_file or WGMESH_SSH_IDENTITY to it" in msg and "ssh.user" not in msg
+    assert "other commands need the admin key (ssh.identity_file or WGMESH_SSH_IDENTITY); if this was plan or " \
+        "status, the key's install on this node is broken: run `wgmesh plan-key KEY.pub` again" in msg
+    assert "ssh.user" not in msg
 
 
 def test_a_command_that_never_ends_is_stopped_at_its_deadline(connect: Callable[..., SshTransport]) -> None:

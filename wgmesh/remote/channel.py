@@ -196,7 +196,9 @@ def outcome(node: str, ssh: Ssh, got: Exchange, *, lost: bool) -> CommandResult:
         if "password is required" in err or "a terminal is required" in err:
             raise SshError(
                 f"sudo on {node} wants a password for {user}: give {user} passwordless sudo (a sudoers line "
-                f'"{user} ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if {user} already has the rights'
+                f'"{user} ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if {user} already has the rights (with '
+                "the read-only plan key, never that: its own sudoers file is missing; run `wgmesh plan-key KEY.pub` "
+                "again with the admin key)"
             )
         if "must have a tty" in err:
             raise SshError(
@@ -220,8 +222,9 @@ def outcome(node: str, ssh: Ssh, got: Exchange, *, lost: bool) -> CommandResult:
     if said.startswith(PLAN_KEY_ANSWER):  # the user is right, the key is not: the CI plan key, used for more
         raise SshError(
             f"the key used to log in as {user} on {node} is wgmesh's read-only plan key, which runs wgmesh's read "
-            f"only (it answered: '{said}'); this command needs the admin key: set ssh.identity_file or "
-            "WGMESH_SSH_IDENTITY to it"
+            f"only (it answered: '{said}'): other commands need the admin key (ssh.identity_file or "
+            "WGMESH_SSH_IDENTITY); if this was plan or status, the key's install on this node is broken: run "
+            "`wgmesh plan-key KEY.pub` again with the admin key"
         )
     m = _SUGGESTED_USER.search(said)
     suggested = m.group(1) if m and m.group(1).lower() not in ("the", "a", "an", user) else None

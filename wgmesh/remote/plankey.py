@@ -29,8 +29,9 @@ LEGACY_SUDOERS = "/etc/sudoers.d/wgmesh-plan"  # one file for every interface, b
 
 def sudoers_path(interface: str) -> str:
     """The sudoers drop-in of one interface's plan key. sudo skips a file whose name has a '.' or ends in '~':
-    any character of an interface name other than a-z A-Z 0-9 _ - becomes '_'."""
-    return "/etc/sudoers.d/wgmesh-plan-" + re.sub(r"[^A-Za-z0-9_-]", "_", interface)
+    each character of an interface name other than a-z A-Z 0-9 - is written as `_` and its two hex digits, `_`
+    itself too, so that two names never share a file (wg.5 -> wg_2e5, wg_5 -> wg_5f5)."""
+    return "/etc/sudoers.d/wgmesh-plan-" + re.sub(r"[^A-Za-z0-9-]", lambda m: f"_{ord(m.group()):02x}", interface)
 REFUSED_EXIT = 3
 KEY_TYPES = (
     "ssh-ed25519",

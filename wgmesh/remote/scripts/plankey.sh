@@ -98,8 +98,12 @@ plankey_ours() { # FILE: a sudoers file wgmesh wrote
   [ -f "$1" ] && head -n 1 "$1" | grep -q "^$plankey_header"
 }
 
-plankey_legacy() { # the one sudoers file of every interface, written for this interface's script
-  if plankey_ours "$LEGACY_SUDOERS" && grep -qF "$SCRIPT" "$LEGACY_SUDOERS"; then rm -f "$LEGACY_SUDOERS"; fi
+plankey_legacy() { # the one sudoers file of every interface, written for this interface's script (its path
+  # as sudoers has it: `\` before , : = and space)
+  plankey_escaped=$(printf '%s' "$SCRIPT" | sed 's/[\\,:= ]/\\&/g')
+  if plankey_ours "$LEGACY_SUDOERS" && grep -qF -e "$SCRIPT" -e "$plankey_escaped" "$LEGACY_SUDOERS"; then
+    rm -f "$LEGACY_SUDOERS"
+  fi
 }
 
 if [ "$ACTION" = remove ]; then
