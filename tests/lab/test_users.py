@@ -72,3 +72,21 @@ def test_up_refuses_a_user_or_file_no_lab_recorded(machine: dict) -> None:
     with pytest.raises(LabInUse, match=r"user wgmlab3 and .*wgmesh-lab3 already on this machine.*userdel wgmlab3"):
         users.claim(lab)
     users.claim(hosts.make_lab(3, Path("/x"), nodes=1, root_login=True))  # root-login labs add no user
+
+
+def test_down_removes_the_plan_key_sudoers_files_of_the_labs_user_only(tmp_path: Path) -> None:
+    """`wgmesh plan-key` on lab hosts writes its sudoers file on the machine (sudoers.d is not namespaced): it goes
+    with the lab's user; another user's file, and a file that is not the plan key's, stay."""
+    from wgmesh.lab.users import remove_plan_key_sudoers
+    from wgmesh.remote import shell
+
+    script = shell.source("plankey.sh")
+    assert "plankey_header='# wgmesh plan-key'" in script and ': the read-only plan key of %s runs' in script
+    mine = tmp_path / "wgmesh-plan-wg0"
+    mine.write_text("# wgmesh plan-key: the read-only plan key of wgmlab7 runs wgmesh's read script as root\n")
+    other = tmp_path / "wgmesh-plan-wg1"
+    other.write_text("# wgmesh plan-key: the read-only plan key of ubuntu runs wgmesh's read script as root\n")
+    unrelated = tmp_path / "wgmesh-plan-notes"
+    unrelated.write_text("wgmlab7 ALL=(ALL) ALL\n")
+    assert remove_plan_key_sudoers("wgmlab7", tmp_path) == [mine]
+    assert not mine.exists() and other.exists() and unrelated.exists()

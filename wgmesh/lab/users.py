@@ -11,6 +11,7 @@ import pwd
 from pathlib import Path
 
 from wgmesh.lab.hosts import (
+    SUDOERS_DIR,
     Lab,
     LabError,
     LabHost,
@@ -98,7 +99,28 @@ def remove(lab_id: int, user: str | None, sudoers: Path | None) -> bool:
         # what sudo may have left for the user (it keeps these by name)
         for leftover in (Path("/run/sudo/ts") / user, Path("/var/lib/sudo/lectured") / user):
             leftover.unlink(missing_ok=True)
+    if user is not None:
+        remove_plan_key_sudoers(user)
     return found
+
+
+# the first line of the sudoers file `wgmesh plan-key` writes for a login user (remote/scripts/plankey.sh)
+PLAN_KEY_SUDOERS_HEAD = "# wgmesh plan-key: the read-only plan key of {user} "
+
+
+def remove_plan_key_sudoers(user: str, folder: Path = SUDOERS_DIR) -> list[Path]:
+    """The plan key's sudoers files for the lab's user: /etc/sudoers.d is the machine's, not a lab host's, so a
+    `wgmesh plan-key` on lab hosts writes there, and they go with the lab's user. Returns those removed."""
+    head = PLAN_KEY_SUDOERS_HEAD.format(user=user)
+    gone = []
+    for path in sorted(folder.glob("wgmesh-plan*")):
+        with contextlib.suppress(OSError):
+            with path.open() as f:
+                first = f.readline()
+            if first.startswith(head):
+                path.unlink()
+                gone.append(path)
+    return gone
 
 
 def _secret_file(path: Path, text: str, uid: int, gid: int) -> None:
