@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fakes import FakeTransport
 from meshes import converged, fresh, pubkey
 
 from wgmesh import meshfile
+from wgmesh.commands import converge as apply_mod
 from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
 from wgmesh.commands.converge import APPROVE_PROMPT, ApplyOptions, PlanOptions, run_apply, run_plan
 from wgmesh.core.model import Mesh
@@ -317,6 +319,47 @@ def test_apply_json_is_one_document(world: World) -> None:
     assert {r["node"]: r["outcome"] for r in doc["results"]} == {
         "aws": "changed", "azure": "unchanged", "gcp": "changed", "aliyun": "unchanged"
     }
+
+
+def test_ctrl_c_after_every_node_started_runs_nothing_more_and_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the nodes are being applied, every node already started (the default parallelism): they
+    finish, and then nothing more runs (no hole punching) and the exit status is 1."""
+    import concurrent.futures
+
+    real_wait = concurrent.futures.wait
+    calls: list[int] = []
+
+    def ctrl_c_once(fs, *args, **kw):  # type: ignore[no-untyped-def]
+        calls.append(len(fs))
+        if len(calls) == 1:
+            deadline = time.monotonic() + 10
+            while sorted(started) != ["aws", "gcp"]:  # every node with changes started
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            raise KeyboardInterrupt
+        return real_wait(fs, *args, **kw)
+
+    monkeypatch.setattr(concurrent.futures, "wait", ctrl_c_once)
+    started: list[str] = []
+    real_apply = apply_mod.apply_node
+
+    def recorded(mesh, transport, plan, *args, **kw):  # type: ignore[no-untyped-def]
+        started.append(plan.node)
+        return real_apply(mesh, transport, plan, *args, **kw)
+
+    monkeypatch.setattr(apply_mod, "apply_node", recorded)
+    punched: list[object] = []
+    monkeypatch.setattr(apply_mod, "_punch", lambda *a, **k: punched.append(a) or False)
+    states, after = _drifted(world)
+    fake = FakeTransport(dict(states), after=after)
+    code, env = _apply(world, fake, auto_approve=True)
+    assert code == ExitStatus.ERROR
+    assert sorted(n for n, k, _ in fake.scripts if k == "apply") == ["aws", "gcp"], "the started nodes finished"
+    assert "Interrupt received" in _out(env) + _err(env)
+    assert "Apply was interrupted: hole punching was not run" in _out(env) + _err(env)
+    assert punched == []
 
 
 def test_apply_json_nothing_to_do_is_one_document(world: World) -> None:

@@ -458,19 +458,26 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
             if not _approve(env, view):
                 view.apply_cancelled()
                 return ExitStatus.ERROR
+        interrupted: list[bool] = []
+
+        def on_interrupt() -> None:
+            interrupted.append(True)
+            view.message("\nInterrupt received: the nodes being applied finish (verified and confirmed, or rolled "
+                         "back); nothing else is started.")
+
         results = apply_plan(
             mesh, transport, list(plan.nodes), reading.states,
             parallelism=connect.parallelism, lock_timeout=opts.lock_timeout,
-            confirm_timeout=opts.confirm_timeout, observed=got.observed,
-            on_interrupt=lambda: view.message(
-                "\nInterrupt received: the nodes being applied finish (verified and confirmed, or rolled back); "
-                "no other node is started."),
+            confirm_timeout=opts.confirm_timeout, observed=got.observed, on_interrupt=on_interrupt,
         )
         if not opts.json:
             view.results(plan, results)
         failed = any(r.outcome is Outcome.FAILED for r in results)
         rounds: list[tuple[Plan, list[NodeResult]]] = []
-        if not failed and plan.has_changes:  # a node changed: the paths of the nodes without an endpoint may too
+        if interrupted:  # nothing more after Ctrl-C: no hole punching either, and the run is not a success
+            view.message("Apply was interrupted: hole punching was not run; run wgmesh apply again to finish.")
+            failed = True
+        elif not failed and plan.has_changes:  # a node changed: the paths of the nodes without an endpoint may too
             failed = _punch(mesh, transport, connect, view, opts, rounds)
         if opts.json:  # one document: the plan, its results, and the punching rounds
             view.results(plan, results, rounds)
