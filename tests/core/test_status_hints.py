@@ -27,6 +27,18 @@ def test_a_dark_pair_names_the_port_that_must_be_reachable() -> None:
                             "aliyun (check security groups, NSGs, VPC firewalls, ufw or firewalld on the way)",)
 
 
+def test_an_idle_pair_that_never_sent_anything_gets_no_hint() -> None:
+    """Two nodes with endpoints and no keepalive shake hands only when one has something to send: a pair that
+    never did and never sent a byte proves nothing of a firewall."""
+    results = {n: converged(MESH, n) for n in MESH.node_names}
+    for a, b in (("aws", "azure"), ("azure", "aws")):
+        st = _never(results[a], b)
+        key = MESH.node(b).public_key
+        results[a] = dataclasses.replace(st, peers={**st.peers, key: dataclasses.replace(st.peers[key], tx_bytes=0,
+                                                                                       rx_bytes=0)})
+    assert status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=1700000001).hints == ()
+
+
 def test_pairs_with_handshakes_give_no_hints() -> None:
     results = {n: converged(MESH, n) for n in MESH.node_names}
     assert status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=1700000001).hints == ()
@@ -40,13 +52,23 @@ def test_one_side_unreachable_still_hints_from_the_side_that_was_read() -> None:
     assert len(report.hints) == 1 and report.hints[0].startswith("azure <-> gcp: never a handshake: azure's UDP")
 
 
+def _keepalive(state, *peers: str):  # type: ignore[no-untyped-def]
+    keys = {MESH.node(p).public_key for p in peers}
+    return dataclasses.replace(state, peers={k: dataclasses.replace(v, persistent_keepalive=25) if k in keys else v
+                                             for k, v in state.peers.items()})
+
+
 def test_a_handshake_older_than_the_last_apply_does_not_count() -> None:
-    """converged() handshakes are at 1700000000: an apply confirmed after that on both sides of a pair leaves it
-    with no handshake since, which is what a firewall dropping the new port looks like."""
+    """converged() handshakes are at 1700000000: an apply confirmed after that on both sides of a pair with
+    keepalive leaves it with no handshake since, while one was due: what a firewall dropping the new port looks
+    like. Without keepalive the same pair may just be idle: no hint."""
     results = {n: converged(MESH, n) for n in MESH.node_names}
     results["aws"] = dataclasses.replace(results["aws"], applied=1700000050)
     results["azure"] = dataclasses.replace(results["azure"], applied=1700000050)
     later = 1700000050 + REKEY_DUE + 10  # a live pair would have shaken hands again by now
+    idle = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=later)
+    assert idle.hints == (), "no keepalive, no traffic: no reason to shake hands again"
+    results["aws"] = _keepalive(results["aws"], "azure")
     report = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=later)
     assert [h.split(":")[0] for h in report.hints] == ["aws <-> azure"]
     assert report.hints[0].startswith("aws <-> azure: no handshake since the last apply: aws's UDP port")

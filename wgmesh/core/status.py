@@ -53,6 +53,7 @@ of the relay (its leg of the path; the relay's view of `peer` is the other leg).
     before_apply: bool = False  # the handshake is older than `source`'s last apply: it proves nothing of it
     # ... and that apply was under REKEY_DUE seconds ago: a live pair has not had to shake hands again yet
     apply_recent: bool = False
+    keepalive: int = 0  # the entry's persistent keepalive (0: off): an idle pair without it never shakes hands
 
     @property
     def path(self) -> str:
@@ -142,7 +143,7 @@ def node_status(
         recent = before and got.applied is not None and t - got.applied < REKEY_DUE
         views.append(
             PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
-                     via, punched, before, recent)
+                     via, punched, before, recent, peer.persistent_keepalive or 0)
         )
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
@@ -170,6 +171,17 @@ def status_report(
     )
 
 
+def _tried(v: PeerView | None) -> bool:
+    """The side `v` shows it tried to reach the other: with no handshake ever, it sent something (handshake
+    initiations count in the sent bytes); with only one from before the last apply, its keepalive has been due
+    since (without keepalive, an idle pair has no reason to shake hands again)."""
+    if v is None or v.state is Handshake.UNREACHABLE:
+        return False
+    if v.latest_handshake == 0:
+        return v.tx_bytes > 0
+    return v.before_apply and not v.apply_recent and v.keepalive > 0
+
+
 def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: bool = False) -> tuple[str, ...]:
     """For each pair that never completed a handshake (seen from both sides, or from the one side that could be
     read), which node's UDP port must be reachable from which: the most common first-day failure is a security
@@ -187,6 +199,7 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
                      "from before it proves nothing of what it changed, and a live pair shakes hands again within "
                      f"{REKEY_DUE // 60} minutes: run status again then (or `wgmesh check` now)")
     punched = {frozenset((v.source, v.peer)) for v in views if v.punched}
+    by_pair = {(v.source, v.peer): v for v in views}
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
             dialed = [n for n in (a, b) if n.endpoint is not None]
@@ -199,6 +212,8 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
                 continue
+            if not any(_tried(by_pair.get(k)) for k in ((a.name, b.name), (b.name, a.name))):
+                continue  # an idle pair: WireGuard shakes hands only when there is something to send
             # a handshake older than the last apply on that side counts as none: it proves nothing of the change
             never = ("no handshake since the last apply" if {(a.name, b.name), (b.name, a.name)} & before
                      else "never a handshake")
