@@ -189,9 +189,8 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
     the relay (`relayed`): its legs, pairs with the relay, get their own hints."""
     # a handshake from before an apply proves nothing of it, but only once a live pair must have shaken hands
     # again (REKEY_DUE after the apply): until then a pair that carries traffic gets no firewall hint
-    seen = {(v.source, v.peer): (Handshake.NEVER if v.before_apply and not v.apply_recent else v.state)
-            for v in views}
     before = {(v.source, v.peer) for v in views if v.before_apply and not v.apply_recent}
+    seen = {(v.source, v.peer): (Handshake.NEVER if (v.source, v.peer) in before else v.state) for v in views}
     hints = []
     recent = sorted({v.source for v in views if v.apply_recent})
     if recent:

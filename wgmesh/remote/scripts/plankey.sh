@@ -98,10 +98,11 @@ plankey_ours() { # FILE: a sudoers file wgmesh wrote
   [ -f "$1" ] && head -n 1 "$1" | grep -q "^$plankey_header"
 }
 
-plankey_legacy() { # the one sudoers file of every interface, written for this interface's script (its path
-  # as sudoers has it: `\` before , : = and space)
-  plankey_escaped=$(printf '%s' "$SCRIPT" | sed 's/[\\,:= ]/\\&/g')
-  if plankey_ours "$LEGACY_SUDOERS" && grep -qF -e "$SCRIPT" -e "$plankey_escaped" "$LEGACY_SUDOERS"; then
+# $SCRIPT as a sudoers file has it: `\` before \ , : = and space
+plankey_cmnd=$(printf '%s' "$SCRIPT" | sed 's/[\\,:= ]/\\&/g')
+
+plankey_legacy() { # the one sudoers file of every interface, written for this interface's script
+  if plankey_ours "$LEGACY_SUDOERS" && grep -qF -e "$SCRIPT" -e "$plankey_cmnd" "$LEGACY_SUDOERS"; then
     rm -f "$LEGACY_SUDOERS"
   fi
 }
@@ -150,7 +151,6 @@ fi
 printf '%s\n# authorized_keys: %s\n%s' "$READ_HEAD" "$plankey_keys" "$READ_BODY" | plankey_put "$SCRIPT" 755
 
 if [ "$plankey_via" = sudo ]; then
-  plankey_cmnd=$(printf '%s' "$SCRIPT" | sed 's/[\\,:= ]/\\&/g')
   plankey_draft="$SUDOERS.wgmesh-check.$$"
   {
     printf "%s: the read-only plan key of %s runs wgmesh's read script as root, and nothing else.\n" \
