@@ -296,6 +296,26 @@ def test_remove_subnet_routes_disappear_everywhere(mesh: Lab, full_text: str, ru
     _assert_full_mesh(mesh, list(mesh.names))
 
 
+def test_new_address_in_the_same_network_keeps_the_routes(
+    mesh: Lab, full_text: str, run_wgmesh: WgmeshRunner
+) -> None:
+    """A node's new mesh address in the same /24 is added beside the old one, which the kernel makes a secondary
+    address; deleting the old (primary) one would take the secondary with it, and with no IPv4 address left every
+    route on wg0 (review C1: verification failed, the routes gone even after the rollback)."""
+    old, new = f"    address: {mesh.host('gcp').address}\n", "    address: 10.0.0.13\n"
+    mesh.mesh_path.write_text(_edit_node(full_text, "gcp", old, new))
+    _converge(run_wgmesh, mesh)
+    addrs = json.loads(_ok(_exec(mesh, "gcp", "ip", "-j", "-4", "address", "show", "dev", "wg0")))
+    assert [a["local"] for a in addrs[0]["addr_info"]] == ["10.0.0.13"]
+    assert {"192.168.10.0/24", "192.168.20.0/24", "192.168.40.0/24"} <= _wg_routes(mesh, "gcp")
+    assert _ping(mesh, "aws", "10.0.0.13")
+    assert _ping(mesh, "gcp", "192.168.10.1")
+
+    mesh.mesh_path.write_text(full_text)  # and back
+    _converge(run_wgmesh, mesh)
+    _assert_full_mesh(mesh, list(mesh.names))
+
+
 def test_peer_deleted_by_hand_is_planned_and_repaired(mesh: Lab, run_wgmesh: WgmeshRunner) -> None:
     _remove_peer(mesh, "azure", "gcp")
     assert _pubkey(mesh, "gcp") not in _peers(mesh, "azure")

@@ -157,7 +157,14 @@ wgm_add_address() {
 }
 
 wgm_delete_address() {
-  if wgm_has_address "$1"; then ip address del "$1" dev "$IF"; wgm_did "ip address add $1 dev \"\$IF\""; fi
+  if wgm_has_address "$1"; then
+    # A new address in the same subnet is a secondary one: without promotion (the kernel's default, kept by
+    # systems without systemd's sysctl files) deleting the primary deletes it too, and with no IPv4 address left
+    # the kernel drops every route on the interface. Promotion is a setting of this interface only (where /proc/sys
+    # is read-only, as in some containers, the delete goes on as before).
+    case "$1" in *:*) ;; *) { echo 1 > "/proc/sys/net/ipv4/conf/$IF/promote_secondaries"; } 2>/dev/null || : ;; esac
+    ip address del "$1" dev "$IF"; wgm_did "ip address add $1 dev \"\$IF\""
+  fi
 }
 
 wgm_add_route() {
