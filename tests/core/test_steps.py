@@ -61,6 +61,27 @@ CASES = {
     "link down": (lambda st: dataclasses.replace(st, link_up=False), [Step(StepKind.LINK_UP)]),
 }
 
+DUAL = dataclasses.replace(
+    MESH,
+    networks=(*MESH.networks, ipaddress.ip_network("fd00::/60")),
+    nodes=tuple(dataclasses.replace(n, addresses=(*n.addresses, ipaddress.ip_address(f"fd00::{i + 1}")))
+                for i, n in enumerate(MESH.nodes)),
+)
+
+
+def test_an_ipv6_address_with_a_new_prefix_length_is_deleted_before_it_is_added() -> None:
+    """The kernel refuses an IPv6 address it has with another prefix length (review B2: /64 -> /60 failed on every
+    node, every time); a new address elsewhere is still added before the old one goes."""
+    state = converged(DUAL, "aws")
+    assert ipaddress.ip_interface("fd00::1/60") in state.addresses
+    state = dataclasses.replace(state, addresses=frozenset({ipaddress.ip_interface("10.0.0.1/24"),
+                                                             ipaddress.ip_interface("10.0.0.99/24"),
+                                                             ipaddress.ip_interface("fd00::1/64")}))
+    reconcile = [s for s in diff_node(DUAL, DUAL.node("aws"), state).steps
+                 if s.kind in (StepKind.ADD_ADDRESS, StepKind.DELETE_ADDRESS)]
+    assert reconcile == [Step(StepKind.DELETE_ADDRESS, "fd00::1/64"), Step(StepKind.ADD_ADDRESS, "fd00::1/60"),
+                         Step(StepKind.DELETE_ADDRESS, "10.0.0.99/24")]
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_an_update_syncs_the_peers_then_reconciles_each_difference(case: str) -> None:

@@ -247,6 +247,16 @@ def test_results_failure_names_the_nodes() -> None:
     assert "gcp     unchanged\n" in _out(env)
     assert "Apply complete" not in _out(env)
     assert "Error: apply failed on 2 node(s): azure, aliyun." in _err(env)
+    assert "the other nodes converged" in _err(env)
+
+
+def test_results_failure_on_every_node_claims_no_other_converged() -> None:
+    plan = _plan({n: fresh(MESH, n) for n in NAMES})
+    env = _env()
+    HumanView(env).results(plan, [NodeResult(n, Outcome.FAILED, "verification failed") for n in NAMES])
+    assert "Error: apply failed on 4 node(s): aws, azure, gcp, aliyun. Fix the cause and run wgmesh apply again.\n" \
+        in _err(env)
+    assert "converged" not in _err(env)
 
 
 # ------------------------------------------------------------------------------------------------ F6: node text

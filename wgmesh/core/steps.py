@@ -129,8 +129,14 @@ def update_steps(cfg: InterfaceConfig, live: LiveState, mesh_name: str) -> tuple
     steps = [Step(StepKind.WRITE_CONFIG, render(cfg, mesh_name)),
              Step(StepKind.SYNC_PEERS, syncconf_text(sync_config(cfg, live))), *learned_endpoints(cfg, live)]
     want_addrs = set(cfg.addresses)
-    steps += [Step(StepKind.ADD_ADDRESS, a) for a in _sorted(want_addrs - live.addresses)]
-    steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(live.addresses - want_addrs)]
+    adding, deleting = want_addrs - live.addresses, live.addresses - want_addrs
+    # the same IPv6 address with a new prefix length: the kernel refuses a second one ("address already
+    # assigned"), so the old one goes first; anything else is added before the old one goes (the node keeps an
+    # address of each family throughout, and with it its routes)
+    first = {a for a in deleting if a.version == 6 and any(n.ip == a.ip for n in adding)}
+    steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(first)]
+    steps += [Step(StepKind.ADD_ADDRESS, a) for a in _sorted(adding)]
+    steps += [Step(StepKind.DELETE_ADDRESS, a) for a in _sorted(deleting - first)]
     mtu = wanted_mtu(cfg.mtu, live)  # mtu unset in mesh.yaml: wg-quick's own choice (F11)
     if mtu is not None and mtu != live.mtu:
         steps.append(Step(StepKind.SET_MTU, str(int(mtu))))

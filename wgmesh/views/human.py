@@ -145,8 +145,9 @@ class HumanView:
             self.error(f"apply was interrupted: {', '.join(r.node for r in failed)} not applied; run wgmesh apply "
                        "again to apply them.")
         elif failed:
+            others = "; the other nodes converged" if len(failed) < len(results) else ""
             self.error(f"apply failed on {len(failed)} node(s): {', '.join(r.node for r in failed)}. "
-                       "Fix the cause and run wgmesh apply again; the other nodes converged.")
+                       f"Fix the cause and run wgmesh apply again{others}.")
         else:
             self._print("bold green", f"Apply complete! Resources: {add} added, {change} changed, "
                                       f"{destroy} destroyed.")
