@@ -220,7 +220,7 @@ echo "$addr ${src:+from $src }dev ${FAKE_DEV:-wg0} src ${src:-10.0.0.1} uid 0 \ 
 # A stateful `ip` for apply.sh's reconcile steps: the interface's addresses, routes and MTU live in a JSON file
 # (`ip_state`), every call is logged (`ip_calls`), and a call whose arguments contain $FAKE_IP_FAIL fails as
 # the kernel would refuse it. It answers what apply.sh asks (`link show`, `-o address show`, `-4|-6 -o route
-# show table main exact P`, `-o link show`) and does what it changes (`address add|del`, `route add|del`,
+# show table main exact P [dev D]`, `-o link show`) and does what it changes (`address add|del`, `route add|del`,
 # `link set mtu N`, `link set up`); anything else fails loudly, so a new kind of step is never passed silently.
 
 STATEFUL_IP = r"""
@@ -254,10 +254,17 @@ elif words == f"address show dev {dev}" and oneline:
 elif args[:5] == ["route", "show", "table", "main", "exact"] and args[6:] == ["dev", dev]:
     if args[5] in st["routes"] and (family or "-4") == ("-6" if ":" in args[5] else "-4"):
         print(f"{args[5]} scope link")
+elif args[:5] == ["route", "show", "table", "main", "exact"] and len(args) == 6:
+    # any device: the interface's routes, and others' from "other_routes" (prefix -> the line `ip` prints)
+    line = st.get("other_routes", {}).get(args[5])
+    if line is None and args[5] in st["routes"]:
+        line = f"{args[5]} dev {st['interface']} scope link"
+    if line is not None and (family or "-4") == ("-6" if ":" in args[5] else "-4"):
+        print(line)
 elif args[:2] in (["address", "add"], ["address", "del"], ["route", "add"], ["route", "del"]) and len(args) == 5:
     items = st["addresses" if args[0] == "address" else "routes"]
     if args[1] == "add":
-        if args[2] in items:
+        if args[2] in items or (args[0] == "route" and args[2] in st.get("other_routes", {})):
             sys.exit("RTNETLINK answers: File exists")
         items.append(args[2])
     else:

@@ -352,6 +352,21 @@ def test_reconcile_failure_undoes_only_what_this_run_did(node: Stubs) -> None:
     ]
 
 
+def test_a_route_the_node_has_through_another_device_is_named(node: Stubs) -> None:
+    """The node routes the prefix already, through its own LAN or another mesh or by hand: `ip route add` says only
+    "File exists" (reviews C2, B7, D2); the failure names the route it collides with and what to do."""
+    planned = _route(converged(MTU_MESH, "aws", mtu=1380), drop="192.168.30.0/24")
+    now = _node(planned)
+    got = _run_update(node, MTU_MESH, planned,
+                      {**now, "other_routes": {"192.168.30.0/24": "192.168.30.0/24 via 10.250.7.13 dev eth0"}})
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
+    assert ("cannot route 192.168.30.0/24 through wg0: the node routes it already (192.168.30.0/24 via 10.250.7.13 "
+            "dev eth0): delete that route, or take 192.168.30.0/24 out of mesh.yaml's subnets if this node still "
+            "has that network") in got["stderr"]  # type: ignore[operator]
+    assert "File exists" not in got["stderr"]  # type: ignore[operator]
+    assert got["state"] == now
+
+
 def test_saved_undo_rolls_back_this_runs_steps(node: Stubs) -> None:
     """What a successful run records undoes its reconcile steps (the controller's rollback after a failed
     verification has the run's timer do it now)."""

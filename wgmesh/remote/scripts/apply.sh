@@ -168,7 +168,19 @@ wgm_delete_address() {
 }
 
 wgm_add_route() {
-  if ! wgm_has_route "$1"; then ip route add "$1" dev "$IF"; wgm_did "ip route del $1 dev \"\$IF\""; fi
+  if wgm_has_route "$1"; then return 0; fi
+  if ! wgm_route_err=$(ip route add "$1" dev "$IF" 2>&1); then
+    # the usual cause: the node routes the prefix through another device already (its own LAN, another mesh,
+    # a route added by hand); wgmesh replaces no route it did not make
+    wgm_other=$(ip "$wgm_family" route show table main exact "$1" 2>/dev/null | head -n 1)
+    if [ -n "$wgm_other" ]; then
+      echo "cannot route $1 through $IF: the node routes it already ($wgm_other): delete that route, or take $1 out of mesh.yaml's subnets if this node still has that network" >&2
+    else
+      echo "cannot route $1 through $IF: $wgm_route_err" >&2
+    fi
+    exit 1
+  fi
+  wgm_did "ip route del $1 dev \"\$IF\""
 }
 
 wgm_delete_route() {
