@@ -198,6 +198,21 @@ def test_plan_target(world: World) -> None:
     assert fake.connected == ["azure"]
 
 
+def test_a_targeted_plan_that_changes_what_other_nodes_hold_warns(world: World) -> None:
+    """`wgmesh rotate gcp` then `apply -t gcp`: gcp runs the new key, the nodes left out keep the old one and lose
+    gcp, and nothing said so (review C3). A whole plan of the same change has no such warning."""
+    states = world.states()
+    states["gcp"] = converged(world.mesh, "gcp", public_key=pubkey(9))  # the key file holds the new key already
+    code, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("gcp",)))
+    assert code == ExitStatus.OK
+    assert ("--target: gcp's public key changes, and the nodes outside --target (aws, azure, aliyun) keep the old "
+            "one: they lose gcp until they are applied too (wgmesh apply without --target)") in _err(env)
+    code, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("aws",)))
+    assert "--target" not in _err(env)
+    code, env = _plan(world, FakeTransport(states))
+    assert "--target" not in _err(env)
+
+
 def test_plan_unknown_target_is_one_line(world: World) -> None:
     code, env = _plan(world, FakeTransport({}), connect=ConnectOptions(targets=("nosuch",)))
     assert code == ExitStatus.ERROR

@@ -28,7 +28,17 @@ from wgmesh.commands.common import (
 from wgmesh.commands.read import Reading, comparable_state, plan_from_reading, read_nodes
 from wgmesh.core.changes import Change
 from wgmesh.core.model import Mesh, Node
-from wgmesh.core.plan import NOT_STARTED, MeshIndex, NodePlan, NodeResult, Outcome, Plan, diff_node, plan_index
+from wgmesh.core.plan import (
+    NOT_STARTED,
+    MeshIndex,
+    NodePlan,
+    NodeResult,
+    Outcome,
+    Plan,
+    diff_node,
+    outside_targets,
+    plan_index,
+)
 from wgmesh.core.punch import PairPath, punching
 from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
@@ -381,6 +391,9 @@ def _read_plan(
         reading = Reading(keep(reading.states), keep(reading.errors), keep(reading.fingerprints),
                           keep(reading.comparable), keep(reading.plans))
         plan = dataclasses.replace(plan, nodes=tuple(n for n in plan.nodes if n.node not in out))
+    targeted = outside_targets(mesh, plan, (n.name for n in nodes))
+    if targeted:
+        plan = dataclasses.replace(plan, warnings=(*plan.warnings, *targeted))
     return _Read(reading, plan, observed)
 
 

@@ -287,6 +287,29 @@ def build_plan(
     return Plan(tuple(nodes), (*warnings, *unresolved_warnings(mesh, results), *punch.notes()))
 
 
+_HELD_BY_PEERS = {"public_key": "public key", "addresses": "address", "listen_port": "listen port"}
+
+
+def outside_targets(mesh: Mesh, plan: Plan, targeted: Iterable[str]) -> tuple[str, ...]:
+    """Warnings for a targeted plan (`--target`) that changes what the nodes left out hold of a targeted node:
+    its public key, addresses or listen port. Those nodes keep the old values and lose the node until they are
+    applied too (what `wgmesh rotate NODE` followed by `apply -t NODE` did, silently)."""
+    chosen = set(targeted)
+    others = [n.name for n in mesh.nodes if n.name not in chosen and not n.decommission]
+    if not others:
+        return ()
+    out = []
+    for node in plan.nodes:
+        held = [label for c in node.changes if c.kind == "interface" and c.action is Action.UPDATE
+                for attr, label in _HELD_BY_PEERS.items() if (c.before or {}).get(attr) != (c.after or {}).get(attr)]
+        if held:
+            what = " and ".join(dict.fromkeys(held))
+            out.append(f"--target: {node.node}'s {what} change{'' if len(held) > 1 else 's'}, and the nodes outside "
+                       f"--target ({', '.join(others)}) keep the old one: they lose {node.node} until they are "
+                       "applied too (wgmesh apply without --target)")
+    return tuple(out)
+
+
 NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"  # a FAILED result
 
 
