@@ -7,7 +7,6 @@ or exceptions per node when a test wants a failure.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -125,7 +124,7 @@ def read_output(state: LiveState) -> str:
     if state.auto_mtu is not None:
         sections.append(("automtu", str(state.auto_mtu)))
     for host, addrs in state.resolved.items():
-        body = "\n".join(f"{a:<15} STREAM {host}" for a in sorted(addrs, key=ipaddress.ip_address))
+        body = "\n".join(f"{a:<15} STREAM {host}" for a in addrs)  # in the resolver's order, as getent prints
         sections.append((f"resolve {host}", body))
     if state.pending_runs:
         sections.append(("pending", "\n".join(state.pending_runs)))
@@ -240,7 +239,7 @@ class FakeTransport:
         self.decisions.append((node, line))
         self.scripts.append((node, kind, first + (answer or "")))
         if line != "go":
-            why = "changed by another apply since this plan: run plan again" if line == "stop" else "no answer"
+            why = "changed since this plan: run plan again" if line == "stop" else "no answer"
             return CommandResult(3, asked, why + "\n")
         self.before_apply[node] = now
         state = self.after.get(node, now)

@@ -1,5 +1,5 @@
 """commands/converge.py through the fake transport: the check under the node lock (item 4: a node another apply
-moved since the plan fails with "changed by another apply since this plan" and nothing changes there), and
+moved since the plan fails with "changed since this plan (WHAT: ...)" and nothing changes there), and
 confirm-or-revert (item 5: the change is confirmed over a new connection, or the node reverts it by itself and
 apply says so). The node side of both is tested on stub nodes in tests/remote/test_apply_confirm.py."""
 
@@ -63,7 +63,9 @@ def test_a_node_moved_by_another_apply_is_refused_and_left_alone() -> None:
     fake.locked["gcp"] = moved
     results = {r.node: r for r in apply_plan(MESH, fake, plans, states, parallelism=2)}
     assert results["gcp"].outcome is Outcome.FAILED
-    assert results["gcp"].message == "changed by another apply since this plan: run plan again" == STALE
+    assert results["gcp"].message == ("changed since this plan (routes: another apply, a rotate or a change by hand): "
+                                      "run plan again")
+    assert results["gcp"].message.startswith(STALE)
     assert ("gcp", "stop") in fake.decisions
     assert fake.states["gcp"] == moved, "nothing changed there"
     assert fake.kinds("gcp") == ["apply"] and "gcp" not in fake.reconnects  # no rollback, no confirm
@@ -96,7 +98,7 @@ def test_what_the_plan_ignores_is_no_reason_to_refuse() -> None:
     live = states["aliyun"]
     peers = {k: dataclasses.replace(p, latest_handshake=p.latest_handshake + 99, rx_bytes=p.rx_bytes + 1)
              for k, p in live.peers.items()}
-    fake.locked["aliyun"] = dataclasses.replace(live, peers=peers, resolved={"x.example": frozenset({"192.0.2.9"})})
+    fake.locked["aliyun"] = dataclasses.replace(live, peers=peers, resolved={"x.example": ("192.0.2.9",)})
     assert _one(fake, states, plans, "aliyun").outcome is Outcome.CHANGED
     assert fake.decisions == [("aliyun", "go")]
 

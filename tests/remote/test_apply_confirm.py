@@ -167,7 +167,7 @@ def test_the_state_under_the_lock_comes_before_the_question(box: Stubs) -> None:
     result, before = _converse(box, script, "stop")
     assert before.startswith("@@wgmesh:v1\n") and "@@wgmesh:end\n" in before  # read.sh's sections
     assert result.exit_status == remote_apply.STOPPED_EXIT
-    assert "changed by another apply since this plan: run plan again" in result.stderr
+    assert "changed since this plan: run plan again" in result.stderr
 
 
 @pytest.mark.parametrize("answer", ["stop", None, "yes"])

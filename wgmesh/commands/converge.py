@@ -58,7 +58,13 @@ from wgmesh.remote.transport import READ_TIMEOUT, CommandResult, Transport, appl
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
 
-STALE = "changed by another apply since this plan: run plan again"
+STALE = "changed since this plan"  # (the start of what `stale` says)
+
+
+def stale(what: str) -> str:
+    """A node whose state under the lock is not the one the plan was made from: `what` moved (its parts)."""
+    return f"{STALE} ({what}: another apply, a rotate or a change by hand): run plan again"
+
 ALREADY = "another apply made these changes since the plan"
 UNREACHABLE = "reverted: the controller could not reach it after the change"
 CONFIRM_RETRY_PAUSE = 1.0  # seconds between two attempts to reach a node to confirm its change
@@ -213,7 +219,8 @@ def apply_node(
         if _guarded(mesh, now) != before:
             # moved since the plan: nothing changes here; fine if the node already is what this plan wants
             done = diff_node(mesh, node, dataclasses.replace(now, resolved=live.resolved), index=index)
-            (already if not done.error and not done.changes else refused).append(STALE)
+            (already if not done.error and not done.changes else refused).append(
+                stale(_differs(before, _guarded(mesh, now))))
             return "stop\n"
         answered.append(True)
         return "go\n" + script.rest

@@ -52,7 +52,7 @@ wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or 
     (sleep "${ANSWER_TIMEOUT:-60}" && kill "$$") </dev/null >/dev/null 2>&1 9>&- &
     wgm_watchdog=$!
     ;;
-  stop) wgm_die "changed by another apply since this plan: run plan again" 3 ;;
+  stop) wgm_die "changed since this plan: run plan again" 3 ;;
   *) wgm_die "the controller did not answer (connection lost?): nothing was changed" 3 ;;
   esac
 }
