@@ -192,6 +192,25 @@ def test_missing_key_file_is_an_error() -> None:
     assert p.error and "/etc/wireguard/wg0.key" in p.error
 
 
+def test_a_lost_key_file_of_a_running_node_says_to_write_the_key_back_not_to_enroll() -> None:
+    """The interface still runs with the key mesh.yaml names: `wgmesh enroll` (what the message said) made a new
+    key and rotated the node across the mesh (review D6)."""
+    p = plan_for("aws", converged(MESH, "aws", key_file_exists=False, key_file_public_key=None))
+    assert p.error == ("no key file /etc/wireguard/wg0.key on the node, but wg0 runs with the key mesh.yaml names: "
+                       "write it back as root on the node (`umask 077; wg show wg0 private-key > "
+                       "/etc/wireguard/wg0.key`); `wgmesh enroll aws` would make a new key instead, which every peer "
+                       "switches to at the next apply")
+
+
+def test_a_key_file_that_holds_no_key_is_named_as_such() -> None:
+    """It said the file "has public key None" and to run enroll, which then refused the file (review D6)."""
+    p = plan_for("aws", dataclasses.replace(fresh(MESH, "aws"), key_file_public_key=None))
+    assert p.error == ("/etc/wireguard/wg0.key on the node does not hold a WireGuard private key; restore it from a "
+                       "backup, or move it away and run `wgmesh enroll aws` (a new key: every peer switches to it at "
+                       "the next apply)")
+    assert "None" not in p.error
+
+
 def test_key_mismatch_is_an_error_apply_refuses() -> None:
     p = plan_for("aws", converged(MESH, "aws", key_file_public_key=pubkey(77)))
     assert p.error and "apply refuses" in p.error and pubkey(77) in p.error

@@ -129,6 +129,21 @@ PENDING_BEFORE = {"confirmation": "awaited: the node undoes this apply by itself
 PENDING_AFTER = {"confirmation": "confirmed"}
 
 
+def _key_file_error(mesh: Mesh, node: Node, live: LiveState) -> str:
+    """A key file that is gone or holds no key. When the interface still runs with the key mesh.yaml names, the
+    fix is to write that key back: `wgmesh enroll` would make a new one, which every peer switches to."""
+    path = mesh.key_path()
+    what = f"no key file {path} on the node" if not live.key_file_exists else \
+        f"{path} on the node does not hold a WireGuard private key"
+    if live.public_key is not None and live.public_key == node.public_key:
+        return (f"{what}, but {mesh.interface} runs with the key mesh.yaml names: write it back as root on the node "
+                f"(`umask 077; wg show {mesh.interface} private-key > {path}`); `wgmesh enroll {node.name}` would "
+                "make a new key instead, which every peer switches to at the next apply")
+    fix = f"run `wgmesh enroll {node.name}`" if not live.key_file_exists else \
+        f"move it away and run `wgmesh enroll {node.name}`"
+    return f"{what}; restore it from a backup, or {fix} (a new key: every peer switches to it at the next apply)"
+
+
 def diff_node(
     mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None, index: MeshIndex | None = None
 ) -> NodePlan:
@@ -176,12 +191,8 @@ def _diff_node(
     if node.public_key is None:
         note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
         return NodePlan(node.name, (), notes=(note,), fingerprint=fingerprint)
-    if not live.key_file_exists:
-        return NodePlan(
-            node.name,
-            error=f"no key file {mesh.key_path()} on the node; run `wgmesh enroll {node.name}`",
-            fingerprint=fingerprint,
-        )
+    if not live.key_file_exists or live.key_file_public_key is None:
+        return NodePlan(node.name, error=_key_file_error(mesh, node, live), fingerprint=fingerprint)
     if live.key_file_public_key != node.public_key:
         return NodePlan(
             node.name,
