@@ -63,6 +63,8 @@ BAD_CASES: dict[str, tuple[int, str, str]] = {
     "nodes_not_mapping": (5, "nodes", "must be a mapping of node name"),
     "interface_too_long": (4, "mesh.interface", "at most 15 characters"),
     "interface_bad_chars": (4, "mesh.interface", "invalid interface name"),
+    "interface_wildcard": (4, "mesh.interface", "'wg+' ends with '+', which firewall rules read as every interface "
+                           "starting with 'wg'"),
     "subnet_host_bits": (14, "nodes.b.subnets[0]", "has host bits set: write 192.168.20.0/24"),
     "subnet_overlaps_mesh": (14, "nodes.b.subnets[0]", "overlaps the mesh network 10.0.0.0/24"),
     "subnet_duplicate": (17, "nodes.b.subnets[1]", "already routed to a (nodes.a.subnets[0])"),

@@ -123,7 +123,16 @@ class Document:
                 "must be 1-63 characters of letters, digits, '_', '.', '-', starting with a letter or digit",
             )
         iface = self.f.string(m, "interface", "mesh", pos)
-        if iface is not None and IFACE_RE.fullmatch(iface) and iface not in {".", ".."}:
+        if iface is not None and IFACE_RE.fullmatch(iface) and iface.endswith("+"):
+            # iptables reads a trailing + as "every interface starting with": the FORWARD rules of `wg+` would
+            # accept traffic of wg0 and every other wg* tunnel
+            self.report.error(
+                val_pos(m, "interface", pos),
+                "mesh.interface",
+                f"{show(iface)} ends with '+', which firewall rules read as every interface starting with "
+                f"{show(iface[:-1])}: choose a name that does not end with '+', e.g. wg0",
+            )
+        elif iface is not None and IFACE_RE.fullmatch(iface) and iface not in {".", ".."}:
             draft.interface = iface
         elif iface is not None:
             self.report.error(
