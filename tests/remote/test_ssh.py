@@ -448,6 +448,21 @@ def test_a_broken_known_hosts_names_file_and_line_never_its_content(
     assert "SECRET" not in str(errors) and "AWS" not in str(errors)
 
 
+def test_an_ipv6_host_is_pinned_under_its_canonical_address(host_key: paramiko.PKey, tmp_path: Path) -> None:
+    """`ssh.host: FD50:4:0:0::12` is the host known_hosts pins as `[fd50:4::12]:2222`, and the reverse, as OpenSSH
+    compares addresses (review B9: "unknown host key"). Names stay as written."""
+    other = paramiko.ECDSAKey.generate()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[fd50:4::12]:2222 {host_key.get_name()} {host_key.get_base64()}\n"
+                           f"FD50:4:0:0::13 {other.get_name()} {other.get_base64()}\n")
+    pins = known_hosts_mod.KnownHosts()
+    name = known_hosts_mod.known_hosts_name("FD50:4:0:0::12", 2222)
+    assert name == "[fd50:4::12]:2222"
+    assert pins.keys_for(known_hosts, name) == [host_key]
+    assert pins.keys_for(known_hosts, known_hosts_mod.known_hosts_name("fd50:4::13", 22)) == [other]
+    assert known_hosts_mod.known_hosts_name("Node-1.Example.com", 22) == "Node-1.Example.com"
+
+
 def test_known_hosts_that_is_not_a_file_is_refused(server: Server, identity: str, tmp_path: Path) -> None:
     t = SshTransport(identity_override=identity)
     errors = t.connect([_node("a", server.port, tmp_path)])

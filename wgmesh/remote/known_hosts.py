@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import stat
 import threading
@@ -33,7 +34,25 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 
 def known_hosts_name(host: str, port: int) -> str:
+    """The name `host` is pinned under: an IP address in its canonical text (`FD50:4:0:0::12` is `fd50:4::12`, as
+    OpenSSH compares addresses), a name as written."""
+    host = _canonical_ip(host)
     return host if port == 22 else f"[{host}]:{port}"
+
+
+def _canonical_ip(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def _canonical_name(name: str) -> str:
+    """A known_hosts name (`host` or `[host]:port`) with an IP address in its canonical text."""
+    if name.startswith("["):
+        host, sep, port = name[1:].partition("]:")
+        return f"[{_canonical_ip(host)}]:{port}" if sep else name
+    return _canonical_ip(name)
 
 
 @dataclass
@@ -47,7 +66,7 @@ class _Pins:
         if name.startswith("|1|"):
             self.hashed.append((name, key))
         else:
-            self.plain.setdefault(name, []).append(key)
+            self.plain.setdefault(_canonical_name(name), []).append(key)
 
     def keys_for(self, name: str) -> list[paramiko.PKey]:
         """The pinned keys of `name`, the first one of each type (as paramiko's own lookup picks)."""
