@@ -365,6 +365,25 @@ def test_unenrolled_node_without_endpoint_gives_no_warning() -> None:
     assert warnings == []
 
 
+def test_a_dual_stack_mesh_warns_of_a_node_without_an_ipv6_address() -> None:
+    """It validated and applied, and its pairs over IPv6 never answered (review C4)."""
+    text = base_text(**{"network: 10.0.0.0/24": "network: [10.0.0.0/24, 'fd00:9::/64']",
+                        "address: 10.0.0.1": "address: [10.0.0.1, 'fd00:9::1']"})
+    _, warnings = loads(text)
+    assert [(w.path, w.severity) for w in warnings] == [("nodes.b.address", "warning")]
+    assert warnings[0].message == ("the mesh network has IPv6 (fd00:9::/64) but b has no IPv6 address: its pairs over "
+                                   "IPv6 cannot work; give it one from fd00:9::/64 (a list: address: [IPv4, IPv6])")
+
+
+def test_an_ipv6_subnet_in_an_ipv4_mesh_is_a_warning() -> None:
+    """It validated, applied and planned clean, and no node could reach it (review B6)."""
+    text = base_text(**{"b.example.com:51820\n": "b.example.com:51820\n    subnets: ['fd10:3:10::/64']\n"})
+    _, warnings = loads(text)
+    assert [(w.path, w.severity) for w in warnings] == [("nodes.b.subnets[0]", "warning")]
+    assert warnings[0].message.startswith("fd10:3:10::/64 is IPv6 but the mesh network has no IPv6: no node has a "
+                                          "mesh address to reach it from")
+
+
 def test_warning_for_overlapping_subnets() -> None:
     text = base_text(
         **{
