@@ -24,16 +24,25 @@ NAME = Endpoint("azure.example.com", 51820)
     [
         (Endpoint("198.51.100.3", 51820), None, {}, "198.51.100.3:51820"),  # a literal stays
         (NAME, "203.0.113.2:51820", {}, "azure.example.com:51820"),  # a name the read did not resolve: as is
-        (NAME, "203.0.113.2:51820", {"azure.example.com": {"203.0.113.9", "203.0.113.2"}}, "203.0.113.2:51820"),
-        (NAME, "203.0.113.2:51820", {"azure.example.com": {"2001:db8::9", "203.0.113.9"}}, "203.0.113.9:51820"),
-        (NAME, None, {"azure.example.com": {"2001:db8::9"}}, "[2001:db8::9]:51820"),
-        (NAME, "[2001:db8::9]:51820", {"azure.example.com": {"2001:db8::9"}}, "[2001:db8::9]:51820"),
-        (NAME, "203.0.113.2:51820", {"azure.example.com": set()}, None),  # does not resolve: left out
-        (NAME, "203.0.113.2:4000", {"azure.example.com": {"203.0.113.2"}}, "203.0.113.2:51820"),
+        (NAME, "203.0.113.2:51820", {"azure.example.com": ("203.0.113.9", "203.0.113.2")}, "203.0.113.2:51820"),
+        # a moved name: the resolver's first address, as wg and wg-quick take it (RFC 6724: IPv6 first where the
+        # node has IPv6)
+        (NAME, "203.0.113.2:51820", {"azure.example.com": ("2001:db8::9", "203.0.113.9")}, "[2001:db8::9]:51820"),
+        (NAME, "203.0.113.2:51820", {"azure.example.com": ("203.0.113.9", "2001:db8::9")}, "203.0.113.9:51820"),
+        # an IPv6-only node, its peer set by hand to an address the name does not have
+        (NAME, "[fd50:4::99]:51820", {"azure.example.com": ("fd50:4::12", "10.250.4.12")}, "[fd50:4::12]:51820"),
+        (NAME, "[fd50:4::12]:51820", {"azure.example.com": ("10.250.4.12", "fd50:4::12")}, "[fd50:4::12]:51820"),
+        # the address in use in its IPv4-mapped form (a dual-stack socket): the same place, kept
+        (NAME, "[::ffff:203.0.113.2]:51820", {"azure.example.com": ("203.0.113.9", "203.0.113.2")},
+         "[::ffff:203.0.113.2]:51820"),
+        (NAME, None, {"azure.example.com": ("2001:db8::9",)}, "[2001:db8::9]:51820"),
+        (NAME, "[2001:db8::9]:51820", {"azure.example.com": ("2001:db8::9",)}, "[2001:db8::9]:51820"),
+        (NAME, "203.0.113.2:51820", {"azure.example.com": ()}, None),  # does not resolve: left out
+        (NAME, "203.0.113.2:4000", {"azure.example.com": ("203.0.113.2",)}, "203.0.113.2:51820"),
     ],
 )
 def test_the_endpoint_syncconf_gets(want: Endpoint, live: str | None, resolved: dict, sent: str | None) -> None:
-    got = sync_endpoint(want, live, {k: frozenset(v) for k, v in resolved.items()})
+    got = sync_endpoint(want, live, resolved)
     assert (None if got is None else str(got)) == sent
 
 
@@ -50,7 +59,7 @@ def test_syncconf_gets_the_address_the_node_resolved_and_the_file_keeps_the_name
 
 
 def test_a_name_that_does_not_resolve_keeps_the_live_endpoint_and_warns() -> None:
-    state = converged(MESH, "aws", resolved={"azure.example.com": frozenset()})
+    state = converged(MESH, "aws", resolved={"azure.example.com": ()})
     plan = diff_node(MESH, MESH.node("aws"), state)
     assert plan.changes == (), "not a change: nothing can be done about it but wait"
     moved = dataclasses.replace(state, link_up=False)

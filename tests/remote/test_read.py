@@ -290,17 +290,20 @@ def test_parse_ip_route_malformed(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("getent_dual.txt", {"fd00:abcd::55", "192.0.2.55"}),
-        ("getent_localhost.txt", {"::1", "127.0.0.1"}),
-        ("getent_unknown.txt", set()),
+        ("getent_dual.txt", ("fd00:abcd::55", "192.0.2.55")),  # the resolver's order: IPv6 first here
+        ("getent_localhost.txt", ("::1", "127.0.0.1")),
+        ("getent_unknown.txt", ()),
     ],
 )
-def test_parse_getent(name: str, expected: set[str]) -> None:
+def test_parse_getent(name: str, expected: tuple[str, ...]) -> None:
     assert parse_getent(fixture(name)) == expected
 
 
 def test_parse_getent_canonical_and_malformed() -> None:
-    assert parse_getent("FD00:0::0055  STREAM x\n") == {"fd00::55"}
+    assert parse_getent("FD00:0::0055  STREAM x\n") == ("fd00::55",)
+    # the order getent gives (wg takes the first), each address once
+    assert parse_getent("192.0.2.7 STREAM x\n192.0.2.7 DGRAM\nfd00::7 STREAM\nfd00::7 DGRAM\n") == ("192.0.2.7",
+                                                                                                 "fd00::7")
     with pytest.raises(ParseError, match="not an address"):
         parse_getent("garbage STREAM x\n")
 
@@ -330,9 +333,9 @@ def test_parse_read_output_node_a() -> None:
     assert state.config_exists
     assert state.config_sha256 == hashlib.sha256((FIXTURES / "a_wg0.conf").read_bytes()).hexdigest()
     assert state.resolved == {
-        "peer.lab.example": {"fd00:abcd::55", "192.0.2.55"},
-        "localhost": {"::1", "127.0.0.1"},
-        "nothing.invalid": frozenset(),
+        "peer.lab.example": ("fd00:abcd::55", "192.0.2.55"),
+        "localhost": ("::1", "127.0.0.1"),
+        "nothing.invalid": (),
     }
     assert state.wg_quick_unit_enabled is None  # no systemd in the lab
 
@@ -495,7 +498,7 @@ def test_normalized_is_json_data_without_counters() -> None:
         lambda s: dataclasses.replace(s, link_up=False),
         lambda s: dataclasses.replace(s, config_sha256="0" * 64),
         lambda s: dataclasses.replace(s, key_file_public_key=None),
-        lambda s: dataclasses.replace(s, resolved={**s.resolved, "peer.lab.example": frozenset({"192.0.2.56"})}),
+        lambda s: dataclasses.replace(s, resolved={**s.resolved, "peer.lab.example": ("192.0.2.56",)}),
         lambda s: dataclasses.replace(s, wg_quick_unit_enabled=True),
         lambda s: dataclasses.replace(s, forwarding={4: True, 6: False}),
         lambda s: dataclasses.replace(s, has_iptables=False),
@@ -922,7 +925,7 @@ def test_read_resolves_each_host_once_in_parallel(node: Stubs) -> None:
     state = parse_read_output("wg0", read(node, hosts=("a.example", "b.example", "a.example", "c.example")))
     assert time.monotonic() - started < 2.8, "the lookups run at once"
     assert sorted(log.read_text().split()) == ["a.example", "b.example", "c.example"]
-    assert state.resolved == {"a.example": {"192.0.2.1"}, "b.example": frozenset(), "c.example": frozenset()}
+    assert state.resolved == {"a.example": ("192.0.2.1",), "b.example": (), "c.example": ()}
     out = read(node)
     assert "@@wgmesh:resolve" not in out
 

@@ -55,6 +55,15 @@ Endpoint = never.example.com:51820  # a comment
 """
 
 
+def _ahosts(name: str, *addresses: str) -> str:
+    """What `getent ahosts NAME` prints (tests/fixtures/live/getent_dual.txt): each address three times, in the
+    resolver's order."""
+    lines = []
+    for i, a in enumerate(addresses):
+        lines += [f"{a:<15} STREAM {name if i == 0 else ''}", f"{a:<15} DGRAM  ", f"{a:<15} RAW    "]
+    return "\n".join(lines) + "\n"
+
+
 def _node(tmp_path: Path, shell_name: str) -> tuple[Stubs, Path]:
     stubs = Stubs(tmp_path, shell_name)
     (tmp_path / "wg0.conf").write_text(CONF)
@@ -69,11 +78,10 @@ def _node(tmp_path: Path, shell_name: str) -> tuple[Stubs, Path]:
         f"set wg0 peer {A} endpoint 203.0.113.99:51820": "",
     })
     answering(stubs, "getent", {
-        "ahostsv4 azure.example.com": "203.0.113.99   STREAM azure.example.com\n203.0.113.99   DGRAM\n",
-        "ahostsv4 home.example.net": "198.51.100.77   STREAM home.example.net\n",
-        "ahostsv4 gone.example.com": ("", 2),
+        "ahosts azure.example.com": _ahosts("azure.example.com", "203.0.113.99"),
+        "ahosts home.example.net": _ahosts("home.example.net", "198.51.100.77"),
         "ahosts gone.example.com": ("", 2),
-        "ahostsv4 never.example.com": "203.0.113.7   STREAM never.example.com\n",
+        "ahosts never.example.com": _ahosts("never.example.com", "203.0.113.7"),
     }, otherwise=2)
     script = tmp_path / "wgmesh-reresolve-wg0.sh"
     head = shell.assignments({"IF": "wg0", "CONF": str(tmp_path / "wg0.conf")})
@@ -94,6 +102,33 @@ def test_a_pass_sets_only_the_stale_peers_whose_name_moved(tmp_path: Path, shell
     assert "home.example.net" not in looked_up, "a fresh handshake: the endpoint works, no lookup"
     assert "198.51.100.3" not in looked_up, "a literal is never looked up"
     assert {"azure.example.com", "gone.example.com", "never.example.com"} <= set(looked_up)
+
+
+@pytest.mark.parametrize("shell_name", SHELLS)
+def test_a_pass_follows_the_resolver_and_keeps_an_address_the_name_has(tmp_path: Path, shell_name: str) -> None:
+    """An IPv6-only node whose resolver gives IPv6 first (as getaddrinfo does there, and wg takes the first
+    answer); `getent ahostsv4` would still give the IPv4 addresses, unreachable there. A peer at an address its
+    name has stays (also in the IPv4-mapped form a dual-stack socket gives); a peer elsewhere gets the first."""
+    stubs, script = _node(tmp_path, shell_name)
+    now = int(time.time())
+    answering(stubs, "wg", {
+        "show wg0 latest-handshakes": f"{A}\t{now - 200}\n{D}\t{now - 900}\n{E}\t0\n",
+        "show wg0 endpoints": f"{A}\t[fd50:4::12]:51820\n{D}\t[::ffff:10.250.4.6]:51820\n{E}\t[fd50:4::99]:51820\n",
+        f"set wg0 peer {E} endpoint [fd50:4::17]:51820": "",
+    })
+    answering(stubs, "getent", {
+        "ahosts azure.example.com": _ahosts("azure.example.com", "fd50:4::12", "10.250.4.12"),
+        "ahostsv4 azure.example.com": _ahosts("azure.example.com", "10.250.4.12"),
+        "ahosts gone.example.com": _ahosts("gone.example.com", "fd50:4::6", "10.250.4.6"),
+        "ahostsv4 gone.example.com": _ahosts("gone.example.com", "10.250.4.6"),
+        "ahosts never.example.com": _ahosts("never.example.com", "fd50:4::17", "10.250.4.17"),
+        "ahostsv4 never.example.com": _ahosts("never.example.com", "10.250.4.17"),
+    }, otherwise=2)
+    r = stubs.run(f"sh {script}\n")
+    assert r.exit_status == 0, r.stderr
+    sets = [c for c in calls(stubs, "wg") if c[0] == "set"]
+    assert sets == [["set", "wg0", "peer", E, "endpoint", "[fd50:4::17]:51820"]]
+    assert "never.example.com is now [fd50:4::17]:51820 (was [fd50:4::99]:51820)" in r.stderr
 
 
 @pytest.mark.parametrize("shell_name", SHELLS)

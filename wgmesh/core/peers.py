@@ -57,11 +57,13 @@ def _split_endpoint(text: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[str, frozenset[str]]) -> bool:
+def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[str, tuple[str, ...]]) -> bool:
     """Does the live endpoint satisfy the declared one?
 
     No declared endpoint: anything goes (the peer is behind NAT and roams). A declared IP literal must match
-    exactly; a declared name matches any address the node resolves that name to.
+    exactly; a declared name matches any address the node resolves that name to. An IPv4-mapped IPv6 address
+    (::ffff:a.b.c.d) is its IPv4 address either way round: WireGuard moves an endpoint to wherever the peer's
+    packets come from, and on a dual-stack socket an IPv4 peer's come in that form.
     """
     if want is None:
         return True
@@ -77,7 +79,7 @@ def _literal_matches(host: str, port: int, live: str) -> bool:
     return _matches(Endpoint(host, port), live, {})
 
 
-def _matches(want: Endpoint, live: str, resolved: Mapping[str, frozenset[str]]) -> bool:
+def _matches(want: Endpoint, live: str, resolved: Mapping[str, tuple[str, ...]]) -> bool:
     parsed = _split_endpoint(live)
     if parsed is None:
         return False
@@ -87,12 +89,18 @@ def _matches(want: Endpoint, live: str, resolved: Mapping[str, frozenset[str]]) 
     live_ip = _ip(host.split("%", 1)[0])
     if live_ip is None:
         return host == want.host
+    live_ip = unmapped(live_ip)
     want_ip = _ip(want.host)
     if want_ip is not None:  # want.is_literal
-        return live_ip == want_ip
-    addresses = {ip for ip in map(_ip, resolved.get(want.host, frozenset())) if ip is not None}
-    mapped = live_ip.ipv4_mapped if isinstance(live_ip, ipaddress.IPv6Address) else None
-    return live_ip in addresses or (mapped is not None and mapped in addresses)
+        return live_ip == unmapped(want_ip)
+    return live_ip in {unmapped(ip) for ip in map(_ip, resolved.get(want.host, ())) if ip is not None}
+
+
+def unmapped(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is: on a dual-stack socket WireGuard
+    records an IPv4 peer's packets in that form, and a peer declared by either form is the same place."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return mapped if mapped is not None else ip
 
 
 def _peer_attrs(p: PeerConfig) -> dict[str, Value]:
@@ -254,7 +262,7 @@ def _peer_changes(
 
 
 def _pair_replacements(
-    changes: list[Change], cfg: InterfaceConfig, resolved: Mapping[str, frozenset[str]]
+    changes: list[Change], cfg: InterfaceConfig, resolved: Mapping[str, tuple[str, ...]]
 ) -> list[Change]:
     """A peer added while a peer with the same mesh address goes away is the same node with a new key
     (a rotation, or a node rebuilt): show it as one replacement, as Terraform shows `-/+`."""

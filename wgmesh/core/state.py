@@ -73,7 +73,7 @@ class LiveState:
     key_file_public_key: str | None
     config_exists: bool
     config_sha256: str | None
-    resolved: Mapping[str, frozenset[str]]
+    resolved: Mapping[str, tuple[str, ...]]  # name -> its addresses in the node resolver's order (first: wg's)
     wg_quick_unit_enabled: bool | None
     # preflight (core/nodeos.py): what the node lacks for what wgmesh does there, and its OS family
     missing: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork
+from wgmesh.core.peers import unmapped
 from wgmesh.core.render import InterfaceConfig, render, syncconf_text, wanted_routes
 from wgmesh.core.state import LiveState, wanted_mtu
 
@@ -95,20 +96,28 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def sync_endpoint(want: Endpoint, live: str | None, resolved: Mapping[str, frozenset[str]]) -> Endpoint | None:
+def sync_endpoint(want: Endpoint, live: str | None, resolved: Mapping[str, tuple[str, ...]]) -> Endpoint | None:
     """The endpoint `wg syncconf` gets for a peer whose endpoint is `want`, on a node whose read resolved names
     into `resolved`: never a name (syncconf would resolve it once more, and a name that does not resolve makes wg
     retry ~72 s and then abort the whole sync). A literal stays; a name becomes the address in use when the name
-    still resolves to it (no change), else the address the node resolved (IPv4 first); None when the name did not
-    resolve: the Endpoint line is left out and the peer keeps the endpoint it has."""
+    still resolves to it (no change), else the node resolver's first address, the one wg and wg-quick take
+    (getaddrinfo's order: IPv6 first where the node has IPv6); None when the name did not resolve: the Endpoint
+    line is left out and the peer keeps the endpoint it has."""
     if want.is_literal or want.host not in resolved:
         return want  # a literal, or a name the read was not asked about: as written
-    addresses = sorted({a for a in map(_address, resolved[want.host]) if a is not None},
-                       key=lambda a: (a.version, a))
+    addresses = [a for a in map(_address, resolved[want.host]) if a is not None]  # the resolver's order
     current = live.rpartition(":") if live else None
-    if current is not None and current[2] == str(want.port) and _address(current[0]) in addresses:
-        return Endpoint(str(_address(current[0])), want.port)
+    in_use = _address(current[0]) if current is not None and current[2] == str(want.port) else None
+    # the address in use, also in its IPv4-mapped form (::ffff:a.b.c.d), which plan takes as the same place
+    if in_use is not None and unmapped(in_use) in {unmapped(a) for a in addresses}:
+        return Endpoint(_text(in_use), want.port)
     return Endpoint(str(addresses[0]), want.port) if addresses else None
+
+
+def _text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An address as wg shows it: an IPv4-mapped one dotted, ::ffff:203.0.113.2 (Python 3.11: ::ffff:cb00:7102)."""
+    v4 = unmapped(ip)
+    return f"::ffff:{v4}" if v4 is not ip else str(ip)
 
 
 def sync_config(cfg: InterfaceConfig, live: LiveState) -> InterfaceConfig:

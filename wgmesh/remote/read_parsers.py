@@ -253,16 +253,18 @@ def parse_ip_route(json_text: str, *, family: int | None = None) -> frozenset[IP
     return frozenset(out)
 
 
-def parse_getent(text: str) -> frozenset[str]:
-    """`getent ahosts NAME` -> the set of addresses (canonical strings). Empty text: not resolved."""
-    out: set[str] = set()
+def parse_getent(text: str) -> tuple[str, ...]:
+    """`getent ahosts NAME` -> the addresses (canonical strings), in the resolver's order, each once. The order
+    matters: wg and wg-quick take the first answer (getaddrinfo's, RFC 6724: IPv6 first where the node has IPv6),
+    and apply does too (core/steps.py sync_endpoint). Empty text: not resolved."""
+    out: dict[str, None] = {}  # an ordered set: getent repeats each address per socket type
     for line_no, line in numbered_lines(text):
         token = line.split()[0].split("%", 1)[0]
         try:
-            out.add(str(ipaddress.ip_address(token)))
+            out.setdefault(str(ipaddress.ip_address(token)))
         except ValueError:
             raise ParseError(f"getent line {line_no}: {token!r} is not an address") from None
-    return frozenset(out)
+    return tuple(out)
 
 
 def _rule_words(line: str) -> list[str] | None:

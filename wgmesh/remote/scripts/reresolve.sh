@@ -2,8 +2,9 @@
 # reresolve.sh: a node's re-resolution of its peers' endpoint names (wireguard-tools' contrib/reresolve-dns
 # behaviour). WireGuard resolves an endpoint name once; when the name moves (DDNS), the peer stays unreachable
 # until someone sets it again. For every [Peer] of $CONF whose Endpoint is a name, and whose latest handshake is
-# older than 135 s (or never happened), this sets the address the name resolves to now, if it differs. A name
-# that does not resolve is skipped (never `wg set` with a name: wg would retry it for ~72 s).
+# older than 135 s (or never happened), this sets the address the name resolves to now (the resolver's first, as
+# wg takes it), unless the name still has the address in use. A name that does not resolve is skipped (never
+# `wg set` with a name: wg would retry it for ~72 s).
 #
 # Installed by apply (scripts/apply.sh wgm_install_reresolve) as /etc/wireguard/wgmesh-reresolve-IF.sh, with
 # `IF=...` and `CONF=...` lines ahead of this text; standalone (no lib.sh). Modes:
@@ -42,13 +43,24 @@ rr_names() {  # "PUBLICKEY HOST PORT" for each [Peer] of $CONF whose Endpoint ho
   ' "$CONF" 2>/dev/null
 }
 
-rr_resolve() {  # $1: a name; prints one address (IPv4 first, as apply chooses), nothing when it does not resolve
+rr_resolve() {  # $1: a name, $2: the peer's endpoint now (wg show), $3: the port; prints the endpoint to have
+  # wg and wg-quick take the resolver's first answer (getaddrinfo's order, RFC 6724: IPv6 first where the node
+  # has IPv6), and so does apply: the endpoint now stays while the name still has its address (also in its
+  # IPv4-mapped form ::ffff:a.b.c.d, which a dual-stack socket gives), else the first address. Nothing when the
+  # name does not resolve.
   if command -v timeout >/dev/null 2>&1; then rr_t='timeout 5'; else rr_t=; fi
   # shellcheck disable=SC2086 # $rr_t is empty or two words
-  rr_a=$($rr_t getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
-  # shellcheck disable=SC2086
-  [ -n "$rr_a" ] || rr_a=$($rr_t getent ahosts "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
-  printf '%s' "$rr_a"
+  $rr_t getent ahosts "$1" 2>/dev/null | awk -v cur="$2" -v port="$3" '
+    NF && !seen[$1]++ { addr[++n] = $1 }
+    END {
+      if (n == 0) exit
+      host = cur; sub(/:[^:]*$/, "", host); gsub(/[[]|[]]/, "", host); sub(/%.*/, "", host)
+      if (host ~ /^::ffff:[0-9.]+$/) host = substr(host, 8)
+      if (cur ~ (":" port "$")) for (i = 1; i <= n; i++) if (addr[i] == host) { print cur; exit }
+      first = addr[1]
+      if (first ~ /:/) first = "[" first "]"
+      print first ":" port
+    }'
 }
 
 rr_pass() {
@@ -59,10 +71,9 @@ rr_pass() {
     rr_t=$(printf '%s\n' "$rr_hs" | awk -v k="$rr_pk" '$1 == k { print $2 }')
     [ -n "$rr_t" ] || continue  # not a peer of the interface
     [ $((rr_now - rr_t)) -gt "$rr_stale" ] || continue  # a recent handshake: the endpoint works
-    rr_addr=$(rr_resolve "$rr_host")
-    [ -n "$rr_addr" ] || continue
-    case $rr_addr in *:*) rr_ep="[$rr_addr]:$rr_port" ;; *) rr_ep="$rr_addr:$rr_port" ;; esac
     rr_cur=$(printf '%s\n' "$rr_eps" | awk -v k="$rr_pk" '$1 == k { print $2 }')
+    rr_ep=$(rr_resolve "$rr_host" "$rr_cur" "$rr_port")
+    [ -n "$rr_ep" ] || continue  # the name does not resolve: the peer keeps its endpoint
     [ "$rr_cur" != "$rr_ep" ] || continue
     if wg set "$IF" peer "$rr_pk" endpoint "$rr_ep" 2>/dev/null; then
       echo "wgmesh-reresolve: $IF: $rr_host is now $rr_ep (was ${rr_cur:-none})" >&2
