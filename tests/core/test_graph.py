@@ -74,15 +74,21 @@ def test_not_enrolled_nodes_have_no_pairs_and_decommissioned_ones_are_left_out()
 
 
 def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple[str, ...] = (),
-          direct: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
-    """A status report where `handshakes[(a, b)]` is when a last saw b (0: never); other peers: never.
+          direct: tuple[tuple[str, str], ...] = (), removed: tuple[tuple[str, str], ...] = (),
+          no_interface: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """A status report where `handshakes[(a, b)]` is when a last saw b (0: never), and b saw a then too unless
+    `handshakes[(b, a)]` says otherwise (a handshake is the pair's); other peers: never.
     `direct`: pairs that have a direct peer entry each way, with the other's addresses, although mesh.yaml relays
-    them (hole punched: core/punch.py)."""
+    them (hole punched: core/punch.py). `removed`: (a, b) where a has no peer entry for b (`wg set wg0 peer B
+    remove` on a); `no_interface`: nodes read without their interface (`wg-quick down wg0`)."""
     results = {}
     by_name = {m.name: m for m in mesh.nodes}
     for n in mesh.nodes:
         if n.name in unreachable:
             results[n.name] = "cannot connect: timed out"
+            continue
+        if n.name in no_interface:
+            results[n.name] = converged(mesh, n.name, interface_exists=False, link_up=False, peers={})
             continue
         state = converged(mesh, n.name)
         names = {m.public_key: m.name for m in mesh.nodes}
@@ -93,14 +99,15 @@ def _live(mesh: Mesh, handshakes: dict[tuple[str, str], int], unreachable: tuple
                 key = by_name[other].public_key
                 assert key is not None
                 extra[key] = LivePeer(key, None, frozenset(by_name[other].allowed_ips), 0, 0, 0, 0, False)
-        peers = {k: dataclasses.replace(p, latest_handshake=handshakes.get((n.name, names[k]), 0))
-                 for k, p in {**state.peers, **extra}.items()}
+        peers = {k: dataclasses.replace(p, latest_handshake=handshakes.get((n.name, names[k]),
+                                                                           handshakes.get((names[k], n.name), 0)))
+                 for k, p in {**state.peers, **extra}.items() if (n.name, names[k]) not in removed}
         results[n.name] = dataclasses.replace(state, peers=peers)
     names = [n.name for n in mesh.nodes]
     return status_report(mesh, mesh.nodes, names, results, dict.fromkeys(names, NOW), NOW)
 
 
-def test_live_pairs_take_the_better_side_and_its_age() -> None:
+def test_live_pairs_take_their_latest_handshake() -> None:
     m = four()
     report = _live(m, {("aws", "azure"): NOW - 12, ("azure", "aws"): NOW - 100, ("aws", "gcp"): NOW - 600})
     g = build_graph(m, report)
@@ -131,6 +138,56 @@ def test_an_unreadable_node_is_marked_and_its_pairs_use_the_other_side() -> None
     assert g.node("azure").reachable is False and g.node("aws").reachable is True
     assert g.edge("aws", "azure").health is Health.FRESH
     assert g.edge("azure", "gcp").health is Health.NEVER  # gcp answered: it never saw azure
+
+
+def test_a_pair_is_as_good_as_its_worse_side_that_was_read() -> None:
+    """The lab repros: on aws `wg set wg0 peer <gcp> remove` (gcp still shows a fresh handshake with aws); a
+    pair that never shook hands on one side; both sides removed. Each was drawn green or grey."""
+    m = four()
+    g = build_graph(m, _live(m, {("aws", "gcp"): NOW - 34, ("aws", "azure"): NOW - 5, ("azure", "aws"): 0},
+                             removed=(("aws", "gcp"), ("azure", "gcp"), ("gcp", "azure"))))
+    ag = g.edge("aws", "gcp")
+    assert (ag.path, ag.health, ag.label) == (PathKind.DIRECT, Health.NO_PEER, "direct no peer")
+    assert g.edge("aws", "azure").label == "direct never"  # azure never shook hands since its interface came up
+    assert g.edge("azure", "gcp").health is Health.NO_PEER  # both removed: both were read, so not unknown
+    unread = build_graph(m, _live(m, {}, unreachable=("azure", "gcp"))).edge("azure", "gcp")
+    assert (unread.health, unread.label) == (Health.UNKNOWN, "direct unknown")  # unknown: neither side was read
+    doc = parse_mermaid(mermaid(g))
+    edges = [(_name(doc["nodes"], a), _name(doc["nodes"], b)) for a, _, b, _ in doc["edges"]]
+    assert "#cf222e" in doc["styles"][edges.index(("aws", "gcp"))]  # red
+
+
+def test_a_node_without_its_interface_is_down_and_its_pairs_are_broken() -> None:
+    """`wg-quick down wg0` on gcp: the others still show their old handshakes with gcp, fresh for a while."""
+    m = four()
+    g = build_graph(m, _live(m, {("aws", "gcp"): NOW - 20, ("azure", "gcp"): NOW - 20}, no_interface=("gcp",)))
+    assert g.node("gcp").down and g.node("gcp").reachable and not g.node("aws").down
+    assert {g.edge("gcp", n).health for n in ("aws", "azure", "aliyun")} == {Health.NO_PEER}
+    doc = parse_mermaid(mermaid(g))
+    assert doc["members"]["down"] == ["n2"] and "no interface" in doc["nodes"]["n2"]
+    assert '"gcp" [label="gcp\\nno interface' in dot(g) and 'fillcolor="#ffebe9"' in dot(g)
+
+
+def test_a_removed_punched_peer_is_not_drawn_as_a_working_path() -> None:
+    """After a hole punching, `wg set wg0 peer <aliyun> remove` on gcp: gcp's aws entry carries aws only, so gcp
+    has no path to aliyun (the edge was green `direct 12s`, from aliyun's side)."""
+    from meshes import KEYS, punch_states
+    from meshes import NOW as T
+    from meshes import clouds_behind_nats as nat_mesh
+
+    from wgmesh.core.punch import punching
+    from wgmesh.core.state import LiveState
+
+    nm = nat_mesh()
+    direct = punching(nm, punch_states(nm, punching(nm, punch_states(nm)), handshakes=T - 5))
+    results = punch_states(nm, direct, handshakes=T - 12)
+    report = status_report(nm, nm.nodes, nm.node_names, results, {}, T)
+    assert build_graph(nm, report).edge("gcp", "aliyun").label == "direct 12s"
+    gcp = results["gcp"]
+    assert isinstance(gcp, LiveState)
+    results["gcp"] = dataclasses.replace(gcp, peers={k: v for k, v in gcp.peers.items() if k != KEYS["aliyun"]})
+    e = build_graph(nm, status_report(nm, nm.nodes, nm.node_names, results, {}, T)).edge("gcp", "aliyun")
+    assert (e.health, e.label) == (Health.NO_PEER, "via aws no peer")
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "never"), (0, "0s"), (119, "119s"), (120, "2m"),

@@ -106,3 +106,22 @@ def test_a_hole_punched_pair_without_a_recent_handshake_gets_a_hint() -> None:
     assert [h for h in quiet.hints if "hole punched" in h] == [
         "gcp <-> aliyun: hole punched, but no recent handshake on the direct path: run wgmesh plan and apply (it "
         "punches again, or moves the pair back to the relay)"]
+
+
+def test_right_after_a_first_apply_a_pair_that_never_shook_hands_gets_no_firewall_hint() -> None:
+    """The lab repro: `lab up`, `apply`, `status`: aliyun's first initiation went out before aws was up, and
+    WireGuard retries. Under REKEY_DUE after the apply no pair is blamed on a firewall; the one line says when to
+    look again. Once REKEY_DUE has passed, the same pair gets its hint."""
+    applied = 1699999990  # converged() handshakes are at 1700000000: the other pairs shook hands since
+    results = {n: dataclasses.replace(converged(MESH, n), applied=applied) for n in MESH.node_names}
+    results["aws"] = _never(results["aws"], "aliyun")
+    results["aliyun"] = _never(results["aliyun"], "aws")
+    report = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=applied + 20)
+    assert report.hints == (
+        "the last apply on aliyun, aws was under 3 minutes ago: a handshake from before it proves nothing of what it "
+        "changed, and a live pair shakes hands again within 3 minutes: run status again then (or `wgmesh check` "
+        "now)",)
+    assert report.view("aliyun", "aws").apply_recent and not report.view("aliyun", "aws").before_apply
+    later = status_report(MESH, MESH.nodes, MESH.node_names, results, {}, now=applied + REKEY_DUE + 10)
+    assert [h.split(":")[0] for h in later.hints] == ["aws <-> aliyun"]
+    assert later.hints[0].startswith("aws <-> aliyun: never a handshake: aws's UDP port")

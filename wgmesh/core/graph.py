@@ -5,10 +5,12 @@
 - Every pair of enrolled nodes is one edge. Its path, from mesh.yaml: `direct` when at least one of the two has
   an endpoint (the other dials it); `relayed` when neither has one, through the relay of core/relay.py
   (`mesh.relay`, else the first enrolled node with an endpoint); `none` when no node has an endpoint at all.
-- With live data (core/status.py's report of what each node's `wg show` says of each peer), a pair's health is
-  the better of what its two nodes see of each other (fresh < 3 min, stale, never, unknown when neither node
-  could be read), and its path is `direct` whenever that direct handshake is fresh (a hole-punched NAT pair
-  too); a relayed pair otherwise takes the health of its worse relay leg.
+- With live data (core/status.py's report of what each node's `wg show` says of each peer), a pair is as good as
+  its worse side that was read: each node read shows its path to the other (its own entry, or the relay's, whose
+  health is then that of the worse relay leg) as fresh (< 3 min), stale or never, or has none (`no peer`: a
+  removed peer, a node without its interface); `unknown` only when neither node could be read. The path is
+  `relayed` when a side goes through the relay, else `direct` (a hole-punched NAT pair too).
+- A node is down when it could not be read or its interface does not exist.
 The views (views/graph.py) turn a Graph into Mermaid or Graphviz text.
 """
 
@@ -33,11 +35,15 @@ class Health(StrEnum):
     FRESH = "fresh"
     STALE = "stale"
     NEVER = "never"
-    UNKNOWN = "unknown"  # neither side could be read, or neither has the other as a peer
+    NO_PEER = "no peer"  # a side that was read has no path to the other: nothing gets through
+    UNKNOWN = "unknown"  # neither side could be read
 
 
-_RANK = {Health.FRESH: 3, Health.STALE: 2, Health.NEVER: 1, Health.UNKNOWN: 0}
-_FROM_HANDSHAKE = {Handshake.FRESH: Health.FRESH, Handshake.STALE: Health.STALE, Handshake.NEVER: Health.NEVER}
+# worse first: a failure a node showed outranks what could not be read, which outranks a working handshake
+_RANK = {Health.NO_PEER: 0, Health.NEVER: 1, Health.UNKNOWN: 2, Health.STALE: 3, Health.FRESH: 4}
+_FROM_HANDSHAKE = {Handshake.FRESH: Health.FRESH, Handshake.STALE: Health.STALE, Handshake.NEVER: Health.NEVER,
+                   Handshake.NO_PEER: Health.NO_PEER}
+Seen = tuple[Health, int | None]
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class GraphNode:
     nat: bool  # no endpoint: behind NAT (it dials out; nobody dials it)
     enrolled: bool
     reachable: bool | None = None  # live: could the node be read (None: not live)
+    interface: bool | None = None  # live: does its interface exist (None: not live, or not read)
+
+    @property
+    def down(self) -> bool:
+        """Live: nothing gets through it (it could not be read, or it has no interface)."""
+        return self.reachable is False or self.interface is False
 
 
 @dataclass(frozen=True)
@@ -109,37 +121,44 @@ def static_path(relay: Relaying, a: Node, b: Node) -> tuple[PathKind, str | None
     return (PathKind.RELAYED, via) if via is not None else (PathKind.NONE, None)
 
 
-def _seen(report: StatusReport, a: str, b: str) -> tuple[Health, int | None]:
-    """The better of what a sees of b and b sees of a (fresh beats stale beats never)."""
-    best: tuple[Health, int | None] = (Health.UNKNOWN, None)
-    for src, dst in ((a, b), (b, a)):
-        try:
-            view = report.view(src, dst)
-        except KeyError:
-            continue
-        if view.via:  # reached through a relay: not a direct handshake of this pair
-            continue
-        health = _FROM_HANDSHAKE.get(view.state, Health.UNKNOWN)
-        better = _RANK[health] > _RANK[best[0]]
-        younger = health is best[0] and view.age is not None and (best[1] is None or view.age < best[1])
-        if better or younger:
-            best = (health, view.age)
-    return best
+def _side(report: StatusReport, src: str, dst: str) -> tuple[Seen, str | None] | None:
+    """What `src` shows of its path to `dst` and the relay it goes through; None when `src` was not read."""
+    try:
+        view = report.view(src, dst)
+    except KeyError:
+        return None
+    health = _FROM_HANDSHAKE.get(view.state)
+    if health is None:  # unreachable (or self)
+        return None
+    if view.via:  # src's leg is its handshake with the relay; the relay's with dst is the other
+        return _worse(_pair(report, src, view.via)[0], _pair(report, view.via, dst)[0]), view.via
+    return (health, view.age), None
 
 
-def _worse(x: tuple[Health, int | None], y: tuple[Health, int | None]) -> tuple[Health, int | None]:
+def _pair(report: StatusReport, a: str, b: str) -> tuple[Seen, str | None]:
+    """The worse of the two sides that were read (a handshake is the pair's: among equals, the youngest age) and
+    the relay a side goes through; unknown when neither was read."""
+    sides = [s for s in (_side(report, a, b), _side(report, b, a)) if s is not None]
+    if not sides:
+        return (Health.UNKNOWN, None), None
+    health = min((seen[0] for seen, _ in sides), key=_RANK.__getitem__)
+    ages = [seen[1] for seen, _ in sides if seen[0] is health and seen[1] is not None]
+    return (health, min(ages) if ages else None), next((via for _, via in sides if via), None)
+
+
+def _worse(x: Seen, y: Seen) -> Seen:
     if _RANK[x[0]] != _RANK[y[0]]:
         return x if _RANK[x[0]] < _RANK[y[0]] else y
     return x if (x[1] or 0) >= (y[1] or 0) else y
 
 
 def _live_edge(edge: Edge, report: StatusReport) -> Edge:
-    direct = _seen(report, edge.a, edge.b)
-    if direct[0] is Health.FRESH or edge.path is not PathKind.RELAYED or edge.relay is None:
-        path = PathKind.DIRECT if direct[0] is Health.FRESH else edge.path
-        return Edge(edge.a, edge.b, path, edge.relay if path is PathKind.RELAYED else None, *direct)
-    legs = _worse(_seen(report, edge.relay, edge.a), _seen(report, edge.relay, edge.b))
-    return Edge(edge.a, edge.b, PathKind.RELAYED, edge.relay, *legs)
+    (health, age), via = _pair(report, edge.a, edge.b)
+    if via is not None:
+        return Edge(edge.a, edge.b, PathKind.RELAYED, via, health, age)
+    if health in (Health.NO_PEER, Health.UNKNOWN):  # no side shows a path: keep mesh.yaml's
+        return Edge(edge.a, edge.b, edge.path, edge.relay, health, age)
+    return Edge(edge.a, edge.b, PathKind.DIRECT, None, health, age)
 
 
 def build_graph(mesh: Mesh, report: StatusReport | None = None) -> Graph:
@@ -149,6 +168,7 @@ def build_graph(mesh: Mesh, report: StatusReport | None = None) -> Graph:
     relay = relaying(mesh)
     errors = {r.node for r in report.readings if r.error is not None} if report else set()
     read = {r.node for r in report.readings} if report else set()
+    interface = {r.node: r.interface_exists for r in report.readings if r.error is None} if report else {}
     nodes = tuple(
         GraphNode(
             name=n.name,
@@ -157,6 +177,7 @@ def build_graph(mesh: Mesh, report: StatusReport | None = None) -> Graph:
             nat=n.endpoint is None,
             enrolled=n.enrolled,
             reachable=(n.name in read and n.name not in errors) if report is not None and n.enrolled else None,
+            interface=interface.get(n.name) if n.enrolled else None,
         )
         for n in shown
     )

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from wgmesh.core.model import Mesh, Node
 from wgmesh.core.relay import relaying
-from wgmesh.core.state import LiveState
+from wgmesh.core.state import LivePeer, LiveState
 
 FRESH_SECONDS = 180  # WireGuard re-keys every 2 minutes while traffic flows: older means stale
 
@@ -51,7 +51,8 @@ of the relay (its leg of the path; the relay's view of `peer` is the other leg).
     via: str | None = None  # the relay: `source` reaches `peer` through it (core/relay.py)
     punched: bool = False  # neither has an endpoint and the pair is direct: hole punched (core/punch.py)
     before_apply: bool = False  # the handshake is older than `source`'s last apply: it proves nothing of it
-    # ... and that apply was under REKEY_DUE seconds ago: a live pair has not had to shake hands again yet
+    # no handshake since `source`'s last apply (one from before it, or none), and that apply was under REKEY_DUE
+    # seconds ago: a live pair has not had to shake hands (again) yet
     apply_recent: bool = False
     keepalive: int = 0  # the entry's persistent keepalive (0: off): an idle pair without it never shakes hands
 
@@ -135,12 +136,17 @@ def node_status(
             via = None
         if via is not None and relay.relay is not None:
             peer = got.peers.get(relay.relay.public_key or "")
+            if peer is not None and not _carries(peer, n):
+                peer = None  # the relay's entry does not route n's addresses: no path through it either
         if peer is None:
             views.append(PeerView(source, n.name, Handshake.NO_PEER))
             continue
         state, age = classify(peer.latest_handshake, t)
         before = got.applied is not None and 0 < peer.latest_handshake < got.applied
-        recent = before and got.applied is not None and t - got.applied < REKEY_DUE
+        # no handshake since an apply under REKEY_DUE ago (one from before it, or none at all: a first initiation
+        # may have gone out before the other side was up, and WireGuard retries): none is due yet
+        unproven = before or peer.latest_handshake <= 0
+        recent = unproven and got.applied is not None and t - got.applied < REKEY_DUE
         views.append(
             PeerView(source, n.name, state, age, peer.latest_handshake, peer.endpoint, peer.rx_bytes, peer.tx_bytes,
                      via, punched, before, recent, peer.persistent_keepalive or 0)
@@ -148,6 +154,13 @@ def node_status(
     known = {n.public_key for n in mesh.nodes if n.public_key}
     unknown = tuple(sorted(k for k in got.peers if k not in known))
     return NodeStatus(source, None, clock, got.interface_exists, got.link_up, unknown), views
+
+
+def _carries(entry: LivePeer, node: Node) -> bool:
+    """Whether a peer entry routes every mesh address of `node`: the relay's entry on a node without an endpoint
+    must, for that node to reach `node` through the relay (one narrowed by hand, or left from a hole punching
+    whose direct entry was removed, does not)."""
+    return all(any(a in net for net in entry.allowed_ips) for a in node.addresses)
 
 
 def status_report(
@@ -211,6 +224,8 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
                 continue
+            if any(v.apply_recent for k in ((a.name, b.name), (b.name, a.name)) if (v := by_pair.get(k))):
+                continue  # no handshake due yet since an apply on either side: the "under 3 minutes" line says so
             if not any(_tried(by_pair.get(k)) for k in ((a.name, b.name), (b.name, a.name))):
                 continue  # an idle pair: WireGuard shakes hands only when there is something to send
             # a handshake older than the last apply on that side counts as none: it proves nothing of the change

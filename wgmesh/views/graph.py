@@ -3,8 +3,10 @@
 Mermaid: a `flowchart LR`; node ids `n0, n1, ...` (mesh.yaml names may hold `.` and `-`, which Mermaid reads
 as edges), labels in quotes with the node's name, addresses and subnets; a node behind NAT is a stadium shape
 with a dashed border (class `nat`), one not enrolled is grey (class `pending`), one that could not be read is
-red (class `down`). A direct pair is a solid line `---`, a relayed pair a dotted line `-.-` labelled `via R`.
-Live: each line is coloured by its handshake (`linkStyle`): green fresh, amber stale, red never, grey unknown.
+red (class `down`), as is one whose interface does not exist. A direct pair is a solid line `---`, a relayed
+pair a dotted line `-.-` labelled `via R`.
+Live: each line is coloured by its handshake (`linkStyle`): green fresh, amber stale, red never or no peer (a side
+that was read has no path to the other), grey unknown (neither side could be read).
 Everything in a label comes from validated mesh.yaml values or wgmesh's own words.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 from wgmesh.core.graph import Edge, Graph, GraphNode, Health, PathKind
 
-COLORS = {Health.FRESH: "#2da44e", Health.STALE: "#d29922", Health.NEVER: "#cf222e", Health.UNKNOWN: "#8c959f"}
+COLORS = {Health.FRESH: "#2da44e", Health.STALE: "#d29922", Health.NEVER: "#cf222e", Health.NO_PEER: "#cf222e",
+          Health.UNKNOWN: "#8c959f"}
 STATIC_COLOR = "#57606a"
 LEGEND = (
     "Solid line: direct; dotted: relayed; dashed box: behind NAT (no endpoint). "
-    "Live colours: green handshake under 3 minutes, amber older, red never, grey unknown."
+    "Live colours: green handshake under 3 minutes, amber older, red never or no peer, grey unknown."
 )
 
 
@@ -29,6 +32,8 @@ def _lines(n: GraphNode) -> list[str]:
         notes.append("not enrolled")
     if n.reachable is False:
         notes.append("unreachable")
+    elif n.interface is False:
+        notes.append("no interface")
     return [head, *([", ".join(notes)] if notes else []), *n.addresses, *n.subnets]
 
 
@@ -64,7 +69,7 @@ def mermaid(graph: Graph) -> str:
     for cls, members in (
         ("nat", [n for n in graph.nodes if n.nat]),
         ("pending", [n for n in graph.nodes if not n.enrolled]),
-        ("down", [n for n in graph.nodes if n.reachable is False]),
+        ("down", [n for n in graph.nodes if n.down]),
     ):
         if members:
             out.append(f"  class {','.join(ids[n.name] for n in members)} {cls}")
@@ -90,13 +95,12 @@ def dot(graph: Graph) -> str:
         "  edge [fontname=Helvetica, fontsize=10];",
     ]
     for n in graph.nodes:
-        styles = ["rounded"] + (["dashed"] if n.nat else []) + (["filled"] if not n.enrolled or n.reachable is False
-                                                                 else [])
+        styles = ["rounded"] + (["dashed"] if n.nat else []) + (["filled"] if not n.enrolled or n.down else [])
         attrs = [f"label={_dot_label(_lines(n))}",
                  f'style="{",".join(styles)}"']
         if not n.enrolled:
             attrs.append('fillcolor="#f6f8fa", color="#8c959f"')
-        elif n.reachable is False:
+        elif n.down:
             attrs.append('fillcolor="#ffebe9", color="#cf222e"')
         out.append(f"  {_dot_str(n.name)} [{', '.join(attrs)}];")
     for e in graph.edges:
