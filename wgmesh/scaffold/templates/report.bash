@@ -12,7 +12,7 @@
 set -euo pipefail
 
 MARKER='<!-- wgmesh-plan -->'
-LEGEND='Solid line: direct; dotted: relayed; dashed box: behind NAT (no endpoint). Colours: green handshake under 3 minutes, amber older, red never, grey unknown.'
+LEGEND='Solid line: direct; dotted: relayed; dashed box: behind NAT (no endpoint). Colours: green handshake under 3 minutes, amber older, red never or no peer, grey unknown.'
 TEXT_MAX=50000
 GRAPH_MAX=12000
 
