@@ -211,6 +211,24 @@ def test_a_key_file_that_holds_no_key_is_named_as_such() -> None:
     assert "None" not in p.error
 
 
+def test_a_route_the_node_has_through_another_device_fails_the_node_in_plan() -> None:
+    """aws routes gcp's subnet through eth0 (by hand, another mesh, or its own LAN): plan promised `+ route` and
+    every apply failed with "RTNETLINK answers: File exists" (reviews D2, C2, B7)."""
+    prefix = ipaddress.ip_network("192.168.30.0/24")
+    other = {prefix: ("192.168.30.0/24 via 10.250.3.13 dev eth0", 0)}
+    live = converged(MESH, "aws", routes=converged(MESH, "aws").routes - {prefix}, other_routes=other)
+    p = plan_for("aws", live)
+    assert p.error == ("the node routes 192.168.30.0/24 already (192.168.30.0/24 via 10.250.3.13 dev eth0), so a "
+                       "route through wg0 would fail or go unused; apply refuses this node. Delete that route on the "
+                       "node; if the node is on that network itself, the mesh cannot route 192.168.30.0/24 to it as "
+                       "well: take 192.168.30.0/24 out of mesh.yaml's subnets")
+    # also where the interface is to be made (wg-quick up would fail on it)
+    assert plan_for("aws", dataclasses.replace(fresh(MESH, "aws"), other_routes=other)).error == p.error
+    # a route of a higher metric loses to the mesh's, and one the interface has already is the mesh's
+    assert not plan_for("aws", dataclasses.replace(live, other_routes={prefix: ("... metric 100", 100)})).error
+    assert not plan_for("aws", converged(MESH, "aws", other_routes=other)).error
+
+
 def test_key_mismatch_is_an_error_apply_refuses() -> None:
     p = plan_for("aws", converged(MESH, "aws", key_file_public_key=pubkey(77)))
     assert p.error and "apply refuses" in p.error and pubkey(77) in p.error

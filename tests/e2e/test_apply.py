@@ -316,6 +316,22 @@ def test_new_address_in_the_same_network_keeps_the_routes(
     _assert_full_mesh(mesh, list(mesh.names))
 
 
+def test_a_route_through_another_device_fails_the_node_in_plan(mesh: Lab, run_wgmesh: WgmeshRunner) -> None:
+    """A route for gcp's subnet through eth0 on aws, by hand: plan promised `+ route` and every apply failed with
+    "RTNETLINK answers: File exists" (reviews D2, C2, B7). Plan names the route; once it is gone, apply converges."""
+    gone = "192.168.30.0/24"
+    _ok(_exec(mesh, "aws", "ip", "route", "replace", gone, "dev", "eth0"))
+    try:
+        plan = _plan_exit(run_wgmesh, mesh)
+        assert plan.returncode == 1, plan.stdout + plan.stderr
+        assert f"Error: node aws: the node routes {gone} already ({gone} dev eth0 scope link)" in plan.stderr
+        assert "1 node could not be planned" in plan.stdout
+    finally:
+        _exec(mesh, "aws", "ip", "route", "del", gone, "dev", "eth0")
+    _converge(run_wgmesh, mesh)
+    assert gone in _wg_routes(mesh, "aws")
+
+
 def test_peer_deleted_by_hand_is_planned_and_repaired(mesh: Lab, run_wgmesh: WgmeshRunner) -> None:
     _remove_peer(mesh, "azure", "gcp")
     assert _pubkey(mesh, "gcp") not in _peers(mesh, "azure")

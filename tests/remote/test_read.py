@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from wgmesh.remote.read import (
     parse_ip_addr,
     parse_ip_route,
     parse_iptables,
+    parse_other_routes,
     parse_preflight,
     parse_read_output,
     read_command,
@@ -297,6 +299,29 @@ def test_parse_ip_route_malformed(text: str, message: str) -> None:
 )
 def test_parse_getent(name: str, expected: tuple[str, ...]) -> None:
     assert parse_getent(fixture(name)) == expected
+
+
+def test_parse_other_routes_of_a_lab_host() -> None:
+    """read.sh's `otherroutes` on a lab host (aws, after `ip route replace 192.168.30.0/24 via 10.250.3.13 dev eth0`
+    and two unreachable routes): each prefix with the line `ip` printed and its metric (IPv4's default 0)."""
+    got = parse_other_routes(fixture("ip_route_other_aws.txt"))
+    net = ipaddress.ip_network
+    assert got[net("192.168.30.0/24")] == ("192.168.30.0/24 via 10.250.3.13 dev eth0", 0)
+    assert got[net("10.77.0.0/16")] == ("unreachable 10.77.0.0/16", 0)
+    assert got[net("fd77::/48")] == ("unreachable fd77::/48 dev lo metric 1024 pref medium", 1024)
+    assert got[net("fe80::/64")][1] == 256
+    assert set(got) == {net(p) for p in ("10.77.0.0/16", "10.250.3.0/24", "192.168.10.0/24", "192.168.30.0/24",
+                                         "fd77::/48", "fe80::/64")}
+
+
+def test_parse_other_routes_keeps_the_lowest_metric_and_skips_what_is_no_route() -> None:
+    text = ("default via 10.0.0.1 dev eth0\n10.5.0.0/16 dev eth1 metric 200\n10.5.0.0/16 dev eth2 metric 50\n"
+            "garbage here\n10.6.0.0/16 dev eth1 metric x\n10.7.0.0/16 dev \x1b[31meth1\n")
+    got = parse_other_routes(text)
+    assert got[ipaddress.ip_network("10.5.0.0/16")] == ("10.5.0.0/16 dev eth2 metric 50", 50)
+    assert got[ipaddress.ip_network("10.6.0.0/16")][1] == 0
+    assert "\x1b" not in got[ipaddress.ip_network("10.7.0.0/16")][0]
+    assert len(got) == 3
 
 
 def test_parse_getent_canonical_and_malformed() -> None:

@@ -35,6 +35,7 @@ from wgmesh.core.render import (
     PeerEntries,
     desired,
     render,
+    wanted_routes,
 )
 from wgmesh.core.state import LiveState, wanted_mtu
 from wgmesh.core.steps import Step, StepKind, create_steps, remove_steps, update_steps
@@ -129,6 +130,20 @@ PENDING_BEFORE = {"confirmation": "awaited: the node undoes this apply by itself
 PENDING_AFTER = {"confirmation": "confirmed"}
 
 
+def route_conflict(cfg: InterfaceConfig, live: LiveState) -> str | None:
+    """A route the mesh wants through the interface that the node has through another device already, at the same
+    or a lower metric (its own LAN, another mesh, one added by hand): `ip route add` refuses it ("File exists") or
+    it goes unused, and `wg-quick up` fails on it at boot. wgmesh replaces no route it did not make."""
+    for prefix in sorted(wanted_routes(cfg) - live.routes, key=lambda n: (n.version, n)):
+        other = live.other_routes.get(prefix)
+        if other is not None and other[1] <= (0 if prefix.version == 4 else 1024):
+            return (f"the node routes {prefix} already ({other[0]}), so a route through {cfg.interface} would fail "
+                    "or go unused; apply refuses this node. Delete that route on the node; if the node is on that "
+                    f"network itself, the mesh cannot route {prefix} to it as well: take {prefix} out of mesh.yaml's "
+                    "subnets")
+    return None
+
+
 def _key_file_error(mesh: Mesh, node: Node, live: LiveState) -> str:
     """A key file that is gone or holds no key. When the interface still runs with the key mesh.yaml names, the
     fix is to write that key back: `wgmesh enroll` would make a new one, which every peer switches to."""
@@ -212,6 +227,9 @@ def _diff_node(
     extra = routing.running_node(cfg, live)
     if extra.error:
         return NodePlan(node.name, error=extra.error, fingerprint=fingerprint)
+    taken = route_conflict(cfg, live)
+    if taken:
+        return NodePlan(node.name, error=taken, fingerprint=fingerprint)
     config_diff = _config_diff(live.config_text, text)
 
     if not live.interface_exists:

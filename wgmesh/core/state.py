@@ -97,6 +97,10 @@ class LiveState:
     # `automtu`): what the interface should have when mesh.yaml sets none (F11). None: not read. Left out of
     # normalized(): it follows the node's routes, not anything an apply changes.
     auto_mtu: int | None = None
+    # the main table's routes through other devices: prefix -> (the route as the node printed it, its metric).
+    # A prefix the mesh routes through IF that one of these has at the same or a lower metric cannot be added (or
+    # would go unused): plan names it (core/plan.py). Empty: none, or not read. Left out of normalized().
+    other_routes: Mapping[IPNetwork, tuple[str, int]] = field(default_factory=dict)
     # `wgmesh plan-key` on the node (core/plankey.py): installed, outdated, incomplete or absent; None: not read.
     # Not WireGuard state: left out of normalized() and digest() (a saved plan does not go stale over it).
     plan_key: str | None = None

@@ -32,6 +32,7 @@ from wgmesh.remote.read_parsers import (
     parse_ip_link,
     parse_ip_route,
     parse_iptables,
+    parse_other_routes,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "parse_ip_link",
     "parse_ip_route",
     "parse_iptables",
+    "parse_other_routes",
     "parse_preflight",
     "parse_read_output",
     "parse_read_sections",
@@ -250,6 +252,7 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         has_ip6tables, forward_rules6, masquerade6 = _iptables(interface, sections["ip6tables"], "ip6tables")
         masquerade |= masquerade6
     conf_text = parse_conf_text(sections["conftext"]) if conf_exists and "conftext" in sections else None
+    other_routes = parse_other_routes(sections["otherroutes"]) if "otherroutes" in sections else {}
     return LiveState(
         interface=interface,
         interface_exists=exists,
@@ -279,6 +282,7 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         config_text=conf_text,
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
+        other_routes=other_routes,
         clock=parse_clock(sections.get("now", "")),
         applied=parse_clock(sections.get("applied", "")),
         pending_runs=parse_pending(sections.get("pending", "")),

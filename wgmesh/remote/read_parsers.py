@@ -253,6 +253,36 @@ def parse_ip_route(json_text: str, *, family: int | None = None) -> frozenset[IP
     return frozenset(out)
 
 
+_ROUTE_TYPES = frozenset({"unicast", "unreachable", "blackhole", "prohibit", "throw", "local", "broadcast", "anycast",
+                          "multicast", "nat"})
+OTHER_ROUTE_SHOWN = 160  # characters of a route line kept to show (the line is the node's text)
+
+
+def parse_other_routes(text: str) -> dict[IPNetwork, tuple[str, int]]:
+    """read.sh's `otherroutes` (`ip -o route show table main` of both families, without the interface's own
+    routes) -> {prefix: (the route as `ip` printed it, its metric)}, the lowest metric of each prefix. `default`
+    routes are left out (the mesh routes no default); so is a line that is not a route."""
+    out: dict[IPNetwork, tuple[str, int]] = {}
+    for _, line in numbered_lines(text):
+        words = line.split()
+        if words and words[0] in _ROUTE_TYPES:
+            words = words[1:]
+        if not words or words[0] == "default":
+            continue
+        try:
+            net = ipaddress.ip_network(words[0], strict=False)
+        except ValueError:
+            continue
+        metric = 0 if net.version == 4 else 1024
+        if "metric" in words[:-1]:
+            value = words[words.index("metric") + 1]
+            metric = int(value) if value.isdigit() else metric
+        if net not in out or metric < out[net][1]:
+            shown = "".join(c for c in " ".join(line.split()) if c.isprintable())[:OTHER_ROUTE_SHOWN]
+            out[net] = (shown, metric)
+    return out
+
+
 def parse_getent(text: str) -> tuple[str, ...]:
     """`getent ahosts NAME` -> the addresses (canonical strings), in the resolver's order, each once. The order
     matters: wg and wg-quick take the first answer (getaddrinfo's, RFC 6724: IPv6 first where the node has IPv6),

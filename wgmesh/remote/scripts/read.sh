@@ -4,7 +4,8 @@
 # Values: IF (interface), KEY_DIR (/etc/wireguard), KEY and CONF (IF.key and IF.conf in it),
 #         HOSTS (endpoint names to resolve on the node, one per line; may be empty),
 #         STOP_AFTER (seconds after which the node stops the read itself: lib.sh's wgm_stop_after; may be empty).
-# Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, keyfile, conf, conftext,
+# Sections, in order: v1, preflight, wg (+ wgerror), link, addr, route4, route6, otherroutes, keyfile, conf,
+#                     conftext,
 #                     systemd, forwarding, iptables, ip6tables, automtu, resolve NAME (one per name), plankey,
 #                     reresolve, now, applied, pending, end.
 # It never fails: what a command cannot do is data. The interface's private key and every preshared key
@@ -85,6 +86,16 @@ for read_section in link addr route4 route6; do
   route6) ip -j -6 route show table main dev "$IF" 2>/dev/null || : ;;
   esac
 done
+
+# The main table's routes through other devices (or none: unreachable, blackhole): a prefix the mesh routes
+# through IF that one of these has already cannot be added (or would go unused). One line each, as `ip -o` prints.
+wgm_mark otherroutes
+if [ "$read_ip" = json ]; then
+  for read_family in -4 -6; do
+    ip -o "$read_family" route show table main 2>/dev/null |
+      awk -v dev="$IF" '{ for (i = 1; i < NF; i++) if ($i == "dev" && $(i + 1) == dev) next; print }' || :
+  done
+fi
 
 # ------------------------------------------------------------------------------------------ files
 
