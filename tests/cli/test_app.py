@@ -97,6 +97,28 @@ def test_main_takes_the_mesh_file_from_the_injected_environment(repo: Path) -> N
     assert code == 1 and "mesh.yaml" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("plan", "--detailed-exitcode", "--bogus"), "Error: No such option: --bogus"),
+        (("plan", "--timeout", "1e19"), "Error: Invalid value for '--timeout'"),
+        (("nosuch",), "Error: No such command 'nosuch'."),
+    ],
+)
+def test_a_command_line_error_is_one_line_and_exit_1(args: tuple[str, ...], message: str) -> None:
+    """Not click's exit 2 with a usage block: 2 is `--detailed-exitcode`'s "changes", and the pipeline read a typo
+    in a CI job's options as a plan to review (review A2)."""
+    code, out, err = _main(*args, environ={})
+    assert code == 1 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert err.rstrip().endswith("--help`)")
+
+
+def test_a_group_without_its_command_shows_its_help_and_exits_1() -> None:
+    code, _, err = _main("lab", environ={})
+    assert code == 1 and err.startswith("Usage: wgmesh lab ") and "Commands:" in err
+
+
 def test_validate_json(repo: Path) -> None:
     code, out, _ = _main("validate", "--json", "-f", str(repo / "mesh.yaml"))
     doc = json.loads(out)

@@ -226,10 +226,36 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     streams and environment variables) is what every command reads and writes."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        _for(args)(args=args, prog_name="wgmesh", obj=env)
+        code = _for(args)(args=args, prog_name="wgmesh", obj=env, standalone_mode=False)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    except Exception as e:
+        if not _from_command_line(e):
+            raise
+        return _usage_error(e, env.stderr if env is not None else sys.stderr)
+    return code if isinstance(code, int) else 0
+
+
+def _from_command_line(e: Exception) -> bool:
+    """An error of the command line itself (click's ClickException and Abort, which typer raises when it does not
+    handle them itself): an unknown option or command, a value that does not convert, a missing argument."""
+    return type(e).__name__ == "Abort" or all(hasattr(e, a) for a in ("exit_code", "format_message", "show"))
+
+
+def _usage_error(e: Exception, err: Any) -> int:
+    """One line, exit 1, as every other error (exit 2 is `--detailed-exitcode`'s "changes": a typo in a CI job's
+    options must not read as a plan to review). A command or group run without what it needs shows its help."""
+    if type(e).__name__ == "Abort":
+        print("Aborted.", file=err)
+        return 1
+    if type(e).__name__ == "NoArgsIsHelpError":
+        print(e.format_message(), file=err)  # type: ignore[attr-defined]
+        return 1
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+    message = " ".join(str(e.format_message()).split())  # type: ignore[attr-defined]
+    print(f"Error: {message}{hint}", file=err)
+    return 1
 
 
 def _for(args: list[str]) -> typer.Typer:
