@@ -102,10 +102,14 @@ def test_a_hole_punched_pair_without_a_recent_handshake_gets_a_hint() -> None:
     direct = punching(m, punch_states(m, punching(m, punch_states(m)), handshakes=NOW - 5))
     fine = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=NOW - 60), {}, now=NOW)
     assert not any("hole punched" in h for h in fine.hints)
+    # stale (over 3 minutes) but not yet what plan moves (punch.FRESH, 5 minutes): plan and apply would say "No
+    # changes", so no hint says to run them (review A3)
+    stale = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=NOW - 240), {}, now=NOW)
+    assert not any("hole punched" in h for h in stale.hints)
     quiet = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=NOW - 400), {}, now=NOW)
     assert [h for h in quiet.hints if "hole punched" in h] == [
-        "gcp <-> aliyun: hole punched, but no recent handshake on the direct path: run wgmesh plan and apply (it "
-        "punches again, or moves the pair back to the relay)"]
+        "gcp <-> aliyun: hole punched, but no handshake on the direct path for 5 minutes: run wgmesh plan and apply "
+        "(it punches again, or moves the pair back to the relay)"]
 
 
 def test_right_after_a_first_apply_a_pair_that_never_shook_hands_gets_no_firewall_hint() -> None:

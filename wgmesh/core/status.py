@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wgmesh.core.model import Mesh, Node
+from wgmesh.core.punch import FRESH as PUNCH_FRESH
 from wgmesh.core.relay import relaying
 from wgmesh.core.state import LivePeer, LiveState
 
@@ -217,9 +218,14 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
             dialed = [n for n in (a, b) if n.endpoint is not None]
             if not dialed and relayed:
                 pair = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
-                if frozenset((a.name, b.name)) in punched and pair and pair <= {Handshake.NEVER, Handshake.STALE}:
-                    hints.append(f"{a.name} <-> {b.name}: hole punched, but no recent handshake on the direct path: "
-                                 "run wgmesh plan and apply (it punches again, or moves the pair back to the relay)")
+                # as old as plan needs to see it (punch.FRESH): the hint's plan and apply then do something
+                quiet = all(v.latest_handshake <= 0 or (v.age or 0) > PUNCH_FRESH
+                            for k in ((a.name, b.name), (b.name, a.name)) if (v := by_pair.get(k)))
+                if frozenset((a.name, b.name)) in punched and pair and pair <= {Handshake.NEVER, Handshake.STALE} \
+                        and quiet:
+                    hints.append(f"{a.name} <-> {b.name}: hole punched, but no handshake on the direct path for "
+                                 f"{PUNCH_FRESH // 60} minutes: run wgmesh plan and apply (it punches again, or moves "
+                                 "the pair back to the relay)")
                 continue
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
