@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -365,6 +366,18 @@ def test_a_route_the_node_has_through_another_device_is_named(node: Stubs) -> No
             "has that network") in got["stderr"]  # type: ignore[operator]
     assert "File exists" not in got["stderr"]  # type: ignore[operator]
     assert got["state"] == now
+
+
+def test_a_failing_hook_is_quoted_as_written(node: Stubs) -> None:
+    """dash's echo read the hook's backslashes: `\\033` became an ESC in the error, `\\n` a line break, and a `\\c`
+    cut the message short (review A4)."""
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws"))
+    script = apply_script(MESH, MESH.node("aws"), plan, lock_timeout=5, confirm_timeout=CONFIRM_TIMEOUT, run=RUN)
+    values = _on_node(node, script_values(script.first))
+    hook = "printf '\\033[31mX\\n' >&2; echo 'a\\cb' >&2; false"
+    r = node.run(shell.script("apply", **values) + f"wgm_hook PostUp {shlex.quote(hook)}\n")
+    assert r.exit_status == 1
+    assert r.stderr.startswith(f"the PostUp hook failed: {hook}: "), r.stderr  # (then what the hook printed)
 
 
 def test_saved_undo_rolls_back_this_runs_steps(node: Stubs) -> None:

@@ -174,9 +174,9 @@ wgm_add_route() {
     # a route added by hand); wgmesh replaces no route it did not make
     wgm_other=$(ip "$wgm_family" route show table main exact "$1" 2>/dev/null | head -n 1)
     if [ -n "$wgm_other" ]; then
-      echo "cannot route $1 through $IF: the node routes it already ($wgm_other): delete that route, or take $1 out of mesh.yaml's subnets if this node still has that network" >&2
+      printf '%s\n' "cannot route $1 through $IF: the node routes it already ($wgm_other): delete that route, or take $1 out of mesh.yaml's subnets if this node still has that network" >&2
     else
-      echo "cannot route $1 through $IF: $wgm_route_err" >&2
+      printf '%s\n' "cannot route $1 through $IF: $wgm_route_err" >&2
     fi
     exit 1
   fi
@@ -207,7 +207,7 @@ wgm_clear_preshared_key() { wg set "$IF" peer "$1" preshared-key /dev/null; }
 wgm_enable_unit() {  # so that the interface comes back at boot; a failure is the node's error
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     if ! wgm_unit_err=$(systemctl enable "wg-quick@$IF" 2>&1 >/dev/null); then
-      echo "cannot enable wg-quick@$IF (it would not come back at boot): $(printf '%s' "$wgm_unit_err" | tail -n 1)" >&2
+      printf '%s\n' "cannot enable wg-quick@$IF (it would not come back at boot): $(printf '%s' "$wgm_unit_err" | tail -n 1)" >&2
       exit 1
     fi
   fi
@@ -318,16 +318,16 @@ wgm_delete_masquerade() {
 # Hooks: the user's PostUp/PostDown lines, run as wg-quick runs them (bash, %i already replaced). A failing
 # PostUp fails the node (its rollback runs the new PostDown and the old PostUp again); a failing PostDown is a
 # warning, as in `wg-quick down`.
-wgm_hook() {  # $1: PostUp | PostDown, $2: the command
+wgm_hook() {  # $1: PostUp | PostDown, $2: the command (messages with printf: dash's echo reads backslashes)
   if command -v bash >/dev/null 2>&1; then wgm_sh="bash"; else wgm_sh="sh"; fi
   if ! wgm_hook_err=$("$wgm_sh" -c "$2" 2>&1 </dev/null 9>&-); then
     wgm_hook_err=$(printf '%s' "$wgm_hook_err" | tail -n 3 | tr '\n' ' ')
     if [ -z "$wgm_hook_err" ]; then wgm_hook_err="(no output)"; fi
     if [ "$1" = PostDown ]; then
-      echo "wgmesh: warning: the $1 hook failed: $2: $wgm_hook_err" >&2
+      printf '%s\n' "wgmesh: warning: the $1 hook failed: $2: $wgm_hook_err" >&2
       return 0
     fi
-    echo "the $1 hook failed: $2: $wgm_hook_err" >&2
+    printf '%s\n' "the $1 hook failed: $2: $wgm_hook_err" >&2
     exit 1
   fi
 }
@@ -354,7 +354,7 @@ wgm_install_reresolve() {  # stdin: the script (its IF and CONF lines included)
     chmod 644 "$wgm_rr_unit.service" "$wgm_rr_unit.timer"
     systemctl daemon-reload
     if ! wgm_rr_err=$(systemctl enable --now "wgmesh-reresolve-$IF.timer" 2>&1 >/dev/null); then
-      echo "cannot start wgmesh-reresolve-$IF.timer: $(printf '%s' "$wgm_rr_err" | tail -n 1)" >&2
+      printf '%s\n' "cannot start wgmesh-reresolve-$IF.timer: $(printf '%s' "$wgm_rr_err" | tail -n 1)" >&2
       exit 1
     fi
   else
