@@ -80,6 +80,17 @@ def test_init_scaffolds_a_valid_repo_and_refuses_to_overwrite(tmp_path: Path) ->
     assert _run("init", str(target), "--force")[0] == 0
 
 
+def test_init_of_a_file_or_an_unwritable_place_is_one_clear_line(tmp_path: Path) -> None:
+    """`init FILE --force` said "FILE already exists; use --force to overwrite"; `init /proc/xx` was an internal
+    error (review A6, A5)."""
+    target = tmp_path / "afile"
+    target.write_text("x")
+    code, _, err = _run("init", str(target), "--force")
+    assert code == 1 and f"{target} is a file, not a folder" in err and "--force" not in err
+    code, _, err = _run("init", "/proc/wgmesh-no-such-dir")
+    assert code == 1 and "cannot write /proc/wgmesh-no-such-dir" in err and "internal error" not in err
+
+
 # ------------------------------------------------------------------------------------------------ --json, Environment
 
 

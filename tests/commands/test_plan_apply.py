@@ -213,6 +213,17 @@ def test_a_targeted_plan_that_changes_what_other_nodes_hold_warns(world: World) 
     assert "--target" not in _err(env)
 
 
+@pytest.mark.parametrize("where", ["missing folder", "a folder"])
+def test_a_plan_that_cannot_be_saved_is_refused_before_any_node_is_read(world: World, where: str) -> None:
+    """It read every node, then failed with "internal error: FileNotFoundError ... please report it" (review A5)."""
+    out = world.path.parent / "nosuch" / "x.plan" if where == "missing folder" else world.path.parent
+    fake = FakeTransport(world.states())
+    code, env = _plan(world, fake, out=out)
+    assert code == ExitStatus.ERROR and fake.connected == []
+    assert _err(env).startswith(f"Error: --out {out}") and "internal error" not in _err(env)
+    assert _err(env).count("\n") == 1
+
+
 def test_plan_unknown_target_is_one_line(world: World) -> None:
     code, env = _plan(world, FakeTransport({}), connect=ConnectOptions(targets=("nosuch",)))
     assert code == ExitStatus.ERROR

@@ -421,6 +421,9 @@ def _read(
 def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
+    unwritable = planfile.writable(opts.out) if opts.out is not None else None
+    if unwritable:
+        raise Failure(unwritable)
     transport, got = _read(mesh, opts.connect, view, env, factory, release=True, fingerprint=opts.out is not None)
     transport.close()
     reading, plan = got.reading, got.plan

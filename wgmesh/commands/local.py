@@ -154,9 +154,15 @@ _IOV_MAX = 1024  # POSIX's minimum is 16; Linux's is 1024 (render_all_pieces giv
 def init(directory: Path, force: bool, env: Environment, json: bool = False) -> ExitStatus:
     from wgmesh import scaffold
 
+    if directory.exists() and not directory.is_dir():
+        raise Failure(f"{directory} is a file, not a folder: give the folder for the new mesh repo (init writes "
+                      "mesh.yaml and the pipeline's files in it)")
     try:
         written = scaffold.init_repo(directory, force=force)
     except FileExistsError as e:
         raise Failure(f"{e.filename or e} already exists; use --force to overwrite") from None
+    except OSError as e:
+        raise Failure(f"cannot write {e.filename or directory}: {e.strerror or type(e).__name__}; nothing more was "
+                      "written") from None
     make_view(env, json).init(InitReport(directory, tuple(written)))
     return ExitStatus.OK

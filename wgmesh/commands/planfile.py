@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,7 +57,22 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
         "plan": plan_to_dict(plan),
     }
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    write_atomic(path.resolve(), text, 0o600)  # it describes the hosts in detail: the owner's only
+    try:
+        write_atomic(path.resolve(), text, 0o600)  # it describes the hosts in detail: the owner's only
+    except OSError as e:
+        raise PlanFileError(f"cannot write the plan to {path}: {e.strerror or type(e).__name__}") from None
+
+
+def writable(path: Path) -> str | None:
+    """Why a plan cannot be saved at `path` (checked before any node is read), or None."""
+    if path.is_dir():
+        return f"--out {path} is a folder: give a file name, e.g. {path / 'mesh.plan'}"
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        return f"--out {path}: no folder {folder}: create it first, or save the plan elsewhere"
+    if not os.access(folder, os.W_OK):
+        return f"--out {path}: the folder {folder} is not writable"
+    return None
 
 
 def read(path: Path) -> SavedPlan:
