@@ -285,3 +285,13 @@ def test_unrelated_add_and_remove_are_not_paired() -> None:
         state, peers={**state.peers, pubkey(99): LivePeer(
             pubkey(99), None, frozenset({ipaddress.ip_network("10.0.0.99/32")}), 0, 0, 0, 0, False)}))
     assert {c.action for c in p.changes if c.kind == "peer"} == {Action.CREATE, Action.DELETE}
+
+
+def test_a_node_that_lacks_flock_and_iptables_is_told_both_at_once() -> None:
+    """It named flock, and iptables only on the plan after flock was installed (review A9)."""
+    live = converged(MESH, "aws", missing=("flock",), os_family="debian", has_iptables=False)
+    error = plan_for("aws", live).error
+    assert error is not None and error.startswith("preflight: this node lacks flock")
+    assert "iptables is not installed, and this node routes subnets" in error
+    assert "iptables" not in (plan_for("aws", converged(MESH, "aws", missing=("flock",), os_family="debian")).error
+                              or "")

@@ -53,7 +53,7 @@ BAD_CASES: dict[str, tuple[int, str, str]] = {
     "address_wrong_family": (11, "nodes.b.address", "no IPv6 network in mesh.network"),
     "address_list_item": (13, "nodes.b.address[1]", "is not an IP address"),
     "key_not_base64": (12, "nodes.b.public_key", 'not a WireGuard public key (44 base64 characters ending in "=")'),
-    "key_noncanonical": (12, "nodes.b.public_key", "not a WireGuard public key"),
+    "key_noncanonical": (12, "nodes.b.public_key", "its last character before the '=' has bits a key cannot have"),
     "key_wrong_length": (12, "nodes.b.public_key", "not a WireGuard public key"),
     "key_duplicate": (12, "nodes.b.public_key", "the same key as a"),
     "node_name_invalid": (10, "nodes.-b", "invalid node name"),

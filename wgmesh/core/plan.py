@@ -186,6 +186,10 @@ def _diff_node(
 ) -> NodePlan:
     preflight = preflight_error(live.missing, live.os_family)
     if preflight:  # the node lacks a tool wgmesh needs there: nothing changes on it
+        if not node.decommission and node.public_key is not None:  # and the firewall's tool, if it lacks that too
+            tools = routing.Extra()
+            routing.firewall(desired(mesh, node.name), live, tools)
+            preflight += f"; {tools.error}" if tools.error else ""
         return NodePlan(node.name, error=preflight, fingerprint=fingerprint)
     iface = mesh.interface
 

@@ -4,6 +4,7 @@ returns the parsed value, or None (or `MISSING`) when it was absent or wrong."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,17 @@ def absent(m: dict, k: str) -> bool:
 
 def sub_path(path: str, k: str) -> str:
     return f"{path}.{k}" if path else k
+
+
+def _almost_key(v: object) -> bool:
+    """44 base64 characters ending in "=" that decode to 32 bytes, but not in canonical form (stray bits in the
+    last character): it looks like a key, and the message must say what is wrong with it."""
+    if not isinstance(v, str) or len(v) != 44 or not v.endswith("=") or v.endswith("=="):
+        return False
+    try:
+        return len(base64.b64decode(v.encode("ascii"), validate=True)) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 @dataclass
@@ -242,11 +254,13 @@ class Fields:
         if isinstance(v, str) and validate_key(str(v)):
             return str(v), vpos
         hint = "; remove the spaces around it" if isinstance(v, str) and validate_key(v.strip()) else ""
+        what = ('not a WireGuard public key (44 base64 characters ending in "=")' if not _almost_key(v) else
+                "not a WireGuard public key: its last character before the '=' has bits a key cannot have (wg "
+                "refuses it), so a character was mistyped")
         self.report.error(
             vpos,
             f"{path}.public_key",
-            'not a WireGuard public key (44 base64 characters ending in "="): paste the output of '
-            f"`wg pubkey` on the node, or remove the line until it is enrolled{hint}",
+            f"{what}: paste the output of `wg pubkey` on the node, or remove the line until it is enrolled{hint}",
         )
         return None
 
