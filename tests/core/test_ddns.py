@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from meshes import converged, four
+from meshes import converged, four, fresh
 
 from wgmesh.core.changes import Action
 from wgmesh.core.model import Endpoint
@@ -70,7 +70,20 @@ def test_a_name_that_does_not_resolve_keeps_the_live_endpoint_and_warns() -> Non
     whole = build_plan(MESH, {"aws": state, "gcp": converged(MESH, "gcp")})
     assert whole.warnings == (
         "aws: azure.example.com (the endpoint of azure) does not resolve on the node: the peer keeps the endpoint it "
-        "has; apply leaves it out of wg syncconf, and the node's re-resolution tries again every 30 s",)
+        "has; apply leaves it out of wg syncconf, and the node's re-resolution tries again every 30 s. Until it "
+        "resolves, a restart of the interface (a reboot) fails: wg-quick up waits about 72 s for the name, then brings "
+        "no tunnel up",)
+
+
+def test_an_interface_is_not_brought_up_with_a_name_that_does_not_resolve() -> None:
+    """wg-quick up waited ~72 s on the name, failed and deleted the interface: every tunnel of the node down, after
+    an apply that ran for 72 s (review A1). Plan says so instead."""
+    state = dataclasses.replace(fresh(MESH, "aws"), resolved={"azure.example.com": ()})
+    plan = diff_node(MESH, MESH.node("aws"), state)
+    assert plan.error is not None and plan.error.startswith(
+        "azure.example.com does not resolve on the node, and `wg-quick up wg0` would wait about 72 s for it, then fail")
+    resolved = dataclasses.replace(fresh(MESH, "aws"), resolved={"azure.example.com": ("203.0.113.2",)})
+    assert diff_node(MESH, MESH.node("aws"), resolved).error is None
 
 
 def test_nodes_with_name_peers_start_the_re_resolution_from_their_config() -> None:

@@ -160,7 +160,8 @@ def unresolved_warnings(mesh: Mesh, results: Mapping[str, LiveState | str]) -> l
                 peers = [n.name for n in mesh.nodes if n.endpoint is not None and n.endpoint.host == host]
                 out.append(f"{node.name}: {host} (the endpoint of {', '.join(peers)}) does not resolve on the node: "
                            f"the peer keeps the endpoint it has; apply leaves it out of wg syncconf, and the node's "
-                           f"re-resolution tries again every 30 s")
+                           f"re-resolution tries again every 30 s. Until it resolves, a restart of the interface (a "
+                           f"reboot) fails: wg-quick up waits about 72 s for the name, then brings no tunnel up")
     return out
 
 

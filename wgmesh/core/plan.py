@@ -237,6 +237,13 @@ def _diff_node(
     config_diff = _config_diff(live.config_text, text)
 
     if not live.interface_exists:
+        unresolved = sorted({p.endpoint.host for p in cfg.peers if p.endpoint is not None and not p.endpoint.is_literal
+                             and p.endpoint.host in live.resolved and not live.resolved[p.endpoint.host]})
+        if unresolved:  # wg-quick up would wait ~72 s on the name, fail, and delete the interface again
+            return NodePlan(node.name, fingerprint=fingerprint, error=(
+                f"{', '.join(unresolved)} does not resolve on the node, and `wg-quick up {iface}` would wait about "
+                "72 s for it, then fail and bring no tunnel up; apply refuses to bring the interface up until it "
+                "resolves: fix the name in mesh.yaml (or give the address)"))
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
         changes += [Change(Action.CREATE, "peer", p.name, None, _peer_attrs(p)) for p in cfg.peers]
         changes += _route_changes(cfg, live, index.known)
