@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -222,6 +223,28 @@ def test_a_plan_that_cannot_be_saved_is_refused_before_any_node_is_read(world: W
     assert code == ExitStatus.ERROR and fake.connected == []
     assert _err(env).startswith(f"Error: --out {out}") and "internal error" not in _err(env)
     assert _err(env).count("\n") == 1
+
+
+def test_a_plan_is_saved_only_over_an_empty_file_or_a_saved_plan(world: World, tmp_path: Path) -> None:
+    """The plan is renamed over the path: `--out /dev/null` replaced the machine's /dev/null with a file, a link's
+    target and mesh.yaml itself were replaced too (review R1)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    # (a FIFO stands for a device: a test that regressed must not replace the machine's /dev/null)
+    for out, why in ((fifo, "is not a regular file"), (link, "is a symbolic link"),
+                     (world.path, "exists and is not a saved plan")):
+        fake = FakeTransport(world.states())
+        code, env = _plan(world, fake, out=out)
+        assert code == ExitStatus.ERROR and fake.connected == [], out
+        assert _err(env).startswith(f"Error: --out {out} {why}"), _err(env)
+    assert fifo.is_fifo() and not (tmp_path / "elsewhere").exists()
+    assert world.path.read_text() == MESH_YAML
+    saved = tmp_path / "x.plan"
+    saved.write_text("")  # empty (mktemp): replaced
+    assert _plan(world, FakeTransport(world.states()), out=saved)[0] == ExitStatus.OK
+    assert _plan(world, FakeTransport(world.states()), out=saved)[0] == ExitStatus.OK  # a saved plan: replaced
 
 
 def test_plan_unknown_target_is_one_line(world: World) -> None:

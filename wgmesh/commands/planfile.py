@@ -64,15 +64,36 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
 
 
 def writable(path: Path) -> str | None:
-    """Why a plan cannot be saved at `path` (checked before any node is read), or None."""
+    """Why a plan cannot be saved at `path` (checked before any node is read), or None. The plan replaces the file
+    (a new file renamed over it), so only a file that is a saved plan already, or empty, is replaced: never a
+    device (`--out /dev/null` replaced the machine's /dev/null), a FIFO, a link's target, or mesh.yaml."""
+    if path.is_symlink():
+        return f"--out {path} is a symbolic link: wgmesh does not write through links; give the file itself"
     if path.is_dir():
         return f"--out {path} is a folder: give a file name, e.g. {path / 'mesh.plan'}"
+    if path.exists():
+        if not path.is_file():
+            return (f"--out {path} is not a regular file (a device or a FIFO): give a file name; to plan without "
+                    "saving, leave --out out")
+        if not _replaceable(path):
+            return f"--out {path} exists and is not a saved plan: wgmesh replaces only its own plan files"
     folder = path.resolve().parent
     if not folder.is_dir():
         return f"--out {path}: no folder {folder}: create it first, or save the plan elsewhere"
     if not os.access(folder, os.W_OK):
         return f"--out {path}: the folder {folder} is not writable"
     return None
+
+
+def _replaceable(path: Path) -> bool:
+    """An empty file, or a saved plan (a file another `plan --out` wrote)."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == KIND
 
 
 def read(path: Path) -> SavedPlan:
