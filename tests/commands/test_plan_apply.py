@@ -214,6 +214,19 @@ def test_a_targeted_plan_that_changes_what_other_nodes_hold_warns(world: World) 
     assert "--target" not in _err(env)
 
 
+def test_a_targeted_node_that_takes_up_a_left_out_nodes_new_key_warns(world: World) -> None:
+    """`wgmesh rotate aws`, then `apply -t azure`: azure switched to aws's new key, aws still ran the old one, and
+    the pair was cut with no warning (review R1: the other direction of C3)."""
+    states = world.states()  # every node holds aws's old key, and aws runs it
+    world.path.write_text(world.path.read_text().replace(f"public_key: {pubkey(1)}", f"public_key: {pubkey(11)}"))
+    states["aws"] = converged(world.mesh, "aws", key_file_public_key=pubkey(11))
+    code, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("azure",)))
+    assert ("--target: azure's entry for aws takes up its new public key, which aws (outside --target) does not run "
+            "yet: the pair stops working until aws is applied too (wgmesh apply without --target)") in _err(env)
+    code, env = _plan(world, FakeTransport(states))
+    assert "--target" not in _err(env)
+
+
 @pytest.mark.parametrize("where", ["missing folder", "a folder"])
 def test_a_plan_that_cannot_be_saved_is_refused_before_any_node_is_read(world: World, where: str) -> None:
     """It read every node, then failed with "internal error: FileNotFoundError ... please report it" (review A5)."""

@@ -347,7 +347,27 @@ def outside_targets(mesh: Mesh, plan: Plan, targeted: Iterable[str]) -> tuple[st
             out.append(f"--target: {node.node}'s {what} change{'' if len(held) > 1 else 's'}, and the nodes outside "
                        f"--target ({', '.join(others)}) keep the old one: they lose {node.node} until they are "
                        "applied too (wgmesh apply without --target)")
+        # and the other way: a targeted node takes up a left-out node's new key or address, which that node does
+        # not run until it is applied (`rotate aws`, then `apply -t azure`)
+        for c in node.changes:
+            if c.kind != "peer" or c.name in chosen or c.name not in others or c.before is None or c.after is None:
+                continue
+            moved = []
+            if c.before.get("public_key") != c.after.get("public_key"):
+                moved.append("public key")
+            if _host_prefixes(c.before.get("allowed_ips")) - _host_prefixes(c.after.get("allowed_ips")):
+                moved.append("address")
+            if moved:
+                out.append(f"--target: {node.node}'s entry for {c.name} takes up its new {' and '.join(moved)}, which "
+                           f"{c.name} (outside --target) does not run yet: the pair stops working until {c.name} is "
+                           "applied too (wgmesh apply without --target)")
     return tuple(out)
+
+
+def _host_prefixes(value: Value) -> set[str]:
+    """The single addresses (/32, /128) among a peer's allowed IPs as the plan shows them."""
+    items = value if isinstance(value, list | tuple) else []
+    return {str(v) for v in items if str(v).endswith(("/32", "/128"))}
 
 
 NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"  # a FAILED result
