@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,31 @@ def test_a_timeout_past_what_can_be_counted_is_a_usage_error(repo: Path, args: t
     the node scripts' arithmetic cannot count to 1e19 seconds (a read would stop itself at once)."""
     code, _, err = _run(*args, "-f", str(repo / "mesh.yaml"))
     assert code == 2 and option in err and "less than or equal to" in err, err
+
+
+# ------------------------------------------------------------------------------------------------ closed output
+
+
+def _console(repo: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+    """The console script's entry (wgmesh.cli.app:run) in a new process."""
+    code = "import sys; from wgmesh.cli.app import run; sys.argv[0] = 'wgmesh'; run()"
+    return subprocess.Popen([sys.executable, "-c", code, *args, "-f", str(repo / "mesh.yaml")], **kw)  # type: ignore[call-overload]
+
+
+def test_output_closed_by_its_reader_ends_quietly_with_exit_1(repo: Path) -> None:
+    """`wgmesh graph | true`: "internal error: BrokenPipeError ... please report it" (review R1). The reader went
+    away: nothing more to say, and exit 1 (the output is not whole)."""
+    proc = _console(repo, "graph", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before wgmesh writes: its write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert err == b"", err
+
+
+def test_a_stream_closed_from_the_start_is_no_traceback(repo: Path) -> None:
+    """`wgmesh validate >&-`: Python starts with sys.stdout None, and the import raised (review R1)."""
+    proc = _console(repo, "validate", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    preexec_fn=lambda: os.close(1))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err, err

@@ -41,7 +41,7 @@ fastparams.install()  # option values converted without pydantic where the resul
 
 # Help and usage errors are drawn by rich on a terminal; piped or under NO_COLOR they are click's plain text
 # (rich's import and layout cost more than the rest of `wgmesh --help`).
-HELP_MARKUP = "rich" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None
+HELP_MARKUP = "rich" if sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -286,6 +286,9 @@ def run() -> None:
     stays bounded."""
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+    for name in ("stdout", "stderr"):  # started with the stream closed (`wgmesh validate >&-`): Python has None
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the rest of the process)
     _exit(main())
 
 

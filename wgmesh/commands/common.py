@@ -3,6 +3,9 @@ selecting nodes, and the guard that turns a failure into one clean line."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -101,12 +104,24 @@ def guard(fn: Callable[[], ExitStatus], env: Environment) -> ExitStatus:
         env.stderr.write(f"Error: {safe(e)}\n")  # a message may quote a node
     except KeyboardInterrupt:
         env.stderr.write("Interrupted.\n")
+    except BrokenPipeError:  # the reader of the output went away (`wgmesh plan | head -1`): nothing more to say
+        _discard_output(env)
     except Exception as e:  # a bug: one line for the user, the traceback on request
         if env.debug:
             raise
         env.stderr.write(f"Error: internal error: {type(e).__name__}: {safe(e)} (WGMESH_DEBUG=1 shows the traceback; "
                          "please report it)\n")
     return ExitStatus.ERROR
+
+
+def _discard_output(env: Environment) -> None:
+    """Point the closed output at /dev/null, so that writing or flushing it later (at exit) fails no more."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(fd, env.stdout.fileno())
+        finally:
+            os.close(fd)
 
 
 class UsageError(Exception):
