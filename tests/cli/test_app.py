@@ -94,6 +94,21 @@ def test_init_of_a_file_or_an_unwritable_place_is_one_clear_line(tmp_path: Path)
     assert code == 1 and "cannot write /proc/wgmesh-no-such-dir" in err and "internal error" not in err
 
 
+def test_init_writes_through_no_link(tmp_path: Path) -> None:
+    """A dangling link as the folder said "already exists; use --force" even with --force; a link planted as
+    DIR/mesh.yaml was written through, creating its target anywhere (review R1)."""
+    dangling = tmp_path / "d"
+    dangling.symlink_to(tmp_path / "nowhere")
+    code, _, err = _run("init", str(dangling), "--force")
+    assert code == 1 and "is a symbolic link to nothing" in err
+    repo = tmp_path / "r"
+    repo.mkdir()
+    (repo / "mesh.yaml").symlink_to(tmp_path / "planted")
+    code, _, err = _run("init", str(repo))
+    assert code == 1 and f"{repo / 'mesh.yaml'} is a symbolic link" in err
+    assert not (tmp_path / "planted").exists() and not (tmp_path / "nowhere").exists()
+
+
 # ------------------------------------------------------------------------------------------------ --json, Environment
 
 

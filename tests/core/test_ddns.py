@@ -84,6 +84,8 @@ def test_an_interface_is_not_brought_up_with_a_name_that_does_not_resolve() -> N
         "azure.example.com does not resolve on the node, and `wg-quick up wg0` would wait about 72 s for it, then fail")
     resolved = dataclasses.replace(fresh(MESH, "aws"), resolved={"azure.example.com": ("203.0.113.2",)})
     assert diff_node(MESH, MESH.node("aws"), resolved).error is None
+    # and no warning beside the error that speaks of an endpoint the peer keeps (it has none: review R1)
+    assert build_plan(MESH, {"aws": state}).warnings == ()
 
 
 def test_nodes_with_name_peers_start_the_re_resolution_from_their_config() -> None:

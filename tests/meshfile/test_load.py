@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from meshes import pubkey
 
 from wgmesh.core.model import Endpoint, SshTarget, validate_key
 from wgmesh.meshfile import Diagnostic, MeshError, load, loads
@@ -373,6 +374,17 @@ def test_a_dual_stack_mesh_warns_of_a_node_without_an_ipv6_address() -> None:
     assert [(w.path, w.severity) for w in warnings] == [("nodes.b.address", "warning")]
     assert warnings[0].message == ("the mesh network has IPv6 (fd00:9::/64) but b has no IPv6 address: its pairs over "
                                    "IPv6 cannot work; give it one from fd00:9::/64 (a list: address: [IPv4, IPv6])")
+
+
+def test_family_warnings_past_ten_say_how_many_more() -> None:
+    """They stopped at ten, and "10 warning(s)" hid the rest (review R1)."""
+    lines = ["version: 1", "mesh:", "  name: demo", "  network: [10.0.0.0/24, 'fd00::/64']", "nodes:"]
+    for i in range(1, 14):
+        lines += [f"  n{i}:", f"    address: 10.0.0.{i}", f"    public_key: {pubkey(i)}",
+                  f"    endpoint: n{i}.example.com:51820"]
+    _, warnings = loads("\n".join(lines) + "\n")
+    assert len(warnings) == 11
+    assert warnings[-1].message.startswith("3 more like these") and warnings[-1].path == "nodes.n11.address"
 
 
 def test_an_ipv6_subnet_in_an_ipv4_mesh_is_a_warning() -> None:

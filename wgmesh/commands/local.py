@@ -154,6 +154,11 @@ _IOV_MAX = 1024  # POSIX's minimum is 16; Linux's is 1024 (render_all_pieces giv
 def init(directory: Path, force: bool, env: Environment, json: bool = False) -> ExitStatus:
     from wgmesh import scaffold
 
+    if directory.is_symlink() and not directory.exists():
+        raise Failure(f"{directory} is a symbolic link to nothing: give a folder (or make the one it names)")
+    links = [p for p in scaffold.starter_files(directory) if p.is_symlink()]
+    if links:  # a link planted as mesh.yaml would have init write wherever it points (as root: anywhere)
+        raise Failure(f"{links[0]} is a symbolic link: init does not write through links; remove it")
     if directory.exists() and not directory.is_dir():
         raise Failure(f"{directory} is a file, not a folder: give the folder for the new mesh repo (init writes "
                       "mesh.yaml and the pipeline's files in it)")

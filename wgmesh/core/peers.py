@@ -155,6 +155,8 @@ def unresolved_warnings(mesh: Mesh, results: Mapping[str, LiveState | str]) -> l
         live = results.get(node.name)
         if not isinstance(live, LiveState) or node.decommission or node.public_key is None:
             continue
+        if not live.interface_exists:  # its plan fails instead (core/plan.py): nothing keeps an endpoint there
+            continue
         for host in names_of(node):
             if host in live.resolved and not live.resolved[host]:
                 peers = [n.name for n in mesh.nodes if n.endpoint is not None and n.endpoint.host == host]

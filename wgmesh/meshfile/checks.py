@@ -168,30 +168,34 @@ def unreachable_pairs(report: Report, drafts: list[NodeDraft]) -> None:
 def address_families(report: Report, networks: list[IPNetwork], drafts: list[NodeDraft]) -> None:
     """Warnings for what validates but cannot work: a node without an address of a family the mesh network has
     (its pairs over that family never answer), and a subnet of a family the mesh has no network of (no node has
-    a mesh address to reach it from, and `check` cannot probe it)."""
+    a mesh address to reach it from, and `check` cannot probe it). At most MAX_PAIR_WARNINGS, then how many more."""
     families = {n.version for n in networks}
     if not families:
         return
-    shown = 0
+    found: list[tuple[Pos, str, str]] = []
     for d in drafts:
-        if not d.enrolled or not d.addresses or shown >= MAX_PAIR_WARNINGS:
+        if not d.enrolled or not d.addresses:
             continue
         mine = {a.version for a, _, _ in d.addresses}
         for version in sorted(families - mine):
             net = next(n for n in networks if n.version == version)
             _, pos, path = d.addresses[0]
-            report.warn(pos, path, f"the mesh network has IPv{version} ({net}) but {d.name} has no IPv{version} "
-                        f"address: its pairs over IPv{version} cannot work; give it one from {net} (a list: "
-                        "address: [IPv4, IPv6])")
-            shown += 1
+            found.append((pos, path, f"the mesh network has IPv{version} ({net}) but {d.name} has no IPv{version} "
+                          f"address: its pairs over IPv{version} cannot work; give it one from {net} (a list: "
+                          "address: [IPv4, IPv6])"))
     for d in drafts:
         for subnet, pos, path in d.subnets:
-            if subnet.prefix.version not in families and shown < MAX_PAIR_WARNINGS:
-                report.warn(pos, path, f"{subnet.prefix} is IPv{subnet.prefix.version} but the mesh network has no "
-                            f"IPv{subnet.prefix.version}: no node has a mesh address to reach it from, and check "
-                            f"cannot probe it; add an IPv{subnet.prefix.version} network to mesh.network and an "
-                            "address of it to each node")
-                shown += 1
+            v = subnet.prefix.version
+            if v not in families:
+                found.append((pos, path, f"{subnet.prefix} is IPv{v} but the mesh network has no IPv{v}: no node has "
+                              f"a mesh address to reach it from, and check cannot probe it; add an IPv{v} network to "
+                              "mesh.network and an address of it to each node"))
+    for pos, path, message in found[:MAX_PAIR_WARNINGS]:
+        report.warn(pos, path, message)
+    if len(found) > MAX_PAIR_WARNINGS:
+        pos, path, _ = found[MAX_PAIR_WARNINGS]
+        report.warn(pos, path, f"{len(found) - MAX_PAIR_WARNINGS} more like these (an address family missing on a "
+                    "node, or a subnet of a family the mesh has no network of)")
 
 
 def shared_keys(report: Report, drafts: list[NodeDraft]) -> None:
