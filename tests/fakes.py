@@ -108,6 +108,7 @@ def read_output(state: LiveState) -> str:
         ("addr", _addr(state) if ip_json else ""),
         ("route4", _routes(state, 4) if ip_json else ""),
         ("route6", _routes(state, 6) if ip_json else ""),
+        ("otherroutes", "\n".join(line for line, _ in state.other_routes.values()) if ip_json else ""),
         ("keyfile", f"present\n{state.key_file_public_key or ''}" if state.key_file_exists else "absent"),
         ("conf", f"present\n{state.config_sha256}" if state.config_exists else "absent"),
     ]

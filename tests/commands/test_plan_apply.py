@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import ipaddress
 import json
 import os
 import time
@@ -472,6 +473,20 @@ def test_stale_saved_plan_is_refused_when_a_node_moved(world: World, tmp_path: P
     assert "Saved plan is stale" in _err(env) and "node azure" in _err(env) and "node aws" not in _err(env)
     assert "apply" not in fake.kinds()
     assert fake.closed
+
+
+def test_a_route_that_appeared_since_a_saved_plan_is_named(world: World, tmp_path: Path) -> None:
+    """The saved plan said "the plan now differs from the saved one (now: no change)" while the node's plan now
+    fails on a route through eth0 (review R2): the state names it."""
+    states, after = _drifted(world)
+    saved = _saved(world, states, tmp_path)
+    moved = dict(states)
+    route = ipaddress.ip_network("192.168.10.0/24")
+    moved["azure"] = dataclasses.replace(moved["azure"], other_routes={route: ("192.168.10.0/24 dev eth0", 0)})
+    fake = FakeTransport(moved, after=after)
+    code, env = _apply(world, fake, saved_plan=saved)
+    assert code == ExitStatus.ERROR and "apply" not in fake.kinds()
+    assert "node azure: live state changed (other_routes.192.168.10.0/24)" in _err(env), _err(env)
 
 
 def test_stale_saved_plan_is_refused_when_mesh_yaml_moved(world: World, tmp_path: Path) -> None:

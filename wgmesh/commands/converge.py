@@ -73,9 +73,11 @@ CONFIRM_RETRY_PAUSE = 1.0  # seconds between two attempts to reach a node to con
 def _guarded(mesh: Mesh, state: LiveState) -> dict[str, object]:
     """What must not have moved between the plan and the apply, as a saved plan compares it, without the
     names the node resolves (a DNS answer is not a change someone made, and the read under the lock does not
-    resolve names: a lookup can take seconds)."""
+    resolve names: a lookup can take seconds) and the routes of other devices (a route there that the change
+    needs fails its step, naming it)."""
     doc = comparable_state(mesh, state)
     doc.pop("resolved", None)
+    doc.pop("other_routes", None)  # (the read under the lock asks of the prefixes in IF.conf, the plan of mesh.yaml's)
     return doc
 
 

@@ -100,9 +100,10 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
     deadline = deadline_of(transport, READ_TIMEOUT)  # the node stops a read itself a little after it
-    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline) for name, n in todo.items()}
-    declared = _declared(mesh)
     index: MeshIndex = mesh_index(mesh)
+    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline, routes=_routes(mesh, n, index))
+               for name, n in todo.items()}
+    declared = _declared(mesh)
 
     def finish(name: str, got: CommandResult | str) -> _Read:
         parsed = _parse(mesh, got)
@@ -185,6 +186,16 @@ def _comparable(state: LiveState, declared: frozenset[str]) -> dict[str, Any]:
         if peer["public_key"] not in declared:
             peer["endpoint"] = None
     return doc
+
+
+def _routes(mesh: Mesh, node: Node, index: MeshIndex) -> list[str]:
+    """The prefixes `node`'s config routes through the interface (read.sh reports their routes through other
+    devices: core/plan.py route_conflict)."""
+    from wgmesh.core.render import desired, wanted_routes
+
+    if node.decommission or node.public_key is None:
+        return []
+    return sorted(str(p) for p in wanted_routes(desired(mesh, node.name, index.entries)))
 
 
 def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
