@@ -47,7 +47,6 @@ def test_converged_node_has_no_changes(name: str) -> None:
         ("a NAT peer roams to any endpoint", "aliyun", {"endpoint": "100.64.7.9:40211"}),
         ("a NAT peer seen with no endpoint yet", "aliyun", {"endpoint": None}),
         ("a DNS endpoint resolved by the node", "azure", {"endpoint": "203.0.113.2:51820"}),
-        ("IPv4-mapped form of the resolved address", "azure", {"endpoint": "[::ffff:203.0.113.2]:51820"}),
     ],
 )
 def test_no_false_change(description: str, peer: str, overrides: dict) -> None:

@@ -62,8 +62,8 @@ def endpoint_matches(want: Endpoint | None, live: str | None, resolved: Mapping[
 
     No declared endpoint: anything goes (the peer is behind NAT and roams). A declared IP literal must match
     exactly; a declared name matches any address the node resolves that name to. An IPv4-mapped IPv6 address
-    (::ffff:a.b.c.d) is its IPv4 address either way round: WireGuard moves an endpoint to wherever the peer's
-    packets come from, and on a dual-stack socket an IPv4 peer's come in that form.
+    (::ffff:a.b.c.d) is not the IPv4 address: WireGuard on Linux (the kernel module and wireguard-go) has an IPv4
+    socket and an IPv6-only one, so packets never come from such an address, and one set by hand sends nothing.
     """
     if want is None:
         return True
@@ -89,18 +89,10 @@ def _matches(want: Endpoint, live: str, resolved: Mapping[str, tuple[str, ...]])
     live_ip = _ip(host.split("%", 1)[0])
     if live_ip is None:
         return host == want.host
-    live_ip = unmapped(live_ip)
     want_ip = _ip(want.host)
     if want_ip is not None:  # want.is_literal
-        return live_ip == unmapped(want_ip)
-    return live_ip in {unmapped(ip) for ip in map(_ip, resolved.get(want.host, ())) if ip is not None}
-
-
-def unmapped(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is: on a dual-stack socket WireGuard
-    records an IPv4 peer's packets in that form, and a peer declared by either form is the same place."""
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return mapped if mapped is not None else ip
+        return live_ip == want_ip
+    return live_ip in {ip for ip in map(_ip, resolved.get(want.host, ())) if ip is not None}
 
 
 def _peer_attrs(p: PeerConfig) -> dict[str, Value]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wgmesh.core.model import Endpoint, IPInterface, IPNetwork
-from wgmesh.core.peers import unmapped
 from wgmesh.core.render import InterfaceConfig, render, syncconf_text, wanted_routes
 from wgmesh.core.state import LiveState, wanted_mtu
 
@@ -108,16 +107,9 @@ def sync_endpoint(want: Endpoint, live: str | None, resolved: Mapping[str, tuple
     addresses = [a for a in map(_address, resolved[want.host]) if a is not None]  # the resolver's order
     current = live.rpartition(":") if live else None
     in_use = _address(current[0]) if current is not None and current[2] == str(want.port) else None
-    # the address in use, also in its IPv4-mapped form (::ffff:a.b.c.d), which plan takes as the same place
-    if in_use is not None and unmapped(in_use) in {unmapped(a) for a in addresses}:
-        return Endpoint(_text(in_use), want.port)
+    if in_use is not None and in_use in addresses:
+        return Endpoint(str(in_use), want.port)
     return Endpoint(str(addresses[0]), want.port) if addresses else None
-
-
-def _text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """An address as wg shows it: an IPv4-mapped one dotted, ::ffff:203.0.113.2 (Python 3.11: ::ffff:cb00:7102)."""
-    v4 = unmapped(ip)
-    return f"::ffff:{v4}" if v4 is not ip else str(ip)
 
 
 def sync_config(cfg: InterfaceConfig, live: LiveState) -> InterfaceConfig:

@@ -45,9 +45,9 @@ rr_names() {  # "PUBLICKEY HOST PORT" for each [Peer] of $CONF whose Endpoint ho
 
 rr_resolve() {  # $1: a name, $2: the peer's endpoint now (wg show), $3: the port; prints the endpoint to have
   # wg and wg-quick take the resolver's first answer (getaddrinfo's order, RFC 6724: IPv6 first where the node
-  # has IPv6), and so does apply: the endpoint now stays while the name still has its address (also in its
-  # IPv4-mapped form ::ffff:a.b.c.d, which a dual-stack socket gives), else the first address. Nothing when the
-  # name does not resolve.
+  # has IPv6), and so does apply: the endpoint now stays while the name still has its address, else the first
+  # address (an IPv4-mapped ::ffff:a.b.c.d is not the name's: WireGuard on Linux sends nothing to one). Nothing
+  # when the name does not resolve.
   if command -v timeout >/dev/null 2>&1; then rr_t='timeout 5'; else rr_t=; fi
   # shellcheck disable=SC2086 # $rr_t is empty or two words
   $rr_t getent ahosts "$1" 2>/dev/null | awk -v cur="$2" -v port="$3" '
@@ -55,7 +55,6 @@ rr_resolve() {  # $1: a name, $2: the peer's endpoint now (wg show), $3: the por
     END {
       if (n == 0) exit
       host = cur; sub(/:[^:]*$/, "", host); gsub(/[[]|[]]/, "", host); sub(/%.*/, "", host)
-      if (host ~ /^::ffff:[0-9.]+$/) host = substr(host, 8)
       if (cur ~ (":" port "$")) for (i = 1; i <= n; i++) if (addr[i] == host) { print cur; exit }
       first = addr[1]
       if (first ~ /:/) first = "[" first "]"
