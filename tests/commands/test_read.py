@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import threading
 import time
 
@@ -141,3 +142,18 @@ def test_a_plan_that_is_not_saved_fingerprints_nothing() -> None:
     saved = read_nodes(MESH, FakeTransport(states), [MESH.node("aws"), MESH.node("gcp")])
     assert set(saved.fingerprints) == set(saved.comparable) == {"aws", "gcp"}
     assert reading.plans["gcp"].changes == saved.plans["gcp"].changes != ()
+
+
+def test_every_node_is_asked_of_the_same_prefixes_worked_out_once() -> None:
+    """The prefixes whose routes through other devices a read reports: every enrolled node's that the mesh networks
+    do not cover (subnets, addresses outside them), the same list for every node: per node it took O(N) each (4 ms a
+    node at 1,000 nodes, 4 s in all)."""
+    mesh = four()
+    outside = dataclasses.replace(mesh.node("gcp"), addresses=(ipaddress.ip_address("10.9.0.3"),))
+    mesh = dataclasses.replace(mesh, nodes=tuple(outside if n.name == "gcp" else n for n in mesh.nodes))
+    assert engine._routes(mesh) == ["10.9.0.3/32", "192.168.10.0/24", "192.168.20.0/24", "192.168.30.0/24",
+                                    "192.168.40.0/24"]
+    fake = FakeTransport({n: converged(mesh, n) for n in mesh.node_names})
+    read_nodes(mesh, fake, list(mesh.nodes))
+    asked = {node: re.search(r"ROUTES='([^']*)'", script).group(1) for node, _, script in fake.scripts}  # type: ignore[union-attr]
+    assert set(asked.values()) == {"\n".join(engine._routes(mesh))}

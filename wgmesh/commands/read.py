@@ -100,10 +100,11 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
     deadline = deadline_of(transport, READ_TIMEOUT)  # the node stops a read itself a little after it
-    index: MeshIndex = mesh_index(mesh)
-    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline, routes=_routes(mesh, n, index))
+    routes = _routes(mesh)  # the same for every node: worked out once (per node it was O(N) each, O(N^2) in all)
+    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline, routes=routes)
                for name, n in todo.items()}
     declared = _declared(mesh)
+    index: MeshIndex = mesh_index(mesh)
 
     def finish(name: str, got: CommandResult | str) -> _Read:
         parsed = _parse(mesh, got)
@@ -188,14 +189,13 @@ def _comparable(state: LiveState, declared: frozenset[str]) -> dict[str, Any]:
     return doc
 
 
-def _routes(mesh: Mesh, node: Node, index: MeshIndex) -> list[str]:
-    """The prefixes `node`'s config routes through the interface (read.sh reports their routes through other
-    devices: core/plan.py route_conflict)."""
-    from wgmesh.core.render import desired, wanted_routes
-
-    if node.decommission or node.public_key is None:
-        return []
-    return sorted(str(p) for p in wanted_routes(desired(mesh, node.name, index.entries)))
+def _routes(mesh: Mesh) -> list[str]:
+    """Every prefix a node's config may route through the interface (read.sh reports their routes through other
+    devices: core/plan.py route_conflict): the enrolled nodes' prefixes that the mesh networks do not cover. A
+    node's own are among them; plan asks only of those its config routes."""
+    out = {p for n in mesh.nodes if n.enrolled for p in n.allowed_ips
+           if not any(p.version == net.version and p.subnet_of(net) for net in mesh.networks)}  # type: ignore[arg-type]
+    return [str(p) for p in sorted(out, key=lambda p: (p.version, p))]
 
 
 def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
