@@ -486,7 +486,7 @@ def test_a_route_that_appeared_since_a_saved_plan_is_named(world: World, tmp_pat
     fake = FakeTransport(moved, after=after)
     code, env = _apply(world, fake, saved_plan=saved)
     assert code == ExitStatus.ERROR and "apply" not in fake.kinds()
-    assert "node azure: live state changed (other_routes.192.168.10.0/24)" in _err(env), _err(env)
+    assert "node azure: live state changed (route_conflicts.192.168.10.0/24)" in _err(env), _err(env)
 
 
 def test_stale_saved_plan_is_refused_when_mesh_yaml_moved(world: World, tmp_path: Path) -> None:

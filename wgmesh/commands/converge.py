@@ -77,7 +77,7 @@ def _guarded(mesh: Mesh, state: LiveState) -> dict[str, object]:
     needs fails its step, naming it)."""
     doc = comparable_state(mesh, state)
     doc.pop("resolved", None)
-    doc.pop("other_routes", None)  # (the read under the lock asks of the prefixes in IF.conf, the plan of mesh.yaml's)
+    doc.pop("route_conflicts", None)
     return doc
 
 

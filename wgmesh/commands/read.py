@@ -100,10 +100,9 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
     hosts = endpoint_names(mesh)
     todo = {n.name: n for n in nodes if n.name not in errors}
     deadline = deadline_of(transport, READ_TIMEOUT)  # the node stops a read itself a little after it
-    routes = _routes(mesh)  # the same for every node: worked out once (per node it was O(N) each, O(N^2) in all)
-    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline, routes=routes)
-               for name, n in todo.items()}
+    scripts = {name: live.read_command(mesh.interface, hosts(n), deadline=deadline) for name, n in todo.items()}
     declared = _declared(mesh)
+    prefixes = _prefixes(mesh)  # worked out once for every node
     index: MeshIndex = mesh_index(mesh)
 
     def finish(name: str, got: CommandResult | str) -> _Read:
@@ -112,7 +111,7 @@ def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bo
             return _Read(error=parsed)
         if not fingerprint:
             return _Read(parsed, None, None, None, diff_node(mesh, todo[name], parsed, None, index))
-        comparable = _comparable(parsed, declared)
+        comparable = _comparable(parsed, declared, prefixes)
         digest = state_mod.digest(comparable)
         return _Read(parsed, None, comparable, digest, diff_node(mesh, todo[name], parsed, digest, index))
 
@@ -179,23 +178,28 @@ def _run_and_finish(
         return {name: f.result() for name, f in futures.items()}
 
 
-def _comparable(state: LiveState, declared: frozenset[str]) -> dict[str, Any]:
+def _comparable(state: LiveState, declared: frozenset[str], prefixes: frozenset[Any]) -> dict[str, Any]:
     from wgmesh.core import state as state_mod
 
     doc = state_mod.normalized(state)
     for peer in doc["peers"]:
         if peer["public_key"] not in declared:
             peer["endpoint"] = None
+    # of the routes through other devices, those of the mesh's prefixes: one that appears moves a saved plan
+    doc["route_conflicts"] = {str(p): line for p, (line, _) in sorted(state.other_routes.items(), key=_by_prefix)
+                              if p in prefixes}
     return doc
 
 
-def _routes(mesh: Mesh) -> list[str]:
-    """Every prefix a node's config may route through the interface (read.sh reports their routes through other
-    devices: core/plan.py route_conflict): the enrolled nodes' prefixes that the mesh networks do not cover. A
-    node's own are among them; plan asks only of those its config routes."""
-    out = {p for n in mesh.nodes if n.enrolled for p in n.allowed_ips
-           if not any(p.version == net.version and p.subnet_of(net) for net in mesh.networks)}  # type: ignore[arg-type]
-    return [str(p) for p in sorted(out, key=lambda p: (p.version, p))]
+def _by_prefix(item: tuple[Any, Any]) -> tuple[int, Any]:
+    return item[0].version, item[0]
+
+
+def _prefixes(mesh: Mesh) -> frozenset[Any]:
+    """Every prefix a node's config may route through the interface: the enrolled nodes' that the mesh networks do
+    not cover (a node's own are among them: harmless, the same on every read)."""
+    return frozenset(p for n in mesh.nodes if n.enrolled for p in n.allowed_ips
+                     if not any(p.version == net.version and p.subnet_of(net) for net in mesh.networks))  # type: ignore[arg-type]
 
 
 def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
@@ -204,7 +208,7 @@ def comparable_state(mesh: Mesh, state: LiveState) -> dict[str, Any]:
     Handshakes and counters are already left out; so is the endpoint of a peer that declares none in
     mesh.yaml (it is behind NAT and roams), else a saved plan would go stale whenever such a peer moved.
     """
-    return _comparable(state, _declared(mesh))
+    return _comparable(state, _declared(mesh), _prefixes(mesh))
 
 
 def plan_from_reading(mesh: Mesh, reading: Reading, warnings: Iterable[str] = ()) -> Plan:

@@ -99,7 +99,8 @@ class LiveState:
     auto_mtu: int | None = None
     # the main table's routes through other devices: prefix -> (the route as the node printed it, its metric).
     # A prefix the mesh routes through IF that one of these has at the same or a lower metric cannot be added (or
-    # would go unused): plan names it (core/plan.py). Empty: none, or not read.
+    # would go unused): plan names it (core/plan.py). Empty: none, or not read. Left out of normalized() (a
+    # router's table is long); a saved plan compares those of the mesh's prefixes (commands/read.py).
     other_routes: Mapping[IPNetwork, tuple[str, int]] = field(default_factory=dict)
     # `wgmesh plan-key` on the node (core/plankey.py): installed, outdated, incomplete or absent; None: not read.
     # Not WireGuard state: left out of normalized() and digest() (a saved plan does not go stale over it).
@@ -164,15 +165,11 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "stray_forward_rules": sorted(state.stray_forward_rules),
         "pending_runs": sorted(state.pending_runs),
         "settling_runs": sorted(state.settling_runs),
-        "other_routes": {str(p): line for p, (line, _) in sorted(state.other_routes.items(), key=_by_prefix)},
     }
 
 
 _by_public_key = attrgetter("public_key")
 
-
-def _by_prefix(item: tuple[IPNetwork, Any]) -> tuple[int, IPNetwork]:
-    return item[0].version, item[0]
 
 
 @lru_cache(maxsize=1 << 16)

@@ -71,20 +71,18 @@ class ReadError(ParseError):
 
 
 def read_command(
-    interface: str, resolve_hosts: Iterable[str] = (), *, key_dir: str = KEY_DIR, deadline: float | None = None,
-    routes: Iterable[str] = (),
+    interface: str, resolve_hosts: Iterable[str] = (), *, key_dir: str = KEY_DIR, deadline: float | None = None
 ) -> str:
     """scripts/read.sh: every section `parse_read_output` needs, in one round trip.
 
     Exits 0 even when the interface does not exist. Private and preshared keys are replaced on the node.
     Each name in `resolve_hosts` is resolved once (a name with a line break cannot be one: left out).
     `deadline`: the controller's for this command; the node then stops the read itself a little after it
-    (shell.stop_after). None (the read inside apply's scripts): never. `routes`: the prefixes the mesh routes
-    through the interface, whose routes through other devices the read reports (none: those of the node's IF.conf).
+    (shell.stop_after). None (the read inside apply's scripts): never.
     """
     hosts = [h for h in dict.fromkeys(resolve_hosts) if h and "\n" not in h and "\r" not in h]
     return shell.script("read", **shell.node_paths(interface, key_dir=key_dir), HOSTS="\n".join(hosts),
-                        ROUTES="\n".join(routes), STOP_AFTER=shell.stop_after(deadline))
+                        STOP_AFTER=shell.stop_after(deadline))
 
 
 # ---------------------------------------------------------------------------------------------

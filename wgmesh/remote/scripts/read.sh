@@ -87,26 +87,16 @@ for read_section in link addr route4 route6; do
   esac
 done
 
-# The main table's routes through other devices (or none: unreachable, blackhole) for the prefixes the mesh routes
-# through IF (ROUTES, one per line; without it, as in the plan key's read, the AllowedIPs of the node's IF.conf):
-# one of these that is there already cannot be added (or would go unused). One line each, as `ip -o` prints it;
-# only those prefixes, never the whole table (a BGP router's is a million lines).
+# The main table's routes through other devices (or none: unreachable, blackhole): a prefix the mesh routes through
+# IF that one of these has already cannot be added (or would go unused). One line each, as `ip -o` prints it, the
+# first OTHER_ROUTES of each family (a BGP router's table is a million lines: what is past them plan does not see,
+# and apply names such a route when its step meets it).
 wgm_mark otherroutes
-read_want=${ROUTES-}
-if [ -z "$read_want" ] && [ -r "$CONF" ]; then
-  read_want=$(sed -n 's/^[[:space:]]*[Aa][Ll][Ll][Oo][Ww][Ee][Dd][Ii][Pp][Ss][[:space:]]*=//p' "$CONF" | tr ',' '\n' | tr -d ' \t\r')
-fi
-if [ "$read_ip" = json ] && [ -n "$read_want" ]; then
+if [ "$read_ip" = json ]; then
   for read_family in -4 -6; do
-    ip -o "$read_family" route show table main 2>/dev/null | WGM_WANT=$read_want awk -v dev="$IF" '
-      BEGIN { n = split(ENVIRON["WGM_WANT"], w, "\n"); for (i = 1; i <= n; i++) if (w[i] != "") want[w[i]] = 1 }
-      {
-        for (i = 1; i < NF; i++) if ($i == "dev" && $(i + 1) == dev) next
-        d = $1
-        if (d ~ /^(unicast|unreachable|blackhole|prohibit|throw|local|broadcast|anycast|multicast|nat)$/) d = $2
-        if (d !~ /\//) d = d (d ~ /:/ ? "/128" : "/32")
-        if (d in want) print
-      }' || :
+    ip -o "$read_family" route show table main 2>/dev/null |
+      awk -v dev="$IF" -v max=20000 '{ for (i = 1; i < NF; i++) if ($i == "dev" && $(i + 1) == dev) next }
+        { print; if (++n >= max) exit }' || :
   done
 fi
 
