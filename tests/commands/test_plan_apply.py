@@ -17,6 +17,7 @@ from meshes import converged, fresh, pubkey
 
 from wgmesh import meshfile
 from wgmesh.commands import converge as apply_mod
+from wgmesh.commands import planfile
 from wgmesh.commands.common import ConnectOptions, ExitStatus, guard
 from wgmesh.commands.converge import APPROVE_PROMPT, ApplyOptions, PlanOptions, run_apply, run_plan
 from wgmesh.core.model import Mesh
@@ -245,21 +246,38 @@ def test_a_plan_is_saved_only_over_an_empty_file_or_a_saved_plan(world: World, t
     target and mesh.yaml itself were replaced too (review R1)."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
+    (tmp_path / "x.txt").write_text("notes\n")
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "elsewhere")
     # (a FIFO stands for a device: a test that regressed must not replace the machine's /dev/null)
     for out, why in ((fifo, "is not a regular file"), (link, "is a symbolic link"),
-                     (world.path, "exists and is not a saved plan")):
+                     (world.path, "is one of the mesh's own files"),
+                     (tmp_path / "x.txt", "exists and is not a saved plan")):
         fake = FakeTransport(world.states())
         code, env = _plan(world, fake, out=out)
         assert code == ExitStatus.ERROR and fake.connected == [], out
         assert _err(env).startswith(f"Error: --out {out} {why}"), _err(env)
     assert fifo.is_fifo() and not (tmp_path / "elsewhere").exists()
     assert world.path.read_text() == MESH_YAML
+    known_hosts = world.path.parent / "known_hosts"  # empty, but the mesh's own (review R3)
+    code, env = _plan(world, FakeTransport(world.states()), out=known_hosts)
+    assert code == ExitStatus.ERROR and "is one of the mesh's own files" in _err(env)
     saved = tmp_path / "x.plan"
     saved.write_text("")  # empty (mktemp): replaced
     assert _plan(world, FakeTransport(world.states()), out=saved)[0] == ExitStatus.OK
     assert _plan(world, FakeTransport(world.states()), out=saved)[0] == ExitStatus.OK  # a saved plan: replaced
+
+
+def test_a_plan_file_written_by_someone_during_the_plan_is_not_replaced(tmp_path: Path) -> None:
+    """Checked before the read and written after it: a file that was empty then and is not now (known_hosts with
+    the host keys the read accepted) is not replaced (review R3)."""
+    out = tmp_path / "x.plan"
+    out.write_text("")
+    assert planfile.writable(out) is None
+    out.write_text("|1|abc= ssh-ed25519 AAAA\n")
+    with pytest.raises(planfile.PlanFileError, match=r"exists and is not a saved plan.*changed during the plan"):
+        planfile.write(out, tmp_path / "mesh.yaml", (), None, None)  # type: ignore[arg-type]
+    assert out.read_text() == "|1|abc= ssh-ed25519 AAAA\n"
 
 
 def test_plan_unknown_target_is_one_line(world: World) -> None:

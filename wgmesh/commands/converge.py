@@ -423,7 +423,8 @@ def _read(
 def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ssh_transport) -> ExitStatus:
     view = _view(env, opts.json)
     mesh = load_mesh(opts.file, view)
-    unwritable = planfile.writable(opts.out) if opts.out is not None else None
+    own = [opts.file, *(p for n in mesh.nodes for p in (n.ssh.known_hosts, n.ssh.identity_file) if p is not None)]
+    unwritable = planfile.writable(opts.out, own) if opts.out is not None else None
     if unwritable:
         raise Failure(unwritable)
     transport, got = _read(mesh, opts.connect, view, env, factory, release=True, fingerprint=opts.out is not None)

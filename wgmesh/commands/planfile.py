@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ def mesh_digest(path: Path) -> str:
 
 
 def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Reading, plan: Plan) -> None:
+    unwritable = writable(path)  # again: the read may have written it since (known_hosts, with new host keys)
+    if unwritable:
+        raise PlanFileError(f"{unwritable} (it changed during the plan); the plan was not saved")
     doc = {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
@@ -63,12 +66,14 @@ def write(path: Path, mesh_path: Path, targets: tuple[str, ...], reading: Readin
         raise PlanFileError(f"cannot write the plan to {path}: {e.strerror or type(e).__name__}") from None
 
 
-def writable(path: Path) -> str | None:
+def writable(path: Path, own: Iterable[Path] = ()) -> str | None:
     """Why a plan cannot be saved at `path` (checked before any node is read), or None. The plan replaces the file
     (a new file renamed over it), so only a file that is a saved plan already, or empty, is replaced: never a
     device (`--out /dev/null` replaced the machine's /dev/null), a FIFO, a link's target, or mesh.yaml."""
     if path.is_symlink():
         return f"--out {path} is a symbolic link: wgmesh does not write through links; give the file itself"
+    if path.resolve() in {p.resolve() for p in own}:
+        return f"--out {path} is one of the mesh's own files (mesh.yaml, known_hosts, an SSH key): give another file"
     if path.is_dir():
         return f"--out {path} is a folder: give a file name, e.g. {path / 'mesh.plan'}"
     if path.exists():
