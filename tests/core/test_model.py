@@ -96,6 +96,13 @@ def test_parse_endpoint_refuses(text: str) -> None:
         parse_endpoint(text)
 
 
+def test_an_ipv4_mapped_endpoint_is_refused_with_the_ipv4_address_to_write() -> None:
+    """It validated, and the pair was dead while plan said "No changes" (review R3): WireGuard on Linux sends
+    nothing to such an address."""
+    with pytest.raises(ValueError, match=r"IPv4-mapped address does not work as an endpoint.*10\.250\.1\.11:51999"):
+        parse_endpoint("[::ffff:10.250.1.11]:51999")
+
+
 @pytest.mark.parametrize(
     ("text", "want"),
     [

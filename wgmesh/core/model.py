@@ -80,6 +80,10 @@ def _endpoint_v6(text: str) -> tuple[str, str]:
         raise ValueError("write an IPv6 endpoint as [2001:db8::1]:51820")
     if not is_ip(m.group(1), 6):
         raise ValueError("the part in brackets must be an IPv6 address, e.g. [2001:db8::1]:51820")
+    mapped = ipaddress.IPv6Address(m.group(1)).ipv4_mapped
+    if mapped is not None:  # WireGuard on Linux has an IPv4 socket and an IPv6-only one: nothing reaches it
+        raise ValueError(f"an IPv4-mapped address does not work as an endpoint (WireGuard sends nothing to one): "
+                         f"write the IPv4 address, {mapped}:{m.group(2)}")
     return m.group(1), m.group(2)
 
 
