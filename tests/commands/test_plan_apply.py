@@ -224,10 +224,27 @@ def test_a_targeted_node_that_takes_up_a_left_out_nodes_new_key_warns(world: Wor
     states["aws"] = converged(world.mesh, "aws", key_file_public_key=pubkey(11))
     code, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("azure",)))
     assert code == ExitStatus.OK
-    assert ("--target: azure's entry for aws takes up its new public key, which aws (outside --target) does not run "
-            "yet: the pair stops working until aws is applied too (wgmesh apply without --target)") in _err(env)
+    assert ("--target: azure's entry for aws takes up aws's new public key; if aws (outside --target) does not run "
+            "it yet, the pair stops working until aws is applied too (wgmesh apply without --target)") in _err(env)
     _, env = _plan(world, FakeTransport(states))
     assert "--target" not in _err(env)
+
+
+def test_the_reverse_target_warning_names_a_new_port_and_not_a_subnet_removed(world: World) -> None:
+    """A left-out node's new listen port was not warned of, and a /32 subnet taken away was taken for an address
+    (review R3)."""
+    states = world.states()
+    moved = world.path.read_text().replace("endpoint: 198.51.100.1:51820", "endpoint: 198.51.100.1:51999")
+    world.path.write_text(moved)
+    _, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("azure",)))
+    assert "azure's entry for aws takes up aws's new listen port" in _err(env)
+    world.path.write_text(MESH_YAML)
+    states["azure"] = converged(world.mesh, "azure")
+    gcp = states["azure"].peers[pubkey(3)]
+    extra = dataclasses.replace(gcp, allowed_ips=gcp.allowed_ips | {ipaddress.ip_network("10.77.0.5/32")})
+    states["azure"] = dataclasses.replace(states["azure"], peers={**states["azure"].peers, pubkey(3): extra})
+    _, env = _plan(world, FakeTransport(states), connect=ConnectOptions(targets=("azure",)))
+    assert "~ peer gcp" in _out(env) and "--target" not in _err(env)
 
 
 @pytest.mark.parametrize("where", ["missing folder", "a folder"])

@@ -352,22 +352,30 @@ def outside_targets(mesh: Mesh, plan: Plan, targeted: Iterable[str]) -> tuple[st
         for c in node.changes:
             if c.kind != "peer" or c.name in chosen or c.name not in others or c.before is None or c.after is None:
                 continue
-            moved = []
-            if c.before.get("public_key") != c.after.get("public_key"):
-                moved.append("public key")
-            if _host_prefixes(c.before.get("allowed_ips")) - _host_prefixes(c.after.get("allowed_ips")):
-                moved.append("address")
+            moved = _taken_up(c, mesh.node(c.name))
             if moved:
-                out.append(f"--target: {node.node}'s entry for {c.name} takes up its new {' and '.join(moved)}, which "
-                           f"{c.name} (outside --target) does not run yet: the pair stops working until {c.name} is "
-                           "applied too (wgmesh apply without --target)")
+                out.append(f"--target: {node.node}'s entry for {c.name} takes up {c.name}'s new {' and '.join(moved)}; "
+                           f"if {c.name} (outside --target) does not run it yet, the pair stops working until "
+                           f"{c.name} is applied too (wgmesh apply without --target)")
     return tuple(out)
 
 
-def _host_prefixes(value: Value) -> set[str]:
-    """The single addresses (/32, /128) among a peer's allowed IPs as the plan shows them."""
-    items = value if isinstance(value, list | tuple) else []
-    return {str(v) for v in items if str(v).endswith(("/32", "/128"))}
+def _taken_up(c: Change, peer: Node) -> list[str]:
+    """What a peer entry's change takes up of the peer's mesh.yaml that the peer itself must run too: its public
+    key, a mesh address the entry did not have, the port of its declared endpoint."""
+    before, after = c.before or {}, c.after or {}
+    moved = []
+    if before.get("public_key") != after.get("public_key"):
+        moved.append("public key")
+    had = before.get("allowed_ips")
+    had = {str(v) for v in had} if isinstance(had, list | tuple) else set()
+    if {str(ipaddress.ip_network(a)) for a in peer.addresses} - had:
+        moved.append("address")
+    old, new = before.get("endpoint"), after.get("endpoint")
+    if peer.endpoint is not None and peer.endpoint.is_literal and isinstance(old, str) and isinstance(new, str) \
+            and old.rpartition(":")[2] != new.rpartition(":")[2]:
+        moved.append("listen port")
+    return moved
 
 
 NOT_STARTED = "not applied: the apply was interrupted (Ctrl-C) before it started this node"  # a FAILED result
