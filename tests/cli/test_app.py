@@ -107,6 +107,13 @@ def test_init_writes_through_no_link(tmp_path: Path) -> None:
     code, _, err = _run("init", str(repo))
     assert code == 1 and f"{repo / 'mesh.yaml'} is a symbolic link" in err
     assert not (tmp_path / "planted").exists() and not (tmp_path / "nowhere").exists()
+    (repo / "mesh.yaml").unlink()
+    (repo / ".github").mkdir()
+    (tmp_path / "outside").mkdir()
+    (repo / ".github" / "workflows").symlink_to(tmp_path / "outside")  # a folder on the way
+    code, _, err = _run("init", str(repo))
+    assert code == 1 and f"{repo / '.github' / 'workflows'} is a symbolic link" in err
+    assert list((tmp_path / "outside").iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------------ --json, Environment

@@ -156,8 +156,10 @@ def init(directory: Path, force: bool, env: Environment, json: bool = False) -> 
 
     if directory.is_symlink() and not directory.exists():
         raise Failure(f"{directory} is a symbolic link to nothing: give a folder (or make the one it names)")
-    links = [p for p in scaffold.starter_files(directory) if p.is_symlink()]
-    if links:  # a link planted as mesh.yaml would have init write wherever it points (as root: anywhere)
+    links = [q for p in scaffold.starter_files(directory)
+             for q in (p, *(p.parents[i] for i in range(len(p.relative_to(directory).parents) - 1))) if q.is_symlink()]
+    if links:  # a link planted as mesh.yaml (or as a folder on the way: .github/workflows) would have init write
+        # wherever it points (as root: anywhere)
         raise Failure(f"{links[0]} is a symbolic link: init does not write through links; remove it")
     if directory.exists() and not directory.is_dir():
         raise Failure(f"{directory} is a file, not a folder: give the folder for the new mesh repo (init writes "
