@@ -25,7 +25,7 @@ from wgmesh.core import routing
 from wgmesh.core.changes import Action, Change, Value
 from wgmesh.core.model import IPNetwork, Mesh, Node
 from wgmesh.core.nodeos import preflight_error
-from wgmesh.core.peers import _ifaces, _peer_attrs, _peer_changes, _route_changes, unresolved_warnings
+from wgmesh.core.peers import _ifaces, _peer_attrs, _peer_changes, _route_changes, unresolved, unresolved_warnings
 from wgmesh.core.plankey import plan_key_notes
 from wgmesh.core.punch import NONE, Punching, punching
 from wgmesh.core.relay import relay_notes
@@ -237,11 +237,10 @@ def _diff_node(
     config_diff = _config_diff(live.config_text, text)
 
     if not live.interface_exists:
-        unresolved = sorted({p.endpoint.host for p in cfg.peers if p.endpoint is not None and not p.endpoint.is_literal
-                             and p.endpoint.host in live.resolved and not live.resolved[p.endpoint.host]})
-        if unresolved:  # wg-quick up would wait ~72 s on the name, fail, and delete the interface again
+        names = sorted({p.endpoint.host for p in cfg.peers if p.endpoint is not None and unresolved(p.endpoint, live)})
+        if names:  # wg-quick up would wait ~72 s on the name, fail, and delete the interface again
             return NodePlan(node.name, fingerprint=fingerprint, error=(
-                f"{', '.join(unresolved)} does not resolve on the node, and `wg-quick up {iface}` would wait about "
+                f"{', '.join(names)} does not resolve on the node, and `wg-quick up {iface}` would wait about "
                 "72 s for it, then fail and bring no tunnel up; apply refuses to bring the interface up until it "
                 "resolves: fix the name in mesh.yaml (or give the address)"))
         changes = [Change(Action.CREATE, "interface", iface, None, after)]
@@ -347,8 +346,8 @@ def outside_targets(mesh: Mesh, plan: Plan, targeted: Iterable[str]) -> tuple[st
             out.append(f"--target: {node.node}'s {what} change{'' if len(held) > 1 else 's'}, and the nodes outside "
                        f"--target ({', '.join(others)}) keep the old one: they lose {node.node} until they are "
                        "applied too (wgmesh apply without --target)")
-        # and the other way: a targeted node takes up a left-out node's new key or address, which that node does
-        # not run until it is applied (`rotate aws`, then `apply -t azure`)
+        # and the other way: a targeted node takes up a left-out node's new key, address or port, which that node
+        # may not run until it is applied (`rotate aws`, then `apply -t azure`)
         for c in node.changes:
             if c.kind != "peer" or c.name in chosen or c.name not in others or c.before is None or c.after is None:
                 continue
