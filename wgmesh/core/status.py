@@ -213,14 +213,17 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
                      f"{REKEY_DUE // 60} minutes: run status again then (or `wgmesh check` now)")
     punched = {frozenset((v.source, v.peer)) for v in views if v.punched}
     by_pair = {(v.source, v.peer): v for v in views}
+
+    def sides(a: Node, b: Node) -> list[PeerView]:
+        """What a shows of b and b of a, where read."""
+        return [v for k in ((a.name, b.name), (b.name, a.name)) if (v := by_pair.get(k)) is not None]
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
             dialed = [n for n in (a, b) if n.endpoint is not None]
             if not dialed and relayed:
                 pair = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
                 # as old as plan needs to see it (punch.FRESH): the hint's plan and apply then do something
-                quiet = all(v.latest_handshake <= 0 or (v.age or 0) > PUNCH_FRESH
-                            for k in ((a.name, b.name), (b.name, a.name)) if (v := by_pair.get(k)))
+                quiet = all(v.latest_handshake <= 0 or (v.age or 0) > PUNCH_FRESH for v in sides(a, b))
                 if frozenset((a.name, b.name)) in punched and pair and pair <= {Handshake.NEVER, Handshake.STALE} \
                         and quiet:
                     hints.append(f"{a.name} <-> {b.name}: hole punched, but no handshake on the direct path for "
@@ -230,9 +233,9 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
                 continue
-            if any(v.apply_recent for k in ((a.name, b.name), (b.name, a.name)) if (v := by_pair.get(k))):
+            if any(v.apply_recent for v in sides(a, b)):
                 continue  # no handshake due yet since an apply on either side: the "under 3 minutes" line says so
-            if not any(_tried(by_pair.get(k)) for k in ((a.name, b.name), (b.name, a.name))):
+            if not any(_tried(v) for v in sides(a, b)):
                 continue  # an idle pair: WireGuard shakes hands only when there is something to send
             # a handshake older than the last apply on that side counts as none: it proves nothing of the change
             never = ("no handshake since the last apply" if {(a.name, b.name), (b.name, a.name)} & before
