@@ -460,7 +460,7 @@ def test_an_ipv6_host_is_pinned_under_its_canonical_address(host_key: paramiko.P
     assert name == "[fd50:4::12]:2222"
     assert pins.keys_for(known_hosts, name) == [host_key]
     assert pins.keys_for(known_hosts, known_hosts_mod.known_hosts_name("fd50:4::13", 22)) == [other]
-    assert known_hosts_mod.known_hosts_name("Node-1.Example.com", 22) == "Node-1.Example.com"
+    assert known_hosts_mod.known_hosts_name("Node-1.Example.com", 22) == "node-1.example.com"  # as OpenSSH
 
 
 def test_known_hosts_that_is_not_a_file_is_refused(server: Server, identity: str, tmp_path: Path) -> None:

@@ -23,18 +23,19 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wgmesh.core.model import Node, Ssh
 from wgmesh.remote.channel import OUTPUT_CAP, READY_LINE, READY_MARK, OverCap, deadline_message, one_line, outcome
 from wgmesh.remote.channel import exchange as _exchange  # called by this name: tests/e2e/test_plan.py tees it
-from wgmesh.remote.known_hosts import KnownHosts, PinnedPolicy, UnknownHostKey, fingerprint, known_hosts_name
+from wgmesh.remote.known_hosts import HostKeyRefused, KnownHosts, PinnedPolicy, fingerprint, known_hosts_name
 from wgmesh.remote.transport import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_PARALLELISM,
@@ -82,6 +83,28 @@ def _paramiko():  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------------------------ the transport
 
+
+
+
+def _check_identity(identity: str) -> None:
+    """The identity file must exist, be a file, and (as OpenSSH requires of a private key file the user owns)
+    be readable by its owner only."""
+    path = Path(identity).expanduser()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise SshError(f"identity file {identity} does not exist (ssh.identity_file or WGMESH_SSH_IDENTITY)") from None
+    except OSError as e:
+        raise SshError(f"cannot read the identity file {identity}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SshError(f"identity file {identity} is not a file (ssh.identity_file or WGMESH_SSH_IDENTITY)")
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        raise SshError(f"identity file {identity} can be read by others (mode {stat.S_IMODE(st.st_mode):04o}): a "
+                       f"private key must be private, as OpenSSH requires: chmod 600 {identity}")
+
+def _host_key_type(algorithm: str) -> str:
+    """The key type (as a key's get_name() says it) of a host key algorithm: RSA's SHA-2 signatures are ssh-rsa keys."""
+    return "ssh-rsa" if algorithm in ("rsa-sha2-512", "rsa-sha2-256") else algorithm
 
 class SshTransport:
     def __init__(
@@ -157,16 +180,28 @@ class SshTransport:
                 return self._connect(node.ssh)
             raise
 
-    def _client(self, ssh: Ssh) -> paramiko.SSHClient:
+    def _client(self, ssh: Ssh) -> tuple[paramiko.SSHClient, Callable[..., paramiko.Transport]]:
+        """A client that checks the host's key against known_hosts (PinnedPolicy: it holds no key of its own,
+        so paramiko asks the policy every time), and the transport factory to connect with: it puts the key
+        types pinned for the host first among those the server may offer, as OpenSSH does."""
         paramiko = _paramiko()
 
         name = known_hosts_name(ssh.host, ssh.port)
-        keys = self._known_hosts.keys_for(ssh.known_hosts, name)  # the file is read once per transport
+        where = f"{ssh.user}@{ssh.host}:{ssh.port}"
+        pinned = self._known_hosts.keys_for(ssh.known_hosts, name)  # the file is read once per transport
         client = paramiko.SSHClient()
-        for key in keys:  # only this host's pins: no reload, no scan of the whole file per connection
-            client.get_host_keys().add(name, key.get_name(), key)
-        client.set_missing_host_key_policy(PinnedPolicy(self, ssh.known_hosts))
-        return client
+        client.set_missing_host_key_policy(PinnedPolicy(self, ssh.known_hosts, name, where))
+
+        def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
+            t = paramiko.Transport(*args, **kwargs)
+            options = t.get_security_options()
+            offered = list(options.key_types)
+            first = [k for k in offered if any(_host_key_type(k) == p.get_name() for p in pinned)]
+            if first:
+                options.key_types = first + [k for k in offered if k not in first]
+            return t
+
+        return client, transport
 
     def _connect(self, ssh: Ssh, sock: paramiko.Channel | None = None) -> paramiko.SSHClient:
         paramiko = _paramiko()
@@ -188,9 +223,9 @@ class SshTransport:
                 raise SshError(f"proxy jump {host} cannot reach {ssh.host}:{ssh.port}: {e}") from None
 
         identity = self.identity_override or (str(ssh.identity_file) if ssh.identity_file else None)
-        if identity and not Path(identity).expanduser().exists():
-            raise SshError(f"identity file {identity} does not exist (ssh.identity_file or WGMESH_SSH_IDENTITY)")
-        client = self._client(ssh)
+        if identity:
+            _check_identity(identity)
+        client, transport_factory = self._client(ssh)
         where = f"{ssh.user}@{ssh.host}:{ssh.port}"
         proxy = None
         if ssh.proxy_command and sock is None:  # ssh.proxy_command: the connection rides on a local command
@@ -213,15 +248,9 @@ class SshTransport:
                 allow_agent=True,
                 look_for_keys=identity is None,
                 sock=sock,
+                transport_factory=transport_factory,
             )
-        except paramiko.BadHostKeyException as e:
-            client.close()
-            raise SshError(
-                f"host key mismatch for {where}: the server offered {e.key.get_name()} {fingerprint(e.key)}, "
-                f"but {ssh.known_hosts} pins {fingerprint(e.expected_key)}. Someone may be intercepting the "
-                f"connection; if the host key really changed, verify it and replace its line in known_hosts"
-            ) from None
-        except UnknownHostKey as e:
+        except HostKeyRefused as e:
             client.close()
             raise SshError(str(e)) from None
         except paramiko.AuthenticationException as e:
@@ -238,6 +267,12 @@ class SshTransport:
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+            if identity and isinstance(e, paramiko.SSHException) and "private key" in reason:
+                raise SshError(f"cannot use the identity file {identity} for {where}: {reason} (give the private "
+                               f"key, not its .pub; ssh.identity_file or WGMESH_SSH_IDENTITY)") from None
+            if reason == "No authentication methods available":
+                reason += (" (no key to log in with: set ssh.identity_file or WGMESH_SSH_IDENTITY, or add the key "
+                           "to ssh-agent)")
             reason = proxy.explain(reason) if proxy is not None else reason
             err = SshError(f"cannot connect to {where}: {reason}")
             err.retryable = isinstance(e, ConnectionError | paramiko.ssh_exception.NoValidConnectionsError)  # type: ignore[attr-defined]
@@ -251,9 +286,9 @@ class SshTransport:
         _watch_connection(client)
         return client
 
-    def _remember_host_key(self, known_hosts: Path, hostname: str, key: paramiko.PKey) -> None:
+    def _remember_host_key(self, known_hosts: Path, hostname: str, key: paramiko.PKey, where: str) -> None:
         """--accept-new-host-keys: pin a host's key in known_hosts (PinnedPolicy), and say so."""
-        if self._known_hosts.remember(known_hosts, hostname, key):
+        if self._known_hosts.remember(known_hosts, hostname, key, where):
             self.on_host_key_added(f"{hostname} {key.get_name()} {fingerprint(key)}")
 
     # -------------------------------------------------------------------------------- running

@@ -1,0 +1,270 @@
+"""Host keys checked as OpenSSH checks them (review S): `@revoked` keys refused even on first use, patterns with
+`*`, `?` and `!`, several keys of one type, `@cert-authority` hosts never trusted on first use, IPv6 addresses
+and host names compared canonically, and the pinned key types preferred. Against a real in-process SSH server
+(test_ssh.py's, here with one or two host keys, on 127.0.0.1 or ::1)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+from remote import test_ssh as base
+from remote.test_ssh import Server
+
+from wgmesh.core.model import Node, Ssh
+from wgmesh.remote.known_hosts import KnownHosts, key_file_name, known_hosts_name
+from wgmesh.remote.ssh import SshTransport, fingerprint
+
+identity = base.identity
+
+def _serve(address: str, keys: list[paramiko.PKey]) -> Iterator[Server]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family)
+    listener.bind((address, 0))
+    listener.listen(16)
+    srv = Server(listener.getsockname()[1], keys[0])
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(conn)
+            for k in keys:
+                t.add_server_key(k)
+            srv.transports.append(t)
+            with contextlib.suppress(Exception):
+                t.start_server(server=base._Interface(srv))
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield srv
+    listener.close()
+    for t in srv.transports:
+        t.close()
+
+
+@pytest.fixture(scope="module")
+def ecdsa() -> paramiko.PKey:
+    return paramiko.ECDSAKey.generate()
+
+
+@pytest.fixture(scope="module")
+def rsa() -> paramiko.PKey:
+    return paramiko.RSAKey.generate(2048)
+
+
+@pytest.fixture
+def server(ecdsa: paramiko.PKey) -> Iterator[Server]:
+    yield from _serve("127.0.0.1", [ecdsa])
+
+
+@pytest.fixture
+def two_keys(ecdsa: paramiko.PKey, rsa: paramiko.PKey) -> Iterator[Server]:
+    """A server with an ECDSA and an RSA host key: paramiko asks for ECDSA first unless told otherwise."""
+    yield from _serve("127.0.0.1", [ecdsa, rsa])
+
+
+def line(name: str, key: paramiko.PKey, marker: str = "") -> str:
+    return f"{marker + ' ' if marker else ''}{name} {key.get_name()} {key.get_base64()}\n"
+
+
+def connect(identity: str, port: int, known_hosts: Path, host: str = "127.0.0.1",
+            accept_new: bool = False) -> tuple[dict[str, str], list[str]]:
+    added: list[str] = []
+    t = SshTransport(identity_override=identity, accept_new_host_keys=accept_new, on_host_key_added=added.append)
+    try:
+        ssh = Ssh(host=host, port=port, user="root", known_hosts=known_hosts)
+        return t.connect([Node(name="n", addresses=(), public_key=None, endpoint=None, ssh=ssh)]), added
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_a_revoked_key_is_refused_even_where_it_is_pinned(
+    server: Server, identity: str, tmp_path: Path, accept_new: bool
+) -> None:
+    kh = tmp_path / "known_hosts"
+    name = f"[127.0.0.1]:{server.port}"
+    kh.write_text(line(name, server.host_key, "@revoked") + line(name, server.host_key))
+    before = kh.read_bytes()
+    errors, added = connect(identity, server.port, kh, accept_new=accept_new)
+    assert errors["n"].startswith(
+        f"host key REVOKED for root@127.0.0.1:{server.port}: the server offered {server.host_key.get_name()} "
+        f"{fingerprint(server.host_key)}, which {kh} marks @revoked.")
+    assert added == [] and kh.read_bytes() == before
+
+
+def test_a_key_revoked_for_every_host_is_never_trusted_on_first_use(
+    server: Server, identity: str, tmp_path: Path
+) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line("*", server.host_key, "@revoked"))
+    errors, added = connect(identity, server.port, kh, accept_new=True)
+    assert "REVOKED" in errors["n"] and added == []
+    assert kh.read_text() == line("*", server.host_key, "@revoked")  # nothing pinned
+
+
+def test_patterns_pin_as_openssh_matches_them(server: Server, identity: str, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    other = paramiko.ECDSAKey.generate()
+    kh.write_text(line(f"[127.0.0.?]:{server.port}", other))
+    errors, added = connect(identity, server.port, kh, accept_new=True)
+    assert errors["n"].startswith(f"host key mismatch for root@127.0.0.1:{server.port}") and added == []
+
+    kh.write_text(line(f"[127.*]:{server.port},!nothing", server.host_key))
+    assert connect(identity, server.port, kh) == ({}, [])
+
+    kh.write_text(line(f"[127.*]:{server.port},![127.0.0.1]:*", other))  # negated: the pattern is not this host's
+    errors, added = connect(identity, server.port, kh, accept_new=True)
+    assert errors == {} and len(added) == 1
+
+
+def test_any_of_several_keys_of_one_type_is_the_host(server: Server, identity: str, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    name = f"[127.0.0.1]:{server.port}"
+    kh.write_text(line(name, paramiko.ECDSAKey.generate()) + line(name, server.host_key))
+    assert connect(identity, server.port, kh) == ({}, [])
+
+
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_a_host_trusted_through_a_certificate_authority_is_refused_not_trusted_on_first_use(
+    server: Server, identity: str, tmp_path: Path, accept_new: bool
+) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line("[127.0.0.1]:*", paramiko.ECDSAKey.generate(), "@cert-authority"))
+    before = kh.read_bytes()
+    errors, added = connect(identity, server.port, kh, accept_new=accept_new)
+    assert "certificate authority (@cert-authority in" in errors["n"]
+    assert "pin the host's own key" in errors["n"] and "ssh_host_ecdsa_key.pub" in errors["n"]
+    assert added == [] and kh.read_bytes() == before
+
+
+def test_an_unknown_marker_names_the_line(server: Server, identity: str, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text("# pins\n" + line("h", server.host_key, "@revokd"))
+    errors, _ = connect(identity, server.port, kh)
+    assert errors["n"] == (f"cannot read known_hosts {kh}: line 2 has an unknown marker (OpenSSH knows @revoked and "
+                           f"@cert-authority)")
+
+
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_an_ipv6_host_as_written_in_mesh_yaml_is_checked_against_its_canonical_pin(
+    ecdsa: paramiko.PKey, identity: str, tmp_path: Path, accept_new: bool
+) -> None:
+    """`ssh.host: "0:0::1"` is [::1]: a pin of another key for [::1] is a mismatch (not an unknown host whose
+    key --accept-new-host-keys would take)."""
+    other = paramiko.ECDSAKey.generate()
+    for srv in _serve("::1", [ecdsa]):
+        kh = tmp_path / "known_hosts"
+        kh.write_text(line(f"[::1]:{srv.port}", other))
+        errors, added = connect(identity, srv.port, kh, host="0:0::1", accept_new=accept_new)
+        assert errors["n"].startswith(f"host key mismatch for root@0:0::1:{srv.port}") and added == []
+        kh.write_text(line(f"[::1]:{srv.port}", ecdsa))
+        assert connect(identity, srv.port, kh, host="0:0::1", accept_new=accept_new) == ({}, [])
+
+
+def test_host_names_ignore_case_and_hashed_names_match(server: Server, identity: str, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    hashed = paramiko.HostKeys.hash_host(f"[localhost]:{server.port}")
+    kh.write_text(line(hashed, server.host_key))
+    assert connect(identity, server.port, kh, host="LocalHost") == ({}, [])
+    kh.write_text(line(f"[LOCALHOST]:{server.port}", server.host_key))
+    assert connect(identity, server.port, kh, host="localhost") == ({}, [])
+
+
+def test_the_pinned_key_type_is_asked_for_first(two_keys: Server, rsa: paramiko.PKey, identity: str,
+                                                tmp_path: Path) -> None:
+    """The host pins only its RSA key: the server is asked for RSA first (as OpenSSH orders the known types),
+    so the host is known, not taken for a changed or new one."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line(f"[127.0.0.1]:{two_keys.port}", rsa))
+    assert connect(identity, two_keys.port, kh, accept_new=True) == ({}, [])
+    assert kh.read_text() == line(f"[127.0.0.1]:{two_keys.port}", rsa)
+
+
+def test_a_key_of_a_type_not_pinned_is_a_mismatch_naming_the_pinned_ones(
+    server: Server, identity: str, tmp_path: Path, rsa: paramiko.PKey
+) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line(f"[127.0.0.1]:{server.port}", rsa))  # the server has no RSA key
+    errors, added = connect(identity, server.port, kh, accept_new=True)
+    assert errors["n"].startswith(f"host key mismatch for root@127.0.0.1:{server.port}: the server offered "
+                                  f"{server.host_key.get_name()} {fingerprint(server.host_key)}, but {kh} pins "
+                                  f"ssh-rsa {fingerprint(rsa)} (other key types).")
+    assert added == []
+
+
+def test_revoked_keys_are_not_offered_as_pins(ecdsa: paramiko.PKey, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line("h", ecdsa) + line("h,g", ecdsa, "@revoked"))
+    assert KnownHosts().keys_for(kh, known_hosts_name("H", 22)) == []
+
+
+def _ed25519() -> paramiko.PKey:
+    """A public Ed25519 key (paramiko makes none: its wire form from 32 random bytes)."""
+    msg = paramiko.Message()
+    msg.add_string("ssh-ed25519")
+    msg.add_string(os.urandom(32))
+    return paramiko.Ed25519Key(data=msg.asbytes())
+
+
+@pytest.mark.parametrize(("make", "path"), [
+    (paramiko.ECDSAKey.generate, "/etc/ssh/ssh_host_ecdsa_key.pub"),
+    (_ed25519, "/etc/ssh/ssh_host_ed25519_key.pub"),
+])
+def test_the_host_key_file_hint_names_the_servers_file(make: Callable[[], paramiko.PKey], path: str) -> None:
+    assert key_file_name(make()) == path
+
+
+# the identity file, as OpenSSH treats it (review S, finding 8)
+
+def test_an_identity_file_others_can_read_is_refused_as_openssh_does(server: Server, identity: str,
+                                                                   tmp_path: Path) -> None:
+    loose = tmp_path / "id_loose"
+    loose.write_bytes(Path(identity).read_bytes())
+    loose.chmod(0o644)
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    errors, _ = connect(str(loose), server.port, kh)
+    assert errors["n"] == (f"identity file {loose} can be read by others (mode 0644): a private key must be "
+                           f"private, as OpenSSH requires: chmod 600 {loose}")
+    loose.chmod(0o600)
+    assert connect(str(loose), server.port, kh) == ({}, [])
+
+
+def test_an_identity_that_is_a_folder_or_a_public_key_is_named(server: Server, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    errors, _ = connect(str(tmp_path), server.port, kh)
+    assert errors["n"] == f"identity file {tmp_path} is not a file (ssh.identity_file or WGMESH_SSH_IDENTITY)"
+    pub = tmp_path / "id.pub"
+    pub.write_text(line("", server.host_key).strip() + "\n")
+    pub.chmod(0o600)
+    errors, _ = connect(str(pub), server.port, kh)
+    assert errors["n"].startswith(f"cannot use the identity file {pub} for root@127.0.0.1:{server.port}: ")
+    assert "give the private key, not its .pub" in errors["n"]
+
+
+def test_no_key_and_no_agent_says_where_a_key_comes_from(server: Server, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_*
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("WGMESH_SSH_IDENTITY", raising=False)
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    t = SshTransport()
+    try:
+        ssh = Ssh(host="127.0.0.1", port=server.port, user="root", known_hosts=kh)
+        errors = t.connect([Node(name="n", addresses=(), public_key=None, endpoint=None, ssh=ssh)])
+    finally:
+        t.close()
+    assert errors["n"] == (f"cannot connect to root@127.0.0.1:{server.port}: No authentication methods available "
+                           f"(no key to log in with: set ssh.identity_file or WGMESH_SSH_IDENTITY, or add the key to "
+                           f"ssh-agent)")
