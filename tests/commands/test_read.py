@@ -156,3 +156,35 @@ def test_a_saved_plan_records_the_routes_of_other_devices_for_the_meshs_prefixes
     state = dataclasses.replace(converged(mesh, "aws"), other_routes={
         net("192.168.30.0/24"): ("192.168.30.0/24 dev eth0", 0), net("10.250.6.0/24"): ("10.250.6.0/24 dev eth0", 0)})
     assert comparable_state(mesh, state)["route_conflicts"] == {"192.168.30.0/24": "192.168.30.0/24 dev eth0"}
+
+
+def test_one_nodes_absurd_output_or_a_failing_plan_is_that_nodes_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review E: a node's 5,000-digit handshake (int() refuses it) or anything planning raises on one node's
+    state stopped plan for every node. Now each is that node's error; the others are planned."""
+    from fakes import read_output
+
+    from wgmesh.core import plan as plan_mod
+
+    states = {n: converged(MESH, n) for n in ("aws", "azure", "gcp")}
+    fake = FakeTransport(states, unreachable={"aliyun": "cannot connect"})
+    text = read_output(states["gcp"])
+    lines = text.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.count("\t") == 7)  # gcp's first peer line of the dump
+    fields = lines[at].split("\t")
+    fields[4] = "9" * 5000
+    lines[at] = "\t".join(fields)
+    fake.answers[("gcp", "read")] = [CommandResult(0, "\n".join(lines), "")]
+    real = plan_mod.diff_node
+
+    def diff_node(mesh: Mesh, node: Node, *rest: object) -> object:
+        if node.name == "azure":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(mesh, node, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan_mod, "diff_node", diff_node)
+    reading = read_nodes(MESH, fake, MESH.nodes)
+    assert set(reading.states) == {"aws"} and set(reading.plans) == {"aws"}
+    assert reading.errors["gcp"] == ("cannot understand the node's output: wg dump line 2: latest handshake is too "
+                                     "large for a 64-bit number")
+    assert reading.errors["azure"] == ("cannot plan this node from its output: RecursionError: maximum recursion "
+                                       "depth exceeded")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 import time
@@ -337,6 +338,7 @@ def test_status_script_prints_the_clock_then_the_read(node: Stubs) -> None:
 
 def test_parse_clock() -> None:
     assert parse_clock("@@wgmesh:clock\n1700000000\n@@wgmesh:v1\n") == 1_700_000_000
+    assert parse_clock("@@wgmesh:clock\n" + "9" * 5000 + "\n") is None  # review E: not a crash
     assert parse_clock("@@wgmesh:clock\nMon Jan\n") is None
     assert parse_clock("@@wgmesh:v1\n") is None
     assert parse_clock("@@wgmesh:clock") is None
@@ -505,3 +507,17 @@ def test_parse_rejects_a_source_outside_the_subnet(mutate: Callable[[str], str],
         parse_probe_output("a", (t("b", "192.168.20.10", "192.168.20.0/24"),), SUBNET_OUTPUT, "wg0")
 
 
+
+
+def test_a_node_reporting_absurd_numbers_is_its_own_error_or_no_round_trip() -> None:
+    """Review E: a 5,000-digit result line stopped check for every node; a 400-digit `time=` gave rtt_ms
+    Infinity, which is not JSON."""
+    text = fixture("aws_mixed.txt")
+    huge = re.sub(r"(@@wgmesh:result \d+) \d+", lambda m: f"{m.group(1)} {'9' * 5000}", text, count=1)
+    assert huge != text
+    with pytest.raises(CheckParseError, match="malformed result line"):
+        parse_probe_output("aws", AWS_TARGETS + GHOSTS, huge, "wg0")
+    inf = re.sub(r"time=[0-9.]+", "time=1" + "0" * 400, text, count=1)
+    assert inf != text
+    first = parse_probe_output("aws", AWS_TARGETS + GHOSTS, inf, "wg0")[0]
+    assert first.ok and first.rtt_ms is None

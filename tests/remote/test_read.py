@@ -232,6 +232,11 @@ def test_parse_ip_addr_interface_absent() -> None:
         ("[{", "not JSON"),
         ('{"a": 1}', "list of objects"),
         ('[{"addr_info": [{"family": "inet", "scope": "global"}]}]', "malformed"),
+        ('[{"mtu": ' + "9" * 5000 + "}]", "not JSON that ip prints"),  # over Python's 4,300 digits
+        ("[" * 100_000 + "]" * 100_000, "not JSON that ip prints"),  # nested beyond the stack
+        ('[{"mtu": 1e999}]', "mtu is not a number of 32 bits"),
+        ('[{"mtu": 4294967296}]', "mtu is not a number of 32 bits"),
+        ('[{"mtu": true}]', "mtu is not a number of 32 bits"),
     ],
 )
 def test_parse_ip_addr_malformed(text: str, message: str) -> None:
@@ -1163,3 +1168,16 @@ def test_the_read_reports_the_routes_of_other_devices_up_to_20000_a_family(node:
     assert got[net("10.0.0.5/32")][0] == "10.0.0.5 via 10.250.6.1 dev eth0"
     assert net("10.77.0.0/16") in got and net("192.168.40.0/24") not in got
     assert net("::ffff:a63:0/112") in got  # (ip writes ::ffff:10.99.0.0/112: compared parsed, not as text)
+
+
+def test_an_output_no_parser_foresaw_is_a_parse_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review E: whatever a node prints is that node's error (a ParseError every caller names), never the run's."""
+    from wgmesh.remote import read as read_mod
+
+    def boom(interface: str, found: object) -> object:
+        raise OverflowError("int too large to convert to float\x1b]0;PWN\x07")
+
+    monkeypatch.setattr(read_mod, "_parse_read_sections", boom)
+    with pytest.raises(ParseError, match=r"^unexpected output \(OverflowError: int too large to convert to float"
+                                         r"\]0;PWN\)$"):
+        read_mod.parse_read_output("wg0", "@@wgmesh:v1\n")

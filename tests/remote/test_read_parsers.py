@@ -64,3 +64,21 @@ def test_the_memos_never_see_the_interface_private_key(monkeypatch: pytest.Monke
         monkeypatch.setattr(read_parsers, name, lambda value, memo=memo: seen.append(value) or memo(value))
     parse_dump(f"{secret}\t{P1}\t51820\toff\n" + peer().replace("(none)", "(hidden)", 1))
     assert seen and secret not in seen and "(hidden)" not in seen
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, str(1 << 64), "1" + "0" * 400, "+" + "9" * 25])
+def test_counters_beyond_64_bits_are_refused_not_a_crash(value: str) -> None:
+    """Review E: a node's 5,000-digit handshake stopped every command (int() refuses over 4,300 digits); a
+    400-digit byte counter crashed status (float() of it). wg's numbers are 64-bit."""
+    with pytest.raises(ParseError, match="latest handshake is too large for a 64-bit number"):
+        parse_dump(HEAD + peer(handshake=value))
+
+
+def test_the_largest_64_bit_counter_is_read() -> None:
+    _, peers = parse_dump(HEAD + peer(handshake=str((1 << 64) - 1)))
+    assert peers[P2].latest_handshake == (1 << 64) - 1
+
+
+def test_a_huge_fwmark_is_refused() -> None:
+    with pytest.raises(ParseError, match=r"fwmark .* is not a number"):
+        parse_dump(f"(hidden)\t{P1}\t51820\t0x{'f' * 5000}\n")

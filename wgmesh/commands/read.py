@@ -154,7 +154,7 @@ def _run_and_finish(
     error is the node's); `release`: it closes the node's connection once the script has run."""
     parallelism = getattr(transport, "parallelism", None)
     if not isinstance(parallelism, int) or not scripts:
-        return {name: finish(name, got) for name, got in transport.run_many(scripts, timeout).items()}
+        return {name: _finished(finish, name, got) for name, got in transport.run_many(scripts, timeout).items()}
     from wgmesh.remote.ssh import one_line
     from wgmesh.remote.transport import SshError
 
@@ -171,11 +171,22 @@ def _run_and_finish(
         finally:
             if release is not None:
                 release(name)
-        return finish(name, got)
+        return _finished(finish, name, got)
 
     with ThreadPoolExecutor(max_workers=min(max(1, parallelism), len(scripts))) as pool:
         futures = {name: pool.submit(one, name) for name in scripts}
         return {name: f.result() for name, f in futures.items()}
+
+
+def _finished(finish: Callable[[str, CommandResult | str], _Read], name: str, got: CommandResult | str) -> _Read:
+    """`finish` of one node; anything it raises is that node's error, never the run's (a node's output that no
+    parser foresaw, or a bug: named with its type)."""
+    try:
+        return finish(name, got)
+    except Exception as e:
+        from wgmesh.remote.ssh import one_line
+
+        return _Read(error=f"cannot plan this node from its output: {type(e).__name__}: {one_line(str(e))[:200]}")
 
 
 def _comparable(state: LiveState, declared: frozenset[str], prefixes: frozenset[Any]) -> dict[str, Any]:

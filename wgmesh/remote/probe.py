@@ -16,6 +16,7 @@ clock read in the same round trip so ages do not depend on the controller's cloc
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ def _reason(exit_status: int, output: str) -> str:
 
 def _rtt(output: str) -> float | None:
     m = _RTT.search(output)
-    return float(m.group(1)) if m else None
+    if m is None:
+        return None
+    rtt = float(m.group(1))
+    return rtt if math.isfinite(rtt) else None  # (a node's `time=` of 400 digits: no round trip, and no JSON)
 
 
 def probe_result(
@@ -157,7 +161,7 @@ def _source(marker: str, rest: str, target: Target) -> IPAddress:
 
 def _result(line: str, rest: str) -> tuple[int, int]:
     fields = rest.split()
-    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+    if len(fields) != 2 or not all(f.isdigit() and len(f) <= 10 for f in fields):
         raise CheckParseError(f"malformed result line {line!r}")
     return int(fields[0]), int(fields[1])
 
@@ -169,7 +173,7 @@ def _blocks(found: Iterable[shell.Section], targets: Sequence[Target]) -> dict[i
     for s in found:
         if s.name == "ping":
             head = s.args
-            if len(head) != 2 or not head[0].isdigit():
+            if len(head) != 2 or not head[0].isdigit() or len(head[0]) > 10:
                 raise CheckParseError(f"malformed probe line {s.marker!r}")
             index = int(head[0])
             if index >= len(targets) or head[1] != str(targets[index].address):
@@ -195,7 +199,18 @@ def _blocks(found: Iterable[shell.Section], targets: Sequence[Target]) -> dict[i
 
 
 def parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:
-    """The output of `probe_script(targets)` run on `source` -> one Probe per target, in target order."""
+    """The output of `probe_script(targets)` run on `source` -> one Probe per target, in target order; whatever
+    the node printed, that or a CheckParseError (the node's error, never the run's)."""
+    try:
+        return _parse_probe_output(source, targets, text, interface)
+    except CheckParseError:
+        raise
+    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RecursionError) as e:
+        shown = "".join(c for c in " ".join(str(e).split()) if c.isprintable())[:200]
+        raise CheckParseError(f"unexpected output ({type(e).__name__}: {shown})") from None
+
+
+def _parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:
     found = shell.sections(text)
     names = [(s.name, s.rest) for s in found]
     if ("check", FORMAT_VERSION) not in names:
@@ -223,5 +238,5 @@ def parse_clock(text: str) -> int | None:
     for s in shell.sections(text):
         if s.name == "clock":
             value = s.lines[0].strip() if s.lines else ""
-            return int(value) if value.isdigit() else None
+            return int(value) if value.isdigit() and len(value) <= 20 else None
     return None

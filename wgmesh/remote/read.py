@@ -173,7 +173,7 @@ def parse_forwarding(body: str) -> dict[int, bool]:
         version, _, value = line.strip().partition(" ")
         value = value.strip()
         if version in ("4", "6") and value.isdigit():
-            out[int(version)] = int(value) != 0
+            out[int(version)] = value.strip("0") != ""
     return out
 
 
@@ -222,7 +222,22 @@ def parse_read_output(interface: str, text: str) -> LiveState:
 
 
 def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:
-    """`parse_read_output` over sections already split (status and import print theirs first)."""
+    """`parse_read_output` over sections already split (status and import print theirs first). Whatever a
+    node prints, the result is a state or a ParseError: an output no parser foresaw is still that node's
+    error, never the run's."""
+    try:
+        return _parse_read_sections(interface, found)
+    except ParseError:
+        raise
+    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RecursionError) as e:
+        raise ParseError(f"unexpected output ({type(e).__name__}: {_shown(str(e))})") from None
+
+
+def _shown(text: str) -> str:
+    return "".join(c for c in " ".join(text.split()) if c.isprintable())[:200]
+
+
+def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:
     _check_served(found, interface)
     sections, resolves = _read_sections(found)
     missing, os_family = parse_preflight(sections["preflight"])

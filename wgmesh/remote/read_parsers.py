@@ -58,15 +58,23 @@ def _public_key(value: str, what: str, line_no: int) -> str:
     return value
 
 
+U64_DIGITS = 20  # wg's counters and timestamps are 64-bit: a longer number is no dump of wg's
+
+
 def _int(value: str, what: str, line_no: int) -> int:
+    if len(value) > U64_DIGITS + 1:
+        raise ParseError(f"wg dump line {line_no}: {what} is too large for a 64-bit number")
     if value.isascii() and value.isdigit():  # the common case, without the checks below
-        return int(value)
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise ParseError(f"wg dump line {line_no}: {what} is not a number") from None
-    if number < 0:
-        raise ParseError(f"wg dump line {line_no}: {what} is negative")
+        number = int(value)
+    else:
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ParseError(f"wg dump line {line_no}: {what} is not a number") from None
+        if number < 0:
+            raise ParseError(f"wg dump line {line_no}: {what} is negative")
+    if number >= 1 << 64:
+        raise ParseError(f"wg dump line {line_no}: {what} is too large for a 64-bit number")
     return number
 
 
@@ -74,6 +82,8 @@ def _fwmark(value: str, line_no: int) -> int | None:
     if value in ("off", "0"):
         return None
     try:
+        if len(value) > U64_DIGITS:
+            raise ValueError
         return int(value, 0)
     except ValueError:
         raise ParseError(f"wg dump line {line_no}: fwmark {value!r} is not a number") from None
@@ -137,15 +147,14 @@ def _peer_line(fields: list[str], line_no: int) -> LivePeer:
     if len(fields) != _DUMP_PEER_FIELDS:
         raise ParseError(f"wg dump line {line_no}: peer line has {len(fields)} fields, expected {_DUMP_PEER_FIELDS}")
     key, preshared, endpoint, allowed_ips, handshake, rx_bytes, tx_bytes, keepalive = fields
-    # (a node's dump has a line per peer: the plain decimal numbers are read inline, anything else by _int)
     return live_peer(  # positional, in LivePeer's order
         _public_key(key, "peer public key", line_no),
         _endpoint(endpoint, line_no),
         _allowed_ips(allowed_ips, line_no),
         0 if keepalive == "off" else _int(keepalive, "keepalive", line_no),
-        int(handshake) if handshake.isascii() and handshake.isdigit() else _int(handshake, "latest handshake", line_no),
-        int(rx_bytes) if rx_bytes.isascii() and rx_bytes.isdigit() else _int(rx_bytes, "rx bytes", line_no),
-        int(tx_bytes) if tx_bytes.isascii() and tx_bytes.isdigit() else _int(tx_bytes, "tx bytes", line_no),
+        _int(handshake, "latest handshake", line_no),
+        _int(rx_bytes, "rx bytes", line_no),
+        _int(tx_bytes, "tx bytes", line_no),
         preshared != NONE,
     )
 
@@ -180,6 +189,8 @@ def _json_list(json_text: str, what: str) -> list[dict[str, Any]]:
         data = json.loads(json_text)
     except json.JSONDecodeError as e:
         raise ParseError(f"{what}: not JSON ({e.msg} at line {e.lineno})") from None
+    except (ValueError, RecursionError) as e:  # a number of over 4,300 digits, lists nested beyond the stack
+        raise ParseError(f"{what}: not JSON that ip prints ({type(e).__name__})") from None
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
         raise ParseError(f"{what}: expected a JSON list of objects")
     return data
@@ -209,8 +220,8 @@ def parse_ip_addr(json_text: str) -> tuple[frozenset[IPInterface], int | None, b
         flags = link.get("flags", [])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ParseError(f"ip addr: malformed address entry ({e})") from None
-    if mtu is not None and not isinstance(mtu, int):
-        raise ParseError("ip addr: mtu is not a number")
+    if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 0 <= mtu < 1 << 32):
+        raise ParseError("ip addr: mtu is not a number of 32 bits")
     return frozenset(addresses), mtu, "UP" in flags
 
 
@@ -276,7 +287,7 @@ def parse_other_routes(text: str) -> dict[IPNetwork, tuple[str, int]]:
         metric = 0 if net.version == 4 else 1024
         if "metric" in words[:-1]:
             value = words[words.index("metric") + 1]
-            metric = int(value) if value.isdigit() else metric
+            metric = int(value) if value.isdigit() and len(value) <= 10 else metric
         if net not in out or metric < out[net][1]:
             shown = "".join(c for c in " ".join(line.split()) if c.isprintable())[:OTHER_ROUTE_SHOWN]
             out[net] = (shown, metric)
