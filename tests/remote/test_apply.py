@@ -92,7 +92,7 @@ def test_update_script_feeds_syncconf_the_key_read_on_the_node() -> None:
     state = dataclasses.replace(converged(MESH, "aws"), listen_port=40000)
     script = _script("aws", state)
     assert "KEY=/etc/wireguard/wg0.key" in script
-    assert 'wgm_key=$(cat "$KEY")' in script
+    assert "wgm_key=$(wgm_read_key)" in script
     assert "wgm_sync_peers <<'__WGMESH_SYNC__'\n[Interface]\nListenPort = 51820\n" in script
     assert "\nwgm_interface_up\n" not in script
     # the file written to disk has no PrivateKey line and no SaveConfig
@@ -267,7 +267,7 @@ def _changes(node: Stubs) -> list[str]:
 
 
 def _run_update(node: Stubs, mesh: Mesh, planned: LiveState, now: dict[str, object],
-                fail: str = "", then: str = "confirm") -> dict[str, object]:
+                fail: str = "", then: str = "confirm", key_text: str = PLACEHOLDER_KEY + "\n") -> dict[str, object]:
     """The steps of the plan made from `planned` (for aws), run on a node that is `now` by then; `then` the
     controller confirms the run ("confirm") or leaves it pending ("")."""
     plan = diff_node(mesh, mesh.node("aws"), planned)
@@ -276,7 +276,7 @@ def _run_update(node: Stubs, mesh: Mesh, planned: LiveState, now: dict[str, obje
     node.host("flock", "setsid")
     stateful_ip(node, now)
     fake_wg(node)
-    Path(str(values["KEY"])).write_text(PLACEHOLDER_KEY + "\n")
+    Path(str(values["KEY"])).write_bytes(key_text.encode())
     calls = "\n".join(remote_apply.step_call(s, mesh.interface) for s in plan.steps)
     got = _result(node, shell.script("apply", **values) + f"wgm_lock\nwgm_begin\n{calls}\nwgm_finish\n", fail)
     if then == "confirm" and got["rc"] == 0:
@@ -316,6 +316,16 @@ def test_reconcile_run_converges_the_node(node: Stubs) -> None:
     assert sorted(got["state"]["routes"]) == _node(want)["routes"]  # type: ignore[index]
     assert got["state"]["addresses"] == ["10.0.0.1/24"]  # type: ignore[index]
     assert got["state"]["mtu"] == 1380  # type: ignore[index]
+    assert f"PrivateKey = {PLACEHOLDER_KEY}\nListenPort = 51820\n" in got["sync"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("key_text", [PLACEHOLDER_KEY + "\r\n", PLACEHOLDER_KEY + " \n", PLACEHOLDER_KEY])
+def test_a_key_file_with_crlf_or_blanks_is_read_as_wg_reads_it(node: Stubs, key_text: str) -> None:
+    """Review E: a key file saved with CRLF (or a trailing blank) passes plan's check (`wg pubkey` reads it) and
+    wg-quick at boot, but every apply failed with "cannot read the private key ... was not restored"."""
+    planned = _route(converged(MESH, "aws"), add="10.9.0.0/16")
+    got = _run_update(node, MESH, planned, _node(planned), key_text=key_text)
+    assert got["rc"] == 0, got["stderr"]
     assert f"PrivateKey = {PLACEHOLDER_KEY}\nListenPort = 51820\n" in got["sync"]  # type: ignore[operator]
 
 

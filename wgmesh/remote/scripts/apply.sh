@@ -59,9 +59,13 @@ wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or 
 
 wgm_arrived() { kill "$wgm_watchdog" 2>/dev/null || :; }  # the whole of wgm_steps is here: it may run
 
+wgm_read_key() {  # $KEY's key without its white space: a file saved with CRLF or a trailing blank, as wg reads it
+  tr -d ' \t\r\n' <"$KEY"
+}
+
 wgm_restore_snapshot() {  # the runtime as $SNAP has it; its PrivateKey comes from $KEY, as in wgm_sync_peers
   [ -s "$SNAP" ] || return 0
-  wgm_key=$(cat "$KEY" 2>/dev/null) || wgm_key=
+  wgm_key=$(wgm_read_key 2>/dev/null) || wgm_key=
   if [ "${#wgm_key}" -ne 44 ]; then
     echo "cannot read the private key in $KEY: the runtime of $IF was not restored" >&2
     return 1
@@ -138,7 +142,7 @@ wgm_interface_up() {
 }
 
 wgm_sync_peers() {  # stdin: the syncconf input; its first line is [Interface], the private key goes after it
-  wgm_key=$(cat "$KEY")
+  wgm_key=$(wgm_read_key)
   if [ "${#wgm_key}" -ne 44 ]; then echo "cannot read the private key in $KEY" >&2; exit 1; fi
   # printf is a shell builtin: the key is never on a command line, and never leaves the node.
   { IFS= read -r wgm_first; printf '%s\nPrivateKey = %s\n' "$wgm_first" "$wgm_key"; cat; } | wg syncconf "$IF" /dev/stdin
