@@ -330,3 +330,21 @@ def test_report_apply_without_results_says_it_failed_before_any_change(tmp_path:
                   files={"apply.json": content, "graph.mmd": "", "err.txt": "Error: cannot read mesh.yaml\n"})
     assert out.startswith("### wgmesh apply failed (exit status 1) before any node was changed\n")
     assert "Error: cannot read mesh.yaml" in out and "| node |" not in out
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed (GitHub's runners have it)")
+def test_report_passes_no_control_character_to_the_log(tmp_path: Path) -> None:
+    """Review E: a node's message with ESC/BEL/CSI sequences reached the apply job's log and step summary raw
+    (only [ ] and CR/LF/TAB were taken out): a terminal title, a screen clear, ESC c. None passes now."""
+    import json
+
+    nasty = "\x1b]0;PWN\x07\x1b[2J\x1bc\x1bP+q\x1b\\\u009b31m::error::x\r\n\x00\x7f"
+    doc = {"type": "apply", "format_version": "1", "summary": {"add": 0, "change": 1, "destroy": 0, "errors": 1},
+           "nodes": [{"node": "aws", "changes": [{"action": "update"}]}],
+           "results": [{"node": "aws", "outcome": "failed", "message": nasty}]}
+    out = _report(tmp_path, "apply", "1", "apply.json", "graph.mmd",
+                  files={"apply.json": json.dumps(doc), "graph.mmd": ""})
+    plan = _report(tmp_path, "plan", "1", "plan.txt", "graph.mmd", files={"plan.txt": nasty, "graph.mmd": ""})
+    for text in (out, plan):
+        assert not [c for c in text if (ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f], repr(text)
+    assert "| aws | **failed** | +0 ~1 -0 |  0;PWN 2J c P+q \\ 31m::error::x  |" in out

@@ -16,7 +16,8 @@ LEGEND='Solid line: direct; dotted: relayed; dashed box: behind NAT (no endpoint
 TEXT_MAX=50000
 GRAPH_MAX=12000
 
-esc() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
+# HTML-escaped, and no control character but tab and newline (C0, DEL, and C1 as UTF-8 writes it: \xc2\x80-\x9f)
+esc() { tr -d '\000-\010\013-\037\177' | LC_ALL=C sed -e 's/\xc2[\x80-\x9f]//g' -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
 
 size() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
 
@@ -111,7 +112,7 @@ apply() {
   jq -r '
     def esc: tostring | gsub("&"; "&amp;") | gsub("<"; "&lt;") | gsub(">"; "&gt;") | gsub("[|]"; "&#124;")
       | gsub("`"; "&#96;") | gsub("@"; "&#64;") | gsub("://"; ":&#47;&#47;") | gsub("[\\[\\]]"; "")
-      | gsub("[\\r\\n\\t]+"; " ") | .[0:500];
+      | gsub("[\\x{00}-\\x{1f}\\x{7f}-\\x{9f}]+"; " ") | .[0:500];  # control characters: none reach the log
     (reduce .nodes[] as $n ({}; .[$n.node] = [$n.changes[].action])) as $acts
     | .results[]
     | ($acts[.node] // []) as $a
