@@ -95,3 +95,10 @@ def test_the_other_nodes_go_on() -> None:
     plan = build_plan(mesh, results)
     assert [n.node for n in plan.errors] == ["azure"]
     assert all(n.creates_interface for n in plan.nodes if n.node != "azure")
+
+
+def test_a_key_folder_another_user_may_write_is_named_with_the_fix() -> None:
+    assert nodeos.preflight_error(("confowner",), "debian") == (
+        "preflight: /etc/wireguard or its parent folder is not root's alone (another user owns it or may write in "
+        "it, and could plant a link where wgmesh writes keys and configs as root): chown root: /etc/wireguard; "
+        "chmod 700 /etc/wireguard; chmod go-w /etc; wgmesh changes nothing on this node until then")

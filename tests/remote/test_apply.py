@@ -329,6 +329,18 @@ def test_a_key_file_with_crlf_or_blanks_is_read_as_wg_reads_it(node: Stubs, key_
     assert f"PrivateKey = {PLACEHOLDER_KEY}\nListenPort = 51820\n" in got["sync"]  # type: ignore[operator]
 
 
+def test_apply_changes_nothing_where_another_user_may_write_the_config_folder(node: Stubs) -> None:
+    """Review F: the config was written through a link planted at its fixed temporary name, as root."""
+    etc = node.root / "etc-wireguard"
+    etc.mkdir(mode=0o700)
+    etc.chmod(0o777)
+    planned = _route(converged(MESH, "aws"), add="10.9.0.0/16")
+    got = _run_update(node, MESH, planned, _node(planned))
+    assert got["rc"] == 3
+    assert f"{etc} must be root's and writable by root only" in str(got["stderr"])
+    assert got["changes"] == [] and not (etc / "wg0.conf").exists()
+
+
 def test_reconcile_run_after_another_apply_did_it_changes_nothing(node: Stubs) -> None:
     """A second apply that waited on the lock: its plan is older than the node, which is converged now."""
     planned = _route(_route(converged(MTU_MESH, "aws", mtu=1420), add="10.9.0.0/16"), drop="192.168.30.0/24")

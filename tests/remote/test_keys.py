@@ -53,6 +53,19 @@ def test_enroll_creates_a_key_with_mode_600_and_prints_only_its_public_key(wg_no
     assert sorted(os.listdir(kd)) == ["wg0.key"]
 
 
+def test_enroll_refuses_a_key_folder_another_user_may_write(wg_node: Stubs, tmp_path: Path) -> None:
+    """Review F: a link planted at the temporary key name had the new private key written into the planter's
+    file. No key is made where another user may write."""
+    kd = tmp_path / "wg"
+    kd.mkdir(mode=0o700)
+    kd.chmod(0o777)
+    r = enroll(wg_node, kd)
+    assert r.exit_status == 3
+    assert r.stderr.strip() == (f"{kd} must be root's and writable by root only: another user could plant a link "
+                                f"where wgmesh writes keys and configs as root (chown root: {kd}; chmod go-w {kd})")
+    assert os.listdir(kd) == []
+
+
 def test_enroll_twice_keeps_the_key(wg_node: Stubs, tmp_path: Path) -> None:
     kd = tmp_path / "wg"
     first = parse_key_output(enroll(wg_node, kd).stdout)

@@ -994,6 +994,26 @@ def test_preflight_creatable_key_dir_is_fine(node: Stubs, tmp_path: Path) -> Non
     assert parse_read_output("wg0", read(node, key_dir=tmp_path / "new")).missing == ()
 
 
+def test_preflight_names_a_key_folder_another_user_may_write(node: Stubs, tmp_path: Path) -> None:
+    """Review F: with /etc/wireguard writable by another user, a link planted at apply's temporary name had the
+    config written over any file as root (enroll: the new private key into the planter's file). Plan now fails
+    such a node first (and the writing scripts refuse it: test_apply, test_keys)."""
+    full_node(node)
+    kd = tmp_path / "etc" / "wireguard"
+    kd.mkdir(parents=True, mode=0o700)
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ()
+    kd.chmod(0o777)
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confowner",)
+    kd.chmod(0o700)
+    kd.parent.chmod(0o775)  # the parent: a link could replace the folder itself
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confowner",)
+    kd.parent.chmod(0o755)
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ()
+    if os.geteuid() == 0:  # another owner, with no write bit for others
+        os.chown(kd, 65534, -1)
+        assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confowner",)
+
+
 def test_preflight_busybox_ip_with_a_running_interface(node: Stubs) -> None:
     """busybox's ip (a symlink to busybox, as on Alpine) has no -j: preflight says so, and the interface that
     wg dumps is there, never "absent" (that would plan a second `wg-quick up`)."""

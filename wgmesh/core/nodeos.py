@@ -15,7 +15,8 @@ IP_BUSYBOX = "ip-busybox"  # busybox's ip: no JSON output (`ip -j`)
 IP_JSON = "ip-json"  # an ip that cannot print JSON (iproute2 older than 4.14)
 FLOCK = "flock"
 CONF_DIR = "confdir"  # /etc/wireguard is not writable (and cannot be created)
-KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR)
+CONF_OWNER = "confowner"  # /etc/wireguard or its parent is not root's alone (another user owns or may write it)
+KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR, CONF_OWNER)
 # The firewall tools, needed only where the plan asks for rules (core.routing names them).
 IPTABLES = "iptables"
 IP6TABLES = "ip6tables"
@@ -93,4 +94,8 @@ def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | No
             problems.append(f"this node lacks {lacks}; install: {PACKAGES[fam][0]} {' '.join(by_package)}")
     if CONF_DIR in missing:
         problems.append(f"{KEY_DIR} is not writable (nor can it be created)")
+    if CONF_OWNER in missing:
+        problems.append(f"{KEY_DIR} or its parent folder is not root's alone (another user owns it or may write "
+                        f"in it, and could plant a link where wgmesh writes keys and configs as root): chown root: "
+                        f"{KEY_DIR}; chmod 700 {KEY_DIR}; chmod go-w {KEY_DIR.rsplit('/', 1)[0] or '/'}")
     return "preflight: " + "; ".join(problems) + "; wgmesh changes nothing on this node until then"

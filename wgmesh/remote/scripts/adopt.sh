@@ -16,6 +16,7 @@ wgm_have wg || wgm_die "wg is not installed on this node: install wireguard-tool
 trap 'rm -f "$adopt_tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 143' TERM
+wgm_own_dir "${KEY%/*}"
 
 adopt_same() {
   [ -s "$1" ] && [ "$(wg pubkey <"$1" 2>/dev/null)" = "$EXPECT" ]

@@ -101,6 +101,7 @@ wgm_expect_interface() {  # present | absent: the state the plan was made from
 }
 
 wgm_begin() {
+  wgm_own_dir "${CONF%/*}"  # before any change: nothing is written where another user may plant a link
   # the trap first: from here every way out (a failing step, a signal) rolls back and removes this run's files
   trap wgm_on_exit EXIT
   trap 'exit 129' HUP

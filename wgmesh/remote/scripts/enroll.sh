@@ -12,6 +12,7 @@ trap 'rm -f "$enroll_tmp"' EXIT
 trap 'exit 129' HUP  # a signal ends the script through its EXIT trap: no key file left half-made
 trap 'exit 143' TERM
 mkdir -p "$KEY_DIR"
+wgm_own_dir "$KEY_DIR"
 enroll_status=existing
 if [ ! -e "$KEY" ]; then
   wg genkey >"$enroll_tmp"

@@ -30,6 +30,10 @@
 #   wgm_write FILE           write stdin to FILE atomically: a temporary file in FILE's folder, mode 600,
 #                            flushed, renamed over FILE. Always feed it explicitly (`... | wgm_write F`, or a
 #                            heredoc): unredirected, it would read the rest of the script.
+#   wgm_unsafe_dir DIR       print DIR, or its parent, when it is not the script user's (root's) alone: owned by
+#                            another user, or writable by group or others; false when both are safe (or absent).
+#   wgm_own_dir DIR          exit 3 naming the folder and the fix when wgm_unsafe_dir finds one: another user
+#                            could plant a link where the script writes keys and configs as root.
 #   wgm_stop_after SECONDS   for a read-only script: if it still runs SECONDS from now, stop it and every command
 #                            it started (SIGTERM to its process group, SIGKILL 5 s later), so that a hung `wg`
 #                            or DNS lookup does not pile up on a node the controller has given up on. A watcher
@@ -74,6 +78,24 @@ wgm_lock() {
   exec 9>"$WGM_LOCK"
   if ! flock -w "$wgm_lock_wait" 9; then
     wgm_die "another wgmesh apply or rotate holds $WGM_LOCK on this node (waited ${wgm_lock_wait}s)" 75
+  fi
+}
+
+wgm_unsafe_dir() {
+  wgm_ud_me=$(id -u)
+  for wgm_ud in "$1" "${1%/*}"; do
+    if [ -z "$wgm_ud" ] || [ ! -d "$wgm_ud" ]; then continue; fi
+    case $(stat -c '%u %a' "$wgm_ud" 2>/dev/null) in
+    "$wgm_ud_me "*[0145][0145] | "$wgm_ud_me "[0145][0145]) ;;
+    *) printf '%s\n' "$wgm_ud"; return 0 ;;
+    esac
+  done
+  return 1
+}
+
+wgm_own_dir() {
+  if wgm_od=$(wgm_unsafe_dir "$1"); then
+    wgm_die "$wgm_od must be root's and writable by root only: another user could plant a link where wgmesh writes keys and configs as root (chown root: $wgm_od; chmod go-w $wgm_od)" 3
   fi
 }
 

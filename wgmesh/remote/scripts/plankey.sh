@@ -128,13 +128,9 @@ if [ -f "$plankey_keys" ] && plankey_lines other "$plankey_keys"; then
   wgm_die "this key is already the plan key of another interface's mesh on this node ($plankey_keys): one key serves one mesh (sshd runs the first line of a key); make another key for this one (ssh-keygen -t ed25519 -f wgmesh-plan-key-$IF)" 3
 fi
 mkdir -p "$KEY_DIR"
-for plankey_folder in "$KEY_DIR" "${KEY_DIR%/*}"; do
-  [ -n "$plankey_folder" ] || continue
-  case $(stat -c '%u %a' "$plankey_folder") in
-  '0 '*[0145][0145] | '0 '[0145][0145]) ;;
-  *) wgm_die "$plankey_folder must be root's and writable by root only: the plan key runs a script from it as root (chown root: $plankey_folder; chmod go-w $plankey_folder)" 3 ;;
-  esac
-done
+if plankey_folder=$(wgm_unsafe_dir "$KEY_DIR"); then
+  wgm_die "$plankey_folder must be root's and writable by root only: the plan key runs a script from it as root (chown root: $plankey_folder; chmod go-w $plankey_folder)" 3
+fi
 plankey_forced=$SCRIPT
 plankey_via=root
 if [ "$plankey_user" != root ]; then

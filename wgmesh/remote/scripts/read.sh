@@ -55,6 +55,7 @@ if [ -d "$KEY_DIR" ]; then
 else
   [ -w "${KEY_DIR%/*}/" ] || echo "lacks confdir"
 fi
+if wgm_unsafe_dir "$KEY_DIR" >/dev/null; then echo "lacks confowner"; fi
 
 # ------------------------------------------------------------------------------------------ WireGuard
 # Field 1 of the interface line is the private key; field 2 of a peer line is its preshared key.
