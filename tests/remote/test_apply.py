@@ -267,7 +267,8 @@ def _changes(node: Stubs) -> list[str]:
 
 
 def _run_update(node: Stubs, mesh: Mesh, planned: LiveState, now: dict[str, object],
-                fail: str = "", then: str = "confirm", key_text: str = PLACEHOLDER_KEY + "\n") -> dict[str, object]:
+                fail: str = "", then: str = "confirm", key_text: str = PLACEHOLDER_KEY + "\n",
+                conf_text: str | None = None) -> dict[str, object]:
     """The steps of the plan made from `planned` (for aws), run on a node that is `now` by then; `then` the
     controller confirms the run ("confirm") or leaves it pending ("")."""
     plan = diff_node(mesh, mesh.node("aws"), planned)
@@ -277,6 +278,8 @@ def _run_update(node: Stubs, mesh: Mesh, planned: LiveState, now: dict[str, obje
     stateful_ip(node, now)
     fake_wg(node)
     Path(str(values["KEY"])).write_bytes(key_text.encode())
+    if conf_text is not None:
+        Path(str(values["CONF"])).write_text(conf_text)
     calls = "\n".join(remote_apply.step_call(s, mesh.interface) for s in plan.steps)
     got = _result(node, shell.script("apply", **values) + f"wgm_lock\nwgm_begin\n{calls}\nwgm_finish\n", fail)
     if then == "confirm" and got["rc"] == 0:
@@ -373,6 +376,26 @@ def test_reconcile_failure_undoes_only_what_this_run_did(node: Stubs) -> None:
         "route del 192.168.20.0/24 dev wg0",  # undone, newest first
         "link set mtu 1420 dev wg0",
     ]
+
+
+RUNNING_KEY = "B" * 42 + "E="  # the key a hand-made config runs with (a well-formed key, nobody's secret)
+
+
+@pytest.mark.parametrize(("conf", "restored_with"), [
+    (f"[Interface]\n  privatekey= {RUNNING_KEY}  # by hand\r\nSaveConfig = true\n", RUNNING_KEY),
+    ("# Managed by wgmesh\n[Interface]\nListenPort = 51820\n", PLACEHOLDER_KEY),
+    ("[Interface]\nPrivateKey = not-a-key\n", PLACEHOLDER_KEY),
+])
+def test_a_rollback_restores_the_key_the_restored_config_runs_with(node: Stubs, conf: str, restored_with: str) -> None:
+    """Review F: a node that ran a hand-made config (its own PrivateKey, SaveConfig) and then got IF.key from
+    enroll: a failed apply restored the config but ran IF.key's key, so its own peers lost it, and SaveConfig
+    then wrote that key over the config's own at the next `wg-quick down`. The restore runs the restored
+    config's key; a config without one (wgmesh's) gets IF.key's."""
+    planned = _route(converged(MTU_MESH, "aws", mtu=1420), drop="192.168.30.0/24")
+    got = _run_update(node, MTU_MESH, planned, _node(planned), fail="route add 192.168.30.0/24", conf_text=conf)
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
+    assert (node.root / "etc-wireguard" / "wg0.conf").read_bytes() == conf.encode()
+    assert f"PrivateKey = {restored_with}\n" in got["sync"]  # type: ignore[operator]
 
 
 def test_a_route_the_node_has_through_another_device_is_named(node: Stubs) -> None:

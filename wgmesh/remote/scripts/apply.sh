@@ -63,9 +63,23 @@ wgm_read_key() {  # $KEY's key without its white space: a file saved with CRLF o
   tr -d ' \t\r\n' <"$KEY"
 }
 
-wgm_restore_snapshot() {  # the runtime as $SNAP has it; its PrivateKey comes from $KEY, as in wgm_sync_peers
+wgm_restore_key() {  # the key of the restored runtime: the restored IF.conf's own PrivateKey if it has one (a
+  # config wgmesh did not write, as run by hand: the key the interface ran with, which SaveConfig would otherwise
+  # replace in the file at the next `wg-quick down`), else $KEY's
+  if [ -f "$CONF" ]; then
+    wgm_rk=$(awk '{
+      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
+      if (k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r]*(#.*)?$/, "", l); print l; exit }
+    }' "$CONF" 2>/dev/null) || wgm_rk=
+    if [ "${#wgm_rk}" -eq 44 ]; then printf '%s\n' "$wgm_rk"; unset wgm_rk; return 0; fi
+    unset wgm_rk
+  fi
+  wgm_read_key
+}
+
+wgm_restore_snapshot() {  # the runtime as $SNAP has it, with the key of wgm_restore_key
   [ -s "$SNAP" ] || return 0
-  wgm_key=$(wgm_read_key 2>/dev/null) || wgm_key=
+  wgm_key=$(wgm_restore_key 2>/dev/null) || wgm_key=
   if [ "${#wgm_key}" -ne 44 ]; then
     echo "cannot read the private key in $KEY: the runtime of $IF was not restored" >&2
     return 1
