@@ -102,14 +102,35 @@ def test_a_script_that_failed_after_go_is_read_again_and_compared_with_before() 
     states, _ = _each_missing_peer()
     failed = CommandResult(1, "", "[#] false\nwgmesh: a step failed; this apply's steps were undone\n")
     fake = _connected(FakeTransport(dict(states), fail_after_go={"gcp": failed, "aws": failed},
-                                    after={"aws": dataclasses.replace(states["aws"], forwarding={4: True})}))
+                                    after={"aws": dataclasses.replace(states["aws"], mtu=1280)}))
     plans = [p for p in _plans(states) if p.node in ("gcp", "aws")]
     results = {r.node: r for r in apply_plan(MESH, fake, plans, states, parallelism=1)}
     assert results["gcp"].outcome is Outcome.FAILED
     assert results["gcp"].message == ("apply failed (exit 1): [#] false; wgmesh: a step failed; this apply's steps "
                                       "were undone; read again: as before the apply")
-    assert results["aws"].message.endswith("read again, the node still differs from before the apply (forwarding)")
+    assert results["aws"].message.endswith("read again, the node still differs from before the apply (mtu)")
     assert fake.kinds("gcp") == ["apply", "read"] and fake.kinds("aws") == ["apply", "read"]
+
+
+@pytest.mark.parametrize(("was", "now", "as_before"), [
+    ({4: False, 6: False}, {4: True, 6: False}, True),  # turned on by the run: an undo leaves it on
+    ({4: True}, {4: False}, False),  # turned off: not what any undo does
+    ({4: False}, {4: True, 6: True}, False),  # another version read: not the same node state
+])
+def test_forwarding_a_run_turned_on_stays_on_and_counts_as_before(
+    was: dict[int, bool], now: dict[int, bool], as_before: bool
+) -> None:
+    """Review K: an undo turned forwarding off again, under another mesh that relied on it by then (its revert
+    timer fires up to --confirm-timeout later). wgmesh never turns it off; the node read again is as before."""
+    states, _ = _each_missing_peer()
+    states["aws"] = dataclasses.replace(states["aws"], forwarding=was)
+    failed = CommandResult(1, "", "wgmesh: a step failed; this apply's steps were undone\n")
+    fake = _connected(FakeTransport(dict(states), fail_after_go={"aws": failed},
+                                    after={"aws": dataclasses.replace(states["aws"], forwarding=now)}))
+    plans = [p for p in _plans(states) if p.node == "aws"]
+    message = apply_plan(MESH, fake, plans, states, parallelism=1)[0].message
+    assert message.endswith("read again: as before the apply" if as_before else
+                            "read again, the node still differs from before the apply (forwarding)"), message
 
 
 def test_verification_failure_runs_the_rollback() -> None:

@@ -18,6 +18,8 @@ from meshes import converged, four, fresh, pubkey
 from remote.stubs import (
     SHELLS,
     Stubs,
+    answering,
+    calls,
     fake_wg,
     ip_calls,
     ip_state,
@@ -477,6 +479,20 @@ def test_ipv6_subnet_rules_go_to_ip6tables_and_roll_back(node: Stubs) -> None:
     rolled = _controller(node, v6, rollback_script)
     assert (rolled["rc"], rolled["outcome"]) == (0, "rolledback"), rolled["stderr"]
     assert iptables_state(node, "ip6tables") == {"filter": [], "nat": []}
+
+
+def test_a_rollback_leaves_forwarding_on(node: Stubs) -> None:
+    """Review K: undoing a run turned forwarding off again, under another mesh that relied on it by then (the
+    revert timer fires up to --confirm-timeout later). wgmesh never turns it off."""
+    planned = dataclasses.replace(converged(MESH, "aws"), forwarding={4: False, 6: False})
+    stateful_iptables(node, "iptables", "ip6tables")
+    answering(node, "sysctl", {"-n net.ipv4.ip_forward": "0\n", "-q -w net.ipv4.ip_forward=1": ""})
+    got = _run_update(node, MESH, planned, _node(planned), then="")
+    assert got["rc"] == 0, got["stderr"]
+    assert ["-q", "-w", "net.ipv4.ip_forward=1"] in calls(node, "sysctl")
+    rolled = _controller(node, MESH, rollback_script)
+    assert (rolled["rc"], rolled["outcome"]) == (0, "rolledback"), rolled["stderr"]
+    assert not [c for c in calls(node, "sysctl") if c[-1].endswith("=0")], calls(node, "sysctl")
 
 
 def test_a_confirmed_run_keeps_its_change_and_leaves_nothing_behind(node: Stubs) -> None:

@@ -85,6 +85,17 @@ def _differs(before: Mapping[str, object], after: Mapping[str, object]) -> str:
     return ", ".join(k for k in before if before.get(k) != after.get(k)) or "?"
 
 
+def _as_before(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
+    """Whether an undone run left the node as before: the same state, but for IP forwarding that the run
+    turned on (an undo never turns it off: another mesh or service may rely on it by then)."""
+    was, is_ = before.get("forwarding"), now.get("forwarding")
+    if isinstance(was, dict) and isinstance(is_, dict) and was != is_:
+        if set(was) != set(is_) or any(on and not is_[v] for v, on in was.items()):  # only off -> on
+            return False
+        now = {**now, "forwarding": was}
+    return now == before
+
+
 def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
     """What the rollback did, checked: the state it leaves is read again and compared with the one before."""
     if back.exit_status != 0 or parse_outcome(back.stdout) not in ("rolledback", "reverted"):
@@ -93,7 +104,7 @@ def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) 
         now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, back.stdout.partition(VERIFY_MARK + "\n")[2]))
     except live_mod.ParseError as e:
         return f"rolled back, but the node could not be read after it: {e}"
-    if now != before:
+    if not _as_before(before, now):
         return f"rolled back, but the node still differs from before the apply ({_differs(before, now)})"
     return "rolled back to the previous config"
 
@@ -126,7 +137,7 @@ def _read_back(mesh: Mesh, transport: Transport, node: str, before: Mapping[str,
         now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, got.stdout))
     except Exception as e:  # SshError, ParseError: said, not raised (the apply's own failure is the message)
         return f"the node could not be read again after it: {e}"
-    if now != before:
+    if not _as_before(before, now):
         return f"read again, the node still differs from before the apply ({_differs(before, now)})"
     return "read again: as before the apply"
 

@@ -276,13 +276,10 @@ wgm_arm() {  # start revert.sh detached (own session, no terminal, no channel); 
 
 # Routing (core/routing.py): forwarding and wgmesh's own iptables (IPv4) and ip6tables (IPv6) rules, told apart
 # by their comment `wgmesh:IF`. The rendered config has the same as PostUp lines, for `wg-quick up` at boot.
-wgm_set_forwarding() {  # $1: 4 or 6
+wgm_set_forwarding() {  # $1: 4 or 6. Never undone, as wgmesh never turns forwarding off: by the time a run is
+  # undone (its revert timer fires up to --confirm-timeout later), another mesh or service may rely on it
   if [ "$1" = 6 ]; then wgm_key=net.ipv6.conf.all.forwarding; else wgm_key=net.ipv4.ip_forward; fi
-  wgm_old=$(sysctl -n "$wgm_key")
-  if [ "$wgm_old" != 1 ]; then
-    sysctl -q -w "$wgm_key=1"
-    wgm_did "sysctl -q -w $wgm_key=$wgm_old"
-  fi
+  if [ "$(sysctl -n "$wgm_key")" != 1 ]; then sysctl -q -w "$wgm_key=1"; fi
 }
 
 wgm_tool() {  # $1: 4 or 6, or a subnet: the tool of wgmesh's rules for its IP version
