@@ -573,3 +573,26 @@ def test_table_without_hooks_or_the_default_table_is_imported(line: str) -> None
     default = line.split("=")[1].strip() in ("auto", "main")
     assert (conf.table, conf.ignored) == ((None, ()) if default else ("off", ("Table",)))
     assert any(w.startswith("aws: wg0.conf sets Table") for w in warnings) is not default
+
+
+def test_two_imports_creating_mesh_yaml_at_once_keep_each_others_nodes(tmp_path: Path) -> None:
+    """Review K: imports run at once into a fresh folder each wrote the file they set out to create, and only
+    the last one's nodes were left. The one that finds the file made meanwhile (under the folder's lock) adds
+    its nodes to it."""
+    _, reads = hand_mesh()
+    f = tmp_path / "repo" / "mesh.yaml"
+    f.parent.mkdir()
+    other = importer.ImportOptions(f, TARGETS[2:])
+
+    class Racing(FakeNodes):
+        def run(self, node: str, script: str, timeout: float | None = None) -> CommandResult:
+            if fakes.script_kind(script) == "adopt" and node == "aws":  # the other import ends meanwhile
+                assert importer.run_import(other, env(), lambda o, p: FakeNodes(reads)) == ExitStatus.OK
+                assert f.exists()
+            return super().run(node, script, timeout)
+
+    e = env()
+    assert importer.run_import(importer.ImportOptions(f, TARGETS[:2]), e, lambda o, p: Racing(reads)) == ExitStatus.OK
+    got, _ = meshfile.load(f)
+    assert got.node_names == ("gcp", "aliyun", "aws", "azure")
+    assert f"Created {f}" not in out(e)  # the other import created it

@@ -357,18 +357,21 @@ def _finish(opts: ImportOptions, view: View, setup: _Setup, entries: Sequence[En
         done.append(e)
         sources.append((e.name, where))
     failure: Failure | None = None
+    fresh = setup.creating
     if done:
-        # an existing file is edited as it is now: it may have changed while the nodes answered
+        # an existing file is edited as it is now: it may have changed while the nodes answered, and one this
+        # import set out to create may have been made meanwhile (another import at once): its nodes are kept
         try:
             with meshfile.editing(opts.file):
-                text = entries_text(setup.base_text if setup.creating else meshfile.read_text(opts.file), done)
+                fresh = setup.creating and not opts.file.exists()
+                text = entries_text(setup.base_text if fresh else meshfile.read_text(opts.file), done)
                 meshfile.validated(text, opts.file)
                 meshfile.write_text(opts.file, text)
         except (meshfile.EditError, OSError) as exc:
             failure = Failure(f"cannot write {opts.file}: {exc}; {', '.join(e.name for e in done)} took part already "
                               f"(each one's key is in {setup.ctx.interface}.key on it): once the file can be "
                               "written, run the same import again, which finds the keys in place")
-    view.import_result(dataclasses.replace(report, adopted=tuple(sources), failed=failed,
+    view.import_result(dataclasses.replace(report, creating=fresh, adopted=tuple(sources), failed=failed,
                                            written=bool(done) and failure is None,
                                            error=None if failure is None else str(failure)))
     if failure is not None:
