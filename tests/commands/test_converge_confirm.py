@@ -159,7 +159,22 @@ def test_a_connection_lost_before_the_node_changed_anything() -> None:
     fake.answers[("aws", "rollback")] = [CommandResult(3, "", "no record of this apply on the node (x) to roll "
                                                               "back\n")]
     result = _one(fake, states, plans, "aws")
-    assert result.message == "connection to aws lost while the command ran; no change of this apply is left on the node"
+    assert result.message == ("connection to aws lost while the command ran; no record of this apply on the node; "
+                              "read again: as before the apply")
+
+
+def test_a_node_restarted_during_the_apply_is_read_not_said_unchanged() -> None:
+    """Review K: a node rebooted mid-apply has no record of the run (its files were on a tmpfs) but keeps the new
+    IF.conf: "no change of this apply is left on the node" was false. The node is read and compared."""
+    fake, states, plans = _setup(["aws"])
+    _lost_after_go(fake, states)
+    fake.answers[("aws", "rollback")] = [CommandResult(3, "", "no record of this apply on the node (x) to roll "
+                                                              "back\n")]
+    rebooted = dataclasses.replace(states["aws"], mtu=1300)
+    fake.answers[("aws", "read")] = [CommandResult(0, read_output(rebooted), "")]
+    result = _one(fake, states, plans, "aws")
+    assert result.message == ("connection to aws lost while the command ran; no record of this apply on the node; "
+                              "read again, the node still differs from before the apply (mtu)")
 
 
 # ------------------------------------------------------------------------------------------- item 5
@@ -211,7 +226,9 @@ def test_a_confirmation_the_node_refuses_is_a_failure() -> None:
                                                          "restarted?\n")]
     result = _one(fake, states, plans, "aws")
     assert result.outcome is Outcome.FAILED
-    assert result.message.startswith("the change could not be confirmed: ") and "no record" in result.message
+    assert result.message.startswith("the change could not be confirmed: no record of this apply on the node "
+                                     "(restarted?), so nothing there reverts it; read again, the node still differs "
+                                     "from before the apply (")  # review K: the reboot kept the new config
 
 
 def test_a_rollback_is_reported_done_only_when_the_node_is_as_before() -> None:

@@ -156,8 +156,8 @@ def _reach(transport: Transport, node: str, script: str, *, timeout: float,
             time.sleep(min(CONFIRM_RETRY_PAUSE, left))
 
 
-def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, *, lock_timeout: int,
-             confirm_timeout: int) -> str | None:
+def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, before: Mapping[str, object], *,
+             lock_timeout: int, confirm_timeout: int) -> str | None:
     """Confirm a node's verified change over a new connection: None when confirmed, else why not.
 
     The node reverts by itself `confirm_timeout` seconds after the change unless this reaches it first; until
@@ -172,6 +172,11 @@ def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, *, lock_time
         return None
     if outcome == "reverted":
         return f"{UNREACHABLE} in time; it restored its previous config by itself {confirm_timeout}s after the change"
+    if got.exit_status == 3 and "no record" in got.stderr:
+        # restarted (the run's records and its revert timer were on a tmpfs) or its files removed: what is
+        # there now stays, and only a read tells what that is
+        return ("the change could not be confirmed: no record of this apply on the node (restarted?), so nothing "
+                f"there reverts it; {_read_back(mesh, transport, node, before)}")
     return f"the change could not be confirmed: {_failure(got)}"
 
 
@@ -187,7 +192,8 @@ def _lost(mesh: Mesh, transport: Transport, node: str, run: str, lost: str, befo
     if got.exit_status == 0 and parse_outcome(got.stdout) == "reverted":
         return f"{UNREACHABLE} ({lost}); it restored its previous config by itself {confirm_timeout}s after the change"
     if got.exit_status == 3 and "no record" in got.stderr:
-        return f"{lost}; no change of this apply is left on the node"
+        # it changed nothing, undid itself, or the node restarted (its records are on a tmpfs): a read tells
+        return f"{lost}; no record of this apply on the node; {_read_back(mesh, transport, node, before)}"
     return f"{lost}; {_rolled_back(mesh, got, before)}"
 
 
@@ -277,7 +283,7 @@ def apply_node(
         except Exception as e:
             rolled = f"rollback failed too: {e}; the node reverts the change by itself within {confirm_timeout}s"
         return NodeResult(node.name, Outcome.FAILED, f"verification failed ({why}); {rolled}")
-    unconfirmed = _confirm(mesh, transport, node.name, script.run, lock_timeout=lock_timeout,
+    unconfirmed = _confirm(mesh, transport, node.name, script.run, before, lock_timeout=lock_timeout,
                            confirm_timeout=confirm_timeout)
     if unconfirmed:
         return NodeResult(node.name, Outcome.FAILED, unconfirmed)
