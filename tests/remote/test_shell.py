@@ -176,7 +176,9 @@ def test_lock_times_out_with_75(node: Stubs, tmp_path: Path) -> None:
             holder.wait()
     assert r.exit_status == shell.LOCK_EXIT == 75
     assert r.stdout == ""
-    assert r.stderr == f"another wgmesh apply or rotate holds {lock} on this node (waited 1s)\n"
+    assert r.stderr == (f"another wgmesh apply or rotate holds {lock} on this node (waited 1s), or the revert timer "
+                        "of a change awaiting confirmation: wgmesh plan shows it as a pending apply (the next apply "
+                        "confirms it; else it is undone within --confirm-timeout); then run this again\n")
     assert time.monotonic() - started < 5
     r = node.run(lib("wgm_lock\necho locked\n", WGM_LOCK=str(lock), WGM_LOCK_TIMEOUT=1))
     assert (r.exit_status, r.stdout) == (0, "locked\n")

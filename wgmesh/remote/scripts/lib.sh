@@ -77,7 +77,7 @@ wgm_lock() {
   mkdir -p "${WGM_LOCK%/*}"
   exec 9>"$WGM_LOCK"
   if ! flock -w "$wgm_lock_wait" 9; then
-    wgm_die "another wgmesh apply or rotate holds $WGM_LOCK on this node (waited ${wgm_lock_wait}s)" 75
+    wgm_die "another wgmesh apply or rotate holds $WGM_LOCK on this node (waited ${wgm_lock_wait}s), or the revert timer of a change awaiting confirmation: wgmesh plan shows it as a pending apply (the next apply confirms it; else it is undone within --confirm-timeout); then run this again" 75
   fi
 }
 
