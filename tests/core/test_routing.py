@@ -218,3 +218,30 @@ def test_the_first_plan_of_a_node_without_systemd_says_what_boot_does() -> None:
     plan = diff_node(MESH, MESH.node("azure"), new)
     assert plan.creates_interface
     assert any("no systemd" in n and "wg-quick up wg0" in n for n in plan.notes)
+
+
+def test_a_rule_listing_that_fails_on_the_node_is_its_error_not_a_plan_to_add_them_again() -> None:
+    """Review F: `iptables -S` failing (an nft rule iptables-nft cannot show) read as "no rules": plan promised
+    `+ firewall forward wg0` though both were there, and apply put in a second pair."""
+    why = "iptables v1.8.7 (nf_tables): table `filter' is incompatible, use 'nft' tool."
+    failed = converged(MESH, "aws", rules_failed={(4, "filter"): why})
+    plan = diff_node(MESH, MESH.node("aws"), failed)
+    assert plan.error == (f"`iptables -S FORWARD` fails on this node ({why}), so wgmesh cannot tell which of its "
+                          "rules are there; fix iptables on the node (an iptables-nft and iptables-legacy mix?), "
+                          "then plan again")
+    assert not plan.steps
+    # a table the node's plan does not need (no masquerade here) is no reason to stop
+    assert diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", rules_failed={(4, "nat"): why})).error is None
+    plain = _with(MESH, "aws", subnets=())  # routes no subnet: needs no rule
+    assert diff_node(plain, plain.node("aws"), converged(plain, "aws", rules_failed={(4, "filter"): why})).error is None
+
+
+def test_iptables_legacy_tables_beside_nft_are_noted_where_rules_are_wanted() -> None:
+    """iptables-nft's warning that iptables-legacy tables are present: a DROP there is not undone by wgmesh's
+    accept rules (review F); the plan that adds them says so."""
+    live = converged(MESH, "aws", legacy_tables=frozenset({4}), forward_rules=False)
+    plan = diff_node(MESH, MESH.node("aws"), live)
+    assert plan.error is None and plan.steps
+    assert any("iptables-legacy tables are present too" in n for n in plan.notes), plan.notes
+    assert not any("legacy" in n for n in diff_node(MESH, MESH.node("aws"), converged(
+        MESH, "aws", forward_rules=False)).notes)

@@ -1201,3 +1201,20 @@ def test_an_output_no_parser_foresaw_is_a_parse_error_not_a_crash(monkeypatch: p
     with pytest.raises(ParseError, match=r"^unexpected output \(OverflowError: int too large to convert to float"
                                          r"\]0;PWN\)$"):
         read_mod.parse_read_output("wg0", "@@wgmesh:v1\n")
+
+
+def test_read_routing_names_a_listing_that_fails_and_legacy_tables(node: Stubs) -> None:
+    """Review F: a failed `iptables -S` was dropped (2>/dev/null) and read as "no rules"; iptables-nft's warning
+    that iptables-legacy tables are present too was dropped with it."""
+    full_node(node)
+    answering(node, "sysctl", {"-n net.ipv4.ip_forward": "1\n", "-n net.ipv6.conf.all.forwarding": "0\n"})
+    incompatible = "iptables v1.8.7 (nf_tables): table `filter' is incompatible, use 'nft' tool."
+    warning = "# Warning: iptables-legacy tables present, use iptables-legacy to see them\n"
+    answering(node, "iptables", {
+        "-w 5 -S FORWARD": (f"{warning}{incompatible}\n", 1),
+        "-w 5 -t nat -S POSTROUTING": f"{warning}-P POSTROUTING ACCEPT\n"
+                                      f"-A POSTROUTING ! -s 192.168.20.0/24 -d 192.168.20.0/24 {C} -j MASQUERADE\n"})
+    state = parse_read_output("wg0", read(node))
+    assert state.rules_failed == {(4, "filter"): incompatible}
+    assert state.legacy_tables == frozenset({4})
+    assert state.has_iptables and not state.forward_rules and state.masquerade == nets("192.168.20.0/24")

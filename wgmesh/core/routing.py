@@ -55,6 +55,20 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
             out.error = (f"{tool} is not installed, and this node {why}: wgmesh needs it for the FORWARD accept "
                          f"rules and masquerade; install it ({nodeos.install_hint(tool, live.os_family)})")
             return
+        # a listing that failed on the node: which of wgmesh's rules are there is not known (a plan would add
+        # them again, and apply put in a second pair)
+        for table, needed in (("filter", v in cfg.forwarding), ("nat", masq_v)):
+            why_failed = live.rules_failed.get((v, table))
+            if needed and why_failed is not None:
+                listing = "-S FORWARD" if table == "filter" else "-t nat -S POSTROUTING"
+                out.error = (f"`{RULE_TOOL[v]} {listing}` fails on this node ({why_failed or 'no reason given'}), "
+                             f"so wgmesh cannot tell which of its rules are there; fix {RULE_TOOL[v]} on the node "
+                             f"(an iptables-nft and iptables-legacy mix?), then plan again")
+                return
+        if v in cfg.forwarding and v in live.legacy_tables:
+            out.notes.append(f"{RULE_TOOL[v]} says iptables-legacy tables are present too: their rules (a FORWARD "
+                             f"policy DROP included) apply besides wgmesh's accept rules, which are iptables-nft's; "
+                             f"see them with {RULE_TOOL[v]}-legacy -S")
     iface = cfg.interface
     for v, present in ((4, live.forward_rules), (6, live.forward_rules6)):
         name = f"forward {iface}" if v == 4 else f"forward {iface} ipv6"

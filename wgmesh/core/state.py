@@ -91,6 +91,11 @@ class LiveState:
     # the IP versions where only one of those two rules is there (the other deleted by hand): not in place, and
     # still wgmesh's to delete when the node no longer forwards that version
     stray_forward_rules: frozenset[int] = frozenset()
+    # (IP version, table: filter or nat) -> why listing wgmesh's rules failed there (plan cannot tell what is in
+    # place); the IP versions where iptables-nft says iptables-legacy tables are present too (their rules, a
+    # DROP included, apply besides wgmesh's). Left out of normalized(): no apply changes them.
+    rules_failed: Mapping[tuple[int, str], str] = field(default_factory=dict)
+    legacy_tables: frozenset[int] = frozenset()
     # IF.conf as it is on the node, every PrivateKey and PresharedKey value redacted on the node (None: no file)
     config_text: str | None = None
     # the MTU `wg-quick up` would give the interface from a config without MTU (route MTU - 80, read.sh's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from wgmesh.core import nodeos
 from wgmesh.core.model import KEY_DIR, IPNetwork
@@ -188,16 +189,28 @@ def parse_settling(body: str) -> tuple[str, ...]:
     return tuple(sorted({r for r in runs if shell.RUN_ID.fullmatch(r)}))
 
 
-def _iptables(interface: str, body: str, tool: str = "iptables") -> tuple[bool, int, frozenset[IPNetwork]]:
-    """The iptables (or ip6tables) section -> (the node has the tool, how many of wgmesh's two forward rules are
-    there, masqueraded subnets)."""
+@dataclass(frozen=True)
+class _Rules:
+    """The iptables (or ip6tables) section, read."""
+
+    present: bool
+    forward: int = 0  # how many of wgmesh's two FORWARD accept rules are there
+    masquerade: frozenset[IPNetwork] = frozenset()
+    failed: tuple[tuple[str, str], ...] = ()  # (table, why) of a listing that failed on the node
+    legacy: bool = False  # iptables-nft warned that iptables-legacy tables are present
+
+
+def _iptables(interface: str, body: str, tool: str = "iptables") -> _Rules:
     rows = [line for _, line in numbered_lines(body)]
     if not rows or rows[0].strip() not in ("present", "absent"):
         raise ParseError(f"read output: {tool} section malformed")
     if rows[0].strip() == "absent":
-        return False, 0, frozenset()
+        return _Rules(False)
+    failed = tuple((table, why.strip()) for table, _, why in
+                   (row.removeprefix("failed ").partition(" ") for row in rows[1:] if row.startswith("failed ")))
+    legacy = any(row.strip() == "legacy" for row in rows[1:])
     forward, masquerade = parse_iptables(interface, rows[1:])
-    return True, forward, masquerade
+    return _Rules(True, forward, masquerade, failed, legacy)
 
 
 _CONF_LINE = re.compile(r"^\|(.*)$", re.MULTILINE)
@@ -257,15 +270,10 @@ def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> Live
     conf_exists, conf_sha = _conf(sections["conf"])
     # Routing and the config text: an output without these sections (a fake, an older capture) says nothing
     # of them, which is not the same as "off" or "absent".
-    has_iptables: bool | None = None
-    forward_rules = forward_rules6 = 0  # how many of the two
-    masquerade: frozenset[IPNetwork] = frozenset()
-    if "iptables" in sections:
-        has_iptables, forward_rules, masquerade = _iptables(interface, sections["iptables"])
-    has_ip6tables: bool | None = None
-    if "ip6tables" in sections:
-        has_ip6tables, forward_rules6, masquerade6 = _iptables(interface, sections["ip6tables"], "ip6tables")
-        masquerade |= masquerade6
+    rules = {v: _iptables(interface, sections[tool], tool) for v, tool in ((4, "iptables"), (6, "ip6tables"))
+             if tool in sections}
+    r4, r6 = rules.get(4), rules.get(6)
+    masquerade: frozenset[IPNetwork] = frozenset().union(*(r.masquerade for r in rules.values()))
     conf_text = parse_conf_text(sections["conftext"]) if conf_exists and "conftext" in sections else None
     other_routes = parse_other_routes(sections["otherroutes"]) if "otherroutes" in sections else {}
     return LiveState(
@@ -288,16 +296,18 @@ def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> Live
         missing=missing,
         os_family=os_family,
         forwarding=parse_forwarding(sections.get("forwarding", "")),
-        has_iptables=has_iptables,
-        forward_rules=forward_rules == 2,
+        has_iptables=None if r4 is None else r4.present,
+        forward_rules=r4 is not None and r4.forward == 2,
         masquerade=masquerade,
-        has_ip6tables=has_ip6tables,
-        forward_rules6=forward_rules6 == 2,
-        stray_forward_rules=frozenset(v for v, n in ((4, forward_rules), (6, forward_rules6)) if n == 1),
+        has_ip6tables=None if r6 is None else r6.present,
+        forward_rules6=r6 is not None and r6.forward == 2,
+        stray_forward_rules=frozenset(v for v, r in rules.items() if r.forward == 1),
         config_text=conf_text,
         plan_key=_plan_key(sections.get("plankey")),
         auto_mtu=parse_auto_mtu(sections.get("automtu", "")),
         other_routes=other_routes,
+        rules_failed={(v, table): why for v, r in rules.items() for table, why in r.failed},
+        legacy_tables=frozenset(v for v, r in rules.items() if r.legacy),
         clock=parse_clock(sections.get("now", "")),
         applied=parse_clock(sections.get("applied", "")),
         pending_runs=parse_pending(sections.get("pending", "")),

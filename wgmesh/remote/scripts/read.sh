@@ -161,14 +161,25 @@ for read_sysctl in 4:net.ipv4.ip_forward 6:net.ipv6.conf.all.forwarding; do
   if [ -n "$read_value" ]; then echo "${read_sysctl%%:*} $read_value"; fi
 done
 
+read_list() {  # a table (filter, nat), a tool and its arguments: wgmesh's rules of the listing, or `failed TABLE
+  # REASON` (the last line of its stderr: plan cannot tell which of its rules are there); `legacy` where iptables-nft warns that iptables-legacy tables
+  # are present (their rules, a DROP too, apply besides the ones it lists)
+  read_table=$1
+  shift
+  if read_out=$("$@" 2>&1); then
+    printf '%s\n' "$read_out" | grep -F -e "wgmesh:$IF" || :
+    case $read_out in *'iptables-legacy tables present'*) echo legacy ;; esac
+  else
+    echo "failed $read_table $(printf '%s\n' "$read_out" | grep -v '^#' | tail -n 1 | tr -d '\000-\037\177' | cut -c1-200)"
+  fi
+}
+
 read_rules() {  # $1: iptables | ip6tables
   wgm_mark "$1"
   if wgm_have "$1"; then
     echo present
-    {
-      "$1" -w 5 -S FORWARD 2>/dev/null || :
-      "$1" -w 5 -t nat -S POSTROUTING 2>/dev/null || :
-    } | grep -F -e "wgmesh:$IF" || :
+    read_list filter "$1" -w 5 -S FORWARD
+    read_list nat "$1" -w 5 -t nat -S POSTROUTING
   else
     echo absent
   fi
