@@ -243,9 +243,9 @@ def test_sudo_wanting_a_password_is_named_with_the_fix(server: Server, connect: 
     assert time.monotonic() - started < 5
     assert str(e.value) == (
         "sudo on web1 wants a password for ubuntu: give ubuntu passwordless sudo (a sudoers line "
-        '"ubuntu ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if ubuntu already has the rights (with the '
-        "read-only plan key, never that: its own sudoers file is missing; run `wgmesh plan-key KEY.pub` again with "
-        "the admin key)"
+        '"ubuntu ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if ubuntu already has the rights (if you '
+        "logged in with the read-only plan key, as CI's plan job does, do neither: that key's own sudoers file is "
+        "missing on the node; run `wgmesh plan-key KEY.pub` again with the admin key)"
     )
     assert server.commands == [("ubuntu", "sudo -n /bin/sh -s")]
 

@@ -196,9 +196,9 @@ def outcome(node: str, ssh: Ssh, got: Exchange, *, lost: bool) -> CommandResult:
         if "password is required" in err or "a terminal is required" in err:
             raise SshError(
                 f"sudo on {node} wants a password for {user}: give {user} passwordless sudo (a sudoers line "
-                f'"{user} ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if {user} already has the rights (with '
-                "the read-only plan key, never that: its own sudoers file is missing; run `wgmesh plan-key KEY.pub` "
-                "again with the admin key)"
+                f'"{user} ALL=(ALL) NOPASSWD: ALL") or set ssh.sudo: false if {user} already has the rights (if '
+                "you logged in with the read-only plan key, as CI's plan job does, do neither: that key's own "
+                "sudoers file is missing on the node; run `wgmesh plan-key KEY.pub` again with the admin key)"
             )
         if "must have a tty" in err:
             raise SshError(
