@@ -4,6 +4,7 @@ on stub nodes under dash and busybox, and the parser of their key reports."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -64,6 +65,23 @@ def test_enroll_refuses_a_key_folder_another_user_may_write(wg_node: Stubs, tmp_
     assert r.stderr.strip() == (f"{kd} must be root's and writable by root only: another user could plant a link "
                                 f"where wgmesh writes keys and configs as root (chown root: {kd}; chmod go-w {kd})")
     assert os.listdir(kd) == []
+
+
+def test_enroll_names_the_key_a_running_interface_has_when_it_is_another(node: Stubs, tmp_path: Path) -> None:
+    """Review F: a node running a config made by hand (its own PrivateKey) got a new IF.key without a word; the
+    first apply then switched the interface to it and cut the config's own peers off."""
+    real = shutil.which("wg")
+    assert real is not None
+    running = "Xf7dO2vUf2+ijuFdlp1bsOpTd01Ii9r53xxuASSz7yI="
+    node.stub("wg", f'#!/bin/sh\nif [ "$1" = show ]; then echo {running}; exit 0; fi\nexec {real} "$@"\n')
+    report = parse_key_output(enroll(node, tmp_path / "wg").stdout)
+    assert report.status == "created" and report.running == running
+    node.stub("wg", f'#!/bin/sh\nif [ "$1" = show ]; then echo "Unable to access interface" >&2; exit 1; fi\n'
+                    f'exec {real} "$@"\n')
+    assert parse_key_output(enroll(node, tmp_path / "wg").stdout).running is None  # no interface
+    same = public_of(tmp_path / "wg" / "wg0.key")
+    node.stub("wg", f'#!/bin/sh\nif [ "$1" = show ]; then echo {same}; exit 0; fi\nexec {real} "$@"\n')
+    assert parse_key_output(enroll(node, tmp_path / "wg").stdout).running is None  # runs this very key
 
 
 def test_enroll_twice_keeps_the_key(wg_node: Stubs, tmp_path: Path) -> None:

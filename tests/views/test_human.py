@@ -452,3 +452,14 @@ def test_an_interrupted_apply_says_so_not_fix_the_cause() -> None:
     others = ", ".join(n for n in NAMES if n != "aws")
     assert f"apply was interrupted: {others} not applied; run wgmesh apply again to apply them." in _err(env)
     assert "Fix the cause" not in _err(env)
+
+
+def test_enroll_warns_of_a_running_key_it_does_not_know() -> None:
+    """Review F: the node's interface runs with another key (a config made by hand): said, with what the first
+    apply does and how to keep that key."""
+    env = _env()
+    HumanView(env).keys(_keys(nodes=(NodeKey("a", "created", pubkey(1), None, "600", pubkey(9)),), errors={}))
+    assert _err(env) == (
+        f'Warning: a: its interface runs with another key now ("{pubkey(9)}", from a config made by hand?): the first '
+        "apply switches it to the key in /etc/wireguard/wg0.key, and the peers that know the running key lose this "
+        "node; to keep that key, import the node (`wgmesh import`) rather than enroll it\n")

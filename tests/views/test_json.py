@@ -154,15 +154,15 @@ def test_check_document_even_with_nothing_to_check() -> None:
 
 
 def test_keys_documents() -> None:
-    nodes = (NodeKey("a", "created", pubkey(1), None, "600"), NodeKey("b", "existing", pubkey(2), pubkey(2)))
+    nodes = (NodeKey("a", "created", pubkey(1), None, "600", pubkey(9)), NodeKey("b", "existing", pubkey(2), pubkey(2)))
     env = _env()
     JsonView(env).keys(KeysReport("enroll", Path("mesh.yaml"), "/etc/wireguard/wg0.key", nodes,
                                   {"c": HOSTILE}, written=True))
     doc = _doc(env)
     assert (doc["format_version"], doc["type"], doc["ok"], doc["written"]) == ("1", "enroll", False, True)
     assert doc["nodes"][0] == {"node": "a", "key": "created", "public_key": pubkey(1), "previous_public_key": None,
-                               "changed": True, "mode": "600"}
-    assert doc["nodes"][1]["changed"] is False
+                               "changed": True, "mode": "600", "running_public_key": pubkey(9)}
+    assert doc["nodes"][1]["changed"] is False and doc["nodes"][1]["running_public_key"] is None
     assert doc["errors"] == [{"node": "c", "error": HOSTILE}]
     env = _env()
     JsonView(env).keys(KeysReport("rotate", Path("mesh.yaml"), "k", (), {}))

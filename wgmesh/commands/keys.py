@@ -112,7 +112,8 @@ def _keys_report(
     reports: dict[str, KeyReport], errors: dict[str, str], written: bool,
 ) -> KeysReport:
     answered = tuple(
-        NodeKey(n.name, reports[n.name].status, reports[n.name].public_key, n.public_key, reports[n.name].mode)
+        NodeKey(n.name, reports[n.name].status, reports[n.name].public_key, n.public_key, reports[n.name].mode,
+                reports[n.name].running)
         for n in targets
         if n.name in reports
     )

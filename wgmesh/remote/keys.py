@@ -28,6 +28,7 @@ class KeyReport:
     status: str
     public_key: str
     mode: str | None = None
+    running: str | None = None  # enroll: the public key the interface runs with, when it is another one
 
 
 def enroll_script(interface: str, *, key_dir: str = KEY_DIR) -> str:
@@ -57,7 +58,10 @@ def rotate_script(
 
 def parse_key_output(stdout: str) -> KeyReport:
     """The `key` section of a key script. ValueError when it is missing or malformed."""
-    for s in shell.sections(stdout):
+    found = shell.sections(stdout)
+    running = next((s.args[0] for s in found if s.name == "running" and len(s.args) == 1 and validate_key(s.args[0])),
+                   None)
+    for s in found:
         if s.name != "key":
             continue
         fields = s.args
@@ -66,7 +70,7 @@ def parse_key_output(stdout: str) -> KeyReport:
         if not validate_key(fields[1]):
             raise ValueError("the node printed something that is not a public key")
         mode = fields[2] if len(fields) == 3 else None
-        return KeyReport(fields[0], fields[1], mode)
+        return KeyReport(fields[0], fields[1], mode, running)
     raise ValueError("the node's answer has no public key line")
 
 

@@ -175,6 +175,11 @@ class HumanView:
             if report.command == "enroll":
                 if k.mode not in (None, "600", "400", "unknown"):
                     self.warning(f"{k.node}: {key_path} has mode {k.mode}; it should be 600 (chmod 600 {key_path})")
+                if k.running is not None:
+                    self.warning(f"{k.node}: its interface runs with another key now ({quote_key(k.running)}, from a "
+                                 f"config made by hand?): the first apply switches it to the key in {key_path}, and "
+                                 f"the peers that know the running key lose this node; to keep that key, import the "
+                                 f"node (`wgmesh import`) rather than enroll it")
                 made = f"created {key_path}" if k.status == "created" else f"{key_path} exists"
                 if not k.changed:
                     self._line(f"  {k.node}: {made}; public_key already recorded (no change)")

@@ -219,6 +219,7 @@ def keys_to_dict(report: KeysReport) -> dict[str, Any]:
                 "previous_public_key": k.previous,
                 "changed": k.changed,
                 "mode": k.mode,
+                "running_public_key": k.running,
             }
             for k in report.nodes
         ],

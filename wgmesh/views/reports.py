@@ -69,6 +69,7 @@ class NodeKey:
     public_key: str
     previous: str | None  # the public key mesh.yaml recorded before
     mode: str | None = None  # the key file's mode, as the node reported it
+    running: str | None = None  # enroll: the public key the interface runs with now, when it is another one
 
     @property
     def changed(self) -> bool:

@@ -3,7 +3,8 @@
 # here and never leaves the node (nothing but the public key and the file's mode is printed).
 #
 # Values: KEY_DIR (/etc/wireguard), KEY (IF.key in it).
-# Output: `@@wgmesh:key created|existing PUBLIC_KEY MODE`.
+# Output: `@@wgmesh:key created|existing PUBLIC_KEY MODE`, then `@@wgmesh:running PUBLIC_KEY` when IF runs with
+# another key.
 # Exit: 3 when wg is missing or KEY is not a key.
 
 enroll_tmp="$KEY.wgmesh-tmp.$$"
@@ -25,3 +26,8 @@ if ! enroll_public=$(wg pubkey <"$KEY" 2>/dev/null); then
 fi
 enroll_mode=$(stat -c %a "$KEY" 2>/dev/null || echo unknown)
 wgm_mark key "$enroll_status" "$enroll_public" "$enroll_mode"
+# an interface running with another key (a config made by hand): the first apply would switch it to this one
+if enroll_running=$(wg show "$IF" public-key 2>/dev/null) && [ -n "$enroll_running" ] &&
+  [ "$enroll_running" != "$enroll_public" ]; then
+  wgm_mark running "$enroll_running"
+fi
