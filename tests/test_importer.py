@@ -596,3 +596,26 @@ def test_two_imports_creating_mesh_yaml_at_once_keep_each_others_nodes(tmp_path:
     got, _ = meshfile.load(f)
     assert got.node_names == ("gcp", "aliyun", "aws", "azure")
     assert f"Created {f}" not in out(e)  # the other import created it
+
+
+def test_a_broken_endpoint_in_one_peers_config_does_not_outvote_a_usable_one() -> None:
+    """Review E: aws's config gave azure a malformed Endpoint, gcp's the right one: the tie went to aws's (read
+    first), which was then refused, and azure was imported as behind NAT."""
+    mesh = four()
+    reads = hand_built(mesh)
+    azure_key = mesh.node("azure").public_key
+    good = next(p.endpoint for p in reads["gcp"].conf.peers if p.public_key == azure_key)  # type: ignore[union-attr]
+    assert good
+
+    def endpoint_of_azure(name: str, endpoint: str | None) -> None:
+        conf = reads[name].conf
+        assert conf is not None
+        peers = [dataclasses.replace(p, endpoint=endpoint) if p.public_key == azure_key else p for p in conf.peers]
+        reads[name] = dataclasses.replace(reads[name], conf=dataclasses.replace(conf, peers=tuple(peers)))
+
+    endpoint_of_azure("aws", "azure.example.com:notaport")
+    endpoint_of_azure("aliyun", None)
+    got, warnings = imported(reads)
+    assert str(got.node("azure").endpoint) == good
+    assert any(w.startswith("azure: endpoint 'azure.example.com:notaport' in a peer's config is not usable")
+               for w in warnings), warnings

@@ -226,7 +226,14 @@ def _entry(
     endpoint = endpoint_override
     if endpoint is None:
         declared = [p.endpoint for o in others if o.conf for p in o.conf.peers if p.public_key == key and p.endpoint]
-        endpoint, split = _common(declared)
+        usable = []
+        for given in declared:  # one peer's broken Endpoint line does not outvote another's usable one
+            try:
+                parse_endpoint(given)
+                usable.append(given)
+            except ValueError as e:
+                warnings.append(f"{name}: endpoint {given!r} in a peer's config is not usable ({e}); left out")
+        endpoint, split = _common(usable)
         if split:
             warnings.append(f"{name}: its peers' configs give different endpoints; using {endpoint}")
     dialed: int | None = None  # the port the peers dial
