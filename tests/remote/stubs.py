@@ -16,6 +16,7 @@ apply.sh a stateful `ip` (`stateful_ip`: addresses, routes and MTU in a JSON fil
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -75,6 +76,14 @@ class Stubs:
         # `sh` is the shell under test (a script that starts another one, like apply.sh's revert timer)
         if not (self.base / "sh").exists():
             (self.base / "sh").symlink_to(box if shell == "busybox" and box else "/bin/sh")
+        self.read_only: tuple[Path, ...] = ()  # folders `run` shows its script read-only (see make_read_only)
+
+    def make_read_only(self, *folders: Path) -> None:
+        """`run`'s scripts see `folders` on a read-only file system (a read-only bind mount in a mount namespace
+        of their own: the test's files stay as they are). Needs root and unshare; else the test is skipped."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
+            pytest.skip("a read-only bind mount needs root, unshare and mount")
+        self.read_only = folders
 
     def stub(self, name: str, body: str) -> Path:
         """Write the command NAME: a /bin/sh script with `body`."""
@@ -105,7 +114,14 @@ class Stubs:
 
     @property
     def argv(self) -> list[str]:
-        return [busybox() or "busybox", "sh", "-s"] if self.shell == "busybox" else ["/bin/sh", "-s"]
+        shell = [busybox() or "busybox", "sh", "-s"] if self.shell == "busybox" else ["/bin/sh", "-s"]
+        if not self.read_only:
+            return shell
+        mount = shutil.which("mount") or "mount"
+        binds = " && ".join(f"{mount} --bind {shlex.quote(str(d))} {shlex.quote(str(d))} && {mount} -o "
+                            f"remount,ro,bind {shlex.quote(str(d))}" for d in self.read_only)
+        return [shutil.which("unshare") or "unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                f"{binds} && exec {shlex.join(shell)}"]
 
     def run(self, script: str, env: Mapping[str, str] | None = None, timeout: float = 30) -> CommandResult:
         """Run `script` as a node would; lib.sh's system folders become the BASIC folder."""

@@ -155,6 +155,18 @@ class TestAdopt:
         assert sorted(os.listdir(d)) == ["wg0.conf", "wg0.conf.wgmesh-import", "wg0.key"]
         assert priv not in r.stdout + r.stderr
 
+    def test_a_read_only_key_folder_is_named_and_nothing_changes(self, tmp_path: Path) -> None:
+        """Review F: the shell's own `cannot create ...wg0.key.wgmesh-tmp...` was all import said."""
+        priv, pub = keypair(1)
+        old = f"[Interface]\nPrivateKey = {priv}\n"
+        d = self.make(tmp_path, old)
+        self.node.make_read_only(d)
+        r = self.sh(adopt_script("wg0", pub, self.CONF, key_dir=str(d)))
+        assert r.exit_status == 3
+        assert r.stderr.strip() == (f"{d} is not writable (a read-only file system?): import keeps the key and the "
+                                    "config there; nothing was changed")
+        assert sorted(os.listdir(d)) == ["wg0.conf"] and (d / "wg0.conf").read_text() == old
+
     def test_keeps_a_matching_key_file_and_the_first_backup(self, tmp_path: Path) -> None:
         priv, pub = keypair(1)
         d = self.make(tmp_path, "[Interface]\nPostUp = wg set %i private-key /etc/wireguard/%i.key\n")

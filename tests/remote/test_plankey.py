@@ -162,6 +162,22 @@ def test_a_folder_others_may_write_is_refused(box: Node) -> None:
     assert not box.script_file.exists() and "wgmesh-plan-key" not in box.keys.read_text()
 
 
+@pytest.mark.parametrize("folder", ["key_dir", "sudoers_d", "ssh_dir"])
+def test_a_read_only_folder_is_named_before_anything_is_installed(box: Node, folder: str) -> None:
+    """Review F: with /etc read-only (sudoers.d) but /etc/wireguard writable, the read script was installed, then
+    the sudoers file failed with the shell's own message; plan then reported the plan key as incomplete."""
+    box.stubs.host("visudo")
+    box.stubs.stub("sudo", "exit 0\n")
+    read_only = getattr(box, folder)
+    box.stubs.make_read_only(read_only)
+    before = box.keys.read_text()
+    r = box.plankey("install", user="nobody")
+    assert r.exit_status == plankey.REFUSED_EXIT, r.stderr
+    assert r.stderr.strip().endswith(f"{read_only} is not writable (a read-only file system?): the plan key needs "
+                                     "it; nothing was installed")
+    assert not box.script_file.exists() and not box.sudoers.exists() and box.keys.read_text() == before
+
+
 def test_remove_takes_everything_away_and_keeps_the_rest(box: Node) -> None:
     box.stubs.stub("sudo", "exit 0\n")
     box.stubs.host("visudo")

@@ -17,6 +17,7 @@ trap 'rm -f "$adopt_tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 143' TERM
 wgm_own_dir "${KEY%/*}"
+wgm_writable "${KEY%/*}" || wgm_die "${KEY%/*} is not writable (a read-only file system?): import keeps the key and the config there; nothing was changed" 3
 
 adopt_same() {
   [ -s "$1" ] && [ "$(wg pubkey <"$1" 2>/dev/null)" = "$EXPECT" ]

@@ -34,6 +34,8 @@
 #                            another user, or writable by group or others; false when both are safe (or absent).
 #   wgm_own_dir DIR          exit 3 naming the folder and the fix when wgm_unsafe_dir finds one: another user
 #                            could plant a link where the script writes keys and configs as root.
+#   wgm_writable DIR         true when a file can be created in DIR (a probe file, removed at once: `test -w` is
+#                            always true for root in busybox, even on a read-only file system).
 #   wgm_stop_after SECONDS   for a read-only script: if it still runs SECONDS from now, stop it and every command
 #                            it started (SIGTERM to its process group, SIGKILL 5 s later), so that a hung `wg`
 #                            or DNS lookup does not pile up on a node the controller has given up on. A watcher
@@ -97,6 +99,15 @@ wgm_own_dir() {
   if wgm_od=$(wgm_unsafe_dir "$1"); then
     wgm_die "$wgm_od must be root's and writable by root only: another user could plant a link where wgmesh writes keys and configs as root (chown root: $wgm_od; chmod go-w $wgm_od)" 3
   fi
+}
+
+wgm_writable() {
+  wgm_wp="$1/.wgmesh-probe.$$"
+  if (: >"$wgm_wp") 2>/dev/null; then
+    rm -f "$wgm_wp"
+    return 0
+  fi
+  return 1
 }
 
 wgm_write() {

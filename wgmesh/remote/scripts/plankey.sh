@@ -141,6 +141,13 @@ if [ "$plankey_user" != root ]; then
   grep -Eq '^[#@]includedir[[:space:]]+/etc/sudoers.d/?[[:space:]]*$' /etc/sudoers 2>/dev/null ||
     wgm_die "/etc/sudoers does not include /etc/sudoers.d: add the line @includedir /etc/sudoers.d" 3
 fi
+# every folder written below, before anything is (a read-only /etc half-way would leave the read script alone)
+plankey_sshdir=${plankey_keys%/*}
+for plankey_folder in "$KEY_DIR" "$([ "$plankey_via" = sudo ] && printf '%s' "${SUDOERS%/*}")" "$plankey_sshdir"; do
+  if [ -n "$plankey_folder" ] && [ -d "$plankey_folder" ] && ! wgm_writable "$plankey_folder"; then
+    wgm_die "$plankey_folder is not writable (a read-only file system?): the plan key needs it; nothing was installed" 3
+  fi
+done
 
 # ------------------------------------------------------------------------------------------ install
 
@@ -165,7 +172,6 @@ elif plankey_ours "$SUDOERS"; then
 fi
 plankey_legacy
 
-plankey_sshdir=${plankey_keys%/*}
 if [ ! -d "$plankey_sshdir" ]; then
   mkdir -p "$plankey_sshdir"
   chown "$(id -u "$plankey_user"):$(id -g "$plankey_user")" "$plankey_sshdir"
