@@ -522,3 +522,42 @@ def test_the_scripts_as_sent_pass_shellcheck() -> None:
         r = subprocess.run([checker, "-s", "sh", "-e", excluded, "-"], input="#!/bin/sh\n" + text,
                            text=True, capture_output=True, check=False)
         assert r.returncode == 0, f"{name}:\n{r.stdout}{r.stderr}"
+
+
+def _pending_section(box: Stubs) -> str:
+    out = _run(box, read_command("wg0")).stdout
+    (section,) = [s for s in shell.sections(out) if s.name == "pending"]
+    return section.text or ""
+
+
+def test_a_read_while_another_apply_changes_the_node_says_busy_and_plan_waits(box: Stubs) -> None:
+    """Review K: a plan made while another controller's apply was half-way through its steps said "No changes",
+    and that apply then failed and was undone. The run marks itself busy from its first change to wgm_finish,
+    by its shell's PID and start time; a read meanwhile says so, and the plan of that node is an error."""
+    real = box.bin / "ip"
+    real.rename(box.bin / "ip.real")
+    seen = box.root / "busy-seen.txt"
+    box.stub("ip", f'case "$*" in *"route add"*) ls {box.root / "run-wireguard"} >> {seen} ;; esac\n'
+                   f'exec {box.bin / "ip.real"} "$@"\n')
+    script = _script()
+    result, _ = _converse(box, script, "go")
+    assert result.exit_status == 0, result.stderr
+    assert f"wgmesh-wg0.{script.run}.busy" in seen.read_text()  # during the steps
+    assert not list((box.root / "run-wireguard").glob("*.busy"))  # not once they are done
+    assert parse_settling(_pending_section(box), "busy") == ()
+    # a live process (this test's, by its PID and start time) as the holder: busy; another start time, or a
+    # process that is gone: not (a killed run's file, a reused PID)
+    busy = box.root / "run-wireguard" / "wgmesh-wg0.abc123.busy"
+    start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    busy.write_text(f"{os.getpid()} {start}\n")
+    assert parse_settling(_pending_section(box), "busy") == ("abc123",)
+    busy.write_text(f"{os.getpid()} {int(start) + 1}\n")
+    assert parse_settling(_pending_section(box), "busy") == ()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    busy.write_text(f"{gone.pid} {start}\n")
+    assert parse_settling(_pending_section(box), "busy") == ()
+    plan = diff_node(MESH, MESH.node("aws"), dataclasses.replace(converged(MESH, "aws"), busy_runs=("abc123",)))
+    assert plan.error == ("another wgmesh apply (run abc123) is changing this node right now: run wgmesh plan again "
+                          "when it has ended")
+    assert not plan.changes and not plan.steps

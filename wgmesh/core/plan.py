@@ -172,6 +172,10 @@ def diff_node(
         return NodePlan(node.name, fingerprint=fingerprint, error=(
             f"the node is settling apply {', '.join(live.settling_runs)} right now (confirming it, or undoing it "
             "because its confirmation came too late): run wgmesh plan again in a few seconds"))
+    if live.busy_runs:  # half-way through another controller's steps: what it reads is neither before nor after
+        return NodePlan(node.name, fingerprint=fingerprint, error=(
+            f"another wgmesh apply (run {', '.join(live.busy_runs)}) is changing this node right now: run wgmesh "
+            "plan again when it has ended"))
     plan = _diff_node(mesh, node, live, fingerprint, index)
     if not live.pending_runs or plan.error:
         return plan

@@ -124,6 +124,8 @@ class LiveState:
     pending_runs: tuple[str, ...] = ()
     # runs being confirmed or undone on the node right now (their revert timer or a confirmation claimed them)
     settling_runs: tuple[str, ...] = ()
+    # applies whose steps change the node right now (another controller's; read.sh `busy RUN`)
+    busy_runs: tuple[str, ...] = ()
 
 
 def wanted_mtu(configured: int | None, state: LiveState) -> int | None:
@@ -170,6 +172,7 @@ def normalized(state: LiveState) -> dict[str, Any]:
         "stray_forward_rules": sorted(state.stray_forward_rules),
         "pending_runs": sorted(state.pending_runs),
         "settling_runs": sorted(state.settling_runs),
+        "busy_runs": sorted(state.busy_runs),
     }
 
 

@@ -68,6 +68,7 @@ def _values(
         "PENDING": f"{base}.confirm",
         "REVERTED": f"{base}.reverted",
         "REVERT_SH": f"{base}.revert.sh",
+        "BUSY": f"{base}.busy",  # while the run's steps change the node (read.sh: `busy RUN`)
         "CONFIRM_TIMEOUT": int(confirm_timeout),
         "ANSWER_TIMEOUT": ANSWER_TIMEOUT,
         "WGM_LOCK": shell.lock_path(i),

@@ -183,9 +183,10 @@ def parse_pending(body: str) -> tuple[str, ...]:
     return tuple(sorted({r for r in (line.strip() for line in body.splitlines()) if shell.RUN_ID.fullmatch(r)}))
 
 
-def parse_settling(body: str) -> tuple[str, ...]:
-    """The pending section's `settling RUN` lines -> the runs being confirmed or undone right now."""
-    runs = (line.split()[1] for line in body.splitlines() if len(line.split()) == 2 and line.split()[0] == "settling")
+def parse_settling(body: str, word: str = "settling") -> tuple[str, ...]:
+    """The pending section's `settling RUN` lines -> the runs being confirmed or undone right now (`busy RUN`
+    lines with word="busy": the applies whose steps change the node right now)."""
+    runs = (line.split()[1] for line in body.splitlines() if len(line.split()) == 2 and line.split()[0] == word)
     return tuple(sorted({r for r in runs if shell.RUN_ID.fullmatch(r)}))
 
 
@@ -312,6 +313,7 @@ def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> Live
         applied=parse_clock(sections.get("applied", "")),
         pending_runs=parse_pending(sections.get("pending", "")),
         settling_runs=parse_settling(sections.get("pending", "")),
+        busy_runs=parse_settling(sections.get("pending", ""), "busy"),
         reresolve=parse_reresolve(interface, sections.get("reresolve")),
     )
 

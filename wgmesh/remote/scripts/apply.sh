@@ -90,7 +90,7 @@ wgm_restore_snapshot() {  # the runtime as $SNAP has it, with the key of wgm_res
 }
 
 wgm_forget() {  # the files of this run (none holds a private key; $PREV holds the previous IF.conf)
-  rm -f "$UNDO" "$SNAP" "$PREV" "$REVERT_SH" "$PENDING" "$PENDING.claimed"
+  rm -f "$UNDO" "$SNAP" "$PREV" "$REVERT_SH" "$PENDING" "$PENDING.claimed" "$BUSY"
 }
 
 wgm_revert() {  # undo a finished run from its record: its steps (newest first), its config file, its runtime
@@ -125,7 +125,10 @@ wgm_begin() {
   # files of runs that ended without their cleanup (killed): no run is pending while we hold the lock
   rm -f "${UNDO%/*}/wgmesh-$IF".*.undo "${UNDO%/*}/wgmesh-$IF".*.snapshot "${UNDO%/*}/wgmesh-$IF".*.prev \
     "${UNDO%/*}/wgmesh-$IF".*.revert.sh "${UNDO%/*}/wgmesh-$IF".*.confirm "${UNDO%/*}/wgmesh-$IF".*.reverted \
-    "${UNDO%/*}/wgmesh-$IF".*.confirm.claimed
+    "${UNDO%/*}/wgmesh-$IF".*.confirm.claimed "${UNDO%/*}/wgmesh-$IF".*.busy
+  # this run changes the node from now until wgm_finish (or its rollback): a read meanwhile says so (read.sh
+  # `busy RUN`, while this shell, by its PID and start time, still runs)
+  printf '%s %s\n' "$$" "$(wgm_started "$$")" >"$BUSY"
   wgm_conf_undo='rm -f "$CONF"'
   if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
   if ip link show dev "$IF" >/dev/null 2>&1; then
@@ -253,7 +256,7 @@ wgm_remove_interface() {  # wgm_begin kept IF.conf in $PREV: a revert brings the
 wgm_finish() {  # the undo record, and the revert timer: from here the run is undone unless it is confirmed
   { printf '%s\n' "$wgm_undo" "$wgm_conf_undo"; echo wgm_restore_snapshot; } | wgm_write "$UNDO"
   wgm_arm
-  rm -f "$TMP" "$LOG"
+  rm -f "$TMP" "$LOG" "$BUSY"
   trap - EXIT HUP INT PIPE TERM
 }
 

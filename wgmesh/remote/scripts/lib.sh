@@ -36,6 +36,8 @@
 #                            could plant a link where the script writes keys and configs as root.
 #   wgm_writable DIR         true when a file can be created in DIR (a probe file, removed at once: `test -w` is
 #                            always true for root in busybox, even on a read-only file system).
+#   wgm_started PID          the process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
+#                            PID, it names a process that a reused PID cannot pass for. Nothing when it is gone.
 #   wgm_stop_after SECONDS   for a read-only script: if it still runs SECONDS from now, stop it and every command
 #                            it started (SIGTERM to its process group, SIGKILL 5 s later), so that a hung `wg`
 #                            or DNS lookup does not pile up on a node the controller has given up on. A watcher
@@ -99,6 +101,11 @@ wgm_own_dir() {
   if wgm_od=$(wgm_unsafe_dir "$1"); then
     wgm_die "$wgm_od must be root's and writable by root only: another user could plant a link where wgmesh writes keys and configs as root (chown root: $wgm_od; chmod go-w $wgm_od)" 3
   fi
+}
+
+wgm_started() {
+  wgm_st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  printf '%s\n' "${wgm_st##*) }" | cut -d' ' -f20
 }
 
 wgm_writable() {

@@ -333,6 +333,17 @@ for read_pending in "/run/wireguard/wgmesh-$IF".*.confirm.claimed; do
     echo "settling $read_run"
   fi
 done
+# `busy RUN`: an apply whose steps change the node right now (apply.sh's wgm_begin to wgm_finish), while that
+# shell runs (its PID and start time: a reused PID does not pass)
+for read_busy in "/run/wireguard/wgmesh-$IF".*.busy; do
+  [ -f "$read_busy" ] || continue
+  read_run=${read_busy##*/"wgmesh-$IF".}
+  read -r read_pid read_start _ <"$read_busy" 2>/dev/null || continue
+  case $read_pid in '' | *[!0-9]*) continue ;; esac
+  if [ -n "$read_start" ] && [ "$(wgm_started "$read_pid")" = "$read_start" ]; then
+    echo "busy ${read_run%.busy}"
+  fi
+done
 
 wgm_mark end
 exit 0
