@@ -5,10 +5,7 @@ and host names compared canonically, and the pinned key types preferred. Against
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,33 +20,6 @@ from wgmesh.remote.ssh import SshTransport, fingerprint
 
 identity = base.identity
 
-def _serve(address: str, keys: list[paramiko.PKey]) -> Iterator[Server]:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    listener = socket.socket(family)
-    listener.bind((address, 0))
-    listener.listen(16)
-    srv = Server(listener.getsockname()[1], keys[0])
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            t = paramiko.Transport(conn)
-            for k in keys:
-                t.add_server_key(k)
-            srv.transports.append(t)
-            with contextlib.suppress(Exception):
-                t.start_server(server=base._Interface(srv))
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield srv
-    listener.close()
-    for t in srv.transports:
-        t.close()
-
-
 @pytest.fixture(scope="module")
 def ecdsa() -> paramiko.PKey:
     return paramiko.ECDSAKey.generate()
@@ -62,13 +32,13 @@ def rsa() -> paramiko.PKey:
 
 @pytest.fixture
 def server(ecdsa: paramiko.PKey) -> Iterator[Server]:
-    yield from _serve("127.0.0.1", [ecdsa])
+    yield from base.serve([ecdsa])
 
 
 @pytest.fixture
 def two_keys(ecdsa: paramiko.PKey, rsa: paramiko.PKey) -> Iterator[Server]:
     """A server with an ECDSA and an RSA host key: paramiko asks for ECDSA first unless told otherwise."""
-    yield from _serve("127.0.0.1", [ecdsa, rsa])
+    yield from base.serve([ecdsa, rsa])
 
 
 def line(name: str, key: paramiko.PKey, marker: str = "") -> str:
@@ -161,7 +131,7 @@ def test_an_ipv6_host_as_written_in_mesh_yaml_is_checked_against_its_canonical_p
     """`ssh.host: "0:0::1"` is [::1]: a pin of another key for [::1] is a mismatch (not an unknown host whose
     key --accept-new-host-keys would take)."""
     other = paramiko.ECDSAKey.generate()
-    for srv in _serve("::1", [ecdsa]):
+    for srv in base.serve([ecdsa], "::1"):
         kh = tmp_path / "known_hosts"
         kh.write_text(line(f"[::1]:{srv.port}", other))
         errors, added = connect(identity, srv.port, kh, host="0:0::1", accept_new=accept_new)

@@ -138,12 +138,12 @@ def host_key() -> paramiko.PKey:
     return paramiko.ECDSAKey.generate()
 
 
-@pytest.fixture
-def server(host_key: paramiko.PKey) -> Iterator[Server]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+def serve(host_keys: list[paramiko.PKey], address: str = "127.0.0.1") -> Iterator[Server]:
+    """An in-process SSH server on `address` with these host keys (the first one is `Server.host_key`)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    listener.bind((address, 0))
     listener.listen(64)
-    srv = Server(listener.getsockname()[1], host_key)
+    srv = Server(listener.getsockname()[1], host_keys[0])
 
     def accept() -> None:
         while True:
@@ -152,7 +152,8 @@ def server(host_key: paramiko.PKey) -> Iterator[Server]:
             except OSError:
                 return
             t = paramiko.Transport(conn)
-            t.add_server_key(host_key)
+            for key in host_keys:
+                t.add_server_key(key)
             srv.transports.append(t)
             with contextlib.suppress(Exception):
                 t.start_server(server=_Interface(srv))
@@ -164,6 +165,11 @@ def server(host_key: paramiko.PKey) -> Iterator[Server]:
     listener.close()
     for t in srv.transports:
         t.close()
+
+
+@pytest.fixture
+def server(host_key: paramiko.PKey) -> Iterator[Server]:
+    yield from serve([host_key])
 
 
 @pytest.fixture(scope="module")
