@@ -155,6 +155,16 @@ class TestAdopt:
         assert sorted(os.listdir(d)) == ["wg0.conf", "wg0.conf.wgmesh-import", "wg0.key"]
         assert priv not in r.stdout + r.stderr
 
+    def test_the_key_moved_from_the_config_is_the_one_wg_runs(self, tmp_path: Path) -> None:
+        """The last PrivateKey line of [Interface] is the one wg keeps (review R2)."""
+        first, _ = keypair(2)
+        priv, pub = keypair(1)
+        d = self.make(tmp_path, f"[Interface]\nPrivateKey = {first}\nPrivateKey = {priv}\n[Peer]\nPublicKey = "
+                                f"{pubkey(3)}\n")
+        r = self.sh(adopt_script("wg0", pub, self.CONF, key_dir=str(d)))
+        assert r.exit_status == 0, r.stderr
+        assert parse_adopt_output(r.stdout) == "config" and (d / "wg0.key").read_text() == priv + "\n"
+
     def test_a_read_only_key_folder_is_named_and_nothing_changes(self, tmp_path: Path) -> None:
         """Review F: the shell's own `cannot create ...wg0.key.wgmesh-tmp...` was all import said."""
         priv, pub = keypair(1)

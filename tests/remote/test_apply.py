@@ -324,7 +324,8 @@ def test_reconcile_run_converges_the_node(node: Stubs) -> None:
     assert f"PrivateKey = {PLACEHOLDER_KEY}\nListenPort = 51820\n" in got["sync"]  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("key_text", [PLACEHOLDER_KEY + "\r\n", PLACEHOLDER_KEY + " \n", PLACEHOLDER_KEY])
+@pytest.mark.parametrize("key_text", [PLACEHOLDER_KEY + "\r\n", PLACEHOLDER_KEY + " \n", PLACEHOLDER_KEY,
+                                      PLACEHOLDER_KEY + "\f\n", "\v" + PLACEHOLDER_KEY + "\n"])
 def test_a_key_file_with_crlf_or_blanks_is_read_as_wg_reads_it(node: Stubs, key_text: str) -> None:
     """Review E: a key file saved with CRLF (or a trailing blank) passes plan's check (`wg pubkey` reads it) and
     wg-quick at boot, but every apply failed with "cannot read the private key ... was not restored"."""
@@ -385,6 +386,9 @@ RUNNING_KEY = "B" * 42 + "E="  # the key a hand-made config runs with (a well-fo
 
 @pytest.mark.parametrize(("conf", "restored_with"), [
     (f"[Interface]\n  privatekey= {RUNNING_KEY}  # by hand\r\nSaveConfig = true\n", RUNNING_KEY),
+    # wg keeps the last PrivateKey of [Interface] (review R2); one under [Peer] is none of the interface's
+    (f"[Interface]\nPrivateKey = {PLACEHOLDER_KEY}\nPrivateKey = {RUNNING_KEY}\n[Peer]\nPrivateKey = {'C' * 43}=\n",
+     RUNNING_KEY),
     ("# Managed by wgmesh\n[Interface]\nListenPort = 51820\n", PLACEHOLDER_KEY),
     ("[Interface]\nPrivateKey = not-a-key\n", PLACEHOLDER_KEY),
 ])

@@ -29,11 +29,9 @@ if [ -e "$KEY" ]; then
 else
   adopt_from=
   if [ -f "$CONF" ]; then
-    # the value of the first PrivateKey line, into a file on the node
-    awk '{
-      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
-      if (k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r]*(#.*)?$/, "", l); print l; exit }
-    }' "$CONF" >"$adopt_tmp"
+    # the key the config gives its interface (its last PrivateKey line in [Interface], as wg reads it), into a
+    # file on the node
+    wgm_conf_key "$CONF" >"$adopt_tmp"
     if adopt_same "$adopt_tmp"; then adopt_from=config; fi
   fi
   if [ -z "$adopt_from" ]; then

@@ -59,18 +59,15 @@ wgm_wait_go() {  # the controller's answer to the state printed above: `go`, or 
 
 wgm_arrived() { kill "$wgm_watchdog" 2>/dev/null || :; }  # the whole of wgm_steps is here: it may run
 
-wgm_read_key() {  # $KEY's key without its white space: a file saved with CRLF or a trailing blank, as wg reads it
-  tr -d ' \t\r\n' <"$KEY"
+wgm_read_key() {  # $KEY's key without white space (CRLF, a trailing blank, \v or \f), as wg reads it
+  tr -d ' \t\n\v\f\r' <"$KEY"
 }
 
 wgm_restore_key() {  # the key of the restored runtime: the restored IF.conf's own PrivateKey if it has one (a
   # config wgmesh did not write, as run by hand: the key the interface ran with, which SaveConfig would otherwise
   # replace in the file at the next `wg-quick down`), else $KEY's
   if [ -f "$CONF" ]; then
-    wgm_rk=$(awk '{
-      l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
-      if (k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r]*(#.*)?$/, "", l); print l; exit }
-    }' "$CONF" 2>/dev/null) || wgm_rk=
+    wgm_rk=$(wgm_conf_key "$CONF" 2>/dev/null) || wgm_rk=
     if [ "${#wgm_rk}" -eq 44 ]; then printf '%s\n' "$wgm_rk"; unset wgm_rk; return 0; fi
     unset wgm_rk
   fi

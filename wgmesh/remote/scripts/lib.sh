@@ -38,6 +38,9 @@
 #                            always true for root in busybox, even on a read-only file system).
 #   wgm_started PID          the process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
 #                            PID, it names a process that a reused PID cannot pass for. Nothing when it is gone.
+#   wgm_conf_key FILE        print the PrivateKey a wg-quick config FILE gives its interface: the value of the last
+#                            PrivateKey line of its [Interface] section (as wg reads it), without white space;
+#                            nothing when it has none. For the node's own use: never printed to the controller.
 #   wgm_stop_after SECONDS   for a read-only script: if it still runs SECONDS from now, stop it and every command
 #                            it started (SIGTERM to its process group, SIGKILL 5 s later), so that a hung `wg`
 #                            or DNS lookup does not pile up on a node the controller has given up on. A watcher
@@ -106,6 +109,14 @@ wgm_own_dir() {
 wgm_started() {
   wgm_st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
   printf '%s\n' "${wgm_st##*) }" | cut -d' ' -f20
+}
+
+wgm_conf_key() {
+  awk '{
+    l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t\r]/, "", k)
+    if (k ~ /^\[/) { iface = (k ~ /^\[interface\]/); next }
+    if (iface && k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r\v\f]*(#.*)?$/, "", l); v = l }
+  } END { if (v != "") print v }' "$1"
 }
 
 wgm_writable() {
