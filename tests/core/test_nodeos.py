@@ -102,3 +102,11 @@ def test_a_key_folder_another_user_may_write_is_named_with_the_fix() -> None:
         "preflight: /etc/wireguard or its parent folder is not root's alone (another user owns it or may write in "
         "it, and could plant a link where wgmesh writes keys and configs as root): chown root: /etc/wireguard; "
         "chmod 700 /etc/wireguard; chmod go-w /etc; wgmesh changes nothing on this node until then")
+
+
+def test_a_run_folder_another_user_may_write_is_named_with_the_fix() -> None:
+    """Review R2: the lock file was opened through a link planted in a /run/wireguard anyone could write."""
+    assert nodeos.preflight_error(("runowner",), "debian") == (
+        "preflight: /run/wireguard or its parent folder is not root's alone (another user owns it or may write in it, "
+        "where wgmesh keeps its lock and a run's records as root): chown root: /run/wireguard; chmod 755 "
+        "/run/wireguard; chmod go-w /run; wgmesh changes nothing on this node until then")

@@ -215,3 +215,20 @@ def test_parse_key_output(stdout: str, want: object) -> None:
             parse_key_output(stdout)
     else:
         assert parse_key_output(stdout) == want
+
+
+def test_rotate_refuses_a_run_folder_another_user_may_write(wg_node: Stubs, tmp_path: Path) -> None:
+    """Review R2: the lock (`exec 9>LOCK`, as root) went through a link another user planted in a /run/wireguard
+    anyone could write, and emptied the file it pointed at."""
+    wg_node.host("flock")
+    kd, run = tmp_path / "wg", tmp_path / "run"
+    run.mkdir()
+    old = parse_key_output(enroll(wg_node, kd).stdout).public_key
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    run.chmod(0o777)
+    (run / "wgmesh-wg0.lock").symlink_to(victim)
+    r = wg_node.run(rotate_script("wg0", old, key_dir=str(kd), run_dir=str(run), lock_timeout=1))
+    assert r.exit_status == 3
+    assert r.stderr.strip().startswith(f"{run} must be root's and writable by root only")
+    assert victim.read_text() == "precious\n" and public_of(kd / "wg0.key") == old

@@ -1014,6 +1014,23 @@ def test_preflight_names_a_key_folder_another_user_may_write(node: Stubs, tmp_pa
         assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confowner",)
 
 
+def test_preflight_follows_a_linked_key_folder(node: Stubs, tmp_path: Path) -> None:
+    """Review R2: /etc/wireguard as a symbolic link (mode 777, as every link) to a folder of root's alone was
+    refused with a fix that could not help. The folder is judged as it is on disk, and the link's own folder."""
+    full_node(node)
+    real = tmp_path / "data" / "wg-real"
+    real.mkdir(parents=True, mode=0o700)
+    (tmp_path / "etc").mkdir(mode=0o755)
+    link = tmp_path / "etc" / "wireguard"
+    link.symlink_to(real)
+    assert parse_read_output("wg0", read(node, key_dir=link)).missing == ()
+    real.parent.chmod(0o777)  # where the folder really is, another user may replace it
+    assert parse_read_output("wg0", read(node, key_dir=link)).missing == ("confowner",)
+    real.parent.chmod(0o755)
+    link.parent.chmod(0o777)  # where the link is, another user may replace the link
+    assert parse_read_output("wg0", read(node, key_dir=link)).missing == ("confowner",)
+
+
 def test_preflight_busybox_ip_with_a_running_interface(node: Stubs) -> None:
     """busybox's ip (a symlink to busybox, as on Alpine) has no -j: preflight says so, and the interface that
     wg dumps is there, never "absent" (that would plan a second `wg-quick up`)."""

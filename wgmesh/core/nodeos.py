@@ -5,7 +5,7 @@ family. Pure. The read script reports the facts (`lacks WHAT` lines, /etc/os-rel
 
 from __future__ import annotations
 
-from wgmesh.core.model import KEY_DIR
+from wgmesh.core.model import KEY_DIR, RUN_DIR
 
 # What the read script may report as lacking.
 WG = "wg"
@@ -16,7 +16,8 @@ IP_JSON = "ip-json"  # an ip that cannot print JSON (iproute2 older than 4.14)
 FLOCK = "flock"
 CONF_DIR = "confdir"  # /etc/wireguard is not writable (and cannot be created)
 CONF_OWNER = "confowner"  # /etc/wireguard or its parent is not root's alone (another user owns or may write it)
-KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR, CONF_OWNER)
+RUN_OWNER = "runowner"  # the same of /run/wireguard (the lock, a run's records and its revert timer's script)
+KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR, CONF_OWNER, RUN_OWNER)
 # The firewall tools, needed only where the plan asks for rules (core.routing names them).
 IPTABLES = "iptables"
 IP6TABLES = "ip6tables"
@@ -98,4 +99,8 @@ def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | No
         problems.append(f"{KEY_DIR} or its parent folder is not root's alone (another user owns it or may write "
                         f"in it, and could plant a link where wgmesh writes keys and configs as root): chown root: "
                         f"{KEY_DIR}; chmod 700 {KEY_DIR}; chmod go-w {KEY_DIR.rsplit('/', 1)[0] or '/'}")
+    if RUN_OWNER in missing:
+        problems.append(f"{RUN_DIR} or its parent folder is not root's alone (another user owns it or may write in "
+                        f"it, where wgmesh keeps its lock and a run's records as root): chown root: {RUN_DIR}; "
+                        f"chmod 755 {RUN_DIR}; chmod go-w {RUN_DIR.rsplit('/', 1)[0] or '/'}")
     return "preflight: " + "; ".join(problems) + "; wgmesh changes nothing on this node until then"

@@ -30,8 +30,9 @@
 #   wgm_write FILE           write stdin to FILE atomically: a temporary file in FILE's folder, mode 600,
 #                            flushed, renamed over FILE. Always feed it explicitly (`... | wgm_write F`, or a
 #                            heredoc): unredirected, it would read the rest of the script.
-#   wgm_unsafe_dir DIR       print DIR, or its parent, when it is not the script user's (root's) alone: owned by
-#                            another user, or writable by group or others; false when both are safe (or absent).
+#   wgm_unsafe_dir DIR       print DIR (a link followed), or its parent, when it is not the script user's (root's)
+#                            alone: owned by another user, or writable by group or others; false when all are safe
+#                            (or absent).
 #   wgm_own_dir DIR          exit 3 naming the folder and the fix when wgm_unsafe_dir finds one: another user
 #                            could plant a link where the script writes keys and configs as root.
 #   wgm_writable DIR         true when a file can be created in DIR (a probe file, removed at once: `test -w` is
@@ -82,6 +83,7 @@ wgm_lock() {
     wgm_die "flock is not installed on this node, so wgmesh cannot take its lock $WGM_LOCK: install util-linux (Alpine: flock)" 69
   fi
   mkdir -p "${WGM_LOCK%/*}"
+  wgm_own_dir "${WGM_LOCK%/*}"  # the lock, the run's records and its revert timer's script live there
   exec 9>"$WGM_LOCK"
   if ! flock -w "$wgm_lock_wait" 9; then
     wgm_die "another wgmesh apply or rotate holds $WGM_LOCK on this node (waited ${wgm_lock_wait}s), or the revert timer of a change awaiting confirmation: wgmesh plan shows it as a pending apply (the next apply confirms it; else it is undone within --confirm-timeout); then run this again" 75
@@ -90,7 +92,10 @@ wgm_lock() {
 
 wgm_unsafe_dir() {
   wgm_ud_me=$(id -u)
-  for wgm_ud in "$1" "${1%/*}"; do
+  # the folder as it is on disk (a symbolic link followed) and its parent, and the parent of the name given
+  # (who may write there may replace the link)
+  wgm_ud_real=$(cd "$1" 2>/dev/null && pwd -P) || wgm_ud_real=$1
+  for wgm_ud in "$wgm_ud_real" "${wgm_ud_real%/*}" "${1%/*}"; do
     if [ -z "$wgm_ud" ] || [ ! -d "$wgm_ud" ]; then continue; fi
     case $(stat -c '%u %a' "$wgm_ud" 2>/dev/null) in
     "$wgm_ud_me "*[0145][0145] | "$wgm_ud_me "[0145][0145]) ;;

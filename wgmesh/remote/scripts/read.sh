@@ -56,6 +56,7 @@ else
   [ -w "${KEY_DIR%/*}/" ] || echo "lacks confdir"
 fi
 if wgm_unsafe_dir "$KEY_DIR" >/dev/null; then echo "lacks confowner"; fi
+if wgm_unsafe_dir /run/wireguard >/dev/null; then echo "lacks runowner"; fi
 
 # ------------------------------------------------------------------------------------------ WireGuard
 # Field 1 of the interface line is the private key; field 2 of a peer line is its preshared key.
