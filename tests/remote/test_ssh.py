@@ -118,7 +118,7 @@ class _Interface(paramiko.ServerInterface):
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         self.user = username
-        return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED if username == "refused" else paramiko.AUTH_SUCCESSFUL  # no key lets it in
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED

@@ -102,6 +102,7 @@ class _Keys:
 
     def add(self, name: str, key: paramiko.PKey) -> None:
         if name.startswith("|1|"):
+            _check_hashed(name)
             self.hashed.append((name, key))
         else:
             self.plain.setdefault(_canonical_name(name), []).append(key)
@@ -119,6 +120,13 @@ class _Keys:
             if k not in out:
                 out.append(k)
         return out
+
+
+def _check_hashed(name: str) -> None:
+    """A hashed name (`ssh-keygen -H`) is `|1|SALT|HASH`, both base64 of 20 bytes; ValueError if not."""
+    parts = name.split("|")
+    if len(parts) != 4 or any(len(base64.b64decode(p, validate=True)) != 20 for p in parts[2:]):
+        raise ValueError("not |1|SALT|HASH")
 
 
 @dataclass
@@ -161,21 +169,39 @@ def _load_known_hosts(path: Path) -> _Pins:
         if not line or line.startswith("#"):
             continue
         keys = pins.pinned
-        if line.startswith("@"):
-            marker, _, line = line.partition(" ")
-            if marker not in MARKERS:
+        fields = line.split()  # fields apart by any run of blanks and tabs, as OpenSSH reads them
+        if fields[0].startswith("@"):
+            if fields[0] not in MARKERS:
                 raise SshError(f"cannot read known_hosts {path}: line {lineno} has an unknown marker (OpenSSH knows "
                                f"@revoked and @cert-authority)")
-            keys = getattr(pins, MARKERS[marker])
-            line = line.strip()
+            keys = getattr(pins, MARKERS[fields[0]])
+            fields = fields[1:]
         try:
-            entry = HostKeyEntry.from_line(line, lineno)
+            entry = HostKeyEntry.from_line(" ".join(fields), lineno)
         except Exception:  # invalid base64 or key data: paramiko's messages quote the line
             raise SshError(f"cannot read known_hosts {path}: line {lineno} is not a valid known_hosts entry") from None
         if entry is None:  # too few fields or a key type paramiko does not know: skipped, as paramiko does
             continue
-        keys.add_line(entry.hostnames, entry.key)
+        try:
+            keys.add_line(entry.hostnames, entry.key)
+        except ValueError:
+            raise SshError(f"cannot read known_hosts {path}: line {lineno} has a hashed host name that is not "
+                           "|1|SALT|HASH (as ssh-keygen -H writes it)") from None
     return pins
+
+
+def _bare(name: str) -> str:
+    """`[host]:port` -> host; any other name as it is."""
+    host, sep, _ = name[1:].rpartition("]:") if name.startswith("[") else ("", "", "")
+    return host if sep else name
+
+
+def _lookup_name(pins: _Pins, name: str) -> str:
+    """The name a host is looked up by: `[host]:port` when some line names it so, else (a port other than 22
+    with no line of its own) the bare host, as OpenSSH falls back to it."""
+    if any(k.keys_for(name) for k in (pins.pinned, pins.revoked, pins.authorities)):
+        return name
+    return _bare(name)
 
 
 def key_file_name(key: paramiko.PKey) -> str:
@@ -218,8 +244,8 @@ class KnownHosts:
         SshError if it cannot be read."""
         pins = self._pins(known_hosts)
         with self._lock:
-            revoked = pins.revoked.keys_for(name)
-            return [k for k in pins.pinned.keys_for(name) if k not in revoked]
+            revoked = [*pins.revoked.keys_for(name), *pins.revoked.keys_for(_bare(name))]
+            return [k for k in pins.pinned.keys_for(_lookup_name(pins, name)) if k not in revoked]
 
     def check(self, known_hosts: Path, name: str, key: paramiko.PKey, where: str) -> bool:
         """Whether the file pins `key` for `name`: True if it does; False if it pins nothing for the host (it
@@ -231,7 +257,9 @@ class KnownHosts:
 
     def _check(self, known_hosts: Path, pins: _Pins, name: str, key: paramiko.PKey, where: str) -> bool:
         offered = f"{key.get_name()} {fingerprint(key)}"
-        if key in pins.revoked.keys_for(name):
+        revoked = [*pins.revoked.keys_for(name), *pins.revoked.keys_for(_bare(name))]  # revoked under either name
+        name = _lookup_name(pins, name)
+        if key in revoked:
             raise HostKeyRefused(
                 f"host key REVOKED for {where}: the server offered {offered}, which {known_hosts} marks @revoked. "
                 f"Do not trust this host; if it has a new key, verify it on the host and pin it in known_hosts")

@@ -102,6 +102,48 @@ def _check_identity(identity: str) -> None:
         raise SshError(f"identity file {identity} can be read by others (mode {stat.S_IMODE(st.st_mode):04o}): a "
                        f"private key must be private, as OpenSSH requires: chmod 600 {identity}")
 
+def _load_identity(identity: str) -> paramiko.PKey | None:
+    """The private key in the identity file; None when it needs a passphrase. SshError naming the file when it
+    holds no private key paramiko can use (a .pub, garbage)."""
+    paramiko = _paramiko()
+    try:
+        return paramiko.PKey.from_path(Path(identity).expanduser())
+    except paramiko.PasswordRequiredException:
+        return None
+    except TypeError as e:  # cryptography's word for an OpenSSH key with a passphrase
+        if "password" in str(e).lower():
+            return None
+        raise SshError(f"cannot use the identity file {identity}: it holds no private key paramiko can read "
+                       f"({type(e).__name__}); give the private key, not its .pub (ssh.identity_file or "
+                       "WGMESH_SSH_IDENTITY)") from None
+    except OSError as e:
+        raise SshError(f"cannot read the identity file {identity}: {e.strerror or type(e).__name__}") from None
+    except (paramiko.SSHException, ValueError) as e:  # (cryptography's own words point to its FAQ: not shown)
+        raise SshError(f"cannot use the identity file {identity}: it holds no private key paramiko can read "
+                       f"({type(e).__name__}); give the private key, not its .pub (ssh.identity_file or "
+                       "WGMESH_SSH_IDENTITY)") from None
+
+
+DEFAULT_KEYS = ("id_rsa", "id_ecdsa", "id_ed25519")  # what paramiko's look_for_keys tries, in its order
+
+
+def _default_keys() -> tuple[list[str], list[str]]:
+    """~/.ssh's default keys: those to log in with, and those left out because others can read them (as OpenSSH
+    ignores them)."""
+    usable: list[str] = []
+    loose: list[str] = []
+    for name in DEFAULT_KEYS:
+        path = Path("~/.ssh", name).expanduser()
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        (loose if st.st_uid == os.geteuid() and st.st_mode & 0o077 else usable).append(str(path))
+    return usable, loose
+
+
 def _host_key_type(algorithm: str) -> str:
     """The key type (as a key's get_name() says it) of a host key algorithm: RSA's SHA-2 signatures are ssh-rsa keys."""
     return "ssh-rsa" if algorithm in ("rsa-sha2-512", "rsa-sha2-256") else algorithm
@@ -223,8 +265,20 @@ class SshTransport:
                 raise SshError(f"proxy jump {host} cannot reach {ssh.host}:{ssh.port}: {e}") from None
 
         identity = self.identity_override or (str(ssh.identity_file) if ssh.identity_file else None)
+        default_keys: list[str] = []
+        loose: list[str] = []
+        pkey: paramiko.PKey | None = None
+        unused = ""
         if identity:
             _check_identity(identity)
+            pkey = _load_identity(identity)  # None: it needs a passphrase (ssh-agent may hold the key)
+            if pkey is None:
+                unused = f" ({identity} needs a passphrase: add the key to ssh-agent)"
+        else:
+            default_keys, loose = _default_keys()
+            if loose:
+                unused = (f" ({', '.join(loose)} left out: others can read {'it' if len(loose) == 1 else 'them'}, "
+                          "and OpenSSH ignores such a key too; chmod 600)")
         client, transport_factory = self._client(ssh)
         where = f"{ssh.user}@{ssh.host}:{ssh.port}"
         proxy = None
@@ -241,12 +295,13 @@ class SshTransport:
                 ssh.host,
                 port=ssh.port,
                 username=ssh.user,
-                key_filename=str(Path(identity).expanduser()) if identity else None,
+                pkey=pkey,  # the identity file, read above: the node's refusal of it is a failed login
+                key_filename=None if identity else default_keys or None,
                 timeout=self.timeout,
                 banner_timeout=self.timeout,
                 auth_timeout=self.timeout,
                 allow_agent=True,
-                look_for_keys=identity is None,
+                look_for_keys=False,  # the default keys are given above, those others cannot read
                 sock=sock,
                 transport_factory=transport_factory,
             )
@@ -257,6 +312,7 @@ class SshTransport:
             client.close()
             raise SshError(
                 f"authentication failed for {where} ({e}); check ssh.identity_file, WGMESH_SSH_IDENTITY or ssh-agent"
+                f"{unused}"
             ) from None
         except TimeoutError:
             client.close()
@@ -267,12 +323,9 @@ class SshTransport:
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
-            if identity and isinstance(e, paramiko.SSHException) and "private key" in reason:
-                raise SshError(f"cannot use the identity file {identity} for {where}: {reason} (give the private "
-                               f"key, not its .pub; ssh.identity_file or WGMESH_SSH_IDENTITY)") from None
             if reason == "No authentication methods available":
                 reason += (" (no key to log in with: set ssh.identity_file or WGMESH_SSH_IDENTITY, or add the key "
-                           "to ssh-agent)")
+                           f"to ssh-agent){unused}")
             reason = proxy.explain(reason) if proxy is not None else reason
             err = SshError(f"cannot connect to {where}: {reason}")
             err.retryable = isinstance(e, ConnectionError | paramiko.ssh_exception.NoValidConnectionsError)  # type: ignore[attr-defined]
