@@ -234,6 +234,11 @@ def test_a_rule_listing_that_fails_on_the_node_is_its_error_not_a_plan_to_add_th
     assert diff_node(MESH, MESH.node("aws"), converged(MESH, "aws", rules_failed={(4, "nat"): why})).error is None
     plain = _with(MESH, "aws", subnets=())  # routes no subnet: needs no rule
     assert diff_node(plain, plain.node("aws"), converged(plain, "aws", rules_failed={(4, "filter"): why})).error is None
+    # ...unless its config adds them (review R2): they may be in place, to be deleted; the listing cannot tell
+    had = converged(MESH, "aws", rules_failed={(4, "filter"): why}, forward_rules=False)
+    plan = diff_node(plain, plain.node("aws"), had)
+    assert plan.error is not None and plan.error.startswith("`iptables -S FORWARD` fails on this node")
+    assert not plan.steps
 
 
 def test_iptables_legacy_tables_beside_nft_are_noted_where_rules_are_wanted() -> None:

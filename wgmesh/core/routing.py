@@ -56,10 +56,10 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
                          f"rules and masquerade; install it ({nodeos.install_hint(tool, live.os_family)})")
             return
         # a listing that failed on the node: which of wgmesh's rules are there is not known (a plan would add
-        # them again, and apply put in a second pair)
+        # them again, and apply put in a second pair; or, where they are no longer wanted, leave them in place)
         for table, needed in (("filter", v in cfg.forwarding), ("nat", masq_v)):
             why_failed = live.rules_failed.get((v, table))
-            if needed and why_failed is not None:
+            if why_failed is not None and (needed or _had_rules(live, RULE_TOOL[v], table, cfg.interface)):
                 listing = "-S FORWARD" if table == "filter" else "-t nat -S POSTROUTING"
                 out.error = (f"`{RULE_TOOL[v]} {listing}` fails on this node ({why_failed or 'no reason given'}), "
                              f"so wgmesh cannot tell which of its rules are there; fix {RULE_TOOL[v]} on the node "
@@ -86,6 +86,14 @@ def firewall(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
     for n in sorted(live.masquerade - want_masq, key=lambda n: (n.version, str(n))):
         out.changes.append(Change(Action.DELETE, "masquerade", str(n), {"source_nat": "to this node"}, None))
         out.steps.append(Step(StepKind.DELETE_MASQUERADE, str(n)))
+
+
+def _had_rules(live: LiveState, tool: str, table: str, interface: str) -> bool:
+    """Whether the node's config file adds wgmesh's rules of that tool and table (its PostUp lines): rules that
+    may be in place, to be deleted."""
+    chain = "FORWARD" if table == "filter" else "POSTROUTING"
+    return any(tool in line.split() and chain in line and ("wgmesh:%i" in line or f"wgmesh:{interface}" in line)
+               for line in (live.config_text or "").splitlines() if line.lstrip().lower().startswith("postup"))
 
 
 def hooks(cfg: InterfaceConfig, live: LiveState, out: Extra) -> None:
