@@ -1014,6 +1014,18 @@ def test_preflight_names_a_key_folder_another_user_may_write(node: Stubs, tmp_pa
         assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confowner",)
 
 
+def test_preflight_names_a_read_only_key_folder_under_busybox_too(node: Stubs, tmp_path: Path) -> None:
+    """Review R2: busybox's `test -w` is true for root on a read-only file system: plan promised changes an
+    Alpine node could not write, and apply failed. The read tells by the mount, writing nothing."""
+    full_node(node)
+    kd = tmp_path / "etc" / "wireguard"
+    kd.mkdir(parents=True, mode=0o700)
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ()
+    node.make_read_only(kd)
+    assert parse_read_output("wg0", read(node, key_dir=kd)).missing == ("confdir",)
+    assert sorted(os.listdir(kd)) == []
+
+
 def test_preflight_follows_a_linked_key_folder(node: Stubs, tmp_path: Path) -> None:
     """Review R2: /etc/wireguard as a symbolic link (mode 777, as every link) to a folder of root's alone was
     refused with a fix that could not help. The folder is judged as it is on disk, and the link's own folder."""

@@ -50,11 +50,16 @@ else
   esac
 fi
 [ "$read_ip" = json ] || echo "lacks $read_ip"
-if [ -d "$KEY_DIR" ]; then
-  [ -w "$KEY_DIR" ] || echo "lacks confdir"
-else
-  [ -w "${KEY_DIR%/*}/" ] || echo "lacks confdir"
-fi
+read_ro() {  # true when folder $1 (as on disk) is on a file system mounted read-only, by /proc/self/mounts:
+  # busybox's `test -w` is true for root even there, and a read writes nothing to find out
+  awk -v p="$1" '{
+    m = $2; gsub(/\\040/, " ", m)
+    if ((m == "/" || p == m || index(p, m "/") == 1) && length(m) >= best) { best = length(m); ro = ($4 ~ /(^|,)ro(,|$)/) }
+  } END { exit !ro }' /proc/self/mounts 2>/dev/null
+}
+if [ -d "$KEY_DIR" ]; then read_kd=$KEY_DIR; else read_kd=${KEY_DIR%/*}/; fi
+read_kd_real=$(cd "$read_kd" 2>/dev/null && pwd -P) || read_kd_real=$read_kd
+if [ ! -w "$read_kd" ] || read_ro "$read_kd_real"; then echo "lacks confdir"; fi
 if wgm_unsafe_dir "$KEY_DIR" >/dev/null; then echo "lacks confowner"; fi
 if wgm_unsafe_dir /run/wireguard >/dev/null; then echo "lacks runowner"; fi
 
