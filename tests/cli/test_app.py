@@ -83,6 +83,24 @@ def test_init_scaffolds_a_valid_repo_and_refuses_to_overwrite(tmp_path: Path) ->
     assert _run("init", str(target), "--force")[0] == 0
 
 
+def test_a_mesh_repo_with_another_versions_pipeline_is_told_how_to_refresh_it(tmp_path: Path) -> None:
+    """Review U: an upgrade left the repo's report.bash as it was (without this version's fixes), and nothing
+    said so."""
+    target = tmp_path / "m"
+    assert _run("init", str(target))[0] == 0
+    code, _, err = _run("validate", "-f", str(target / "mesh.yaml"))
+    assert code == 0 and "init --force" not in err
+    report = target / ".github/actions/wgmesh-setup/report.bash"
+    report.write_text(report.read_text().replace("esc()", "old_esc()"))
+    code, _, err = _run("validate", "-f", str(target / "mesh.yaml"))
+    assert code == 0
+    assert f"{report}: not what this wgmesh writes (made by another version, or changed by hand); `wgmesh init " \
+           f"--force {target}` refreshes the pipeline's files (it keeps mesh.yaml, known_hosts and .gitignore)" in err
+    code, out, _ = _run("init", str(target), "--force")
+    assert code == 0 and f"updated {report}" in out and f"kept {target / 'mesh.yaml'}" in out
+    assert "init --force" not in _run("validate", "-f", str(target / "mesh.yaml"))[2]
+
+
 def test_init_of_a_file_or_an_unwritable_place_is_one_clear_line(tmp_path: Path) -> None:
     """`init FILE --force` said "FILE already exists; use --force to overwrite"; `init /proc/xx` was an internal
     error (review A6, A5)."""

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_init_creates_a_valid_repo(tmp_path: Path) -> None:
     repo = tmp_path / "my mesh!"
     created = init_repo(repo)
+    assert set(created.values()) == {"created"}
     assert sorted(p.relative_to(repo).as_posix() for p in created) == [
         ".github/actions/wgmesh-setup/action.yml",
         ".github/actions/wgmesh-setup/report.bash",
@@ -62,8 +63,24 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert info.value.filename == f"{tmp_path / 'mesh.yaml'}, {tmp_path / '.gitignore'}"
     assert (tmp_path / "mesh.yaml").read_text() == "mine\n"
     assert not (tmp_path / "known_hosts").exists()  # nothing written when refusing
-    init_repo(tmp_path, force=True)
-    meshfile.load(tmp_path / "mesh.yaml")
+
+
+def test_init_force_refreshes_the_pipeline_and_keeps_the_repos_own_files(tmp_path: Path) -> None:
+    """Review U: after an upgrade, `init --force` was the only way to the new pipeline files, and it replaced
+    mesh.yaml and known_hosts with empty starters while saying "created". It keeps them now."""
+    init_repo(tmp_path)
+    (tmp_path / "mesh.yaml").write_text("mine\n")
+    (tmp_path / "known_hosts").write_text("h ssh-ed25519 AAAA\n")
+    (tmp_path / REPORT_PATH).write_text("# an older version's\n")
+    assert scaffold.outdated(tmp_path) == [tmp_path / REPORT_PATH]
+    done = init_repo(tmp_path, force=True)
+    assert {p.relative_to(tmp_path).as_posix(): what for p, what in done.items()} == {
+        "mesh.yaml": "kept", "known_hosts": "kept", ".gitignore": "kept",
+        ".github/workflows/wgmesh.yml": "unchanged", ".github/actions/wgmesh-setup/action.yml": "unchanged",
+        ".github/actions/wgmesh-setup/report.bash": "updated"}
+    assert (tmp_path / "mesh.yaml").read_text() == "mine\n"
+    assert (tmp_path / "known_hosts").read_text() == "h ssh-ed25519 AAAA\n"
+    assert (tmp_path / REPORT_PATH).read_text() == scaffold.report_text() and scaffold.outdated(tmp_path) == []
 
 
 @pytest.mark.parametrize(

@@ -206,4 +206,9 @@ def test_validate_render_init_documents() -> None:
     assert _doc(env)["nodes"] == [{"node": "aws", "config": "x", "path": "d/aws.conf"}]
     env = _env()
     JsonView(env).init(InitReport(Path("m"), (Path("m/mesh.yaml"),)))
-    assert _doc(env) == {"format_version": "1", "type": "init", "directory": "m", "created": ["m/mesh.yaml"]}
+    assert _doc(env) == {"format_version": "1", "type": "init", "directory": "m", "created": ["m/mesh.yaml"],
+                         "updated": [], "kept": [], "unchanged": []}
+    env = _env()
+    JsonView(env).init(InitReport(Path("m"), (), (Path("m/r"),), (Path("m/mesh.yaml"),), (Path("m/a"),)))
+    assert _doc(env)["updated"] == ["m/r"] and _doc(env)["kept"] == ["m/mesh.yaml"] and _doc(env)["unchanged"] == [
+        "m/a"]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wgmesh import meshfile
-from wgmesh.commands.common import ExitStatus, Failure, finding
+from wgmesh.commands.common import ExitStatus, Failure, finding, pipeline_warning
 from wgmesh.meshfile import MeshError
 from wgmesh.views import make_view
 from wgmesh.views.env import Environment
@@ -25,6 +25,7 @@ def validate(file: Path, env: Environment, json: bool = False) -> ExitStatus:
         if json:  # the document says why; the failure's lines still go to stderr
             view.validate(ValidateReport(file, False, tuple(finding(d) for d in e.diagnostics)))
         raise
+    pipeline_warning(file, view)
     view.validate(ValidateReport(
         file, True, tuple(finding(w) for w in warnings), mesh=mesh.name, interface=mesh.interface,
         nodes=len(mesh.nodes), enrolled=sum(1 for n in mesh.nodes if n.public_key),
@@ -167,9 +168,12 @@ def init(directory: Path, force: bool, env: Environment, json: bool = False) -> 
     try:
         written = scaffold.init_repo(directory, force=force)
     except FileExistsError as e:
-        raise Failure(f"{e.filename or e} already exists; use --force to overwrite") from None
+        raise Failure(f"{e.filename or e} already exists; use --force to refresh the pipeline's files (it keeps "
+                      "mesh.yaml, known_hosts and .gitignore)") from None
     except OSError as e:
         raise Failure(f"cannot write {e.filename or directory}: {e.strerror or type(e).__name__}; nothing more was "
                       "written") from None
-    make_view(env, json).init(InitReport(directory, tuple(written)))
+    by = {what: tuple(p for p, done in written.items() if done == what)
+          for what in ("created", "updated", "kept", "unchanged")}
+    make_view(env, json).init(InitReport(directory, by["created"], by["updated"], by["kept"], by["unchanged"]))
     return ExitStatus.OK

@@ -58,8 +58,14 @@ def starter_files(directory: Path) -> dict[Path, str]:
     }
 
 
-def init_repo(directory: Path, force: bool = False) -> list[Path]:
-    """Create the mesh repo files in `directory` (made if missing) and return their paths.
+USER_FILES = (MESH_FILE, KNOWN_HOSTS, GITIGNORE)  # the repo's own data once made: init never replaces them
+PIPELINE = (WORKFLOW_PATH, ACTION_PATH, REPORT_PATH)  # what `init --force` refreshes
+
+
+def init_repo(directory: Path, force: bool = False) -> dict[Path, str]:
+    """Create the mesh repo files in `directory` (made if missing); each path -> what was done: `created`, or
+    with `force`, for a file already there, `updated` or `unchanged` (the pipeline's files: refreshed to this
+    version's) or `kept` (mesh.yaml, known_hosts, .gitignore: the repo's own, never replaced).
 
     Unless `force`, raises FileExistsError before writing anything; its `filename` lists every file
     that exists already.
@@ -70,7 +76,36 @@ def init_repo(directory: Path, force: bool = False) -> list[Path]:
     if existing and not force:
         names = ", ".join(str(p) for p in existing)
         raise FileExistsError(errno.EEXIST, "already exists (use --force to overwrite)", names)
+    done: dict[Path, str] = {}
     for path, text in files.items():
+        if path.exists() and path.relative_to(directory).as_posix() in USER_FILES:
+            done[path] = "kept"
+            continue
+        if path.exists():
+            try:
+                same = path.read_text(encoding="utf-8") == text
+            except (OSError, UnicodeDecodeError):
+                same = False
+            if same:
+                done[path] = "unchanged"
+                continue
+        done[path] = "updated" if path.exists() else "created"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    return list(files)
+    return done
+
+
+def outdated(directory: Path) -> list[Path]:
+    """The files of the action the pipeline's jobs share (action.yml, report.bash: wgmesh's own, unlike the
+    workflow, which people adapt) in the mesh repo in `directory` that differ from what this wgmesh generates:
+    made by another version, or changed by hand. A file that is not there is none of them."""
+    out = []
+    for rel, make in ((ACTION_PATH, action_text), (REPORT_PATH, report_text)):
+        path = directory / rel
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text != make():
+            out.append(path)
+    return out

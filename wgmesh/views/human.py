@@ -266,4 +266,13 @@ class HumanView:
     def init(self, report: InitReport) -> None:
         for p in report.created:
             self.env.stdout.write(f"created {p}\n")
+        for p in report.updated:
+            self.env.stdout.write(f"updated {p} (this version's)\n")
+        for p in report.unchanged:
+            self.env.stdout.write(f"unchanged {p}\n")
+        for p in report.kept:
+            self.env.stdout.write(f"kept {p} (the repo's own: init never replaces it)\n")
+        if report.updated or report.kept or report.unchanged:
+            self.env.stdout.write("Next: review the changes (git diff), commit them.\n")
+            return
         self.env.stdout.write(f"Next: add your nodes to {report.directory / 'mesh.yaml'}, then `wgmesh validate`.\n")

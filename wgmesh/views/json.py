@@ -87,7 +87,8 @@ class JsonView:
     def init(self, report: InitReport) -> None:
         self._dump(
             {"format_version": FORMAT_VERSION, "type": "init", "directory": str(report.directory),
-             "created": [str(p) for p in report.created]}
+             "created": [str(p) for p in report.created], "updated": [str(p) for p in report.updated],
+             "kept": [str(p) for p in report.kept], "unchanged": [str(p) for p in report.unchanged]}
         )
 
 

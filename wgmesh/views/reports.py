@@ -58,6 +58,9 @@ class RenderReport:
 class InitReport:
     directory: Path
     created: tuple[Path, ...]
+    updated: tuple[Path, ...] = ()  # --force: pipeline files this version wrote anew
+    kept: tuple[Path, ...] = ()  # --force: the repo's own files (mesh.yaml, known_hosts, .gitignore), untouched
+    unchanged: tuple[Path, ...] = ()  # --force: pipeline files already this version's
 
 
 @dataclass(frozen=True)
