@@ -103,6 +103,7 @@ class Server:
     commands: list[tuple[str, str]] = field(default_factory=list)  # (user, command line)
     transports: list[paramiko.Transport] = field(default_factory=list)
     stall_exec: threading.Event | None = None
+    offered: list[str] = field(default_factory=list)  # the public keys clients offered, base64, in order
 
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key.get_name()} {self.host_key.get_base64()}\n"
@@ -118,6 +119,7 @@ class _Interface(paramiko.ServerInterface):
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         self.user = username
+        self.server.offered.append(key.get_base64())
         return paramiko.AUTH_FAILED if username == "refused" else paramiko.AUTH_SUCCESSFUL  # no key lets it in
 
     def check_channel_request(self, kind: str, chanid: int) -> int:

@@ -182,8 +182,10 @@ def _load_known_hosts(path: Path) -> _Pins:
             raise SshError(f"cannot read known_hosts {path}: line {lineno} is not a valid known_hosts entry") from None
         if entry is None:  # too few fields or a key type paramiko does not know: skipped, as paramiko does
             continue
+        # a hashed field is one name, commas and all, as OpenSSH reads it (paramiko splits it at its commas)
+        names = [fields[0]] if fields and fields[0].startswith("|1|") else entry.hostnames
         try:
-            keys.add_line(entry.hostnames, entry.key)
+            keys.add_line(names, entry.key)
         except ValueError:
             raise SshError(f"cannot read known_hosts {path}: line {lineno} has a hashed host name that is not "
                            "|1|SALT|HASH (as ssh-keygen -H writes it)") from None
@@ -197,8 +199,8 @@ def _bare(name: str) -> str:
 
 
 def _lookup_name(pins: _Pins, name: str) -> str:
-    """The name a host is looked up by: `[host]:port` when some line names it so, else (a port other than 22
-    with no line of its own) the bare host, as OpenSSH falls back to it."""
+    """The name whose pins order the key types asked for: `[host]:port` when some line names it so, else (a
+    port other than 22 with no line of its own) the bare host."""
     if any(k.keys_for(name) for k in (pins.pinned, pins.revoked, pins.authorities)):
         return name
     return _bare(name)
@@ -258,7 +260,10 @@ class KnownHosts:
     def _check(self, known_hosts: Path, pins: _Pins, name: str, key: paramiko.PKey, where: str) -> bool:
         offered = f"{key.get_name()} {fingerprint(key)}"
         revoked = [*pins.revoked.keys_for(name), *pins.revoked.keys_for(_bare(name))]  # revoked under either name
-        name = _lookup_name(pins, name)
+        if _lookup_name(pins, name) != name and key in pins.pinned.keys_for(_bare(name)) and key not in revoked:
+            # a port other than 22 with no line of its own: a key pinned under the bare host is accepted, as
+            # OpenSSH does; any other key is unknown for `[host]:port` (not a mismatch of the bare host's)
+            return True
         if key in revoked:
             raise HostKeyRefused(
                 f"host key REVOKED for {where}: the server offered {offered}, which {known_hosts} marks @revoked. "

@@ -19,6 +19,7 @@ channel.py reads a command's channel and judges what came back; known_hosts.py h
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -104,12 +105,22 @@ def _check_identity(identity: str) -> None:
 
 def _load_identity(identity: str) -> paramiko.PKey | None:
     """The private key in the identity file; None when it needs a passphrase. SshError naming the file when it
-    holds no private key paramiko can use (a .pub, garbage)."""
+    holds no private key paramiko can use (a .pub, garbage, a DSA key)."""
+    import warnings
+
+    from paramiko.pkey import UnknownKeyType
+
     paramiko = _paramiko()
     try:
-        return paramiko.PKey.from_path(Path(identity).expanduser())
+        with warnings.catch_warnings():  # cryptography's deprecation of DSA: said below, once, as our own line
+            warnings.simplefilter("ignore")
+            return paramiko.PKey.from_path(Path(identity).expanduser())
     except paramiko.PasswordRequiredException:
         return None
+    except UnknownKeyType as e:
+        kind = e.key_type.__name__ if isinstance(e.key_type, type) else str(e.key_type)
+        raise SshError(f"cannot use the identity file {identity}: paramiko does not take its key type "
+                       f"({kind.removesuffix('PrivateKey')}); use an ed25519 key (ssh-keygen -t ed25519)") from None
     except TypeError as e:  # cryptography's word for an OpenSSH key with a passphrase
         if "password" in str(e).lower():
             return None
@@ -122,6 +133,17 @@ def _load_identity(identity: str) -> paramiko.PKey | None:
         raise SshError(f"cannot use the identity file {identity}: it holds no private key paramiko can read "
                        f"({type(e).__name__}); give the private key, not its .pub (ssh.identity_file or "
                        "WGMESH_SSH_IDENTITY)") from None
+
+
+def _agent_key_for(identity: str) -> paramiko.PKey | None:
+    """ssh-agent's key whose public half is IDENTITY.pub; None without an agent, a .pub or a match."""
+    paramiko = _paramiko()
+    try:
+        blob = base64.b64decode(Path(identity + ".pub").expanduser().read_text().split()[1])
+        keys = paramiko.Agent().get_keys()
+    except (OSError, IndexError, ValueError, paramiko.SSHException):
+        return None
+    return next((k for k in keys if k.asbytes() == blob), None)
 
 
 DEFAULT_KEYS = ("id_rsa", "id_ecdsa", "id_ed25519")  # what paramiko's look_for_keys tries, in its order
@@ -274,6 +296,9 @@ class SshTransport:
             pkey = _load_identity(identity)  # None: it needs a passphrase (ssh-agent may hold the key)
             if pkey is None:
                 unused = f" ({identity} needs a passphrase: add the key to ssh-agent)"
+                # the agent's key of that identity (by IDENTITY.pub) first and alone, as `ssh -i` offers it:
+                # offered every agent key in turn, sshd's MaxAuthTries (6) ends the login before it
+                pkey = _agent_key_for(identity)
         else:
             default_keys, loose = _default_keys()
             if loose:
@@ -300,7 +325,7 @@ class SshTransport:
                 timeout=self.timeout,
                 banner_timeout=self.timeout,
                 auth_timeout=self.timeout,
-                allow_agent=True,
+                allow_agent=not (identity and pkey is not None),  # an identity given: that key, none other
                 look_for_keys=False,  # the default keys are given above, those others cannot read
                 sock=sock,
                 transport_factory=transport_factory,
@@ -324,8 +349,8 @@ class SshTransport:
             client.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
             if reason == "No authentication methods available":
-                reason += (" (no key to log in with: set ssh.identity_file or WGMESH_SSH_IDENTITY, or add the key "
-                           f"to ssh-agent){unused}")
+                reason += unused if identity else (" (no key to log in with: set ssh.identity_file or "
+                                                   f"WGMESH_SSH_IDENTITY, or add the key to ssh-agent){unused}")
             reason = proxy.explain(reason) if proxy is not None else reason
             err = SshError(f"cannot connect to {where}: {reason}")
             err.retryable = isinstance(e, ConnectionError | paramiko.ssh_exception.NoValidConnectionsError)  # type: ignore[attr-defined]
