@@ -227,8 +227,8 @@ def test_a_confirmation_the_node_refuses_is_a_failure() -> None:
     result = _one(fake, states, plans, "aws")
     assert result.outcome is Outcome.FAILED
     assert result.message.startswith("the change could not be confirmed: no record of this apply on the node "
-                                     "(restarted?), so nothing there reverts it; read again, the node still differs "
-                                     "from before the apply (")  # review K: the reboot kept the new config
+                                     "(restarted? a shutdown in order undoes the change first, a crash keeps it); "
+                                     "read again, the node still differs from before the apply (")  # review K, U
 
 
 def test_a_rollback_is_reported_done_only_when_the_node_is_as_before() -> None:

@@ -173,10 +173,11 @@ def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, before: Mapp
     if outcome == "reverted":
         return f"{UNREACHABLE} in time; it restored its previous config by itself {confirm_timeout}s after the change"
     if got.exit_status == 3 and "no record" in got.stderr:
-        # restarted (the run's records and its revert timer were on a tmpfs) or its files removed: what is
-        # there now stays, and only a read tells what that is
-        return ("the change could not be confirmed: no record of this apply on the node (restarted?), so nothing "
-                f"there reverts it; {_read_back(mesh, transport, node, before)}")
+        # restarted (the run's records and its revert timer were on a tmpfs; a shutdown in order, SIGTERM, has
+        # the timer undo the change first) or its files removed: only a read tells what the node has now
+        return ("the change could not be confirmed: no record of this apply on the node (restarted? a shutdown in "
+                "order undoes the change first, a crash keeps it); "
+                f"{_read_back(mesh, transport, node, before)}")
     return f"the change could not be confirmed: {_failure(got)}"
 
 
