@@ -94,3 +94,29 @@ def test_a_moved_peer_is_named_not_numbered(saved: tuple[Path, Path]) -> None:
     names = {n.public_key: n.name for n in MESH.nodes if n.public_key}
     reasons = planfile.staleness(got, mesh_path, moved, names=names)
     assert reasons == ["node gcp: live state changed (peer azure.endpoint)"]
+
+
+def test_a_plan_saved_by_another_version_says_so(saved: tuple[Path, Path]) -> None:
+    """Review U: a plan saved by the version before (its node states without a field this one records) was
+    refused as if every node had moved (`live state changed (busy_runs)`)."""
+    out, mesh_path = saved
+    doc = json.loads(out.read_text())
+    for state in doc["states"].values():
+        del state["busy_runs"]
+    out.write_text(json.dumps(doc))
+    same = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp")})
+    assert planfile.staleness(planfile.read(out), mesh_path, same) == [
+        "it was saved by another wgmesh version (its node states have other fields): run wgmesh plan again"]
+
+
+def test_a_node_whose_plan_is_an_error_now_is_named_with_it(saved: tuple[Path, Path]) -> None:
+    """Review R3: a node made unsafe since (a preflight fact no fingerprint records) read as `now: no change`."""
+    out, mesh_path = saved
+    same = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp")})
+    unsafe = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp", missing=("runowner",))})
+    unsafe = dataclasses.replace(unsafe, fingerprints=same.fingerprints, comparable=same.comparable)
+    reasons = planfile.staleness(planfile.read(out), mesh_path, unsafe, plan_from_reading(MESH, unsafe))
+    assert reasons == ["node gcp: preflight: /run/wireguard or its parent folder is not root's alone (another user "
+                       "owns it or may write in it, where wgmesh keeps its lock and a run's records as root): chown "
+                       "root: /run/wireguard; chmod 755 /run/wireguard; chmod go-w /run; wgmesh changes nothing on "
+                       "this node until then"]

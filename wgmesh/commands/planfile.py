@@ -149,6 +149,11 @@ def staleness(
     why = mesh_changed(saved, mesh_path)
     if why:
         reasons.append(why)
+    if any(isinstance(saved.states.get(n), dict) and set(saved.states[n]) != set(reading.comparable[n])
+           for n in reading.comparable):
+        # a node state of other fields than this wgmesh records: not a change on the node
+        return [*reasons, "it was saved by another wgmesh version (its node states have other fields): run wgmesh "
+                          "plan again"]
     for name in sorted(set(saved.fingerprints) | set(reading.fingerprints) | set(reading.errors)):
         if name in reading.errors:
             continue  # reported as a node error by apply
@@ -158,8 +163,11 @@ def staleness(
             reasons.append(f"node {name}: {_what_moved(saved.states.get(name), reading, name, names or {})}")
     if not reasons and plan is not None and saved.changes is not None:
         now_changes = _changes(plan_to_dict(plan))
+        now_errors = {n.node: n.error for n in plan.nodes if n.error}
         for name in sorted(set(saved.changes) | set(now_changes)):
-            if saved.changes.get(name, []) != now_changes.get(name, []):
+            if name in now_errors:  # the node's plan is an error now (a preflight fact no fingerprint records)
+                reasons.append(f"node {name}: {now_errors[name]}")
+            elif saved.changes.get(name, []) != now_changes.get(name, []):
                 shown = ", ".join(dict.fromkeys(f"{c.get('action')} {c.get('kind')} {c.get('name')}".rstrip()
                                                 for c in now_changes.get(name, []))) or "no change"
                 reasons.append(f"node {name}: the plan now differs from the saved one (now: {shown})")
