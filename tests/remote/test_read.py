@@ -1026,6 +1026,19 @@ def test_preflight_names_a_read_only_key_folder_under_busybox_too(node: Stubs, t
     assert sorted(os.listdir(kd)) == []
 
 
+def test_preflight_names_a_read_only_run_folder(node: Stubs, tmp_path: Path) -> None:
+    """Review R3: a read-only /run/wireguard passed plan; apply then failed with the shell's own `cannot create
+    /run/wireguard/wgmesh-wg0.lock`."""
+    full_node(node)
+    run = Path("/run/wireguard") if Path("/run/wireguard").is_dir() else Path("/run")
+    node.make_read_only(run)
+    state = parse_read_output("wg0", read(node))
+    assert state.missing == ("rundir",)
+    assert nodeos.preflight_error(state.missing, "debian") == (
+        "preflight: /run/wireguard is not writable (nor can it be created): wgmesh keeps its lock and a run's records "
+        "there; wgmesh changes nothing on this node until then")
+
+
 def test_preflight_follows_a_linked_key_folder(node: Stubs, tmp_path: Path) -> None:
     """Review R2: /etc/wireguard as a symbolic link (mode 777, as every link) to a folder of root's alone was
     refused with a fix that could not help. The folder is judged as it is on disk, and the link's own folder."""

@@ -17,7 +17,8 @@ FLOCK = "flock"
 CONF_DIR = "confdir"  # /etc/wireguard is not writable (and cannot be created)
 CONF_OWNER = "confowner"  # /etc/wireguard or its parent is not root's alone (another user owns or may write it)
 RUN_OWNER = "runowner"  # the same of /run/wireguard (the lock, a run's records and its revert timer's script)
-KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR, CONF_OWNER, RUN_OWNER)
+RUN_DIR_RO = "rundir"  # /run/wireguard is not writable (and cannot be created)
+KNOWN = (WG, WG_QUICK, IP, IP_BUSYBOX, IP_JSON, FLOCK, CONF_DIR, CONF_OWNER, RUN_OWNER, RUN_DIR_RO)
 # The firewall tools, needed only where the plan asks for rules (core.routing names them).
 IPTABLES = "iptables"
 IP6TABLES = "ip6tables"
@@ -99,6 +100,9 @@ def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | No
         problems.append(f"{KEY_DIR} or its parent folder is not root's alone (another user owns it or may write "
                         f"in it, and could plant a link where wgmesh writes keys and configs as root): chown root: "
                         f"{KEY_DIR}; chmod 700 {KEY_DIR}; chmod go-w {KEY_DIR.rsplit('/', 1)[0] or '/'}")
+    if RUN_DIR_RO in missing:
+        problems.append(f"{RUN_DIR} is not writable (nor can it be created): wgmesh keeps its lock and a run's "
+                        "records there")
     if RUN_OWNER in missing:
         problems.append(f"{RUN_DIR} or its parent folder is not root's alone (another user owns it or may write in "
                         f"it, where wgmesh keeps its lock and a run's records as root): chown root: {RUN_DIR}; "

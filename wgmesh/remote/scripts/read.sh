@@ -57,9 +57,13 @@ read_ro() {  # true when folder $1 (as on disk) is on a file system mounted read
     if ((m == "/" || p == m || index(p, m "/") == 1) && length(m) >= best) { best = length(m); ro = ($4 ~ /(^|,)ro(,|$)/) }
   } END { exit !ro }' /proc/self/mounts 2>/dev/null
 }
-if [ -d "$KEY_DIR" ]; then read_kd=$KEY_DIR; else read_kd=${KEY_DIR%/*}/; fi
-read_kd_real=$(cd "$read_kd" 2>/dev/null && pwd -P) || read_kd_real=$read_kd
-if [ ! -w "$read_kd" ] || read_ro "$read_kd_real"; then echo "lacks confdir"; fi
+read_unwritable() {  # true when folder $1 (or, absent, its parent, where it would be made) cannot be written
+  if [ -d "$1" ]; then read_wd=$1; else read_wd=${1%/*}/; fi
+  read_wd_real=$(cd "$read_wd" 2>/dev/null && pwd -P) || read_wd_real=$read_wd
+  [ ! -w "$read_wd" ] || read_ro "$read_wd_real"
+}
+if read_unwritable "$KEY_DIR"; then echo "lacks confdir"; fi
+if read_unwritable /run/wireguard; then echo "lacks rundir"; fi
 if wgm_unsafe_dir "$KEY_DIR" >/dev/null; then echo "lacks confowner"; fi
 if wgm_unsafe_dir /run/wireguard >/dev/null; then echo "lacks runowner"; fi
 
