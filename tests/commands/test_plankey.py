@@ -214,7 +214,7 @@ def test_graph_live_reads_each_node_once_and_marks_an_unreadable_one(tmp_path: P
     assert status == ExitStatus.ERROR  # a node could not be read: the picture is printed all the same
     assert sorted(n for n, *_ in fake.scripts) == sorted(enrolled[:-1])
     out = env.stdout.getvalue()
-    assert out.startswith('graph "') and "live" in out and "unreachable" in out
+    assert out.startswith('graph "') and "live" in out and "not read" in out
     assert f"{enrolled[-1]}: cannot connect: timed out" in env.stderr.getvalue()
 
 

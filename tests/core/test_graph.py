@@ -274,7 +274,7 @@ def test_mermaid_static_and_unreachable() -> None:
     assert doc["styles"] == {}  # static: Mermaid's own line colour
     live = parse_mermaid(mermaid(build_graph(m, _live(m, {}, unreachable=("gcp",)))))
     assert live["members"]["down"] == ["n2"]
-    assert "unreachable" in live["nodes"]["n2"]
+    assert "not read" in live["nodes"]["n2"]  # unreachable, or reached and refused (review U)
 
 
 def test_mermaid_ids_survive_names_mermaid_would_misread() -> None:

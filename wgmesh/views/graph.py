@@ -30,8 +30,8 @@ def _lines(n: GraphNode) -> list[str]:
         notes.append("behind NAT")
     if not n.enrolled:
         notes.append("not enrolled")
-    if n.reachable is False:
-        notes.append("unreachable")
+    if n.reachable is False:  # not read: unreachable, or reached and refused (the error lines say which)
+        notes.append("not read")
     elif n.interface is False:
         notes.append("no interface")
     return [head, *([", ".join(notes)] if notes else []), *n.addresses, *n.subnets]

@@ -111,7 +111,8 @@ def _devices(report: CheckReport) -> str:
 def _handshake_text(v: status_core.PeerView) -> str:
     if v.state in (Handshake.FRESH, Handshake.STALE):
         return formats.format_age(v.age)
-    return {Handshake.SELF: "-"}.get(v.state, v.state.value)
+    # a node that could not be read: unreachable, or reached and refused (a login, a plan key's old read script)
+    return {Handshake.SELF: "-", Handshake.UNREACHABLE: "not read"}.get(v.state, v.state.value)
 
 
 def _cell_text(v: status_core.PeerView) -> str:
