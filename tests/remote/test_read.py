@@ -1054,6 +1054,11 @@ def test_preflight_follows_a_linked_key_folder(node: Stubs, tmp_path: Path) -> N
     real.parent.chmod(0o755)
     link.parent.chmod(0o777)  # where the link is, another user may replace the link
     assert parse_read_output("wg0", read(node, key_dir=link)).missing == ("confowner",)
+    link.parent.chmod(0o1777)  # ...unless the sticky bit keeps others from renaming what is not theirs
+    assert parse_read_output("wg0", read(node, key_dir=link)).missing == ()
+    if os.geteuid() == 0:  # a folder further up that another user owns could swap the whole path (review R3)
+        os.chown(tmp_path / "data", 65534, -1)
+        assert parse_read_output("wg0", read(node, key_dir=link)).missing == ("confowner",)
 
 
 def test_preflight_busybox_ip_with_a_running_interface(node: Stubs) -> None:

@@ -30,9 +30,10 @@
 #   wgm_write FILE           write stdin to FILE atomically: a temporary file in FILE's folder, mode 600,
 #                            flushed, renamed over FILE. Always feed it explicitly (`... | wgm_write F`, or a
 #                            heredoc): unredirected, it would read the rest of the script.
-#   wgm_unsafe_dir DIR       print DIR (a link followed), or its parent, when it is not the script user's (root's)
-#                            alone: owned by another user, or writable by group or others; false when all are safe
-#                            (or absent).
+#   wgm_unsafe_dir DIR       print DIR (a link followed) when it is not the script user's (root's) alone (owned by
+#                            another user, or writable by group or others), or a folder above it (or above the
+#                            link) that is neither root's nor ours, or that others may write without the sticky
+#                            bit; false when all are safe (or absent).
 #   wgm_own_dir DIR          exit 3 naming the folder and the fix when wgm_unsafe_dir finds one: another user
 #                            could plant a link where the script writes keys and configs as root.
 #   wgm_writable DIR         true when a file can be created in DIR (a probe file, removed at once: `test -w` is
@@ -92,15 +93,28 @@ wgm_lock() {
 
 wgm_unsafe_dir() {
   wgm_ud_me=$(id -u)
-  # the folder as it is on disk (a symbolic link followed) and its parent, and the parent of the name given
-  # (who may write there may replace the link)
   wgm_ud_real=$(cd "$1" 2>/dev/null && pwd -P) || wgm_ud_real=$1
-  for wgm_ud in "$wgm_ud_real" "${wgm_ud_real%/*}" "${1%/*}"; do
-    if [ -z "$wgm_ud" ] || [ ! -d "$wgm_ud" ]; then continue; fi
-    case $(stat -c '%u %a' "$wgm_ud" 2>/dev/null) in
+  # the folder itself, as it is on disk (a symbolic link followed): ours alone
+  if [ -d "$wgm_ud_real" ]; then
+    case $(stat -c '%u %a' "$wgm_ud_real" 2>/dev/null) in
     "$wgm_ud_me "*[0145][0145] | "$wgm_ud_me "[0145][0145]) ;;
-    *) printf '%s\n' "$wgm_ud"; return 0 ;;
+    *) printf '%s\n' "$wgm_ud_real"; return 0 ;;
     esac
+  fi
+  # every folder above it, and above the name given (who may write there may replace the link): root's or ours,
+  # and written by others only with the sticky bit (they cannot rename what is not theirs), as OpenSSH's
+  # StrictModes asks of a path
+  for wgm_ud_top in "$wgm_ud_real" "$1"; do
+    wgm_ud=${wgm_ud_top%/*}
+    while [ -n "$wgm_ud" ]; do
+      if [ -d "$wgm_ud" ]; then
+        case $(stat -c '%u %a' "$wgm_ud" 2>/dev/null) in
+        "0 "*[0145][0145] | "$wgm_ud_me "*[0145][0145] | "0 "[1357]??? | "$wgm_ud_me "[1357]???) ;;
+        *) printf '%s\n' "$wgm_ud"; return 0 ;;
+        esac
+      fi
+      wgm_ud=${wgm_ud%/*}
+    done
   done
   return 1
 }
