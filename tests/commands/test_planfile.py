@@ -106,7 +106,7 @@ def test_a_plan_saved_by_another_version_says_so(saved: tuple[Path, Path]) -> No
     out.write_text(json.dumps(doc))
     same = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp")})
     assert planfile.staleness(planfile.read(out), mesh_path, same) == [
-        "it was saved by another wgmesh version (its node states have other fields): run wgmesh plan again"]
+        "it was saved by another wgmesh version (its node states have other fields)"]
 
 
 def test_a_node_whose_plan_is_an_error_now_is_named_with_it(saved: tuple[Path, Path]) -> None:
@@ -120,3 +120,20 @@ def test_a_node_whose_plan_is_an_error_now_is_named_with_it(saved: tuple[Path, P
                        "owns it or may write in it, where wgmesh keeps its lock and a run's records as root): chown "
                        "root: /run/wireguard; chmod 755 /run/wireguard; chmod go-w /run; wgmesh changes nothing on "
                        "this node until then"]
+
+
+def test_a_node_that_was_an_error_in_the_saved_plan_too_does_not_make_it_stale(tmp_path: Path) -> None:
+    """Review R4: a saved plan with a node that could not be planned (unreachable, a preflight error) could never
+    be applied any more: that node's error, the same at apply, made the plan stale. It is that node's error, and
+    the others are applied."""
+    mesh_path = tmp_path / "mesh.yaml"
+    mesh_path.write_text("version: 1\n")
+    unsafe = _reading({"aws": fresh(MESH, "aws"), "gcp": converged(MESH, "gcp", missing=("runowner",))})
+    out = tmp_path / "p.plan"
+    planfile.write(out, mesh_path, ("aws", "gcp"), unsafe, plan_from_reading(MESH, unsafe))
+    saved = planfile.read(out)
+    assert saved.plan_errors is not None and "gcp" in saved.plan_errors
+    assert planfile.staleness(saved, mesh_path, unsafe, plan_from_reading(MESH, unsafe)) == []
+    gone = Reading({"aws": fresh(MESH, "aws")}, {"gcp": "cannot connect: timed out"},
+                   {"aws": unsafe.fingerprints["aws"]}, {"aws": unsafe.comparable["aws"]})
+    assert planfile.staleness(saved, mesh_path, gone, plan_from_reading(MESH, gone)) == []

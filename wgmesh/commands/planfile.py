@@ -39,6 +39,7 @@ class SavedPlan:
     states: dict[str, Any]
     errors: dict[str, str]
     changes: dict[str, Any] | None = None  # per node, the changes the saved plan showed (None: not recorded)
+    plan_errors: dict[str, str] | None = None  # per node, the error its plan was (a preflight, a conflict)
 
 
 def mesh_digest(path: Path) -> str:
@@ -120,6 +121,7 @@ def read(path: Path) -> SavedPlan:
             states=dict(doc["states"]),
             errors=dict(doc.get("errors", {})),
             changes=_changes(doc["plan"]) if isinstance(doc.get("plan"), dict) else None,
+            plan_errors=_plan_errors(doc["plan"]) if isinstance(doc.get("plan"), dict) else None,
         )
     except (KeyError, TypeError) as e:
         raise PlanFileError(f"{path}: damaged saved plan ({e})") from None
@@ -129,6 +131,12 @@ def _changes(plan_doc: dict[str, Any]) -> dict[str, Any]:
     """{node: its changes} of a plan's JSON document, as JSON reads them back."""
     nodes = json.loads(json.dumps(plan_doc.get("nodes") or []))
     return {n["node"]: n.get("changes") or [] for n in nodes if isinstance(n, dict) and "node" in n}
+
+
+def _plan_errors(plan_doc: dict[str, Any]) -> dict[str, str]:
+    """{node: the error its plan was} of a plan's JSON document."""
+    nodes = plan_doc.get("nodes") or []
+    return {n["node"]: str(n["error"]) for n in nodes if isinstance(n, dict) and "node" in n and n.get("error")}
 
 
 def mesh_changed(saved: SavedPlan, mesh_path: Path) -> str | None:
@@ -152,8 +160,7 @@ def staleness(
     if any(isinstance(saved.states.get(n), dict) and set(saved.states[n]) != set(reading.comparable[n])
            for n in reading.comparable):
         # a node state of other fields than this wgmesh records: not a change on the node
-        return [*reasons, "it was saved by another wgmesh version (its node states have other fields): run wgmesh "
-                          "plan again"]
+        return [*reasons, "it was saved by another wgmesh version (its node states have other fields)"]
     for name in sorted(set(saved.fingerprints) | set(reading.fingerprints) | set(reading.errors)):
         if name in reading.errors:
             continue  # reported as a node error by apply
@@ -163,9 +170,13 @@ def staleness(
             reasons.append(f"node {name}: {_what_moved(saved.states.get(name), reading, name, names or {})}")
     if not reasons and plan is not None and saved.changes is not None:
         now_changes = _changes(plan_to_dict(plan))
-        now_errors = {n.node: n.error for n in plan.nodes if n.error}
+        # a node whose plan is an error now and was not then (a preflight fact no fingerprint records); one that
+        # was an error in the saved plan too, or cannot be read now, is that node's error at apply, as before
+        was_error = saved.plan_errors or {}
+        now_errors = {n.node: n.error for n in plan.nodes
+                      if n.error and n.node not in was_error and n.node not in reading.errors}
         for name in sorted(set(saved.changes) | set(now_changes)):
-            if name in now_errors:  # the node's plan is an error now (a preflight fact no fingerprint records)
+            if name in now_errors:
                 reasons.append(f"node {name}: {now_errors[name]}")
             elif saved.changes.get(name, []) != now_changes.get(name, []):
                 shown = ", ".join(dict.fromkeys(f"{c.get('action')} {c.get('kind')} {c.get('name')}".rstrip()
