@@ -95,10 +95,32 @@ def test_a_mesh_repo_with_another_versions_pipeline_is_told_how_to_refresh_it(tm
     code, _, err = _run("validate", "-f", str(target / "mesh.yaml"))
     assert code == 0
     assert f"{report}: not what this wgmesh writes (made by another version, or changed by hand); `wgmesh init " \
-           f"--force {target}` refreshes the pipeline's files (it keeps mesh.yaml, known_hosts and .gitignore)" in err
+           f"--force {target}` refreshes the pipeline's files, the workflow too (review its diff), and keeps " \
+           "mesh.yaml, known_hosts and .gitignore" in err
     code, out, _ = _run("init", str(target), "--force")
     assert code == 0 and f"updated {report}" in out and f"kept {target / 'mesh.yaml'}" in out
     assert "init --force" not in _run("validate", "-f", str(target / "mesh.yaml"))[2]
+
+
+def test_init_force_keeps_a_linked_mesh_yaml_and_quotes_the_folder_it_names(tmp_path: Path) -> None:
+    """Review R4: the warning named `init --force my mesh` (two words for the shell), and init --force refused a
+    mesh.yaml that links to the real file, which it would keep anyway."""
+    target = tmp_path / "my mesh"
+    assert _run("init", str(target))[0] == 0
+    (target / "meshes").mkdir()
+    (target / "mesh.yaml").rename(target / "meshes" / "prod.yaml")
+    (target / "mesh.yaml").symlink_to("meshes/prod.yaml")
+    report = target / ".github/actions/wgmesh-setup/report.bash"
+    report.write_text("# older\n")
+    err = _run("validate", "-f", str(target / "mesh.yaml"))[2]
+    assert f"`wgmesh init --force '{target}'`" in err
+    code, out, err = _run("init", str(target), "--force")
+    assert code == 0, err
+    assert f"kept {target / 'mesh.yaml'}" in out and (target / "mesh.yaml").is_symlink()
+    (target / "known_hosts").unlink()
+    (target / "known_hosts").symlink_to(tmp_path / "nowhere")  # dangling: init would write through it
+    code, _, err = _run("init", str(target), "--force")
+    assert code == 1 and "is a symbolic link" in err and not (tmp_path / "nowhere").exists()
 
 
 def test_init_of_a_file_or_an_unwritable_place_is_one_clear_line(tmp_path: Path) -> None:

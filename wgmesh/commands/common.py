@@ -86,13 +86,16 @@ def load_mesh(path: Path, view: View) -> Mesh:
 def pipeline_warning(path: Path, view: View) -> None:
     """Say when the mesh repo's shared action (its CI steps and report) is not this wgmesh's: an upgrade leaves
     the repo's copy as it was, and `init --force` refreshes it."""
+    import shlex
+
     from wgmesh import scaffold
 
     stale = scaffold.outdated(path.parent)
     if stale:
         view.warning(f"{', '.join(str(p) for p in stale)}: not what this wgmesh writes (made by another version, or "
-                     f"changed by hand); `wgmesh init --force {path.parent}` refreshes the pipeline's files (it keeps "
-                     "mesh.yaml, known_hosts and .gitignore)")
+                     f"changed by hand); `wgmesh init --force {shlex.quote(str(path.parent))}` refreshes the "
+                     "pipeline's files, the workflow too (review its diff), and keeps mesh.yaml, known_hosts and "
+                     ".gitignore")
 
 
 def _view(env: Environment, as_json: bool) -> View:

@@ -157,7 +157,8 @@ def init(directory: Path, force: bool, env: Environment, json: bool = False) -> 
 
     if directory.is_symlink() and not directory.exists():
         raise Failure(f"{directory} is a symbolic link to nothing: give a folder (or make the one it names)")
-    links = [q for p in scaffold.starter_files(directory)
+    kept = scaffold.kept_files(directory) if force else set()  # never written: a link there is the repo's own
+    links = [q for p in scaffold.starter_files(directory) if p not in kept
              for q in (p, *(p.parents[i] for i in range(len(p.relative_to(directory).parents) - 1))) if q.is_symlink()]
     if links:  # a link planted as mesh.yaml (or as a folder on the way: .github/workflows) would have init write
         # wherever it points (as root: anywhere)

@@ -62,6 +62,11 @@ USER_FILES = (MESH_FILE, KNOWN_HOSTS, GITIGNORE)  # the repo's own data once mad
 PIPELINE = (WORKFLOW_PATH, ACTION_PATH, REPORT_PATH)  # what `init --force` refreshes
 
 
+def kept_files(directory: Path) -> set[Path]:
+    """The repo's own files that are there (a link to one that exists included): `init --force` keeps them."""
+    return {directory / name for name in USER_FILES if (directory / name).exists()}
+
+
 def init_repo(directory: Path, force: bool = False) -> dict[Path, str]:
     """Create the mesh repo files in `directory` (made if missing); each path -> what was done: `created`, or
     with `force`, for a file already there, `updated` or `unchanged` (the pipeline's files: refreshed to this
@@ -77,8 +82,9 @@ def init_repo(directory: Path, force: bool = False) -> dict[Path, str]:
         names = ", ".join(str(p) for p in existing)
         raise FileExistsError(errno.EEXIST, "already exists (use --force to overwrite)", names)
     done: dict[Path, str] = {}
+    kept = kept_files(directory)
     for path, text in files.items():
-        if path.exists() and path.relative_to(directory).as_posix() in USER_FILES:
+        if path in kept:
             done[path] = "kept"
             continue
         if path.exists():
