@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -1265,3 +1266,26 @@ def test_read_routing_names_a_listing_that_fails_and_legacy_tables(node: Stubs) 
     assert state.rules_failed == {(4, "filter"): incompatible}
     assert state.legacy_tables == frozenset({4})
     assert state.has_iptables and not state.forward_rules and state.masquerade == nets("192.168.20.0/24")
+
+
+@pytest.mark.parametrize(("mounts", "folder", "read_only"), [
+    (["/ ext4 rw", "/run tmpfs rw", "/run/wireguard tmpfs ro,nosuid"], "/run/wireguard", True),
+    (["/ ext4 rw", "/run tmpfs rw", "/run/wireguard tmpfs ro"], "/run/wireguardx", False),
+    # a read-only mount hidden under a later one on its parent (review R4): the later one is what is there
+    (["/ ext4 rw", "/run tmpfs rw", "/run/wireguard tmpfs ro", "/run tmpfs rw"], "/run/wireguard", False),
+    (["/ ext4 ro", "/etc ext4 rw"], "/etc/wireguard", False),
+    (["/ ext4 ro", "/etc ext4 rw"], "/opt/wireguard", True),
+    (["/ ext4 rw", "/my\\040dir tmpfs ro"], "/my dir/wg", True),
+])
+def test_the_read_tells_a_read_only_folder_by_the_mount_table(
+    node: Stubs, tmp_path: Path, mounts: list[str], folder: str, read_only: bool
+) -> None:
+    """read.sh's read_ro, as it is in the script, over a mount table of our own."""
+    script = (Path(__file__).resolve().parents[2] / "wgmesh" / "remote" / "scripts" / "read.sh").read_text()
+    function = re.search(r"^read_ro\(\) \{.*?^\}$", script, re.S | re.M)
+    assert function is not None
+    table = tmp_path / "mounts"
+    table.write_text("".join(f"dev{i} {m} 0 0\n" for i, m in enumerate(mounts)))
+    text = function.group(0).replace("/proc/self/mounts", str(table))
+    r = node.run(f"{text}\nif read_ro {shlex.quote(folder)}; then echo ro; else echo rw; fi\n")
+    assert r.stdout.strip() == ("ro" if read_only else "rw"), r.stderr

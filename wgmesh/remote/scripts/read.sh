@@ -51,11 +51,18 @@ else
 fi
 [ "$read_ip" = json ] || echo "lacks $read_ip"
 read_ro() {  # true when folder $1 (as on disk) is on a file system mounted read-only, by /proc/self/mounts:
-  # busybox's `test -w` is true for root even there, and a read writes nothing to find out
+  # busybox's `test -w` is true for root even there, and a read writes nothing to find out. The mounts are in
+  # the order they were made: one on a folder hides every earlier one on or under it.
   awk -v p="$1" '{
     m = $2; gsub(/\\040/, " ", m)
-    if ((m == "/" || p == m || index(p, m "/") == 1) && length(m) >= best) { best = length(m); ro = ($4 ~ /(^|,)ro(,|$)/) }
-  } END { exit !ro }' /proc/self/mounts 2>/dev/null
+    for (i in at) if (m == "/" || at[i] == m || index(at[i], m "/") == 1) delete at[i]
+    n++; at[n] = m; ro[n] = ($4 ~ /(^|,)ro(,|$)/)
+  } END {
+    for (i in at) if ((at[i] == "/" || p == at[i] || index(p, at[i] "/") == 1) && length(at[i]) > best) {
+      best = length(at[i]); found = ro[i]
+    }
+    exit !found
+  }' /proc/self/mounts 2>/dev/null
 }
 read_unwritable() {  # true when folder $1 (or, absent, its parent, where it would be made) cannot be written
   if [ -d "$1" ]; then read_wd=$1; else read_wd=${1%/*}/; fi
