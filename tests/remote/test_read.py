@@ -1059,7 +1059,14 @@ def test_preflight_follows_a_linked_key_folder(node: Stubs, tmp_path: Path) -> N
     assert parse_read_output("wg0", read(node, key_dir=link)).missing == ()
     if os.geteuid() == 0:  # a folder further up that another user owns could swap the whole path (review R3)
         os.chown(tmp_path / "data", 65534, -1)
-        assert parse_read_output("wg0", read(node, key_dir=link)).missing == ("confowner",)
+        state = parse_read_output("wg0", read(node, key_dir=link))
+        assert state.missing == ("confowner",)
+        assert state.unsafe_dirs == (str(tmp_path / "data"),)  # named: the fix is there (review R4)
+        assert nodeos.preflight_error(state.missing, "debian", state.unsafe_dirs) == (
+            f"preflight: {tmp_path / 'data'} must be root's, and written by no one else (another user could plant "
+            "a link where wgmesh writes keys, configs, its lock and a run's records as root, under /etc/wireguard and "
+            f"/run/wireguard): chown root: {tmp_path / 'data'}; chmod go-w {tmp_path / 'data'}; wgmesh changes "
+            "nothing on this node until then")
 
 
 def test_preflight_busybox_ip_with_a_running_interface(node: Stubs) -> None:

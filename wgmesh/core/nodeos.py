@@ -77,9 +77,10 @@ def install_hint(what: str, os_family: str | None) -> str:
     return f"Debian's package {_package(what, 'debian')}"
 
 
-def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | None:
+def preflight_error(missing: tuple[str, ...], os_family: str | None, unsafe: tuple[str, ...] = ()) -> str | None:
     """The node's error naming each missing tool and the package that provides it on that family (Debian's
-    names when the family is unknown); None when nothing is missing."""
+    names when the family is unknown); None when nothing is missing. `unsafe`: the folders that another user
+    owns or may write (named with the fix, when the read says which)."""
     if not missing:
         return None
     fam = os_family if os_family in PACKAGES else None
@@ -96,6 +97,12 @@ def preflight_error(missing: tuple[str, ...], os_family: str | None) -> str | No
             problems.append(f"this node lacks {lacks}; install: {PACKAGES[fam][0]} {' '.join(by_package)}")
     if CONF_DIR in missing:
         problems.append(f"{KEY_DIR} is not writable (nor can it be created)")
+    if unsafe and (CONF_OWNER in missing or RUN_OWNER in missing):
+        fixes = "; ".join(f"chown root: {d}; chmod go-w {d}" for d in unsafe)
+        problems.append(f"{', '.join(unsafe)} must be root's, and written by no one else (another user could plant "
+                        f"a link where wgmesh writes keys, configs, its lock and a run's records as root, under "
+                        f"{KEY_DIR} and {RUN_DIR}): {fixes}")
+        missing = tuple(m for m in missing if m not in (CONF_OWNER, RUN_OWNER))
     if CONF_OWNER in missing:
         problems.append(f"{KEY_DIR} or its parent folder is not root's alone (another user owns it or may write "
                         f"in it, and could plant a link where wgmesh writes keys and configs as root): chown root: "

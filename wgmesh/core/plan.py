@@ -188,7 +188,7 @@ def diff_node(
 def _diff_node(
     mesh: Mesh, node: Node, live: LiveState, fingerprint: str | None = None, index: MeshIndex | None = None
 ) -> NodePlan:
-    preflight = preflight_error(live.missing, live.os_family)
+    preflight = preflight_error(live.missing, live.os_family, live.unsafe_dirs)
     if preflight:  # the node lacks a tool wgmesh needs there: nothing changes on it
         if not node.decommission and node.public_key is not None:  # and the firewall's tool, if it lacks that too
             tools = routing.Extra()

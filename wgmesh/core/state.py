@@ -78,6 +78,8 @@ class LiveState:
     # preflight (core/nodeos.py): what the node lacks for what wgmesh does there, and its OS family
     missing: tuple[str, ...] = ()
     os_family: str | None = None
+    # the folders that made it lack confowner or runowner (another user owns or may write them)
+    unsafe_dirs: tuple[str, ...] = ()
     # routing (subnets): IP forwarding per IP version as the kernel has it now ({4: True, 6: False}; a version
     # the node did not report is absent), whether the node has iptables (the tool of wgmesh's IPv4 rules), whether
     # wgmesh's FORWARD accept rules for IF (in and out, comment `wgmesh:IF`) are in place, the same for ip6tables

@@ -131,10 +131,18 @@ def parse_preflight(body: str) -> tuple[tuple[str, ...], str | None]:
             words = [w for w in value.lower().split() if _OS_WORD.fullmatch(w)]
         elif key == "lacks" and value in nodeos.KNOWN:
             lacks.add(value)
+        elif key == "unsafe" and value:
+            continue  # (parse_unsafe)
         else:
             raise ParseError("read output: preflight section malformed")
     os_family = nodeos.family(words[0], tuple(words[1:])) if words else None
     return tuple(k for k in nodeos.KNOWN if k in lacks), os_family
+
+
+def parse_unsafe(body: str) -> tuple[str, ...]:
+    """The preflight section's `unsafe PATH` lines -> the folders another user owns or may write."""
+    found = (line.strip() for _, line in numbered_lines(body))
+    return tuple(dict.fromkeys(line[7:] for line in found if line.startswith("unsafe ")))
 
 
 def _keyfile(body: str) -> tuple[bool, str | None]:
@@ -296,6 +304,7 @@ def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> Live
         wg_quick_unit_enabled=_systemd(sections["systemd"]),
         missing=missing,
         os_family=os_family,
+        unsafe_dirs=parse_unsafe(sections["preflight"]),
         forwarding=parse_forwarding(sections.get("forwarding", "")),
         has_iptables=None if r4 is None else r4.present,
         forward_rules=r4 is not None and r4.forward == 2,

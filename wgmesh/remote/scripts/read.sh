@@ -71,8 +71,15 @@ read_unwritable() {  # true when folder $1 (or, absent, its parent, where it wou
 }
 if read_unwritable "$KEY_DIR"; then echo "lacks confdir"; fi
 if read_unwritable /run/wireguard; then echo "lacks rundir"; fi
-if wgm_unsafe_dir "$KEY_DIR" >/dev/null; then echo "lacks confowner"; fi
-if wgm_unsafe_dir /run/wireguard >/dev/null; then echo "lacks runowner"; fi
+# which folder, with the lack (`unsafe PATH`): the one to fix may be far from the one wgmesh writes in
+if read_bad=$(wgm_unsafe_dir "$KEY_DIR"); then
+  echo "lacks confowner"
+  echo "unsafe $(printf '%s' "$read_bad" | tr -d '\000-\037\177')"
+fi
+if read_bad=$(wgm_unsafe_dir /run/wireguard); then
+  echo "lacks runowner"
+  echo "unsafe $(printf '%s' "$read_bad" | tr -d '\000-\037\177')"
+fi
 
 # ------------------------------------------------------------------------------------------ WireGuard
 # Field 1 of the interface line is the private key; field 2 of a peer line is its preshared key.
