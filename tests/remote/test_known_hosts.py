@@ -390,6 +390,46 @@ def test_an_identity_with_a_passphrase_is_the_agents_key_offered_first_and_alone
         agent.wait()
 
 
+def test_an_openssh_identity_with_a_passphrase_needs_no_pub_file(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review R4: CI often has only the private file. OpenSSH's format keeps the public half unencrypted, and
+    `ssh -i` reads it there: so does wgmesh, to offer the agent's key of it first and alone (a stale .pub beside
+    it does not count)."""
+    agent_bin, add_bin, keygen = shutil.which("ssh-agent"), shutil.which("ssh-add"), shutil.which("ssh-keygen")
+    if agent_bin is None or add_bin is None or keygen is None:
+        pytest.skip("needs ssh-agent, ssh-add and ssh-keygen")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        for i in range(6):
+            other = tmp_path / f"k{i}"
+            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+            subprocess.run([add_bin, "-q", str(other)], env=env, check=True, capture_output=True)
+        locked = tmp_path / "id_locked"
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(locked)], check=True)
+        subprocess.run([add_bin, "-q", str(locked)], env=env, check=True, capture_output=True)
+        own = (tmp_path / "id_locked.pub").read_text().split()[1]
+        subprocess.run([keygen, "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
+        (tmp_path / "id_locked.pub").write_text((tmp_path / "k0.pub").read_text())  # stale: another key's
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        kh = tmp_path / "known_hosts"
+        kh.write_text(server.known_hosts_line())
+        assert connect(str(locked), server.port, kh) == ({}, [])
+        assert server.offered == [own]
+        (tmp_path / "id_locked.pub").unlink()
+        server.offered.clear()
+        assert connect(str(locked), server.port, kh) == ({}, []) and server.offered == [own]
+    finally:
+        agent.kill()
+        agent.wait()
+
+
 def test_a_dsa_identity_is_one_line_naming_the_key_type(server: Server, tmp_path: Path) -> None:
     """Review R3: a DSA key printed cryptography's deprecation warning and `UnknownKeyType(type=<class ...>)`."""
     keygen = shutil.which("ssh-keygen")

@@ -23,6 +23,7 @@ import base64
 import contextlib
 import logging
 import os
+import re
 import socket
 import stat
 import sys
@@ -135,13 +136,39 @@ def _load_identity(identity: str) -> paramiko.PKey | None:
                        "WGMESH_SSH_IDENTITY)") from None
 
 
-def _agent_key_for(identity: str) -> paramiko.PKey | None:
-    """ssh-agent's key whose public half is IDENTITY.pub; None without an agent, a .pub or a match."""
+OPENSSH_KEY = re.compile(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", re.S)
+OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _identity_public(identity: str) -> bytes | None:
+    """The public half of an identity whose private half needs a passphrase: from the file itself (OpenSSH's
+    format keeps it unencrypted, as `ssh -i` reads it), else from IDENTITY.pub; None when neither has it."""
     paramiko = _paramiko()
+    path = Path(identity).expanduser()
     try:
-        blob = base64.b64decode(Path(identity + ".pub").expanduser().read_text().split()[1])
-        keys = paramiko.Agent().get_keys()
+        found = OPENSSH_KEY.search(path.read_text(errors="replace"))
+        if found:
+            data = base64.b64decode("".join(found.group(1).split()))
+            if data.startswith(OPENSSH_MAGIC):
+                msg = paramiko.Message(data[len(OPENSSH_MAGIC):])
+                for _ in range(3):  # cipher, kdf, kdf options
+                    msg.get_string()
+                if msg.get_int() >= 1:
+                    return msg.get_binary()
+        return base64.b64decode(Path(str(path) + ".pub").read_text().split()[1])
     except (OSError, IndexError, ValueError, paramiko.SSHException):
+        return None
+
+
+def _agent_key_for(identity: str) -> paramiko.PKey | None:
+    """ssh-agent's key of the identity (by its public half); None without an agent, a public half or a match."""
+    paramiko = _paramiko()
+    blob = _identity_public(identity)
+    if blob is None:
+        return None
+    try:
+        keys = paramiko.Agent().get_keys()
+    except (OSError, paramiko.SSHException):
         return None
     return next((k for k in keys if k.asbytes() == blob), None)
 
