@@ -353,81 +353,77 @@ def test_an_identity_with_a_passphrase_says_to_load_it_into_the_agent(
     assert errors["n"].endswith(f"({key} needs a passphrase: add the key to ssh-agent)"), errors
 
 
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """An ssh-agent of the test's own (SSH_AUTH_SOCK set to it); yields `add(KEY_FILE)`. Ended at the end."""
+    agent_bin, add_bin = shutil.which("ssh-agent"), shutil.which("ssh-add")
+    if agent_bin is None or add_bin is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-agent, ssh-add and ssh-keygen")
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+
+        def add(key: Path) -> None:
+            subprocess.run([add_bin, "-q", str(key)], env=env, check=True, capture_output=True)
+
+        yield add
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_an_identity_with_a_passphrase_is_the_agents_key_offered_first_and_alone(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, tmp_path: Path, agent: Callable[[Path], None]
 ) -> None:
     """Review R3: with a passphrase on the identity, every agent key was offered in turn, and with six others in
     the agent sshd's MaxAuthTries ended the login first ("No existing session"). `ssh -i` offers the agent's key
     of that identity (by its .pub) first; so does wgmesh, and no other."""
-    agent_bin, add_bin = shutil.which("ssh-agent"), shutil.which("ssh-add")
-    if agent_bin is None or add_bin is None:
-        pytest.skip("needs ssh-agent and ssh-add")
-    sock = tmp_path / "agent.sock"
-    agent = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        keys = []
-        for i in range(7):  # six others, then the identity's own
-            path = tmp_path / f"k{i}"
-            key = paramiko.ECDSAKey.generate()
-            key.write_private_key_file(str(path))
-            subprocess.run([add_bin, "-q", str(path)], env=env, check=True, capture_output=True)
-            keys.append(key)
-        locked = tmp_path / "id_locked"
-        keys[-1].write_private_key_file(str(locked), password="secret")
-        (tmp_path / "id_locked.pub").write_text(f"{keys[-1].get_name()} {keys[-1].get_base64()} me\n")
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        kh = tmp_path / "known_hosts"
-        kh.write_text(server.known_hosts_line())
-        assert connect(str(locked), server.port, kh) == ({}, [])
-        assert server.offered == [keys[-1].get_base64()]
-    finally:
-        agent.kill()
-        agent.wait()
+    keys = []
+    for i in range(7):  # six others, then the identity's own
+        path = tmp_path / f"k{i}"
+        key = paramiko.ECDSAKey.generate()
+        key.write_private_key_file(str(path))
+        agent(path)
+        keys.append(key)
+    locked = tmp_path / "id_locked"
+    keys[-1].write_private_key_file(str(locked), password="secret")
+    (tmp_path / "id_locked.pub").write_text(f"{keys[-1].get_name()} {keys[-1].get_base64()} me\n")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    assert connect(str(locked), server.port, kh) == ({}, [])
+    assert server.offered == [keys[-1].get_base64()]
 
 
 def test_an_openssh_identity_with_a_passphrase_needs_no_pub_file(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, tmp_path: Path, agent: Callable[[Path], None]
 ) -> None:
     """Review R4: CI often has only the private file. OpenSSH's format keeps the public half unencrypted, and
     `ssh -i` reads it there: so does wgmesh, to offer the agent's key of it first and alone (a stale .pub beside
     it does not count)."""
-    agent_bin, add_bin, keygen = shutil.which("ssh-agent"), shutil.which("ssh-add"), shutil.which("ssh-keygen")
-    if agent_bin is None or add_bin is None or keygen is None:
-        pytest.skip("needs ssh-agent, ssh-add and ssh-keygen")
-    sock = tmp_path / "agent.sock"
-    agent = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        for i in range(6):
-            other = tmp_path / f"k{i}"
-            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-            subprocess.run([add_bin, "-q", str(other)], env=env, check=True, capture_output=True)
-        locked = tmp_path / "id_locked"
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(locked)], check=True)
-        subprocess.run([add_bin, "-q", str(locked)], env=env, check=True, capture_output=True)
-        own = (tmp_path / "id_locked.pub").read_text().split()[1]
-        subprocess.run([keygen, "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
-        (tmp_path / "id_locked.pub").write_text((tmp_path / "k0.pub").read_text())  # stale: another key's
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        kh = tmp_path / "known_hosts"
-        kh.write_text(server.known_hosts_line())
-        assert connect(str(locked), server.port, kh) == ({}, [])
-        assert server.offered == [own]
-        (tmp_path / "id_locked.pub").unlink()
-        server.offered.clear()
-        assert connect(str(locked), server.port, kh) == ({}, []) and server.offered == [own]
-    finally:
-        agent.kill()
-        agent.wait()
+    keygen = shutil.which("ssh-keygen") or "ssh-keygen"
+    for i in range(6):
+        other = tmp_path / f"k{i}"
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        agent(other)
+    locked = tmp_path / "id_locked"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(locked)], check=True)
+    agent(locked)
+    own = (tmp_path / "id_locked.pub").read_text().split()[1]
+    subprocess.run([keygen, "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
+    (tmp_path / "id_locked.pub").write_text((tmp_path / "k0.pub").read_text())  # stale: another key's
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    assert connect(str(locked), server.port, kh) == ({}, [])
+    assert server.offered == [own]
+    (tmp_path / "id_locked.pub").unlink()
+    server.offered.clear()
+    assert connect(str(locked), server.port, kh) == ({}, []) and server.offered == [own]
 
 
 def test_a_dsa_identity_is_one_line_naming_the_key_type(server: Server, tmp_path: Path) -> None:
