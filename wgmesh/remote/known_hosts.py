@@ -137,6 +137,10 @@ class _Pins:
     revoked: _Keys = field(default_factory=_Keys)
     authorities: _Keys = field(default_factory=_Keys)
 
+    def revoked_for(self, name: str) -> list[paramiko.PKey]:
+        """The keys revoked for `name` or its bare host (a revocation holds on every port)."""
+        return [*self.revoked.keys_for(name), *self.revoked.keys_for(_bare(name))]
+
 
 MARKERS = {"@revoked": "revoked", "@cert-authority": "authorities"}
 
@@ -246,7 +250,7 @@ class KnownHosts:
         SshError if it cannot be read."""
         pins = self._pins(known_hosts)
         with self._lock:
-            revoked = [*pins.revoked.keys_for(name), *pins.revoked.keys_for(_bare(name))]
+            revoked = pins.revoked_for(name)
             return [k for k in pins.pinned.keys_for(_lookup_name(pins, name)) if k not in revoked]
 
     def check(self, known_hosts: Path, name: str, key: paramiko.PKey, where: str) -> bool:
@@ -259,7 +263,7 @@ class KnownHosts:
 
     def _check(self, known_hosts: Path, pins: _Pins, name: str, key: paramiko.PKey, where: str) -> bool:
         offered = f"{key.get_name()} {fingerprint(key)}"
-        revoked = [*pins.revoked.keys_for(name), *pins.revoked.keys_for(_bare(name))]  # revoked under either name
+        revoked = pins.revoked_for(name)
         if _lookup_name(pins, name) != name and key in pins.pinned.keys_for(_bare(name)) and key not in revoked:
             # a port other than 22 with no line of its own: a key pinned under the bare host is accepted, as
             # OpenSSH does; any other key is unknown for `[host]:port` (not a mismatch of the bare host's)

@@ -83,9 +83,12 @@ def _paramiko():  # type: ignore[no-untyped-def]
     return paramiko
 
 
-# ------------------------------------------------------------------------------------ the transport
+# ------------------------------------------------------------------------------------ identities
 
 
+def _others_can_read(st: os.stat_result) -> bool:
+    """A key file of ours that group or others may use: OpenSSH refuses it (UNPROTECTED PRIVATE KEY FILE)."""
+    return st.st_uid == os.geteuid() and bool(st.st_mode & 0o077)
 
 
 def _check_identity(identity: str) -> None:
@@ -100,7 +103,7 @@ def _check_identity(identity: str) -> None:
         raise SshError(f"cannot read the identity file {identity}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise SshError(f"identity file {identity} is not a file (ssh.identity_file or WGMESH_SSH_IDENTITY)")
-    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+    if _others_can_read(st):
         raise SshError(f"identity file {identity} can be read by others (mode {stat.S_IMODE(st.st_mode):04o}): a "
                        f"private key must be private, as OpenSSH requires: chmod 600 {identity}")
 
@@ -122,15 +125,11 @@ def _load_identity(identity: str) -> paramiko.PKey | None:
         kind = e.key_type.__name__ if isinstance(e.key_type, type) else str(e.key_type)
         raise SshError(f"cannot use the identity file {identity}: paramiko does not take its key type "
                        f"({kind.removesuffix('PrivateKey')}); use an ed25519 key (ssh-keygen -t ed25519)") from None
-    except TypeError as e:  # cryptography's word for an OpenSSH key with a passphrase
-        if "password" in str(e).lower():
-            return None
-        raise SshError(f"cannot use the identity file {identity}: it holds no private key paramiko can read "
-                       f"({type(e).__name__}); give the private key, not its .pub (ssh.identity_file or "
-                       "WGMESH_SSH_IDENTITY)") from None
     except OSError as e:
         raise SshError(f"cannot read the identity file {identity}: {e.strerror or type(e).__name__}") from None
-    except (paramiko.SSHException, ValueError) as e:  # (cryptography's own words point to its FAQ: not shown)
+    except (TypeError, paramiko.SSHException, ValueError) as e:  # (cryptography's own words point to its FAQ)
+        if isinstance(e, TypeError) and "password" in str(e).lower():  # cryptography: an OpenSSH key, locked
+            return None
         raise SshError(f"cannot use the identity file {identity}: it holds no private key paramiko can read "
                        f"({type(e).__name__}); give the private key, not its .pub (ssh.identity_file or "
                        "WGMESH_SSH_IDENTITY)") from None
@@ -189,13 +188,17 @@ def _default_keys() -> tuple[list[str], list[str]]:
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        (loose if st.st_uid == os.geteuid() and st.st_mode & 0o077 else usable).append(str(path))
+        (loose if _others_can_read(st) else usable).append(str(path))
     return usable, loose
+
+
+# ------------------------------------------------------------------------------------ the transport
 
 
 def _host_key_type(algorithm: str) -> str:
     """The key type (as a key's get_name() says it) of a host key algorithm: RSA's SHA-2 signatures are ssh-rsa keys."""
     return "ssh-rsa" if algorithm in ("rsa-sha2-512", "rsa-sha2-256") else algorithm
+
 
 class SshTransport:
     def __init__(
@@ -271,14 +274,13 @@ class SshTransport:
                 return self._connect(node.ssh)
             raise
 
-    def _client(self, ssh: Ssh) -> tuple[paramiko.SSHClient, Callable[..., paramiko.Transport]]:
+    def _client(self, ssh: Ssh, where: str) -> tuple[paramiko.SSHClient, Callable[..., paramiko.Transport]]:
         """A client that checks the host's key against known_hosts (PinnedPolicy: it holds no key of its own,
         so paramiko asks the policy every time), and the transport factory to connect with: it puts the key
         types pinned for the host first among those the server may offer, as OpenSSH does."""
         paramiko = _paramiko()
 
         name = known_hosts_name(ssh.host, ssh.port)
-        where = f"{ssh.user}@{ssh.host}:{ssh.port}"
         pinned = self._known_hosts.keys_for(ssh.known_hosts, name)  # the file is read once per transport
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(PinnedPolicy(self, ssh.known_hosts, name, where))
@@ -323,16 +325,16 @@ class SshTransport:
             pkey = _load_identity(identity)  # None: it needs a passphrase (ssh-agent may hold the key)
             if pkey is None:
                 unused = f" ({identity} needs a passphrase: add the key to ssh-agent)"
-                # the agent's key of that identity (by IDENTITY.pub) first and alone, as `ssh -i` offers it:
-                # offered every agent key in turn, sshd's MaxAuthTries (6) ends the login before it
+                # the agent's key of that identity (by its public half) first and alone, as `ssh -i` offers
+                # it: offered every agent key in turn, sshd's MaxAuthTries (6) ends the login before it
                 pkey = _agent_key_for(identity)
         else:
             default_keys, loose = _default_keys()
             if loose:
                 unused = (f" ({', '.join(loose)} left out: others can read {'it' if len(loose) == 1 else 'them'}, "
                           "and OpenSSH ignores such a key too; chmod 600)")
-        client, transport_factory = self._client(ssh)
         where = f"{ssh.user}@{ssh.host}:{ssh.port}"
+        client, transport_factory = self._client(ssh, where)
         proxy = None
         if ssh.proxy_command and sock is None:  # ssh.proxy_command: the connection rides on a local command
             from wgmesh.remote.proxycommand import open_proxy
