@@ -205,9 +205,8 @@ def parse_probe_output(source: str, targets: Sequence[Target], text: str, interf
         return _parse_probe_output(source, targets, text, interface)
     except CheckParseError:
         raise
-    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RecursionError) as e:
-        shown = "".join(c for c in " ".join(str(e).split()) if c.isprintable())[:200]
-        raise CheckParseError(f"unexpected output ({type(e).__name__}: {shown})") from None
+    except shell.UNFORESEEN as e:
+        raise CheckParseError(shell.unforeseen(e)) from None
 
 
 def _parse_probe_output(source: str, targets: Sequence[Target], text: str, interface: str) -> tuple[Probe, ...]:

@@ -251,12 +251,8 @@ def parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveS
         return _parse_read_sections(interface, found)
     except ParseError:
         raise
-    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RecursionError) as e:
-        raise ParseError(f"unexpected output ({type(e).__name__}: {_shown(str(e))})") from None
-
-
-def _shown(text: str) -> str:
-    return "".join(c for c in " ".join(text.split()) if c.isprintable())[:200]
+    except shell.UNFORESEEN as e:
+        raise ParseError(shell.unforeseen(e)) from None
 
 
 def _parse_read_sections(interface: str, found: Sequence[shell.Section]) -> LiveState:

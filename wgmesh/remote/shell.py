@@ -138,6 +138,17 @@ class Section:
         return () if self.text is None else tuple(self.text.split("\n"))
 
 
+# What a parser of a node's output may raise on output nobody foresaw (a 5,000-digit number, JSON nested beyond
+# the stack): the node's error, named by `unforeseen`, never the run's.
+UNFORESEEN = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RecursionError)
+
+
+def unforeseen(e: BaseException) -> str:
+    """The reason for such an error, safe to show (one line, printable, short)."""
+    shown = "".join(c for c in " ".join(str(e).split()) if c.isprintable())[:200]
+    return f"unexpected output ({type(e).__name__}: {shown})"
+
+
 def sections(text: str) -> list[Section]:
     """Every section of a script's output, in order. Lines before the first marker are dropped; `\\r` at the
     end of a line is too. Pure and total: what the sections mean is for each script's parser to say.
