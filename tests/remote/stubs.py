@@ -10,7 +10,8 @@ replaced by that list (and `sh`, the shell under test), so a tool the test did n
 genkey, flock).
 
 Stub commands: `answering` (answers by argument string, logs calls), FAKE_PING/FAKE_IP (probe.sh), and for
-apply.sh a stateful `ip` (`stateful_ip`: addresses, routes and MTU in a JSON file) and a `wg` (`fake_wg`).
+apply.sh a stateful `ip` (`stateful_ip`: addresses, routes and MTU in a JSON file) and a `wg` (`fake_wg`: it
+refuses a malformed key as wg does, quoting it).
 """
 
 from __future__ import annotations
@@ -300,12 +301,31 @@ json.dump(st, open(STATE, "w"))
 # `wg` beside it: every call logged (`wg_calls`); the input of `wg syncconf IF /dev/stdin` kept (`wg_synced`);
 # `wg showconf IF` prints a runtime config without keys.
 FAKE_WG = r"""
-import sys
+import base64, binascii, sys
 args = sys.argv[1:]
 with open(LOG, "a") as log:
     log.write(" ".join(args) + "\n")
+
+def key_ok(text):
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(text) == 44 and base64.b64encode(raw).decode() == text
+
 if args[:1] == ["syncconf"] and args[2:] == ["/dev/stdin"]:
-    open(SYNC, "w").write(sys.stdin.read())
+    text = sys.stdin.read()
+    for line in text.splitlines():  # as wg: a key it refuses is quoted in its error
+        name, _, value = line.partition("=")
+        if name.strip().lower() == "privatekey" and not key_ok(value.strip()):
+            sys.exit(f"Key is not the correct length or format: `{value.strip()}'\nConfiguration parsing error")
+    open(SYNC, "w").write(text)
+elif args[:1] == ["pubkey"]:
+    text = sys.stdin.read().strip()
+    if not key_ok(text):
+        sys.exit("wg: Key is not the correct length or format")
+    from nacl.public import PrivateKey
+    print(base64.b64encode(bytes(PrivateKey(base64.b64decode(text)).public_key)).decode())
 elif args[:1] == ["showconf"]:
     print("[Interface]\nListenPort = 51820\n")
 elif args[:1] not in (["syncconf"], ["set"]):

@@ -335,6 +335,60 @@ def test_a_key_file_with_crlf_or_blanks_is_read_as_wg_reads_it(node: Stubs, key_
     assert f"PrivateKey = {PLACEHOLDER_KEY}\nListenPort = 51820\n" in got["sync"]  # type: ignore[operator]
 
 
+BAD_KEY = "K3yIsA1m0stR1ghtButTheLastCharIsOffByAB1tQB="  # 44 characters that wg refuses: no one's key
+
+
+def test_a_key_file_wg_refuses_is_named_never_quoted(node: Stubs) -> None:
+    """wg quotes a key it refuses (`Key is not the correct length or format: `KEY'`): a key file that went bad after
+    the plan (44 characters, one of them wrong) had `wg syncconf` send nearly the whole private key to the
+    controller, its output and the CI log. Now the key is checked first (`wg pubkey`, which quotes nothing) and
+    nothing of it leaves the node."""
+    planned = _route(converged(MESH, "aws"), add="10.9.0.0/16")
+    got = _run_update(node, MESH, planned, _node(planned), key_text=BAD_KEY + "\n")
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
+    assert "wg0.key does not hold a WireGuard private key any more" in got["stderr"]  # type: ignore[operator]
+    assert BAD_KEY[:20] not in str(got["stderr"]) + str(got["stdout"])
+    assert got["sync"] == ""  # wg never got it
+    assert got["state"] == _node(planned)
+
+
+def test_a_restored_config_key_wg_refuses_is_not_run(node: Stubs) -> None:
+    """The rollback's key comes from the restored hand-made config when it has one: one that wg refuses is not fed
+    to it (wg would quote it back to the controller); the key file's key is restored instead."""
+    planned = _route(converged(MTU_MESH, "aws", mtu=1420), drop="192.168.30.0/24")
+    conf = f"[Interface]\nPrivateKey = {BAD_KEY}\n"
+    got = _run_update(node, MTU_MESH, planned, _node(planned), fail="route add 192.168.30.0/24", conf_text=conf)
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
+    assert BAD_KEY[:20] not in str(got["stderr"]) + str(got["stdout"])
+    assert f"PrivateKey = {PLACEHOLDER_KEY}\n" in got["sync"]  # type: ignore[operator]
+
+
+def test_wg_messages_leave_the_node_without_key_material(node: Stubs) -> None:
+    """wgm_scrub, for wg-quick's output (its PostUp lines load the key and the kept preshared keys with `wg set`,
+    which quotes a key it refuses): the quoted value and any run of 40+ base64 characters are blanked; the rest of
+    the message stays as it was."""
+    lines = [f"Key is not the correct length or format: `{BAD_KEY[:30]}'", f"Line unrecognized: `Foo={BAD_KEY}'",
+             "[#] wg set wg0 private-key /etc/wireguard/wg0.key", "RTNETLINK answers: File exists"]
+    text = "".join(f"{line}\n" for line in lines)
+    r = node.run(shell.script("apply", IF="wg0") + f"printf %s {shlex.quote(text)} | wgm_scrub\n")
+    assert r.exit_status == 0, r.stderr
+    assert r.stdout.splitlines() == ["Key is not the correct length or format: `(redacted)'",
+                                     "Line unrecognized: `Foo=(redacted)'", *lines[2:]]
+
+
+def test_interface_up_refuses_a_key_file_wg_refuses_before_wg_quick(node: Stubs) -> None:
+    """wg-quick's PostUp would load the key with `wg set`, quoting it in its error: the key file is checked first."""
+    fake_wg(node)
+    node.stub("wg-quick", 'echo "wg-quick $*" >> "$0.log"\n')
+    values = _on_node(node, {"IF": "wg0", "KEY": f"{KEY_DIR}/wg0.key", "LOG": f"{RUN_DIR}/wgmesh-wg0.log"})
+    Path(str(values["KEY"])).write_text(BAD_KEY + "\n")
+    r = node.run(shell.script("apply", **values) + "wgm_interface_up\n")
+    assert r.exit_status == 1
+    assert "wg0.key does not hold a WireGuard private key any more" in r.stderr
+    assert BAD_KEY[:20] not in r.stderr + r.stdout
+    assert not (node.bin / "wg-quick.log").exists()
+
+
 def test_apply_changes_nothing_where_another_user_may_write_the_config_folder(node: Stubs) -> None:
     """Review F: the config was written through a link planted at its fixed temporary name, as root."""
     etc = node.root / "etc-wireguard"

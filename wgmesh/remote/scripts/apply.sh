@@ -21,6 +21,20 @@
 #    the run by itself. From there the run's files are the timer's, confirm.sh's or rollback.sh's to remove.
 # Nothing of a run outlives it: its files are removed when it fails, is confirmed, rolled back or reverted.
 
+# A key goes to wg only once wgm_key_ok took it: wg's errors quote the key they refuse (`Key is not the correct
+# length or format: `KEY'`), and they would carry it to the controller. wgm_key_ok KEY: true when `wg pubkey`
+# (which quotes nothing) takes KEY, fed by a builtin (never on a command line). wgm_scrub: stdin to stdout with
+# key material blanked, each as `(redacted)`: what wg quotes after `correct length or format:`, and any run of
+# 40 or more base64 characters (a key, or most of one); for wg's and wg-quick's messages before they leave.
+wgm_key_ok() {
+  [ "${#1}" -eq 44 ] && printf '%s\n' "$1" | wg pubkey >/dev/null 2>&1
+}
+
+wgm_scrub() {
+  sed -e "s/\(correct length or format: \`\).*\('\)/\1(redacted)\2/" \
+    -e 's|[A-Za-z0-9+/]\{40,\}=*|(redacted)|g'
+}
+
 wgm_undo=:
 wgm_conf_undo=:
 wgm_timer=
@@ -68,7 +82,7 @@ wgm_restore_key() {  # the key of the restored runtime: the restored IF.conf's o
   # replace in the file at the next `wg-quick down`), else $KEY's
   if [ -f "$CONF" ]; then
     wgm_rk=$(wgm_conf_key "$CONF" 2>/dev/null) || wgm_rk=
-    if [ "${#wgm_rk}" -eq 44 ]; then printf '%s\n' "$wgm_rk"; unset wgm_rk; return 0; fi
+    if wgm_key_ok "$wgm_rk"; then printf '%s\n' "$wgm_rk"; unset wgm_rk; return 0; fi
     unset wgm_rk
   fi
   wgm_read_key
@@ -77,13 +91,21 @@ wgm_restore_key() {  # the key of the restored runtime: the restored IF.conf's o
 wgm_restore_snapshot() {  # the runtime as $SNAP has it, with the key of wgm_restore_key
   [ -s "$SNAP" ] || return 0
   wgm_key=$(wgm_restore_key 2>/dev/null) || wgm_key=
-  if [ "${#wgm_key}" -ne 44 ]; then
+  if ! wgm_key_ok "$wgm_key"; then
+    unset wgm_key
     echo "cannot read the private key in $KEY: the runtime of $IF was not restored" >&2
     return 1
   fi
-  { IFS= read -r wgm_first; printf '%s\nPrivateKey = %s\n' "$wgm_first" "$wgm_key"; cat; } <"$SNAP" |
-    wg syncconf "$IF" /dev/stdin
+  wgm_synced "$wgm_key" <"$SNAP"
+}
+
+wgm_synced() {  # $1: the private key (checked); stdin: the syncconf input, the key goes after its first line.
+  # printf is a shell builtin: the key is never on a command line. wg's messages leave the node scrubbed.
+  wgm_sc_err=$({ IFS= read -r wgm_first; printf '%s\nPrivateKey = %s\n' "$wgm_first" "$1"; cat; } |
+    wg syncconf "$IF" /dev/stdin 2>&1 >/dev/null) && wgm_sc=0 || wgm_sc=$?
   unset wgm_key
+  if [ -n "$wgm_sc_err" ]; then printf '%s\n' "$wgm_sc_err" | wgm_scrub >&2; fi
+  return "$wgm_sc"
 }
 
 wgm_forget() {  # the files of this run (none holds a private key; $PREV holds the previous IF.conf)
@@ -151,17 +173,22 @@ wgm_write_config() {  # stdin: the wg-quick config, without a PrivateKey line
 
 wgm_interface_up() {
   # wireguard-go stays behind as a daemon: it must not inherit the lock (fd 9) nor the SSH channel's output.
-  if ! wg-quick up "$IF" </dev/null >/dev/null 2>"$LOG" 9>&-; then cat "$LOG" >&2; rm -f "$LOG"; exit 1; fi
+  # (its PostUp loads $KEY with `wg set`, which would quote a key it refuses in its error)
+  if ! wg pubkey <"$KEY" >/dev/null 2>&1; then wgm_bad_key; fi
+  if ! wg-quick up "$IF" </dev/null >/dev/null 2>"$LOG" 9>&-; then wgm_scrub <"$LOG" >&2; rm -f "$LOG"; exit 1; fi
   rm -f "$LOG"
   wgm_did 'wg-quick down "$IF" >/dev/null 2>&1 9>&-'
 }
 
 wgm_sync_peers() {  # stdin: the syncconf input; its first line is [Interface], the private key goes after it
   wgm_key=$(wgm_read_key)
-  if [ "${#wgm_key}" -ne 44 ]; then echo "cannot read the private key in $KEY" >&2; exit 1; fi
-  # printf is a shell builtin: the key is never on a command line, and never leaves the node.
-  { IFS= read -r wgm_first; printf '%s\nPrivateKey = %s\n' "$wgm_first" "$wgm_key"; cat; } | wg syncconf "$IF" /dev/stdin
-  unset wgm_key
+  if ! wgm_key_ok "$wgm_key"; then unset wgm_key; wgm_bad_key; fi
+  wgm_synced "$wgm_key"
+}
+
+wgm_bad_key() {  # $KEY no longer holds a key wg takes (plan read one): say so, without quoting it
+  echo "$KEY does not hold a WireGuard private key any more (it did when the plan was made): restore it from a backup, or move it away and run \`wgmesh enroll\` for this node" >&2
+  exit 1
 }
 
 wgm_has_address() { ip -o address show dev "$IF" | grep -qF " $1 "; }
