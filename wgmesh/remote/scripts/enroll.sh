@@ -17,6 +17,7 @@ wgm_own_dir "$KEY_DIR"
 enroll_status=existing
 if [ ! -e "$KEY" ]; then
   wg genkey >"$enroll_tmp"
+  sync "$enroll_tmp" 2>/dev/null || :  # on disk before its name is (a crash must not leave an empty key file)
   # ln fails if the key appeared in the meantime: an existing key is never replaced
   if ln "$enroll_tmp" "$KEY" 2>/dev/null; then enroll_status=created; fi
   rm -f "$enroll_tmp"

@@ -22,6 +22,7 @@ if [ "$rotate_current" != "$EXPECT" ]; then
 fi
 rm -f "$rotate_tmp"
 wg genkey >"$rotate_tmp"
+sync "$rotate_tmp" 2>/dev/null || :  # on disk before it replaces the old key (XFS, a crash: no empty key file)
 rotate_public=$(wg pubkey <"$rotate_tmp")
 mv -f "$rotate_tmp" "$KEY"
 wgm_mark key rotated "$rotate_public"
