@@ -88,12 +88,15 @@ def test_parse_wg_quick() -> None:
 def test_the_node_side_filter_removes_every_secret(node: Stubs, tmp_path: Path) -> None:
     text, v = classic()
     priv2, _ = keypair(5)
-    text += f"  privatekey={priv2}\n[Interface]\nPostUp = echo {priv2} > /tmp/x\n@@wgmesh:end\n"
+    psk2 = keypair(6)[0]  # (review P: a key in a PublicKey line's comment was sent whole)
+    text += f"  privatekey={priv2}\n[Peer]\nPublicKey = {v['pub_c']} # psk {psk2}\n[Interface]\n"
+    text += f"PostUp = echo {priv2} > /tmp/x\n@@wgmesh:end\n"
     (tmp_path / "wgt0.conf").write_text(text)
     r = node.run(import_script("wgt0", key_dir=str(tmp_path)))
     assert r.exit_status == 0, r.stderr
-    for secret in (v["priv"], v["psk"], priv2):
+    for secret in (v["priv"], v["psk"], priv2, psk2):
         assert secret not in r.stdout
+    assert f"PublicKey = {v['pub_c']} # psk {REDACTED}" in r.stdout
     # import's filter drops the key lines (read.sh's conftext keeps them, their values redacted)
     wgquick = next(s.body for s in sections(r.stdout) if s.name == "wgquick")
     assert "privatekey" not in wgquick.lower() and "presharedkey" not in wgquick.lower()
@@ -154,6 +157,18 @@ class TestAdopt:
         assert backup.splitlines()[1:] == [ln for ln in old.splitlines() if "PrivateKey" not in ln]
         assert sorted(os.listdir(d)) == ["wg0.conf", "wg0.conf.wgmesh-import", "wg0.key"]
         assert priv not in r.stdout + r.stderr
+
+    def test_the_backup_keeps_no_key_in_a_public_key_lines_comment(self, tmp_path: Path) -> None:
+        """Review P: the backup kept a PublicKey line whole, a key in its comment too."""
+        priv, pub = keypair(1)
+        psk = keypair(3)[0]
+        old = f"[Interface]\nPrivateKey = {priv}\n[Peer]\nPublicKey = {pubkey(2)} # psk: {psk}\n"
+        d = self.make(tmp_path, old)
+        r = self.sh(adopt_script("wg0", pub, self.CONF, key_dir=str(d)))
+        assert r.exit_status == 0, r.stderr
+        backup = (d / "wg0.conf.wgmesh-import").read_text()
+        assert psk not in backup and priv not in backup
+        assert backup.splitlines()[-1] == f"PublicKey = {pubkey(2)} # psk: {REDACTED}"
 
     def test_the_key_moved_from_the_config_is_the_one_wg_runs(self, tmp_path: Path) -> None:
         """The last PrivateKey line of [Interface] is the one wg keeps (review R2)."""

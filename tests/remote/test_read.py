@@ -674,6 +674,11 @@ def redact_conf(text: str) -> str:
             line = line[: line.index("=") + 1] + " (redacted)"
         elif not key.startswith("publickey="):
             line = KEY_LIKE.sub("(redacted)", line)
+        else:  # a PublicKey's value is kept: its first key before any `#`, nothing in its comment
+            value, _, comment = line.partition("#")
+            first = KEY_LIKE.search(value)
+            cut = first.end() if first else 0
+            line = value[:cut] + KEY_LIKE.sub("(redacted)", value[cut:] + ("#" + comment if _ else ""))
         out.append(line + "\n")
     return "".join(out)
 
@@ -935,6 +940,26 @@ def test_read_config_text_is_redacted_on_the_node(node: Stubs) -> None:
         "PostUp = wg set %i private-key <(echo (redacted))\n")
     assert "PublicKey = qy3w0SD7Fu22AOmHoq5eaNw2BEI62o56JuC/tYXphCA=\n" in state.config_text  # public: kept
     assert state.config_sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_read_redacts_a_key_in_a_public_key_lines_comment(node: Stubs) -> None:
+    """Review P: a PublicKey line was passed whole, so a key written in its comment (`PublicKey = PUB # psk: PSK`)
+    reached the plan, --json, a saved plan and the CI comment. Only the value (the first key before `#`) is kept."""
+    full_node(node)
+    kd = node.root / "etc-wireguard"
+    kd.mkdir()
+    pub = "qy3w0SD7Fu22AOmHoq5eaNw2BEI62o56JuC/tYXphCA="
+    psks = [base64.b64encode(os.urandom(32)).decode() for _ in range(3)]
+    text = (f"[Interface]\nListenPort = 51820\n[Peer]\nPublicKey = {pub} # psk: {psks[0]}\n"
+            f"  publickey={pub}#{psks[1]}\nPublicKey = # {psks[2]}\n")
+    (kd / "wg0.conf").write_text(text)
+    out = read(node)
+    for psk in psks:
+        assert psk not in out
+    state = parse_read_output("wg0", out)
+    assert state.config_text == redact_conf(text)
+    assert state.config_text.splitlines()[-3:] == [
+        f"PublicKey = {pub} # psk: (redacted)", f"  publickey={pub}#(redacted)", "PublicKey = # (redacted)"]
 
 
 def test_read_quotes_everything_from_outside(node: Stubs) -> None:

@@ -49,13 +49,11 @@ if [ -f "$CONF" ] && [ ! -e "$BACKUP" ]; then
   # key-like text (a key inside a PostUp line) replaced, as import.sh does; PublicKey values stay
   {
     echo "# The config of $IF before wgmesh import; its PrivateKey is now in $KEY, other key-like text redacted"
-    awk -v redacted="${REDACTED:-(redacted)}" '
-      BEGIN { re = ""; for (i = 0; i < 43; i++) re = re "[A-Za-z0-9+/]"; re = re "=" }
+    awk -v redacted="${REDACTED:-(redacted)}" "$WGM_KEYLESS_AWK"'
       {
         l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
         if (k ~ /^(privatekey|presharedkey)=/) next
-        if (k !~ /^publickey=/) gsub(re, redacted)
-        print
+        print wgm_keyless($0, redacted)
       }' "$CONF"
   } | wgm_write "$BACKUP"
 fi

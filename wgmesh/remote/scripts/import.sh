@@ -10,14 +10,12 @@
 wgm_mark wgquick
 if [ -f "$CONF" ]; then
   echo present
-  awk -v redacted="$REDACTED" '
-    BEGIN { re = ""; for (i = 0; i < 43; i++) re = re "[A-Za-z0-9+/]"; re = re "=" }
+  awk -v redacted="$REDACTED" "$WGM_KEYLESS_AWK"'
     {
       l = $0; sub(/^[ \t]+/, "", l); k = tolower(l); gsub(/[ \t]/, "", k)
       if (k ~ /^(privatekey|presharedkey)=/) next
       if (substr(l, 1, 2) == "@@") next
-      if (k !~ /^publickey=/) gsub(re, redacted)
-      print
+      print wgm_keyless($0, redacted)
     }
   ' "$CONF" || :
 else

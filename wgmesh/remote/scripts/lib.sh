@@ -49,6 +49,10 @@
 #                            in the background, holding none of the script's files, that ends within a second
 #                            of the script. Not for a script that starts what must outlive it in its process
 #                            group (apply's `wg-quick up` may start wireguard-go).
+#   WGM_KEYLESS_AWK          awk functions for a script that shows a wg-quick config's lines: wgm_keyless(LINE, R)
+#                            is LINE with every key-like text (43 base64 characters and `=`) replaced by R, except
+#                            a PublicKey line's value (its first key before any `#`: a key in its comment is
+#                            replaced too). PrivateKey and PresharedKey lines are each script's own to drop.
 #
 # Exit statuses: 75 lock held (LOCK_EXIT), 69 no flock (NO_FLOCK_EXIT); scripts document their own.
 
@@ -58,6 +62,20 @@ LC_ALL=C
 export LC_ALL
 PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 export PATH
+
+# shellcheck disable=SC2034 # (used by the scripts that include this file)
+WGM_KEYLESS_AWK='
+function wgm_keyless(line, r,   k, i, head, tail) {
+  if (wgm_re == "") { for (i = 0; i < 43; i++) wgm_re = wgm_re "[A-Za-z0-9+/]"; wgm_re = wgm_re "=" }
+  k = tolower(line); gsub(/[ \t\r]/, "", k)
+  if (k !~ /^publickey=/) { gsub(wgm_re, r, line); return line }
+  i = index(line, "#"); head = line; tail = ""
+  if (i) { head = substr(line, 1, i - 1); tail = substr(line, i) }
+  if (match(head, wgm_re)) { tail = substr(head, RSTART + RLENGTH) tail; head = substr(head, 1, RSTART + RLENGTH - 1) }
+  else { tail = head tail; head = "" }
+  gsub(wgm_re, r, tail)
+  return head tail
+}'
 
 wgm_mark() {
   wgm_mark_name=$1

@@ -146,16 +146,16 @@ fi
 # IF.conf's text, for the plan's line diff: every line behind `|` (so no line of it can pass for a marker),
 # the value of each PrivateKey and PresharedKey line replaced by `(redacted)`. `wg` reads keys without regard
 # to case or blanks (`private key=` is a PrivateKey): the test ignores both, and commented-out keys too.
-# Any other key-like text (a key in a PostUp command), except a PublicKey's value, is replaced as well.
+# Any other key-like text (a key in a PostUp command or a comment), except a PublicKey's value, is replaced
+# as well (WGM_KEYLESS_AWK).
 # Nothing when there is no file.
 wgm_mark conftext
 if [ -f "$CONF" ]; then
-  awk '
-    BEGIN { re = ""; for (i = 0; i < 43; i++) re = re "[A-Za-z0-9+/]"; re = re "=" }
+  awk "$WGM_KEYLESS_AWK"'
     {
       k = tolower($0); gsub(/[ \t\r]/, "", k); sub(/^[#;]+/, "", k)
       if (k ~ /^(privatekey|presharedkey)=/) $0 = substr($0, 1, index($0, "=")) " (redacted)"
-      else if (k !~ /^publickey=/) gsub(re, "(redacted)")
+      else $0 = wgm_keyless($0, "(redacted)")
       print "|" $0
     }
   ' "$CONF" 2>/dev/null || :
