@@ -9,6 +9,7 @@ import dataclasses
 import ipaddress
 import re
 import shlex
+import stat
 import subprocess
 from pathlib import Path
 
@@ -387,6 +388,42 @@ def test_interface_up_refuses_a_key_file_wg_refuses_before_wg_quick(node: Stubs)
     assert "wg0.key does not hold a WireGuard private key any more" in r.stderr
     assert BAD_KEY[:20] not in r.stderr + r.stdout
     assert not (node.bin / "wg-quick.log").exists()
+
+
+def test_a_hand_made_config_is_kept_unreadable_and_restored_with_its_mode(node: Stubs) -> None:
+    """Review P: `cp -p IF.conf $PREV` kept a hand-made config's mode 644 in /run/wireguard (0755, as wireguard-go
+    makes it), so any user could read its PrivateKey until the run was confirmed, or for good after a killed run.
+    $PREV is mode 600 now; a rollback gives the restored config its own mode back."""
+    planned = _route(converged(MTU_MESH, "aws", mtu=1420), drop="192.168.30.0/24")
+    conf = f"[Interface]\nPrivateKey = {RUNNING_KEY}\n"
+    plan = diff_node(MTU_MESH, MTU_MESH.node("aws"), planned)
+    script = apply_script(MTU_MESH, MTU_MESH.node("aws"), plan, lock_timeout=5, confirm_timeout=CONFIRM_TIMEOUT,
+                          run=RUN)
+    values = _on_node(node, script_values(script.first))
+    node.host("flock", "setsid")
+    stateful_ip(node, _node(planned))
+    fake_wg(node)
+    Path(str(values["KEY"])).write_text(PLACEHOLDER_KEY + "\n")
+    config = Path(str(values["CONF"]))
+    config.write_text(conf)
+    config.chmod(0o644)
+    r = node.run(shell.script("apply", **values) + 'wgm_lock\nwgm_begin\nstat -c %a "$PREV"\nwgm_forget\n')
+    assert (r.exit_status, r.stdout) == (0, "600\n"), r.stderr
+    got = _run_update(node, MTU_MESH, planned, _node(planned), fail="route add 192.168.30.0/24", conf_text=conf)
+    assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
+    assert config.read_text() == conf
+    assert stat.S_IMODE(config.stat().st_mode) == 0o644  # (_run_update wrote it anew, as the line above did)
+
+
+def test_a_failing_hooks_output_leaves_the_node_scrubbed(node: Stubs) -> None:
+    """Review P: a user's hook that fails on a key (wg quotes it) had the key in the node's error."""
+    plan = diff_node(MESH, MESH.node("aws"), converged(MESH, "aws"))
+    script = apply_script(MESH, MESH.node("aws"), plan, lock_timeout=5, confirm_timeout=CONFIRM_TIMEOUT, run=RUN)
+    values = _on_node(node, script_values(script.first))
+    hook = f"echo \"Key is not the correct length or format: \\`{BAD_KEY}'\" >&2; false"
+    r = node.run(shell.script("apply", **values) + f"wgm_hook PostUp {shlex.quote(hook)}\n")
+    assert r.exit_status == 1
+    assert r.stderr == f"the PostUp hook failed: {hook}: Key is not the correct length or format: `(redacted)'\n"
 
 
 def test_apply_changes_nothing_where_another_user_may_write_the_config_folder(node: Stubs) -> None:

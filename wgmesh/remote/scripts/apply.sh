@@ -149,7 +149,14 @@ wgm_begin() {
   # `busy RUN`, while this shell, by its PID and start time, still runs)
   printf '%s %s\n' "$$" "$(wgm_started "$$")" >"$BUSY"
   wgm_conf_undo='rm -f "$CONF"'
-  if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; wgm_conf_undo='cp -p "$PREV" "$CONF"'; fi
+  if [ -f "$CONF" ]; then
+    # its content only, mode 600 (umask): a hand-made IF.conf may hold its PrivateKey, and /run/wireguard is
+    # world-readable (wireguard-go makes it 0755); the undo gives the restored file its own mode back
+    wgm_conf_mode=$(stat -c %a "$CONF" 2>/dev/null) || wgm_conf_mode=600
+    case $wgm_conf_mode in '' | *[!0-7]*) wgm_conf_mode=600 ;; esac
+    cat "$CONF" >"$PREV"
+    wgm_conf_undo="cp -p \"\$PREV\" \"\$CONF\" && chmod $wgm_conf_mode \"\$CONF\""
+  fi
   if ip link show dev "$IF" >/dev/null 2>&1; then
     # in a variable, never in a file: the snapshot keeps no key (a restore takes the key from $KEY)
     wgm_conf=$(wg showconf "$IF")
@@ -364,7 +371,8 @@ wgm_delete_masquerade() {
 wgm_hook() {  # $1: PostUp | PostDown, $2: the command (messages with printf: dash's echo reads backslashes)
   if command -v bash >/dev/null 2>&1; then wgm_sh="bash"; else wgm_sh="sh"; fi
   if ! wgm_hook_err=$("$wgm_sh" -c "$2" 2>&1 </dev/null 9>&-); then
-    wgm_hook_err=$(printf '%s' "$wgm_hook_err" | tail -n 3 | tr '\n' ' ')
+    wgm_hook_err=$(printf '%s\n' "$wgm_hook_err" | tail -n 3 | wgm_scrub | tr '\n' ' ')  # (wg quotes a bad key)
+    wgm_hook_err=${wgm_hook_err% }
     if [ -z "$wgm_hook_err" ]; then wgm_hook_err="(no output)"; fi
     if [ "$1" = PostDown ]; then
       printf '%s\n' "wgmesh: warning: the $1 hook failed: $2: $wgm_hook_err" >&2
