@@ -350,6 +350,19 @@ def test_import_creates_mesh_yaml(tmp_path: Path) -> None:
         assert priv not in text and priv not in f.read_text()
 
 
+@pytest.mark.parametrize("interface", ["all", "interfaces", "wg+", "a-name-over-15-chars"])
+def test_import_refuses_an_interface_name_before_it_reads_a_node(tmp_path: Path, interface: str) -> None:
+    """Review P3: `--interface all` had every node's read run `wg show all dump`: the private and preshared keys of
+    the node's other interfaces crossed the wire. The name is checked as mesh.yaml's is, before any connection."""
+    _, reads = hand_mesh()
+    fake = FakeNodes(reads)
+    f = tmp_path / "mesh.yaml"
+    opts = importer.ImportOptions(f, TARGETS, interface=interface)
+    with pytest.raises(Failure, match=r"^--interface: .*e\.g\. wg0$"):
+        importer.run_import(opts, env(), lambda o, p: fake)
+    assert fake.connected == [] and not f.exists()
+
+
 def test_import_into_an_existing_mesh_yaml(tmp_path: Path) -> None:
     _, reads = hand_mesh()
     f = tmp_path / "mesh.yaml"

@@ -66,6 +66,9 @@ BAD_CASES: dict[str, tuple[int, str, str]] = {
     "interface_bad_chars": (4, "mesh.interface", "invalid interface name"),
     "interface_wildcard": (4, "mesh.interface", "'wg+' ends with '+', which firewall rules read as every interface "
                            "starting with 'wg'"),
+    # review P3: `wg show all` read every interface of the node, the others' private and preshared keys among them
+    "interface_wg_word": (4, "mesh.interface", "'all' cannot name an interface (`wg show all` shows every interface): "
+                          "use another name, e.g. wg0"),
     "subnet_host_bits": (14, "nodes.b.subnets[0]", "has host bits set: write 192.168.20.0/24"),
     "subnet_overlaps_mesh": (14, "nodes.b.subnets[0]", "overlaps the mesh network 10.0.0.0/24"),
     "subnet_duplicate": (17, "nodes.b.subnets[1]", "already routed to a (nodes.a.subnets[0])"),

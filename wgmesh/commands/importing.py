@@ -81,6 +81,7 @@ from wgmesh.core.model import (
 )
 from wgmesh.core.render import render_node, resolve_hosts
 from wgmesh.core.state import LiveState, WgQuick
+from wgmesh.meshfile.schema import interface_problem
 from wgmesh.remote import read as live_mod
 from wgmesh.remote.adopt import BACKUP_SUFFIX, adopt_script, import_script, parse_adopt_output, parse_import_output
 from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport, deadline_of
@@ -156,6 +157,9 @@ def _setup(opts: ImportOptions, view: View) -> _Setup:
     directory = opts.file.parent
     if not opts.file.exists():
         interface = opts.interface or DEFAULT_INTERFACE
+        problem = interface_problem(interface)
+        if problem is not None:  # before any node is read (`all` would read every interface of the node)
+            raise Failure(f"--interface: {problem}")
         ctx = Context(interface, ())
         identity = _resolve(directory, opts.identity_file) if opts.identity_file else None
         return _Setup(ctx, "", True, directory / DEFAULT_KNOWN_HOSTS, identity, None,

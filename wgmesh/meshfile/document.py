@@ -26,7 +26,6 @@ from wgmesh.meshfile.checks import NodeDraft, cross_checks
 from wgmesh.meshfile.diagnostics import Diagnostic, MeshError, Pos, Report
 from wgmesh.meshfile.fields import MISSING, Fields, SshFields, absent
 from wgmesh.meshfile.schema import (
-    IFACE_RE,
     MESH_KEYS,
     NAME_RE,
     NODE_KEYS,
@@ -34,6 +33,7 @@ from wgmesh.meshfile.schema import (
     SSH_KEYS,
     TOP_KEYS,
     VERSION,
+    interface_problem,
     show,
 )
 from wgmesh.meshfile.secrets import check_comment_secrets, check_secrets, is_secret_name
@@ -123,23 +123,11 @@ class Document:
                 "must be 1-63 characters of letters, digits, '_', '.', '-', starting with a letter or digit",
             )
         iface = self.f.string(m, "interface", "mesh", pos)
-        if iface is not None and IFACE_RE.fullmatch(iface) and iface.endswith("+"):
-            # iptables reads a trailing + as "every interface starting with": the FORWARD rules of `wg+` would
-            # accept traffic of wg0 and every other wg* tunnel
-            self.report.error(
-                val_pos(m, "interface", pos),
-                "mesh.interface",
-                f"{show(iface)} ends with '+', which firewall rules read as every interface starting with "
-                f"{show(iface[:-1])}: choose a name that does not end with '+', e.g. wg0",
-            )
-        elif iface is not None and IFACE_RE.fullmatch(iface) and iface not in {".", ".."}:
-            draft.interface = iface
+        problem = None if iface is None else interface_problem(iface)
+        if problem is not None:
+            self.report.error(val_pos(m, "interface", pos), "mesh.interface", problem)
         elif iface is not None:
-            self.report.error(
-                val_pos(m, "interface", pos),
-                "mesh.interface",
-                f"invalid interface name {show(iface)}: use at most 15 characters of a-z A-Z 0-9 _ = + . -, e.g. wg0",
-            )
+            draft.interface = iface
         self.networks(m, pos, draft)
         draft.listen_port = _or(self.f.integer(m, "listen_port", "mesh", pos, 1, 65535), draft.listen_port)
         draft.keepalive = _or(self.f.integer(m, "persistent_keepalive", "mesh", pos, 0, 65535), draft.keepalive)

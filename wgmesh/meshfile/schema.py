@@ -101,3 +101,26 @@ def show(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return repr(text) if isinstance(value, str) else text
+
+
+# names the tools read as something else: `wg show all` and `wg show interfaces` (every interface: the private and
+# preshared keys of the others among them), the kernel's net.ipv4.conf.all and .default (no interface has them)
+_IFACE_WORDS = {
+    "all": "`wg show all` shows every interface",
+    "interfaces": "`wg show interfaces` lists every interface",
+    "default": "net.ipv4.conf.default is the kernel's settings for new interfaces",
+}
+
+
+def interface_problem(name: str) -> str | None:
+    """Why `name` cannot be the mesh's WireGuard interface, the fix included; None when it can."""
+    if not IFACE_RE.fullmatch(name) or name in {".", ".."}:
+        return f"invalid interface name {show(name)}: use at most 15 characters of a-z A-Z 0-9 _ = + . -, e.g. wg0"
+    if name.endswith("+"):
+        # iptables reads a trailing + as "every interface starting with": the FORWARD rules of `wg+` would
+        # accept traffic of wg0 and every other wg* tunnel
+        return (f"{show(name)} ends with '+', which firewall rules read as every interface starting with "
+                f"{show(name[:-1])}: choose a name that does not end with '+', e.g. wg0")
+    if name in _IFACE_WORDS:
+        return f"{show(name)} cannot name an interface ({_IFACE_WORDS[name]}): use another name, e.g. wg0"
+    return None
