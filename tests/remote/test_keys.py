@@ -54,6 +54,28 @@ def test_enroll_creates_a_key_with_mode_600_and_prints_only_its_public_key(wg_no
     assert sorted(os.listdir(kd)) == ["wg0.key"]
 
 
+@pytest.mark.parametrize("script", ["enroll", "rotate"])
+def test_a_killed_runs_new_key_is_removed_by_the_next_run(wg_node: Stubs, tmp_path: Path, script: str) -> None:
+    """Review P: an enroll or rotate killed between `wg genkey` and the rename left its new private key in
+    IF.key.wgmesh-tmp.PID for good (its EXIT trap cannot run on SIGKILL). The next enroll or rotate removes such a
+    file once its PID runs no more; a running one's (here: this test's own PID) is left alone."""
+    wg_node.host("flock")
+    kd = tmp_path / "wg"
+    old = parse_key_output(enroll(wg_node, kd).stdout).public_key
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = kd / f"wg0.key.wgmesh-tmp.{dead.pid}", kd / f"wg0.key.wgmesh-tmp.{os.getpid()}"
+    for leftover in (stale, live):
+        leftover.write_text(f"{'B' * 42}E=\n")
+        leftover.chmod(0o600)
+    if script == "enroll":
+        r = enroll(wg_node, kd)
+    else:
+        r = wg_node.run(rotate_script("wg0", old, key_dir=str(kd), run_dir=str(tmp_path / "run")))
+    assert r.exit_status == 0, r.stderr
+    assert sorted(os.listdir(kd)) == ["wg0.key", live.name]
+
+
 def test_enroll_refuses_a_key_folder_another_user_may_write(wg_node: Stubs, tmp_path: Path) -> None:
     """Review F: a link planted at the temporary key name had the new private key written into the planter's
     file. No key is made where another user may write."""
@@ -232,3 +254,12 @@ def test_rotate_refuses_a_run_folder_another_user_may_write(wg_node: Stubs, tmp_
     assert r.exit_status == 3
     assert r.stderr.strip().startswith(f"{run} must be root's and writable by root only")
     assert victim.read_text() == "precious\n" and public_of(kd / "wg0.key") == old
+
+
+def test_a_key_script_killed_on_the_node_says_so() -> None:
+    """Review P: a rotate whose shell was SIGKILLed failed with `exit status -1` (sshd sends the signal, not a
+    status): the message says what that means."""
+    killed = "the node's shell ended without an exit status (killed by a signal?)"
+    assert keys.node_failure(CommandResult(-1, "", "")) == killed
+    assert keys.node_failure(CommandResult(3, "", "")) == "exit status 3"
+    assert keys.node_failure(CommandResult(3, "", "no key file\n")) == "no key file"

@@ -14,6 +14,7 @@ trap 'exit 129' HUP  # a signal ends the script through its EXIT trap: no key fi
 trap 'exit 143' TERM
 mkdir -p "$KEY_DIR"
 wgm_own_dir "$KEY_DIR"
+wgm_stale_keys "$KEY"
 enroll_status=existing
 if [ ! -e "$KEY" ]; then
   wg genkey >"$enroll_tmp"

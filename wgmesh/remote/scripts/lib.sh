@@ -49,6 +49,8 @@
 #                            in the background, holding none of the script's files, that ends within a second
 #                            of the script. Not for a script that starts what must outlive it in its process
 #                            group (apply's `wg-quick up` may start wireguard-go).
+#   wgm_stale_keys KEY       remove KEY.wgmesh-tmp.PID files whose PID runs no more: what a killed enroll or
+#                            rotate left (a new private key, mode 600, that nothing used); a running one's is kept.
 #   WGM_KEYLESS_AWK          awk functions for a script that shows a wg-quick config's lines: wgm_keyless(LINE, R)
 #                            is LINE with every key-like text (43 base64 characters and `=`) replaced by R, except
 #                            a PublicKey line's value (its first key before any `#`: a key in its comment is
@@ -154,6 +156,13 @@ wgm_conf_key() {
     if (k ~ /^\[/) { iface = (k ~ /^\[interface\]/); next }
     if (iface && k ~ /^privatekey=/) { sub(/^[^=]*=[ \t]*/, "", l); sub(/[ \t\r\v\f]*(#.*)?$/, "", l); v = l }
   } END { if (v != "") print v }' "$1"
+}
+
+wgm_stale_keys() {
+  for wgm_sk in "$1".wgmesh-tmp.*; do
+    case ${wgm_sk##*.} in '' | *[!0-9]*) continue ;; esac
+    if [ -f "$wgm_sk" ] && ! kill -0 "${wgm_sk##*.}" 2>/dev/null; then rm -f "$wgm_sk"; fi
+  done
 }
 
 wgm_writable() {

@@ -13,6 +13,7 @@ trap 'exit 129' HUP  # a signal ends the script through its EXIT trap: no key fi
 trap 'exit 143' TERM
 wgm_lock
 wgm_own_dir "${KEY%/*}"
+wgm_stale_keys "$KEY"
 [ -f "$KEY" ] || wgm_die "no key file $KEY on the node: enroll it first" 3
 if ! rotate_current=$(wg pubkey <"$KEY" 2>/dev/null); then
   wgm_die "$KEY does not hold a WireGuard private key" 3
