@@ -51,7 +51,7 @@ def _sources(mesh: Mesh, targets: Sequence[str], nodes: Sequence[Node], skipped:
 
 
 def _failed_run(got: CommandResult) -> str:
-    tail = got.stderr.strip().splitlines()[-1:] or [f"exit status {got.exit_status}"]
+    tail = got.stderr.strip().splitlines()[-1:] or [got.status_text]
     return f"the script failed on the node: {tail[0]}"
 
 

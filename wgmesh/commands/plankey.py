@@ -51,7 +51,7 @@ def read_public_key(path: Path) -> plankey.PublicKey:
 
 
 def _failure(got: CommandResult) -> str:
-    tail = got.stderr.strip().splitlines()[-1:] or [f"exit status {got.exit_status}"]
+    tail = got.stderr.strip().splitlines()[-1:] or [got.status_text]
     return tail[0]
 
 

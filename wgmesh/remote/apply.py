@@ -206,5 +206,5 @@ def _failure(result: CommandResult) -> str:
     if result.exit_status in (LOCK_EXIT, NO_FLOCK_EXIT):
         return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "lock timeout"
     err = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
-    tail = "; ".join(err[-3:]) if err else f"exit status {result.exit_status}"
+    tail = "; ".join(err[-3:]) if err else result.status_text
     return f"apply failed (exit {result.exit_status}): {tail}"

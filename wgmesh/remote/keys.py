@@ -77,4 +77,4 @@ def parse_key_output(stdout: str) -> KeyReport:
 def node_failure(result: CommandResult) -> str:
     """One line saying why a key script failed on a node."""
     err = [ln.strip() for ln in result.stderr.splitlines() if ln.strip()]
-    return err[-1] if err else f"exit status {result.exit_status}"
+    return err[-1] if err else result.status_text

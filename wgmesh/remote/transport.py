@@ -62,6 +62,14 @@ class CommandResult:
     stdout: str
     stderr: str
 
+    @property
+    def status_text(self) -> str:
+        """The exit status in words, for a failure that printed nothing: -1 is none (sshd sends a signal instead
+        when the node's shell is killed)."""
+        if self.exit_status == -1:
+            return "the node's shell ended without an exit status (killed by a signal?)"
+        return f"exit status {self.exit_status}"
+
 
 class Transport(Protocol):
     """What the rest of wgmesh needs from a transport. `ssh.SshTransport` is the real one."""
