@@ -332,6 +332,11 @@ def test_report_apply_table(tmp_path: Path) -> None:
     for bad in ("<", ">", "`", "@everyone", "](", "://"):
         assert bad not in evil, bad
     assert "```mermaid" in out
+    assert "Warnings:" not in out
+    doc["warnings"] = ["aws: a.invalid does not resolve <b>now</b>", "two"]  # review C1: never shown before
+    out = _report(tmp_path, "apply", "1", "apply.json", "graph.mmd",
+                  files={"apply.json": json.dumps(doc), "graph.mmd": ""})
+    assert "Warnings:\n<pre>\naws: a.invalid does not resolve &lt;b&gt;now&lt;/b&gt;\ntwo\n</pre>\n" in out
 
 
 def test_mesh_name_for(tmp_path: Path) -> None:

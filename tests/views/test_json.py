@@ -70,6 +70,7 @@ def test_json_plan_document() -> None:
     assert doc["type"] == "plan" and doc["format_version"] == "1"
     assert doc["summary"] == {"add": 0, "change": 1, "destroy": 0, "errors": 1}
     assert doc["warnings"] == ["w1"]
+    assert _err(env) == "Warning: w1\n"  # (review C1: the document only)
     nodes = {n["node"]: n for n in doc["nodes"]}
     assert nodes["aws"]["error"] == "timed out"
     (c,) = nodes["gcp"]["changes"]
@@ -183,6 +184,24 @@ def test_import_document_is_written_once_at_the_end() -> None:
     assert doc["nodes"] == [{"node": "aws", "public_key": pubkey(1), "entry": entry.fields,
                              "key_source": "interface", "config": "written", "error": None}]
     assert doc["warnings"] == ["w"] and doc["residual"] == [{"node": "aws", "change": "~ peer x"}]
+    assert _err(env) == "Warning: w\nWarning: aws: the first plan will still show ~ peer x\n"
+
+
+def test_warnings_go_to_stderr_as_well() -> None:
+    """Review C1: with --json, warnings were in the document only (render's nowhere), so the CI apply job, which
+    prints stderr and keeps the document, never showed them; the README says warnings stay on stderr."""
+    warn = Finding("mesh.yaml:9:3: nodes.a: careful", "mesh.yaml", 9, 3, "nodes.a", "careful", "warning")
+    env = _env()
+    JsonView(env).render(RenderReport((RenderedConfig("aws", "[Interface]\n"),), warnings=(warn,)))
+    assert _err(env) == "mesh.yaml:9:3: nodes.a: careful\n"
+    env = _env()
+    JsonView(env).validate(ValidateReport(Path("m.yaml"), True, (warn,), mesh="demo", interface="wg0", nodes=2))
+    assert _err(env) == "mesh.yaml:9:3: nodes.a: careful\n"
+    assert _doc(env)["warnings"][0]["message"] == "careful"
+    env = _env()
+    JsonView(env).results(_plan(_converged(), warnings=("w1",)), [])
+    assert _err(env) == "Warning: w1\n"
+    assert _doc(env)["warnings"] == ["w1"]
 
 
 def test_validate_render_init_documents() -> None:

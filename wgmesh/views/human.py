@@ -204,10 +204,8 @@ class HumanView:
     def import_entries(self, report: ImportReport) -> None:
         for e in report.entries:
             self._line(f"  + node {e.node}: {e.description}")
-        for w in report.warnings:
+        for w in report.all_warnings():
             self.warning(w)
-        for node, line in report.residual:
-            self.warning(f"{node}: the first plan will still show {line}")
 
     def import_result(self, report: ImportReport) -> None:
         if report.dry_run:

@@ -27,6 +27,16 @@ class JsonView:
     def _side(self, text: str) -> None:
         self.env.stderr.write(safe(text) + "\n")
 
+    def _warnings(self, lines: Sequence[str]) -> None:
+        """A report's warnings on stderr too, as the human view shows them (the document holds them as well): a CI
+        job that keeps the document and prints stderr shows them."""
+        for line in lines:
+            self.warning(line)
+
+    def _findings(self, report: ValidateReport | RenderReport) -> None:
+        for f in report.warnings:
+            self._side(f.text)
+
     def message(self, text: str) -> None:
         for line in text.split("\n"):
             self._side(line)
@@ -47,6 +57,7 @@ class JsonView:
         raise AssertionError("the JSON view never asks")  # apply --json needs --auto-approve or a saved plan
 
     def plan(self, plan: Plan) -> None:
+        self._warnings(plan.warnings)
         self._dump({"type": "plan", **plan_to_dict(plan)})
 
     def plan_saved(self, path: Path) -> None:
@@ -58,12 +69,14 @@ class JsonView:
     def results(
         self, plan: Plan, results: Sequence[NodeResult], rounds: Sequence[tuple[Plan, Sequence[NodeResult]]] = ()
     ) -> None:
+        self._warnings(plan.warnings)
         doc = {"type": "apply", **plan_to_dict(plan), "results": _results(results)}
         if rounds:  # apply's hole punching (core/punch.py): a plan and its results per round, in the one document
             doc["hole_punching"] = [{**plan_to_dict(p), "results": _results(rs)} for p, rs in rounds]
         self._dump(doc)
 
     def check(self, report: CheckReport) -> None:
+        self._warnings(report.warnings())
         self._dump(check_to_dict(report))
 
     def status(self, report: StatusReport) -> None:
@@ -76,12 +89,15 @@ class JsonView:
         pass  # one document, at the end: import_result
 
     def import_result(self, report: ImportReport) -> None:
+        self._warnings(report.all_warnings())
         self._dump(import_to_dict(report))
 
     def validate(self, report: ValidateReport) -> None:
+        self._findings(report)
         self._dump(validate_to_dict(report))
 
     def render(self, report: RenderReport) -> None:
+        self._findings(report)
         self._dump(render_to_dict(report))
 
     def init(self, report: InitReport) -> None:

@@ -122,3 +122,7 @@ class ImportReport:
     written: bool = False
     config_kept: tuple[str, ...] = ()  # nodes whose own config stays until the first apply (it would change)
     error: str | None = None  # why nothing was imported (a node unread, a node that cannot be imported)
+
+    def all_warnings(self) -> list[str]:
+        """The warnings, then a line per change the first plan will still show."""
+        return [*self.warnings, *(f"{node}: the first plan will still show {line}" for node, line in self.residual)]

@@ -122,6 +122,12 @@ apply() {
       + " -\($a | map(select(. == "delete" or . == "replace")) | length) "
       + "| \(.message | esc) |"' "$doc"
   echo
+  # the plan's warnings (a name that does not resolve: the next reboot fails; a targeted node's peers lose it)
+  if [ "$(jq '.warnings | length' "$doc" 2>/dev/null || echo 0)" -gt 0 ]; then
+    printf 'Warnings:\n<pre>\n'
+    jq -r '.warnings[]' "$doc" | head -c "$TEXT_MAX" | esc
+    printf '</pre>\n\n'
+  fi
   picture "$graph"
 }
 
