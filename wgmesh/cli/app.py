@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,6 +288,7 @@ def run() -> None:
     stays bounded."""
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     for name in ("stdout", "stderr"):  # started with the stream closed (`wgmesh validate >&-`): Python has None
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the rest of the process)
@@ -298,6 +301,13 @@ def _exit(code: int) -> None:
     once its output is flushed: its files are closed and mesh.yaml's writes are synced by then. Anything else
     (paramiko joins its transports' threads at exit, a thread still running, output that cannot be flushed) ends
     the ordinary way."""
+    transport = sys.modules.get("wgmesh.remote.transport")
+    if transport is not None and transport.abandoned():  # Ctrl-C left connections and reads in flight (fan_out)
+        _end_proxies()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
     threading = sys.modules.get("threading")
     if "paramiko" in sys.modules or (threading is not None and threading.active_count() > 1):
         sys.exit(code)
@@ -307,6 +317,19 @@ def _exit(code: int) -> None:
     except (OSError, ValueError):
         sys.exit(code)
     os._exit(code)
+
+
+def _end_proxies() -> None:
+    proxies = sys.modules.get("wgmesh.remote.proxycommand")
+    if proxies is not None:
+        proxies.end_all()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM ends wgmesh as before (status 143), and the ssh.proxy_command processes with it."""
+    _end_proxies()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +155,7 @@ def _run_and_finish(
     if not isinstance(parallelism, int) or not scripts:
         return {name: _finished(finish, name, got) for name, got in transport.run_many(scripts, timeout).items()}
     from wgmesh.remote.ssh import one_line
-    from wgmesh.remote.transport import SshError
+    from wgmesh.remote.transport import SshError, fan_out
 
     def one(name: str) -> _Read:
         got: CommandResult | str
@@ -173,9 +172,7 @@ def _run_and_finish(
                 release(name)
         return _finished(finish, name, got)
 
-    with ThreadPoolExecutor(max_workers=min(max(1, parallelism), len(scripts))) as pool:
-        futures = {name: pool.submit(one, name) for name in scripts}
-        return {name: f.result() for name, f in futures.items()}
+    return fan_out(one, scripts, min(max(1, parallelism), len(scripts)))
 
 
 def _finished(finish: Callable[[str, CommandResult | str], _Read], name: str, got: CommandResult | str) -> _Read:

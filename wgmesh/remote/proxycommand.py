@@ -46,6 +46,20 @@ def proxy_line(ssh: Ssh) -> str:
     return shlex.join(["/bin/sh", "-c", f"exec {expanded}"])
 
 
+_RUNNING: set[ProxySock] = set()  # proxies started and not closed yet (end_all)
+_RUNNING_LOCK = threading.Lock()
+
+
+def end_all() -> None:
+    """Kill every proxy not closed yet, with what it started: the process is ending without the threads that
+    would close them (Ctrl-C during a connection, SIGTERM), and a proxy (`aws ssm start-session`) must not stay
+    behind, as OpenSSH ends its ProxyCommand."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proxy in running:
+        proxy._signal(signal.SIGKILL)
+
+
 class ProxySock(paramiko.ProxyCommand):
     """paramiko.ProxyCommand with a shell, EOF, a drained stderr and a reaped process."""
 
@@ -61,6 +75,8 @@ class ProxySock(paramiko.ProxyCommand):
         self._killed = False  # closed by us while it still ran (its exit status is then ours, not its own)
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
 
     def _read_stderr(self) -> None:
         stream = self.process.stderr
@@ -112,6 +128,8 @@ class ProxySock(paramiko.ProxyCommand):
 
     def close(self) -> None:
         """End the proxy (its stdin closed, then SIGTERM, SIGKILL after 2 s) and reap it."""
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
         with contextlib.suppress(OSError, ValueError):
             if self.process.stdin is not None:
                 self.process.stdin.close()

@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from wgmesh.remote.transport import (
     CommandResult,
     SshError,
     deadline_of,
+    fan_out,
     node_command,
 )
 
@@ -231,9 +231,9 @@ class SshTransport:
     def connect(self, nodes: Iterable[Node]) -> dict[str, str]:
         nodes = list(nodes)
         _paramiko()  # once, before the threads
-        with ThreadPoolExecutor(max_workers=min(self.parallelism, max(1, len(nodes)))) as pool:
-            futures = {n.name: pool.submit(self.connect_node, n) for n in nodes}
-            got = {name: fut.result() for name, fut in futures.items()}
+        by_name = {n.name: n for n in nodes}
+        got = fan_out(lambda name: self.connect_node(by_name[name]), [n.name for n in nodes],
+                      min(self.parallelism, max(1, len(nodes))))
         return {name: error for name, error in got.items() if error is not None}
 
     def connect_node(self, node: Node) -> str | None:
@@ -496,9 +496,7 @@ class SshTransport:
             except Exception as e:  # unforeseen: still this node's error, never the run's
                 return f"the command failed on the controller: {type(e).__name__}: {one_line(str(e))}"
 
-        with ThreadPoolExecutor(max_workers=min(self.parallelism, max(1, len(scripts)))) as pool:
-            futures = {name: pool.submit(one, name) for name in scripts}
-            return {name: f.result() for name, f in futures.items()}
+        return fan_out(one, scripts, min(self.parallelism, max(1, len(scripts))))
 
     def close(self) -> None:
         for c in list(self._clients.values()) + self._extra:

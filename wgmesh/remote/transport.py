@@ -7,14 +7,17 @@ and the deadline of each kind of command.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from wgmesh.core.checks import ATTEMPTS, HEAD_START, PING_WAIT
 from wgmesh.core.model import Node, Ssh
 
 # Deadlines, in seconds, per kind of node command; `--command-timeout S` replaces all of them.
+T = TypeVar("T")
+
 DEFAULT_PARALLELISM = 10  # nodes worked on at once
 DEFAULT_TIMEOUT = 10.0  # seconds to connect to a node
 READ_TIMEOUT = 30.0  # plan's read, status, import's read: a few quick commands
@@ -50,6 +53,34 @@ def node_command(ssh: Ssh) -> str:
     "a password is required" instead), and the script still travels on stdin, never in `ps`.
     """
     return "sudo -n /bin/sh -s" if ssh.use_sudo else "/bin/sh -s"
+
+
+_ABANDONED = threading.Event()  # set once a fan-out was left behind by Ctrl-C (see fan_out)
+
+
+def fan_out(fn: Callable[[str], T], names: Iterable[str], workers: int) -> dict[str, T]:
+    """`fn(name)` for every name on `workers` threads, the results in the names' order. Ctrl-C (KeyboardInterrupt
+    in the calling thread) does not wait for the calls in flight (a connection that is not answered takes its
+    whole --timeout): the calls not started are cancelled, the exception goes on, and the process may end without
+    the rest (`abandoned()`): what they do is reading, connecting or a node-side script that ends with its session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = {name: pool.submit(fn, name) for name in names}
+        return {name: f.result() for name, f in futures.items()}
+    except KeyboardInterrupt:
+        _ABANDONED.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        if not _ABANDONED.is_set():
+            pool.shutdown(wait=True)
+
+
+def abandoned() -> bool:
+    """A fan-out was left to its threads by Ctrl-C: the process ends without waiting for them (cli/app.py)."""
+    return _ABANDONED.is_set()
 
 
 class SshError(Exception):

@@ -1,0 +1,101 @@
+"""Ctrl-C and SIGTERM of the real `wgmesh` process while it waits on nodes that do not answer (review C2, C3).
+
+The nodes are a listener on loopback that accepts and never speaks (an SSH server that hangs before its banner),
+and a proxy command that never speaks: connections that would each take the whole --timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from meshes import pubkey
+
+WGMESH = [sys.executable, "-c", "from wgmesh.cli.app import run; run()"]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+def _mesh(tmp_path: Path, ssh: str) -> Path:
+    text = ["version: 1", "mesh:", "  name: sig", "  interface: wg0", "  network: 10.0.0.0/24", "nodes:"]
+    for i in (1, 2):
+        text += [f"  n{i}:", f"    address: 10.0.0.{i}", f"    public_key: {pubkey(i)}",
+                 f"    endpoint: 127.0.0.1:5182{i}", f"    listen_port: 5182{i}", f"    ssh: {ssh}"]
+    (tmp_path / "mesh.yaml").write_text("\n".join(text) + "\n")
+    (tmp_path / "known_hosts").write_text("")
+    return tmp_path / "mesh.yaml"
+
+
+def _started(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    # SIGINT at its default (a shell's background job would ignore it)
+    return subprocess.Popen([*WGMESH, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("command", ["plan", "status", "check"])
+def test_ctrl_c_ends_a_read_at_once(tmp_path: Path, silent_port: int, command: str) -> None:
+    """Ctrl-C during plan, status or check waited, with no word, until every connection in flight timed out."""
+    _mesh(tmp_path, f"{{host: 127.0.0.1, port: {silent_port}}}")
+    child = _started([command, "--timeout", "30"], tmp_path)
+    time.sleep(2.0)  # (the interpreter's start, then both connections hang before the banner)
+    interrupted = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    try:
+        _, err = child.communicate(timeout=25)
+    finally:
+        child.kill()
+    assert time.monotonic() - interrupted < 5, "it waited for the connections' --timeout"
+    assert child.returncode == 1
+    assert err.splitlines()[-1] == "Interrupted."
+
+
+def _running(token: str) -> list[int]:
+    """PIDs of processes whose command line holds `token` (ours: a fresh uuid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_sigterm_ends_the_proxy_commands_too(tmp_path: Path) -> None:
+    """SIGTERM ended wgmesh (status 143) and left its ssh.proxy_command running, orphaned (OpenSSH ends its
+    ProxyCommand): an `aws ssm start-session` would stay behind."""
+    token = f"wgmesh-test-proxy-{uuid.uuid4().hex}"
+    _mesh(tmp_path, f"{{host: 127.0.0.1, proxy_command: 'sh -c \"sleep 60\" {token}'}}")
+    child = _started(["plan", "--timeout", "30"], tmp_path)
+    try:
+        deadline = time.monotonic() + 15
+        while len(_running(token)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_running(token)) == 2, "the two proxies did not start"
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=10)
+        assert child.returncode == -signal.SIGTERM
+        deadline = time.monotonic() + 5
+        while _running(token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _running(token) == []
+    finally:
+        child.kill()
+        for pid in _running(token):  # (only ours: the token is this test's own)
+            os.kill(pid, signal.SIGKILL)
