@@ -273,3 +273,14 @@ def test_a_stream_closed_from_the_start_is_no_traceback(repo: Path) -> None:
                     preexec_fn=lambda: os.close(1))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and b"Traceback" not in err, err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("command", ["validate", "graph"])
+def test_a_full_disk_under_the_output_is_named_not_a_bug(repo: Path, command: str) -> None:
+    """`wgmesh plan > /dev/full` said "internal error: OSError: [Errno 28] ... please report it" (review C4)."""
+    with open("/dev/full", "w") as full:
+        proc = _console(repo, command, stdout=full, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.decode().splitlines()[-1] == "Error: cannot write the output: No space left on device"

@@ -171,6 +171,12 @@ def test_identity_file_may_live_in_home_not_in_proc_sys_dev(tmp_path: Path, monk
     for value in ("/proc/self/environ", "/sys/kernel/notes", "/dev/stdin", "/tmp/../proc/1/environ", "~/env", "/dev"):
         got = errors(BASE.replace("nodes:", f"ssh: {{identity_file: '{value}'}}\nnodes:"))
         assert len(got) == 1 and "ssh.identity_file: must not be a file under /proc, /sys or /dev" in got[0], got
+    # review C7: `validate -f /dev/stdin`: a relative name is taken from mesh.yaml's folder, /dev; the message says so
+    text = BASE.replace("nodes:", "ssh: {identity_file: id_ed25519}\nnodes:")
+    with pytest.raises(MeshError) as info:
+        loads(text, Path("/dev/stdin"))
+    assert ("ssh.identity_file: must not be a file under /proc, /sys or /dev (id_ed25519 is taken from mesh.yaml's "
+            "folder, /dev): use your SSH key") in str(info.value)
 
 
 def test_no_message_quotes_the_content_of_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

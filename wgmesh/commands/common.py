@@ -4,6 +4,7 @@ selecting nodes, and the guard that turns a failure into one clean line."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -122,12 +123,27 @@ def guard(fn: Callable[[], ExitStatus], env: Environment) -> ExitStatus:
         env.stderr.write("Interrupted.\n")
     except BrokenPipeError:  # the reader of the output went away (`wgmesh plan | head -1`): nothing more to say
         _discard_output(env)
-    except Exception as e:  # a bug: one line for the user, the traceback on request
-        if env.debug:
-            raise
-        env.stderr.write(f"Error: internal error: {type(e).__name__}: {safe(e)} (WGMESH_DEBUG=1 shows the traceback; "
-                         "please report it)\n")
+    except OSError as e:
+        if e.errno not in _FULL:
+            _internal_error(e, env)
+        else:  # a write the disk refused: the output's (`wgmesh plan > /dev/full`; the commands' own files are
+            # named by their Failure)
+            _discard_output(env)
+            env.stderr.write(f"Error: cannot write the output: {e.strerror}\n")
+    except Exception as e:
+        _internal_error(e, env)
     return ExitStatus.ERROR
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _internal_error(e: Exception, env: Environment) -> None:
+    """A bug: one line for the user, the traceback on request."""
+    if env.debug:
+        raise e
+    env.stderr.write(f"Error: internal error: {type(e).__name__}: {safe(e)} (WGMESH_DEBUG=1 shows the traceback; "
+                     "please report it)\n")
 
 
 def _discard_output(env: Environment) -> None:

@@ -50,5 +50,8 @@ def identity_file_path(text: str, directory: Path) -> Path:
     path = Path(os.path.normpath(expanded if os.path.isabs(expanded) else directory / expanded))
     for candidate in (str(path), os.path.realpath(path)):
         if any(_under(candidate, root) for root in FORBIDDEN_ROOTS):
-            raise ValueError("must not be a file under /proc, /sys or /dev: use your SSH key, e.g. ~/.ssh/id_ed25519")
+            # (a relative name is taken from mesh.yaml's folder: /dev when mesh.yaml was given as /dev/stdin)
+            where = "" if os.path.isabs(expanded) else f" ({text} is taken from mesh.yaml's folder, {directory})"
+            raise ValueError(f"must not be a file under /proc, /sys or /dev{where}: use your SSH key, e.g. "
+                             "~/.ssh/id_ed25519")
     return path
