@@ -110,6 +110,11 @@ def test_a_hole_punched_pair_without_a_recent_handshake_gets_a_hint() -> None:
     assert [h for h in quiet.hints if "hole punched" in h] == [
         "gcp <-> aliyun: hole punched, but no handshake on the direct path for 5 minutes: run wgmesh plan and apply "
         "(it punches again, or moves the pair back to the relay)"]
+    # both rebooted (review B2): no handshake at all since, which is not "for 5 minutes"
+    rebooted = status_report(m, m.nodes, m.node_names, punch_states(m, direct, handshakes=0), {}, now=NOW)
+    assert [h for h in rebooted.hints if "hole punched" in h] == [
+        "gcp <-> aliyun: hole punched, but no handshake on the direct path since the interface came up: run wgmesh "
+        "plan and apply (it punches again, or moves the pair back to the relay)"]
 
 
 def test_right_after_a_first_apply_a_pair_that_never_shook_hands_gets_no_firewall_hint() -> None:

@@ -226,9 +226,11 @@ def handshake_hints(nodes: Sequence[Node], views: Sequence[PeerView], relayed: b
                 quiet = all(v.latest_handshake <= 0 or (v.age or 0) > PUNCH_FRESH for v in sides(a, b))
                 if frozenset((a.name, b.name)) in punched and pair and pair <= {Handshake.NEVER, Handshake.STALE} \
                         and quiet:
-                    hints.append(f"{a.name} <-> {b.name}: hole punched, but no handshake on the direct path for "
-                                 f"{PUNCH_FRESH // 60} minutes: run wgmesh plan and apply (it punches again, or moves "
-                                 "the pair back to the relay)")
+                    # none at all: since the interface came up (a reboot), not "for 5 minutes"
+                    since = "since the interface came up" if any(v.latest_handshake <= 0 for v in sides(a, b)) \
+                        else f"for {PUNCH_FRESH // 60} minutes"
+                    hints.append(f"{a.name} <-> {b.name}: hole punched, but no handshake on the direct path {since}: "
+                                 "run wgmesh plan and apply (it punches again, or moves the pair back to the relay)")
                 continue
             states = {seen.get((a.name, b.name)), seen.get((b.name, a.name))} - {None, Handshake.UNREACHABLE}
             if states != {Handshake.NEVER}:
