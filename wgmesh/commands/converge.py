@@ -97,16 +97,23 @@ def _as_before(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
 
 
 def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
-    """What the rollback did, checked: the state it leaves is read again and compared with the one before."""
-    if back.exit_status != 0 or parse_outcome(back.stdout) not in ("rolledback", "reverted"):
+    """What the rollback did, checked: the state it leaves is read again and compared with the one before.
+    "reverted": the node had undone the run by itself already (its revert timer, or a shutdown in order: SIGTERM
+    has the timer undo it at once), which is said as such, not as a rollback."""
+    outcome = parse_outcome(back.stdout) if back.exit_status == 0 else None
+    if outcome not in ("rolledback", "reverted"):
         return f"rollback failed too: {_failure(back)}"
+    done = "rolled back" if outcome == "rolledback" else \
+        "the node had undone this apply by itself (its revert timer, or a shutdown in order)"
     try:
         now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, back.stdout.partition(VERIFY_MARK + "\n")[2]))
     except live_mod.ParseError as e:
-        return f"rolled back, but the node could not be read after it: {e}"
+        return f"{done}, but the node could not be read after it: {e}"
     if not _as_before(before, now):
-        return f"rolled back, but the node still differs from before the apply ({_differs(before, now)})"
-    return "rolled back to the previous config"
+        return f"{done}, but the node still differs from before the apply ({_differs(before, now)})"
+    if outcome == "rolledback":
+        return "rolled back to the previous config"
+    return f"{done}; read again: as before the apply"
 
 
 def _confirm_pending(mesh: Mesh, transport: Transport, node: str, runs: list[str], *, lock_timeout: int) -> str | None:
@@ -190,8 +197,6 @@ def _lost(mesh: Mesh, transport: Transport, node: str, run: str, lost: str, befo
     if isinstance(got, str):
         return (f"{UNREACHABLE} ({lost}; then: {got}); it restores its previous config by itself "
                 f"{confirm_timeout}s after the change")
-    if got.exit_status == 0 and parse_outcome(got.stdout) == "reverted":
-        return f"{UNREACHABLE} ({lost}); it restored its previous config by itself {confirm_timeout}s after the change"
     if got.exit_status == 3 and "no record" in got.stderr:
         # it changed nothing, undid itself, or the node restarted (its records are on a tmpfs): a read tells
         return f"{lost}; no record of this apply on the node; {_read_back(mesh, transport, node, before)}"
