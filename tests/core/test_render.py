@@ -62,6 +62,10 @@ nodes:
     decommission: true
 """
 
+_IN = "FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT"
+ACCEPT_IN = f"iptables -w 5 -C {_IN} 2>/dev/null || iptables -w 5 -I {_IN}"  # inserted only when missing
+ACCEPT_OUT = ACCEPT_IN.replace("-i %i", "-o %i")
+
 HUB = f"""# Managed by wgmesh (mesh small, node hub). Local edits are overwritten by wgmesh apply.
 [Interface]
 Address = 10.9.0.1/24, fd09::1/64
@@ -69,8 +73,8 @@ ListenPort = 51820
 MTU = 1380
 PostUp = wg set %i private-key /etc/wireguard/%i.key
 PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh
-PostUp = iptables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT
-PostUp = iptables -w 5 -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT
+PostUp = {ACCEPT_IN}
+PostUp = {ACCEPT_OUT}
 PostUp = sysctl -w net.ipv4.ip_forward=1
 PostDown = echo down %i
 PostDown = iptables -w 5 -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true
@@ -273,7 +277,7 @@ def test_a_node_that_routes_subnets_forwards_and_accepts_forwarded_traffic_at_ev
     removed again at `down` (forwarding is left on). A node without subnets gets none of it."""
     hub = render_node(small, "hub")
     assert "PostUp = sysctl -q -w net.ipv4.ip_forward=1 # wgmesh\n" in hub
-    assert hub.index("PostUp = iptables -w 5 -I FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
+    assert hub.index("PostUp = iptables -w 5 -C FORWARD -i %i") < hub.index("PostUp = sysctl -w")  # before the user's
     assert "iptables -t nat" not in hub  # no masquerade unless asked
     assert "sysctl" not in render_node(small, "nat") and "iptables" not in render_node(small, "nat")
 
@@ -292,6 +296,6 @@ def test_masquerade_rules_per_subnet() -> None:
     mesh, _ = loads(SMALL.replace(old, "    masquerade: true\n" + old))
     hub = render_node(mesh, "hub")
     rule = "POSTROUTING ! -s 192.168.1.0/24 -d 192.168.1.0/24 -m comment --comment wgmesh:%i -j MASQUERADE"
-    assert f"PostUp = iptables -w 5 -t nat -I {rule}\n" in hub
+    assert f"PostUp = iptables -w 5 -t nat -C {rule} 2>/dev/null || iptables -w 5 -t nat -I {rule}\n" in hub
     assert f"PostDown = iptables -w 5 -t nat -D {rule} || true\n" in hub
     assert user_hooks(hub) == (("sysctl -w net.ipv4.ip_forward=1",), ("echo down %i",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 
 import pytest
 from meshes import converged, four, fresh
@@ -63,7 +64,7 @@ def test_masquerade_added_and_removed_with_the_field() -> None:
     plan = diff_node(masq, masq.node("aws"), converged(MESH, "aws"))
     assert ("create", "masquerade", str(SUBNET)) in _extra(plan)
     assert Step(StepKind.ADD_MASQUERADE, str(SUBNET)) in plan.steps
-    assert any(line.startswith("+PostUp = iptables -w 5 -t nat -I POSTROUTING") for line in plan.config_diff)
+    assert any(line.startswith("+PostUp = iptables -w 5 -t nat -C POSTROUTING") for line in plan.config_diff)
     back = diff_node(MESH, MESH.node("aws"), converged(masq, "aws"))
     assert ("delete", "masquerade", str(SUBNET)) in _extra(back)
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET)) in back.steps
@@ -92,8 +93,9 @@ def test_an_ipv6_subnet_gets_forwarding_and_ip6tables_rules_of_its_own() -> None
     assert [s for s in plan.steps if s.kind in (StepKind.SET_FORWARDING, StepKind.ADD_FORWARD_RULES)] == [
         Step(StepKind.SET_FORWARDING, "6"), Step(StepKind.ADD_FORWARD_RULES, "6")]
     added = [line for line in plan.config_diff if line.startswith("+PostUp")]
-    assert "+PostUp = ip6tables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in added
-    assert "+PostUp = ip6tables -w 5 -I FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT" in added
+    for d in ("-i", "-o"):
+        rule = f"FORWARD {d} %i -m comment --comment wgmesh:%i -j ACCEPT"
+        assert f"+PostUp = ip6tables -w 5 -C {rule} 2>/dev/null || ip6tables -w 5 -I {rule}" in added
     down = "+PostDown = ip6tables -w 5 -D FORWARD -o %i -m comment --comment wgmesh:%i -j ACCEPT || true"
     assert down in plan.config_diff
     again = diff_node(mesh, mesh.node("aws"), converged(mesh, "aws"))  # wgmesh's ip6tables lines are not hooks
@@ -109,8 +111,9 @@ def test_an_ipv6_subnet_is_masqueraded_with_ip6tables() -> None:
     plan = diff_node(mesh, mesh.node("aws"), converged(_ipv6_subnet(), "aws"))
     assert _extra(plan) == [("create", "masquerade", str(SUBNET6))]
     assert Step(StepKind.ADD_MASQUERADE, str(SUBNET6)) in plan.steps
-    assert (f"+PostUp = ip6tables -w 5 -t nat -I POSTROUTING ! -s {SUBNET6} -d {SUBNET6} -m comment --comment "
-            "wgmesh:%i -j MASQUERADE") in plan.config_diff
+    rule = f"POSTROUTING ! -s {SUBNET6} -d {SUBNET6} -m comment --comment wgmesh:%i -j MASQUERADE"
+    added = f"+PostUp = ip6tables -w 5 -t nat -C {rule} 2>/dev/null || ip6tables -w 5 -t nat -I {rule}"
+    assert added in plan.config_diff
     back = diff_node(_ipv6_subnet(), mesh.node("aws"), converged(mesh, "aws"))
     assert Step(StepKind.DELETE_MASQUERADE, str(SUBNET6)) in back.steps
 
@@ -138,12 +141,33 @@ def test_a_config_with_the_rule_lines_of_before_the_lock_wait_is_rewritten_witho
     older = state.config_text.replace(" -w 5 ", " ")
     plan = diff_node(mesh, mesh.node("aws"), dataclasses.replace(state, config_text=older,
                                                                  config_sha256=config_digest(older)))
-    assert "+PostUp = iptables -w 5 -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in plan.config_diff
-    assert "-PostUp = iptables -I FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT" in plan.config_diff
+    rule = "FORWARD -i %i -m comment --comment wgmesh:%i -j ACCEPT"
+    assert f"+PostUp = iptables -w 5 -C {rule} 2>/dev/null || iptables -w 5 -I {rule}" in plan.config_diff
+    assert f"-PostUp = iptables -C {rule} 2>/dev/null || iptables -I {rule}" in plan.config_diff
     assert not [s for s in plan.steps if s.kind in (StepKind.RUN_HOOKS, StepKind.DELETE_FORWARD_RULES,
                                                     StepKind.DELETE_MASQUERADE)]
     assert _extra(plan) == []
 
+
+
+def test_rule_lines_insert_a_rule_only_when_missing_and_older_ones_are_rewritten_without_running_hooks() -> None:
+    """Review B4: a boot whose later PostUp line failed deleted the interface without its PostDown lines, and the
+    next `wg-quick up` inserted every rule again (a copy per failed boot, which plan did not see). The lines insert
+    a rule only when it is missing (`-C ... || -I`); the lines of before are a config change, once, no hook run."""
+    mesh = _with(MESH, "aws", masquerade=True)
+    state = converged(mesh, "aws")
+    assert state.config_text is not None
+    ups = [ln for ln in state.config_text.splitlines() if ln.startswith("PostUp = ip") and "wgmesh:%i" in ln]
+    idempotent = re.compile(r"PostUp = (\S+) -w 5 (-t nat |)-C (.+) 2>/dev/null \|\| \1 -w 5 \2-I \3")
+    assert len(ups) == 3 and all(idempotent.fullmatch(ln) for ln in ups), ups
+    older = re.sub(r"(\S+ -w 5 (-t nat )?)-C .+? 2>/dev/null \|\| ", "", state.config_text)
+    assert older.count("-C ") == 0 and older.count(" -I ") == 3
+    plan = diff_node(mesh, mesh.node("aws"), dataclasses.replace(state, config_text=older,
+                                                                 config_sha256=config_digest(older)))
+    assert plan.config_diff
+    assert not [s for s in plan.steps if s.kind in (StepKind.RUN_HOOKS, StepKind.DELETE_FORWARD_RULES,
+                                                    StepKind.DELETE_MASQUERADE)]
+    assert _extra(plan) == []
 
 def test_the_node_wide_masquerade_is_ipv4_and_an_ipv6_subnet_asks_for_its_own() -> None:
     """`masquerade: true` on the node source-NATs its IPv4 subnets only (as before IPv6 subnets had rules: an

@@ -262,3 +262,21 @@ def test_a_rebooted_host_comes_back_without_an_apply(mesh: Lab, run_wgmesh: Wgme
             assert _reach(mesh, "aws", str(azure.machine_ip)), "masquerade is back"
         r = run_wgmesh(mesh.dir, "check")
         assert r.returncode == 0, _out(r)
+
+
+def test_an_interface_brought_up_again_over_its_rules_keeps_one_copy_of_each(
+    mesh: Lab, run_wgmesh: WgmeshRunner
+) -> None:
+    """Review B4: a boot whose later PostUp line failed deleted the interface without its PostDown lines, so the
+    rules stayed; the next `wg-quick up` (apply's, or the next boot's) inserted a second copy of each, which plan
+    did not see. The rule lines insert a rule only when it is missing."""
+    text = _add_to_node(mesh.mesh_path.read_text(), "azure", "    masquerade: true\n")
+    with _mesh_text(mesh, run_wgmesh, text):
+        _ok(_apply(run_wgmesh, mesh))
+        _ok(_host(mesh, "azure", "ip link del wg0"))  # the interface gone, its rules left, as after such a boot
+        assert _ok(_host(mesh, "azure", "iptables -S FORWARD")).count("wgmesh:wg0") == 2
+        _ok(_apply(run_wgmesh, mesh))  # wg-quick up again, over the rules
+        assert _ok(_host(mesh, "azure", "iptables -S FORWARD")).count("wgmesh:wg0") == 2
+        assert _ok(_host(mesh, "azure", "iptables -t nat -S POSTROUTING")).count("wgmesh:wg0") == 1
+        r = _plan(run_wgmesh, mesh)
+        assert r.returncode == 0 and NO_CHANGES in r.stdout, _out(r)
