@@ -42,3 +42,11 @@ def test_check_names_the_step_and_the_last_line_of_output() -> None:
     with pytest.raises(LabError, match="not found"):
         procs.run(["wgmesh-lab-no-such-command"])
     assert procs.env()["PATH"].startswith("/usr/local/sbin:")
+
+
+def test_a_command_that_does_not_answer_is_named_by_its_label() -> None:
+    """Review B5: a boot step that hung was named by its namespace wrapper (`mount : no answer after 60 s`)."""
+    with pytest.raises(LabError, match=r"^wg-quick up wg0: no answer after 0\.2 s$"):
+        procs.run(["sleep", "5"], timeout=0.2, label="wg-quick up wg0")
+    with pytest.raises(LabError, match=r"^sleep 5: no answer after 0\.2 s$"):
+        procs.run(["sleep", "5"], timeout=0.2)

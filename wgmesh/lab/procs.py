@@ -25,8 +25,10 @@ def env() -> dict[str, str]:
     return out
 
 
-def run(argv: Sequence[str], *, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a command (sbin on PATH), capturing its text output. Not checked."""
+def run(argv: Sequence[str], *, input: str | None = None, timeout: float = 60,
+        label: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command (sbin on PATH), capturing its text output. Not checked. `label`: what a timeout names (the
+    command that was meant, not the namespace wrapper that runs it)."""
     try:
         return subprocess.run(
             list(argv), input=input, capture_output=True, text=True, env=env(), timeout=timeout, check=False
@@ -34,7 +36,7 @@ def run(argv: Sequence[str], *, input: str | None = None, timeout: float = 60) -
     except FileNotFoundError as e:
         raise LabError(f"{argv[0]}: not found ({INSTALL_LINE})") from e
     except subprocess.TimeoutExpired as e:
-        raise LabError(f"{shlex.join(argv)[:200]}: no answer after {timeout:g} s") from e
+        raise LabError(f"{(label or shlex.join(argv))[:200]}: no answer after {timeout:g} s") from e
 
 
 def check(argv: Sequence[str], what: str, *, input: str | None = None) -> str:

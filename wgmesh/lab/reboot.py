@@ -14,7 +14,9 @@ from wgmesh.lab.netns import netns_exists, ns_argv
 from wgmesh.lab.procs import alive, check, comm, kill_all, pids_in_netns, proc_of, run, which
 from wgmesh.lab.state import load
 
-BOOT_STEP_TIMEOUT = 60.0
+# longer than a boot step takes to fail by itself: wg retries an endpoint name that does not resolve for about
+# 75 s before wg-quick gives up and deletes the interface (killed sooner, it left a half-made interface behind)
+BOOT_STEP_TIMEOUT = 180.0
 
 
 def _in_host(lab: Lab, host: LabHost, argv: Sequence[str], phase: str) -> boot.Step:
@@ -22,7 +24,7 @@ def _in_host(lab: Lab, host: LabHost, argv: Sequence[str], phase: str) -> boot.S
     log = lab.host_dir(host) / "boot.log"
     redirect = ["sh", "-c", 'exec >"$1" 2>&1 </dev/null; shift; exec "$@"', "sh", str(log), *argv]
     try:
-        r = run(ns_argv(lab, host, redirect), timeout=BOOT_STEP_TIMEOUT)
+        r = run(ns_argv(lab, host, redirect), timeout=BOOT_STEP_TIMEOUT, label=" ".join(argv))
         code = r.returncode
         output = log.read_text(errors="replace") if log.exists() else ""
         output = output or r.stderr
