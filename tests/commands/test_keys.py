@@ -5,6 +5,7 @@ in tests/remote/test_keys.py."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import stat
 import subprocess
@@ -178,7 +179,7 @@ def test_enroll_that_cannot_write_mesh_yaml_names_the_nodes_and_the_way_out(
     with pytest.raises(Failure) as info:
         keys.run_enroll(keys.KeyOptions(f, names=("a", "b")), env(), factory(t))
     assert str(info.value) == (f"cannot write {f}: Operation not permitted; the node(s) a b have keys that it does "
-                               "not record: run `wgmesh enroll a b` again once it can be written")
+                               f"not record: run `wgmesh enroll a b -f {f}` again once it can be written")
     assert f.read_text() == before
     monkeypatch.undo()
     assert keys.run_enroll(keys.KeyOptions(f, names=("a", "b")), env(), factory(t)) == ExitStatus.OK
@@ -228,7 +229,7 @@ def test_rotate_refuses_an_unenrolled_node_before_connecting(tmp_path: Path) -> 
     t = LocalNodes(tmp_path / "nodes")
     f = tmp_path / "mesh.yaml"
     f.write_text(MESH.format(c_key=pubkey(3)))
-    with pytest.raises(Failure, match=r"a is not enrolled .*run `wgmesh enroll a` first"):
+    with pytest.raises(Failure, match=rf"a is not enrolled .*run `wgmesh enroll a -f {re.escape(str(f))}` first"):
         keys.run_rotate(keys.KeyOptions(f, names=("a",)), env(), factory(t))
     assert t.connected == []
 

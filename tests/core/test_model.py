@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 from meshes import four
@@ -183,3 +184,14 @@ def test_ssh_target_text_round_trips(target: SshTarget, text: str) -> None:
 )
 def test_use_sudo(user: str, sudo: bool | None, use: bool) -> None:
     assert Ssh(host="h", user=user, sudo=sudo).use_sudo is use
+
+
+def test_a_hint_names_the_mesh_file_unless_it_is_the_default() -> None:
+    """Review C8: hints said `wgmesh enroll newn` after `node add ... -f OTHER/mesh.yaml`: copied as shown, the
+    command acted on ./mesh.yaml."""
+    from wgmesh.core.model import command_line
+
+    assert command_line("enroll a", Path("mesh.yaml")) == "wgmesh enroll a"
+    assert command_line("enroll a", Path("./mesh.yaml")) == "wgmesh enroll a"
+    assert command_line("apply", Path("/srv/mesh/mesh.yaml")) == "wgmesh apply -f /srv/mesh/mesh.yaml"
+    assert command_line("apply", Path("my mesh/it's.yaml")) == "wgmesh apply -f 'my mesh/it'\\''s.yaml'"

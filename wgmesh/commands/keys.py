@@ -31,7 +31,7 @@ from wgmesh.commands.common import (
     open_transport,
     ssh_transport,
 )
-from wgmesh.core.model import Mesh, Node
+from wgmesh.core.model import Mesh, Node, command_line
 from wgmesh.remote.keys import KeyReport, enroll_script, node_failure, parse_key_output, rotate_script
 from wgmesh.remote.transport import APPLY_TIMEOUT, Transport
 from wgmesh.views import make_view
@@ -137,8 +137,9 @@ def run_enroll(opts: KeyOptions, env: Environment, factory: TransportFactory | N
             failure = Failure(f"{e}; nothing was written to {opts.file}")
         except OSError as e:  # the nodes have their keys: enroll reads them again once the file can be written
             names = " ".join(changed)
+            again = command_line("enroll " + names, opts.file)
             failure = Failure(f"cannot write {opts.file}: {e.strerror or e}; the node(s) {names} have keys that it "
-                              f"does not record: run `wgmesh enroll {names}` again once it can be written")
+                              f"does not record: run `{again}` again once it can be written")
     view.keys(_keys_report("enroll", mesh, opts.file, targets, reports, errors, bool(changed) and not failure))
     if failure is not None:
         raise failure
@@ -155,8 +156,8 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
             raise Failure(f"{node.name} is being decommissioned (decommission: true): its key leaves the mesh with "
                           "it; remove `decommission: true` first to rotate it")
         if node.public_key is None:
-            raise Failure(f"{node.name} is not enrolled (no public_key in {opts.file}): run `wgmesh enroll "
-                          f"{node.name}` first")
+            raise Failure(f"{node.name} is not enrolled (no public_key in {opts.file}): run "
+                          f"`{command_line('enroll ' + node.name, opts.file)}` first")
     scripts = {n.name: rotate_script(mesh.interface, n.public_key or "") for n in targets}
     reports, errors = _run_on(mesh, targets, scripts, opts, view, env, factory)
     changed = {name: r.public_key for name, r in reports.items()}
@@ -167,7 +168,7 @@ def run_rotate(opts: KeyOptions, env: Environment, factory: TransportFactory | N
         except (meshfile.EditError, OSError) as e:
             names = " ".join(changed)
             failure = Failure(f"{e}; the node(s) {names} have new keys that {opts.file} does not record: "
-                              f"run `wgmesh enroll {names}` to record them")
+                              f"run `{command_line('enroll ' + names, opts.file)}` to record them")
     view.keys(_keys_report("rotate", mesh, opts.file, targets, reports, errors, bool(changed) and not failure))
     if failure is not None:
         raise failure

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wgmesh.core.addresses import free_addresses
-from wgmesh.core.model import Mesh
+from wgmesh.core.model import Mesh, command_line
 from wgmesh.meshfile import (
     EditError,
     add_node_text,
@@ -101,8 +101,8 @@ def add(path: Path, spec: NodeSpec) -> list[str]:
         write_text(path, new_text)
     return [
         f"+ node {spec.name}: {describe(new_mesh, spec.name)}",
-        f"Added {spec.name} to {path}. Next: `wgmesh enroll {spec.name}` makes its key on the node, "
-        "then `wgmesh apply`.",
+        f"Added {spec.name} to {path}. Next: `{command_line('enroll ' + spec.name, path)}` makes its key on the "
+        f"node, then `{command_line('apply', path)}`.",
     ]
 
 

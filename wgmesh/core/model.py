@@ -30,6 +30,16 @@ DEFAULT_KNOWN_HOSTS = "known_hosts"
 DEFAULT_SSH_PORT = 22
 DEFAULT_SSH_USER = "root"
 
+
+def command_line(command: str, file: Path) -> str:
+    """`wgmesh COMMAND` as a hint to copy: with `-f FILE` when the mesh file is not ./mesh.yaml (the command run
+    from the same folder must act on the same file)."""
+    if file == Path("mesh.yaml"):
+        return f"wgmesh {command}"
+    text = str(file)
+    quoted = text if re.fullmatch(r"[A-Za-z0-9_./~@%+=:,-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+    return f"wgmesh {command} -f {quoted}"
+
 USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
@@ -343,6 +353,10 @@ class Mesh:
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    def command(self, command: str) -> str:
+        """`wgmesh COMMAND` for this mesh's file, as a hint (`command_line`)."""
+        return command_line(command, self.path)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

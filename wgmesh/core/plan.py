@@ -152,10 +152,11 @@ def _key_file_error(mesh: Mesh, node: Node, live: LiveState) -> str:
         f"{path} on the node does not hold a WireGuard private key"
     if live.public_key is not None and live.public_key == node.public_key:
         return (f"{what}, but {mesh.interface} runs with the key mesh.yaml names: write it back as root on the node "
-                f"(`umask 077; wg show {mesh.interface} private-key > {path}`); `wgmesh enroll {node.name}` would "
+                f"(`umask 077; wg show {mesh.interface} private-key > {path}`); "
+                f"`{mesh.command('enroll ' + node.name)}` would "
                 "make a new key instead, which every peer switches to at the next apply")
-    fix = f"run `wgmesh enroll {node.name}`" if not live.key_file_exists else \
-        f"move it away and run `wgmesh enroll {node.name}`"
+    fix = f"run `{mesh.command('enroll ' + node.name)}`" if not live.key_file_exists else \
+        f"move it away and run `{mesh.command('enroll ' + node.name)}`"
     return f"{what}; restore it from a backup, or {fix} (a new key: every peer switches to it at the next apply)"
 
 
@@ -212,7 +213,7 @@ def _diff_node(
                         steps=remove_steps(RERESOLVE_SCRIPT in (live.config_text or "")) if changes else ())
 
     if node.public_key is None:
-        note = f"not enrolled: no public_key in mesh.yaml; run `wgmesh enroll {node.name}`"
+        note = f"not enrolled: no public_key in mesh.yaml; run `{mesh.command('enroll ' + node.name)}`"
         return NodePlan(node.name, (), notes=(note,), fingerprint=fingerprint)
     if not live.key_file_exists or live.key_file_public_key is None:
         return NodePlan(node.name, error=_key_file_error(mesh, node, live), fingerprint=fingerprint)
