@@ -543,8 +543,8 @@ def test_a_node_whose_config_would_change_keeps_it_until_the_first_apply(tmp_pat
     assert ("  aws: copied its private key from the PrivateKey line of /etc/wireguard/wg0.conf to "
             "/etc/wireguard/wg0.key (on the node); left its /etc/wireguard/wg0.conf as it is, since wgmesh's would "
             "change it (above): the first apply replaces it") in text
-    assert "imported 3 node(s). Next: `wgmesh plan` (it shows what the first apply changes on aws, azure, gcp)" \
-        in text
+    assert (f"imported 3 node(s). Next: `wgmesh plan -f {f}` (it shows what the first apply changes on aws, azure, "
+            "gcp)") in text
 
 
 def test_a_node_with_settings_wgmesh_leaves_out_keeps_its_config(tmp_path: Path) -> None:

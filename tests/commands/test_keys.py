@@ -220,7 +220,7 @@ def test_rotate(tmp_path: Path) -> None:
     old_line = f"    public_key: {before.node('b').public_key}"
     assert f.read_text() == text.replace(old_line, f"    public_key: {new}")
     assert f'~ b: new key in /etc/wireguard/wg0.key; public_key "{before.node("b").public_key}" -> "{new}"' in out(e)
-    assert "until `wgmesh apply`" in out(e)
+    assert f"until `wgmesh apply -f {f}`" in out(e)
     for secret in t.private_keys():
         assert all(secret not in r for r in t.received)
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wgmesh.core.model import command_line
 from wgmesh.views.env import Environment
 from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
 from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
@@ -189,11 +190,13 @@ class HumanView:
             self._line(f"  ~ {k.node}: {made}; public_key {quote_key(k.previous)} -> {quote_key(k.public_key)}")
         changed = report.changed
         if report.written and report.command == "enroll":
-            self._line(f"Wrote {len(changed)} public key(s) to {file}. Next: `wgmesh plan`, then `wgmesh apply`.")
+            self._line(f"Wrote {len(changed)} public key(s) to {file}. Next: `{command_line('plan', file)}`, then "
+                       f"`{command_line('apply', file)}`.")
         elif report.written:
             names = ", ".join(k.node for k in changed)
             self._line(f"Wrote {len(changed)} new public key(s) to {file}. The running interface of {names} "
-                         "keeps its old key until `wgmesh apply` switches it and its peers together.")
+                         f"keeps its old key until `{command_line('apply', file)}` switches it and its peers "
+                         "together.")
         elif report.command == "enroll" and report.nodes and not changed:
             self._line(f"No changes to {file}.")
         for name, why in report.errors.items():
@@ -229,8 +232,8 @@ class HumanView:
             kept = [n for n, _ in report.adopted if n in report.config_kept]
             then = (f"it shows what the first apply changes on {', '.join(kept)}" if kept
                     else "it should show no changes for them")
-            self._line(f"{verb} {report.file}: imported {len(report.adopted)} node(s). Next: `wgmesh plan` "
-                         f"({then}).")
+            self._line(f"{verb} {report.file}: imported {len(report.adopted)} node(s). Next: "
+                         f"`{command_line('plan', report.file)}` ({then}).")
 
     # ------------------------------------------------------------------------------------------ local commands
 
