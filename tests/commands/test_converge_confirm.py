@@ -161,6 +161,21 @@ def test_a_node_that_reverted_by_itself_before_the_rollback_says_so() -> None:
                                    "before the apply (mtu)")
 
 
+
+def test_a_node_that_reverted_while_it_could_not_be_reached_says_so() -> None:
+    """The change locked the controller out (a hook that drops SSH): the rollback's first tries fail, and once the
+    node's timer has undone the change it answers `reverted`: unreachable, restored by itself, and compared."""
+    fake, states, plans = _setup(["aws"])
+    _lost_after_go(fake, states)
+    fake.answers[("aws", "rollback")] = [
+        SshError("timed out connecting to aws"),
+        CommandResult(0, f"{MARK}reverted\n{VERIFY_MARK}\n{read_output(states['aws'])}", "")]
+    result = _one(fake, states, plans, "aws", confirm_timeout=20)
+    assert result.message == (f"{UNREACHABLE} (connection to aws lost while the command ran); it restored its "
+                              "previous config by itself (its revert timer, 20s after the change, or a shutdown in "
+                              "order); read again: as before the apply")
+
+
 def test_a_connection_lost_before_the_node_changed_anything() -> None:
     fake, states, plans = _setup(["aws"])
     _lost_after_go(fake, states)

@@ -96,6 +96,10 @@ def _as_before(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
     return now == before
 
 
+_UNDONE = "the node had undone this apply by itself (its revert timer, or a shutdown in order)"
+UNREACHED_AFTER = 3.0  # seconds: a rollback that took longer to reach the node found it out of reach meanwhile
+
+
 def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
     """What the rollback did, checked: the state it leaves is read again and compared with the one before.
     "reverted": the node had undone the run by itself already (its revert timer, or a shutdown in order: SIGTERM
@@ -103,8 +107,7 @@ def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) 
     outcome = parse_outcome(back.stdout) if back.exit_status == 0 else None
     if outcome not in ("rolledback", "reverted"):
         return f"rollback failed too: {_failure(back)}"
-    done = "rolled back" if outcome == "rolledback" else \
-        "the node had undone this apply by itself (its revert timer, or a shutdown in order)"
+    done = "rolled back" if outcome == "rolledback" else _UNDONE
     try:
         now = _guarded(mesh, live_mod.parse_read_output(mesh.interface, back.stdout.partition(VERIFY_MARK + "\n")[2]))
     except live_mod.ParseError as e:
@@ -150,13 +153,16 @@ def _read_back(mesh: Mesh, transport: Transport, node: str, before: Mapping[str,
 
 
 def _reach(transport: Transport, node: str, script: str, *, timeout: float,
-           deadline: float) -> CommandResult | str:
-    """`script` over a new connection to the node, tried again until `deadline`; the last error if never."""
+           deadline: float, failed: list[str] | None = None) -> CommandResult | str:
+    """`script` over a new connection to the node, tried again until `deadline`; the last error if never.
+    `failed` collects the errors of the tries that did not reach it."""
     while True:
         try:
             transport.reconnect(node)
             return transport.run(node, script, timeout)
         except Exception as e:  # SshError: not reachable (yet); anything else: still this node's error
+            if failed is not None:
+                failed.append(str(e))
             left = deadline - time.monotonic()
             if left <= 0:
                 return str(e)
@@ -189,14 +195,25 @@ def _confirm(mesh: Mesh, transport: Transport, node: str, run: str, before: Mapp
 
 
 def _lost(mesh: Mesh, transport: Transport, node: str, run: str, lost: str, before: Mapping[str, object], *,
-          lock_timeout: int, confirm_timeout: int) -> str:
+          lock_timeout: int, confirm_timeout: int, went: float | None = None) -> str:
     """The apply's connection was lost after `go`: nothing verified the change, so it must not stay. Roll it
     back over a new connection, or, if the node cannot be reached, say that it reverts by itself."""
+    failed: list[str] = []
+    started = time.monotonic()
     got = _reach(transport, node, rollback_script(mesh, run, lock_timeout=lock_timeout),
-                 timeout=apply_timeout(lock_timeout), deadline=time.monotonic() + confirm_timeout)
+                 timeout=apply_timeout(lock_timeout), deadline=time.monotonic() + confirm_timeout, failed=failed)
     if isinstance(got, str):
         return (f"{UNREACHABLE} ({lost}; then: {got}); it restores its previous config by itself "
                 f"{confirm_timeout}s after the change")
+    # reached only after failed tries, after a connection that took seconds to open (its SYNs dropped until the
+    # revert), or once its revert timer was due (`went`: when it was told `go`): the node was out of reach
+    # meanwhile; else it undid the run by itself at once (a reboot's shutdown in order)
+    now = time.monotonic()
+    unreached = bool(failed) or now - started > UNREACHED_AFTER or (went is not None and now - went >= confirm_timeout)
+    if unreached and got.exit_status == 0 and parse_outcome(got.stdout) == "reverted":
+        back = _rolled_back(mesh, got, before).removeprefix(_UNDONE)
+        return (f"{UNREACHABLE} ({lost}); it restored its previous config by itself (its revert timer, "
+                f"{confirm_timeout}s after the change, or a shutdown in order){back}")
     if got.exit_status == 3 and "no record" in got.stderr:
         # it changed nothing, undid itself, or the node restarted (its records are on a tmpfs): a read tells
         return f"{lost}; no record of this apply on the node; {_read_back(mesh, transport, node, before)}"
@@ -233,7 +250,7 @@ def apply_node(
     before = _guarded(mesh, live)
     refused: list[str] = []
     already: list[str] = []  # another apply made this very change since the plan
-    answered: list[bool] = []
+    answered: list[float] = []  # when the node was told `go` (its change began about then)
 
     def decide(text: str) -> str | None:
         try:
@@ -247,7 +264,7 @@ def apply_node(
             (already if not done.error and not done.changes else refused).append(
                 stale(_differs(before, _guarded(mesh, now))))
             return "stop\n"
-        answered.append(True)
+        answered.append(time.monotonic())
         return "go\n" + script.rest
 
     try:
@@ -255,7 +272,7 @@ def apply_node(
     except Exception as e:  # the transport reports every failure as SshError; keep one node from stopping all
         if answered:  # the node may have changed: roll it back, or it reverts by itself
             return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, str(e),
-                              before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))
+                              before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout, went=answered[0]))
         return NodeResult(node.name, Outcome.FAILED, refused[0] if refused else str(e))
     if refused:
         return NodeResult(node.name, Outcome.FAILED, refused[0])
@@ -263,7 +280,7 @@ def apply_node(
         return NodeResult(node.name, Outcome.UNCHANGED, ALREADY)
     if result.exit_status == -1 and answered:
         return NodeResult(node.name, Outcome.FAILED, _lost(mesh, transport, node.name, script.run, _failure(result),
-                          before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout))
+                          before, lock_timeout=lock_timeout, confirm_timeout=confirm_timeout, went=answered[0]))
     if result.exit_status != 0:
         failed = _failure(result)
         if answered:  # the script undid its steps: whether that is all of it, only a new read tells
