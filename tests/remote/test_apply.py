@@ -369,7 +369,9 @@ def test_wg_messages_leave_the_node_without_key_material(node: Stubs) -> None:
     which quotes a key it refuses): the quoted value and any run of 40+ base64 characters are blanked; the rest of
     the message stays as it was."""
     lines = [f"Key is not the correct length or format: `{BAD_KEY[:30]}'", f"Line unrecognized: `Foo={BAD_KEY}'",
-             "[#] wg set wg0 private-key /etc/wireguard/wg0.key", "RTNETLINK answers: File exists"]
+             "[#] wg set wg0 private-key /etc/wireguard/wg0.key", "RTNETLINK answers: File exists",
+             # (review R3: a long path is no key)
+             "ls: cannot access '/usr/local/lib/wireguard/hooks/setuproutes/abcdefgh': No such file or directory"]
     text = "".join(f"{line}\n" for line in lines)
     r = node.run(shell.script("apply", IF="wg0") + f"printf %s {shlex.quote(text)} | wgm_scrub\n")
     assert r.exit_status == 0, r.stderr
@@ -409,6 +411,18 @@ def test_a_hand_made_config_is_kept_unreadable_and_restored_with_its_mode(node: 
     config.chmod(0o644)
     r = node.run(shell.script("apply", **values) + 'wgm_lock\nwgm_begin\nstat -c %a "$PREV"\nwgm_forget\n')
     assert (r.exit_status, r.stdout) == (0, "600\n"), r.stderr
+    # review R1: IF.conf a link: its target's mode is given back, not the link's own 777
+    target = node.root / "elsewhere.conf"
+    target.write_text(conf)
+    target.chmod(0o640)
+    config.unlink()
+    config.symlink_to(target)
+    r = node.run(shell.script("apply", **values) + 'wgm_lock\nwgm_begin\nprintf "%s\\n" "$wgm_conf_undo"\n'
+                 "wgm_forget\n")
+    assert r.exit_status == 0 and r.stdout.endswith('chmod 640 "$CONF"\n'), (r.stdout, r.stderr)
+    config.unlink()
+    config.write_text(conf)
+    config.chmod(0o644)
     got = _run_update(node, MTU_MESH, planned, _node(planned), fail="route add 192.168.30.0/24", conf_text=conf)
     assert got["rc"] != 0 and "steps were undone" in got["stderr"]  # type: ignore[operator]
     assert config.read_text() == conf

@@ -24,15 +24,16 @@
 # A key goes to wg only once wgm_key_ok took it: wg's errors quote the key they refuse (`Key is not the correct
 # length or format: `KEY'`), and they would carry it to the controller. wgm_key_ok KEY: true when `wg pubkey`
 # (which quotes nothing) takes KEY, fed by a builtin (never on a command line). wgm_scrub: stdin to stdout with
-# key material blanked, each as `(redacted)`: what wg quotes after `correct length or format:`, and any run of
-# 40 or more base64 characters (a key, or most of one); for wg's and wg-quick's messages before they leave.
+# key material blanked, each as `(redacted)`: what wg quotes after `correct length or format:` (a key it refused,
+# whatever its form), and every key-like text (43 base64 characters and `=`, as read.sh redacts): for wg's,
+# wg-quick's and a failing hook's messages before they leave (a long path stays as it is).
 wgm_key_ok() {
   [ "${#1}" -eq 44 ] && printf '%s\n' "$1" | wg pubkey >/dev/null 2>&1
 }
 
 wgm_scrub() {
   sed -e "s/\(correct length or format: \`\).*\('\)/\1(redacted)\2/" \
-    -e 's|[A-Za-z0-9+/]\{40,\}=*|(redacted)|g'
+    -e 's|[A-Za-z0-9+/]\{43\}=|(redacted)|g'
 }
 
 wgm_undo=:
@@ -152,7 +153,7 @@ wgm_begin() {
   if [ -f "$CONF" ]; then
     # its content only, mode 600 (umask): a hand-made IF.conf may hold its PrivateKey, and /run/wireguard is
     # world-readable (wireguard-go makes it 0755); the undo gives the restored file its own mode back
-    wgm_conf_mode=$(stat -c %a "$CONF" 2>/dev/null) || wgm_conf_mode=600
+    wgm_conf_mode=$(stat -L -c %a "$CONF" 2>/dev/null) || wgm_conf_mode=600  # (a link's target's: a link is 777)
     case $wgm_conf_mode in '' | *[!0-7]*) wgm_conf_mode=600 ;; esac
     cat "$CONF" >"$PREV"
     wgm_conf_undo="cp -p \"\$PREV\" \"\$CONF\" && chmod $wgm_conf_mode \"\$CONF\""
