@@ -337,6 +337,12 @@ def test_report_apply_table(tmp_path: Path) -> None:
     out = _report(tmp_path, "apply", "1", "apply.json", "graph.mmd",
                   files={"apply.json": json.dumps(doc), "graph.mmd": ""})
     assert "Warnings:\n<pre>\naws: a.invalid does not resolve &lt;b&gt;now&lt;/b&gt;\ntwo\n</pre>\n" in out
+    # review R2: warnings over the text limit ended the script (jq's SIGPIPE under pipefail), the summary lost
+    doc["warnings"] = [f"w{i}: " + "x" * 150 for i in range(2000)]
+    out = _report(tmp_path, "apply", "0", "apply.json", "graph.mmd",
+                  files={"apply.json": json.dumps(doc), "graph.mmd": 'flowchart LR\n  n0["a"]\n'})
+    assert "... (cut: the whole text is in the job log)\n</pre>\n" in out and "```mermaid" in out
+    assert len(out) < 60000
 
 
 def test_mesh_name_for(tmp_path: Path) -> None:

@@ -125,7 +125,9 @@ apply() {
   # the plan's warnings (a name that does not resolve: the next reboot fails; a targeted node's peers lose it)
   if [ "$(jq '.warnings | length' "$doc" 2>/dev/null || echo 0)" -gt 0 ]; then
     printf 'Warnings:\n<pre>\n'
-    jq -r '.warnings[]' "$doc" | head -c "$TEXT_MAX" | esc
+    # cut by jq itself: `| head -c` would end jq with SIGPIPE, which pipefail and set -e make the step's failure
+    jq -r --argjson max "$TEXT_MAX" '.warnings | join("\n") | if length > $max
+      then .[0:$max] + "\n... (cut: the whole text is in the job log)" else . end' "$doc" | esc
     printf '</pre>\n\n'
   fi
   picture "$graph"
