@@ -165,6 +165,9 @@ def test_keys_documents() -> None:
                                "changed": True, "mode": "600", "running_public_key": pubkey(9)}
     assert doc["nodes"][1]["changed"] is False and doc["nodes"][1]["running_public_key"] is None
     assert doc["errors"] == [{"node": "c", "error": HOSTILE}]
+    # review R4: enroll's warnings (here: a's interface runs with another key) went nowhere with --json
+    assert len(doc["warnings"]) == 1 and doc["warnings"][0].startswith("a: its interface runs with another key now")
+    assert _err(env) == f"Warning: {doc['warnings'][0]}\n"
     env = _env()
     JsonView(env).keys(KeysReport("rotate", Path("mesh.yaml"), "k", (), {}))
     assert _doc(env)["type"] == "rotate" and _err(env) == ""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from wgmesh.core.model import command_line
 from wgmesh.views.env import Environment
 from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
-from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport, quote_key
 from wgmesh.views.text import markup, safe, safe_lines
 
 if TYPE_CHECKING:  # (the plan, check and status types only annotate: validate and render import none of them)
@@ -30,10 +30,6 @@ _KEY_SOURCES = {
     "config": "moved its private key from the PrivateKey line of {conf} to {key} (on the node)",
     "interface": "saved the interface's private key to {key} (on the node)",
 }
-
-
-def quote_key(key: str | None) -> str:
-    return f'"{key}"' if key else "(none)"
 
 
 class HumanView:
@@ -174,13 +170,8 @@ class HumanView:
         key_path, file = report.key_path, report.file
         for k in report.nodes:
             if report.command == "enroll":
-                if k.mode not in (None, "600", "400", "unknown"):
-                    self.warning(f"{k.node}: {key_path} has mode {k.mode}; it should be 600 (chmod 600 {key_path})")
-                if k.running is not None:
-                    self.warning(f"{k.node}: its interface runs with another key now ({quote_key(k.running)}, from a "
-                                 f"config made by hand?): the first apply switches it to the key in {key_path}, and "
-                                 f"the peers that know the running key lose this node; to keep that key, import the "
-                                 f"node (`wgmesh import`) rather than enroll it")
+                for w in report.warnings_of(k):
+                    self.warning(w)
                 made = f"created {key_path}" if k.status == "created" else f"{key_path} exists"
                 if not k.changed:
                     self._line(f"  {k.node}: {made}; public_key already recorded (no change)")

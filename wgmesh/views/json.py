@@ -83,6 +83,7 @@ class JsonView:
         self._dump(status_to_dict(report))
 
     def keys(self, report: KeysReport) -> None:
+        self._warnings([w for k in report.nodes for w in report.warnings_of(k)])
         self._dump(keys_to_dict(report))
 
     def import_entries(self, report: ImportReport) -> None:
@@ -241,6 +242,7 @@ def keys_to_dict(report: KeysReport) -> dict[str, Any]:
             for k in report.nodes
         ],
         "errors": [{"node": n, "error": e} for n, e in report.errors.items()],
+        "warnings": [w for k in report.nodes for w in report.warnings_of(k)],
     }
 
 

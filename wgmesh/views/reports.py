@@ -95,6 +95,24 @@ class KeysReport:
     def changed(self) -> tuple[NodeKey, ...]:
         return tuple(k for k in self.nodes if k.changed)
 
+    def warnings_of(self, k: NodeKey) -> list[str]:
+        """What enroll warns of a node: a key file others may read, an interface running with another key."""
+        if self.command != "enroll":
+            return []
+        out = []
+        if k.mode not in (None, "600", "400", "unknown"):
+            out.append(f"{k.node}: {self.key_path} has mode {k.mode}; it should be 600 (chmod 600 {self.key_path})")
+        if k.running is not None:
+            out.append(f"{k.node}: its interface runs with another key now ({quote_key(k.running)}, from a config "
+                       f"made by hand?): the first apply switches it to the key in {self.key_path}, and the peers "
+                       "that know the running key lose this node; to keep that key, import the node "
+                       "(`wgmesh import`) rather than enroll it")
+        return out
+
+
+def quote_key(key: str | None) -> str:
+    return f'"{key}"' if key else "(none)"
+
 
 @dataclass(frozen=True)
 class ImportEntry:
