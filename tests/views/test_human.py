@@ -463,3 +463,13 @@ def test_enroll_warns_of_a_running_key_it_does_not_know() -> None:
         f'Warning: a: its interface runs with another key now ("{pubkey(9)}", from a config made by hand?): the first '
         "apply switches it to the key in /etc/wireguard/wg0.key, and the peers that know the running key lose this "
         "node; to keep that key, import the node (`wgmesh import`) rather than enroll it\n")
+
+
+def test_a_saved_plan_says_how_to_apply_it_with_its_mesh_file() -> None:
+    """Review R5: `plan -f lab1/m.yaml --out p.plan` said `wgmesh apply p.plan`, which fails from that folder
+    (no ./mesh.yaml) or applies another mesh."""
+    e = Environment(io.StringIO(), io.StringIO(), color=False)
+    HumanView(e).plan_saved(Path("p.plan"), Path("lab1/m.yaml"))
+    HumanView(e).plan_saved(Path("q.plan"), Path("mesh.yaml"))
+    said = e.stdout.getvalue() + e.stderr.getvalue()  # type: ignore[attr-defined]
+    assert "run: wgmesh apply p.plan -f lab1/m.yaml\n" in said and "run: wgmesh apply q.plan\n" in said

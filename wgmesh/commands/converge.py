@@ -473,7 +473,7 @@ def run_plan(opts: PlanOptions, env: Environment, factory: TransportFactory = ss
     view.plan(plan)
     if opts.out is not None:
         planfile.write(opts.out, opts.file, opts.connect.targets, reading, plan)
-        view.plan_saved(opts.out)
+        view.plan_saved(opts.out, opts.file)
     if plan.errors:
         return ExitStatus.ERROR
     if opts.detailed_exitcode and plan.has_changes:

@@ -222,8 +222,8 @@ def _diff_node(
             node.name,
             error=(
                 f"the key in {mesh.key_path()} on the node has public key {live.key_file_public_key}, "
-                f"but mesh.yaml says {node.public_key}; apply refuses this node. Run `wgmesh enroll "
-                f"{node.name}` to record the node's key, or fix public_key in mesh.yaml"
+                f"but mesh.yaml says {node.public_key}; apply refuses this node. Run "
+                f"`{mesh.command('enroll ' + node.name)}` to record the node's key, or fix public_key in mesh.yaml"
             ),
             fingerprint=fingerprint,
         )

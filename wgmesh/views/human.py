@@ -115,8 +115,9 @@ class HumanView:
         else:
             self._print("bold green", NO_CHANGES)
 
-    def plan_saved(self, path: Path) -> None:
-        self.message(f"\nSaved the plan to {path}. To perform exactly these actions, run: wgmesh apply {path}")
+    def plan_saved(self, path: Path, file: Path) -> None:
+        self.message(f"\nSaved the plan to {path}. To perform exactly these actions, run: "
+                     f"{command_line(f'apply {path}', file)}")
 
     def apply_cancelled(self) -> None:
         self.message("Apply cancelled.")

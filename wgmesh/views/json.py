@@ -60,7 +60,7 @@ class JsonView:
         self._warnings(plan.warnings)
         self._dump({"type": "plan", **plan_to_dict(plan)})
 
-    def plan_saved(self, path: Path) -> None:
+    def plan_saved(self, path: Path, file: Path) -> None:
         pass  # stdout holds the plan document; the saved file is what --out named
 
     def apply_cancelled(self) -> None:
