@@ -541,7 +541,9 @@ def run_apply(opts: ApplyOptions, env: Environment, factory: TransportFactory = 
         failed = any(r.outcome is Outcome.FAILED for r in results)
         rounds: list[tuple[Plan, list[NodeResult]]] = []
         if interrupted:  # nothing more after Ctrl-C: no hole punching either, and the run is not a success
-            view.message("Apply was interrupted: hole punching was not run; run wgmesh apply again to finish.")
+            punch = ", and no hole punching ran" if relaying(mesh).active else ""  # (only where pairs could punch)
+            view.message(f"Apply was interrupted: nothing more was started{punch}; run wgmesh plan to see what is "
+                         "left, then apply again.")
             failed = True
         elif not failed and plan.has_changes:  # a node changed: the paths of the nodes without an endpoint may too
             failed = _punch(mesh, transport, connect, view, opts, rounds)
