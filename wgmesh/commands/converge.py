@@ -98,6 +98,7 @@ def _as_before(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
 
 _UNDONE = "the node had undone this apply by itself (its revert timer, or a shutdown in order)"
 UNREACHED_AFTER = 3.0  # seconds: a rollback that took longer to reach the node found it out of reach meanwhile
+WAKE = 0.2  # seconds: how often the main thread looks for a signal while it waits for the nodes
 
 
 def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
@@ -371,7 +372,10 @@ def apply_plan(
             finally:
                 if masked:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            wait(futures)
+            # in short waits: a Ctrl-C that the kernel gave another thread (paramiko's) is handled here within
+            # WAKE seconds, not once every node is done (a wait on a lock is interrupted only in its own thread)
+            while wait(futures, timeout=WAKE).not_done:
+                pass
         except KeyboardInterrupt:
             stopping.set()
             futures += [pool.submit(one, p) for p in plans[len(futures):]]  # (a Ctrl-C from before the mask)

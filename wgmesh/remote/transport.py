@@ -63,11 +63,14 @@ def fan_out(fn: Callable[[str], T], names: Iterable[str], workers: int) -> dict[
     in the calling thread) does not wait for the calls in flight (a connection that is not answered takes its
     whole --timeout): the calls not started are cancelled, the exception goes on, and the process may end without
     the rest (`abandoned()`): what they do is reading, connecting or a node-side script that ends with its session."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {name: pool.submit(fn, name) for name in names}
+        # in short waits: a Ctrl-C that the kernel gave another thread (paramiko's) is seen here at once
+        while wait(futures.values(), timeout=0.2).not_done:
+            pass
         return {name: f.result() for name, f in futures.items()}
     except KeyboardInterrupt:
         _ABANDONED.set()
