@@ -109,7 +109,7 @@ def one(name):
     if name == "a":  # the kernel may give a process's SIGINT to any thread that does not block it (paramiko's)
         time.sleep(0.5)  # (the main thread waits by then)
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-    time.sleep(10)
+    time.sleep(4)
     return name
 
 started = time.monotonic()
