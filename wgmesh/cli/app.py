@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import signal
@@ -302,20 +301,18 @@ def _exit(code: int) -> None:
     (paramiko joins its transports' threads at exit, a thread still running, output that cannot be flushed) ends
     the ordinary way."""
     transport = sys.modules.get("wgmesh.remote.transport")
-    if transport is not None and transport.abandoned():  # Ctrl-C left connections and reads in flight (fan_out)
+    abandoned = transport is not None and transport.abandoned()  # Ctrl-C left connections and reads in flight
+    if abandoned:  # (fan_out): ends without waiting for them, and without their proxies
         _end_proxies()
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
     threading = sys.modules.get("threading")
-    if "paramiko" in sys.modules or (threading is not None and threading.active_count() > 1):
+    if not abandoned and ("paramiko" in sys.modules or (threading is not None and threading.active_count() > 1)):
         sys.exit(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
-        sys.exit(code)
+        if not abandoned:
+            sys.exit(code)
     os._exit(code)
 
 

@@ -54,7 +54,7 @@ from wgmesh.remote.apply import (
     parse_outcome,
     rollback_script,
 )
-from wgmesh.remote.transport import READ_TIMEOUT, CommandResult, Transport, apply_timeout
+from wgmesh.remote.transport import READ_TIMEOUT, WAKE, CommandResult, Transport, apply_timeout
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
 
@@ -98,7 +98,6 @@ def _as_before(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
 
 _UNDONE = "the node had undone this apply by itself (its revert timer, or a shutdown in order)"
 UNREACHED_AFTER = 3.0  # seconds: a rollback that took longer to reach the node found it out of reach meanwhile
-WAKE = 0.2  # seconds: how often the main thread looks for a signal while it waits for the nodes
 
 
 def _rolled_back(mesh: Mesh, back: CommandResult, before: Mapping[str, object]) -> str:
@@ -372,9 +371,7 @@ def apply_plan(
             finally:
                 if masked:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            # in short waits: a Ctrl-C that the kernel gave another thread (paramiko's) is handled here within
-            # WAKE seconds, not once every node is done (a wait on a lock is interrupted only in its own thread)
-            while wait(futures, timeout=WAKE).not_done:
+            while wait(futures, timeout=WAKE).not_done:  # (transport.WAKE: a Ctrl-C seen at once)
                 pass
         except KeyboardInterrupt:
             stopping.set()

@@ -15,9 +15,9 @@ from typing import Protocol, TypeVar
 from wgmesh.core.checks import ATTEMPTS, HEAD_START, PING_WAIT
 from wgmesh.core.model import Node, Ssh
 
-# Deadlines, in seconds, per kind of node command; `--command-timeout S` replaces all of them.
 T = TypeVar("T")
 
+# Deadlines, in seconds, per kind of node command; `--command-timeout S` replaces all of them.
 DEFAULT_PARALLELISM = 10  # nodes worked on at once
 DEFAULT_TIMEOUT = 10.0  # seconds to connect to a node
 READ_TIMEOUT = 30.0  # plan's read, status, import's read: a few quick commands
@@ -56,6 +56,9 @@ def node_command(ssh: Ssh) -> str:
 
 
 _ABANDONED = threading.Event()  # set once a fan-out was left behind by Ctrl-C (see fan_out)
+# seconds: the main thread waits for workers in steps this long, so that a Ctrl-C the kernel gave another thread
+# (paramiko's) is seen at once (a wait on a lock is interrupted only by a signal to its own thread)
+WAKE = 0.2
 
 
 def fan_out(fn: Callable[[str], T], names: Iterable[str], workers: int) -> dict[str, T]:
@@ -68,8 +71,7 @@ def fan_out(fn: Callable[[str], T], names: Iterable[str], workers: int) -> dict[
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {name: pool.submit(fn, name) for name in names}
-        # in short waits: a Ctrl-C that the kernel gave another thread (paramiko's) is seen here at once
-        while wait(futures.values(), timeout=0.2).not_done:
+        while wait(futures.values(), timeout=WAKE).not_done:  # (WAKE: Ctrl-C seen at once)
             pass
         return {name: f.result() for name, f in futures.items()}
     except KeyboardInterrupt:
