@@ -44,6 +44,13 @@ def masquerade_rule(subnet: IPNetwork) -> str:
     return f"POSTROUTING ! -s {subnet} -d {subnet} -m comment --comment {RULE_COMMENT} -j MASQUERADE"
 
 
+def _insert_once(tool: str, table: str, rule: str) -> str:
+    """The PostUp line that inserts `rule` only when it is missing (-C first): a boot whose later PostUp line fails
+    deletes the interface without its PostDown lines, and the rules stay; the next `wg-quick up` must not add a
+    second copy of each."""
+    return f"{tool} {RULE_WAIT} {table}-C {rule} 2>/dev/null || {tool} {RULE_WAIT} {table}-I {rule}"
+
+
 def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The PostUp and PostDown lines wgmesh adds for a node that routes subnets: forwarding on, and its
     FORWARD accept and MASQUERADE rules (iptables for IPv4, ip6tables for IPv6), so that `wg-quick up` at boot
@@ -51,11 +58,9 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     need it)."""
     up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
     rules = [(RULE_TOOL[v], forward_rule(d)) for v in (4, 6) if v in cfg.forwarding for d in ("-i", "-o")]
-    # each rule inserted only when missing (-C first): a boot whose later PostUp line fails deletes the interface
-    # without its PostDown lines, and the rules stay; the next `wg-quick up` must not add a second copy of each
-    up += [f"{tool} {RULE_WAIT} -C {r} 2>/dev/null || {tool} {RULE_WAIT} -I {r}" for tool, r in rules]
+    up += [_insert_once(tool, "", r) for tool, r in rules]
     nat = [(RULE_TOOL[n.version], masquerade_rule(n)) for n in sorted(cfg.masquerade, key=lambda n: n.version)]
-    up += [f"{tool} {RULE_WAIT} -t nat -C {r} 2>/dev/null || {tool} {RULE_WAIT} -t nat -I {r}" for tool, r in nat]
+    up += [_insert_once(tool, "-t nat ", r) for tool, r in nat]
     down = [f"{tool} {RULE_WAIT} -t nat -D {r} || true" for tool, r in reversed(nat)]
     down += [f"{tool} {RULE_WAIT} -D {r} || true" for tool, r in reversed(rules)]
     return tuple(up), tuple(down)
