@@ -1,3 +1,3 @@
-from wgmesh.cli.app import run
+from wgmesh.cli.entry import run
 
 run()

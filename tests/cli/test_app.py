@@ -251,8 +251,8 @@ def test_a_timeout_past_what_can_be_counted_is_a_usage_error(repo: Path, args: t
 
 
 def _console(repo: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
-    """The console script's entry (wgmesh.cli.app:run) in a new process."""
-    code = "import sys; from wgmesh.cli.app import run; sys.argv[0] = 'wgmesh'; run()"
+    """The console script's entry (wgmesh.cli.entry:run) in a new process."""
+    code = "import sys; from wgmesh.cli.entry import run; sys.argv[0] = 'wgmesh'; run()"
     return subprocess.Popen([sys.executable, "-c", code, *args, "-f", str(repo / "mesh.yaml")], **kw)  # type: ignore[call-overload]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from meshes import pubkey
 
-WGMESH = [sys.executable, "-c", "from wgmesh.cli.app import run; run()"]
+WGMESH = [sys.executable, "-c", "from wgmesh.cli.entry import run; run()"]
 
 
 @pytest.fixture

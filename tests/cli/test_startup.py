@@ -189,9 +189,10 @@ def test_the_deadlines_in_the_help_are_the_transports() -> None:
 
 
 def _run_script(setup: str, main: str) -> subprocess.CompletedProcess[str]:
-    """The console script (`wgmesh.cli.app.run`) in a fresh interpreter, after `setup`, with `main` (an expression:
-    it prints and gives the exit status) in place of the command line."""
-    probe = f"{setup}\nimport wgmesh.cli.app as app\napp.main = lambda: {main}\napp.run()\n"
+    """The console script (`wgmesh.cli.entry.run`) in a fresh interpreter, after `setup`, with `main` (an
+    expression: it prints and gives the exit status) in place of the typer app."""
+    probe = (f"{setup}\nimport wgmesh.cli.app as app\napp.main = lambda: {main}\n"
+             "from wgmesh.cli import entry\nentry.run()\n")
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
 

@@ -515,7 +515,7 @@ _KILLED_AT_CONFIRM = """
 import os, signal
 from wgmesh.commands import converge
 converge._confirm = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-from wgmesh.cli.app import run
+from wgmesh.cli.entry import run
 run()
 """
 

@@ -1,1 +1,2 @@
-"""The command line: typer only. `main(argv) -> int` is in app.py."""
+"""The command line: the `wgmesh` script (entry.py), its typer app (app.py: `main(argv) -> int`), and validate and
+render without typer in their plain shapes (quick.py)."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from wgmesh import __version__
-from wgmesh.cli import fastparams
+from wgmesh.cli import fastparams, quick
 from wgmesh.cli import keys as cli_keys
 from wgmesh.cli import observe as cli_observe
 from wgmesh.cli import pipeline as cli_pipeline
@@ -103,11 +101,7 @@ def _root(
 @app.command()
 def validate(ctx: typer.Context, file: Path | None = FileOpt, json_out: bool = Json, no_color: bool = NoColor) -> None:
     """Check mesh.yaml: every error with its line, the field and the fix. Exit 1 on any error."""
-    from wgmesh.commands.common import guard
-    from wgmesh.commands.local import validate as run
-
-    env = environment(ctx, no_color or json_out)
-    exit_with(guard(lambda: run(mesh_file(file, env), env, json_out), env))
+    exit_with(quick.validate(lambda off: environment(ctx, off), file, json_out, no_color))
 
 
 @app.command()
@@ -120,11 +114,7 @@ def render(
     json_out: bool = typer.Option(False, "--json", help='JSON on stdout: {"node": ..., "config": ...}.'),
 ) -> None:
     """Print the wg-quick config a node will run (no private key: it is loaded from the node's key file)."""
-    from wgmesh.commands.common import guard
-    from wgmesh.commands.local import render as run
-
-    env = environment(ctx, True)
-    exit_with(guard(lambda: run(mesh_file(file, env), node, all_nodes, out, env, json_out), env))
+    exit_with(quick.render(lambda off: environment(ctx, off), node, all_nodes, out, file, json_out))
 
 
 @app.command()
@@ -280,53 +270,11 @@ def _for(args: list[str]) -> typer.Typer:
 
 
 def run() -> None:
-    """The console script. A command is a short-lived process that builds many objects and few cycles: the
-    objects of the imports so far are set aside from garbage collection (`gc.freeze`), and a young collection
-    starts after 20,000 new objects rather than 700 (CPython's default also makes a full collection, which walked
-    everything imported, every 70,000: ~8% of a `render --all` of 1,000 nodes). Collections still run; memory
-    stays bounded."""
-    gc.freeze()
-    gc.set_threshold(20_000, 10, 10)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    for name in ("stdout", "stderr"):  # started with the stream closed (`wgmesh validate >&-`): Python has None
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the rest of the process)
-    _exit(main())
+    """The console script as installs made before cli/entry.py call it (`wgmesh.cli.app:run`, until the next
+    `pip install`): the same process, typer imported first."""
+    from wgmesh.cli.entry import run as entry_run
 
-
-def _exit(code: int) -> None:
-    """End the process with `code`. A command that used no SSH and left no thread running ends without the
-    interpreter's teardown (freeing every module and object one by one: 15 ms of a `render --all` of 1,000 nodes),
-    once its output is flushed: its files are closed and mesh.yaml's writes are synced by then. Anything else
-    (paramiko joins its transports' threads at exit, a thread still running, output that cannot be flushed) ends
-    the ordinary way."""
-    transport = sys.modules.get("wgmesh.remote.transport")
-    abandoned = transport is not None and transport.abandoned()  # Ctrl-C left connections and reads in flight
-    if abandoned:  # (fan_out): ends without waiting for them, and without their proxies
-        _end_proxies()
-    threading = sys.modules.get("threading")
-    if not abandoned and ("paramiko" in sys.modules or (threading is not None and threading.active_count() > 1)):
-        sys.exit(code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        if not abandoned:
-            sys.exit(code)
-    os._exit(code)
-
-
-def _end_proxies() -> None:
-    proxies = sys.modules.get("wgmesh.remote.proxycommand")
-    if proxies is not None:
-        proxies.end_all()
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM ends wgmesh as before (status 143), and the ssh.proxy_command processes with it."""
-    _end_proxies()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    entry_run()
 
 
 def __getattr__(name: str) -> Any:

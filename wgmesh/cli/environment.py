@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-
-import typer
+from typing import TYPE_CHECKING
 
 from wgmesh.views.env import Environment
+
+if TYPE_CHECKING:
+    import typer  # (the quick path, cli/quick.py, runs without it)
 
 DEFAULT_FILE = Path("mesh.yaml")
 
