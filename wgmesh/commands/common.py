@@ -11,16 +11,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wgmesh import meshfile
-from wgmesh.core.model import Mesh, Node
+from wgmesh.core.model import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, Mesh, Node
 from wgmesh.meshfile import Diagnostic
-from wgmesh.remote.transport import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, Transport
 from wgmesh.views import make_view
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
 from wgmesh.views.reports import Finding
 from wgmesh.views.text import safe
+
+if TYPE_CHECKING:  # (validate and render use no transport: remote.transport is not imported for them)
+    from wgmesh.remote.transport import Transport
 
 
 class ExitStatus(IntEnum):
@@ -38,7 +41,7 @@ class ConnectOptions:
     command_timeout: float | None = None  # --command-timeout: one deadline for every node command
 
 
-TransportFactory = Callable[[ConnectOptions, Callable[[str, str], None]], Transport]
+TransportFactory = Callable[[ConnectOptions, Callable[[str, str], None]], "Transport"]
 
 
 def ssh_transport(

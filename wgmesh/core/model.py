@@ -29,6 +29,8 @@ DEFAULT_INTERFACE = "wg0"
 DEFAULT_KNOWN_HOSTS = "known_hosts"
 DEFAULT_SSH_PORT = 22
 DEFAULT_SSH_USER = "root"
+DEFAULT_PARALLELISM = 10  # nodes worked on at once
+DEFAULT_TIMEOUT = 10.0  # seconds to connect to a node
 
 
 def command_line(command: str, file: Path) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -89,6 +88,8 @@ def suggest(key: str, allowed: tuple[str, ...]) -> str | None:
     alias = ALIASES.get(norm)
     if alias in allowed:
         return alias
+    import difflib  # (only for a misspelt key)
+
     close = difflib.get_close_matches(key.lower()[:64], allowed, n=1, cutoff=0.6)
     return close[0] if close else None
 

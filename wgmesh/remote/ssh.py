@@ -33,14 +33,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wgmesh.core.model import Node, Ssh
+from wgmesh.core.model import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, Node, Ssh
 from wgmesh.remote.channel import OUTPUT_CAP, READY_LINE, READY_MARK, OverCap, deadline_message, one_line, outcome
 from wgmesh.remote.channel import exchange as _exchange  # called by this name: tests/e2e/test_plan.py tees it
 from wgmesh.remote.known_hosts import HostKeyRefused, KnownHosts, PinnedPolicy, fingerprint, known_hosts_name
 from wgmesh.remote.transport import (
     DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_PARALLELISM,
-    DEFAULT_TIMEOUT,
     CommandResult,
     SshError,
     deadline_of,

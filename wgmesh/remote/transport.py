@@ -18,8 +18,6 @@ from wgmesh.core.model import Node, Ssh
 T = TypeVar("T")
 
 # Deadlines, in seconds, per kind of node command; `--command-timeout S` replaces all of them.
-DEFAULT_PARALLELISM = 10  # nodes worked on at once
-DEFAULT_TIMEOUT = 10.0  # seconds to connect to a node
 READ_TIMEOUT = 30.0  # plan's read, status, import's read: a few quick commands
 APPLY_TIMEOUT = 120.0  # apply, rollback, cleanup, enroll, rotate, import's adopt (they may wait for the node lock)
 DEFAULT_COMMAND_TIMEOUT = APPLY_TIMEOUT  # a caller that names no deadline still gets one
