@@ -3,6 +3,7 @@ rules for routed subnets and relays, kept preshared keys, endpoint re-resolution
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -56,10 +57,18 @@ def routing_hooks(cfg: InterfaceConfig) -> tuple[tuple[str, ...], tuple[str, ...
     FORWARD accept and MASQUERADE rules (iptables for IPv4, ip6tables for IPv6), so that `wg-quick up` at boot
     brings them back. PostDown removes the rules and leaves forwarding as it is (other things on the node may
     need it)."""
-    up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in cfg.forwarding]
-    rules = [(RULE_TOOL[v], forward_rule(d)) for v in (4, 6) if v in cfg.forwarding for d in ("-i", "-o")]
+    return _routing_hooks(cfg.forwarding, cfg.masquerade)
+
+
+@functools.lru_cache(maxsize=256)
+def _routing_hooks(
+    forwarding: tuple[int, ...], masquerade: tuple[IPNetwork, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(made once per kind of node: `render --all` asks for the same few for every node, twice)"""
+    up = [f"sysctl -q -w {_SYSCTL[v]}=1 {MANAGED_MARK}" for v in forwarding]
+    rules = [(RULE_TOOL[v], forward_rule(d)) for v in (4, 6) if v in forwarding for d in ("-i", "-o")]
     up += [_insert_once(tool, "", r) for tool, r in rules]
-    nat = [(RULE_TOOL[n.version], masquerade_rule(n)) for n in sorted(cfg.masquerade, key=lambda n: n.version)]
+    nat = [(RULE_TOOL[n.version], masquerade_rule(n)) for n in sorted(masquerade, key=lambda n: n.version)]
     up += [_insert_once(tool, "-t nat ", r) for tool, r in nat]
     down = [f"{tool} {RULE_WAIT} -t nat -D {r} || true" for tool, r in reversed(nat)]
     down += [f"{tool} {RULE_WAIT} -D {r} || true" for tool, r in reversed(rules)]
