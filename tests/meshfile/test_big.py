@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wgmesh.meshfile import MeshError, fastyaml, loads, yamldoc
+from wgmesh.meshfile import MeshError, fastscalars, fastyaml, loads, roundtrip, yamldoc
 from wgmesh.meshfile.diagnostics import Report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def same_as_round_trip(text: str) -> bool:
         fast, _, _ = fastyaml.read(text, 10**6)
     except fastyaml.Declined:
         return False
-    assert tree(fast) == tree(yamldoc.make_yaml().load(text)), text
+    assert tree(fast) == tree(roundtrip.make_yaml().load(text)), text
     return True
 
 
@@ -53,6 +53,18 @@ def same_as_round_trip(text: str) -> bool:
 ])
 def test_the_fast_reader_reads_as_the_round_trip(text: str) -> None:
     assert same_as_round_trip(text)
+
+
+def test_the_written_out_resolvers_are_ruamels() -> None:
+    """fastscalars writes ruamel's YAML 1.2 implicit resolvers out (ruamel is not imported to read plain YAML): a
+    ruamel that resolves plain scalars otherwise must show here, not as a value read differently."""
+    from ruamel.yaml.resolver import VersionedResolver
+
+    theirs = {first: [(str(tag), rx.pattern, rx.flags) for tag, rx in resolvers]
+              for first, resolvers in VersionedResolver().versioned_resolver.items()}
+    ours = {first: [(tag, rx.pattern, rx.flags) for tag, rx in resolvers]
+            for first, resolvers in fastscalars._table().items()}
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("text", [
@@ -180,7 +192,7 @@ def test_a_mesh_over_1_mb_in_plain_yaml_validates(tmp_path: Path) -> None:
     assert len(mesh.nodes) == 6_500 and time.monotonic() - started < 10
     # ... while an edit, which takes the round trip, keeps the 1 MB limit
     report = Report("mesh.yaml")
-    assert yamldoc.parse(text, report) is None and yamldoc.TOO_BIG in str(report.diags[0])
+    assert roundtrip.parse(text, report) is None and yamldoc.TOO_BIG in str(report.diags[0])
 
 
 def test_a_big_mesh_that_leaves_plain_yaml_is_refused_with_the_line() -> None:

@@ -24,11 +24,11 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from wgmesh.core.model import Mesh, validate_key
-from wgmesh.meshfile import yamldoc
+from wgmesh.meshfile import roundtrip, yamldoc
 from wgmesh.meshfile.diagnostics import EditError, MeshError, Report
 from wgmesh.meshfile.document import loads
+from wgmesh.meshfile.roundtrip import dumps, make_yaml, to_yaml
 from wgmesh.meshfile.schema import NAME_RE
-from wgmesh.meshfile.yamldoc import dumps, make_yaml, to_yaml
 
 # ----------------------------------------------------------------------------------------------- documents
 
@@ -36,7 +36,7 @@ from wgmesh.meshfile.yamldoc import dumps, make_yaml, to_yaml
 def parse(text: str) -> Any:
     """The round-trip document (with line numbers). EditError when the text is not usable YAML."""
     report = Report("mesh.yaml")
-    doc = yamldoc.parse(text, report)
+    doc = roundtrip.parse(text, report)
     if report.failed:
         raise EditError(f"cannot parse mesh.yaml: {report.diags[0]}")
     return doc
@@ -47,7 +47,7 @@ def load_document(path: str | Path) -> CommentedMap:
     shown = str(path)
     text = yamldoc.read_text(path)
     report = Report(shown)
-    doc = yamldoc.parse(text, report)
+    doc = roundtrip.parse(text, report)
     report.raise_if_failed()
     if not isinstance(doc, CommentedMap):
         report.error((1, 0), "", "the top level must be a mapping: fix it by hand first")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ruamel.yaml.resolver import VersionedResolver
-from ruamel.yaml.scalarint import ScalarInt
-
 MAX_NESTING = 16  # mesh.yaml needs 5 levels
 
 
@@ -62,16 +59,47 @@ class TooMany(Exception):
         self.pos = pos
 
 
+# ruamel's YAML 1.2 implicit resolvers (ruamel.yaml 0.18-0.19, VersionedResolver().versioned_resolver): the tag,
+# the first characters it is tried for ("": the empty value), its flags and its pattern. Written out here, not
+# asked of ruamel, whose import is 7 ms of every start; tests/meshfile/test_big.py keeps them equal to ruamel's.
+_RESOLVERS: tuple[tuple[str, tuple[str, ...], int, str], ...] = (
+    ("tag:yaml.org,2002:bool", tuple("tTfF"), re.X, r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    ("tag:yaml.org,2002:float", tuple("-+0123456789."), re.X, r"""^(?:
+         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$"""),
+    ("tag:yaml.org,2002:int", tuple("-+0123456789"), re.X, r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0o?[0-7_]+
+        |[-+]?[0-9_]+
+        |[-+]?0x[0-9a-fA-F_]+)$"""),
+    ("tag:yaml.org,2002:timestamp", tuple("0123456789"), re.X, r"""^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+        |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+        (?:[Tt]|[ \t]+)[0-9][0-9]?
+        :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+        (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$"""),
+    ("tag:yaml.org,2002:merge", ("<",), 0, r"^(?:<<)$"),
+    ("tag:yaml.org,2002:null", ("~", "n", "N", ""), re.X, r"""^(?: ~
+        |null|Null|NULL
+        | )$"""),
+    ("tag:yaml.org,2002:value", ("=",), 0, r"^(?:=)$"),
+    ("tag:yaml.org,2002:yaml", ("!", "&", "*"), 0, r"^(?:!|&|\*)$"),
+)
+
 _TABLE: dict[Any, list[tuple[str, re.Pattern[str]]]] | None = None
 
 
 def _table() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
-    """ruamel's YAML 1.2 implicit resolvers by first character, its patterns compiled as plain `re` patterns
-    (ruamel keeps them behind a lazy proxy whose every attribute look-up runs Python code)."""
+    """The resolvers by first character, in ruamel's order, each pattern compiled once."""
     global _TABLE
     if _TABLE is None:
-        _TABLE = {first: [(str(tag), re.compile(regexp.pattern, regexp.flags)) for tag, regexp in resolvers]
-                  for first, resolvers in VersionedResolver().versioned_resolver.items()}
+        table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+        for tag, firsts, flags, pattern in _RESOLVERS:
+            compiled = re.compile(pattern, flags)
+            for first in firsts:
+                table.setdefault(first, []).append((tag, compiled))
+        _TABLE = table
     return _TABLE
 
 
@@ -111,6 +139,8 @@ def _construct(text: str) -> Any:
         if len(digits) > _MAX_DIGITS:  # more than Python turns into an int: the field says it is no number it takes
             return text
         if digits[0] == "0":  # leading zeros (and 0 itself): the round trip keeps the width
+            from ruamel.yaml.scalarint import ScalarInt  # (ruamel: only for such a number)
+
             return ScalarInt(sign * int(digits), width=len(digits))
         return sign * int(digits)
     return _NOT_PLAIN

@@ -1,5 +1,5 @@
-"""YAML in and out: the one ruamel setup, reading with limits, node positions, parse errors as diagnostics,
-and the one atomic write.
+"""YAML in: reading with limits, node positions; and the one atomic write. The round trip (ruamel's parser,
+guarded, and its writer) is meshfile/roundtrip.py, imported when a document or an edit needs it.
 
 Anchors, aliases and merge keys are refused while the parser emits its events, before anything is composed,
 so an alias bomb never expands; so are nesting deeper and more values than mesh.yaml ever needs. Files over
@@ -13,24 +13,8 @@ of more than 1,000 nodes in plain YAML may take more than the limits above, as m
 from __future__ import annotations
 
 import os
-import re
-from io import StringIO
 from pathlib import Path
 from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    MappingStartEvent,
-    NodeEvent,
-    ScalarEvent,
-)
-from ruamel.yaml.parser import RoundTripParser
 
 from wgmesh.meshfile import fastyaml
 from wgmesh.meshfile.diagnostics import Diagnostic, MeshError, Pos, Report
@@ -69,67 +53,6 @@ def too_many(limit: int) -> str:
 
 TOO_LONG = too_long(MAX_LINES)
 TOO_MANY = too_many(MAX_VALUES)
-
-
-class _Refused(MarkedYAMLError):
-    """A construct mesh.yaml does not allow; `problem` is the whole message."""
-
-
-class _GuardedParser(RoundTripParser):
-    """Refuses anchors, aliases, merge keys and deep nesting as the composer takes each event."""
-
-    def __init__(self, loader: Any) -> None:
-        super().__init__(loader)
-        self._in_mapping: list[bool] = []  # one entry per open collection: is it a mapping
-        self._key_next: list[bool] = []  # per open collection: the next node is a mapping key
-        self._values = 0
-
-    def get_event(self) -> Any:
-        event = super().get_event()
-        if isinstance(event, NodeEvent | CollectionEndEvent):
-            self._check(event)
-        return event
-
-    def _check(self, event: Any) -> None:
-        mark = event.start_mark
-        if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Refused(None, None, ANCHORS, mark)
-        is_key = bool(self._in_mapping) and self._in_mapping[-1] and self._key_next[-1]
-        tag = str(getattr(event, "tag", None) or "")
-        if tag.endswith(":merge") or (
-            is_key and isinstance(event, ScalarEvent) and event.style is None and event.value == "<<"
-        ):
-            raise _Refused(None, None, MERGE, mark)
-        self._values += not isinstance(event, CollectionEndEvent)
-        if self._values > MAX_VALUES:
-            raise _Refused(None, None, TOO_MANY, mark)
-        if isinstance(event, CollectionStartEvent):
-            if len(self._in_mapping) >= MAX_DEPTH:
-                raise _Refused(None, None, DEEP, mark)
-            self._in_mapping.append(isinstance(event, MappingStartEvent))
-            self._key_next.append(True)
-        elif isinstance(event, CollectionEndEvent):
-            self._in_mapping.pop()
-            self._key_next.pop()
-            self._done()
-        else:
-            self._done()
-
-    def _done(self) -> None:
-        """A whole node was read: in a mapping, keys and values alternate."""
-        if self._in_mapping and self._in_mapping[-1]:
-            self._key_next[-1] = not self._key_next[-1]
-
-
-def make_yaml() -> YAML:
-    """The one ruamel setup: round trip (comments kept), no duplicate keys, the guarded parser."""
-    yaml = YAML(typ="rt")
-    yaml.Parser = _GuardedParser
-    yaml.allow_duplicate_keys = False
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,6 +101,8 @@ def parse_readonly(text: str, report: Report) -> Any:
         report.error((e.pos[0] + 1, e.pos[1] + 1), "", too_many(HARD_MAX_VALUES))
         return None
     except fastyaml.Declined as e:
+        from wgmesh.meshfile.roundtrip import parse  # (ruamel: only now)
+
         doc = parse(text, report, (e.line + 1, 0))  # (where the fast reader stopped: the line a value without a
         # position of its own is on, when one is all that is wrong)
         if report.failed and (size > MAX_BYTES or lines > MAX_LINES):  # say why the bigger limits did not apply
@@ -199,57 +124,6 @@ def parse_readonly(text: str, report: Report) -> Any:
             report.error((e.pos[0] + 1, e.pos[1] + 1), "", too_many(max_values))
         return None
     return doc
-
-
-def parse(text: str, report: Report, unplaced: Pos = (1, 0)) -> Any:
-    """The round-trip document, or None with the problem in `report`. Never raises. `unplaced`: where to put an
-    error ruamel gives no position for (a value its constructor refuses, such as the date 2001-13-45)."""
-    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        report.error((0, 0), "", TOO_BIG)
-        return None
-    if text.count("\n") > MAX_LINES:
-        report.error((MAX_LINES + 1, 0), "", TOO_LONG)
-        return None
-    try:
-        return make_yaml().load(text)
-    except _Refused as e:
-        report.error(_mark(e, text), "", str(e.problem))
-    except DuplicateKeyError as e:
-        m = re.search(r'found duplicate key "(.*?)" with value', str(e.problem or ""))
-        what = f'duplicate key "{m.group(1)[:60]}"' if m else "duplicate key"
-        report.error(_mark(e, text), "", f"{what}: a key may appear only once in a mapping; remove one")
-    except YAMLError as e:
-        report.error(_mark(e, text), "", _syntax_message(e))
-    except RecursionError:
-        report.error((1, 0), "", DEEP)
-    except Exception as e:  # ruamel raises plain ValueError etc. for some scalars (e.g. bad timestamps)
-        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        where = "a value" if unplaced == (1, 0) else "a value on this line or further down"
-        report.error(unplaced, "", f"{where} could not be read ({why}): quote values that look like dates or "
-                     "numbers but are not, and remove YAML tags (!!int, !!float, ...)")
-    return None
-
-
-def _mark(e: Exception, text: str) -> Pos:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    if mark is not None and getattr(mark, "line", None) is not None:
-        return (mark.line + 1, mark.column + 1)
-    position = getattr(e, "position", None)
-    if isinstance(position, int):
-        before = text[:position]
-        return (before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
-    return (1, 0)
-
-
-def _syntax_message(e: YAMLError) -> str:
-    if "ReaderError" in type(e).__name__:
-        return "invalid character: mesh.yaml must be printable UTF-8 text"
-    problem = str(getattr(e, "problem", None) or "").strip()[:120] or "invalid YAML"
-    if "\\t" in problem or "'\\t'" in problem or "\t" in problem:
-        return f"YAML syntax error: {problem}: indent with spaces, not tabs"
-    if "expected a single document" in problem:
-        return f"YAML syntax error: {problem}: keep one document (remove the extra '---')"
-    return f"YAML syntax error: {problem}: check indentation, quoting and ':' on this line"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,29 +164,6 @@ def item_pos(seq: Any, i: int, fallback: Pos) -> Pos:
 
 # --------------------------------------------------------------------------------------------------
 # Writing
-
-
-def to_yaml(value: Any) -> Any:
-    """Plain data as ruamel round-trip nodes: mappings block style, lists of scalars flow style."""
-    if isinstance(value, dict):
-        out = CommentedMap()
-        for k, v in value.items():
-            out[k] = to_yaml(v)
-        return out
-    if isinstance(value, list | tuple):
-        seq = CommentedSeq(to_yaml(v) for v in value)
-        if all(isinstance(v, str | int) for v in value):
-            seq.fa.set_flow_style()
-        return seq
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def dumps(doc: Any, yaml: YAML | None = None) -> str:
-    out = StringIO()
-    (yaml or make_yaml()).dump(doc, out)
-    return out.getvalue()
 
 
 def write_atomic(path: str | Path, text: str | bytes, mode: int) -> None:
