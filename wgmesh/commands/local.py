@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wgmesh import meshfile
-from wgmesh.commands.common import ExitStatus, Failure, finding, pipeline_warning
+from wgmesh.commands.common import ExitStatus, Failure, finding, holding, pipeline_warning
 from wgmesh.meshfile import MeshError
 from wgmesh.views import make_view
 from wgmesh.views.env import Environment
@@ -20,7 +20,8 @@ from wgmesh.views.reports import InitReport, RenderedConfig, RenderReport, Valid
 def validate(file: Path, env: Environment, json: bool = False) -> ExitStatus:
     view = make_view(env, json)
     try:
-        mesh, warnings = meshfile.load(file)
+        with holding():
+            mesh, warnings = meshfile.load(file)
     except MeshError as e:
         if json:  # the document says why; the failure's lines still go to stderr
             view.validate(ValidateReport(file, False, tuple(finding(d) for d in e.diagnostics)))
@@ -39,7 +40,8 @@ def render(
     from wgmesh.core import render as r
 
     view = make_view(env, json)
-    mesh, warnings = meshfile.load(file)
+    with holding():
+        mesh, warnings = meshfile.load(file)
     found = tuple(finding(w) for w in warnings)
     if all_nodes:
         if node is not None:
@@ -51,7 +53,8 @@ def render(
         except OSError as e:
             raise Failure(f"cannot create the folder {out}: {e.strerror}") from None
         # every file's pieces first (views of the shared stanzas: no file's bytes are built), then the writes
-        rendered = [(name, out / f"{name}.conf", pieces) for name, pieces in r.render_all_pieces(mesh)]
+        with holding():
+            rendered = [(name, out / f"{name}.conf", pieces) for name, pieces in r.render_all_pieces(mesh)]
         try:
             write_files([(path, pieces) for _, path, pieces in rendered])
         except OSError as e:

@@ -7,7 +7,6 @@ desired configs, the names of keys and addresses, the endpoint names to resolve)
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,20 +69,11 @@ def read_nodes(
     `release` (a command with nothing more to run on the nodes: plan) it then closes that connection, so at most
     `parallelism` connections are open at any time instead of all of them. Without `fingerprint` (a plan that is
     not saved) no state is fingerprinted: `fingerprints` and `comparable` stay empty."""
+    from wgmesh.commands.common import holding
+
     nodes = list(nodes)
-    # The states of every node are held at once, made of many small acyclic objects: the cyclic garbage
-    # collector would walk all of them again and again while they pile up (a cost that grows with N²). It is
-    # paused meanwhile; then what was made is frozen (gc.freeze: left out of every later collection) before it
-    # runs again, else its first pass walks the whole pile once more. The command ends soon after: what is
-    # frozen is freed at exit.
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
+    with holding():  # (the states of every node, held at once)
         return _read_nodes(mesh, transport, nodes, release, fingerprint)
-    finally:
-        if gc_was:
-            gc.freeze()
-            gc.enable()
 
 
 def _read_nodes(mesh: Mesh, transport: Transport, nodes: list[Node], release: bool, fingerprint: bool) -> Reading:
