@@ -156,3 +156,41 @@ def test_a_decommissioned_node_has_no_config_to_render(mesh_file: Path, tmp_path
     env = _env()
     assert local.render(mesh_file, None, True, out, env, json=True) == 0
     assert json.loads(env.stdout.getvalue())["decommissioned"] == ["gcp"]
+
+
+# ------------------------------------------------------------------------------------------ garbage collection
+
+_HOLDING = """
+import gc, json, sys
+from pathlib import Path
+from wgmesh.commands import common, local
+from wgmesh.views.env import Environment
+seen = []
+load = local.meshfile.load
+def watched(path):
+    seen.append(gc.isenabled())  # while mesh.yaml's model is built
+    return load(path)
+local.meshfile.load = watched
+gc.enable()
+frozen = gc.get_freeze_count()
+env = Environment(open("/dev/null", "w"), sys.stderr, environ={})
+local.validate(Path(sys.argv[1]), env)
+after = gc.get_freeze_count()
+gc.disable()
+with common.holding():
+    pass
+print(json.dumps([seen, after > frozen, gc.isenabled()]))
+"""
+
+
+def test_the_model_is_built_with_the_collector_paused_then_frozen() -> None:
+    """validate and render build mesh.yaml's model (many small objects it holds to its end) with the cyclic
+    collector paused, then freeze it and collect again; a collector that was off stays off."""
+    import subprocess
+    import sys
+
+    mesh = Path(__file__).resolve().parents[2] / "mesh.example" / "mesh.yaml"
+    done = subprocess.run([sys.executable, "-c", _HOLDING, str(mesh)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[False], True, False]
