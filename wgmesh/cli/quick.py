@@ -70,21 +70,18 @@ def run(command: str, got: Mapping[str, str | bool]) -> int:
 
     from wgmesh.views.env import Environment
 
-    def path(name: str) -> Path | None:
-        value = got.get(name)
-        return Path(value) if isinstance(value, str) else None
-
+    gc.freeze()  # (what the imports made, as the typer path freezes them: cli/entry.py)
     json_out = bool(got.get("json_out"))
     if command == "validate":
-        run_command: Callable[[], int] = lambda: validate(  # noqa: E731
-            Environment.from_system, path("file"), json_out, bool(got.get("no_color")))
-    else:
-        node = got.get("node")
-        run_command = lambda: render(  # noqa: E731
-            Environment.from_system, node if isinstance(node, str) else None, bool(got.get("all_nodes")),
-            path("out"), path("file"), json_out)
-    gc.freeze()  # (what the imports made, as the typer path freezes them: cli/entry.py)
-    return run_command()
+        return validate(Environment.from_system, _path(got, "file"), json_out, bool(got.get("no_color")))
+    node = got.get("node")
+    return render(Environment.from_system, node if isinstance(node, str) else None, bool(got.get("all_nodes")),
+                  _path(got, "out"), _path(got, "file"), json_out)
+
+
+def _path(got: Mapping[str, str | bool], name: str) -> Path | None:
+    value = got.get(name)
+    return Path(value) if isinstance(value, str) else None
 
 
 def validate(env_for: EnvFor, file: Path | None, json_out: bool, no_color: bool) -> int:
