@@ -25,7 +25,7 @@ from wgmesh.core.relay import relaying
 from wgmesh.core.state import LiveState
 from wgmesh.remote.transport import CommandResult
 from wgmesh.views.env import Environment
-from wgmesh.views.human import NO_CHANGES
+from wgmesh.views.plan_text import NO_CHANGES
 
 NAMES = ["aws", "azure", "gcp", "aliyun"]
 

@@ -29,6 +29,11 @@ KB = "fiVvTzvLW+guc0/puGdPheeZRsT4FHHsU1WwyvhO9Xk="
         (Endpoint("aws.example.com", 51820), "aws.example.com:51820", False),
         (Endpoint("203.0.113.1", 1), "203.0.113.1:1", True),
         (Endpoint("2001:db8::1", 51820), "[2001:db8::1]:51820", True),
+        (Endpoint("fe80::1%eth0", 1), "[fe80::1%eth0]:1", True),
+        (Endpoint("1.2.3", 1), "1.2.3:1", False),  # digits and dots, and still a name
+        (Endpoint("10.0.0.256", 1), "10.0.0.256:1", False),
+        (Endpoint("\u0663.\u0663.\u0663.\u0663", 1), "\u0663.\u0663.\u0663.\u0663:1", False),  # digits, not ASCII
+        (Endpoint("1e100.net", 1), "1e100.net:1", False),
     ],
 )
 def test_endpoint(endpoint: Endpoint, text: str, literal: bool) -> None:

@@ -18,8 +18,9 @@ from wgmesh.core.state import LiveState
 from wgmesh.core.status import status_report
 from wgmesh.views import make_view
 from wgmesh.views.env import Environment
-from wgmesh.views.human import NO_CHANGES, HumanView, change_lines, summary_line
+from wgmesh.views.human import HumanView
 from wgmesh.views.json import JsonView
+from wgmesh.views.plan_text import NO_CHANGES, change_lines, summary_line
 from wgmesh.views.reports import (
     Finding,
     ImportEntry,

@@ -205,6 +205,8 @@ class Endpoint:
 
     @property
     def is_literal(self) -> bool:
+        if ":" not in self.host and not self.host.replace(".", "").isdigit():
+            return False  # a name (not IPv6, not digits and dots): no parse, no exception
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

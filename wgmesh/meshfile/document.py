@@ -64,6 +64,7 @@ class Document:
         self.report = report
         self.mesh_path = mesh_path
         self.directory = mesh_path.parent
+        self.known_hosts = self.directory / DEFAULT_KNOWN_HOSTS  # (made once: every node without its own has it)
         self.f = Fields(report, self.directory)
 
     def mesh(self, doc: dict) -> Mesh | None:
@@ -293,7 +294,7 @@ class Document:
             ssh=SshDefaults(
                 port=defaults.port or DEFAULT_SSH_PORT,
                 user=defaults.user or DEFAULT_SSH_USER,
-                known_hosts=defaults.known_hosts or self.directory / DEFAULT_KNOWN_HOSTS,
+                known_hosts=defaults.known_hosts or self.known_hosts,
                 identity_file=defaults.identity_file,
                 proxy_jump=defaults.proxy_jump,
                 proxy_command=defaults.proxy_command,
@@ -312,7 +313,7 @@ class Document:
             host=d.ssh.host or (d.endpoint.host if d.endpoint else ""),
             port=d.ssh.port or defaults.port or DEFAULT_SSH_PORT,
             user=user,
-            known_hosts=d.ssh.known_hosts or defaults.known_hosts or self.directory / DEFAULT_KNOWN_HOSTS,
+            known_hosts=d.ssh.known_hosts or defaults.known_hosts or self.known_hosts,
             identity_file=d.ssh.identity_file or defaults.identity_file,
             proxy_jump=None if jump is None else SshTarget(jump.user or user, jump.host, jump.port or DEFAULT_SSH_PORT),
             proxy_command=proxy_command,

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from wgmesh.core.model import command_line
 from wgmesh.views.env import Environment
-from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line
 from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport, quote_key
 from wgmesh.views.text import markup, safe, safe_lines
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:  # (the plan, check and status types only annotate: validate a
     from wgmesh.core.plan import NodeResult, Plan
     from wgmesh.core.status import StatusReport
 
-__all__ = ["NO_CHANGES", "HumanView", "change_lines", "quote_key", "summary_line"]
+__all__ = ["HumanView", "quote_key"]
 
 _OUTCOME_STYLES = {"changed": "green", "unchanged": "dim", "failed": "bold red"}  # core.plan.Outcome's values
 
@@ -82,6 +81,8 @@ class HumanView:
     # ------------------------------------------------------------------------------------------ plan, apply
 
     def plan(self, plan: Plan) -> None:
+        from wgmesh.views.plan_text import NO_CHANGES, change_lines, config_diff_lines, summary_line  # (plan's own)
+
         for w in plan.warnings:
             self.warning(w)
         if plan.has_changes:
