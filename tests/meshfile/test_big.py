@@ -67,6 +67,18 @@ def test_the_written_out_resolvers_are_ruamels() -> None:
     assert ours == theirs
 
 
+SCALARS = ["", "~", "null", "Null", "nulls", "true", "TRUE", "tRue", "1.5", "1.", ".5", "1.2.3", "10.0.0.1", "0x1f",
+           "0o17", "0b101", "1_000", "010", "+5", "-3", "1e3", "1e", ".inf", ".NaN", "2001-12-14", "2001-12-14x",
+           "2001-12-14 21:59:43.10 -5", "<<", "<", "=", "!", "&", "*", "node-1", "fd00::1", "172.16.0.0/24"]
+
+
+@pytest.mark.parametrize("value", SCALARS)
+def test_one_match_per_first_character_resolves_as_trying_each_in_turn(value: str) -> None:
+    table = fastscalars._table()
+    expected = next((tag for tag, rx in table.get(value[:1], []) if rx.match(value)), "tag:yaml.org,2002:str")
+    assert fastscalars._implicit(value) == expected
+
+
 @pytest.mark.parametrize("text", [
     "a: &x 1\n", "a: *x\n", "<<: {a: 1}\n", "a: !!str 1\n", "a: |\n  x\n", "a: >\n  x\n", "a: b\n  c\n", "a:\tb\n",
     "a: 1\r\n", '"a": 1\n', "a: 1\na: 2\n", "a: 1.5\n", "a: 2001-12-14\n", "a: 1_000\n", "a: 0x1f\n", "a: [[1]]\n",

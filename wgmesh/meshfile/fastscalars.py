@@ -103,17 +103,35 @@ def _table() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
     return _TABLE
 
 
+_BY_FIRST: dict[str, tuple[re.Pattern[str], dict[str, str]]] | None = None
+
+
+def _by_first() -> dict[str, tuple[re.Pattern[str], dict[str, str]]]:
+    """Per first character, its resolvers as one pattern (their alternation, in order, each with its own flags
+    and anchors: the first that matches wins, as when they are tried one by one) and the tag of each group."""
+    global _BY_FIRST
+    if _BY_FIRST is None:
+        by_first = {}
+        for first, resolvers in _table().items():
+            parts, tags = [], {}
+            for k, (tag, regexp) in enumerate(resolvers):
+                flags = "x" if regexp.flags & re.X else ""
+                parts.append(f"(?P<t{k}>(?{flags}:{regexp.pattern}))" if flags else f"(?P<t{k}>{regexp.pattern})")
+                tags[f"t{k}"] = tag
+            by_first[first] = (re.compile("|".join(parts)), tags)
+        _BY_FIRST = by_first
+    return _BY_FIRST
+
+
 def _implicit(value: str) -> str:
-    """The tag ruamel's resolver gives a plain scalar (YAML 1.2, as the round trip reads mesh.yaml)."""
-    table = _table()
-    first = table.get(value[0] if value else "")
-    rest = table.get(None)
-    if first is None and rest is None:  # most names, keys and addresses: no resolver starts with their first character
+    """The tag ruamel's resolver gives a plain scalar (YAML 1.2, as the round trip reads mesh.yaml): one match
+    of the resolvers for its first character (most names, keys and addresses have none)."""
+    got = _by_first().get(value[0] if value else "")
+    if got is None:
         return _STR
-    for tag, regexp in [*(first or ()), *(rest or ())]:
-        if regexp.match(value):
-            return tag
-    return _STR
+    regexp, tags = got
+    m = regexp.match(value)
+    return _STR if m is None or m.lastgroup is None else tags[m.lastgroup]
 
 
 _MAX_DIGITS = 4300  # sys.get_int_max_str_digits()' default
