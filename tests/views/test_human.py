@@ -20,18 +20,9 @@ from wgmesh.views import make_view
 from wgmesh.views.env import Environment
 from wgmesh.views.human import HumanView
 from wgmesh.views.json import JsonView
+from wgmesh.views.keyreports import ImportEntry, ImportReport, KeysReport, NodeKey
 from wgmesh.views.plan_text import NO_CHANGES, change_lines, summary_line
-from wgmesh.views.reports import (
-    Finding,
-    ImportEntry,
-    ImportReport,
-    InitReport,
-    KeysReport,
-    NodeKey,
-    RenderedConfig,
-    RenderReport,
-    ValidateReport,
-)
+from wgmesh.views.reports import Finding, InitReport, RenderedConfig, RenderReport, ValidateReport
 
 MESH = four()
 NAMES = list(MESH.node_names)

@@ -15,17 +15,8 @@ from wgmesh.core.state import LiveState
 from wgmesh.core.status import status_report
 from wgmesh.views.env import Environment
 from wgmesh.views.json import JsonView
-from wgmesh.views.reports import (
-    Finding,
-    ImportEntry,
-    ImportReport,
-    InitReport,
-    KeysReport,
-    NodeKey,
-    RenderedConfig,
-    RenderReport,
-    ValidateReport,
-)
+from wgmesh.views.keyreports import ImportEntry, ImportReport, KeysReport, NodeKey
+from wgmesh.views.reports import Finding, InitReport, RenderedConfig, RenderReport, ValidateReport
 
 MESH = four()
 NAMES = list(MESH.node_names)

@@ -88,7 +88,7 @@ from wgmesh.remote.transport import APPLY_TIMEOUT, READ_TIMEOUT, Transport, dead
 from wgmesh.views import make_view
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.reports import ImportEntry, ImportReport
+from wgmesh.views.keyreports import ImportEntry, ImportReport
 
 
 def new_mesh_text(name: str, interface: str, networks: Sequence[IPNetwork], listen_port: int, keepalive: int,

@@ -37,7 +37,7 @@ from wgmesh.remote.transport import APPLY_TIMEOUT, Transport
 from wgmesh.views import make_view
 from wgmesh.views.base import View
 from wgmesh.views.env import Environment
-from wgmesh.views.reports import KeysReport, NodeKey
+from wgmesh.views.keyreports import KeysReport, NodeKey
 
 
 @dataclass(frozen=True)

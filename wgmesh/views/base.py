@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # (annotations only: a command that draws no plan does not im
     from wgmesh.core.checks import CheckReport
     from wgmesh.core.plan import NodeResult, Plan
     from wgmesh.core.status import StatusReport
-    from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+    from wgmesh.views.keyreports import ImportReport, KeysReport
+    from wgmesh.views.reports import InitReport, RenderReport, ValidateReport
 
 
 class View(Protocol):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from wgmesh.core.model import command_line
 from wgmesh.views.env import Environment
-from wgmesh.views.reports import ImportReport, InitReport, KeysReport, RenderReport, ValidateReport, quote_key
+from wgmesh.views.reports import InitReport, RenderReport, ValidateReport
 from wgmesh.views.text import markup, safe, safe_lines
 
 if TYPE_CHECKING:  # (the plan, check and status types only annotate: validate and render import none of them)
@@ -19,8 +19,9 @@ if TYPE_CHECKING:  # (the plan, check and status types only annotate: validate a
     from wgmesh.core.checks import CheckReport
     from wgmesh.core.plan import NodeResult, Plan
     from wgmesh.core.status import StatusReport
+    from wgmesh.views.keyreports import ImportReport, KeysReport
 
-__all__ = ["HumanView", "quote_key"]
+__all__ = ["HumanView"]
 
 _OUTCOME_STYLES = {"changed": "green", "unchanged": "dim", "failed": "bold red"}  # core.plan.Outcome's values
 
@@ -169,6 +170,8 @@ class HumanView:
     # ------------------------------------------------------------------------------------------ enroll, rotate
 
     def keys(self, report: KeysReport) -> None:
+        from wgmesh.views import keyreports
+
         key_path, file = report.key_path, report.file
         for k in report.nodes:
             if report.command == "enroll":
@@ -180,7 +183,8 @@ class HumanView:
                     continue
             else:
                 made = f"new key in {key_path}"
-            self._line(f"  ~ {k.node}: {made}; public_key {quote_key(k.previous)} -> {quote_key(k.public_key)}")
+            self._line(f"  ~ {k.node}: {made}; public_key {keyreports.quote_key(k.previous)} -> "
+                       f"{keyreports.quote_key(k.public_key)}")
         changed = report.changed
         if report.written and report.command == "enroll":
             self._line(f"Wrote {len(changed)} public key(s) to {file}. Next: `{command_line('plan', file)}`, then "

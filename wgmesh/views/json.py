@@ -13,7 +13,8 @@ from wgmesh.core.checks import FORMAT_VERSION, CheckReport, Probe
 from wgmesh.core.plan import NodeResult, Plan
 from wgmesh.core.status import FRESH_SECONDS, PeerView, StatusReport
 from wgmesh.views.env import Environment
-from wgmesh.views.reports import Finding, ImportReport, InitReport, KeysReport, RenderReport, ValidateReport
+from wgmesh.views.keyreports import ImportReport, KeysReport
+from wgmesh.views.reports import Finding, InitReport, RenderReport, ValidateReport
 from wgmesh.views.text import safe
 
 
