@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from meshes import four
 
 from wgmesh.core.model import (
@@ -200,3 +203,36 @@ def test_a_hint_names_the_mesh_file_unless_it_is_the_default() -> None:
     assert command_line("enroll a", Path("./mesh.yaml")) == "wgmesh enroll a"
     assert command_line("apply", Path("/srv/mesh/mesh.yaml")) == "wgmesh apply -f /srv/mesh/mesh.yaml"
     assert command_line("apply", Path("my mesh/it's.yaml")) == "wgmesh apply -f 'my mesh/it'\\''s.yaml'"
+
+
+_DOTTED = st.text(alphabet="0123456789./:%", max_size=22)
+_QUADS = st.tuples(*[st.integers(0, 300)] * 4, st.integers(0, 40)).map(
+    lambda t: f"{t[0]}.{t[1]}.{t[2]}.{t[3]}/{t[4]}")
+
+
+def _outcome(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError:
+        return ValueError
+
+
+@given(st.one_of(_DOTTED, _QUADS, _QUADS.map(lambda s: s.partition("/")[0])))
+def test_ip_address_and_ip_network_are_ipaddress_own(text: str) -> None:
+    """mesh.yaml's addresses and networks are parsed the faster way for a dotted quad; the result, or the
+    ValueError, is ipaddress's."""
+    from wgmesh.core.model import ip_address, ip_network
+
+    assert _outcome(ip_address, text) == _outcome(ipaddress.ip_address, text)
+    assert _outcome(ip_network, text) == _outcome(lambda t: ipaddress.ip_network(t, strict=True), text)
+
+
+@pytest.mark.parametrize("text", [
+    "10.0.0.1", "0.0.0.0", "255.255.255.255", "010.0.0.1", "01.2.3.4", "1.2.3.256", "10.0.0.0/8", "01.0.0.0/8",
+    "10.0.0.1/8", "10.0.0.0/08", "10.0.0.0/33", "0.0.0.0/0", "fd00::/64", "fd00::1",
+])
+def test_ip_address_and_ip_network_on_the_edges(text: str) -> None:
+    from wgmesh.core.model import ip_address, ip_network
+
+    assert _outcome(ip_address, text) == _outcome(ipaddress.ip_address, text)
+    assert _outcome(ip_network, text) == _outcome(lambda t: ipaddress.ip_network(t, strict=True), text)

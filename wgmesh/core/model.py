@@ -63,6 +63,32 @@ def validate_key(text: str) -> bool:
     return len(raw) == 32 and base64.b64encode(raw).decode("ascii") == text
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_IPV4_NETWORK = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?[0-9])")
+
+
+def ip_address(text: str) -> IPAddress:
+    """`ipaddress.ip_address(text)`; a dotted quad made from its integer (mesh.yaml has one or more per node, and
+    ipaddress parses each octet in Python). Anything else is ipaddress's, its ValueError included."""
+    m = _IPV4.fullmatch(text)
+    if m is None:
+        return ipaddress.ip_address(text)
+    a, b, c, d = m.groups()
+    return ipaddress.IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+
+
+def ip_network(text: str) -> IPNetwork:
+    """`ipaddress.ip_network(text, strict=True)`, an IPv4 network made from its integer as in `ip_address`."""
+    m = _IPV4_NETWORK.fullmatch(text)
+    if m is not None:
+        a, b, c, d, prefix = m.groups()
+        value, length = int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), int(prefix)
+        if not value & ((1 << (32 - length)) - 1):  # (host bits set: ipaddress words the error)
+            return ipaddress.IPv4Network((value, length))
+    return ipaddress.ip_network(text, strict=True)
+
+
 def is_ip(text: str, version: int) -> bool:
     """`text` is an IP address of that version, without a %scope."""
     try:

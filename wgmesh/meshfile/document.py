@@ -273,7 +273,7 @@ class Document:
             addr = self.f.address(v, p, sub, mesh.nets)
             if addr is None:
                 continue
-            if any(addr == a for a, _, _ in draft.addresses):
+            if draft.addresses and any(addr == a for a, _, _ in draft.addresses):
                 self.report.error(p, sub, f"{addr} is listed twice: remove one")
                 continue
             draft.addresses.append((addr, p, sub))

@@ -18,6 +18,8 @@ from wgmesh.core.model import (
     IPNetwork,
     SshTarget,
     Subnet,
+    ip_address,
+    ip_network,
     parse_endpoint,
     parse_host,
     parse_ssh_target,
@@ -173,7 +175,7 @@ class Fields:
             self.report.error(pos, path, f"missing prefix length: write a CIDR like {example}")
             return None
         try:
-            return ipaddress.ip_network(text, strict=True)
+            return ip_network(text)
         except ValueError:
             pass
         try:
@@ -196,7 +198,7 @@ class Fields:
             self.report.error(pos, path, fix)
             return None
         try:
-            addr = ipaddress.ip_address(text)
+            addr = ip_address(text)
         except ValueError:
             self.report.error(pos, path, f"{show(v)} is not an IP address: write e.g. 10.0.0.1")
             return None
@@ -210,8 +212,9 @@ class Fields:
         addr = self.ip(v, pos, path)
         if addr is None or not networks:
             return addr  # with no networks, the network itself is wrong or missing, reported there
-        same = [n for n in networks if n.version == addr.version]
-        if not same:
+        net = next((n for n in networks if n.version == addr.version and addr in n), None)
+        same = [n for n in networks if n.version == addr.version] if net is None else []
+        if net is None and not same:
             self.report.error(
                 pos,
                 path,
@@ -219,7 +222,6 @@ class Fields:
                 + ", ".join(str(n) for n in networks),
             )
             return None
-        net = next((n for n in same if addr in n), None)
         if net is None:
             self.report.error(
                 pos, path, f"{addr} is outside the mesh network {', '.join(map(str, same))}: use an address in it"
