@@ -95,22 +95,13 @@ class _Reader:
         self.values = 0
         self.nodes = 0
         self.tags: dict[str, Any] = {}  # plain scalar -> its value (or _NOT_PLAIN): resolved once
-        self.indents: list[int] = [-1] * self.n  # -1: not computed; -2: blank or comment only
+        self.indents = _indents(self.lines)  # read as a list where the reader loops: a call per look-up was 15%
 
     # ---------------------------------------------------------------------------------------- lines
 
-    def indent(self, i: int) -> int:
-        """The indentation of line i, or -2 for a line with nothing but spaces or a comment."""
-        got = self.indents[i]
-        if got == -1:
-            line = self.lines[i]
-            stripped = line.lstrip(" ")
-            got = -2 if not stripped or stripped[0] == "#" else len(line) - len(stripped)
-            self.indents[i] = got
-        return got
-
     def next_content(self, i: int) -> int:
-        while i < self.n and self.indent(i) == -2:
+        indents, n = self.indents, self.n
+        while i < n and indents[i] == -2:
             i += 1
         return i
 
@@ -134,7 +125,7 @@ class _Reader:
         i = self.next_content(0)
         if i >= self.n:
             raise Declined(0, "an empty document")
-        col = self.indent(i)
+        col = self.indents[i]
         if not _KEY.match(self.lines[i], col):
             raise Declined(i, "a top level that is not a mapping of plain keys")
         doc, i = self.mapping(i, col, col, 1)
@@ -148,7 +139,7 @@ class _Reader:
 
     def block(self, i: int, depth: int) -> tuple[Any, int]:
         """The block collection that starts on content line i (a list if it starts with '- ')."""
-        col = self.indent(i)
+        col = self.indents[i]
         line = self.lines[i]
         if line.startswith("-", col) and (len(line) == col + 1 or line[col + 1] == " "):
             return self.sequence(i, col, depth)
@@ -180,15 +171,15 @@ class _Reader:
             if not rest or rest[0] == "#":  # the value is on the following lines, or null
                 if rest:  # a comment after `key:`: where the round trip puts a null there is its own affair
                     j = self.next_content(i + 1)
-                    if j >= self.n or self.indent(j) <= indent:
+                    if j >= self.n or self.indents[j] <= indent:
                         raise Declined(i, "an empty value followed by a comment")
                 j = self.next_content(i + 1)
-                jcol = self.indent(j) if j < self.n else -1
+                jcol = self.indents[j] if j < self.n else -1
                 if j < self.n and (jcol > indent or (jcol == indent and self._dash(j, jcol))):
                     value, nxt = self.block(j, depth + 1)
                     vpos = (j, jcol)
                 else:
-                    if any(self.indent(k) == -2 and self.lines[k].strip() for k in range(i + 1, j)):
+                    if any(self.indents[k] == -2 and self.lines[k].strip() for k in range(i + 1, j)):
                         raise Declined(i, "an empty value followed by a comment")
                     value, nxt = None, j
                     vpos = (j, jcol) if j < self.n else self.end_mark()
@@ -197,14 +188,14 @@ class _Reader:
                 value = self.inline(i, vcol, depth)
                 vpos = (i, vcol)
                 nxt = self.next_content(i + 1)
-                if nxt < self.n and self.indent(nxt) > indent:
+                if nxt < self.n and self.indents[nxt] > indent:
                     raise Declined(nxt, "a value that continues on the next line")
             m[key] = value
             m.at(key, [i, col, vpos[0], vpos[1]])
             i = nxt
             if i >= self.n:
                 return m, i
-            col = self.indent(i)
+            col = self.indents[i]
             if col < indent:
                 return m, i
             if col > indent:
@@ -232,10 +223,10 @@ class _Reader:
                 if rest:
                     raise Declined(i, "a list item that is only a comment")
                 j = self.next_content(i + 1)
-                if j >= self.n or self.indent(j) <= indent:
+                if j >= self.n or self.indents[j] <= indent:
                     raise Declined(i, "an empty list item")
                 value, nxt = self.block(j, depth + 1)
-                ipos = (j, self.indent(j))
+                ipos = (j, self.indents[j])
             elif _KEY.match(line, c):  # `- key: value`: a mapping whose keys line up with this one
                 value, nxt = self.mapping(i, c, c, depth + 1)
                 ipos = (i, c)
@@ -245,7 +236,7 @@ class _Reader:
                 value = self.inline(i, c, depth)
                 ipos = (i, c)
                 nxt = self.next_content(i + 1)
-                if nxt < self.n and self.indent(nxt) > indent:
+                if nxt < self.n and self.indents[nxt] > indent:
                     raise Declined(nxt, "a list item that continues on the next line")
             s.append(value)
             s.at(idx, [ipos[0], ipos[1]])
@@ -253,7 +244,7 @@ class _Reader:
             i = nxt
             if i >= self.n:
                 return s, i
-            col = self.indent(i)
+            col = self.indents[i]
             if col < indent:
                 return s, i
             if col > indent:
@@ -409,3 +400,12 @@ def _quoted(quote: str, body: str) -> str:
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
     return DoubleQuotedScalarString(body) if quote == '"' else SingleQuotedScalarString(body)
+
+
+def _indents(lines: list[str]) -> list[int]:
+    """Each line's indentation, or -2 for a line with nothing but spaces or a comment."""
+    out = []
+    for line in lines:
+        stripped = line.lstrip(" ")
+        out.append(-2 if not stripped or stripped[0] == "#" else len(line) - len(stripped))
+    return out
