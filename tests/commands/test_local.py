@@ -194,3 +194,10 @@ def test_the_model_is_built_with_the_collector_paused_then_frozen() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [[False], True, False]
+
+
+def test_more_pieces_than_one_writev_takes_are_written_in_order(tmp_path: Path) -> None:
+    pieces = [bytes([65 + i % 26]) for i in range(2500)]  # more than IOV_MAX (1024) buffers
+    with open(tmp_path / "f", "wb") as f:
+        local._write_all(f.fileno(), pieces)
+    assert (tmp_path / "f").read_bytes() == b"".join(pieces)

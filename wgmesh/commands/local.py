@@ -141,15 +141,21 @@ def _write_file(path: Path, pieces: Sequence[bytes | memoryview]) -> None:
 
 def _write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
     """Write the pieces in order with `os.writev`: the kernel copies the shared stanzas straight into the file
-    (no joined copy per file); a short write goes on from where it stopped."""
+    (no joined copy per file); a short write goes on from where it stopped. One call, nothing made in Python,
+    when the kernel takes them all (as it nearly always does)."""
+    done = os.writev(fd, pieces) if 0 < len(pieces) <= _IOV_MAX else 0
+    if done == sum(map(len, pieces)):
+        return
     views = [memoryview(p) for p in pieces if len(p)]
-    while views:
-        done = os.writev(fd, views[:_IOV_MAX])
+    while True:
         while views and done >= len(views[0]):
             done -= len(views[0])
             views.pop(0)
+        if not views:
+            return
         if done:
             views[0] = views[0][done:]
+        done = os.writev(fd, views[:_IOV_MAX])
 
 
 _IOV_MAX = 1024  # POSIX's minimum is 16; Linux's is 1024 (render_all_pieces gives at most 4 pieces)
