@@ -68,6 +68,7 @@ def run(command: str, got: Mapping[str, str | bool]) -> int:
     """Run a command line `parse` recognised, in this process's Environment."""
     import gc
 
+    from wgmesh.commands import common, local  # noqa: F401 (imported before the freeze below)
     from wgmesh.views.env import Environment
 
     gc.freeze()  # (what the imports made, as the typer path freezes them: cli/entry.py)
