@@ -35,6 +35,9 @@ class ExitStatus(IntEnum):
 
 @dataclass(frozen=True)
 class ConnectOptions:
+    """How a command reaches its nodes: --parallelism, --timeout, --accept-new-host-keys, --target,
+    --command-timeout."""
+
     parallelism: int = DEFAULT_PARALLELISM
     timeout: float = DEFAULT_TIMEOUT
     accept_new_host_keys: bool = False

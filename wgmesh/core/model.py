@@ -309,6 +309,9 @@ class Subnet:
 
 @dataclass(frozen=True)
 class Node:
+    """One node of mesh.yaml, validated: its mesh addresses, public key (None until enrolled), endpoint, SSH
+    access, routed subnets and per-node settings."""
+
     name: str
     addresses: tuple[IPAddress, ...]
     public_key: str | None
@@ -367,6 +370,8 @@ def _interface_of(addr: IPAddress, prefixlen: int) -> IPInterface:
 
 @dataclass(frozen=True)
 class Mesh:
+    """mesh.yaml, validated: the mesh-wide settings and every node, in file order."""
+
     name: str
     interface: str
     networks: tuple[IPNetwork, ...]

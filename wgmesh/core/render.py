@@ -34,6 +34,8 @@ from wgmesh.core.relay import Relaying, relaying
 
 @dataclass(frozen=True)
 class PeerConfig:
+    """One [Peer] of a node's config: the peer's key, what is routed to it, where to dial it, and how."""
+
     name: str
     public_key: str
     allowed_ips: tuple[IPNetwork, ...]
@@ -50,6 +52,8 @@ class PeerConfig:
 
 @dataclass(frozen=True)
 class InterfaceConfig:
+    """A node's desired wg-quick config: [Interface] (without the private key), its hooks' inputs, and its peers."""
+
     node: str
     interface: str
     addresses: tuple[IPInterface, ...]

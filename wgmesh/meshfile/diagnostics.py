@@ -33,6 +33,8 @@ def clean(text: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem of mesh.yaml: where (file:line:col), the field, what is wrong and the fix."""
+
     file: str
     line: int
     col: int

@@ -44,6 +44,8 @@ TOP: Pos = (1, 1)
 
 @dataclass
 class MeshDraft:
+    """The mesh: section as far as it validated, while the nodes are read."""
+
     name: str | None = None
     interface: str = DEFAULT_INTERFACE
     networks: list[tuple[IPNetwork, Pos, str]] = field(default_factory=list)

@@ -25,6 +25,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class ValidateReport:
+    """`wgmesh validate`: valid or not, its findings, and what the mesh holds."""
+
     file: Path
     valid: bool
     findings: tuple[Finding, ...] = ()  # errors (when not valid) and warnings
@@ -40,6 +42,8 @@ class ValidateReport:
 
 @dataclass(frozen=True)
 class RenderedConfig:
+    """One node's config, printed or written to a file."""
+
     node: str
     config: str
     path: Path | None = None  # where it was written; None: printed
@@ -47,6 +51,8 @@ class RenderedConfig:
 
 @dataclass(frozen=True)
 class RenderReport:
+    """`wgmesh render`: one node's config, or every node's written to a folder (--all)."""
+
     configs: tuple[RenderedConfig, ...]
     all_nodes: bool = False
     out: Path | None = None
@@ -56,6 +62,8 @@ class RenderReport:
 
 @dataclass(frozen=True)
 class InitReport:
+    """`wgmesh init`: the files it created, updated, kept or found unchanged."""
+
     directory: Path
     created: tuple[Path, ...]
     updated: tuple[Path, ...] = ()  # --force: pipeline files this version wrote anew
