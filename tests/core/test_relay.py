@@ -112,6 +112,14 @@ def test_render_says_which_peer_carries_whom() -> None:
     assert dict(render_all(nat_mesh())) == {n.name: render_node(nat_mesh(), n.name) for n in nat_mesh().nodes}
 
 
+@pytest.mark.parametrize("unenrolled", ["gcp", "aliyun", "tencent"])
+def test_render_all_writes_every_relayed_node_as_render_node_does(unenrolled: str) -> None:
+    """render --all writes the relay's entry of each relayed node from one joined text, all but the node's own
+    part: the first, a middle and the last of them, with one not enrolled yet (it reaches every relayed node)."""
+    for m in (nat_mesh(), _with(nat_mesh(), unenrolled, public_key=None)):
+        assert dict(render_all(m)) == {n.name: render_node(m, n.name) for n in m.nodes}
+
+
 def test_mesh_relay_picks_the_relay_and_removing_it_re_routes_through_the_next() -> None:
     assert list(_peers(nat_mesh(relay="azure"), "gcp")) == ["aws", "azure"]
     assert _peers(nat_mesh(relay="azure"), "gcp")["azure"][1:] == ["10.0.0.4/32", "192.168.40.0/24", "10.0.0.5/32"]

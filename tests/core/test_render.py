@@ -299,3 +299,14 @@ def test_masquerade_rules_per_subnet() -> None:
     assert f"PostUp = iptables -w 5 -t nat -C {rule} 2>/dev/null || iptables -w 5 -t nat -I {rule}\n" in hub
     assert f"PostDown = iptables -w 5 -t nat -D {rule} || true\n" in hub
     assert user_hooks(hub) == (("sysctl -w net.ipv4.ip_forward=1",), ("echo down %i",))
+
+
+@pytest.mark.parametrize("sep", [", ", ""])
+@pytest.mark.parametrize("texts", [["a"], ["a", "bb"], ["a", "bb", "ccc"], ["x", "", "z"]])
+def test_all_but_one_is_the_join_without_it(texts: list[str], sep: str) -> None:
+    from wgmesh.core.render import _AllBut
+
+    joined = _AllBut(texts, sep)
+    assert joined.joined == sep.join(texts)
+    for i in range(len(texts)):
+        assert joined.but(i) == sep.join(texts[:i] + texts[i + 1:]), i

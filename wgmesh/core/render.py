@@ -272,10 +272,11 @@ def interface_section(cfg: InterfaceConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def peer_stanza(peer: PeerConfig, allowed_text: str | None = None) -> str:
+def peer_stanza(peer: PeerConfig, allowed_text: str | None = None, relayed_text: str | None = None) -> str:
     """One peer: a blank line, `# name` (and `# other: via relay name` for each node reached through it), then
-    [Peer] and its fields. `allowed_text`: its AllowedIPs already written out (the same prefixes, in order)."""
-    via = "".join(f"# {n}: via relay {peer.name}\n" for n in peer.relayed)
+    [Peer] and its fields. `allowed_text`, `relayed_text`: its AllowedIPs and its `via relay` lines already
+    written out (the same prefixes and nodes, in order)."""
+    via = relayed_text if relayed_text is not None else "".join(f"# {n}: via relay {peer.name}\n" for n in peer.relayed)
     if peer.path == PairPath.PUNCH.value:
         via += f"# hole punching: its addresses ride on relay {peer.via} until a direct handshake\n"
     elif peer.path == PairPath.DIRECT.value:
@@ -319,8 +320,6 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes | memoryview
     nothing rendered, encoded or copied per file (a writer hands the views to `os.writev`). A node without an
     endpoint, when there is a relay, gets the stanzas of the nodes with one, the relay's built for it.
     """
-    from dataclasses import replace
-
     enrolled = [n for n in mesh.nodes if n.enrolled]
     relay = relaying(mesh)
     keepalive = mesh.persistent_keepalive
@@ -335,15 +334,16 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes | memoryview
     index = {n.name: i for i, n in enumerate(enrolled)}
     plain_all, nat_all = _Joined(plain), _Joined(nat)
     before = after = b""  # relayed: the stanzas of the nodes with an endpoint before and after the relay's
-    ips: dict[str, tuple[IPNetwork, ...]] = {}  # the relayed nodes' prefixes, parsed once (not once per node)
-    ips_text: dict[str, str] = {}  # and written out once (a relay entry carries the prefixes of every other one)
     if relay.relay is not None:
         public = [(n, nat[i]) for i, n in enumerate(enrolled) if n.endpoint is not None]
         r = next(i for i, (n, _) in enumerate(public) if n is relay.relay)
         before, after = b"".join(t for _, t in public[:r]), b"".join(t for _, t in public[r + 1:])
-        ips = {n.name: n.allowed_ips for n in relay.nat}
-        ips_text = {n.name: ", ".join(str(ip) for ip in n.allowed_ips) for n in relay.nat}
+        # A relayed node's entry for the relay carries every other relayed node's prefixes and a `via relay` line
+        # for each: each written out once, and each node's entry takes all of them but its own
         relay_text = ", ".join(str(ip) for ip in relay.relay.allowed_ips)
+        ips_text = _AllBut([", ".join(str(ip) for ip in n.allowed_ips) for n in relay.nat], ", ")
+        via_lines = _AllBut([f"# {n.name}: via relay {relay.relay.name}\n" for n in relay.nat], "")
+        nat_index = {n.name: i for i, n in enumerate(relay.nat)}
     for node in mesh.nodes:
         if node.decommission:
             continue
@@ -354,15 +354,31 @@ def render_all_pieces(mesh: Mesh) -> Iterator[tuple[str, list[bytes | memoryview
             yield node.name, [render_node(mesh, node.name).encode()]
         elif relay.relay is not None:
             assert relay.relay.public_key is not None
-            via = relay.through_relay(node)
-            # _peer(node, relay.relay, via), with the prefixes of `via` parsed once for the whole mesh
-            r_peer = _peer(node, relay.relay)
-            r_peer = replace(r_peer, allowed_ips=r_peer.allowed_ips + tuple(ip for n in via for ip in ips[n.name]),
-                             relayed=tuple(n.name for n in via))
-            text = ", ".join(t for t in (relay_text, *(ips_text[n.name] for n in via)) if t)
-            yield node.name, [head, before, peer_stanza(r_peer, text).encode(), after]
+            r_peer = _peer(node, relay.relay, relay.through_relay(node))
+            k = nat_index.get(node.name)  # (None: a node not enrolled yet, which reaches every relayed node)
+            others, via = (ips_text.joined, via_lines.joined) if k is None else (ips_text.but(k), via_lines.but(k))
+            text = ", ".join(t for t in (relay_text, others) if t)
+            yield node.name, [head, before, peer_stanza(r_peer, text, via).encode(), after]
         else:
             yield node.name, nat_all.without(head, index.get(node.name))
+
+
+class _AllBut:
+    """Texts joined once with `sep`, and where each starts: `but(i)` is the join of all but text i, made from at
+    most two slices (a relayed node's entry for the relay names every other relayed node: N-1 of N, N times)."""
+
+    def __init__(self, texts: list[str], sep: str) -> None:
+        self.joined = sep.join(texts)
+        self.sep = sep
+        self.starts = [0]
+        for t in texts:
+            self.starts.append(self.starts[-1] + len(t) + len(sep))
+
+    def but(self, i: int) -> str:
+        start, end = self.starts[i], self.starts[i + 1]  # text i and the separator after it
+        if end > len(self.joined):  # the last text: the separator before it goes instead
+            return self.joined[: max(start - len(self.sep), 0)]
+        return self.joined[:start] + self.joined[end:]
 
 
 class _Joined:
