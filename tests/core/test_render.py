@@ -310,3 +310,28 @@ def test_all_but_one_is_the_join_without_it(texts: list[str], sep: str) -> None:
     assert joined.joined == sep.join(texts)
     for i in range(len(texts)):
         assert joined.but(i) == sep.join(texts[:i] + texts[i + 1:]), i
+
+
+def test_the_rest_of_interface_made_once_per_kind_is_the_same_text() -> None:
+    """interface_section keeps the relay, MTU and hook lines by what they are made of: a config differing in any
+    one of those fields gets its own lines, the same as when nothing is kept."""
+    import dataclasses
+    import ipaddress
+
+    from wgmesh.core import render as r
+
+    base = r.InterfaceConfig("a", "wg0", (ipaddress.ip_interface("10.0.0.1/24"),), 51820, None, (), (), ())
+    variants = [base, dataclasses.replace(base, node="b", listen_port=51821),
+                dataclasses.replace(base, interface="wg1"), dataclasses.replace(base, mtu=1380),
+                dataclasses.replace(base, post_up=("echo up",)), dataclasses.replace(base, post_down=("echo down",)),
+                dataclasses.replace(base, forwarding=(4,)),
+                dataclasses.replace(base, masquerade=(ipaddress.ip_network("192.168.1.0/24"),)),
+                dataclasses.replace(base, relays_for=("x", "y")), dataclasses.replace(base, reresolve=True),
+                dataclasses.replace(base, kept_preshared_keys=("k",))]
+    fresh = []
+    for cfg in variants:
+        r._REST.clear()
+        fresh.append(r.interface_section(cfg))
+    kept = [r.interface_section(cfg) for cfg in variants + variants]  # (the second round from what is kept)
+    assert kept == fresh + fresh
+    assert len(set(fresh)) == len(variants) - 1  # (all differ but wg1's: the hooks say %i, not its name)

@@ -6,9 +6,10 @@ The rendered file never holds a private key: wg-quick loads it on the node from
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -261,7 +262,25 @@ def interface_section(cfg: InterfaceConfig) -> str:
     lines = ["[Interface]"]
     if cfg.addresses:
         lines.append("Address = " + ", ".join(str(a) for a in cfg.addresses))
-    lines.append(f"ListenPort = {cfg.listen_port}")
+    lines.append(f"ListenPort = {cfg.listen_port}\n")
+    key = _rest_of(cfg)
+    rest = _REST.get(key)
+    if rest is None:
+        if len(_REST) >= 256:
+            _REST.clear()
+        rest = _REST[key] = _interface_rest(cfg)
+    return "\n".join(lines) + rest
+
+
+# The rest of [Interface] (relay, MTU and hook lines) by what it may be made of: every field of InterfaceConfig
+# but the node's name, addresses, port and peers. render --all has a few kinds of node: each its lines once.
+_REST: dict[tuple[object, ...], str] = {}
+_rest_of = operator.attrgetter(*(f.name for f in fields(InterfaceConfig)
+                                 if f.name not in ("node", "addresses", "listen_port", "peers")))
+
+
+def _interface_rest(cfg: InterfaceConfig) -> str:
+    lines = []
     if cfg.relays_for:
         lines.append(f"# relay for {', '.join(cfg.relays_for)}: forwards between them")
     if cfg.mtu is not None:
@@ -269,7 +288,7 @@ def interface_section(cfg: InterfaceConfig) -> str:
     lines.extend(f"PostUp = {c}" for c in cfg.all_post_up)
     lines.extend(f"PreDown = {c}" for c in cfg.all_pre_down)
     lines.extend(f"PostDown = {c}" for c in cfg.all_post_down)
-    return "\n".join(lines) + "\n"
+    return "".join(f"{line}\n" for line in lines)
 
 
 def peer_stanza(peer: PeerConfig, allowed_text: str | None = None, relayed_text: str | None = None) -> str:
