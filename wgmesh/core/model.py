@@ -64,8 +64,15 @@ def validate_key(text: str) -> bool:
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
-_IPV4_NETWORK = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?[0-9])")
+_QUAD = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+_IPV4 = re.compile(_QUAD)
+_IPV4_NETWORK = re.compile(rf"{_QUAD}/(3[0-2]|[12]?[0-9])")
+
+
+def _quad(m: re.Match[str]) -> int:
+    """The integer of a dotted quad matched by _IPV4 or _IPV4_NETWORK."""
+    a, b, c, d = m.group(1, 2, 3, 4)
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
 
 
 def ip_address(text: str) -> IPAddress:
@@ -74,16 +81,14 @@ def ip_address(text: str) -> IPAddress:
     m = _IPV4.fullmatch(text)
     if m is None:
         return ipaddress.ip_address(text)
-    a, b, c, d = m.groups()
-    return ipaddress.IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+    return ipaddress.IPv4Address(_quad(m))
 
 
 def ip_network(text: str) -> IPNetwork:
     """`ipaddress.ip_network(text, strict=True)`, an IPv4 network made from its integer as in `ip_address`."""
     m = _IPV4_NETWORK.fullmatch(text)
     if m is not None:
-        a, b, c, d, prefix = m.groups()
-        value, length = int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), int(prefix)
+        value, length = _quad(m), int(m.group(5))
         if not value & ((1 << (32 - length)) - 1):  # (host bits set: ipaddress words the error)
             return ipaddress.IPv4Network((value, length))
     return ipaddress.ip_network(text, strict=True)

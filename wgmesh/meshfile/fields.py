@@ -213,19 +213,19 @@ class Fields:
         if addr is None or not networks:
             return addr  # with no networks, the network itself is wrong or missing, reported there
         net = next((n for n in networks if n.version == addr.version and addr in n), None)
-        same = [n for n in networks if n.version == addr.version] if net is None else []
-        if net is None and not same:
-            self.report.error(
-                pos,
-                path,
-                f"no IPv{addr.version} network in mesh.network: add one or use an address in "
-                + ", ".join(str(n) for n in networks),
-            )
-            return None
         if net is None:
-            self.report.error(
-                pos, path, f"{addr} is outside the mesh network {', '.join(map(str, same))}: use an address in it"
-            )
+            same = [n for n in networks if n.version == addr.version]
+            if not same:
+                self.report.error(
+                    pos,
+                    path,
+                    f"no IPv{addr.version} network in mesh.network: add one or use an address in "
+                    + ", ".join(str(n) for n in networks),
+                )
+            else:
+                self.report.error(
+                    pos, path, f"{addr} is outside the mesh network {', '.join(map(str, same))}: use an address in it"
+                )
             return None
         if net.version == 4 and net.prefixlen < 31 and addr in (net.network_address, net.broadcast_address):
             which = "network" if addr == net.network_address else "broadcast"
